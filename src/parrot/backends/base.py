@@ -1,0 +1,160 @@
+"""The one interface every stage uses to reach a model.
+
+A backend takes a batch of conversations (message lists) plus explicit sampling parameters and
+returns one :class:`Completion` each. The core is async (:meth:`Backend.agenerate`);
+:meth:`Backend.generate` is the sync entry point. A failed item is a Completion with
+``text=None`` and an ``error``; it is never an empty string passed on as an answer.
+
+A role (asker, assistant, judge, generator, model under test) is a :class:`BackendConfig`:
+a spec string plus options. In YAML either ``judge: openai:gpt-4`` or
+``judge: {spec: openai:gpt-4, concurrency: 32, temperature: 0}``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from parrot.config import opt
+
+Messages = list[dict]
+
+
+@dataclass
+class SamplingParams:
+    """Sent explicitly with every request (never left to a server's hidden defaults)."""
+
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 512
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "SamplingParams":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass
+class Completion:
+    """One result. ``text is None`` means the item failed after retries; ``error`` says why."""
+
+    text: str | None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.text is not None
+
+
+@dataclass
+class BackendConfig:
+    """A role's model: a spec string plus options."""
+
+    spec: str = opt("smollm2", "openai:MODEL | hf:PATH | gguf:PATH | vllm:PATH | smollm2")
+    base_url: str | None = opt(None, "OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
+    api_key_env: str = opt("OPENAI_API_KEY", "name of the environment variable holding the API key")
+    concurrency: int = opt(8, "requests in flight at once (HTTP backends)")
+    timeout: float = opt(120.0, "seconds per request before it is retried")
+    max_retries: int = opt(5, "retries on 429/5xx/timeouts/empty replies before an item fails")
+    batch_size: int = opt(8, "conversations per forward pass (hf, vllm)")
+    dtype: str = opt("auto", "hf/vllm weights dtype: auto | float32 | bfloat16 | float16")
+    device: str = opt("auto", "hf device: auto | cpu | cuda | cuda:N")
+    slots: int = opt(4, "parallel decoding slots of the in-process llama.cpp server (gguf, smollm2)")
+    ctx_size: int = opt(8192, "context window of the llama.cpp server, shared by its slots")
+    threads: int | None = opt(None, "CPU threads for llama.cpp (default: all cores)")
+    tensor_parallel_size: int = opt(1, "vLLM tensor parallel size")
+    trust_remote_code: bool = opt(False, "allow custom model code from the checkpoint (hf, vllm)")
+    temperature: float | None = opt(None, "default sampling temperature for this role")
+    top_p: float | None = opt(None, "default top_p for this role")
+    max_tokens: int | None = opt(None, "default maximum new tokens for this role")
+    seed: int | None = opt(None, "default sampling seed for this role")
+    extra: dict = opt(dict, "backend-specific options passed through (e.g. vLLM engine args)")
+
+    def sampling(self, base: SamplingParams | None = None) -> SamplingParams:
+        """``base`` (a stage's defaults) with this role's non-null sampling options on top."""
+        params = base or SamplingParams()
+        changes = {k: getattr(self, k) for k in ("temperature", "top_p", "max_tokens", "seed")
+                   if getattr(self, k) is not None}
+        return params.replace(**changes)
+
+
+@dataclass
+class Usage:
+    """Counts summarised at the end of a stage and recorded in its manifest."""
+
+    requests: int = 0
+    completions: int = 0
+    failures: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors: dict = field(default_factory=dict)  # reason -> count
+
+    def count_error(self, reason: str) -> None:
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class Backend(abc.ABC):
+    """Base class. Subclasses implement :meth:`agenerate`, and :meth:`start`/:meth:`close`
+    when they hold resources (a server process, a loaded model)."""
+
+    #: True for backends that batch in-process (hf, vllm): callers send whole batches.
+    #: False for HTTP backends: callers keep ``config.concurrency`` single requests in flight.
+    local: bool = False
+
+    def __init__(self, config: BackendConfig):
+        self.config = config
+        self.usage = Usage()
+
+    @property
+    def model_name(self) -> str:
+        """The model's name as records show it (``"gpt-4"`` for ``openai:gpt-4``)."""
+        return self.config.spec.split(":", 1)[-1]
+
+    @abc.abstractmethod
+    async def agenerate(self, conversations: list[Messages],
+                        params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+        """One completion per conversation, in order. ``params`` may be one for all or one each."""
+
+    def generate(self, conversations: list[Messages],
+                 params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+        """Sync entry point around :meth:`agenerate`."""
+        return asyncio.run(self.agenerate(conversations, params))
+
+    def start(self) -> "Backend":
+        return self
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Backend":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def describe(self) -> dict:
+        """The role for manifests and records: spec and options (secrets are never held here:
+        only the *name* of the API-key variable is)."""
+        from parrot.config import to_dict
+        return {"spec": self.config.spec, "model": self.model_name, "options": to_dict(self.config)}
+
+
+def per_item(params: SamplingParams | list[SamplingParams], n: int) -> list[SamplingParams]:
+    if isinstance(params, SamplingParams):
+        return [params] * n
+    if len(params) != n:
+        raise ValueError(f"got {len(params)} sampling parameter sets for {n} conversations")
+    return list(params)

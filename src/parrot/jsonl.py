@@ -1,0 +1,150 @@
+"""JSON Lines in and out: the format every stage reads and writes.
+
+- :func:`read_jsonl` streams records with their line numbers; a bad line is an error naming the
+  file and line (or, with ``on_error="skip"``, is counted and skipped).
+- :class:`AtomicWriter` writes ``OUT.tmp`` and renames it to ``OUT`` only on success, so a failed
+  run never leaves a partial file that looks complete.
+- :class:`AppendWriter` appends and flushes record by record, for resumable jobs; it repairs a
+  torn last line left by a crash before appending.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from parrot import ParrotError
+
+
+def read_jsonl(path: str | Path, *, on_error: str = "raise", counts: dict | None = None
+               ) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, record)`` for each non-empty line of ``path``.
+
+    Every record must be a JSON object. With ``on_error="skip"`` bad lines are counted in
+    ``counts["invalid_json"]`` and skipped; otherwise the first one raises a ParrotError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ParrotError(f"{path}: file not found")
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                if on_error == "skip":
+                    if counts is not None:
+                        counts["invalid_json"] = counts.get("invalid_json", 0) + 1
+                    continue
+                raise ParrotError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno}); "
+                                  f"found {line.strip()[:80]!r}") from None
+            if not isinstance(rec, dict):
+                if on_error == "skip":
+                    if counts is not None:
+                        counts["not_an_object"] = counts.get("not_an_object", 0) + 1
+                    continue
+                raise ParrotError(f"{path}:{lineno}: expected a JSON object, found {type(rec).__name__}")
+            yield lineno, rec
+
+
+def dumps(record: Any) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+class AtomicWriter:
+    """Write JSONL to ``path`` through ``path.tmp``; renamed into place by :meth:`commit`.
+
+    Used as a context manager, it commits on success and deletes the temporary file on error.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self._fh = self.tmp.open("w", encoding="utf-8")
+        self.count = 0
+
+    def write(self, record: Any) -> None:
+        self._fh.write(dumps(record) + "\n")
+        self.count += 1
+
+    def commit(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "AtomicWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+def repair_tail(path: Path) -> int:
+    """Cut a torn last line (a crash mid-write) off ``path``; return the bytes removed."""
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with path.open("rb+") as fh:
+        fh.seek(max(0, size - 1))
+        if fh.read(1) == b"\n":
+            return 0
+        # Walk back to the last newline; everything after it is a partial record.
+        pos = size
+        chunk = 65536
+        while pos > 0:
+            start = max(0, pos - chunk)
+            fh.seek(start)
+            buf = fh.read(pos - start)
+            i = buf.rfind(b"\n")
+            if i >= 0:
+                keep = start + i + 1
+                fh.truncate(keep)
+                return size - keep
+            pos = start
+        fh.truncate(0)
+        return size
+
+
+class AppendWriter:
+    """Append records to ``path`` with a flush (and fsync) after each one, for resumable jobs."""
+
+    def __init__(self, path: str | Path, *, fsync: bool = True):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.repaired_bytes = repair_tail(self.path)
+        self._fh = self.path.open("a", encoding="utf-8")
+        self._fsync = fsync
+        self.count = 0
+
+    def write(self, record: Any) -> None:
+        self._fh.write(dumps(record) + "\n")
+        self._fh.flush()
+        if self._fsync:
+            os.fsync(self._fh.fileno())
+        self.count += 1
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+
+    def __enter__(self) -> "AppendWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

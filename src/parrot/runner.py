@@ -1,0 +1,124 @@
+"""The shared loop: items -> model calls -> records, durable and resumable.
+
+Stages that call a model once or a few times per item (answering a benchmark, judging, writing
+CaPO negatives) describe the work for one item as a coroutine and hand it to :func:`run_items`.
+It keeps a bounded number of items in flight (local backends coalesce concurrent calls into
+batches, HTTP backends get concurrent requests), appends each finished record to the output
+with a flush, and records failures in ``<output>.failures.jsonl`` with the reason. A failed item
+is not in the output, so ``--resume`` retries it; an item whose id is already in the output is
+skipped, so nothing is done twice.
+
+>>> async def work(item):                                               # doctest: +SKIP
+...     [c] = await backend.agenerate([item["messages"]], params)
+...     if not c.ok:
+...         raise ItemFailed("generation_failed", c.error)
+...     return {"id": item["id"], "answer": c.text}
+>>> counts = run_items(items, work, output="out.jsonl", key="id")      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from parrot.jsonl import AppendWriter, read_jsonl
+from parrot.log import progress
+
+
+class ItemFailed(Exception):
+    """Raised by a work coroutine: the item is recorded as failed with ``reason`` (a short key
+    counted in the manifest) and ``detail`` (kept in the failures file)."""
+
+    def __init__(self, reason: str, detail: Any = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def failures_path(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".failures.jsonl")
+
+
+def done_keys(output: str | Path, key: str | Callable[[dict], Any] = "id") -> set:
+    """Keys of the records already in ``output`` (empty if it does not exist)."""
+    output = Path(output)
+    if not output.exists():
+        return set()
+    get = key if callable(key) else (lambda r: r.get(key))
+    return {get(r) for _, r in read_jsonl(output, on_error="skip")}
+
+
+def run_items(items: Iterable[Any], work: Callable[[Any], Awaitable[dict | list[dict]]], *,
+              output: str | Path, key: Callable[[Any], Any] | None = None,
+              done: set | None = None, concurrency: int = 8, desc: str = "", total: int | None = None,
+              unit: str = "item") -> Counter:
+    """Run ``work`` over ``items`` and append its records to ``output``; return counts.
+
+    ``key(item)`` identifies an item; items whose key is in ``done`` are skipped (count
+    ``skipped_done``). ``work`` returns one record or a list of records. Counts: ``written``,
+    ``failed``, ``failed:<reason>``, ``skipped_done``.
+    """
+    return asyncio.run(arun_items(items, work, output=output, key=key, done=done,
+                                  concurrency=concurrency, desc=desc, total=total, unit=unit))
+
+
+async def arun_items(items, work, *, output, key=None, done=None, concurrency=8, desc="",
+                     total=None, unit="item") -> Counter:
+    counts: Counter = Counter()
+    done = done or set()
+    fail_path = failures_path(output)
+    bar = progress(total=total, desc=desc, unit=unit)
+    started = time.monotonic()
+    with AppendWriter(output) as writer, AppendWriter(fail_path, fsync=False) as failures:
+        in_flight: set[asyncio.Task] = set()
+
+        async def one(item):
+            try:
+                result = await work(item)
+            except ItemFailed as e:
+                failures.write({"key": key(item) if key else None, "reason": e.reason,
+                                "detail": _jsonable(e.detail), "time": time.time()})
+                counts["failed"] += 1
+                counts[f"failed:{e.reason}"] += 1
+            else:
+                for rec in result if isinstance(result, list) else [result]:
+                    writer.write(rec)
+                    counts["written"] += 1
+            bar.update(1)
+            if counts["failed"]:
+                bar.set_postfix(failed=counts["failed"], refresh=False)
+
+        try:
+            for item in items:
+                if key is not None and key(item) in done:
+                    counts["skipped_done"] += 1
+                    bar.update(1)
+                    continue
+                while len(in_flight) >= max(1, concurrency):
+                    finished, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                    for t in finished:
+                        t.result()  # re-raise anything that is not ItemFailed
+                in_flight.add(asyncio.ensure_future(one(item)))
+            if in_flight:
+                for t in asyncio.as_completed(list(in_flight)):
+                    await t
+                in_flight = set()
+        finally:
+            for t in in_flight:
+                t.cancel()
+            bar.close()
+    if fail_path.exists() and fail_path.stat().st_size == 0:
+        fail_path.unlink()
+    counts["seconds"] = round(time.monotonic() - started, 3)  # type: ignore[assignment]
+    return counts
+
+
+def _jsonable(x: Any) -> Any:
+    if x is None or isinstance(x, (str, int, float, bool, list, dict)):
+        return x
+    return str(x)
