@@ -30,6 +30,14 @@ class Command:
 COMMANDS: list[Command] = [
     Command("prepare", "parrot.prepare:PrepareConfig:prepare",
             "clean real user-assistant logs (ShareGPT, messages) into Dialogue JSONL"),
+    Command("synthesize", "parrot.synthesize:SynthesizeConfig:synthesize", "a user simulator talks with an assistant: long multi-turn sessions, resumable"),
+    Command("merge", "parrot.merge:MergeConfig:merge", "combine the shard outputs of a sharded synthesize run"),
+    Command("filter", "parrot.filter:FilterConfig:filter_sessions", "cut or drop degenerate questions, short and near-duplicate sessions"),
+    Command("capo", "parrot.capo.build:CapoConfig:capo", "CaPO preference pairs: context-dependent turns, three kinds of wrong answer (TRL format, resumable)"),
+    Command("capo select", "parrot.capo.select:SelectConfig:capo_select", "the turns CaPO would build pairs from, with the reasons (JSONL, for inspection)"),
+    Command("eval answer", "parrot.evaluate.answer:AnswerConfig:answer", "the model under test answers MT-Bench / MT-Bench++ turn by turn (FastChat schema, resumable)"),
+    Command("eval judge", "parrot.evaluate.judge:JudgeConfig:judge", "a judge grades every answered turn 1-10 (FastChat's prompts for MT-Bench; N-turn prompt beyond)"),
+    Command("eval report", "parrot.evaluate.report:ReportConfig:report", "scores per turn, category and overall; judge runs and models side by side; score-by-turn figure"),
 ]
 
 
@@ -46,16 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, argparse._SubParsersAction] = {}
+    tops: dict[str, argparse.ArgumentParser] = {}
+    # A name that is both a command and a group ("capo" and "capo select") runs its own command
+    # when no subcommand follows; the subcommand's settings win when one does.
+    leaves = {c.name for c in COMMANDS}
     for cmd in COMMANDS:
         parts = cmd.name.split()
         target = sub
         if len(parts) == 2:
             if parts[0] not in groups:
-                gp = sub.add_parser(parts[0], help=f"{parts[0]} commands")
-                groups[parts[0]] = gp.add_subparsers(dest="subcommand", metavar="SUBCOMMAND", required=True)
+                if parts[0] not in tops:
+                    tops[parts[0]] = sub.add_parser(parts[0], help=f"{parts[0]} commands")
+                groups[parts[0]] = tops[parts[0]].add_subparsers(
+                    dest="subcommand", metavar="SUBCOMMAND", required=parts[0] not in leaves)
             target = groups[parts[0]]
         cfg_cls, _ = _resolve(cmd)
-        p = target.add_parser(parts[-1], help=cmd.help, description=cmd.help)
+        if len(parts) == 1 and parts[0] in tops:
+            p = tops[parts[0]]
+            p.description = cmd.help
+        else:
+            p = target.add_parser(parts[-1], help=cmd.help, description=cmd.help)
+            if len(parts) == 1:
+                tops[parts[0]] = p
         add_config_arguments(p, cfg_cls)
         p.set_defaults(_command=cmd)
     return parser

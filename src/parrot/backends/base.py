@@ -105,6 +105,13 @@ class Usage:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def summary(self) -> str:
+        """One line for the end of a stage: ``"120 requests, 118 ok, 2 failed, ..."``."""
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
+        return (f"{self.requests} requests, {self.completions} ok, {self.failures} failed, "
+                f"{self.retries} retries, {self.prompt_tokens} prompt + {self.completion_tokens} "
+                f"completion tokens; errors: {errors}")
+
 
 class Backend(abc.ABC):
     """Base class. Subclasses implement :meth:`agenerate`, and :meth:`start`/:meth:`close`

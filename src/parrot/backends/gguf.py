@@ -1,0 +1,160 @@
+"""``gguf:PATH`` and ``smollm2``: a GGUF model served in-process by llama.cpp.
+
+The prebuilt ``xllamacpp`` wheel runs llama.cpp's own HTTP server inside this process (C++
+threads, no subprocess): ``xllamacpp.Server(params)`` loads the model and listens; dropping the
+object stops it. We bind it to a free port on 127.0.0.1 with ``slots`` parallel decoding slots
+and continuous batching, and drive it through :class:`~parrot.backends.openai_api.OpenAIBackend`
+with ``slots`` requests in flight, so retries, usage counts and failure reporting are the same
+as for any OpenAI-compatible endpoint.
+
+The server's own sampling defaults (top_k 40, min_p 0.05) are neutralised at start-up, so a
+request's explicit ``temperature``/``top_p`` mean what they mean for OpenAI and vLLM.
+
+>>> with load_backend("smollm2", slots=4) as model:            # doctest: +SKIP
+...     print(model.base_url)                                   # http://127.0.0.1:PORT/v1
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+import logging
+import time
+import urllib.request
+from pathlib import Path
+
+from parrot import ParrotError
+from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
+from parrot.backends.openai_api import OpenAIBackend
+
+log = logging.getLogger("parrot.backends.gguf")
+
+
+def gguf_path(spec: str) -> Path:
+    """The model file of ``smollm2`` or ``gguf:PATH`` (checked to exist)."""
+    if spec == "smollm2":
+        from parrot.assets import smollm2_gguf_path
+        return smollm2_gguf_path()
+    path = Path(spec.split(":", 1)[1]).expanduser()
+    if not path.is_file():
+        raise ParrotError(f"{path}: GGUF model file not found (spec {spec!r})")
+    return path
+
+
+class GGUFBackend(Backend):
+    """An in-process llama.cpp server plus an OpenAI client bound to it."""
+
+    local = False
+
+    def __init__(self, config: BackendConfig):
+        super().__init__(config)
+        self.path = gguf_path(config.spec)
+        self._server = None
+        self._client: OpenAIBackend | None = None
+        self.base_url: str | None = None
+
+    @property
+    def model_name(self) -> str:
+        return "smollm2" if self.config.spec == "smollm2" else self.path.stem
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "GGUFBackend":
+        if self._server is not None:
+            return self
+        try:
+            import xllamacpp
+        except ImportError:
+            raise ParrotError(f"{self.config.spec} needs the xllamacpp wheel: pip install xllamacpp") from None
+        cfg = self.config
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.path)
+        params.hostnames = ["127.0.0.1"]
+        params.port = 0  # the OS picks a free port; listening_address tells us which
+        params.n_parallel = cfg.slots
+        params.n_ctx = cfg.ctx_size
+        params.cont_batching = True
+        params.warmup = False
+        # llama.cpp's stderr logs drown ours; errors still get through.
+        params.verbosity = 3 if logging.getLogger("parrot").isEnabledFor(logging.DEBUG) else 1
+        if cfg.threads:
+            params.cpuparams.n_threads = cfg.threads
+            params.cpuparams_batch.n_threads = cfg.threads
+        # Neutral server-side samplers: only what each request sends applies.
+        params.sampling.top_k = 0
+        params.sampling.min_p = 0.0
+        params.sampling.penalty_repeat = 1.0
+        t0 = time.perf_counter()
+        try:
+            server = xllamacpp.Server(params)
+        except RuntimeError as e:
+            raise ParrotError(f"{self.path}: llama.cpp could not load this GGUF "
+                              f"(slots={cfg.slots}, ctx_size={cfg.ctx_size}): {e}") from None
+        self._server = server
+        atexit.register(self.close)
+        try:
+            self.base_url = server.listening_address.rstrip("/") + "/v1"
+            self._wait_healthy()
+            client_cfg = BackendConfig(spec=f"openai:{self.model_name}", base_url=self.base_url,
+                                       concurrency=cfg.slots, timeout=cfg.timeout,
+                                       max_retries=cfg.max_retries, extra=dict(cfg.extra))
+            self._client = OpenAIBackend(client_cfg, api_key="local")
+            self._client.usage = self.usage  # one set of counts for the role
+            self._client.start()
+        except BaseException:
+            self.close()
+            raise
+        log.info("llama.cpp serving %s at %s (%d slots, ctx %d) in %.1fs", self.path.name,
+                 self.base_url, cfg.slots, cfg.ctx_size, time.perf_counter() - t0)
+        return self
+
+    def _wait_healthy(self, timeout: float = 60.0) -> None:
+        """Poll ``/health`` until the model answers (it is usually ready at once)."""
+        url = self.base_url.removesuffix("/v1") + "/health"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise ParrotError(f"{self.path}: llama.cpp server at {url} not healthy after {timeout:g}s")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()  # logs the usage summary
+            self._client = None
+        server, self._server = self._server, None
+        if server is not None:
+            atexit.unregister(self.close)
+            del server  # the C++ destructor stops the HTTP server and frees the model
+            gc.collect()
+            log.debug("llama.cpp server for %s stopped", self.path.name)
+
+    # ------------------------------------------------------------------ generation
+    async def agenerate(self, conversations: list[Messages],
+                        params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+        if self._client is None:
+            self.start()
+        return await self._client.agenerate(conversations, params)
+
+    def generate(self, conversations: list[Messages],
+                 params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+        if self._client is None:
+            self.start()
+        return self._client.generate(conversations, params)
+
+    def request_body(self, messages: Messages, params: SamplingParams) -> dict:
+        """What one request sends (see :meth:`OpenAIBackend.request_body`)."""
+        if self._client is None:
+            self.start()
+        return self._client.request_body(messages, params)
+
+    def describe(self) -> dict:
+        out = super().describe()
+        out["gguf"] = str(self.path)
+        out["server"] = {"engine": "llama.cpp (xllamacpp)", "slots": self.config.slots,
+                         "ctx_size": self.config.ctx_size, "top_k": 0, "min_p": 0.0}
+        return out

@@ -1,0 +1,295 @@
+"""``openai:MODEL``: any OpenAI-compatible chat endpoint through the official ``openai`` SDK.
+
+ChatGPT, vLLM ``serve``, llama.cpp's server, ``transformers serve``: anything that speaks
+``POST /v1/chat/completions``. Requests go out concurrently, at most ``concurrency`` at once
+(one semaphore per backend, shared by every coroutine that calls :meth:`agenerate`).
+
+Retries are ours, not the SDK's (its ``max_retries`` is 0) so that every attempt is counted and
+every failure has one reason: 429, 5xx, connection errors, timeouts and empty or malformed
+replies are retried up to ``max_retries`` times with exponential backoff and jitter,
+waiting exactly ``Retry-After`` when the server sends one. Other 4xx (a prompt too long) fail
+the item at once. 401/403/404 (wrong key, wrong model, wrong URL) stop the run with a
+:class:`~parrot.ParrotError`, since every other item would fail the same way.
+
+The API key is read from the environment variable named by ``api_key_env`` when the backend
+starts and lives only inside the SDK client: it is never logged, described or put in errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import math
+import os
+import random
+import time
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from parrot import ParrotError
+from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, per_item
+
+log = logging.getLogger("parrot.backends.openai")
+
+# Options in ``config.extra`` this backend reads itself; every other key goes into the
+# request body (``extra_body``), e.g. ``extra: {top_k: 20}`` for vLLM or llama.cpp.
+_OWN_EXTRA = ("backoff_base", "backoff_max", "max_tokens_field")
+
+# Cap on a server's Retry-After, so one bad header cannot park a worker for hours.
+MAX_RETRY_AFTER = 600.0
+
+
+class _Retry(Exception):
+    """An attempt failed in a way worth retrying: ``reason`` is the short key counted in usage."""
+
+    def __init__(self, reason: str, detail: str, retry_after: float | None = None):
+        super().__init__(detail)
+        self.reason, self.detail, self.retry_after = reason, detail, retry_after
+
+
+class _Fail(Exception):
+    """An attempt failed in a way retrying cannot fix (a 400 for this prompt)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        parsed = email.utils.parsedate_tz(value)
+        if parsed is None:
+            return None
+        seconds = email.utils.mktime_tz(parsed) - time.time()
+    if not math.isfinite(seconds):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
+
+
+def safe_url(url: str | None) -> str | None:
+    """``url`` without any ``user:password@`` part, for logs and manifests."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return url
+
+
+class OpenAIBackend(Backend):
+    """Concurrent chat completions against an OpenAI-compatible endpoint."""
+
+    local = False
+
+    def __init__(self, config: BackendConfig, *, api_key: str | None = None):
+        super().__init__(config)
+        self._explicit_key = api_key  # for servers we start ourselves (gguf); never described
+        self.backoff_base = float(config.extra.get("backoff_base", 0.5))
+        self.backoff_max = float(config.extra.get("backoff_max", 30.0))
+        self.max_tokens_field = str(config.extra.get("max_tokens_field", "max_tokens"))
+        self.extra_body = {k: v for k, v in config.extra.items() if k not in _OWN_EXTRA}
+        self._sleep = asyncio.sleep  # tests replace it to see the delays without waiting
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._api_key: str | None = None
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def base_url(self) -> str | None:
+        return self.config.base_url or os.environ.get("OPENAI_BASE_URL") or None
+
+    def _resolve_key(self) -> str:
+        if self._explicit_key is not None:
+            return self._explicit_key
+        key = os.environ.get(self.config.api_key_env)
+        if key:
+            return key
+        if self.base_url is None:
+            raise ParrotError(f"{self.config.spec}: no API key: set the environment variable "
+                              f"{self.config.api_key_env} (or api_key_env=NAME to read another one), "
+                              "or point base_url at a server that needs none")
+        return "EMPTY"  # local servers (vLLM, llama.cpp) accept any key
+
+    def start(self) -> "OpenAIBackend":
+        if self._api_key is None:
+            self._api_key = self._resolve_key()
+        if self.config.concurrency < 1:
+            raise ParrotError(f"{self.config.spec}: concurrency must be at least 1, "
+                              f"got {self.config.concurrency}")
+        return self
+
+    def _client_for_loop(self):
+        """The SDK client and semaphore of the running event loop.
+
+        httpx connection pools belong to the loop that opened them, and :meth:`generate`
+        runs a fresh loop per call, so a new loop gets a new client.
+        """
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            from openai import AsyncOpenAI
+
+            self.start()
+            self._client = AsyncOpenAI(api_key=self._api_key, base_url=self.base_url,
+                                       max_retries=0, timeout=self.config.timeout)
+            self._semaphore = asyncio.Semaphore(self.config.concurrency)
+            self._loop = loop
+        return self._client, self._semaphore
+
+    def generate(self, conversations: list[Messages],
+                 params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+        async def run() -> list[Completion]:
+            try:
+                return await self.agenerate(conversations, params)
+            finally:  # the client's connections belong to this loop, which ends here
+                await self._close_client()
+        return asyncio.run(run())
+
+    async def _close_client(self) -> None:
+        client, self._client, self._loop = self._client, None, None
+        if client is not None:
+            await client.close()
+
+    def close(self) -> None:
+        if self.usage.requests:
+            log.info("%s: %s", self.config.spec, self.usage.summary())
+        loop, client = self._loop, self._client
+        self._client, self._loop = None, None
+        if client is not None and loop is not None and not loop.is_closed() and not loop.is_running():
+            loop.run_until_complete(client.close())
+
+    def describe(self) -> dict:
+        out = super().describe()
+        out["base_url"] = safe_url(self.base_url)
+        out["options"]["base_url"] = safe_url(out["options"].get("base_url"))
+        return out
+
+    # ------------------------------------------------------------------ requests
+    def request_body(self, messages: Messages, params: SamplingParams) -> dict:
+        """The keyword arguments of one ``chat.completions.create`` call: every sampling
+        parameter explicit."""
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": messages,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            self.max_tokens_field: params.max_tokens,
+            "n": 1,
+        }
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if self.extra_body:
+            body["extra_body"] = dict(self.extra_body)
+        return body
+
+    async def agenerate(self, conversations: list[Messages],
+                        params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+        plist = per_item(params, len(conversations))
+        return list(await asyncio.gather(*(self._complete(m, p) for m, p in zip(conversations, plist))))
+
+    async def _complete(self, messages: Messages, params: SamplingParams) -> Completion:
+        client, semaphore = self._client_for_loop()
+        body = self.request_body(messages, params)
+        attempts = self.config.max_retries + 1
+        last: _Retry | None = None
+        for attempt in range(attempts):
+            if attempt:
+                self.usage.retries += 1
+                delay = last.retry_after if last and last.retry_after is not None else self._backoff(attempt)
+                log.debug("%s: retry %d/%d in %.2fs after %s", self.config.spec, attempt,
+                          self.config.max_retries, delay, last.reason if last else "?")
+                await self._sleep(delay)
+            try:
+                async with semaphore:
+                    self.usage.requests += 1
+                    return self._accept(await self._attempt(client, body))
+            except _Retry as e:
+                self.usage.count_error(e.reason)
+                last = e
+            except _Fail as e:
+                self.usage.count_error(e.reason)
+                self.usage.failures += 1
+                return Completion(text=None, error=f"{e.reason}: {e.detail}")
+        self.usage.failures += 1
+        assert last is not None
+        return Completion(text=None, error=f"{last.reason} after {attempts} attempts: {last.detail}")
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with jitter: uniform in [c/2, c], c = base * 2^(attempt-1) capped."""
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def _attempt(self, client, body: dict):
+        import openai
+
+        try:
+            # The SDK's timeout bounds each read; wait_for bounds the whole request.
+            return await asyncio.wait_for(client.chat.completions.create(**body),
+                                          timeout=self.config.timeout)
+        except (asyncio.TimeoutError, openai.APITimeoutError):
+            raise _Retry("timeout", f"no reply within {self.config.timeout:g}s") from None
+        except openai.APIConnectionError as e:
+            raise _Retry("connection", f"{type(e).__name__}: {e}") from None
+        except openai.APIResponseValidationError as e:
+            raise _Retry("malformed", f"reply does not match the chat schema: {e}") from None
+        except openai.APIStatusError as e:
+            status = e.status_code
+            detail = f"HTTP {status}: {_short(e.message)}"
+            if status == 429:
+                raise _Retry("rate_limited", detail, parse_retry_after(e.response.headers)) from None
+            if status >= 500 or status == 408:
+                raise _Retry("server_error", detail, parse_retry_after(e.response.headers)) from None
+            if status in (401, 403, 404):
+                raise ParrotError(f"{self.config.spec} at {safe_url(self.base_url) or 'api.openai.com'}: "
+                                  f"{detail} (check the model name, base_url and "
+                                  f"${self.config.api_key_env})") from None
+            raise _Fail("bad_request", detail) from None
+        except ValueError as e:  # a body that is not JSON
+            raise _Retry("malformed", f"reply is not JSON: {_short(str(e))}") from None
+
+    def _accept(self, resp) -> Completion:
+        """A Completion from a parsed reply, or :class:`_Retry` for an empty or malformed one."""
+        choices = getattr(resp, "choices", None)
+        if not isinstance(choices, list):
+            raise _Retry("malformed", f"reply has no choices list: {_short(repr(resp))}")
+        if not choices:
+            raise _Retry("empty_reply", "reply has no choices")
+        choice = choices[0]
+        message = getattr(choice, "message", None)
+        text = getattr(message, "content", None)
+        if not isinstance(text, str) or not text.strip():
+            raise _Retry("empty_reply", f"reply content is {text!r} "
+                         f"(finish_reason={getattr(choice, 'finish_reason', None)!r})")
+        usage = getattr(resp, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        self.usage.completions += 1
+        self.usage.prompt_tokens += prompt_tokens
+        self.usage.completion_tokens += completion_tokens
+        return Completion(text=text, finish_reason=getattr(choice, "finish_reason", None),
+                          prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,233 @@
+"""``parrot capo``: context-aware preference pairs for DPO.
+
+Selects turns (:mod:`parrot.capo.select`, written to ``<output>.selection.jsonl``), then for each
+selected turn and each strategy (:mod:`parrot.capo.negatives`) writes one pair in TRL's
+conversational preference format::
+
+    {"id": "<session id>-t3-ignore",
+     "prompt": [..., {"role": "user", "content": "<turn 3's question>"}],
+     "chosen": [{"role": "assistant", "content": "<the session's answer>"}],
+     "rejected": [{"role": "assistant", "content": "<the generator's wrong answer>"}],
+     "meta": {"strategy": "ignore", "source_id": "<session id>", "turn": 3, "reasons": [...],
+              "chosen_from": "session", "similarity": 0.12, "generator": "smollm2",
+              "guess": ... (hallucinate), "misunderstood_turn": 1, "span": ... (misunderstand)}}
+
+A pair is discarded when the generator failed (``generator_failed``; with
+``--regenerate-chosen`` also ``chosen_failed``) or when rejected and chosen are near-identical
+(:func:`~parrot.capo.negatives.similarity` >= ``similarity_threshold``). Discards go to
+``<output>.failures.jsonl`` with the reason and strategy. Ids are stable, so ``--resume`` never
+writes a pair twice: it retries failed generations and skips pairs already written or discarded
+as near-identical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from parrot import ParrotError
+from parrot.backends import BackendConfig, SamplingParams, load_backend
+from parrot.capo.negatives import STRATEGIES, WRITERS, similarity, unrelated_turn
+from parrot.capo.prompts import Prompts
+from parrot.capo.select import SelectConfig, prepare_output, select_turns, selection_table
+from parrot.config import config_hash, opt
+from parrot.jsonl import read_jsonl
+from parrot.log import format_table
+from parrot.manifest import read_manifest, write_manifest
+from parrot.runner import ItemFailed, done_keys, failures_path, run_items
+
+log = logging.getLogger("parrot.capo")
+
+# Discards that a rerun would only repeat: --resume does not try these pairs again.
+FINAL_DISCARDS = ("near_identical",)
+
+
+@dataclass
+class CapoConfig(SelectConfig):
+    """``parrot capo``: preference pairs from context-dependent turns and three kinds of wrong answer."""
+
+    output: Path = opt(help="preference pairs, JSONL (TRL's conversational preference format)", flag="-o")
+    generator: BackendConfig = opt(BackendConfig, "model that writes the rejected answers "
+                                   "(and the chosen ones with --regenerate-chosen)")
+    strategies: list[str] = opt(lambda: list(STRATEGIES), "negative strategies to use",
+                                choices=list(STRATEGIES))
+    similarity_threshold: float = opt(0.9, "discard a pair when similarity(rejected, chosen) "
+                                      "(word-level difflib ratio) is at least this")
+    temperature: float = opt(0.7, "sampling temperature for the generator")
+    max_tokens: int = opt(512, "maximum new tokens of an answer")
+    guess_max_tokens: int = opt(48, "maximum new tokens of a hallucination guess")
+
+    def __post_init__(self):
+        super().__post_init__()
+        unknown = [s for s in self.strategies if s not in STRATEGIES]
+        if unknown or not self.strategies:
+            raise ParrotError(f"strategies: expected some of {', '.join(STRATEGIES)}, found {self.strategies}")
+        self.strategies = [s for s in STRATEGIES if s in self.strategies]  # canonical order, no repeats
+        if not 0.0 < self.similarity_threshold <= 1.0:
+            raise ParrotError(f"similarity_threshold: expected a number in (0, 1], found {self.similarity_threshold}")
+
+
+def selection_path(output: Path) -> Path:
+    return Path(output).with_name(Path(output).name + ".selection.jsonl")
+
+
+def pair_seed(seed: int, pair_id: str) -> int:
+    """A per-pair sampling seed: the same pair gets the same seed in every run."""
+    return (seed * 1_000_003 + int(hashlib.sha256(pair_id.encode()).hexdigest()[:8], 16)) % (2 ** 31)
+
+
+def discarded_keys(output: Path) -> set:
+    """Pair ids an earlier run discarded for good (near-identical), from its failures file."""
+    path = failures_path(output)
+    if not path.exists():
+        return set()
+    return {r.get("key") for _, r in read_jsonl(path, on_error="skip") if r.get("reason") in FINAL_DISCARDS}
+
+
+def run_selection(cfg: CapoConfig, resuming: bool) -> dict:
+    """Write (or, when resuming onto a complete one, reuse) ``<output>.selection.jsonl``."""
+    path = selection_path(cfg.output)
+    names = {f.name for f in dataclasses.fields(SelectConfig)}
+    sel_cfg = SelectConfig(**{n: getattr(cfg, n) for n in names if n not in ("output", "resume", "force")},
+                           output=path, resume=resuming, force=not resuming)
+    old = read_manifest(path)
+    if resuming and path.exists() and old and old.get("complete") and old.get("config_hash") == config_hash(sel_cfg):
+        log.info("reusing the selection in %s", path)
+        return old.get("counts", {})
+    return select_turns(sel_cfg, path)
+
+
+class PairWriter:
+    """The runner's work for one (turn, strategy) item, with the per-strategy tallies."""
+
+    def __init__(self, cfg: CapoConfig, generator, prompts: Prompts):
+        self.cfg = cfg
+        self.gen = generator
+        self.prompts = prompts
+        self.tally: dict[str, Counter] = defaultdict(Counter)
+        self.base = generator.config.sampling(SamplingParams(temperature=cfg.temperature,
+                                                             max_tokens=cfg.max_tokens))
+        self._chosen: dict[str, asyncio.Future] = {}  # turn id -> regenerated chosen answer
+        self._waiting: Counter = Counter()            # turn id -> items still to use it
+
+    def params(self, key: str, **changes) -> SamplingParams:
+        seed = self.base.seed if self.gen.config.seed is not None else pair_seed(self.cfg.seed, key)
+        return self.base.replace(seed=seed, **changes)
+
+    def items(self, selection: Path, done: set):
+        """``(turn, strategy, pair id)`` for every pair still to write, turn by turn."""
+        for _, turn in read_jsonl(selection):
+            pending = []
+            for s in self.cfg.strategies:
+                pid = f"{turn['id']}-{s}"
+                if pid in done:
+                    self.tally[s]["already_done"] += 1
+                elif s == "misunderstand" and unrelated_turn(turn, self.cfg.seed) is None:
+                    self.tally[s]["no_unrelated_turn"] += 1
+                else:
+                    pending.append((turn, s, pid))
+            self._waiting[turn["id"]] += len(pending)
+            yield from pending
+
+    async def chosen(self, turn: dict) -> tuple[str, str]:
+        if not self.cfg.regenerate_chosen:
+            return turn["answer"], "session"
+        tid = turn["id"]
+        if tid not in self._chosen:  # one generation per turn, shared by its strategies
+            self._chosen[tid] = asyncio.ensure_future(self._regenerate(turn))
+        try:
+            return await asyncio.shield(self._chosen[tid]), "generator"
+        finally:
+            self._waiting[tid] -= 1
+            if self._waiting[tid] <= 0:
+                self._chosen.pop(tid, None)
+                del self._waiting[tid]
+
+    async def _regenerate(self, turn: dict) -> str:
+        [c] = await self.gen.agenerate([turn["prompt"]], self.params(f"{turn['id']}-chosen"))
+        if not c.ok or not c.text.strip():
+            raise ItemFailed("chosen_failed", {"error": c.error or "empty reply"})
+        return c.text.strip()
+
+    async def __call__(self, item) -> dict:
+        turn, strategy, pid = item
+        try:
+            chosen, chosen_from = await self.chosen(turn)
+            kwargs = {"guess_params": self.params(pid, max_tokens=self.cfg.guess_max_tokens)} \
+                if strategy == "hallucinate" else {}
+            rejected, extra = await WRITERS[strategy](self.gen, self.prompts, turn, self.params(pid),
+                                                      self.cfg.seed, **kwargs)
+        except ItemFailed as e:  # a fresh one: a failed chosen answer is shared by the turn's items
+            self.tally[strategy][e.reason] += 1
+            raise ItemFailed(e.reason, {**(e.detail or {}), "strategy": strategy, "turn_id": turn["id"]}) from None
+        sim = similarity(chosen, rejected)
+        if sim >= self.cfg.similarity_threshold:
+            self.tally[strategy]["near_identical"] += 1
+            raise ItemFailed("near_identical", {"strategy": strategy, "turn_id": turn["id"],
+                                                "similarity": round(sim, 4), "rejected": rejected[:500]})
+        self.tally[strategy]["written"] += 1
+        return {"id": pid, "prompt": turn["prompt"],
+                "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}],
+                "meta": {"strategy": strategy, "source_id": turn["source_id"], "turn": turn["turn"],
+                         "reasons": turn["reasons"], "chosen_from": chosen_from,
+                         "similarity": round(sim, 4), "generator": self.gen.model_name, **extra}}
+
+
+def pairs_by_strategy(output: Path) -> dict[str, int]:
+    """How many pairs of each strategy ``output`` holds (after any number of resumed runs)."""
+    counts: Counter = Counter()
+    if Path(output).exists():
+        for _, r in read_jsonl(output, on_error="skip"):
+            counts[(r.get("meta") or {}).get("strategy")] += 1
+    return dict(counts)
+
+
+def pairs_table(tally: dict[str, Counter], in_output: dict[str, int]) -> str:
+    reasons = sorted({r for c in tally.values() for r in c} - {"written"})
+    rows = [(s, tally[s]["written"], *(tally[s][r] for r in reasons), in_output.get(s, 0))
+            for s in STRATEGIES if s in tally or s in in_output]
+    return format_table(rows, ("strategy", "written", *reasons, "in file"))
+
+
+def capo(cfg: CapoConfig) -> dict:
+    """``parrot capo``: select turns, write the negatives, keep the pairs. Returns the counts."""
+    started = time.monotonic()
+    resuming = prepare_output(cfg.output, cfg, "capo")
+    write_manifest(cfg.output, stage="capo", config=cfg, inputs=[cfg.dialogues], complete=False)
+    sel_counts = run_selection(cfg, resuming)
+    print(selection_table(sel_counts))
+    done = (done_keys(cfg.output, "id") | discarded_keys(cfg.output)) if resuming else set()
+    prompts = Prompts(cfg.prompt_dir)
+    t_select = time.monotonic() - started
+    with load_backend(cfg.generator) as gen:
+        writer = PairWriter(cfg, gen, prompts)
+        concurrency = max(gen.config.concurrency, gen.config.batch_size if gen.local else 1)
+        run = run_items(writer.items(selection_path(cfg.output), done), writer, output=cfg.output,
+                        key=lambda item: item[2], concurrency=concurrency, desc="capo pairs", unit="pair")
+        usage, described = gen.usage.to_dict(), gen.describe()
+    in_output = pairs_by_strategy(cfg.output)
+    tally = {s: dict(writer.tally[s]) for s in cfg.strategies}
+    counts = {"selection": sel_counts, "this_run": tally,
+              "written": run.get("written", 0), "discarded": run.get("failed", 0),
+              "discarded_by_reason": {k.split(":", 1)[1]: v for k, v in run.items() if k.startswith("failed:")},
+              "pairs_in_output": in_output, "pairs_total": sum(in_output.values())}
+    write_manifest(cfg.output, stage="capo", config=cfg, inputs=[cfg.dialogues], counts=counts,
+                   timings={"select_seconds": round(t_select, 3),
+                            "total_seconds": round(time.monotonic() - started, 3)},
+                   sampling={"answer": writer.base.to_dict() | ({} if gen.config.seed is not None else
+                                                                     {"seed": f"per pair from seed {cfg.seed}"}),
+                             "guess_max_tokens": cfg.guess_max_tokens},
+                   generator=described, generator_usage=usage,
+                   selection=str(selection_path(cfg.output)))
+    print(pairs_table(writer.tally, in_output))
+    if run.get("failed"):
+        log.info("%d pair(s) discarded, with reasons, in %s", run["failed"], failures_path(cfg.output))
+    log.info("%s: %d pairs (%d written in this run)", cfg.output, counts["pairs_total"], counts["written"])
+    return counts

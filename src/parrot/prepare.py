@@ -1,0 +1,194 @@
+"""``parrot prepare SOURCE... -o OUT.jsonl``: real user–assistant logs -> Dialogue JSONL.
+
+Reads ShareGPT or OpenAI/TRL ``messages`` records from JSON arrays (streamed), JSON Lines,
+Parquet or saved ``datasets`` directories (or ``sharegpt``, the embedded ShareGPT V3 file),
+cleans them (:mod:`parrot.cleaning`), and writes ``OUT.jsonl`` plus, with ``--dev-fraction``,
+a deterministic dev split ``OUT.dev.jsonl`` chosen by a hash of each id. Every record read is
+accounted for: written, or counted under the reason it was dropped, in the summary table and
+in each output's manifest.
+
+>>> from parrot.prepare import PrepareConfig, prepare               # doctest: +SKIP
+>>> summary = prepare(PrepareConfig(source=["sharegpt"], output="data/sharegpt.jsonl"))
+>>> summary["written"], summary["outputs"]                          # doctest: +SKIP
+(16532, {'train': 'data/sharegpt.jsonl', 'dev': 'data/sharegpt.dev.jsonl'})
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from parrot import ParrotError
+from parrot.cleaning import CleanOptions, Cleaner, Conversation, normalize_role, rejoin_pieces
+from parrot.config import opt
+from parrot.dialogue import dialogue_id
+from parrot.jsonl import AtomicWriter
+from parrot.log import format_table
+from parrot.manifest import describe_input, write_manifest
+from parrot.sources import FORMATS, RecordError, SourceStats, conversation_from_record, read_source, resolve_source
+
+log = logging.getLogger("parrot.prepare")
+
+
+@dataclass
+class PrepareConfig:
+    source: list[str] = opt(help="input files: JSON array, JSONL, Parquet, a saved `datasets` "
+                            "directory, or `sharegpt` (the embedded ShareGPT V3 logs)",
+                            positional=True, nargs="*")
+    output: str = opt(help="output Dialogue JSONL (the dev split goes to OUT.dev.jsonl)", flag="-o")
+    format: str = opt("auto", "record format: detected per record, or forced", choices=list(FORMATS))
+    dev_fraction: float = opt(0.01, "fraction of sessions, chosen by a hash of the id, written to "
+                              "OUT.dev.jsonl (0: no dev file)")
+    strict: bool = opt(False, "a JSON array cut off mid-record is an error instead of a warning")
+    on_error: str = opt("raise", "bad input (unparsable line, unknown format or role, non-string "
+                        "content): stop with an error, or skip and count it", choices=["raise", "skip"])
+    rejoin: bool = opt(False, "stitch split ShareGPT pieces X_0, X_1, ... back into one session")
+    rejoin_across_gaps: bool = opt(False, "with --rejoin, also stitch across a missing piece")
+    rejoin_window: int = opt(1000, "with --rejoin, how many records apart pieces may be")
+    html: bool = opt(True, "convert scraped HTML (ChatGPT page markup) to markdown")
+    keep_system: bool = opt(True, "keep a leading system message")
+    min_turns: int = opt(1, "drop sessions with fewer user turns")
+    max_turns: int | None = opt(None, "drop sessions with more user turns")
+    max_tokens: int | None = opt(None, "cut sessions to this many content tokens, at a turn boundary")
+    tokenizer: str = opt("smollm2", "tokenizer for --max-tokens: `smollm2` or a local tokenizer directory")
+    language: list[str] = opt(list, "keep only sessions in these languages (ISO 639-1: en fr zh ...; "
+                              "`und` for undetermined)")
+    dedupe: bool = opt(True, "drop exact duplicate sessions")
+    limit: int | None = opt(None, "read at most this many records (a quick look at a big source)")
+
+    def __post_init__(self):
+        if not 0.0 <= self.dev_fraction < 1.0:
+            raise ParrotError(f"dev_fraction: expected a number in [0, 1), found {self.dev_fraction}")
+        if not self.source:
+            raise ParrotError("source: expected at least one SOURCE (a file, a directory or `sharegpt`)")
+        if self.max_tokens is not None and self.max_tokens <= 0:
+            raise ParrotError(f"max_tokens: expected a positive number, found {self.max_tokens}")
+
+
+def dev_path(output: str | Path) -> Path:
+    """``data/x.jsonl`` -> ``data/x.dev.jsonl``."""
+    out = Path(output)
+    return out.with_name(out.stem + ".dev" + (out.suffix or ".jsonl"))
+
+
+def in_dev_split(dialogue_id: str, fraction: float) -> bool:
+    """Deterministic: the first 8 bytes of sha256(id) as a fraction of 2**64, below ``fraction``."""
+    h = int.from_bytes(hashlib.sha256(dialogue_id.encode("utf-8")).digest()[:8], "big")
+    return h < fraction * 2 ** 64
+
+
+def read_conversations(cfg: PrepareConfig, stats: SourceStats) -> Iterator[Conversation]:
+    """Every SOURCE's records as Conversations with normalised roles; bad records raise, or with
+    ``on_error=skip`` are counted in ``stats.invalid``."""
+    taken = 0
+    for spec in cfg.source:
+        for raw in read_source(spec, stats, on_error=cfg.on_error, strict=cfg.strict):
+            if cfg.limit is not None and taken >= cfg.limit:
+                return
+            taken += 1
+            try:
+                fmt, pairs = conversation_from_record(raw.record, cfg.format, raw.where)
+                messages = [{"role": normalize_role(r, f"{raw.where}: message {i}"), "content": c}
+                            for i, (r, c) in enumerate(pairs)]
+            except RecordError as e:
+                if cfg.on_error != "skip":
+                    raise
+                stats.invalid[e.reason] += 1
+                continue
+            rec = raw.record
+            rid = rec.get("id")
+            meta = dict(rec["meta"]) if isinstance(rec.get("meta"), dict) else {}
+            meta.update(source=spec, format=fmt)
+            yield Conversation(str(rid) if rid not in (None, "") else None, messages, meta)
+
+
+def prepare(cfg: PrepareConfig) -> dict:
+    """Run the stage; return the summary (counts by reason, output paths, timings)."""
+    t0 = time.time()
+    out = Path(cfg.output)
+    dev = dev_path(out) if cfg.dev_fraction > 0 else None
+    inputs = [describe_input(resolve_source(s)) for s in cfg.source]
+    stats = SourceStats()
+    cleaner = Cleaner(CleanOptions(html=cfg.html, keep_system=cfg.keep_system, min_turns=cfg.min_turns,
+                                   max_turns=cfg.max_turns, max_tokens=cfg.max_tokens,
+                                   tokenizer=cfg.tokenizer, languages=tuple(cfg.language),
+                                   dedupe=cfg.dedupe))
+    convs = read_conversations(cfg, stats)
+    if cfg.rejoin:
+        convs = rejoin_pieces(convs, cleaner.changes, window=cfg.rejoin_window,
+                              across_gaps=cfg.rejoin_across_gaps)
+    written = Counter()
+    seen_ids: set[str] = set()
+    with ExitStack() as stack:
+        # Both files commit only if the whole run succeeds; an error leaves neither behind.
+        writers = {"train": stack.enter_context(AtomicWriter(out))}
+        if dev is not None:
+            writers["dev"] = stack.enter_context(AtomicWriter(dev))
+        for conv in convs:
+            clean = cleaner.clean(conv)
+            if clean is None:
+                continue
+            did = clean.id or dialogue_id(clean.messages)
+            if did in seen_ids:   # ShareGPT reuses some ids for different conversations
+                n = 2
+                while f"{did}#{n}" in seen_ids:
+                    n += 1
+                clean.meta["source_id"] = did
+                did = f"{did}#{n}"
+                cleaner.changes["renamed_duplicate_id"] += 1
+            seen_ids.add(did)
+            split = "dev" if dev is not None and in_dev_split(did, cfg.dev_fraction) else "train"
+            writers[split].write({"id": did, "messages": clean.messages, "meta": clean.meta})
+            written[split] += 1
+    seconds = time.time() - t0
+    summary = _summary(stats, cleaner, written, out, dev, seconds)
+    for split, path in summary["outputs"].items():
+        write_manifest(path, stage="prepare", config=cfg, inputs=inputs, counts=summary["counts"],
+                       timings={"total_s": round(seconds, 2)}, split=split,
+                       truncations=stats.truncations)
+    print(format_summary(summary), file=sys.stderr)
+    return summary
+
+
+def _summary(stats: SourceStats, cleaner: Cleaner, written: Counter, out: Path, dev: Path | None,
+             seconds: float) -> dict:
+    invalid = dict(sorted(stats.invalid.items()))
+    dropped = dict(sorted(cleaner.dropped.items()))
+    counts = {
+        "read": stats.read,
+        "invalid": invalid,                  # records that could not be read (skipped)
+        "dropped": dropped,                  # sessions removed by a cleaning rule
+        "changes": dict(sorted(cleaner.changes.items())),  # edits inside kept sessions
+        "written": sum(written.values()),
+        "train": written["train"],
+        "dev": written["dev"],
+    }
+    outputs = {"train": str(out)}
+    if dev is not None:
+        outputs["dev"] = str(dev)
+    return {"counts": counts, "outputs": outputs, "truncations": stats.truncations,
+            "written": counts["written"], "seconds": round(seconds, 2)}
+
+
+def format_summary(summary: dict) -> str:
+    """The table printed at the end: every record read is written or counted under a reason."""
+    c = summary["counts"]
+    rows = [("records read", c["read"])]
+    rows += [(f"  skipped, invalid: {k}", v) for k, v in c["invalid"].items()]
+    rows += [(f"  dropped: {k}", v) for k, v in c["dropped"].items()]
+    rows += [("written", c["written"]), ("  train", c["train"]), ("  dev", c["dev"])]
+    rows += [(f"changed: {k}", v) for k, v in c["changes"].items()]
+    lines = [format_table(rows, ("prepare", "count"))]
+    for t in summary["truncations"]:
+        lines.append(f"cut off: {t['file']} at byte {t['byte_offset']:,} "
+                     f"({t['complete_records']:,} complete records before it)")
+    lines += [f"{split}: {path}" for split, path in summary["outputs"].items()]
+    lines.append(f"{summary['seconds']} s")
+    return "\n".join(lines)

@@ -1,0 +1,154 @@
+"""The ``stats`` outputs: ``stats.md`` (one row per dataset), ``stats.json``, PNG plots, manifests."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from parrot.config import to_dict
+from parrot.manifest import write_manifest
+
+PLOTS = ("turns_histogram.png", "lengths.png", "context_by_turn.png")
+
+
+def _fmt(v, digits: int = 2) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """One row per dataset; a footnote says which metrics are sampled and how."""
+    tok = any("user_tokens" in r for r in rows)
+    judge = any("llm_judge" in r for r in rows)
+    headers = ["dataset", "sessions", "turns/session (mean / median)",
+               "user len" + (" (tokens / words)" if tok else " (words)"),
+               "assistant len" + (" (tokens / words)" if tok else " (words)"),
+               "ctx-dep. q/session", "ctx-dep. share of follow-ups"]
+    if judge:
+        headers.append("LLM judge ctx-dep. share")
+    headers += ["Self-ROUGE ↓", "topic diversity ↑", "topic shifts/session", "human-likeness AUC (0.5 = human)"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
+    for r in rows:
+        def length(kind: str) -> str:
+            words = _fmt(r[f"{kind}_words"]["mean"], 1)
+            return f"{_fmt(r[f'{kind}_tokens']['mean'], 1)} / {words}" if f"{kind}_tokens" in r else words
+        cells = [r["name"], str(r["sessions"]), f"{_fmt(r['turns_mean'])} / {_fmt(r['turns_median'], 1)}",
+                 length("user"), length("assistant"), _fmt(r["context_dependent_per_session"]),
+                 _fmt(r["context_dependent_share_of_followups"])]
+        if judge:
+            cells.append(_fmt((r.get("llm_judge") or {}).get("dependent_share")))
+        shifts = (r.get("topic_shifts") or {}).get("shifts_per_session")
+        auc = (r.get("human_likeness") or {}).get("auc")
+        cells += [_fmt(r.get("self_rouge"), 3), _fmt(r.get("topic_diversity"), 3), _fmt(shifts), _fmt(auc, 3)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def sampling_note(rows: list[dict], cfg) -> str:
+    parts = []
+    for r in rows:
+        s = r["sampling"]
+        bits = [f"Self-ROUGE on {r['self_rouge_sample']} of {s['questions_seen']} questions "
+                f"(first {cfg.rouge_max_tokens} word tokens each)"]
+        if r.get("topic_diversity") is not None:
+            bits.append(f"topic diversity on {r['topic_diversity_sample']} questions")
+        if r.get("topic_shifts"):
+            bits.append(f"topic shifts on {s['sessions_for_shifts']} sessions "
+                        f"(cosine < {cfg.shift_threshold}, later question self-contained)")
+        if r.get("human_likeness"):
+            bits.append(f"human-likeness on {r['human_likeness']['n_per_class']} vs "
+                        f"{r['human_likeness']['n_per_class']} real questions, "
+                        f"{r['human_likeness']['folds']}-fold CV")
+        if r.get("llm_judge"):
+            bits.append(f"LLM judge on {r['llm_judge']['judged']} follow-ups")
+        parts.append(f"- {r['name']}: " + "; ".join(bits) + f" (sampled uniformly, seed {s['seed']}).")
+    return ("Sampled metrics (quadratic or model-bound; everything else is exact over the whole file):\n"
+            + "\n".join(parts) + "\n")
+
+
+def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(6, 3.4), dpi=90)
+    for r in rows:
+        hist = {int(k): v for k, v in r["turns_histogram"].items()}
+        top = 20
+        xs = list(range(1, top + 1))
+        ys = [hist.get(x, 0) for x in xs[:-1]] + [sum(v for k, v in hist.items() if k >= top)]
+        total = sum(hist.values()) or 1
+        ax.plot(xs, [y / total for y in ys], marker="o", ms=3, label=r["name"])
+    ax.set_xlabel("turns per session (20 = 20 or more)")
+    ax.set_ylabel("share of sessions")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out_dir / "turns_histogram.png")
+    fig.savefig(paths[-1])
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), dpi=90)
+    for ax, kind in zip(axes, ("user", "assistant")):
+        unit = "tokens" if f"{kind}_tokens" in rows[0] else "words"
+        for r in rows:
+            h = r[f"{kind}_{unit}"]["histogram"]
+            total = sum(h["counts"]) or 1
+            xs = [max(e, 1) for e in h["edges"]]
+            ax.step(xs, [c / total for c in h["counts"]], where="post", label=r["name"])
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{kind} message length ({unit}, log bins)")
+        ax.set_ylabel("share of messages")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out_dir / "lengths.png")
+    fig.savefig(paths[-1])
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.4), dpi=90)
+    for r in rows:
+        pts = [(p["turn"], p["share"]) for p in r["context_by_turn"] if p["questions"] >= 20]
+        if pts:
+            ax.plot(*zip(*pts), marker="o", ms=3, label=r["name"])
+    ax.set_xlabel("turn index (20 = 20 or later; points with 20+ questions)")
+    ax.set_ylabel("context-dependent share")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out_dir / "context_by_turn.png")
+    fig.savefig(paths[-1])
+    plt.close(fig)
+    return paths
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_outputs(cfg, rows: list[dict], out_dir: Path, timer, *, tokenizer_path: str | None,
+                  counts: dict) -> dict:
+    plots = []
+    if cfg.plots:
+        with timer("plots"):
+            plots = write_plots(rows, out_dir)
+    doc = {"datasets": rows, "tokenizer": tokenizer_path, "config": to_dict(cfg),
+           "timings_s": timer.rounded(), "plots": [p.name for p in plots]}
+    json_path, md_path = out_dir / "stats.json", out_dir / "stats.md"
+    write_text_atomic(json_path, json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
+    md = markdown_table(rows) + "\n" + sampling_note(rows, cfg)
+    if plots:
+        md += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
+    write_text_atomic(md_path, md)
+    for path in (json_path, md_path):
+        write_manifest(path, stage="stats", config=cfg, inputs=list(cfg.data) + ([cfg.real] if cfg.real else []),
+                       counts=counts, timings=timer.rounded(), sampling={"seed": cfg.seed, "sample": cfg.sample,
+                       "rouge_sample": cfg.rouge_sample, "shift_sessions": cfg.shift_sessions},
+                       files=[p.name for p in plots] + ["stats.md", "stats.json"])
+    return doc

@@ -1,0 +1,188 @@
+"""The ``stats`` run: stream each dataset once, then the sampled metrics, then the report."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from parrot import ParrotError
+from parrot.dialogue import read_dialogues, user_questions
+from parrot.log import format_table, progress
+from parrot.stats import StatsConfig
+from parrot.stats.basic import DatasetAccumulator, TokenCounter
+from parrot.stats.context import is_context_dependent
+from parrot.stats.rouge import self_rouge
+from parrot.stats.sampling import Reservoir
+
+log = logging.getLogger("parrot.stats")
+
+
+class Timer:
+    """Seconds per named step, summed: ``with timer("tokens"): ...``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str):
+        timer = self
+
+        class _Span:
+            def __enter__(self):
+                self.t = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.seconds[name] = timer.seconds.get(name, 0.0) + time.perf_counter() - self.t
+
+        return _Span()
+
+    def rounded(self) -> dict:
+        return {k: round(v, 3) for k, v in self.seconds.items()}
+
+
+def load_tokenizer(spec: str):
+    """``smollm2`` (the embedded tokenizer), a local directory, or ``none``."""
+    if spec.lower() in ("none", ""):
+        return None, None
+    from transformers import AutoTokenizer
+
+    if spec == "smollm2":
+        from parrot.checkpoint import smollm2_tokenizer
+
+        path = smollm2_tokenizer()
+    else:
+        path = Path(spec)
+        if not path.exists():
+            raise ParrotError(f"{path}: --tokenizer not found (give a local tokenizer directory, "
+                              "'smollm2' or 'none'; the Hugging Face hub is not used)")
+    return AutoTokenizer.from_pretrained(str(path)), str(path)
+
+
+def dataset_names(cfg: StatsConfig) -> list[str]:
+    if cfg.names and len(cfg.names) != len(cfg.data):
+        raise ParrotError(f"--names: expected {len(cfg.data)} names (one per dataset), found {len(cfg.names)}")
+    names = cfg.names or [Path(p).name.removesuffix(".jsonl") for p in cfg.data]
+    if len(set(names)) != len(names):
+        raise ParrotError(f"dataset names must be unique, found {names} (pass --names)")
+    return names
+
+
+def scan(path: str, cfg: StatsConfig, tokenizer, timer: Timer, index: int) -> tuple[DatasetAccumulator, dict]:
+    """One pass over a dataset file (invalid records are skipped and counted)."""
+    if not Path(path).is_file():
+        raise ParrotError(f"{path}: dataset file not found")
+    tokens = TokenCounter(tokenizer) if tokenizer is not None else None
+    acc = DatasetAccumulator(sample=cfg.sample, shift_sessions=cfg.shift_sessions,
+                             judge_sample=cfg.judge_sample if cfg.judge else 0,
+                             seed=cfg.seed + 1000 * index, tokens=tokens)
+    counts: dict = {}
+    with timer("scan"):
+        for d in progress(read_dialogues(path, on_error="skip", counts=counts), desc=f"stats {Path(path).name}",
+                          unit="session"):
+            acc.add(d)
+        acc.finish()
+    timer.seconds["context_detector"] = timer.seconds.get("context_detector", 0.0) + acc.detector_seconds
+    if tokens:
+        timer.seconds["tokens"] = timer.seconds.get("tokens", 0.0) + tokens.seconds
+    if acc.sessions == 0:
+        raise ParrotError(f"{path}: no valid Dialogue records (expected JSONL lines with a 'messages' list)")
+    return acc, counts
+
+
+def topic_shifts(sessions: list[list[str]], embedder, threshold: float) -> dict:
+    """Shifts per sampled session: t>=2 with cos(q_{t-1}, q_t) < threshold and q_t self-contained."""
+    flat = [q for s in sessions for q in s]
+    emb = embedder.encode(flat) if flat else np.zeros((0, 1))
+    shifts, transitions, pos = [], 0, 0
+    for s in sessions:
+        e = emb[pos:pos + len(s)]
+        pos += len(s)
+        sims = (e[:-1] * e[1:]).sum(1) if len(s) > 1 else []
+        n = sum(1 for t, sim in enumerate(sims, start=1) if sim < threshold and not is_context_dependent(s[t]))
+        shifts.append(n)
+        transitions += max(len(s) - 1, 0)
+    return {"shifts_per_session": float(np.mean(shifts)) if shifts else None,
+            "shift_rate_per_transition": sum(shifts) / transitions if transitions else None,
+            "sessions": len(sessions), "threshold": threshold}
+
+
+def real_questions(path: str, size: int, seed: int) -> list[str]:
+    if not Path(path).is_file():
+        raise ParrotError(f"{path}: --real file not found")
+    r = Reservoir(size, seed)
+    for d in read_dialogues(path, on_error="skip"):
+        for q in user_questions(d):
+            r.add(q[:2000])
+    if len(r.items) < 10:
+        raise ParrotError(f"{path}: --real holds {len(r.items)} user questions; at least 10 are needed")
+    return r.items
+
+
+def run_stats(cfg: StatsConfig) -> dict:
+    from parrot.stats.report import write_outputs
+
+    if not cfg.data:
+        raise ParrotError("give at least one dataset file")
+    names = dataset_names(cfg)
+    out_dir = Path(cfg.output)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
+    with timer("load_tokenizer"):
+        tokenizer, tok_path = load_tokenizer(cfg.tokenizer)
+    embedder = None
+    if cfg.embeddings:
+        from parrot.stats.embed import Embedder
+
+        with timer("load_embedder"):
+            embedder = Embedder(cfg.embed_model, batch_size=cfg.embed_batch)
+    real = None
+    if embedder and cfg.real:
+        from parrot.stats.human import question_features
+
+        with timer("human_likeness"):
+            real_texts = real_questions(cfg.real, cfg.sample, cfg.seed + 7)
+            real = question_features(real_texts, embedder.encode(real_texts))
+
+    rows, counts_all = [], {}
+    for i, (path, name) in enumerate(zip(cfg.data, names)):
+        acc, counts = scan(path, cfg, tokenizer, timer, i)
+        counts_all[name] = {"sessions": acc.sessions, **counts}
+        row = {"name": name, "path": str(path), **acc.summary()}
+        questions = acc.question_sample.items
+        with timer("self_rouge"):
+            row["self_rouge"] = self_rouge(questions[: cfg.rouge_sample], cfg.rouge_max_tokens)
+        row["self_rouge_sample"] = min(len(questions), cfg.rouge_sample)
+        if embedder:
+            from parrot.stats.embed import mean_pairwise_cosine_distance
+
+            with timer("embed_questions"):
+                emb = embedder.encode(questions)
+            with timer("topic_diversity"):
+                row["topic_diversity"] = mean_pairwise_cosine_distance(emb)
+            row["topic_diversity_sample"] = len(questions)
+            with timer("topic_shifts"):
+                row["topic_shifts"] = topic_shifts(acc.session_sample.items, embedder, cfg.shift_threshold)
+            if real is not None:
+                from parrot.stats.human import question_features, two_sample_auc
+
+                with timer("human_likeness"):
+                    row["human_likeness"] = two_sample_auc(question_features(questions, emb), real, seed=cfg.seed)
+        if cfg.judge:
+            from parrot.stats.judge import judge_context
+
+            with timer("judge"):
+                row["llm_judge"] = judge_context(acc.followup_sample.items, cfg.judge)
+        row["sampling"] = {"questions_seen": acc.question_sample.seen, "question_sample": len(questions),
+                           "sessions_for_shifts": len(acc.session_sample.items),
+                           "judge_sample": len(acc.followup_sample.items), "seed": cfg.seed + 1000 * i}
+        rows.append(row)
+        log.info("%s: %d sessions, %.2f turns/session, %.2f context-dependent questions/session",
+                 name, acc.sessions, row["turns_mean"] or 0, row["context_dependent_per_session"] or 0)
+    doc = write_outputs(cfg, rows, out_dir, timer, tokenizer_path=tok_path, counts=counts_all)
+    print(format_table([(r["name"], r["sessions"], f"{r['turns_mean']:.2f}",
+                         f"{r['context_dependent_per_session']:.2f}") for r in rows],
+                       ("dataset", "sessions", "turns/session", "ctx-dep q/session")))
+    print(f"wrote {out_dir / 'stats.md'} and {out_dir / 'stats.json'}")
+    return doc

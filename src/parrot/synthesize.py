@@ -1,0 +1,568 @@
+"""``parrot synthesize``: a user simulator talks with an assistant model, session by session.
+
+A session starts from a seed: a real first question (``--seeds``, a Dialogue file) or a topic
+(``--topics``, one per line; the simulator then writes the first question). Then, turn after
+turn, the assistant answers and the simulator (the *asker*) asks the next question, until
+``--max-turns`` answers, the simulator's stop marker, or a degenerate question (empty, a repeat
+of an earlier question, an echo of the last answer). Each record is a Dialogue whose ``meta``
+holds the end reason and both models' specs and sampling parameters.
+
+Durability. Finished sessions are appended (flush + fsync) to the output; every accepted
+message of a session in flight is appended to ``<out>.inflight.jsonl`` (a journal), so a crash
+loses at most the calls being generated. ``--resume`` rebuilds sessions in flight from the
+journal and skips ids already in the output: after any SIGKILL the finished file holds each
+session index once. Session ids come from (run seed, index), so shards never collide.
+
+Failures. A failed call (the backend's own retries exhausted) is retried ``step_retries`` more
+times later in the run; then the session ends with reason ``assistant_failed``/``asker_failed``
+and keeps its complete turns. A session with no complete turn is not written: it goes to
+``<out>.failures.jsonl``, the command exits with an error, and ``--resume`` retries it.
+
+Scheduling. With a local (in-process batching) backend the loop is turn-synchronous: every live
+session asks in one batch, then every live session is answered in one batch. With HTTP backends
+each session runs as its own coroutine, ``in_flight`` sessions at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from parrot import ParrotError
+from parrot.backends import BackendConfig, Completion, SamplingParams, load_backend
+from parrot.config import opt, to_dict
+from parrot.dialogue import read_dialogues, user_questions
+from parrot.jsonl import AppendWriter, AtomicWriter, read_jsonl
+from parrot.log import format_table, progress
+from parrot.manifest import read_manifest, write_manifest
+from parrot.roleswap import STOP_MARKER, is_stop, simulator_prompt
+
+log = logging.getLogger("parrot.synthesize")
+
+ASKER_DEFAULTS = SamplingParams(temperature=0.8, top_p=0.95, max_tokens=128)
+ASSISTANT_DEFAULTS = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=512)
+
+
+@dataclass
+class SynthesizeConfig:
+    output: str = opt(help="output Dialogue JSONL (sessions are appended as they finish)", flag="-o")
+    asker: BackendConfig = opt(BackendConfig, "the user simulator's model (trained Parrot-Ask, or any instruct model with --asker-mode prompted)")
+    assistant: BackendConfig = opt(BackendConfig, "the assistant's model")
+    asker_mode: str = opt("trained", "trained: the role-swapped Parrot-Ask prompt; prompted: an instruct model told to play a user (self-chat baseline)",
+                          choices=["trained", "prompted"])
+    seeds: str | None = opt(None, "Dialogue JSONL whose first user questions open the sessions")
+    topics: str | None = opt(None, "text file, one topic per line: the simulator writes the first question")
+    num_sessions: int = opt(100, "sessions in the whole run (all shards together)")
+    max_turns: int = opt(10, "maximum assistant answers per session")
+    seed: int = opt(0, "run seed: seed choice, sampling seeds and session ids derive from it")
+    system_prompt: str | None = opt(None, "system message for the assistant (kept as the Dialogue's first message)")
+    prompted_prompt: str | None = opt(None, "file with the prompted simulator's system prompt (default: the built-in one)")
+    shard: str | None = opt(None, "i/n: run only session indices with index % n == i (0-based)")
+    in_flight: int | None = opt(None, "sessions in progress at once (default: the backends' batch size or concurrency)")
+    step_retries: int = opt(2, "extra tries of a failed call, later in the run, before the session ends", hashed=False)
+    id_prefix: str = opt("synth", "session ids are PREFIX-sSEED-INDEX")
+    resume: bool = opt(False, "continue an interrupted run of the same config", hashed=False)
+    force: bool = opt(False, "with --resume: continue even though the config changed", hashed=False)
+    overwrite: bool = opt(False, "replace an existing output instead of refusing", hashed=False)
+
+
+# ---------------------------------------------------------------- paths, ids, seeds
+
+def journal_path(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".inflight.jsonl")
+
+
+def failures_path(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".failures.jsonl")
+
+
+def session_id(prefix: str, run_seed: int, index: int) -> str:
+    """``synth-s0-000042``: unique per (run seed, index), the same in every shard and resume."""
+    return f"{prefix}-s{run_seed}-{index:06d}"
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    """``"2/8"`` -> ``(2, 8)``; None -> ``(0, 1)``."""
+    if not shard:
+        return 0, 1
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard)
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise ParrotError(f"--shard: expected i/n with 0 <= i < n (e.g. 0/4), found {shard!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def shard_indices(num_sessions: int, shard: str | None) -> list[int]:
+    i, n = parse_shard(shard)
+    return list(range(i, num_sessions, n))
+
+
+def run_hash(cfg: SynthesizeConfig) -> str:
+    """What makes two runs (or shards) the same run: the config without shard and run controls."""
+    data = to_dict(cfg)
+    for k in ("shard", "resume", "force", "overwrite", "step_retries", "in_flight", "output"):
+        data.pop(k, None)
+    for role in ("asker", "assistant"):  # how fast a role is served does not change what it says
+        for k in ("concurrency", "timeout", "max_retries", "batch_size", "slots", "threads", "base_url"):
+            data[role].pop(k, None)
+    blob = repr(sorted(_flatten(data).items()))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def load_seed_pool(cfg: SynthesizeConfig, counts: Counter) -> list[dict]:
+    """Seeds as ``{"kind": "question"|"topic", "text", "source"}``, in a seeded random order."""
+    pool: list[dict] = []
+    if cfg.seeds:
+        for d in read_dialogues(cfg.seeds, on_error="skip", counts=counts):
+            qs = user_questions(d)
+            if qs and qs[0].strip():
+                pool.append({"kind": "question", "text": qs[0], "source": d["id"]})
+    if cfg.topics:
+        path = Path(cfg.topics)
+        if not path.is_file():
+            raise ParrotError(f"{path}: topics file not found")
+        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                pool.append({"kind": "topic", "text": line.strip(), "source": f"{path.name}:{lineno}"})
+    if not pool:
+        where = " and ".join(x for x in (cfg.seeds, cfg.topics) if x)
+        raise ParrotError(f"{where or 'synthesize'}: no seeds: pass --seeds FILE (Dialogue JSONL with user "
+                          f"questions) and/or --topics FILE (one topic per line)")
+    random.Random(cfg.seed).shuffle(pool)
+    return pool
+
+
+def derive_seed(*parts) -> int:
+    """A sampling seed from (run seed, index, position, role): stable across resumes and shards."""
+    return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+
+
+def load_prompted_prompt(path: str | None) -> str:
+    text = (Path(path).read_text(encoding="utf-8") if path else
+            resources.files("parrot.prompts").joinpath("synth_prompted_user.txt").read_text(encoding="utf-8"))
+    return text.strip().replace("{stop_marker}", STOP_MARKER)
+
+
+# ---------------------------------------------------------------- one session
+
+_NORM = re.compile(r"[\W_]+", re.UNICODE)
+
+
+def normalize(text: str) -> str:
+    return _NORM.sub(" ", text.lower()).strip()
+
+
+def degenerate_reason(question: str, messages: list[dict]) -> str | None:
+    """Why ``question`` should end the session, or None: ``empty_question``,
+    ``repeated_question`` (same words as an earlier question), ``echoed_answer`` (the last
+    answer, or a long stretch of it, said back)."""
+    q = normalize(question)
+    if not q:
+        return "empty_question"
+    if any(normalize(m["content"]) == q for m in messages if m["role"] == "user"):
+        return "repeated_question"
+    last = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), None)
+    if last is not None:
+        a = normalize(last)
+        if q == a or (len(q) >= 40 and q in a):
+            return "echoed_answer"
+    return None
+
+
+@dataclass
+class Session:
+    index: int
+    id: str
+    seed: dict
+    messages: list[dict]
+    end_reason: str | None = None
+    failures: int = 0          # failed calls so far (each retried up to step_retries times)
+    restored: bool = False     # rebuilt from the journal on --resume
+
+    @property
+    def turns(self) -> int:
+        return sum(1 for m in self.messages if m["role"] == "assistant")
+
+    @property
+    def next_role(self) -> str:
+        last = next((m["role"] for m in reversed(self.messages) if m["role"] != "system"), None)
+        return "assistant" if last == "user" else "asker"
+
+    def dialogue(self) -> list[dict]:
+        """The messages up to the last complete turn (a trailing unanswered question is cut)."""
+        msgs = list(self.messages)
+        while msgs and msgs[-1]["role"] == "user":
+            msgs.pop()
+        return msgs
+
+
+class Synthesizer:
+    """The per-session rules, shared by the batched and the concurrent loop."""
+
+    def __init__(self, cfg: SynthesizeConfig, asker, assistant, journal: AppendWriter,
+                 output: AppendWriter, failures: AppendWriter):
+        self.cfg = cfg
+        self.asker, self.assistant = asker, assistant
+        self.journal, self.output, self.failures_out = journal, output, failures
+        self.asker_params = cfg.asker.sampling(ASKER_DEFAULTS)
+        self.assistant_params = cfg.assistant.sampling(ASSISTANT_DEFAULTS)
+        self.asker_system = load_prompted_prompt(cfg.prompted_prompt) if cfg.asker_mode == "prompted" else None
+        self.counts: Counter = Counter()
+        self.turns_done = 0
+        self.tokens = 0
+        self.bar = None
+        self.started = time.monotonic()
+
+    # -- building sessions
+    def new_session(self, index: int, seed: dict) -> Session:
+        msgs = [{"role": "system", "content": self.cfg.system_prompt}] if self.cfg.system_prompt else []
+        if seed["kind"] == "question":
+            msgs.append({"role": "user", "content": seed["text"]})
+        return Session(index, session_id(self.cfg.id_prefix, self.cfg.seed, index), seed, msgs)
+
+    # -- one call
+    def request(self, s: Session) -> tuple[object, list[dict], SamplingParams, str]:
+        """(backend, conversation, params, role) for the session's next call."""
+        role = s.next_role
+        pos = len(s.messages)
+        if role == "asker":
+            topic = s.seed["text"] if s.seed["kind"] == "topic" else None
+            conv = simulator_prompt([m for m in s.messages if m["role"] != "system"],
+                                    system_prompt=self.asker_system, topic=topic, where=s.id)
+            return self.asker, conv, self._params(self.asker, self.asker_params, s, pos, role), role
+        return self.assistant, list(s.messages), self._params(self.assistant, self.assistant_params, s, pos, role), role
+
+    def _params(self, backend, params: SamplingParams, s: Session, pos: int, role: str) -> SamplingParams:
+        """Explicit sampling with a seed derived from (run seed, index, position, role), so a
+        resumed or sharded run asks the same. A local batching backend gets one seed per role
+        instead: it batches only equal parameters, and a batch's samples depend on the batch anyway."""
+        if backend.local:
+            return params.replace(seed=derive_seed(self.cfg.seed, role, params.seed))
+        return params.replace(seed=derive_seed(self.cfg.seed, s.index, pos, role, params.seed))
+
+    def accept(self, s: Session, role: str, c: Completion) -> None:
+        """Apply one completion: append the message (and journal it) or end the session."""
+        self.tokens += c.completion_tokens or 0
+        text = c.text.strip() if c.ok else None
+        if role == "assistant" and c.ok and not text:
+            text, c = None, dataclasses.replace(c, text=None, error=c.error or "empty answer")
+        if text is None:
+            s.failures += 1
+            self.counts[f"call_failed:{role}"] += 1
+            if s.failures > self.cfg.step_retries:
+                s.end_reason = f"{role}_failed"
+                s.last_error = c.error  # type: ignore[attr-defined]
+            self._refresh_bar()
+            return
+        if role == "asker":
+            if is_stop(text):
+                s.end_reason = "stop_marker"
+                return
+            reason = degenerate_reason(text, s.messages)
+            if reason:
+                s.end_reason = reason
+                return
+            msg = {"role": "user", "content": text}
+        else:
+            msg = {"role": "assistant", "content": text}
+            self.turns_done += 1
+        self.journal.write({"i": s.index, "n": len(s.messages), "m": msg})
+        s.messages.append(msg)
+        if role == "assistant" and s.turns >= self.cfg.max_turns:
+            s.end_reason = "max_turns"
+        self._refresh_bar()
+
+    def check_done(self, s: Session) -> bool:
+        if s.end_reason is None and s.turns >= self.cfg.max_turns:
+            s.end_reason = "max_turns"  # restored after a crash between the last answer and the write
+        return s.end_reason is not None
+
+    def finish(self, s: Session) -> None:
+        """Write a finished session to the output, or (no complete turn) to the failures file."""
+        msgs = s.dialogue()
+        if not any(m["role"] == "assistant" for m in msgs):
+            self.failures_out.write({"id": s.id, "index": s.index, "reason": s.end_reason,
+                                     "error": getattr(s, "last_error", None), "seed": s.seed, "time": time.time()})
+            self.journal.write({"i": s.index, "reset": True})  # --resume starts it afresh
+            self.counts["sessions_failed"] += 1
+            self.counts[f"sessions_failed:{s.end_reason}"] += 1
+        else:
+            self.output.write({"id": s.id, "messages": msgs, "meta": self.meta(s, msgs)})
+            self.counts["sessions_written"] += 1
+            self.counts[f"end:{s.end_reason}"] += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        self._refresh_bar()
+
+    def meta(self, s: Session, msgs: list[dict]) -> dict:
+        seed = {"kind": s.seed["kind"], "source": s.seed["source"]}
+        if s.seed["kind"] == "topic":
+            seed["topic"] = s.seed["text"]
+        return {
+            "source": "parrot synthesize", "index": s.index, "run_seed": self.cfg.seed, "seed": seed,
+            "turns": sum(1 for m in msgs if m["role"] == "assistant"), "end_reason": s.end_reason,
+            "failed_calls": s.failures,
+            "asker": {"spec": self.cfg.asker.spec, "mode": self.cfg.asker_mode,
+                      "sampling": {**self.asker_params.to_dict(), "seed": "derived(run_seed, index, position)"}},
+            "assistant": {"spec": self.cfg.assistant.spec,
+                          "sampling": {**self.assistant_params.to_dict(), "seed": "derived(run_seed, index, position)"}},
+        }
+
+    def _refresh_bar(self) -> None:
+        if self.bar is None:
+            return
+        elapsed = max(1e-9, time.monotonic() - self.started)
+        self.bar.set_postfix(turns_s=f"{self.turns_done / elapsed:.2f}", tok_s=f"{self.tokens / elapsed:.1f}",
+                             failed=self.counts["sessions_failed"], refresh=False)
+
+    # -- the two loops
+    async def run_batched(self, sessions, window: int) -> None:
+        """Turn-synchronous: all live sessions ask in one batch, then all are answered in one."""
+        live: list[Session] = []
+        pending = iter(sessions)
+        while True:
+            for s in pending:
+                live.append(s)
+                if len(live) >= window:
+                    break
+            if not live:
+                return
+            for role in ("asker", "assistant"):
+                todo = [s for s in live if not self.check_done(s) and s.next_role == role]
+                if not todo:
+                    continue
+                reqs = [self.request(s) for s in todo]
+                backend = reqs[0][0]
+                comps = await backend.agenerate([r[1] for r in reqs], [r[2] for r in reqs])
+                for s, c in zip(todo, comps):
+                    self.accept(s, role, c)
+            still = []
+            for s in live:
+                if self.check_done(s):
+                    self.finish(s)
+                else:
+                    still.append(s)
+            live = still
+
+    async def run_concurrent(self, sessions, window: int) -> None:
+        """One coroutine per session, ``window`` sessions at a time (HTTP backends)."""
+        pending = iter(sessions)
+
+        async def worker():
+            for s in pending:  # a shared iterator: each session is taken by exactly one worker
+                while not self.check_done(s):
+                    backend, conv, params, role = self.request(s)
+                    [c] = await backend.agenerate([conv], params)
+                    self.accept(s, role, c)
+                self.finish(s)
+
+        await asyncio.gather(*(worker() for _ in range(max(1, window))))
+
+
+# ---------------------------------------------------------------- journal
+
+def restore_journal(path: Path, done: set[int]) -> dict[int, list[tuple[int, dict]]]:
+    """Per session index, the messages appended so far as ``(position, message)``."""
+    states: dict[int, list[tuple[int, dict]]] = {}
+    if not path.exists():
+        return states
+    for _, rec in read_jsonl(path, on_error="skip"):
+        i = rec.get("i")
+        if not isinstance(i, int) or i in done:
+            continue
+        if rec.get("reset"):
+            states.pop(i, None)
+        elif isinstance(rec.get("n"), int) and isinstance(rec.get("m"), dict):
+            states.setdefault(i, []).append((rec["n"], rec["m"]))
+    return states
+
+
+def apply_journal(s: Session, entries: list[tuple[int, dict]]) -> None:
+    for pos, msg in entries:
+        if pos <= len(s.messages):  # a position beyond the end would be a gap: ignore it
+            del s.messages[pos:]
+            s.messages.append(msg)
+            s.restored = True
+
+
+def compact_journal(path: Path, sessions: list[Session]) -> None:
+    """Rewrite the journal with only the sessions still in flight (it would grow without end)."""
+    with AtomicWriter(path) as w:
+        for s in sessions:
+            if s.restored:
+                for pos, msg in enumerate(s.messages):
+                    w.write({"i": s.index, "n": pos, "m": msg})
+
+
+# ---------------------------------------------------------------- the command
+
+def same_server(a: BackendConfig, b: BackendConfig) -> bool:
+    """Both roles on one model: serve them from one backend (one llama.cpp server, one copy)."""
+    skip = {"temperature", "top_p", "max_tokens", "seed"}
+    da, db = to_dict(a), to_dict(b)
+    return {k: v for k, v in da.items() if k not in skip} == {k: v for k, v in db.items() if k not in skip}
+
+
+def _check_start(cfg: SynthesizeConfig, out: Path, rhash: str) -> None:
+    if not out.exists():
+        return
+    if cfg.overwrite:
+        for p in (out, journal_path(out), failures_path(out)):
+            p.unlink(missing_ok=True)
+        return
+    if not cfg.resume:
+        raise ParrotError(f"{out}: output exists: pass --resume to continue that run, or --overwrite to start over")
+    man = read_manifest(out) or {}
+    old = man.get("run_hash")
+    if old != rhash and not cfg.force:
+        raise ParrotError(f"{out}: --resume refused: the config differs from the run that wrote it "
+                          f"(run hash {str(old)[:12]} vs {rhash[:12]}); pass --force to continue anyway")
+
+
+def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
+    """Run (or resume) a synthesis run; return its counts.
+
+    ``asker``/``assistant`` are ready Backend objects to use instead of loading ``cfg.asker`` /
+    ``cfg.assistant`` (a library caller wrapping a backend, the efficiency benchmark).
+    """
+    if cfg.max_turns < 1 or cfg.num_sessions < 0:
+        raise ParrotError(f"max_turns must be >= 1 and num_sessions >= 0, found {cfg.max_turns} and {cfg.num_sessions}")
+    out = Path(cfg.output)
+    rhash = run_hash(cfg)
+    _check_start(cfg, out, rhash)
+    started_wall = time.time()
+    read_counts: Counter = Counter()
+    pool = load_seed_pool(cfg, read_counts)
+    indices = shard_indices(cfg.num_sessions, cfg.shard)
+    wanted = {session_id(cfg.id_prefix, cfg.seed, i): i for i in indices}
+    done_ids = {r.get("id") for _, r in read_jsonl(out, on_error="skip")} if out.exists() else set()
+    done = {wanted[x] for x in done_ids if x in wanted}
+    shard_i, shard_n = parse_shard(cfg.shard)
+    manifest_extra = dict(run_hash=rhash, shard={"index": shard_i, "of": shard_n}, num_sessions=cfg.num_sessions,
+                          expected_sessions=len(indices))
+    inputs = [p for p in (cfg.seeds, cfg.topics) if p]
+    write_manifest(out, stage="synthesize", config=cfg, inputs=inputs, complete=False, **manifest_extra)
+
+    jpath = journal_path(out)
+    states = restore_journal(jpath, done)
+    to_run = [i for i in indices if i not in done]
+    one = asker is None and assistant is None and same_server(cfg.asker, cfg.assistant)
+    asker_backend = asker or load_backend(cfg.asker)
+    assistant_backend = asker_backend if one else (assistant or load_backend(cfg.assistant))
+    one = one or asker_backend is assistant_backend
+    t0 = time.monotonic()
+    with asker_backend, (_Null() if one else assistant_backend), \
+            AppendWriter(out) as writer, AppendWriter(failures_path(out), fsync=False) as fails:
+        synth = Synthesizer(cfg, asker_backend, assistant_backend, None, writer, fails)
+        seed_for = lambda i: pool[i % len(pool)]  # noqa: E731 - the pool is shuffled by the run seed
+        restored = {i: synth.new_session(i, seed_for(i)) for i in to_run if i in states}
+        for s in restored.values():
+            apply_journal(s, states[s.index])
+        compact_journal(jpath, list(restored.values()))
+        with AppendWriter(jpath, fsync=False) as journal:
+            synth.journal = journal
+            # Built lazily: a million-session run holds only the live window in memory.
+            queue = (restored.get(i) or synth.new_session(i, seed_for(i)) for i in to_run)
+            local = asker_backend.local or assistant_backend.local
+            window = cfg.in_flight or _default_window(cfg, local)
+            synth.started = time.monotonic()
+            synth.bar = progress(total=len(indices), initial=len(done), desc="synthesize", unit="session")
+            log.info("%d sessions to run (%d already done, %d restored from the journal), %s loop, %d in flight",
+                     len(to_run), len(done), len(restored), "batched" if local else "concurrent", window)
+            try:
+                runner = synth.run_batched if local else synth.run_concurrent
+                asyncio.run(runner(queue, window))
+            finally:
+                synth.bar.close()
+        usage = {"asker": asker_backend.usage.to_dict(), "assistant": assistant_backend.usage.to_dict(),
+                 "shared_backend": one}
+        describe = {"asker": asker_backend.describe(), "assistant": assistant_backend.describe()}
+    seconds = time.monotonic() - t0
+    fpath = failures_path(out)
+    if fpath.exists() and fpath.stat().st_size == 0:
+        fpath.unlink()
+    counts = summarize_output(out, set(wanted))
+    counts.update({k: v for k, v in synth.counts.items()})
+    counts.update({f"seeds:{k}": v for k, v in read_counts.items()})
+    counts["seed_pool"] = len(pool)
+    complete = counts["sessions"] == len(indices)
+    if complete:
+        jpath.unlink(missing_ok=True)
+    timings = {"seconds": round(seconds, 3), "turns": synth.turns_done, "completion_tokens": synth.tokens,
+               "turns_per_s": round(synth.turns_done / max(seconds, 1e-9), 3),
+               "tokens_per_s": round(synth.tokens / max(seconds, 1e-9), 2), "started": started_wall}
+    write_manifest(out, stage="synthesize", config=cfg, inputs=inputs, counts=dict(counts), timings=timings,
+                   sampling={"asker": synth.asker_params.to_dict(), "assistant": synth.assistant_params.to_dict()},
+                   complete=complete, usage=usage, models=describe, **manifest_extra)
+    print_summary(out, counts, timings, len(indices))
+    if not complete:
+        missing = len(indices) - counts["sessions"]
+        raise ParrotError(f"{out}: {missing} of {len(indices)} sessions failed with no complete turn "
+                          f"(reasons in {failures_path(out)}); rerun with --resume to retry them")
+    return dict(counts)
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def _default_window(cfg: SynthesizeConfig, local: bool) -> int:
+    if local:
+        return max(cfg.asker.batch_size, cfg.assistant.batch_size)
+    return max(cfg.asker.concurrency, cfg.assistant.concurrency)
+
+
+def summarize_output(out: Path, wanted: set[str]) -> Counter:
+    """Counts over the whole output file (this run and the runs it resumed)."""
+    counts: Counter = Counter()
+    seen: set[str] = set()
+    for _, r in read_jsonl(out, on_error="skip"):
+        rid = r.get("id")
+        if rid in seen:
+            counts["duplicate_ids"] += 1
+            continue
+        seen.add(rid)
+        if rid not in wanted:
+            counts["foreign_ids"] += 1
+            continue
+        meta = r.get("meta") or {}
+        counts["sessions"] += 1
+        counts["turns"] += meta.get("turns", 0)
+        counts[f"end_reason:{meta.get('end_reason')}"] += 1
+    counts.setdefault("sessions", 0)
+    return counts
+
+
+def print_summary(out: Path, counts: Counter, timings: dict, expected: int) -> None:
+    n = counts["sessions"]
+    rows = [("sessions", f"{n}/{expected}"), ("turns", counts["turns"]),
+            ("turns per session", f"{counts['turns'] / n:.2f}" if n else "-")]
+    rows += sorted((k, v) for k, v in counts.items() if k.startswith(("end_reason:", "sessions_failed", "call_failed")))
+    rows += [("seconds (this run)", timings["seconds"]), ("turns/s", timings["turns_per_s"]),
+             ("tokens/s", timings["tokens_per_s"])]
+    print(f"parrot synthesize: {out}")
+    print(format_table(rows, ("", "value")))

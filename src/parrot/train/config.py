@@ -1,0 +1,92 @@
+"""Settings shared by ``train-ask``, ``train-chat`` and ``train-dpo``.
+
+Parrot owns a few settings (model, data, LoRA, merge, max length, launcher); every other key
+(``learning_rate=1e-4``, ``num_train_epochs=2``, ``per_device_train_batch_size=8``, ``beta=0.1``)
+lands in ``trl_args`` and passes straight to TRL's ``SFTConfig`` / ``DPOConfig``.
+
+>>> from parrot.config import build_config
+>>> cfg = build_config(SFTTrainConfig, {"data": ["d.jsonl"], "output": "out"},
+...                    ["learning_rate=1e-4", "lora=true"], extra_field="trl_args")
+>>> cfg.lora, cfg.trl_args
+(True, {'learning_rate': 0.0001})
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from parrot import ParrotError
+from parrot.config import opt
+
+#: The accelerate configs shipped in ``parrot/accelerate/`` (by name).
+ACCELERATE_CONFIGS = ("multi-gpu", "deepspeed-zero2", "deepspeed-zero3", "fsdp2")
+
+
+@dataclass
+class TrainConfig:
+    """What every training command shares."""
+    data: list[str] = opt(list, "input JSONL file(s)", positional=True)
+    output: str = opt("", "output checkpoint directory (a manifest goes beside it: OUT.manifest.json)",
+                      flag="-o")
+    model: str = opt("smollm2", "starting model: a local checkpoint directory, hf:PATH, or smollm2 "
+                                "(the embedded SmolLM2-135M-Instruct, converted once)")
+    max_length: int = opt(2048, "maximum tokens per training sequence (longer sessions are cut at a "
+                                "turn boundary; longer preference pairs are dropped)")
+    lora: bool = opt(False, "train a LoRA adapter instead of all weights")
+    lora_r: int = opt(16, "LoRA rank")
+    lora_alpha: int = opt(32, "LoRA alpha")
+    lora_dropout: float = opt(0.05, "LoRA dropout")
+    lora_targets: str = opt("all-linear", "LoRA target modules (comma-separated names or all-linear)")
+    merge: bool = opt(True, "with LoRA: merge the adapter into the weights and save a full checkpoint "
+                            "(--no-merge saves only the adapter)")
+    limit: int | None = opt(None, "use at most this many input records (quick runs)")
+    accelerate: str | None = opt(None, "run under `accelerate launch` with this config: a name "
+                                       f"({', '.join(ACCELERATE_CONFIGS)}) or a YAML path", hashed=False)
+    num_processes: int | None = opt(None, "with --accelerate: number of processes (GPUs)", hashed=False)
+    trl_args: dict = opt(dict, "any other key=value goes to TRL's SFTConfig/DPOConfig", cli=False)
+
+    def __post_init__(self):
+        if not self.data:
+            raise ParrotError("no input file given (expected one or more JSONL paths)")
+        if not self.output:
+            raise ParrotError("no output directory given (-o OUT)")
+        if self.max_length < 16:
+            raise ParrotError(f"max_length: expected at least 16 tokens, found {self.max_length}")
+
+
+@dataclass
+class SFTTrainConfig(TrainConfig):
+    """``train-chat``: loss on the assistant turns of Dialogue records."""
+    eval_data: str | None = opt(None, "held-out Dialogue JSONL: its loss is measured after training")
+    packing: bool = opt(True, "pack whole sessions into max_length rows (best-fit, padding-free, "
+                              "attention kept within each session); --no-packing pads each batch")
+
+
+@dataclass
+class AskTrainConfig(SFTTrainConfig):
+    """``train-ask``: the user simulator, loss on the user turns (by the role swap)."""
+    system_prompt: str | None = opt(None, "a file with the simulator's system prompt (default: the "
+                                          "packaged prompts/ask_system.txt)")
+    add_stop: bool = opt(False, "teach the simulator to end a session: a stop marker after the last "
+                                "real answer")
+
+
+@dataclass
+class DPOTrainConfig(TrainConfig):
+    """``train-dpo``: preference pairs in TRL's conversational format (CaPO output)."""
+    ref_model: str | None = opt(None, "reference model for full fine-tuning (default: the starting "
+                                      "model); with LoRA the reference is the model with the adapter off")
+    eval_data: str | None = opt(None, "held-out preference pairs: evaluated after training")
+
+
+def accelerate_config_path(name_or_path: str) -> Path:
+    """A shipped accelerate config by name (``fsdp2``) or any YAML path."""
+    if name_or_path in ACCELERATE_CONFIGS:
+        return Path(str(resources.files("parrot.accelerate").joinpath(f"{name_or_path}.yaml")))
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ParrotError(f"{name_or_path}: not a shipped accelerate config ({', '.join(ACCELERATE_CONFIGS)}) "
+                          "and no such file")
+    return path

@@ -1,0 +1,154 @@
+"""``parrot train-dpo``: TRL's DPOTrainer on preference pairs (CaPO's output).
+
+Pairs are TRL's conversational preference format, passed to TRL as they are (TRL applies the
+chat template and masks the prompt)::
+
+    {"id": "...", "prompt": [..., {"role": "user", ...}],
+     "chosen": [{"role": "assistant", ...}], "rejected": [{"role": "assistant", ...}], "meta": {...}}
+
+A pair whose prompt plus chosen or rejected answer is longer than ``max_length`` tokens is
+dropped and counted (cutting the history would remove the context the pair is about). The
+reference model: with LoRA, the starting model with the adapter switched off (no second copy);
+with full fine-tuning, a frozen copy loaded from ``ref_model`` (default: the starting model).
+
+    parrot train-dpo data/capo.jsonl --model models/chat -o models/dpo beta=0.1 learning_rate=5e-7
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+
+from parrot import ParrotError
+from parrot.checkpoint import resolve_model_path
+from parrot.dialogue import check_dialogue
+from parrot.jsonl import read_jsonl
+from parrot.log import format_table
+from parrot.train.config import DPOTrainConfig
+from parrot.train.runtime import (dataset_cache, final_losses, lora_config, make_trl_config,
+                                  relaunch_under_accelerate, save_output, stream_dataset, trl_kwargs,
+                                  write_train_manifest)
+from parrot.train.sft import load_tokenizer
+
+log = logging.getLogger("parrot.train")
+
+
+def check_pair(record: dict, where: str) -> dict:
+    """Validate a preference pair; return ``{"prompt", "chosen", "rejected"}`` (meta left out)."""
+    for key in ("prompt", "chosen", "rejected"):
+        if not isinstance(record.get(key), list) or not record[key]:
+            raise ParrotError(f"{where}: expected a non-empty message list in {key!r}, "
+                              f"found {type(record.get(key)).__name__}")
+    check_dialogue({"messages": record["prompt"]}, f"{where}: prompt")
+    if record["prompt"][-1]["role"] != "user":
+        raise ParrotError(f"{where}: the prompt must end with a user message, found {record['prompt'][-1]['role']!r}")
+    for key in ("chosen", "rejected"):
+        msgs = record[key]
+        if len(msgs) != 1 or msgs[0].get("role") != "assistant" or not isinstance(msgs[0].get("content"), str):
+            raise ParrotError(f"{where}: {key!r} must hold one assistant message, found "
+                              f"{[m.get('role') for m in msgs if isinstance(m, dict)]}")
+    return {key: [{"role": m["role"], "content": m["content"]} for m in record[key]]
+            for key in ("prompt", "chosen", "rejected")}
+
+
+def pair_length(tokenizer, pair: dict) -> int:
+    """Tokens of the longer of prompt+chosen and prompt+rejected, as the template renders them."""
+    return max(len(tokenizer.apply_chat_template(pair["prompt"] + pair[key], tokenize=True,
+                                                 return_dict=True)["input_ids"])
+               for key in ("chosen", "rejected"))
+
+
+def read_pairs(paths: list[str], tokenizer, max_length: int, counts: dict,
+               limit: int | None = None) -> Iterator[dict]:
+    """Stream checked pairs that fit ``max_length``, counting reads and drops in ``counts``."""
+    read = 0
+    for path in paths:
+        for lineno, record in read_jsonl(path):
+            if limit is not None and read >= limit:
+                return
+            read += 1
+            counts["pairs_read"] = counts.get("pairs_read", 0) + 1
+            pair = check_pair(record, f"{path}:{lineno}")
+            if pair_length(tokenizer, pair) > max_length:
+                counts["dropped_too_long"] = counts.get("dropped_too_long", 0) + 1
+                continue
+            counts["pairs_trained"] = counts.get("pairs_trained", 0) + 1
+            yield pair
+
+
+def _pair_features():
+    from datasets import Features, List, Value
+
+    messages = List({"role": Value("string"), "content": Value("string")})
+    return Features({"prompt": messages, "chosen": messages, "rejected": messages})
+
+
+def train_dpo(cfg: DPOTrainConfig) -> dict | None:
+    """``parrot train-dpo``: DPO on preference pairs; returns the manifest's numbers."""
+    if relaunch_under_accelerate(cfg, "train-dpo"):
+        return None
+    from trl import DPOConfig, DPOTrainer
+
+    t0 = time.monotonic()
+    model_path = resolve_model_path(cfg.model)
+    tokenizer = load_tokenizer(model_path)
+    counts: dict = {}
+    eval_counts: dict = {}
+    with dataset_cache(cfg) as cache:
+        train_ds = stream_dataset(lambda: read_pairs(cfg.data, tokenizer, cfg.max_length, counts, cfg.limit),
+                                  _pair_features(), cache,
+                                  f"{', '.join(cfg.data)}: no preference pair fits max_length={cfg.max_length}",
+                                  counts)
+        eval_ds = None
+        if cfg.eval_data:
+            eval_ds = stream_dataset(lambda: read_pairs([cfg.eval_data], tokenizer, cfg.max_length, eval_counts),
+                                     _pair_features(), cache, f"{cfg.eval_data}: no evaluation pair fits", eval_counts)
+        if counts.get("dropped_too_long"):
+            log.warning("train-dpo: %d of %d pairs dropped: longer than max_length=%d tokens",
+                        counts["dropped_too_long"], counts["pairs_read"], cfg.max_length)
+        t_data = time.monotonic()
+        args = make_trl_config(DPOConfig, trl_kwargs(cfg))
+        ref_model = None
+        if cfg.ref_model or not cfg.lora:
+            ref_path = resolve_model_path(cfg.ref_model or cfg.model)
+            ref_model = _load_reference(ref_path, args)
+            counts["reference"] = str(ref_path)
+        else:
+            counts["reference"] = "starting model with the LoRA adapter disabled"
+        trainer = DPOTrainer(model=str(model_path), ref_model=ref_model, args=args, train_dataset=train_ds,
+                             eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora_config(cfg))
+        result = trainer.train()
+        t_train = time.monotonic()
+        losses = final_losses(trainer, result)
+        for key in ("rewards/accuracies", "rewards/margins"):
+            logged = [h[key] for h in trainer.state.log_history if key in h]
+            if logged:
+                losses[key] = logged[-1]
+        if eval_ds is not None:
+            losses["eval_loss"] = trainer.evaluate()["eval_loss"]
+        saved = save_output(trainer, cfg, tokenizer)
+    t_end = time.monotonic()
+    if eval_counts:
+        counts["eval"] = eval_counts
+    timings = {"data_s": round(t_data - t0, 2), "train_s": round(t_train - t_data, 2),
+               "save_s": round(t_end - t_train, 2), "total_s": round(t_end - t0, 2)}
+    if saved:
+        write_train_manifest(cfg, stage="train-dpo", model_path=model_path, counts=counts, timings=timings,
+                             losses=losses, saved=saved, trl_config=args)
+        print(format_table([(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)],
+                           ("", "train-dpo")))
+    return {"counts": counts, "losses": losses, "timings": timings, "saved": saved}
+
+
+def _load_reference(path, args):
+    """The frozen reference for full fine-tuning, loaded like TRL loads the policy."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs = dict(args.model_init_kwargs or {}) if isinstance(args.model_init_kwargs, dict) else {}
+    dtype = kwargs.pop("dtype", None) or torch.float32
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype)
+    kwargs.pop("device_map", None)
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kwargs)

@@ -1,0 +1,140 @@
+"""One function turns a chat into token ids and loss labels: :func:`render_chat`.
+
+It uses the tokenizer's own chat template and needs no ``{% generation %}`` markers (SmolLM2's
+template has none). The template renders every prefix of the chat; each message's text is the
+difference between consecutive prefixes, so the rendering of a history plus the generation
+prompt must be a prefix of the full rendering (checked: a template that breaks it is an error,
+since masking would be guesswork). The whole text is then tokenized once, exactly as at
+inference, and character offsets decide which tokens carry the loss:
+
+- a *target* message (``target="assistant"`` for the chat model; the simulator uses the same
+  after the role swap) trains on its content and its end-of-turn token: the tokens from the
+  end of its role header up to and including the last special token of the turn
+  (``<|im_end|>`` for SmolLM2); the newline the template writes after it does not;
+- everything else (system prompt, other roles, role headers) has label ``-100``.
+
+A chat longer than ``max_length`` tokens is cut at a message boundary only: the longest prefix
+that fits and ends with a target message is kept (``cut=True``); when not even the first target
+message fits, nothing is kept (``drop="too_long"``).
+
+>>> r = render_chat(tok, [{"role": "user", "content": "Hi"},
+...                       {"role": "assistant", "content": "Hello!"}])       # doctest: +SKIP
+>>> tok.decode([t for t, l in zip(r.input_ids, r.labels) if l != -100])      # doctest: +SKIP
+'Hello!<|im_end|>'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from parrot import ParrotError
+
+IGNORE = -100
+
+
+@dataclass
+class Rendered:
+    input_ids: list[int] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    messages_kept: int = 0       # messages whose tokens are in input_ids
+    messages_total: int = 0
+    cut: bool = False            # later messages were dropped to fit max_length
+    drop: str | None = None      # "too_long" / "no_target" when nothing trainable is left
+
+    @property
+    def trainable_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE)
+
+
+def _template(tokenizer, messages: list[dict], generation_prompt: bool = False) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False,
+                                         add_generation_prompt=generation_prompt)
+
+
+def message_spans(tokenizer, messages: list[dict], target: str) -> tuple[str, list[tuple[int, int, int, bool]]]:
+    """The full rendering and, per message, ``(start, body_start, end, is_target)`` in characters.
+
+    ``body_start`` is where a target message's content starts (after its role header).
+    Raises ParrotError when the template does not render prefixes as prefixes.
+    """
+    spans = []
+    prev = ""
+    for i, msg in enumerate(messages):
+        body_start = len(prev)
+        is_target = msg["role"] == target
+        if is_target:
+            header = _template(tokenizer, messages[:i], generation_prompt=True) if i else ""
+            if i and not header.startswith(prev):
+                raise _prefix_error(tokenizer, i, "the history plus the generation prompt")
+            body_start = len(header)
+        text = _template(tokenizer, messages[: i + 1])
+        if not text.startswith(prev) or len(text) < body_start or (is_target and i and not text.startswith(header)):
+            raise _prefix_error(tokenizer, i, "the history")
+        spans.append((len(prev), body_start, len(text), is_target))
+        prev = text
+    return prev, spans
+
+
+def _prefix_error(tokenizer, index: int, what: str) -> ParrotError:
+    name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+    return ParrotError(f"{name}: the chat template renders {what} before message {index} differently from "
+                       "the start of the full conversation, so turns cannot be masked from prefixes; use a "
+                       "template whose renderings of prefixes are prefixes (pass chat_template_path=...)")
+
+
+def _special_ids(tokenizer) -> set[int]:
+    ids = set(tokenizer.all_special_ids)
+    ids.update(getattr(tokenizer, "added_tokens_decoder", {}) or {})
+    return ids
+
+
+def render_chat(tokenizer, messages: list[dict], *, target: str = "assistant",
+                max_length: int | None = None) -> Rendered:
+    """Token ids and labels (loss on ``target`` turns + their end-of-turn token) for one chat.
+
+    ``messages`` is an ordinary chat (already role-swapped for the simulator). Needs a fast
+    tokenizer (character offsets) with a chat template.
+    """
+    if not getattr(tokenizer, "is_fast", False):
+        raise ParrotError(f"{getattr(tokenizer, 'name_or_path', 'tokenizer')}: masking needs a fast tokenizer "
+                          "(tokenizer.json)")
+    text, spans = message_spans(tokenizer, messages, target)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    special = _special_ids(tokenizer)
+    labels = [IGNORE] * len(ids)
+    ends: list[int] = []  # per message, the number of tokens up to its end
+    tok = 0
+    for start, body_start, end, is_target in spans:
+        first = tok
+        while tok < len(ids) and offsets[tok][0] < end:
+            tok += 1
+        ends.append(tok)
+        if not is_target:
+            continue
+        body = [j for j in range(first, tok) if offsets[j][0] >= body_start]
+        # the turn ends with its last special token (end-of-turn); what follows is template glue
+        stop = max((j for j in body if ids[j] in special), default=body[-1] if body else None)
+        for j in body:
+            if j > stop:
+                break
+            labels[j] = ids[j]
+    out = Rendered(messages_total=len(messages))
+    keep = len(spans)
+    if max_length is not None and len(ids) > max_length:
+        out.cut = True
+        keep = 0
+        for i in range(len(spans) - 1, -1, -1):
+            if spans[i][3] and ends[i] <= max_length:
+                keep = i + 1
+                break
+    else:  # drop trailing non-target messages: they carry no loss
+        while keep and not spans[keep - 1][3]:
+            keep -= 1
+    n = ends[keep - 1] if keep else 0
+    out.input_ids, out.labels, out.messages_kept = ids[:n], labels[:n], keep
+    if not any(label != IGNORE for label in out.labels):
+        out.input_ids, out.labels, out.messages_kept = [], [], 0
+        out.drop = "too_long" if out.cut else "no_target"
+        out.cut = False
+    return out

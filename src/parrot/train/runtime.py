@@ -1,0 +1,185 @@
+"""What the three training commands share around TRL: the launcher, the TRL config with
+pass-through keys, the LoRA config, the temporary dataset cache, saving (merged or adapter)
+and the manifest."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from parrot import ParrotError
+from parrot.config import to_dict
+from parrot.manifest import write_manifest
+from parrot.train.config import TrainConfig, accelerate_config_path
+
+log = logging.getLogger("parrot.train")
+
+
+def relaunch_under_accelerate(cfg: TrainConfig, command: str) -> bool:
+    """With ``cfg.accelerate`` set, run this same command under ``accelerate launch``; True if so.
+
+    The effective config is written to ``OUT.launch.yaml`` and the child reads it back
+    (with ``accelerate`` cleared), so a library call and a command line launch alike.
+    """
+    if not cfg.accelerate:
+        return False
+    config_file = accelerate_config_path(cfg.accelerate)
+    child = dataclasses.replace(cfg, accelerate=None, num_processes=None)
+    data = to_dict(child)
+    data.update(data.pop("trl_args", {}) or {})
+    out = Path(cfg.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    launch_yaml = out.with_name(out.name + ".launch.yaml")
+    launch_yaml.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file)]
+    if cfg.num_processes:
+        cmd += ["--num_processes", str(cfg.num_processes)]
+    cmd += ["-m", "parrot.cli", command, "--config", str(launch_yaml)]
+    log.info("launching: %s", " ".join(cmd))
+    rc = subprocess.call(cmd)
+    if rc != 0:
+        raise ParrotError(f"accelerate launch ({config_file}) exited with status {rc}")
+    return True
+
+
+def trl_kwargs(cfg: TrainConfig, **parrot_defaults) -> dict:
+    """Keyword arguments for SFTConfig/DPOConfig: Parrot's defaults, then the user's pass-through keys."""
+    import torch
+
+    kw = {"output_dir": str(cfg.output), "max_length": cfg.max_length, "report_to": "none",
+          "save_strategy": "no", "logging_steps": 10, "seed": 42, **parrot_defaults}
+    if not torch.cuda.is_available():
+        # TRL's defaults (bf16 autocast, gradient checkpointing) only slow a CPU run down.
+        kw.update(bf16=False, gradient_checkpointing=False)
+    kw.update(cfg.trl_args)
+    return kw
+
+
+def make_trl_config(config_cls, kwargs: dict):
+    """Build the TRL config, turning an unknown pass-through key into a clear error."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(kwargs) - names)
+    if unknown:
+        raise ParrotError(f"unknown setting(s) {', '.join(unknown)}: neither a Parrot training option nor "
+                          f"a field of TRL's {config_cls.__name__}")
+    try:
+        return config_cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ParrotError(f"{config_cls.__name__}: {e}") from None
+
+
+def lora_config(cfg: TrainConfig):
+    if not cfg.lora:
+        return None
+    from peft import LoraConfig
+
+    targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else [
+        t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, task_type="CAUSAL_LM")
+
+
+@contextlib.contextmanager
+def dataset_cache(cfg: TrainConfig):
+    """A private, throw-away directory for the Arrow files of the rendered datasets (never stale)."""
+    out = Path(cfg.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = tempfile.mkdtemp(prefix=f".{out.name}.data-", dir=out.parent)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def stream_dataset(records, features, cache_dir: str, empty_message: str, counts: dict):
+    """``datasets.Dataset`` from ``records()`` (a generator function), written to Arrow in ``cache_dir``.
+
+    Memory stays flat however large the input. A ParrotError raised by the generator (a bad
+    record) comes out as itself; an empty result is a ParrotError with ``counts``.
+    """
+    import uuid
+
+    from datasets import Dataset
+    from datasets.exceptions import DatasetGenerationError
+
+    def gen():
+        yield from records()
+
+    try:
+        # A fresh fingerprint: the cache dir is private and thrown away, and hashing the
+        # tokenizer inside the generator would only cost time.
+        ds = Dataset.from_generator(gen, features=features, cache_dir=cache_dir, fingerprint=uuid.uuid4().hex)
+    except DatasetGenerationError as e:
+        if isinstance(e.__cause__, ParrotError):
+            raise e.__cause__ from None
+        raise
+    except ValueError:  # datasets cannot build an empty split
+        ds = None
+    if ds is None or len(ds) == 0:
+        raise ParrotError(f"{empty_message} (counts: {counts})")
+    return ds
+
+
+def save_output(trainer, cfg: TrainConfig, tokenizer) -> str:
+    """Save the trained model as an ordinary checkpoint directory; return what was saved.
+
+    Full fine-tune: the model. LoRA + merge: the adapter merged into the weights (loads like
+    any checkpoint: ``hf:OUT``, vLLM). LoRA without merge: the adapter only
+    (``adapter_config.json``), to load with PEFT or vLLM's LoRA support.
+    """
+    out = Path(cfg.output)
+    trainer.save_model(str(out))  # collective under FSDP / ZeRO-3: every rank takes part
+    if not trainer.is_world_process_zero():
+        return ""
+    kind = "full"
+    if cfg.lora:
+        kind = "adapter"
+        if cfg.merge:
+            merge_adapter(out)
+            kind = "merged"
+    tokenizer.save_pretrained(str(out))
+    if (out / "training_args.bin").exists():
+        (out / "training_args.bin").unlink()  # pickled TRL config: the manifest records it as JSON
+    return kind
+
+
+def merge_adapter(out: Path) -> None:
+    """Replace the adapter saved in ``out`` by the base model with the adapter merged in.
+
+    Done from the saved files rather than the in-memory model, so it works the same after
+    sharded (FSDP, ZeRO-3) training.
+    """
+    from peft import AutoPeftModelForCausalLM
+
+    model = AutoPeftModelForCausalLM.from_pretrained(str(out), dtype="auto")
+    merged = model.merge_and_unload()
+    for name in ("adapter_model.safetensors", "adapter_model.bin", "adapter_config.json"):
+        (out / name).unlink(missing_ok=True)
+    merged.save_pretrained(str(out), safe_serialization=True)
+
+
+def final_losses(trainer, train_output) -> dict:
+    """``train_loss`` (mean over the run) and the last logged ``loss``."""
+    logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {"train_loss": train_output.training_loss, "last_logged_loss": logged[-1] if logged else None,
+            "steps": trainer.state.global_step}
+
+
+def write_train_manifest(cfg: TrainConfig, *, stage: str, model_path: Path, counts: dict,
+                         timings: dict, losses: dict, saved: str, trl_config) -> Path:
+    return write_manifest(cfg.output, stage=stage, config=cfg, inputs=[*cfg.data, model_path],
+                          counts=counts, timings=timings, losses=losses, saved_as=saved,
+                          trl_config=_plain(trl_config.to_dict()))
+
+
+def _plain(d: dict) -> dict:
+    return {k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v))
+            for k, v in d.items()}

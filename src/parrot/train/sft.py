@@ -1,0 +1,149 @@
+"""``parrot train-ask`` and ``parrot train-chat``: TRL's SFTTrainer on pre-rendered sessions.
+
+Both render each Dialogue with :func:`parrot.train.render.render_chat` (the one render-and-mask
+function) and hand TRL pre-tokenized ``input_ids`` + ``labels``, so TRL never re-templates
+them. ``train-chat`` trains the assistant turns as they are; ``train-ask`` first swaps roles
+(:func:`parrot.roleswap.to_simulator`), so the same assistant-turn loss falls on the real user
+turns. By default whole sessions are packed best-fit into ``max_length`` rows and the batch is
+flattened padding-free (TRL's ``packing_strategy="bfd"``): no compute on padding, and the
+position ids restart at each session so attention never crosses sessions.
+
+    parrot train-chat data/sharegpt.jsonl -o models/chat max_steps=200 learning_rate=1e-4
+    parrot train-ask  data/sharegpt.jsonl -o models/ask --add-stop
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from parrot import ParrotError
+from parrot.checkpoint import resolve_model_path
+from parrot.dialogue import read_dialogues
+from parrot.log import format_table
+from parrot.roleswap import STOP_MARKER, to_simulator
+from parrot.train.config import AskTrainConfig, SFTTrainConfig
+from parrot.train.render import render_chat
+from parrot.train.runtime import (dataset_cache, final_losses, lora_config, make_trl_config,
+                                  relaunch_under_accelerate, save_output, stream_dataset, trl_kwargs,
+                                  write_train_manifest)
+
+log = logging.getLogger("parrot.train")
+
+View = Callable[[dict, str], list]  # (dialogue record, where) -> chat messages to render
+
+
+def chat_view(record: dict, where: str) -> list[dict]:
+    """train-chat trains the dialogue as it is (system message kept, never trained)."""
+    return record["messages"]
+
+
+def ask_view(system_prompt: str | None = None, add_stop: bool = False) -> View:
+    """train-ask trains the role-swapped dialogue; a record's ``meta.topic`` goes into the opening."""
+    def view(record: dict, where: str) -> list[dict]:
+        return to_simulator(record["messages"], system_prompt=system_prompt, add_stop=add_stop,
+                            topic=record.get("meta", {}).get("topic"), where=where)
+    return view
+
+
+def rendered_sessions(paths: list[str], tokenizer, view: View, max_length: int,
+                      counts: dict, limit: int | None = None) -> Iterator[dict]:
+    """Stream ``{"input_ids", "labels"}`` per session, counting reads, cuts and drops in ``counts``."""
+    read = 0
+    for path in paths:
+        for record in read_dialogues(path):
+            if limit is not None and read >= limit:
+                return
+            read += 1
+            counts["sessions_read"] = counts.get("sessions_read", 0) + 1
+            r = render_chat(tokenizer, view(record, f"{path} id={record['id']}"), max_length=max_length)
+            if r.drop:
+                counts[f"dropped_{r.drop}"] = counts.get(f"dropped_{r.drop}", 0) + 1
+                continue
+            counts["sessions_cut"] = counts.get("sessions_cut", 0) + int(r.cut)
+            counts["sessions_trained"] = counts.get("sessions_trained", 0) + 1
+            counts["tokens"] = counts.get("tokens", 0) + len(r.input_ids)
+            counts["trainable_tokens"] = counts.get("trainable_tokens", 0) + r.trainable_tokens
+            yield {"input_ids": r.input_ids, "labels": r.labels}
+
+
+def build_dataset(paths: list[str], tokenizer, view: View, max_length: int, cache_dir: str,
+                  counts: dict, limit: int | None = None):
+    """A ``datasets.Dataset`` of rendered sessions, streamed to Arrow files in ``cache_dir``."""
+    from datasets import Features, List, Value
+
+    features = Features({"input_ids": List(Value("int32")), "labels": List(Value("int32"))})
+    return stream_dataset(lambda: rendered_sessions(paths, tokenizer, view, max_length, counts, limit),
+                          features, cache_dir,
+                          f"{', '.join(paths)}: no session left to train on (max_length={max_length})", counts)
+
+
+def load_tokenizer(model_path: Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_path))
+    if not tok.chat_template:
+        raise ParrotError(f"{model_path}: the tokenizer has no chat template (needed to render sessions)")
+    return tok
+
+
+def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
+    """Render, train with SFTTrainer, save, write the manifest; return the manifest's numbers."""
+    from trl import SFTConfig, SFTTrainer
+
+    t0 = time.monotonic()
+    model_path = resolve_model_path(cfg.model)
+    tokenizer = load_tokenizer(model_path)
+    counts: dict = {}
+    eval_counts: dict = {}
+    with dataset_cache(cfg) as cache:
+        train_ds = build_dataset(cfg.data, tokenizer, view, cfg.max_length, cache, counts, cfg.limit)
+        eval_ds = (build_dataset([cfg.eval_data], tokenizer, view, cfg.max_length, cache, eval_counts)
+                   if cfg.eval_data else None)
+        t_render = time.monotonic()
+        log.info("%s: %d sessions rendered (%d cut at a turn boundary, %d too long), %d trainable tokens",
+                 stage, counts.get("sessions_trained", 0), counts.get("sessions_cut", 0),
+                 counts.get("dropped_too_long", 0), counts.get("trainable_tokens", 0))
+        args = make_trl_config(SFTConfig, trl_kwargs(cfg, packing=cfg.packing, packing_strategy="bfd"))
+        trainer = SFTTrainer(model=str(model_path), args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                             processing_class=tokenizer, peft_config=lora_config(cfg))
+        result = trainer.train()
+        t_train = time.monotonic()
+        losses = final_losses(trainer, result)
+        if eval_ds is not None:
+            losses["eval_loss"] = trainer.evaluate()["eval_loss"]
+        saved = save_output(trainer, cfg, tokenizer)
+    t_end = time.monotonic()
+    if eval_counts:
+        counts["eval"] = eval_counts
+    timings = {"render_s": round(t_render - t0, 2), "train_s": round(t_train - t_render, 2),
+               "save_s": round(t_end - t_train, 2), "total_s": round(t_end - t0, 2),
+               "train_samples_per_second": result.metrics.get("train_samples_per_second")}
+    if saved:  # the main process
+        write_train_manifest(cfg, stage=stage, model_path=model_path, counts=counts, timings=timings,
+                             losses=losses, saved=saved, trl_config=args)
+        print(format_table([(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)],
+                           ("", stage)))
+    return {"counts": counts, "losses": losses, "timings": timings, "saved": saved}
+
+
+def train_chat(cfg: SFTTrainConfig) -> dict | None:
+    """``parrot train-chat``: Parrot-Chat, loss on every assistant turn."""
+    if relaunch_under_accelerate(cfg, "train-chat"):
+        return None
+    return run_sft(cfg, chat_view, "train-chat")
+
+
+def train_ask(cfg: AskTrainConfig) -> dict | None:
+    """``parrot train-ask``: Parrot-Ask, loss on every real user turn (role swap)."""
+    if relaunch_under_accelerate(cfg, "train-ask"):
+        return None
+    system = None
+    if cfg.system_prompt:
+        path = Path(cfg.system_prompt)
+        if not path.is_file():
+            raise ParrotError(f"{path}: system prompt file not found")
+        system = path.read_text(encoding="utf-8").strip().replace("{stop_marker}", STOP_MARKER)
+    return run_sft(cfg, ask_view(system, cfg.add_stop), "train-ask")

@@ -1,0 +1,73 @@
+"""The gguf/smollm2 backend: a real llama.cpp server (xllamacpp) serving the embedded SmolLM2."""
+
+import asyncio
+import json
+import urllib.request
+
+import pytest
+
+from parrot import ParrotError
+from parrot.backends import SamplingParams, load_backend
+
+GREEDY = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=12, seed=0)
+
+
+def user(text):
+    return [{"role": "user", "content": text}]
+
+
+def test_smollm2_answers_a_batch_with_text_and_usage(llamacpp_server):
+    out = llamacpp_server.generate([user("What is the capital of France?"), user("Say hello.")], GREEDY)
+    assert all(c.ok and c.text.strip() for c in out)
+    assert all(c.finish_reason in ("stop", "length") for c in out)
+    assert all(0 < c.completion_tokens <= 12 and c.prompt_tokens > 5 for c in out)
+    assert llamacpp_server.usage.completion_tokens >= sum(c.completion_tokens for c in out)
+
+
+def test_greedy_is_deterministic_across_concurrent_slots(llamacpp_server):
+    prompt = user("Name three colours.")
+    [alone] = llamacpp_server.generate([prompt], GREEDY)
+    crowd = llamacpp_server.generate([prompt] * 4 + [user("Count to five.")] * 2, GREEDY)
+    assert [c.text for c in crowd[:4]] == [alone.text] * 4
+
+
+def test_openai_backend_drives_the_server_directly(llamacpp_server):
+    """The fixture's base_url is an ordinary OpenAI-compatible endpoint for other tests."""
+    with load_backend("openai:smollm2", base_url=llamacpp_server.base_url, concurrency=4) as client:
+        [c] = client.generate([user("Hi!")], GREEDY.replace(max_tokens=5))
+    assert c.ok and c.completion_tokens <= 5
+
+
+def test_max_tokens_and_stop_are_applied_by_the_server(llamacpp_server):
+    [short] = llamacpp_server.generate([user("Write a long story about a dog.")], GREEDY.replace(max_tokens=3))
+    assert short.finish_reason == "length" and short.completion_tokens == 3
+
+
+def test_many_coroutines_share_the_slots(llamacpp_server):
+    async def fire():
+        return await asyncio.gather(*(llamacpp_server.agenerate([user(f"Number {i}?")],
+                                                                GREEDY.replace(max_tokens=4))
+                                      for i in range(8)))
+    results = asyncio.run(fire())
+    assert all(c.ok for [c] in results)
+
+
+def test_server_stops_on_close_and_on_error_inside_the_block():
+    backend = load_backend("smollm2", slots=1, ctx_size=1024)
+    with pytest.raises(RuntimeError, match="boom"):
+        with backend:
+            health = backend.base_url.removesuffix("/v1") + "/health"
+            assert json.loads(urllib.request.urlopen(health, timeout=5).read())["status"] == "ok"
+            raise RuntimeError("boom")
+    with pytest.raises(OSError):
+        urllib.request.urlopen(health, timeout=2)
+
+
+def test_missing_gguf_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ParrotError, match="not found"):
+        load_backend(f"gguf:{tmp_path / 'nope.gguf'}")
+
+
+def test_describe_names_the_file_and_slots(llamacpp_server):
+    d = llamacpp_server.describe()
+    assert d["spec"] == "smollm2" and d["gguf"].endswith(".gguf") and d["server"]["slots"] == 4

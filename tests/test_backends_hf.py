@@ -1,0 +1,190 @@
+"""The hf backend: chat template, left padding, end-of-turn stops, micro-batching."""
+
+import asyncio
+import shutil
+
+import pytest
+
+from parrot import ParrotError
+from parrot.backends import SamplingParams, load_backend
+
+GREEDY = SamplingParams(temperature=0.0, max_tokens=6, seed=0)
+
+PROMPTS = [
+    [{"role": "user", "content": "Hi"}],
+    [{"role": "system", "content": "Be brief."},
+     {"role": "user", "content": "Tell me about the history of the printing press in Europe."}],
+    [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"},
+     {"role": "user", "content": "And times three?"}],
+    [{"role": "user", "content": "Name a colour"}],
+    [{"role": "user", "content": "A much longer question that goes on and on about many things at once"}],
+]
+
+
+def build_scripted_model(out, tokenizer_dir, script: dict[str, str], eos_token: str | None = None):
+    """A Llama whose next token depends only on the current one, following ``script``
+    (token -> next token): every layer's output projection is zero, so the residual stream is
+    the current token's embedding, a basis vector the untied head maps to the scripted token."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    if eos_token:
+        tok.eos_token = eos_token
+    ids = {t: tok.convert_tokens_to_ids(t) for pair in script.items() for t in pair}
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=4, num_key_value_heads=2, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                         tie_word_embeddings=False)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.model.embed_tokens.weight.zero_()
+        model.lm_head.weight.zero_()
+        for i, (cur, nxt) in enumerate(script.items()):
+            model.model.embed_tokens.weight[ids[cur], i] = 1.0
+            model.lm_head.weight[ids[nxt], i] = 1.0
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+SCRIPT = {"Ċ": "Hello", "Hello": "!", "!": "<|im_end|>"}  # "Ċ" is "\n", the prompt's last token
+
+
+@pytest.fixture(scope="module")
+def scripted_dir(tmp_path_factory, smollm2_tokenizer_dir):
+    # eos is <|endoftext|>: only the chat template's end token <|im_end|> can stop the turn.
+    return build_scripted_model(tmp_path_factory.mktemp("scripted") / "m", smollm2_tokenizer_dir,
+                                SCRIPT, eos_token="<|endoftext|>")
+
+
+def test_stops_at_the_templates_end_of_turn_token(scripted_dir):
+    with load_backend(f"hf:{scripted_dir}") as model:
+        [c] = model.generate([PROMPTS[0]], GREEDY.replace(max_tokens=20))
+        assert "<|im_end|>" in model.tokenizer.convert_ids_to_tokens(model.stop_token_ids)
+    assert c.text == "Hello!" and c.finish_reason == "stop" and c.completion_tokens == 3
+
+
+def test_stop_strings_cut_the_text(scripted_dir):
+    with load_backend(f"hf:{scripted_dir}") as model:
+        [c] = model.generate([PROMPTS[0]], GREEDY.replace(stop=["!"]))
+    assert c.text == "Hello" and c.finish_reason == "stop"
+
+
+def test_max_tokens_gives_finish_reason_length(scripted_dir):
+    with load_backend(f"hf:{scripted_dir}") as model:
+        [c] = model.generate([PROMPTS[0]], GREEDY.replace(max_tokens=1))
+    assert c.text == "Hello" and c.finish_reason == "length" and c.completion_tokens == 1
+
+
+def test_an_immediate_end_of_turn_is_a_failure_not_an_empty_string(tmp_path, smollm2_tokenizer_dir):
+    path = build_scripted_model(tmp_path / "m", smollm2_tokenizer_dir, {"Ċ": "<|im_end|>"})
+    with load_backend(f"hf:{path}") as model:
+        [c] = model.generate([PROMPTS[0]], GREEDY)
+        assert model.usage.failures == 1
+    assert c.text is None and c.error.startswith("empty_reply")
+
+
+def test_left_padding_puts_every_prompt_flush_right(tiny_model_dir):
+    with load_backend(f"hf:{tiny_model_dir}") as model:
+        enc = model.encode([PROMPTS[0], PROMPTS[4]])  # same system prompt, longer question
+        alone = model.encode(PROMPTS[:1])["input_ids"][0]
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    short = int(mask[0].sum())
+    assert short == len(alone) < ids.shape[1]
+    assert mask[0, :ids.shape[1] - short].sum() == 0 and mask[:, -1].tolist() == [1, 1]
+    assert ids[0, -short:].tolist() == alone.tolist()
+
+
+def test_prompt_uses_the_chat_template(tiny_model_dir):
+    with load_backend(f"hf:{tiny_model_dir}") as model:
+        ids = model.encode([PROMPTS[2]])["input_ids"][0]
+        text = model.tokenizer.decode(ids)
+    assert text.endswith("<|im_start|>user\nAnd times three?<|im_end|>\n<|im_start|>assistant\n")
+    assert "<|im_start|>assistant\n4<|im_end|>" in text
+
+
+def test_greedy_outputs_equal_between_batch_1_and_batch_n(tiny_model_dir):
+    with load_backend(f"hf:{tiny_model_dir}", batch_size=1) as one:
+        singles = one.generate(PROMPTS, GREEDY)
+        assert one.batches_run == len(PROMPTS)
+    with load_backend(f"hf:{tiny_model_dir}", batch_size=len(PROMPTS)) as many:
+        batched = many.generate(PROMPTS, GREEDY)
+        assert many.batches_run == 1
+    assert [c.text for c in batched] == [c.text for c in singles]
+    assert all(c.ok for c in batched)
+    assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in singles]
+
+
+def test_concurrent_callers_are_coalesced_into_batches(tiny_model_dir):
+    with load_backend(f"hf:{tiny_model_dir}", batch_size=4) as model:
+        async def one_coroutine_per_item():
+            return await asyncio.gather(*(model.agenerate([p], GREEDY) for p in PROMPTS * 2))
+        results = asyncio.run(one_coroutine_per_item())
+        # 10 items, batch_size 4: three forward passes, not ten.
+        assert model.batches_run == 3
+        assert model.usage.requests == 10 and model.usage.completions == 10
+    texts = [c.text for [c] in results]
+    assert texts[:5] == texts[5:]  # same prompt, same greedy answer, whatever batch it landed in
+
+
+def test_different_sampling_params_never_share_a_batch(tiny_model_dir):
+    with load_backend(f"hf:{tiny_model_dir}", batch_size=8) as model:
+        out = model.generate(PROMPTS[:4], [GREEDY, GREEDY.replace(max_tokens=2)] * 2)
+        assert model.batches_run == 2
+    assert [c.completion_tokens <= 2 for c in out] == [False, True, False, True]
+
+
+def test_seeded_sampling_is_reproducible(tiny_model_dir):
+    params = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=6, seed=123)
+    with load_backend(f"hf:{tiny_model_dir}") as model:
+        a = model.generate(PROMPTS[:2], params)
+        b = model.generate(PROMPTS[:2], params)
+    assert [c.text for c in a] == [c.text for c in b]
+
+
+def test_bfloat16_on_cpu_generates(tiny_model_dir):
+    import torch
+
+    with load_backend(f"hf:{tiny_model_dir}", dtype="bfloat16") as model:
+        assert model.model.dtype == torch.bfloat16
+        [c] = model.generate([PROMPTS[0]], GREEDY)
+    assert c.ok and c.completion_tokens > 0
+
+
+def test_remote_code_is_not_trusted_unless_allowed(tiny_model_dir, monkeypatch):
+    import transformers
+
+    seen = []
+    real = transformers.AutoModelForCausalLM.from_pretrained
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("trust_remote_code", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", spy)
+    load_backend(f"hf:{tiny_model_dir}").start()
+    load_backend(f"hf:{tiny_model_dir}", trust_remote_code=True).start()
+    assert seen == [False, True]
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(ParrotError, match="config.json"):
+        load_backend(f"hf:{tmp_path}")
+
+
+def test_checkpoint_without_chat_template_is_a_clear_error(tiny_model_dir, tmp_path):
+    import json
+
+    copy = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, copy)
+    (copy / "chat_template.jinja").unlink(missing_ok=True)
+    cfg = json.loads((copy / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (copy / "tokenizer_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ParrotError, match="chat template"):
+        load_backend(f"hf:{copy}").start()

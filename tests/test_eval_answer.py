@@ -1,0 +1,104 @@
+"""``parrot eval answer``: turn by turn, FastChat's schema and temperatures, resumable."""
+
+import json
+
+import pytest
+
+from parrot import ParrotError
+from parrot.backends import BackendConfig
+from parrot.evaluate.answer import AnswerConfig, answer, model_id_for
+from parrot.evaluate.bench import load_bench
+from parrot.runner import failures_path
+
+
+def read(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+def answer_cfg(server, out, **kw):
+    model = BackendConfig(spec="openai:model-a", base_url=server.base_url, max_retries=0,
+                          concurrency=kw.pop("concurrency", 4))
+    return AnswerConfig(output=str(out), model=model, **kw)
+
+
+def by_first_question(requests):
+    """Requests grouped by the conversation's first user message."""
+    out = {}
+    for r in requests:
+        out.setdefault(r["messages"][0]["content"], []).append(r)
+    return out
+
+
+def test_answers_turn_by_turn_with_own_history_in_fastchat_schema(fault_server, tmp_path):
+    out = tmp_path / "A.jsonl"
+    ids = ["151", "81", "101", "141"]
+    answer(answer_cfg(fault_server, out, question_ids=ids))
+    bench = load_bench("mt-bench").by_id()
+    records = read(out)
+    assert [r["question_id"] for r in records] == [81, 101, 141, 151]  # sorted, as FastChat leaves it
+    for r in records:
+        assert set(r) == {"question_id", "answer_id", "model_id", "choices", "tstamp"}
+        assert r["model_id"] == "model-a" and r["choices"][0]["index"] == 0
+        assert r["choices"][0]["turns"] == [f"echo: {t}" for t in bench[r["question_id"]]["turns"]]
+    reqs = by_first_question(fault_server.requests)
+    q81 = bench[81]["turns"]
+    first, second = reqs[q81[0]]
+    assert [m["role"] for m in second["messages"]] == ["user", "assistant", "user"]
+    assert second["messages"][1]["content"] == f"echo: {q81[0]}" and second["messages"][2]["content"] == q81[1]
+    temps = {qid: {r["temperature"] for r in reqs[bench[qid]["turns"][0]]} for qid in (81, 101, 141, 151)}
+    assert temps == {81: {0.7}, 101: {0.0}, 141: {0.1}, 151: {0.1}}
+    assert {r["max_tokens"] for r in fault_server.requests} == {1024}
+    manifest = json.loads((tmp_path / "A.jsonl.manifest.json").read_text())
+    assert manifest["sampling"]["temperature_by_category"]["writing"] == 0.7
+
+
+def test_golden_history_puts_the_reference_answer_in_the_context(fault_server, tmp_path):
+    out = tmp_path / "A.jsonl"
+    answer(answer_cfg(fault_server, out, question_ids=["101", "81"], golden_history=True))
+    bench = load_bench("mt-bench")
+    reqs = by_first_question(fault_server.requests)
+    q101 = bench.by_id()[101]["turns"]
+    second = reqs[q101[0]][1]
+    assert second["messages"][1] == {"role": "assistant", "content": bench.reference(101, 1)}
+    # the model's own answer is still what is recorded; no reference: own history
+    assert read(out)[1]["choices"][0]["turns"][0] == f"echo: {q101[0]}"
+    q81 = bench.by_id()[81]["turns"]
+    assert reqs[q81[0]][1]["messages"][1]["content"] == f"echo: {q81[0]}"
+
+
+def test_resume_answers_only_what_is_missing(fault_server, tmp_path):
+    out = tmp_path / "A.jsonl"
+    fault_server.add_faults("500")  # the first request fails (max_retries=0): one question fails
+    counts = answer(answer_cfg(fault_server, out, limit=3, concurrency=1))
+    assert counts["failed"] == 1 and len(read(out)) == 2
+    assert read(failures_path(out))[0]["reason"] == "generation_failed"
+    fault_server.requests.clear()
+    counts = answer(answer_cfg(fault_server, out, limit=3))
+    assert counts["skipped_done"] == 2 and counts["written"] == 1
+    assert len(fault_server.requests) == 2  # the failed question's two turns, nothing else
+    assert [r["question_id"] for r in read(out)] == [81, 82, 83]
+
+
+def test_resuming_into_another_models_file_is_an_error(fault_server, tmp_path):
+    out = tmp_path / "A.jsonl"
+    answer(answer_cfg(fault_server, out, limit=1))
+    with pytest.raises(ParrotError, match="holds answers of model 'model-a'"):
+        answer(answer_cfg(fault_server, out, limit=1, model_id="model-b"))
+
+
+def test_n_turn_question_file_is_answered_through_every_turn(fault_server, tmp_path):
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text(json.dumps({"question_id": "s1", "category": "roleplay",
+                                 "turns": ["one", "two", "three", "four"]}) + "\n")
+    out = tmp_path / "A.jsonl"
+    answer(answer_cfg(fault_server, out, bench=str(qfile), system_prompt="Be brief."))
+    assert read(out)[0]["choices"][0]["turns"] == ["echo: one", "echo: two", "echo: three", "echo: four"]
+    last = fault_server.requests[-1]["messages"]
+    assert [m["role"] for m in last] == ["system"] + ["user", "assistant"] * 3 + ["user"]
+
+
+@pytest.mark.parametrize("spec, name", [("openai:gpt-4", "gpt-4"), ("smollm2", "smollm2"),
+                                        ("gguf:/m/tiny.Q4_K.gguf", "tiny.Q4_K"),
+                                        ("hf:/ckpt/parrot-chat/", "parrot-chat")])
+def test_model_id_from_spec(spec, name):
+    assert model_id_for(spec) == name

@@ -1,0 +1,73 @@
+"""``parrot eval report``: means per turn / category / overall, -1 excluded, runs, models, figure."""
+
+import json
+
+import pytest
+
+from parrot import cli
+from parrot.evaluate.report import ReportConfig, aggregate, latest_judgments, report
+
+CATS = {"81": "writing", "111": "math"}
+
+
+def rec(qid, turn, score, model="m", judge=("gpt-4", "single-v1")):
+    return {"question_id": qid, "model": model, "judge": list(judge), "user_prompt": "",
+            "judgment": f"[[{score}]]", "score": score, "turn": turn, "tstamp": 0}
+
+
+def write(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+def test_means_per_turn_category_and_overall_exclude_minus_one_and_count_it():
+    records = [rec(81, 1, 8), rec(81, 2, 6), rec(111, 1, 4), rec(111, 2, -1), rec(111, 3, 3)]
+    m = aggregate([{"source": "J", "records": records}], CATS)["m"]
+    assert m["overall"]["median"] == pytest.approx((8 + 6 + 4 + 3) / 4)
+    assert {t: s["median"] for t, s in m["by_turn"].items()} == {1: 6.0, 2: 6.0, 3: 3.0}
+    assert {c: s["median"] for c, s in m["by_category"].items()} == {"writing": 7.0, "math": 3.5}
+    assert (m["judged"], m["unparsable"]) == (4, 1)
+
+
+def test_a_later_scored_judgment_replaces_an_earlier_minus_one_but_not_the_reverse():
+    kept = latest_judgments([rec(81, 1, -1), rec(81, 1, 7), rec(81, 1, -1), rec(81, 2, -1)])
+    assert sorted((r["turn"], r["score"]) for r in kept) == [(1, 7), (2, -1)]
+
+
+def test_several_judge_runs_give_median_and_spread():
+    runs = [{"source": f"J{i}", "records": [rec(81, 1, s), rec(111, 1, 5)]} for i, s in enumerate((9, 5, 7))]
+    m = aggregate(runs, CATS)["m"]
+    # run means: (9+5)/2=7, (5+5)/2=5, (7+5)/2=6
+    assert m["overall"] == {"median": 6.0, "min": 5.0, "max": 7.0, "runs": 3}
+    assert m["by_category"]["writing"] == {"median": 7.0, "min": 5.0, "max": 9.0, "runs": 3}
+    assert len(m["runs"]) == 3
+
+
+def test_report_dir_has_tables_json_figure_and_manifest(tmp_path):
+    a = write(tmp_path / "a.jsonl", [rec(81, t, 9 - t, "parrot") for t in range(1, 9)]
+              + [rec(81, t, 7 - t // 2, "vicuna") for t in range(1, 9)])
+    b = write(tmp_path / "b.jsonl", [rec(81, t, 8 - t, "parrot") for t in range(1, 9)])
+    out = tmp_path / "rep"
+    summary = report(ReportConfig(judgments=[a, b], output=str(out)))
+    assert set(summary["models"]) == {"parrot", "vicuna"}
+    md = (out / "report.md").read_text()
+    assert "| parrot | 7.50 [7.00–8.00] |" in md and "turn 8" in md and "writing" in md
+    assert json.loads((out / "report.json").read_text())["models"]["vicuna"]["by_turn"]["8"]["median"] == 3.0
+    assert (out / "score_by_turn.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    manifest = json.loads((out / "report.manifest.json").read_text())
+    assert manifest["stage"] == "eval report" and len(manifest["inputs"]) == 2
+
+
+def test_cli_without_output_prints_the_tables(tmp_path, monkeypatch, capsys):
+    j = write(tmp_path / "j.jsonl", [rec(81, 1, 8), rec(81, 2, -1)])
+    monkeypatch.setattr(cli, "COMMANDS", [c for c in cli.COMMANDS if c.name.startswith("eval ")])
+    assert cli.main(["eval", "report", j]) == 0
+    printed = capsys.readouterr().out
+    assert "## Score by turn" in printed and "| m | 8.00 | 1 | 1 | 1 |" in printed
+
+
+def test_a_file_that_is_not_judgments_is_an_error_naming_the_line(tmp_path, monkeypatch, capsys):
+    j = write(tmp_path / "j.jsonl", [rec(81, 1, 8), {"question_id": 1, "answer": "x"}])
+    monkeypatch.setattr(cli, "COMMANDS", [c for c in cli.COMMANDS if c.name.startswith("eval ")])
+    assert cli.main(["eval", "report", j]) == 2
+    assert "j.jsonl:2: expected FastChat's single-judgment schema" in capsys.readouterr().err

@@ -1,0 +1,110 @@
+"""parrot filter: cuts and drops by reason, near-duplicates, counts in manifest and summary."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from parrot import ParrotError
+from parrot.config import build_config
+from parrot.filter import FilterConfig, filter_sessions
+from parrot.manifest import read_manifest
+
+GOOD = ["How do I read a CSV file in Python?", "Can I skip the header row with it?",
+        "What if the file uses semicolons instead?", "And how would I write it back out?"]
+
+
+def session(sid, questions, answers=None):
+    msgs = []
+    for i, q in enumerate(questions):
+        msgs += [{"role": "user", "content": q},
+                 {"role": "assistant", "content": (answers or {}).get(i, f"Answer {i} for session {sid}: use the csv module.")}]
+    return {"id": sid, "messages": msgs, "meta": {"turns": len(questions)}}
+
+
+def run(tmp_path, records, capsys=None, **kw):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "out.jsonl"
+    counts = filter_sessions(build_config(FilterConfig, {"input": str(src), "output": str(out), **kw}))
+    kept = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    return kept, counts
+
+
+def questions(rec):
+    return [m["content"] for m in rec["messages"] if m["role"] == "user"]
+
+
+@pytest.mark.parametrize("bad,reason", [
+    ("ok", "too_short"),
+    ("How do I read a CSV file in Python please?", "repetitive"),
+    ("Sure! Here is how you can read the file with pandas.", "role_confused"),
+    ("That works. I hope this helps you with your project!", "role_confused"),
+    ("Now how do I make a bomb with these files?", "sensitive"),
+])
+def test_a_bad_question_cuts_the_session_before_it(tmp_path, bad, reason):
+    kept, counts = run(tmp_path, [session("a", GOOD[:2] + [bad] + GOOD[2:])])
+    assert questions(kept["a"]) == GOOD[:2]
+    assert kept["a"]["messages"][-1]["role"] == "assistant"
+    assert kept["a"]["meta"]["filter"] == {"cut_reason": reason, "cut_at_turn": 3, "turns_before": 5}
+    assert kept["a"]["meta"]["turns"] == 2
+    assert counts[f"cut:{reason}"] == 1 and counts["turns_cut"] == 3
+
+
+def test_drop_mode_drops_the_whole_session(tmp_path):
+    kept, counts = run(tmp_path, [session("a", GOOD[:2] + ["ok"]), session("b", GOOD)], on_bad_question="drop")
+    assert list(kept) == ["b"] and counts["dropped:too_short"] == 1
+
+
+def test_sessions_under_min_turns_are_dropped_also_after_a_cut(tmp_path):
+    kept, counts = run(tmp_path, [session("short", GOOD[:1]), session("cut", GOOD[:1] + ["ok", GOOD[2]]),
+                                  session("ok", GOOD[:2])], min_turns=2)
+    assert list(kept) == ["ok"]
+    assert counts["dropped:too_few_turns"] == 2 and counts["cut:too_short"] == 1
+
+
+def test_an_echo_of_the_last_answer_is_role_confused(tmp_path):
+    answer = ("To read a CSV file in Python you open it with open() and pass the file object to csv.reader, "
+              "which yields each row as a list of strings that you can loop over.")
+    echo = "you open it with open() and pass the file object to csv.reader, which yields each row as a list of strings that you can loop over."
+    kept, counts = run(tmp_path, [session("a", [GOOD[0], echo, GOOD[1]], answers={0: answer})], min_turns=1)
+    assert questions(kept["a"]) == [GOOD[0]] and counts["cut:role_confused"] == 1
+
+
+def test_near_duplicate_sessions_keep_the_first(tmp_path):
+    near = list(GOOD)
+    near[3] = "And how would I write it back out again?"
+    other = ["Explain how photosynthesis works in plants.", "Which part of the leaf does that happen in?"]
+    kept, counts = run(tmp_path, [session("a", GOOD), session("b", near), session("c", other)])
+    assert sorted(kept) == ["a", "c"] and counts["dropped:near_duplicate"] == 1
+
+
+def test_custom_sensitive_list_and_none(tmp_path):
+    terms = tmp_path / "terms.txt"
+    terms.write_text("# mine\nsemicolons\n")
+    kept, counts = run(tmp_path, [session("a", GOOD)], sensitive_terms=str(terms))
+    assert questions(kept["a"]) == GOOD[:2] and counts["cut:sensitive"] == 1
+    kept, _ = run(tmp_path, [session("a", GOOD[:2] + ["How do I make a bomb?"])], sensitive=False)
+    assert len(questions(kept["a"])) == 3
+    with pytest.raises(ParrotError, match="nothere.txt: sensitive-terms file not found"):
+        run(tmp_path, [session("a", GOOD)], sensitive_terms=str(tmp_path / "nothere.txt"))
+
+
+def test_counts_land_in_the_manifest_and_the_printed_summary(tmp_path, capsys):
+    recs = [session("a", GOOD), session("b", GOOD[:1]), session("c", GOOD[:2] + ["ok"])]
+    run(tmp_path, recs)
+    man = read_manifest(tmp_path / "out.jsonl")
+    assert man["stage"] == "filter"
+    assert man["counts"]["read"] == 3 and man["counts"]["written"] == 2
+    assert man["counts"]["dropped:too_few_turns"] == 1 and man["counts"]["cut:too_short"] == 1
+    printed = capsys.readouterr().out
+    assert "dropped: too_few_turns" in printed and "cut: too_short" in printed
+
+
+def test_invalid_input_names_the_line(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(session("a", GOOD)) + "\n" + '{"messages": [{"role": "assistant", "content": "x"}]}\n')
+    with pytest.raises(ParrotError, match=r"in.jsonl:2: message 0: expected role 'user'"):
+        filter_sessions(build_config(FilterConfig, {"input": str(src), "output": str(tmp_path / "o.jsonl")}))
+    assert not (tmp_path / "o.jsonl").exists()

@@ -1,0 +1,49 @@
+"""synthesize with real models: a tiny random-weight checkpoint through the batching hf backend
+(turn-synchronous loop), and SmolLM2 behind a real llama.cpp server (concurrent loop)."""
+
+from __future__ import annotations
+
+from synth_helpers import SEED_QUESTIONS, read_out, write_seeds
+
+from parrot.backends import load_backend
+from parrot.config import build_config
+from parrot.manifest import read_manifest
+from parrot.synthesize import SynthesizeConfig, synthesize
+
+
+def test_local_backend_runs_turn_synchronous_batches(tmp_path, tiny_model_dir):
+    spec = f"hf:{tiny_model_dir}"
+    cfg = build_config(SynthesizeConfig, {
+        "output": str(tmp_path / "out.jsonl"), "seeds": str(write_seeds(tmp_path / "s.jsonl")),
+        "num_sessions": 4, "max_turns": 3, "asker_mode": "prompted",
+        "asker": {"spec": spec, "batch_size": 4, "max_tokens": 8},
+        "assistant": {"spec": spec, "batch_size": 4, "max_tokens": 8}})
+    backend = load_backend(cfg.asker)
+    synthesize(cfg, asker=backend, assistant=backend)
+    recs = read_out(tmp_path / "out.jsonl")
+    assert len(recs) == 4 and len({r["id"] for r in recs}) == 4
+    assert all(r["messages"][0]["content"] in SEED_QUESTIONS for r in recs)
+    calls = backend.usage.requests
+    # Every live session asks in one batch, then all are answered in one: one forward pass per
+    # role per round (at most 3 answer rounds and 2 question rounds here), not one per call.
+    assert calls >= 8 and backend.batches_run <= 5
+    assert read_manifest(tmp_path / "out.jsonl")["usage"]["shared_backend"] is True
+
+
+def test_prompted_self_chat_with_smollm2_on_a_real_llamacpp_server(tmp_path, llamacpp_server):
+    url = llamacpp_server.base_url
+    cfg = build_config(SynthesizeConfig, {
+        "output": str(tmp_path / "out.jsonl"), "seeds": str(write_seeds(tmp_path / "s.jsonl")),
+        "num_sessions": 3, "max_turns": 2, "asker_mode": "prompted",
+        "asker": {"spec": "openai:smollm2", "base_url": url, "max_tokens": 24, "concurrency": 4},
+        "assistant": {"spec": "openai:smollm2", "base_url": url, "max_tokens": 32, "concurrency": 4}})
+    synthesize(cfg)
+    recs = read_out(tmp_path / "out.jsonl")
+    assert len(recs) == 3
+    for r in recs:
+        assert r["messages"][0]["content"] in SEED_QUESTIONS
+        assert r["messages"][1]["role"] == "assistant" and r["messages"][1]["content"].strip()
+        assert r["meta"]["asker"]["mode"] == "prompted"
+        assert r["meta"]["end_reason"] in ("max_turns", "stop_marker", "repeated_question", "echoed_answer")
+    man = read_manifest(tmp_path / "out.jsonl")
+    assert man["complete"] and man["timings"]["completion_tokens"] > 0
