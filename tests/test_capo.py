@@ -200,3 +200,15 @@ def test_output_file_trains_a_dpo_step_unchanged(tmp_path, sessions, server, tin
     assert len(trainer.train_dataset) == 7  # no pair lost in TRL's preparation
     result = trainer.train()
     assert result.global_step == 1 and math.isfinite(result.training_loss)
+
+
+def test_tiny_hf_generator_writes_every_strategy(tmp_path, sessions, tiny_model_dir):
+    cfg = build_config(CapoConfig, {"dialogues": str(sessions), "output": str(tmp_path / "pairs.jsonl"),
+                                    "generator": {"spec": f"hf:{tiny_model_dir}", "batch_size": 4},
+                                    "max_tokens": 6, "guess_max_tokens": 4, "temperature": 1.0})
+    counts = capo(cfg)
+    pairs = read_pairs(tmp_path / "pairs.jsonl")
+    # random weights rarely end a turn at once; an empty reply would be a recorded failure
+    assert len(pairs) + counts["discarded"] == 7
+    assert {p["meta"]["strategy"] for p in pairs} == {"ignore", "hallucinate", "misunderstand"}
+    assert read_manifest(tmp_path / "pairs.jsonl")["generator_usage"]["completions"] >= 7

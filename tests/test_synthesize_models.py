@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 from synth_helpers import SEED_QUESTIONS, read_out, write_seeds
 
 from parrot.backends import load_backend
@@ -30,13 +31,25 @@ def test_local_backend_runs_turn_synchronous_batches(tmp_path, tiny_model_dir):
     assert read_manifest(tmp_path / "out.jsonl")["usage"]["shared_backend"] is True
 
 
-def test_prompted_self_chat_with_smollm2_on_a_real_llamacpp_server(tmp_path, llamacpp_server):
-    url = llamacpp_server.base_url
+@pytest.fixture(scope="module")
+def smollm2_server():
+    """SmolLM2 behind a real llama.cpp server, one thread: on a busy shared CPU, llama.cpp's
+    threads spin-wait for each other and decoding with all cores runs ~10x slower than with one."""
+    pytest.importorskip("xllamacpp")
+    backend = load_backend("smollm2", slots=4, ctx_size=4096, threads=1).start()
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def test_prompted_self_chat_with_smollm2_on_a_real_llamacpp_server(tmp_path, smollm2_server):
+    url = smollm2_server.base_url
     cfg = build_config(SynthesizeConfig, {
         "output": str(tmp_path / "out.jsonl"), "seeds": str(write_seeds(tmp_path / "s.jsonl")),
         "num_sessions": 3, "max_turns": 2, "asker_mode": "prompted",
-        "asker": {"spec": "openai:smollm2", "base_url": url, "max_tokens": 24, "concurrency": 4},
-        "assistant": {"spec": "openai:smollm2", "base_url": url, "max_tokens": 32, "concurrency": 4}})
+        "asker": {"spec": "openai:smollm2", "base_url": url, "max_tokens": 16, "concurrency": 4},
+        "assistant": {"spec": "openai:smollm2", "base_url": url, "max_tokens": 16, "concurrency": 4}})
     synthesize(cfg)
     recs = read_out(tmp_path / "out.jsonl")
     assert len(recs) == 3

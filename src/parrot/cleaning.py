@@ -199,15 +199,20 @@ class TokenCounter:
                                   f"directory with tokenizer.json / tokenizer_config.json)")
         self.name = name
         self.tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        # The Rust tokenizer directly: the Python wrapper costs more than the counting itself.
+        self._fast = getattr(self.tok, "backend_tokenizer", None)
 
     def count(self, texts: list[str]) -> list[int]:
+        if self._fast is not None:
+            return [len(e.ids) for e in self._fast.encode_batch(texts, add_special_tokens=False)]
         return [len(ids) for ids in self.tok(texts, add_special_tokens=False)["input_ids"]]
 
 
 def cut_to_tokens(messages: list[dict], lengths: list[int], max_tokens: int) -> list[dict]:
     """The longest prefix of whole turns (system, then user + reply pairs) within ``max_tokens``.
 
-    Never cuts inside a message; returns ``[]`` when not even the first turn fits.
+    Never cuts inside a message; returns ``[]`` when not even the first turn fits. ``lengths``
+    may stop at the message that passes the limit.
     """
     total, keep = 0, 0
     i = 0
@@ -265,7 +270,7 @@ class Cleaner:
         if len(msgs) - start < 2:   # roles alternate from here: two messages are one exchange
             return self._drop("no_exchange")
         if self.opts.max_tokens:
-            lengths = self.tokens.count([m["content"] for m in msgs])
+            lengths = self._token_lengths(msgs)
             if sum(lengths) > self.opts.max_tokens:
                 msgs = cut_to_tokens(msgs, lengths, self.opts.max_tokens)
                 if len(msgs) - start < 2:
@@ -286,6 +291,24 @@ class Cleaner:
                 return self._drop("duplicate")
             self._seen.add(key)
         return Conversation(conv.id, msgs, conv.meta)
+
+    def _token_lengths(self, msgs: list[dict]) -> list[int]:
+        """Token counts from the first message until the running total passes ``max_tokens``;
+        what follows is cut anyway, so long sessions cost about ``max_tokens`` to count."""
+        limit = self.opts.max_tokens
+        cap = 16 * (limit + 1)   # a prefix this long is over the limit in any real tokenizer
+        lengths: list[int] = []
+        total = 0
+        for m in msgs:
+            text = m["content"]
+            n = self.tokens.count([text[:cap]])[0]
+            if len(text) > cap and total + n <= limit:
+                n = self.tokens.count([text])[0]
+            lengths.append(n)
+            total += n
+            if total > limit:
+                break
+        return lengths
 
     def _clean_messages(self, messages: list[dict]) -> list[dict]:
         """HTML, strip, empty, system placement and merging: roles alternate afterwards."""
@@ -342,6 +365,8 @@ def rejoin_pieces(convs: Iterator[Conversation], changes: Counter, *, window: in
     """
     pending: OrderedDict[str, list] = OrderedDict()   # base id -> [last index, {n: conv}]
     for index, conv in enumerate(convs):
+        while pending and next(iter(pending.values()))[0] < index - window:
+            yield from _join(pending.popitem(last=False)[1][1], changes, across_gaps)
         m = _PIECE.match(conv.id or "")
         if not m:
             yield conv
@@ -356,8 +381,6 @@ def rejoin_pieces(convs: Iterator[Conversation], changes: Counter, *, window: in
         group[0] = index
         group[1][n] = conv
         pending.move_to_end(base)
-        while pending and next(iter(pending.values()))[0] < index - window:
-            yield from _join(pending.popitem(last=False)[1][1], changes, across_gaps)
     while pending:
         yield from _join(pending.popitem(last=False)[1][1], changes, across_gaps)
 

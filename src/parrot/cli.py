@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 
 from parrot import ParrotError, __version__
-from parrot.config import add_config_arguments, config_from_args, split_overrides
+from parrot.config import add_config_arguments, config_from_args, flags_without_value, split_overrides
 from parrot.log import setup_logging
 
 
@@ -28,13 +28,18 @@ class Command:
 
 # The pipeline, in order.
 COMMANDS: list[Command] = [
+    Command("chat", "parrot.chat:ChatConfig:chat", "talk to any model backend from the terminal (multi-line input, /reset, /exit)"),
     Command("prepare", "parrot.prepare:PrepareConfig:prepare",
             "clean real user-assistant logs (ShareGPT, messages) into Dialogue JSONL"),
+    Command("train-ask", "parrot.train.sft:AskTrainConfig:train_ask", "train the user simulator (Parrot-Ask): loss on user turns by role swap (TRL SFT)", extra_field="trl_args"),
     Command("synthesize", "parrot.synthesize:SynthesizeConfig:synthesize", "a user simulator talks with an assistant: long multi-turn sessions, resumable"),
     Command("merge", "parrot.merge:MergeConfig:merge", "combine the shard outputs of a sharded synthesize run"),
     Command("filter", "parrot.filter:FilterConfig:filter_sessions", "cut or drop degenerate questions, short and near-duplicate sessions"),
+    Command("stats", "parrot.stats:StatsConfig:stats", "measure datasets side by side: turns, lengths, context dependence, Self-ROUGE, topic diversity, human-likeness"),
+    Command("train-chat", "parrot.train.sft:SFTTrainConfig:train_chat", "SFT a chat model (Parrot-Chat): loss on assistant turns (TRL SFT)", extra_field="trl_args"),
     Command("capo", "parrot.capo.build:CapoConfig:capo", "CaPO preference pairs: context-dependent turns, three kinds of wrong answer (TRL format, resumable)"),
     Command("capo select", "parrot.capo.select:SelectConfig:capo_select", "the turns CaPO would build pairs from, with the reasons (JSONL, for inspection)"),
+    Command("train-dpo", "parrot.train.dpo:DPOTrainConfig:train_dpo", "DPO on CaPO preference pairs (TRL DPO; LoRA or full fine-tune)", extra_field="trl_args"),
     Command("eval answer", "parrot.evaluate.answer:AnswerConfig:answer", "the model under test answers MT-Bench / MT-Bench++ turn by turn (FastChat schema, resumable)"),
     Command("eval judge", "parrot.evaluate.judge:JudgeConfig:judge", "a judge grades every answered turn 1-10 (FastChat's prompts for MT-Bench; N-turn prompt beyond)"),
     Command("eval report", "parrot.evaluate.report:ReportConfig:report", "scores per turn, category and overall; judge runs and models side by side; score-by-turn figure"),
@@ -83,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    rest, overrides = split_overrides(argv)
     parser = build_parser()
+    rest, overrides = split_overrides(argv, flags_without_value(parser))
     args = parser.parse_args(rest)
     args.overrides = list(getattr(args, "overrides", []) or []) + overrides
     setup_logging(args.verbose)

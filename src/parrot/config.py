@@ -322,10 +322,23 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
                      "--config FILE < command line.")
 
 
-def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+def flags_without_value(parser: argparse.ArgumentParser) -> set[str]:
+    """Option strings (of ``parser`` and its subcommands) that take no value: ``--rejoin``, ``-v``."""
+    out: set[str] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                out |= flags_without_value(sub)
+        elif action.option_strings and action.nargs == 0:
+            out.update(action.option_strings)
+    return out
+
+
+def split_overrides(argv: list[str], no_value: set[str] = frozenset()) -> tuple[list[str], list[str]]:
     """Pull ``key=value`` tokens out of argv so they never clash with positional arguments.
 
-    A token that follows an option expecting a value (``-o a=b.jsonl``) is left alone.
+    A token that follows an option expecting a value (``-o a=b.jsonl``) is left alone;
+    ``no_value`` names the flags that take none (``--rejoin key=value`` is an override).
     """
     rest: list[str] = []
     overrides: list[str] = []
@@ -335,7 +348,8 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
             overrides.append(tok)
             continue
         rest.append(tok)
-        prev_takes_value = tok.startswith("-") and "=" not in tok and not tok.startswith("--no-")
+        prev_takes_value = (tok.startswith("-") and "=" not in tok and not tok.startswith("--no-")
+                            and tok not in no_value)
     return rest, overrides
 
 

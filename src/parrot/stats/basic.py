@@ -32,6 +32,7 @@ class TokenCounter:
         self.max_chars = max_chars  # guard against a single pathological message
         self._pending: list[tuple[str, LogHistogram]] = []
         self.seconds = 0.0
+        self.cpu_seconds = 0.0
 
     def add(self, text: str, hist: LogHistogram) -> None:
         self._pending.append((text[: self.max_chars], hist))
@@ -41,7 +42,7 @@ class TokenCounter:
     def flush(self) -> None:
         if not self._pending:
             return
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         texts = [t for t, _ in self._pending]
         enc = self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False,
                              return_token_type_ids=False)
@@ -49,6 +50,7 @@ class TokenCounter:
             hist.add(len(ids))
         self._pending = []
         self.seconds += time.perf_counter() - t0
+        self.cpu_seconds += time.process_time() - c0
 
 
 class DatasetAccumulator:
@@ -70,6 +72,7 @@ class DatasetAccumulator:
         self.user_tokens, self.assistant_tokens = LogHistogram(), LogHistogram()
         self.with_system = 0
         self.detector_seconds = 0.0
+        self.detector_cpu_seconds = 0.0
         self.tokens = tokens
         self.max_chars = max_chars  # samples keep the head of long texts only
         self.question_sample = Reservoir(sample, seed)
@@ -89,9 +92,10 @@ class DatasetAccumulator:
                 self.user_words.add(count_words(text))
                 if self.tokens:
                     self.tokens.add(text, self.user_tokens)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 reasons = context_reasons(text)
                 self.detector_seconds += time.perf_counter() - t0
+                self.detector_cpu_seconds += time.process_time() - c0
                 slot = self.by_turn[min(turn, MAX_TURN_INDEX - 1)]
                 slot[1] += 1
                 if reasons:

@@ -100,7 +100,8 @@ _EXPLICIT = [
     (re.compile(r"\byou (?:just |previously |earlier |already )?(?:said|mentioned|wrote|suggested|gave|"
                 r"provided|listed|described|recommended|generated|created|showed|explained|told|used|meant)\b", re.I),
      "reference"),
-    (re.compile(r"\byour (?:previous |last |first |earlier |latest |original |above |second )?(?:answer|"
+    (re.compile(r"(?<!limit )(?<!keep )(?<!start )(?<!begin )(?<!format )(?<!end )(?<!make )(?<!in )"
+                r"(?<!structure )(?<!write )\byour (?:previous |last |first |earlier |latest |original |above |second )?(?:answer|"
                 r"response|reply|code|example|list|suggestion|explanation|solution|story|poem|version|"
                 r"output|essay|text|script|summary|translation|draft|message|point|points|recommendation)s?\b",
                 re.I), "reference"),
@@ -108,13 +109,14 @@ _EXPLICIT = [
                 r"code|example|list|message|one|output|question|prompt|text|story|poem|version|query|"
                 r"script|function|paragraph|table|essay|summary|solution|point|step|suggestion|section)\b"
                 r"|\b(?:as|from|in|of) (?:the )?above\b|\bmentioned (?:above|before|earlier)\b"
-                r"|\b(?:as|like) (?:before|earlier)\b|\bthe (?:former|latter)\b|\babove (?:code|answer|list|text|example)\b"
+                r"|\b(?:as|like) (?:before|earlier)\b|\bthe rest(?: of (?:it|the|them|your))?\b|\bthe remaining\b"
+                r"|\b(?:different|other|similar|better|new|more) ones\b|\bthe (?:former|latter)\b|\babove (?:code|answer|list|text|example)\b"
                 r"|\bthe (?:\w+ ){1,2}(?:above|you (?:wrote|gave|made|suggested|provided))\b|\babove\s*[?.!]*$",
                 re.I), "reference"),
     (re.compile(rf"\b(?:the|that) (?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|"
                 rf"other|next|previous) (?:one|ones|option|point|item|suggestion|idea|example|paragraph|"
                 rf"sentence|part|section|answer|version|step)\b(?! (?:of|to)\b)"
-                rf"|\b(?:point|step|item|option|number|question|idea|#) ?\d{{1,2}}\b(?! ?(?:%|percent|years?|"
+                rf"|\b(?:point|step|item|option|idea|#) ?\d{{1,2}}\b(?! ?(?:%|percent|years?|"
                 rf"days?|minutes?|hours?|times?|people|of\b))", re.I), "ordinal"),
 ]
 
@@ -123,8 +125,7 @@ _ELLIPSIS = re.compile(
     r"^(?:(?:ok(?:ay)?|great|thanks|good|nice|cool|perfect|yes|no)[,.!]?\s+)?"
     r"(?P<e>and (?:the |for |what |how |if |in |with |now|also|then|another|more|why|who|where|when)[^?.!\n]{0,40}"
     r"|what about\b[^?.!\n]{0,40}|how about\b[^?.!\n]{0,40}|same (?:for|with|thing|but|again)\b[^?.!\n]{0,30}"
-    r"|now (?:do|make|write|translate|for|in|with|try|add|change|give|show|explain|rewrite|convert|"
-    r"summarize|tell|use|let's|what)\b[^?.!\n]{0,30}"
+    r"|now,? (?!that\b|is\b|are\b|a\b|days\b)\w+\b[^?.!\n]{0,30}"
     r"|(?:do|try) (?:it |that |this )?again\b[^?.!\n]{0,20}|(?:but|so|then) (?:what|why|how|is|does|can|should|"
     r"would|if)\b[^?.!\n]{0,30}|also\b[^?.!\n]{0,30}|(?:any|what) (?:other|else|more)\b[^?.!\n]{0,30}"
     r"|another (?:one|example|version|way|option|idea)\b[^?.!\n]{0,20}"
@@ -163,6 +164,9 @@ _DEMONSTRATIVE_NOUN = re.compile(rf"^\s+({_DISCOURSE_NOUNS})\b", re.I)
 # "add error handling to it": a pronoun object closing a one-sentence request.
 _TRAILING_OBJECT = re.compile(r"^[^.?!\n]{0,60}\b(?:to|on|about|for|with|from|of|into|in) (it|them)\s*[?.!]*$", re.I)
 _LATER_MATERIAL = re.compile(r"[:\n\"“]\s*\S+(?:\s+\S+){2}")
+# "these/those" point back almost always, except "those who ...", "these days".
+_PLURAL_NOT_ANAPHORIC = re.compile(r"^\s+(?:who|which|that|whose|days|include|are:|include:)\b", re.I)
+_ANOTHER = re.compile(r"\b(?:another|one more|a few more|some more)\b", re.I)
 _LONG_WORDS = 80
 # Greetings and pleasantries: short and content-free, yet they ask nothing of the history.
 _SMALL_TALK = re.compile(r"\W*(?:hi|hello|hey|yo|good (?:morning|evening|afternoon|night)|thanks?|thank you|"
@@ -208,7 +212,8 @@ def _pronoun_reasons(text: str, material: bool) -> list[str]:
             if w in _DEMONSTRATIVE:
                 if _CATAPHORA.match(rest) and len(_WORD.findall(rest)) >= 3:
                     continue  # "this:", "this code: ```...", "the following": points forward
-                if not _DEMONSTRATIVE_NEXT.match(rest):
+                plural = w in ("these", "those") and not _PLURAL_NOT_ANAPHORIC.match(rest)
+                if not plural and not _DEMONSTRATIVE_NEXT.match(rest):
                     continue  # "that" as a complementizer or relative: "so that", "that I need"
                 if w in ("this", "these") and material:
                     continue
@@ -247,7 +252,7 @@ def context_reasons(question: str) -> list[str]:
     colon = re.search(r":\s+(?:\S+\s+){4}", head)
     own = head[:colon.start()] if colon else head  # after "...: <pasted text>" is material, not talk
     for pattern, kind in _EXPLICIT:
-        m = pattern.search(own)
+        m = pattern.search(own if kind == "ordinal" else head)
         if m:
             add(f"{kind}:{m.group(0).lower().strip()}")
     first_line = text.lstrip().split("\n", 1)[0]
@@ -263,6 +268,10 @@ def context_reasons(question: str) -> list[str]:
         if not (_CATAPHORA.match(after) and len(_WORD.findall(after)) >= 3):
             add(f"imperative_edit:{m.group('e').lower()}")
     material = _has_material(text)
+    if not material and len(_WORD.findall(text)) <= 15:
+        m = _ANOTHER.search(text)
+        if m:
+            add(f"ellipsis:{m.group(0).lower()}")
     for r in _pronoun_reasons(first_line if material else head, material):
         add(r)
     m = _TRAILING_OBJECT.match(text)

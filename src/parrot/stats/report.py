@@ -139,7 +139,7 @@ def write_outputs(cfg, rows: list[dict], out_dir: Path, timer, *, tokenizer_path
         with timer("plots"):
             plots = write_plots(rows, out_dir)
     doc = {"datasets": rows, "tokenizer": tokenizer_path, "config": to_dict(cfg),
-           "timings_s": timer.rounded(), "plots": [p.name for p in plots]}
+           "timings_s": timer.rounded(), "cpu_s": timer.rounded_cpu(), "plots": [p.name for p in plots]}
     json_path, md_path = out_dir / "stats.json", out_dir / "stats.md"
     write_text_atomic(json_path, json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
     md = markdown_table(rows) + "\n" + sampling_note(rows, cfg)
@@ -148,7 +148,7 @@ def write_outputs(cfg, rows: list[dict], out_dir: Path, timer, *, tokenizer_path
     write_text_atomic(md_path, md)
     for path in (json_path, md_path):
         write_manifest(path, stage="stats", config=cfg, inputs=list(cfg.data) + ([cfg.real] if cfg.real else []),
-                       counts=counts, timings=timer.rounded(), sampling={"seed": cfg.seed, "sample": cfg.sample,
+                       counts=counts, timings={"wall_s": timer.rounded(), "cpu_s": timer.rounded_cpu()}, sampling={"seed": cfg.seed, "sample": cfg.sample,
                        "rouge_sample": cfg.rouge_sample, "shift_sessions": cfg.shift_sessions},
                        files=[p.name for p in plots] + ["stats.md", "stats.json"])
     return doc

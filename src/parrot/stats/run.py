@@ -21,25 +21,34 @@ log = logging.getLogger("parrot.stats")
 
 
 class Timer:
-    """Seconds per named step, summed: ``with timer("tokens"): ...``."""
+    """Wall and CPU seconds per named step, summed: ``with timer("tokens"): ...``.
+
+    CPU time (all threads of this process) is kept beside wall time because on a shared
+    machine wall time mostly measures the neighbours.
+    """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
 
     def __call__(self, name: str):
         timer = self
 
         class _Span:
             def __enter__(self):
-                self.t = time.perf_counter()
+                self.t, self.c = time.perf_counter(), time.process_time()
 
             def __exit__(self, *exc):
                 timer.seconds[name] = timer.seconds.get(name, 0.0) + time.perf_counter() - self.t
+                timer.cpu[name] = timer.cpu.get(name, 0.0) + time.process_time() - self.c
 
         return _Span()
 
     def rounded(self) -> dict:
         return {k: round(v, 3) for k, v in self.seconds.items()}
+
+    def rounded_cpu(self) -> dict:
+        return {k: round(v, 3) for k, v in self.cpu.items()}
 
 
 def load_tokenizer(spec: str):
@@ -83,9 +92,11 @@ def scan(path: str, cfg: StatsConfig, tokenizer, timer: Timer, index: int) -> tu
                           unit="session"):
             acc.add(d)
         acc.finish()
-    timer.seconds["context_detector"] = timer.seconds.get("context_detector", 0.0) + acc.detector_seconds
-    if tokens:
-        timer.seconds["tokens"] = timer.seconds.get("tokens", 0.0) + tokens.seconds
+    # Inside the scan, the detector and the tokenizer keep their own clocks.
+    for name, wall, cpu in [("context_detector", acc.detector_seconds, acc.detector_cpu_seconds)] + (
+            [("tokens", tokens.seconds, tokens.cpu_seconds)] if tokens else []):
+        timer.seconds[name] = timer.seconds.get(name, 0.0) + wall
+        timer.cpu[name] = timer.cpu.get(name, 0.0) + cpu
     if acc.sessions == 0:
         raise ParrotError(f"{path}: no valid Dialogue records (expected JSONL lines with a 'messages' list)")
     return acc, counts
@@ -135,8 +146,12 @@ def run_stats(cfg: StatsConfig) -> dict:
     if cfg.embeddings:
         from parrot.stats.embed import Embedder
 
+        if cfg.threads:
+            import torch
+
+            torch.set_num_threads(cfg.threads)
         with timer("load_embedder"):
-            embedder = Embedder(cfg.embed_model, batch_size=cfg.embed_batch)
+            embedder = Embedder(cfg.embed_model, batch_size=cfg.embed_batch, max_length=cfg.embed_max_tokens)
     real = None
     if embedder and cfg.real:
         from parrot.stats.human import question_features

@@ -35,6 +35,7 @@ def relaunch_under_accelerate(cfg: TrainConfig, command: str) -> bool:
     child = dataclasses.replace(cfg, accelerate=None, num_processes=None)
     data = to_dict(child)
     data.update(data.pop("trl_args", {}) or {})
+    inputs = [str(p) for p in data.pop("data")]  # positional on the command line
     out = Path(cfg.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     launch_yaml = out.with_name(out.name + ".launch.yaml")
@@ -42,7 +43,7 @@ def relaunch_under_accelerate(cfg: TrainConfig, command: str) -> bool:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file)]
     if cfg.num_processes:
         cmd += ["--num_processes", str(cfg.num_processes)]
-    cmd += ["-m", "parrot.cli", command, "--config", str(launch_yaml)]
+    cmd += ["-m", "parrot.cli", command, *inputs, "--config", str(launch_yaml)]
     log.info("launching: %s", " ".join(cmd))
     rc = subprocess.call(cmd)
     if rc != 0:

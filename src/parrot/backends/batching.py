@@ -1,0 +1,136 @@
+"""Micro-batching for in-process backends (hf, vllm): many coroutines, few forward passes.
+
+Every ``submit`` call, from any number of coroutines, puts its conversations on one queue; a
+single worker task takes what is waiting (letting the event loop run until no more requests
+arrive), optionally groups it by sampling parameters, sorts by length to save padding, and
+runs batches of up to ``max_batch`` through a blocking function in a worker thread. Stage code
+can therefore fire one coroutine per item and still get batched generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from parrot.backends.base import Completion, Messages, SamplingParams, Usage
+
+# How many event-loop ticks the worker waits for more requests before it cuts a batch:
+# resumed callers need a few ticks to come back with their next item.
+COALESCE_TICKS = 20
+
+RunBatch = Callable[[list[Messages], list[SamplingParams]], list[Completion]]
+
+
+@dataclass
+class _Pending:
+    messages: Messages
+    params: SamplingParams
+    future: asyncio.Future
+
+
+def params_key(p: SamplingParams) -> tuple:
+    return (p.temperature, p.top_p, p.max_tokens, p.seed, tuple(p.stop))
+
+
+class MicroBatcher:
+    """Coalesces concurrent requests into calls of ``run_batch(messages, params)``.
+
+    ``same_params``: only items with equal sampling parameters share a batch (transformers
+    ``generate`` takes one set); ``max_batch=None``: no cap (vLLM schedules on its own).
+    The queue and worker belong to the running event loop; a new loop gets new ones.
+    """
+
+    def __init__(self, run_batch: RunBatch, usage: Usage, *, max_batch: int | None, same_params: bool):
+        self.run_batch = run_batch
+        self.usage = usage
+        self.max_batch = max_batch
+        self.same_params = same_params
+        self.batches_run = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+
+    async def submit(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
+        queue = self._queue_for_loop()
+        loop = asyncio.get_running_loop()
+        futures = []
+        for messages, p in zip(conversations, params):
+            fut = loop.create_future()
+            queue.put_nowait(_Pending(messages, p, fut))
+            futures.append(fut)
+        return list(await asyncio.gather(*futures))
+
+    def _queue_for_loop(self) -> asyncio.Queue:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._worker is None or self._worker.done():
+            self._loop, self._queue = loop, asyncio.Queue()
+            self._worker = loop.create_task(self._work(self._queue), name="parrot-batcher")
+        return self._queue
+
+    async def _work(self, queue: asyncio.Queue) -> None:
+        while True:
+            pending = [await queue.get()]
+            stable = 0
+            for _ in range(COALESCE_TICKS):  # let ready callers enqueue before we cut a batch
+                before = queue.qsize()
+                await asyncio.sleep(0)
+                stable = stable + 1 if queue.qsize() == before else 0
+                if stable >= 2:
+                    break
+            while not queue.empty():
+                pending.append(queue.get_nowait())
+            for batch in self.plan(pending):
+                await self._run(batch)
+
+    def plan(self, pending: list[_Pending]) -> list[list[_Pending]]:
+        """Groups (by parameters when required), longest prompts first, cut to ``max_batch``."""
+        groups: dict[tuple, list[_Pending]] = {}
+        for item in pending:
+            if not item.future.done():  # its caller was cancelled
+                key = params_key(item.params) if self.same_params else ()
+                groups.setdefault(key, []).append(item)
+        batches = []
+        for items in groups.values():
+            items.sort(key=lambda it: -sum(len(str(m.get("content", ""))) for m in it.messages))
+            size = self.max_batch or len(items)
+            batches.extend(items[i:i + size] for i in range(0, len(items), size))
+        return batches
+
+    async def _run(self, batch: list[_Pending]) -> None:
+        try:
+            results = await asyncio.to_thread(self.run_batch, [it.messages for it in batch],
+                                              [it.params for it in batch])
+        except Exception as e:  # a bug or out of memory: every caller of this batch sees it
+            for it in batch:
+                if not it.future.done():
+                    it.future.set_exception(e)
+            return
+        self.batches_run += 1
+        for it, c in zip(batch, results):
+            self.usage.requests += 1
+            if c.ok:
+                self.usage.completions += 1
+            else:
+                self.usage.failures += 1
+                self.usage.count_error((c.error or "failed").split(":", 1)[0])
+            self.usage.prompt_tokens += c.prompt_tokens
+            self.usage.completion_tokens += c.completion_tokens
+            if not it.future.done():
+                it.future.set_result(c)
+
+
+def finish_text(text: str, finish: str | None, stop: list[str]) -> tuple[str, str | None]:
+    """Cut ``text`` at the earliest stop string (engines may leave it in)."""
+    cut = min((text.find(s) for s in stop if s and s in text), default=-1)
+    return (text[:cut], "stop") if cut >= 0 else (text, finish)
+
+
+def completion(text: str, finish: str | None, prompt_tokens: int, completion_tokens: int) -> Completion:
+    """A Completion, or a failed one when the model produced no text at all."""
+    if not text.strip():
+        return Completion(text=None, finish_reason=finish, prompt_tokens=prompt_tokens,
+                          completion_tokens=completion_tokens,
+                          error="empty_reply: the model ended its turn without text")
+    return Completion(text=text, finish_reason=finish, prompt_tokens=prompt_tokens,
+                      completion_tokens=completion_tokens)

@@ -1,0 +1,118 @@
+"""``vllm:PATH``: vLLM's offline engine (``LLM.chat``), for GPU nodes.
+
+vLLM is an optional extra (``pip install 'parrot-chat[vllm]'``) imported only when this backend
+starts. Concurrent :meth:`VLLMBackend.agenerate` calls are coalesced by the shared micro-batcher
+into one ``LLM.chat`` call over everything waiting (vLLM schedules and batches internally, so
+there is no cap), each conversation with its own ``SamplingParams``.
+
+Engine options: ``tensor_parallel_size``, ``dtype``, ``trust_remote_code`` and ``seed`` come
+from the role's config; anything in ``extra`` is passed to ``vllm.LLM(...)`` as an engine
+argument (``extra: {gpu_memory_utilization: 0.85, max_model_len: 8192}``). By default the
+engine ignores the checkpoint's ``generation_config.json`` sampling defaults
+(``generation_config="vllm"``), so only the parameters we send apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from parrot import ParrotError
+from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, per_item
+from parrot.backends.batching import MicroBatcher, completion, finish_text
+
+log = logging.getLogger("parrot.backends.vllm")
+
+
+def engine_kwargs(config: BackendConfig, model_path: str) -> dict:
+    """Arguments of ``vllm.LLM(...)`` for a role's config."""
+    kwargs = {"model": model_path, "tensor_parallel_size": config.tensor_parallel_size,
+              "dtype": config.dtype, "trust_remote_code": config.trust_remote_code,
+              "generation_config": "vllm"}
+    if config.seed is not None:
+        kwargs["seed"] = config.seed
+    kwargs.update(config.extra)
+    return kwargs
+
+
+def sampling_kwargs(params: SamplingParams) -> dict:
+    """Arguments of ``vllm.SamplingParams(...)``: every parameter explicit."""
+    kwargs = {"n": 1, "temperature": params.temperature, "top_p": params.top_p,
+              "max_tokens": params.max_tokens, "stop": list(params.stop)}
+    if params.seed is not None:
+        kwargs["seed"] = params.seed
+    return kwargs
+
+
+class VLLMBackend(Backend):
+    """vLLM's offline engine behind the micro-batcher."""
+
+    local = True
+
+    def __init__(self, config: BackendConfig):
+        super().__init__(config)
+        rest = config.spec.split(":", 1)[1]
+        if rest == "smollm2":
+            from parrot.checkpoint import smollm2_checkpoint
+            self.path = smollm2_checkpoint()
+        else:
+            self.path = Path(rest).expanduser()
+            if not (self.path / "config.json").is_file():
+                raise ParrotError(f"{self.path}: not a local checkpoint directory (no config.json) "
+                                  f"for {config.spec!r}")
+        self.llm = None
+        self.batcher = MicroBatcher(self._chat, self.usage, max_batch=None, same_params=False)
+
+    @property
+    def model_name(self) -> str:
+        return "smollm2" if self.config.spec == "vllm:smollm2" else self.path.name
+
+    def start(self) -> "VLLMBackend":
+        if self.llm is not None:
+            return self
+        try:
+            import vllm
+        except ImportError:
+            raise ParrotError(f"{self.config.spec} needs vLLM (a GPU node): pip install 'parrot-chat[vllm]'") from None
+        kwargs = engine_kwargs(self.config, str(self.path))
+        log.info("starting vLLM for %s (tensor_parallel_size=%d)", self.path, self.config.tensor_parallel_size)
+        try:
+            self.llm = vllm.LLM(**kwargs)
+        except TypeError as e:  # an engine argument this vLLM version does not know
+            raise ParrotError(f"{self.config.spec}: vLLM rejected an engine argument ({e}); "
+                              f"check the role's extra options: {sorted(self.config.extra)}") from None
+        return self
+
+    def close(self) -> None:
+        if self.usage.requests:
+            log.info("%s: %s", self.config.spec, self.usage.summary())
+        self.llm = None
+
+    def _chat(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
+        import vllm
+
+        self.start()
+        outputs = self.llm.chat(conversations, [vllm.SamplingParams(**sampling_kwargs(p)) for p in params],
+                                use_tqdm=False)
+        results = []
+        for out, p in zip(outputs, params):
+            best = out.outputs[0]
+            text, finish = finish_text(best.text, best.finish_reason, p.stop)
+            results.append(completion(text, finish, len(out.prompt_token_ids or []), len(best.token_ids)))
+        return results
+
+    async def agenerate(self, conversations: list[Messages],
+                        params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+        plist = per_item(params, len(conversations))
+        if not conversations:
+            return []
+        if self.llm is None:
+            await asyncio.to_thread(self.start)
+        return await self.batcher.submit(conversations, plist)
+
+    def describe(self) -> dict:
+        out = super().describe()
+        out["checkpoint"] = str(self.path)
+        out["engine"] = {k: v for k, v in engine_kwargs(self.config, str(self.path)).items() if k != "model"}
+        return out

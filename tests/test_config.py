@@ -1,0 +1,149 @@
+"""Typed configs: defaults < YAML (--config) < flags < key=value, nested shorthand, clear errors."""
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from parrot import ParrotError
+from parrot.config import (add_config_arguments, build_config, config_from_args, config_hash,
+                           flags_without_value, opt, split_overrides, to_dict)
+
+
+@dataclass
+class Role:
+    spec: str = opt("smollm2", "model spec")
+    concurrency: int = opt(8, "requests in flight")
+    temperature: float | None = opt(None, "sampling temperature")
+
+
+@dataclass
+class Demo:
+    inputs: list[str] = opt(list, "input files", positional=True, nargs="*")
+    output: str = opt("out.jsonl", "output", flag="-o")
+    turns: int = opt(10, "maximum turns")
+    ratio: float = opt(0.5, "a fraction")
+    strict: bool = opt(False, "fail on warnings")
+    names: list[str] = opt(list, "names")
+    asker: Role = opt(Role, "the asker model")
+    resume: bool = opt(False, "continue a run", hashed=False)
+    path: Path | None = opt(None, "a path")
+
+
+def parse(argv, cls=Demo):
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, cls)
+    rest, overrides = split_overrides(argv, flags_without_value(parser))
+    args = parser.parse_args(rest)
+    args.overrides = overrides
+    return config_from_args(cls, args)
+
+
+def yaml_file(tmp_path, text):
+    p = tmp_path / "cfg.yaml"
+    p.write_text(text)
+    return str(p)
+
+
+def test_defaults_then_yaml_then_flags_then_key_value(tmp_path):
+    cfg_file = yaml_file(tmp_path, "turns: 3\nratio: 0.25\nnames: [a, b]\noutput: from_file.jsonl\n")
+    cfg = parse(["--config", cfg_file, "--turns", "4", "turns=5", "-o", "flag.jsonl"])
+    assert cfg.turns == 5              # key=value beats the flag, which beats the file
+    assert cfg.ratio == 0.25 and cfg.names == ["a", "b"]   # from the file
+    assert cfg.output == "flag.jsonl" and cfg.strict is False  # flag; default
+
+
+def test_key_value_next_to_positional_arguments():
+    cfg = parse(["a.jsonl", "turns=2", "b.jsonl", "--strict", "ratio=0.1", "-o", "x=y.jsonl"])
+    assert cfg.inputs == ["a.jsonl", "b.jsonl"] and cfg.turns == 2 and cfg.ratio == 0.1
+    assert cfg.strict is True and cfg.output == "x=y.jsonl"   # an option's value is never an override
+
+
+def test_boolean_and_list_flags():
+    cfg = parse(["--no-strict", "--names", "a", "b"])
+    assert cfg.strict is False and cfg.names == ["a", "b"]
+    assert parse(["names=a,b,c"]).names == ["a", "b", "c"]
+    assert parse(["strict=yes"]).strict is True
+
+
+def test_nested_shorthand_and_dotted_keys(tmp_path):
+    cfg = parse(["--asker", "openai:gpt-4", "asker.concurrency=4"])
+    assert cfg.asker == Role("openai:gpt-4", 4, None)
+    # a file's mapping keeps its options when the flag gives only the spec
+    cfg_file = yaml_file(tmp_path, "asker:\n  spec: hf:/m\n  concurrency: 3\n")
+    cfg = parse(["--config", cfg_file, "--asker", "gguf:/x.gguf", "asker.temperature=0.2"])
+    assert cfg.asker == Role("gguf:/x.gguf", 3, 0.2)
+    assert build_config(Demo, {"asker": "openai:m"}).asker.spec == "openai:m"
+
+
+def test_unknown_key_in_yaml_names_the_file(tmp_path):
+    cfg_file = yaml_file(tmp_path, "turns: 3\ntunrs: 4\n")
+    with pytest.raises(ParrotError, match=r"cfg\.yaml: unknown key 'tunrs' for Demo \(known keys: .*turns"):
+        parse(["--config", cfg_file])
+    with pytest.raises(ParrotError, match=r"cfg\.yaml: asker: unknown key 'speed' for Role"):
+        parse(["--config", yaml_file(tmp_path, "asker: {speed: 2}\n")])
+
+
+def test_unknown_key_on_the_command_line():
+    with pytest.raises(ParrotError, match=r"command line: unknown key 'bogus' for Demo"):
+        parse(["bogus=1"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["turns=many"], r"command line: turns: expected int, found 'many'"),
+    (["ratio=half"], r"command line: ratio: expected float, found 'half'"),
+    (["strict=maybe"], r"command line: strict: expected bool, found 'maybe'"),
+    (["turns=2.5"], r"command line: turns: expected int, found '2.5'"),
+    (["asker.concurrency=lots"], r"asker: concurrency: expected int, found 'lots'"),
+])
+def test_bad_values_say_what_was_expected_and_found(argv, message):
+    with pytest.raises(ParrotError, match=message):
+        parse(argv)
+
+
+def test_bad_value_in_yaml_names_the_file(tmp_path):
+    with pytest.raises(ParrotError, match=r"cfg\.yaml: turns: expected int, found 'ten'"):
+        parse(["--config", yaml_file(tmp_path, "turns: ten\n")])
+
+
+def test_invalid_yaml_names_file_and_line(tmp_path):
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:\d+: invalid YAML"):
+        parse(["--config", yaml_file(tmp_path, "turns: 3\nnames: [a, b\n")])
+    with pytest.raises(ParrotError, match="config file not found"):
+        parse(["--config", str(tmp_path / "missing.yaml")])
+
+
+def test_missing_required_setting():
+    @dataclass
+    class Needs:
+        output: str = opt(help="where")
+
+    with pytest.raises(ParrotError, match="missing required setting"):
+        build_config(Needs, {})
+
+
+def test_config_hash_ignores_unhashed_fields_and_tracks_the_rest():
+    a = build_config(Demo, {"turns": 3})
+    assert config_hash(a) == config_hash(build_config(Demo, {"turns": 3, "resume": True}))
+    assert config_hash(a) != config_hash(build_config(Demo, {"turns": 4}))
+
+
+def test_to_dict_is_plain_json_data():
+    d = to_dict(build_config(Demo, {"path": "/tmp/x", "asker": "openai:m"}))
+    assert d["path"] == "/tmp/x" and d["asker"] == {"spec": "openai:m", "concurrency": 8, "temperature": None}
+
+
+def test_prepare_command_line_parses_sources_flags_and_overrides():
+    from parrot.cli import build_parser
+    from parrot.prepare import PrepareConfig
+
+    parser = build_parser()
+    argv = ["prepare", "sharegpt", "more.jsonl", "dev_fraction=0.1", "--rejoin", "max_turns=8",
+            "-o", "data/out.jsonl", "--language", "en", "fr"]
+    rest, overrides = split_overrides(argv, flags_without_value(parser))
+    args = parser.parse_args(rest)
+    args.overrides = overrides
+    cfg = config_from_args(PrepareConfig, args)
+    assert cfg.source == ["sharegpt", "more.jsonl"] and cfg.output == "data/out.jsonl"
+    assert cfg.dev_fraction == 0.1 and cfg.rejoin and cfg.max_turns == 8 and cfg.language == ["en", "fr"]

@@ -1,0 +1,86 @@
+"""JSONL I/O: errors name file:line, atomic writes leave nothing partial, appends repair torn lines."""
+
+import json
+
+import pytest
+
+from parrot import ParrotError
+from parrot.jsonl import AppendWriter, AtomicWriter, read_jsonl, repair_tail
+
+
+def test_read_jsonl_yields_line_numbers_and_skips_blank_lines(tmp_path):
+    p = tmp_path / "a.jsonl"
+    p.write_text('{"a": 1}\n\n{"a": 2}\n')
+    assert list(read_jsonl(p)) == [(1, {"a": 1}), (3, {"a": 2})]
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"a": x}', r"a\.jsonl:2: invalid JSON \(Expecting value at column 7\); found '\{\"a\": x\}'"),
+    ("[1, 2]", r"a\.jsonl:2: expected a JSON object, found list"),
+])
+def test_bad_lines_name_file_and_line(tmp_path, line, message):
+    p = tmp_path / "a.jsonl"
+    p.write_text('{"ok": 1}\n' + line + "\n")
+    with pytest.raises(ParrotError, match=message):
+        list(read_jsonl(p))
+
+
+def test_skip_counts_bad_lines(tmp_path):
+    p = tmp_path / "a.jsonl"
+    p.write_text('{"ok": 1}\nnot json\n[1]\n{"ok": 2}\n')
+    counts = {}
+    assert [r["ok"] for _, r in read_jsonl(p, on_error="skip", counts=counts)] == [1, 2]
+    assert counts == {"invalid_json": 1, "not_an_object": 1}
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ParrotError, match="nope.jsonl: file not found"):
+        list(read_jsonl(tmp_path / "nope.jsonl"))
+
+
+def test_atomic_writer_commits_on_success(tmp_path):
+    out = tmp_path / "sub" / "out.jsonl"
+    with AtomicWriter(out) as w:
+        w.write({"a": "é"})
+        assert not out.exists()           # nothing under the final name until the end
+    assert out.read_text(encoding="utf-8") == '{"a":"é"}\n' and w.count == 1
+    assert not (tmp_path / "sub" / "out.jsonl.tmp").exists()
+
+
+def test_atomic_writer_leaves_no_partial_output_on_error(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"previous": "complete run"}\n')
+    with pytest.raises(RuntimeError):
+        with AtomicWriter(out) as w:
+            w.write({"a": 1})
+            raise RuntimeError("boom")
+    assert out.read_text() == '{"previous": "complete run"}\n'   # the last good file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_append_writer_repairs_a_torn_last_line(tmp_path):
+    p = tmp_path / "a.jsonl"
+    p.write_text('{"i": 0}\n{"i": 1}\n{"i": 2, "tex')   # a crash mid-write
+    with AppendWriter(p, fsync=False) as w:
+        assert w.repaired_bytes == len('{"i": 2, "tex')
+        w.write({"i": 2})
+    assert [r["i"] for _, r in read_jsonl(p)] == [0, 1, 2]
+
+
+def test_append_writer_keeps_a_clean_file_and_appends(tmp_path):
+    p = tmp_path / "a.jsonl"
+    with AppendWriter(p) as w:
+        w.write({"i": 0})
+    with AppendWriter(p) as w:
+        assert w.repaired_bytes == 0
+        w.write({"i": 1})
+    assert p.read_text() == '{"i":0}\n{"i":1}\n'
+
+
+def test_repair_tail_walks_back_over_long_torn_lines(tmp_path):
+    p = tmp_path / "a.jsonl"
+    good = json.dumps({"i": 0}) + "\n"
+    p.write_text(good + '{"x": "' + "y" * 200_000)
+    assert repair_tail(p) == 200_007 and p.read_text() == good
+    p.write_text("no newline at all")
+    assert repair_tail(p) == 17 and p.read_text() == ""

@@ -1,0 +1,172 @@
+"""train-ask, train-chat, train-dpo end to end on a tiny random model, reloaded through ``hf:``."""
+
+import json
+import shutil
+
+import pytest
+
+from parrot import ParrotError
+from parrot.backends import SamplingParams, load_backend
+from parrot.cli import main
+from parrot.config import build_config
+from parrot.manifest import read_manifest
+from parrot.roleswap import simulator_prompt
+from parrot.train.config import ACCELERATE_CONFIGS, SFTTrainConfig, accelerate_config_path
+
+QUICK = ["max_steps=1", "per_device_train_batch_size=2", "disable_tqdm=true", "logging_steps=1"]
+
+
+@pytest.fixture
+def model_dir(tiny_model_dir, tmp_path):
+    return shutil.copytree(tiny_model_dir, tmp_path / "start")
+
+
+def write_jsonl(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def dialogue(i, turns):
+    msgs = []
+    for t in range(turns):
+        msgs += [{"role": "user", "content": f"Question {i}.{t}: what comes after {t}?"},
+                 {"role": "assistant", "content": f"{t + 1} comes after {t}. " * (1 + t)}]
+    return {"id": f"d{i}", "messages": msgs, "meta": {}}
+
+
+@pytest.fixture
+def dialogues(tmp_path):
+    # one long session, cut to fit max_length=220 in both views
+    return write_jsonl(tmp_path / "d.jsonl", [dialogue(i, 1 + i % 3) for i in range(6)] + [dialogue(9, 12)])
+
+
+def reloads_and_generates(path, messages) -> bool:
+    """The ``hf:`` backend loads the output and generates from it (random weights: any tokens,
+    possibly blank, so the check is on token counts, not text)."""
+    with load_backend(f"hf:{path}") as model:
+        [c] = model.generate([messages], SamplingParams(max_tokens=4, temperature=0.0))
+    return c.prompt_tokens > 0 and c.completion_tokens > 0
+
+
+def test_train_chat_cli_writes_a_checkpoint_the_hf_backend_loads(model_dir, dialogues, tmp_path):
+    out = tmp_path / "chat"
+    rc = main(["train-chat", str(dialogues), "-o", str(out), "--model", str(model_dir), "--max-length", "220",
+               *QUICK])
+    assert rc == 0
+    assert (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file()
+    m = read_manifest(out)
+    assert m["stage"] == "train-chat" and m["saved_as"] == "full"
+    assert m["counts"]["sessions_read"] == 7
+    assert m["counts"]["sessions_cut"] == 1                   # the 12-turn session, at a turn boundary
+    assert m["counts"]["trainable_tokens"] > 0
+    assert m["losses"]["steps"] == 1 and m["losses"]["train_loss"] > 0
+    assert m["config"]["trl_args"]["max_steps"] == 1          # pass-through recorded
+    assert reloads_and_generates(out, [{"role": "user", "content": "Hi"}])
+
+
+def test_train_ask_lora_merged_serves_as_a_simulator(model_dir, dialogues, tmp_path):
+    from parrot.train.config import AskTrainConfig
+    from parrot.train.sft import train_ask
+
+    out = tmp_path / "ask"
+    cfg = build_config(AskTrainConfig, {"data": [str(dialogues)], "output": str(out), "model": str(model_dir),
+                                        "max_length": 260, "lora": True, "add_stop": True},
+                       QUICK, extra_field="trl_args")
+    result = train_ask(cfg)
+    assert result["saved"] == "merged"
+    assert not (out / "adapter_config.json").exists() and (out / "config.json").is_file()
+    assert result["counts"]["sessions_trained"] == 7
+    assert reloads_and_generates(out, simulator_prompt([{"role": "user", "content": "Hi"},
+                                                       {"role": "assistant", "content": "Hello! How can I help?"}]))
+
+
+def test_lora_without_merge_saves_only_the_adapter(model_dir, dialogues, tmp_path):
+    out = tmp_path / "adapter"
+    assert main(["train-chat", str(dialogues), "-o", str(out), "--model", str(model_dir), "--lora",
+                 "--no-merge", "--max-length", "220", *QUICK]) == 0
+    assert (out / "adapter_config.json").is_file() and not (out / "config.json").exists()
+    assert read_manifest(out)["saved_as"] == "adapter"
+
+
+def pair(i, answer_words=3):
+    return {"id": f"p{i}",
+            "prompt": [{"role": "user", "content": f"Tell me about the number {i}."},
+                       {"role": "assistant", "content": f"{i} is a number."},
+                       {"role": "user", "content": "Is it even?"}],
+            "chosen": [{"role": "assistant", "content": "yes" if i % 2 == 0 else "no"}],
+            "rejected": [{"role": "assistant", "content": " ".join(["maybe"] * answer_words)}],
+            "meta": {"strategy": "ignore", "source_id": f"d{i}", "turn": 2}}
+
+
+@pytest.mark.parametrize("lora", [True, False], ids=["lora-reference-adapter-off", "full-reference-from-path"])
+def test_train_dpo_counts_dropped_pairs_and_reloads(model_dir, tmp_path, lora):
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [pair(i) for i in range(4)] + [pair(9, answer_words=400)])
+    out = tmp_path / "dpo"
+    args = ["train-dpo", str(pairs), "-o", str(out), "--model", str(model_dir), "--max-length", "160", *QUICK]
+    if lora:
+        args.append("--lora")
+    else:
+        args += ["--ref-model", str(model_dir)]
+    assert main(args) == 0
+    m = read_manifest(out)
+    assert m["counts"]["pairs_read"] == 5
+    assert m["counts"]["dropped_too_long"] == 1
+    assert m["counts"]["pairs_trained"] == 4
+    assert m["counts"]["reference"] == ("starting model with the LoRA adapter disabled" if lora else str(model_dir))
+    assert m["saved_as"] == ("merged" if lora else "full")
+    assert reloads_and_generates(out, pair(0)["prompt"])
+
+
+def test_a_malformed_pair_names_the_file_and_line(model_dir, tmp_path, capsys):
+    bad = pair(1)
+    bad["chosen"] = [{"role": "user", "content": "oops"}]
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [pair(0), bad])
+    rc = main(["train-dpo", str(pairs), "-o", str(tmp_path / "x"), "--model", str(model_dir), *QUICK])
+    assert rc == 2
+    assert f"{pairs}:2" in capsys.readouterr().err
+
+
+def test_unknown_key_is_an_error_naming_it(model_dir, dialogues, tmp_path, capsys):
+    rc = main(["train-chat", str(dialogues), "-o", str(tmp_path / "x"), "--model", str(model_dir),
+               "learning_rat=1e-4", *QUICK])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "learning_rat" in err and "SFTConfig" in err
+
+
+def test_yaml_and_overrides_reach_trl(tmp_path):
+    cfg_file = tmp_path / "train.yaml"
+    cfg_file.write_text("data: [a.jsonl]\noutput: out\nlora: true\nlearning_rate: 0.0002\nnum_train_epochs: 2\n")
+    from parrot.config import load_yaml
+    from parrot.train.runtime import make_trl_config, trl_kwargs
+    from trl import SFTConfig
+
+    cfg = build_config(SFTTrainConfig, load_yaml(cfg_file), ["num_train_epochs=3"], extra_field="trl_args")
+    assert cfg.lora and cfg.trl_args == {"learning_rate": 0.0002, "num_train_epochs": 3}
+    args = make_trl_config(SFTConfig, trl_kwargs(cfg, packing=cfg.packing))
+    assert args.learning_rate == 0.0002 and args.num_train_epochs == 3 and args.packing
+
+
+@pytest.mark.parametrize("name", ACCELERATE_CONFIGS)
+def test_shipped_accelerate_configs_load(name):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(accelerate_config_path(name)))
+    assert cfg.num_processes >= 1
+    assert cfg.distributed_type.value in ("MULTI_GPU", "DEEPSPEED", "FSDP")
+
+
+def test_unknown_accelerate_config_is_an_error():
+    with pytest.raises(ParrotError, match="fsdp2"):
+        accelerate_config_path("zero9")
+
+
+def test_accelerate_launch_runs_the_same_command(model_dir, dialogues, tmp_path):
+    cpu = tmp_path / "cpu.yaml"
+    cpu.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nmixed_precision: 'no'\n"
+                   "num_machines: 1\nnum_processes: 1\nuse_cpu: true\n")
+    out = tmp_path / "launched"
+    assert main(["train-chat", str(dialogues), "-o", str(out), "--model", str(model_dir), "--max-length", "220",
+                 "--accelerate", str(cpu), *QUICK]) == 0
+    assert (out / "config.json").is_file()
+    assert read_manifest(out)["config"]["accelerate"] is None  # the child ran the training itself
