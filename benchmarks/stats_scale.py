@@ -36,7 +36,7 @@ def rss_mb():
 
 import numpy, torch, transformers, sklearn, matplotlib  # imported up front: part of the baseline
 baseline = rss_mb()
-peaks, current, overall = {}, ["setup"], [baseline]
+peaks, current, overall = {}, ["(between steps)"], [baseline]
 
 def sample():
     while True:
@@ -108,17 +108,21 @@ def main() -> None:
                     help="real questions for human-likeness ('' to skip)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for the embedding model")
     ap.add_argument("--quick", action="store_true", help="small samples (a smoke run)")
+    ap.add_argument("--keep", default=None, help="copy the single run's output directory here")
     args = ap.parse_args()
     data = Path(args.data)
     if not data.is_file():
         sys.exit(f"{data}: not found; run `.venv/bin/parrot prepare sharegpt -o data/sharegpt.jsonl` first")
     if args.real and not Path(args.real).is_file():
         args.real = ""
-    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, "
+          f"embedding threads: {args.threads or 'torch default'}")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         single = measure(data, args, tmp / "out1")
         report(f"single ({data.name})", single)
+        if args.keep:
+            shutil.copytree(tmp / "out1", args.keep, dirs_exist_ok=True)
         doubled_path = tmp / "doubled.jsonl"
         with doubled_path.open("wb") as fh:
             for _ in range(2):

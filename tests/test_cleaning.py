@@ -234,3 +234,18 @@ def test_rejoined_pieces_merge_at_the_seam_and_alternate():
     out = c.clean(joined)
     assert [m["role"] for m in out.messages] == ["user", "assistant", "user", "assistant"]
     assert out.messages[1]["content"] == "w_0 a\n\nw_1 part"
+
+
+def test_max_tokens_counts_only_about_the_limit_on_long_sessions():
+    class Recording(WordCounter):
+        seen = 0
+
+        def count(self, texts):
+            Recording.seen += len(texts)
+            return super().count(texts)
+
+    c = Cleaner(CleanOptions(max_tokens=10), token_counter=Recording())
+    turns = [p for i in range(500) for p in (("user", f"question number {i}"), ("assistant", f"answer {i}"))]
+    out = c.clean(conv(*turns))
+    assert len(out.messages) == 4            # 3 + 2 words a turn: two turns fit in 10
+    assert Recording.seen < 100              # not the 1000 messages

@@ -1,7 +1,7 @@
 """Typed configs: defaults < YAML (--config) < flags < key=value, nested shorthand, clear errors."""
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest

@@ -3,6 +3,7 @@ record accounted for, bad input stopping cleanly, memory flat on a large file, t
 
 import json
 import logging
+import re
 import subprocess
 import sys
 
@@ -186,7 +187,6 @@ def test_bad_input_stops_with_a_clear_error_and_no_output(tmp_path, capsys, reas
     assert run(src, "-o", out) == 2
     err = capsys.readouterr().err
     assert "parrot prepare: error:" in err
-    import re
     assert re.search(message, err), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]   # nothing that looks complete
 

@@ -298,16 +298,22 @@ class Cleaner:
         limit = self.opts.max_tokens
         cap = 16 * (limit + 1)   # a prefix this long is over the limit in any real tokenizer
         lengths: list[int] = []
-        total = 0
-        for m in msgs:
-            text = m["content"]
-            n = self.tokens.count([text[:cap]])[0]
-            if len(text) > cap and total + n <= limit:
-                n = self.tokens.count([text])[0]
-            lengths.append(n)
-            total += n
-            if total > limit:
-                break
+        total = i = 0
+        while i < len(msgs) and total <= limit:
+            # one batch of messages long enough to pass what is left (~4 characters a token)
+            j, chars = i, 0
+            while j < len(msgs) and chars < 6 * (limit - total + 1):
+                chars += min(len(msgs[j]["content"]), cap)
+                j += 1
+            counts = self.tokens.count([m["content"][:cap] for m in msgs[i:j]])
+            for m, n in zip(msgs[i:j], counts):
+                if len(m["content"]) > cap and total + n <= limit:
+                    n = self.tokens.count([m["content"]])[0]
+                lengths.append(n)
+                total += n
+                i += 1
+                if total > limit:
+                    break
         return lengths
 
     def _clean_messages(self, messages: list[dict]) -> list[dict]:

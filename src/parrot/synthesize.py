@@ -422,14 +422,18 @@ def compact_journal(path: Path, sessions: list[Session]) -> None:
 # ---------------------------------------------------------------- the command
 
 def same_server(a: BackendConfig, b: BackendConfig) -> bool:
-    """Both roles on one model: serve them from one backend (one llama.cpp server, one copy)."""
+    """Both roles on one in-process model (hf, vllm): load it once. Servers (gguf, openai) are
+    not shared: a llama.cpp slot keeps one prompt's cache, and a session's asker and assistant
+    views differ, so one server for both roles would re-read every prompt from the start."""
+    if not a.spec.startswith(("hf:", "vllm:")):
+        return False
     skip = {"temperature", "top_p", "max_tokens", "seed"}
     da, db = to_dict(a), to_dict(b)
     return {k: v for k, v in da.items() if k not in skip} == {k: v for k, v in db.items() if k not in skip}
 
 
 def _check_start(cfg: SynthesizeConfig, out: Path, rhash: str) -> None:
-    if not out.exists():
+    if not out.exists() and not journal_path(out).exists():
         return
     if cfg.overwrite:
         for p in (out, journal_path(out), failures_path(out)):
@@ -536,9 +540,14 @@ class _Null:
 
 
 def _default_window(cfg: SynthesizeConfig, local: bool) -> int:
+    """Local: a full batch per role. Servers: as many sessions as the narrower role serves at
+    once (a llama.cpp server's slots), so each session keeps its slot and its prompt cache."""
     if local:
         return max(cfg.asker.batch_size, cfg.assistant.batch_size)
-    return max(cfg.asker.concurrency, cfg.assistant.concurrency)
+
+    def parallel(role: BackendConfig) -> int:
+        return role.slots if role.spec == "smollm2" or role.spec.startswith("gguf:") else role.concurrency
+    return min(parallel(cfg.asker), parallel(cfg.assistant))
 
 
 def summarize_output(out: Path, wanted: set[str]) -> Counter:

@@ -46,6 +46,8 @@ log = logging.getLogger("parrot.capo")
 
 # Discards that a rerun would only repeat: --resume does not try these pairs again.
 FINAL_DISCARDS = ("near_identical",)
+# What PairWriter.plan gives instead of a pair id for a pair that is not attempted.
+SKIPS = ("already_done", "no_unrelated_turn")
 
 
 @dataclass
@@ -130,16 +132,30 @@ class PairWriter:
             return {"seed": f"per pair: sha256 of the pair id mixed with seed {self.cfg.seed}"}
         return {}
 
+    def plan(self, turn: dict, done: set) -> list[tuple[str, str]]:
+        """``(strategy, pair id)`` still to write for ``turn``, or the reason it is not."""
+        out = []
+        for s in self.cfg.strategies:
+            pid = f"{turn['id']}-{s}"
+            if pid in done:
+                out.append((s, "already_done"))
+            elif s == "misunderstand" and unrelated_turn(turn, self.cfg.seed) is None:
+                out.append((s, "no_unrelated_turn"))
+            else:
+                out.append((s, pid))
+        return out
+
+    def count_pending(self, selection: Path, done: set) -> int:
+        """How many items :meth:`items` will yield (for the progress bar's ETA)."""
+        return sum(1 for _, turn in read_jsonl(selection) for _, p in self.plan(turn, done) if p not in SKIPS)
+
     def items(self, selection: Path, done: set):
         """``(turn, strategy, pair id)`` for every pair still to write, turn by turn."""
         for _, turn in read_jsonl(selection):
             pending = []
-            for s in self.cfg.strategies:
-                pid = f"{turn['id']}-{s}"
-                if pid in done:
-                    self.tally[s]["already_done"] += 1
-                elif s == "misunderstand" and unrelated_turn(turn, self.cfg.seed) is None:
-                    self.tally[s]["no_unrelated_turn"] += 1
+            for s, pid in self.plan(turn, done):
+                if pid in SKIPS:
+                    self.tally[s][pid] += 1
                 else:
                     pending.append((turn, s, pid))
             self._waiting[turn["id"]] += len(pending)
@@ -219,8 +235,10 @@ def capo(cfg: CapoConfig) -> dict:
     with load_backend(cfg.generator) as gen:
         writer = PairWriter(cfg, gen, prompts)
         concurrency = max(gen.config.concurrency, gen.config.batch_size if gen.local else 1)
-        run = run_items(writer.items(selection_path(cfg.output), done), writer, output=cfg.output,
-                        key=lambda item: item[2], concurrency=concurrency, desc="capo pairs", unit="pair")
+        sel = selection_path(cfg.output)
+        run = run_items(writer.items(sel, done), writer, output=cfg.output, key=lambda item: item[2],
+                        concurrency=concurrency, desc="capo pairs", unit="pair",
+                        total=writer.count_pending(sel, done))
         usage, described = gen.usage.to_dict(), gen.describe()
     in_output = pairs_by_strategy(cfg.output)
     tally = {s: dict(writer.tally[s]) for s in cfg.strategies}

@@ -81,8 +81,14 @@ async def _one(backend, messages: list[dict], params: SamplingParams, step: str)
 
 
 def clean_guess(text: str) -> str:
-    """The first non-empty line of the guess, without quotes or a 'Guess:' label."""
-    line = next((ln for ln in text.splitlines() if ln.strip()), "").strip()
+    r"""The guess from the reply: its first non-empty line that is not a lead-in ending with ':',
+    without quotes or a 'Guess:' label.
+
+    >>> clean_guess('The original message is:\n"the Loire"\n')
+    'the Loire'
+    """
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    line = next((ln for ln in lines if not ln.endswith(":")), lines[0] if lines else "")
     line = re.sub(r"^(?:my\s+)?guess\s*:\s*", "", line, flags=re.I).strip().strip("\"'`").strip()
     return line[:GUESS_MAX_CHARS]
 

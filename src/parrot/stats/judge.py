@@ -46,7 +46,7 @@ def judge_context(items: list[dict], config: BackendConfig | str) -> dict:
     template = judge_prompt()
     convs = [[{"role": "user", "content": render(it, template)}] for it in items]
     with load_backend(config) as backend:
-        params = backend.config.sampling(JUDGE_DEFAULTS) if hasattr(backend, "config") else JUDGE_DEFAULTS
+        params = backend.config.sampling(JUDGE_DEFAULTS)
 
         async def run_all():
             return await asyncio.gather(*(backend.agenerate([c], params) for c in convs))

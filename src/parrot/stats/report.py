@@ -93,17 +93,21 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
     fig.savefig(paths[-1])
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.4), dpi=90)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90)
     for ax, kind in zip(axes, ("user", "assistant")):
         unit = "tokens" if f"{kind}_tokens" in rows[0] else "words"
         for r in rows:
             h = r[f"{kind}_{unit}"]["histogram"]
             total = sum(h["counts"]) or 1
-            xs = [max(e, 1) for e in h["edges"]]
-            ax.step(xs, [c / total for c in h["counts"]], where="post", label=r["name"])
+            cum, ys = 0, []
+            for c in h["counts"]:
+                cum += c
+                ys.append(cum / total)
+            ax.step([max(e, 1) for e in h["edges"]], ys, where="post", label=r["name"])
         ax.set_xscale("log")
-        ax.set_xlabel(f"{kind} message length ({unit}, log bins)")
-        ax.set_ylabel("share of messages")
+        ax.set_xlabel(f"{kind} message length ({unit}, log scale)")
+        ax.set_ylabel("share of messages this long or shorter")
+        ax.set_ylim(0, 1.02)
         ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(out_dir / "lengths.png")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from pathlib import Path
 
@@ -166,9 +167,11 @@ def run_stats(cfg: StatsConfig) -> dict:
         counts_all[name] = {"sessions": acc.sessions, **counts}
         row = {"name": name, "path": str(path), **acc.summary()}
         questions = acc.question_sample.items
+        # a seeded subsample: the reservoir's first slots hold the file's first questions when it is small
+        rouge_items = random.Random(cfg.seed).sample(questions, min(len(questions), cfg.rouge_sample))
         with timer("self_rouge"):
-            row["self_rouge"] = self_rouge(questions[: cfg.rouge_sample], cfg.rouge_max_tokens)
-        row["self_rouge_sample"] = min(len(questions), cfg.rouge_sample)
+            row["self_rouge"] = self_rouge(rouge_items, cfg.rouge_max_tokens)
+        row["self_rouge_sample"] = len(rouge_items)
         if embedder:
             from parrot.stats.embed import mean_pairwise_cosine_distance
 

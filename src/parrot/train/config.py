@@ -42,6 +42,8 @@ class TrainConfig:
     merge: bool = opt(True, "with LoRA: merge the adapter into the weights and save a full checkpoint "
                             "(--no-merge saves only the adapter)")
     limit: int | None = opt(None, "use at most this many input records (quick runs)")
+    time_limit: float | None = opt(None, "stop training after this many minutes (the model trained so "
+                                         "far is saved; pair with a constant learning rate)")
     accelerate: str | None = opt(None, "run under `accelerate launch` with this config: a name "
                                        f"({', '.join(ACCELERATE_CONFIGS)}) or a YAML path", hashed=False)
     num_processes: int | None = opt(None, "with --accelerate: number of processes (GPUs)", hashed=False)

@@ -26,7 +26,7 @@ from parrot.dialogue import check_dialogue
 from parrot.jsonl import read_jsonl
 from parrot.log import format_table
 from parrot.train.config import DPOTrainConfig
-from parrot.train.runtime import (dataset_cache, final_losses, lora_config, make_trl_config,
+from parrot.train.runtime import (callbacks, dataset_cache, final_losses, lora_config, make_trl_config,
                                   relaunch_under_accelerate, save_output, stream_dataset, trl_kwargs,
                                   write_train_manifest)
 from parrot.train.sft import load_tokenizer
@@ -117,7 +117,8 @@ def train_dpo(cfg: DPOTrainConfig) -> dict | None:
         else:
             counts["reference"] = "starting model with the LoRA adapter disabled"
         trainer = DPOTrainer(model=str(model_path), ref_model=ref_model, args=args, train_dataset=train_ds,
-                             eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora_config(cfg))
+                             eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora_config(cfg),
+                             callbacks=callbacks(cfg))
         result = trainer.train()
         t_train = time.monotonic()
         losses = final_losses(trainer, result)

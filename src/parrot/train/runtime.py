@@ -77,6 +77,28 @@ def make_trl_config(config_cls, kwargs: dict):
         raise ParrotError(f"{config_cls.__name__}: {e}") from None
 
 
+def callbacks(cfg: TrainConfig) -> list:
+    """Trainer callbacks for Parrot's own options (``time_limit``)."""
+    if not cfg.time_limit:
+        return []
+    import time
+
+    from transformers import TrainerCallback
+
+    limit_s = cfg.time_limit * 60
+
+    class TimeLimit(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            self.start = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kw):
+            if time.monotonic() - self.start >= limit_s:
+                log.info("time limit of %.1f min reached after %d steps", cfg.time_limit, state.global_step)
+                control.should_training_stop = True
+
+    return [TimeLimit()]
+
+
 def lora_config(cfg: TrainConfig):
     if not cfg.lora:
         return None

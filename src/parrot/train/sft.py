@@ -26,7 +26,7 @@ from parrot.log import format_table
 from parrot.roleswap import STOP_MARKER, to_simulator
 from parrot.train.config import AskTrainConfig, SFTTrainConfig
 from parrot.train.render import render_chat
-from parrot.train.runtime import (dataset_cache, final_losses, lora_config, make_trl_config,
+from parrot.train.runtime import (callbacks, dataset_cache, final_losses, lora_config, make_trl_config,
                                   relaunch_under_accelerate, save_output, stream_dataset, trl_kwargs,
                                   write_train_manifest)
 
@@ -108,7 +108,8 @@ def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
                  counts.get("dropped_too_long", 0), counts.get("trainable_tokens", 0))
         args = make_trl_config(SFTConfig, trl_kwargs(cfg, packing=cfg.packing, packing_strategy="bfd"))
         trainer = SFTTrainer(model=str(model_path), args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                             processing_class=tokenizer, peft_config=lora_config(cfg))
+                             processing_class=tokenizer, peft_config=lora_config(cfg),
+                             callbacks=callbacks(cfg))
         result = trainer.train()
         t_train = time.monotonic()
         losses = final_losses(trainer, result)

@@ -1,0 +1,135 @@
+"""Held-out loss before and after a short CPU training run, from SmolLM2-135M-Instruct.
+
+- train-ask on the ShareGPT train split; mean loss on the *user* turns of held-out dev sessions
+  (role-swapped view, exactly what the simulator is trained and served on);
+- train-chat on the same split; mean loss on the *assistant* turns of the dev sessions.
+
+Each training run is capped by ``--minutes`` (the issue's budget: at most 10 minutes). The loss is
+the mean token-level cross-entropy over every trainable token of the dev sessions (each session
+cut at a turn boundary to ``--max-length``), computed the same way for the untrained and the
+trained model. Target: at least 10% lower after training, for both.
+
+    .venv/bin/python benchmarks/ask_heldout_loss.py            # prepares data/sharegpt.jsonl if missing
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ensure_data(train: Path) -> tuple[Path, Path]:
+    dev = train.with_name(train.stem + ".dev.jsonl")
+    if not (train.is_file() and dev.is_file()):
+        subprocess.run([sys.executable, "-m", "parrot.cli", "prepare", "sharegpt", "-o", str(train),
+                        "--dev-fraction", "0.02"], check=True)
+    return train, dev
+
+
+def heldout_examples(dev: Path, tokenizer, view, max_length: int, n: int) -> list:
+    from parrot.dialogue import read_dialogues
+    from parrot.train.render import render_chat
+
+    out = []
+    for rec in read_dialogues(dev):
+        r = render_chat(tokenizer, view(rec, str(dev)), max_length=max_length)
+        if not r.drop:
+            out.append(r)
+        if len(out) >= n:
+            break
+    return out
+
+
+def mean_loss(model_dir: Path, examples: list) -> float:
+    """Token-level mean cross-entropy over every trainable token of ``examples``."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for r in examples:
+            ids = torch.tensor([r.input_ids])
+            labels = torch.tensor([r.labels])
+            logits = model(input_ids=ids).logits[0, :-1]
+            target = labels[0, 1:]
+            nll = torch.nn.functional.cross_entropy(logits.float(), target, ignore_index=-100, reduction="sum")
+            total += float(nll)
+            count += int((target != -100).sum())
+    return total / count
+
+
+def train(kind: str, start: Path, data: Path, out: Path, args) -> dict:
+    from parrot.config import build_config
+    from parrot.train.config import AskTrainConfig, SFTTrainConfig
+    from parrot.train.sft import train_ask, train_chat
+
+    cls, fn = (AskTrainConfig, train_ask) if kind == "ask" else (SFTTrainConfig, train_chat)
+    cfg = build_config(cls, {"data": [str(data)], "output": str(out), "model": str(start),
+                             "max_length": args.max_length, "limit": args.sessions, "time_limit": args.minutes},
+                       [f"learning_rate={args.lr}", "lr_scheduler_type=constant",
+                        f"per_device_train_batch_size={args.batch}", f"max_steps={args.max_steps}",
+                        "logging_steps=1", "disable_tqdm=true", "seed=0"],
+                       extra_field="trl_args")
+    return fn(cfg)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=ROOT / "data" / "sharegpt.jsonl")
+    p.add_argument("--minutes", type=float, default=9.0, help="training time cap per run")
+    p.add_argument("--max-length", type=int, default=384)
+    p.add_argument("--sessions", type=int, default=1500, help="training sessions rendered")
+    p.add_argument("--dev", type=int, default=24, help="held-out sessions evaluated")
+    p.add_argument("--batch", type=int, default=2, help="packed rows per step")
+    p.add_argument("--max-steps", type=int, default=400)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--only", choices=["ask", "chat"], default=None)
+    args = p.parse_args()
+
+    from parrot.checkpoint import smollm2_checkpoint
+    from parrot.train.sft import ask_view, chat_view, load_tokenizer
+
+    train_path, dev_path = ensure_data(args.data)
+    start = smollm2_checkpoint()
+    tok = load_tokenizer(start)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="parrot-bench-") as tmp:
+        for kind, view, turns in (("ask", ask_view(), "user"), ("chat", chat_view, "assistant")):
+            if args.only and kind != args.only:
+                continue
+            examples = heldout_examples(dev_path, tok, view, args.max_length, args.dev)
+            n_tokens = sum(r.trainable_tokens for r in examples)
+            t0 = time.monotonic()
+            before = mean_loss(start, examples)
+            t1 = time.monotonic()
+            result = train(kind, start, train_path, Path(tmp) / kind, args)
+            t2 = time.monotonic()
+            after = mean_loss(Path(tmp) / kind, examples)
+            change = (after - before) / before
+            rows.append({"run": f"train-{kind}", "heldout_turns": turns, "dev_sessions": len(examples),
+                         "dev_tokens": n_tokens, "loss_before": round(before, 4), "loss_after": round(after, 4),
+                         "relative_change": round(change, 4), "ppl_before": round(math.exp(before), 2),
+                         "ppl_after": round(math.exp(after), 2), "train_steps": result["losses"]["steps"],
+                         "train_minutes": round((t2 - t1) / 60, 2), "eval_s": round(t1 - t0, 1),
+                         "sessions_trained": result["counts"].get("sessions_trained"),
+                         "target_met": change <= -0.10})
+            print(f"train-{kind}: held-out mean loss on {turns} turns ({len(examples)} dev sessions, "
+                  f"{n_tokens} tokens): before {before:.4f}  after {after:.4f}  "
+                  f"relative change {change:+.1%}  ({result['losses']['steps']} steps, "
+                  f"{(t2 - t1) / 60:.1f} min)  target <= -10%: {'met' if change <= -0.10 else 'NOT met'}",
+                  flush=True)
+    print(json.dumps(rows, indent=2))
+    return 0 if all(r["target_met"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
