@@ -56,6 +56,7 @@ def small_model(out: Path) -> Path:
 def run_variant(variant: str, model: Path, data: Path, args) -> dict:
     """Train ``args.steps`` steps with one variant; return the measured figures."""
     import torch
+    from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
     from parrot.config import build_config
@@ -80,26 +81,34 @@ def run_variant(variant: str, model: Path, data: Path, args) -> dict:
                                                      learning_rate=1e-4, **extra))
     trainer = SFTTrainer(model=str(model), args=trl_args, train_dataset=ds, processing_class=tok)
 
-    seen = {"real": 0, "positions": 0, "trainable": 0, "batches": 0}
+    batches: list[dict] = []  # one per batch the collator built, in order
     collate = trainer.data_collator
 
     def counting_collator(examples):
         out = collate(examples)
-        seen["batches"] += 1
-        seen["real"] += sum(len(e["input_ids"]) for e in examples)
-        seen["trainable"] += sum(sum(1 for x in e["labels"] if x != -100) for e in examples)
-        seen["positions"] += out["input_ids"].numel()
+        batches.append({"real": sum(len(e["input_ids"]) for e in examples),
+                        "trainable": sum(sum(1 for x in e["labels"] if x != -100) for e in examples),
+                        "positions": out["input_ids"].numel()})
         return out
 
+    step_ends: list[float] = []
+
+    class StepTimes(TrainerCallback):
+        def on_step_end(self, *a, **kw):
+            step_ends.append(time.perf_counter())
+
     trainer.data_collator = counting_collator
+    trainer.add_callback(StepTimes())
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-    t0 = time.perf_counter()
     trainer.train()
-    seconds = time.perf_counter() - t0
     peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"variant": variant, "batch": batch, "steps": trainer.state.global_step, "batches": seen["batches"],
+    # Step k trains batch k (one batch per step); the first step is warm-up and not timed.
+    timed = batches[1:len(step_ends)]
+    seconds = step_ends[-1] - step_ends[0]
+    seen = {key: sum(b[key] for b in timed) for key in ("real", "trainable", "positions")}
+    return {"variant": variant, "batch": batch, "steps": trainer.state.global_step, "timed_steps": len(timed),
             "real_tokens": seen["real"], "positions": seen["positions"], "trainable_tokens": seen["trainable"],
             "padding_share": 1 - seen["real"] / seen["positions"], "seconds": seconds,
             "tokens_per_s": seen["real"] / seconds, "trainable_tokens_per_s": seen["trainable"] / seconds,
@@ -113,7 +122,7 @@ def main() -> int:
     p.add_argument("--sessions", type=int, default=400)
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--batch", type=int, default=4, help="sessions per step in the padded variants")
-    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--steps", type=int, default=8, help="optimizer steps (the first is not timed)")
     p.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # child process
     p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)

@@ -212,3 +212,18 @@ def test_tiny_hf_generator_writes_every_strategy(tmp_path, sessions, tiny_model_
     assert len(pairs) + counts["discarded"] == 7
     assert {p["meta"]["strategy"] for p in pairs} == {"ignore", "hallucinate", "misunderstand"}
     assert read_manifest(tmp_path / "pairs.jsonl")["generator_usage"]["completions"] >= 7
+
+
+def test_a_prompt_override_without_its_placeholder_fails_before_any_request(tmp_path, sessions, server):
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "capo_misunderstand.txt").write_text("Answer this: {question}\n")
+    with pytest.raises(ParrotError, match=r"capo_misunderstand.txt: expected the placeholder\(s\) \{span\}"):
+        run(tmp_path, sessions, server, prompt_dir=str(tmp_path / "prompts"))
+    assert server.requests == []
+
+
+def test_a_prompt_override_replaces_the_packaged_file(tmp_path, sessions, server):
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "capo_ignore.txt").write_text("# mine\nPlease answer: {question}\n")
+    run(tmp_path, sessions, server, strategies=["ignore"], prompt_dir=str(tmp_path / "prompts"))
+    assert [{"role": "user", "content": "Please answer: Why?"}] in sent(server)

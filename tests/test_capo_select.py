@@ -134,3 +134,10 @@ def test_cli_runs_capo_itself_and_capo_select_as_a_subcommand(monkeypatch, tmp_p
     assert cli.main(["capo", "select", "--dialogues", str(path), "-o", str(tmp_path / "s.jsonl"),
                      "max_per_session=1"]) == 0
     assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_repeated_session_id_is_an_error_naming_it(tmp_path):
+    from parrot import ParrotError
+
+    with pytest.raises(ParrotError, match="'a' appears more than once"):
+        select(tmp_path, [("a", LONG), ("a", LONG)])

@@ -70,8 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
             if parts[0] not in groups:
                 if parts[0] not in tops:
                     tops[parts[0]] = sub.add_parser(parts[0], help=f"{parts[0]} commands")
+                optional = parts[0] in leaves
                 groups[parts[0]] = tops[parts[0]].add_subparsers(
-                    dest="subcommand", metavar="SUBCOMMAND", required=parts[0] not in leaves)
+                    dest="subcommand", metavar="[SUBCOMMAND]" if optional else "SUBCOMMAND",
+                    required=not optional)
             target = groups[parts[0]]
         cfg_cls, _ = _resolve(cmd)
         if len(parts) == 1 and parts[0] in tops:

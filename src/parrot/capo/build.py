@@ -226,11 +226,11 @@ def capo(cfg: CapoConfig) -> dict:
     """``parrot capo``: select turns, write the negatives, keep the pairs. Returns the counts."""
     started = time.monotonic()
     resuming = prepare_output(cfg.output, cfg, "capo")
+    prompts = Prompts(cfg.prompt_dir)  # a broken prompt override fails before any work
     write_manifest(cfg.output, stage="capo", config=cfg, inputs=[cfg.dialogues], complete=False)
     sel_counts = run_selection(cfg, resuming)
     print(selection_table(sel_counts))
     done = (done_keys(cfg.output, "id") | discarded_keys(cfg.output)) if resuming else set()
-    prompts = Prompts(cfg.prompt_dir)
     t_select = time.monotonic() - started
     with load_backend(cfg.generator) as gen:
         writer = PairWriter(cfg, gen, prompts)

@@ -53,7 +53,7 @@ _YES_NO = re.compile(r"\b(yes|no)\b", re.I)
 class SelectConfig:
     """``parrot capo select``: the turns CaPO would build pairs from, with the reasons."""
 
-    dialogues: Path = opt(help="Dialogue JSONL (from `parrot prepare` or `parrot synth`)")
+    dialogues: Path = opt(help="Dialogue JSONL (from `parrot prepare` or `parrot synthesize`)")
     output: Path = opt(help="selected turns, JSONL", flag="-o")
     verifier: BackendConfig | None = opt(None, "LLM that confirms each detected turn needs the "
                                          "history (capo_verify.txt); off by default")
@@ -147,7 +147,12 @@ class TurnSelector:
 
     def sessions(self, path: Path, done: set):
         """Stream the input's sessions (skipping ``done`` ones) until the total cap is reached."""
+        seen: set = set()
         for dialogue in read_dialogues(path):
+            if dialogue["id"] in seen:  # pair ids are built from it and must be unique
+                raise ParrotError(f"{path}: session id {dialogue['id']!r} appears more than once; "
+                                  "expected unique ids (`parrot prepare` writes them)")
+            seen.add(dialogue["id"])
             if self.full:
                 self.counts["sessions_after_total_cap"] += 1
             elif dialogue["id"] in done:

@@ -75,6 +75,7 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     paths = []
     fig, ax = plt.subplots(figsize=(6, 3.4), dpi=90)
@@ -85,6 +86,7 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
         ys = [hist.get(x, 0) for x in xs[:-1]] + [sum(v for k, v in hist.items() if k >= top)]
         total = sum(hist.values()) or 1
         ax.plot(xs, [y / total for y in ys], marker="o", ms=3, label=r["name"])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("turns per session (20 = 20 or more)")
     ax.set_ylabel("share of sessions")
     ax.legend(fontsize=8)
@@ -119,6 +121,7 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
         pts = [(p["turn"], p["share"]) for p in r["context_by_turn"] if p["questions"] >= 20]
         if pts:
             ax.plot(*zip(*pts), marker="o", ms=3, label=r["name"])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("turn index (20 = 20 or later; points with 20+ questions)")
     ax.set_ylabel("context-dependent share")
     ax.set_ylim(0, 1)
