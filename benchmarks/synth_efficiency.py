@@ -3,7 +3,7 @@
 Two llama.cpp servers (SmolLM2, the embedded default), one per role, as ``synthesize`` runs
 them. First ``synthesize`` runs N sessions through them while every call is recorded; then, in
 the same run, the same requests (same conversations, same sampling, ``max_tokens`` capped at what each call
-produced, so the token volume is the same) are sent straight to the same servers with all of
+produced, so the token volume is the same) are sent straight to fresh servers of the same config (cold caches) with all of
 them queued at once: the raw throughput, with no turn-by-turn dependency, no journal and no output.
 The ratio synthesize / raw is the loop's efficiency. Target: at least 0.9x.
 
@@ -81,20 +81,27 @@ def main() -> int:
     ap.add_argument("--turns", type=int, default=4)
     ap.add_argument("--slots", type=int, default=4)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--in-flight", type=int, default=None, help="sessions at once (default: --slots)")
     ap.add_argument("--asker-tokens", type=int, default=32)
     ap.add_argument("--assistant-tokens", type=int, default=64)
     args = ap.parse_args()
     setup_logging(0)
 
-    role = {"spec": "smollm2", "slots": args.slots, "threads": args.threads, "ctx_size": 2048 * args.slots}
-    servers = [load_backend(build_config(BackendConfig, role)).start() for _ in range(2)]
+    # A long timeout: on a busy shared CPU a timed-out call is retried and its work is wasted.
+    role = {"spec": "smollm2", "slots": args.slots, "threads": args.threads, "ctx_size": 2048 * args.slots,
+            "timeout": 900}
+
+    def fresh_servers():
+        return [load_backend(build_config(BackendConfig, role)).start() for _ in range(2)]
+
+    servers = fresh_servers()
     tmp = Path(tempfile.mkdtemp(prefix="synth-bench-"))
     try:
         asker, assistant = (Recording(s) for s in servers)
         cfg = build_config(SynthesizeConfig, {
             "output": str(tmp / "out.jsonl"), "seeds": str(seed_file(tmp / "seeds.jsonl")),
             "num_sessions": args.sessions, "max_turns": args.turns, "asker_mode": "prompted",
-            "max_seed_chars": 600, "in_flight": args.slots,
+            "max_seed_chars": 600, "in_flight": args.in_flight or args.slots,
             "asker": {**role, "max_tokens": args.asker_tokens},
             "assistant": {**role, "max_tokens": args.assistant_tokens}})
         t0 = time.perf_counter()
@@ -115,6 +122,10 @@ def main() -> int:
         async def raw_pass():
             return await asyncio.gather(*(replay(s, r.calls) for s, r in zip(servers, (asker, assistant))))
 
+        # Fresh servers: the raw pass must not read the synthesize pass's prompts from the cache.
+        for srv in servers:
+            srv.close()
+        servers = fresh_servers()
         t0 = time.perf_counter()
         raw = asyncio.run(raw_pass())
         raw_s = time.perf_counter() - t0
@@ -125,7 +136,7 @@ def main() -> int:
 
     synth_tps, raw_tps = synth_tokens / synth_s, raw_tokens / raw_s
     print(f"\nsynth_efficiency: {args.sessions} sessions, up to {args.turns} turns, SmolLM2 via llama.cpp "
-          f"({args.slots} slots, threads={args.threads or 'all'}), {calls} model calls")
+          f"({args.slots} slots, threads={args.threads or 'all'}, {args.in_flight or args.slots} sessions in flight), {calls} model calls")
     print(f"  synthesize : {turns} turns in {synth_s:7.1f} s = {turns / synth_s:6.3f} turns/s, "
           f"{synth_tokens} tokens = {synth_tps:6.1f} tokens/s")
     print(f"  raw backend: same requests in {raw_s:7.1f} s = {turns / raw_s:6.3f} turns/s equivalent, "

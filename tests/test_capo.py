@@ -227,3 +227,13 @@ def test_a_prompt_override_replaces_the_packaged_file(tmp_path, sessions, server
     (tmp_path / "prompts" / "capo_ignore.txt").write_text("# mine\nPlease answer: {question}\n")
     run(tmp_path, sessions, server, strategies=["ignore"], prompt_dir=str(tmp_path / "prompts"))
     assert [{"role": "user", "content": "Please answer: Why?"}] in sent(server)
+
+
+@pytest.mark.slow
+def test_smollm2_generator_end_to_end(tmp_path, sessions):
+    pytest.importorskip("xllamacpp")
+    cfg = build_config(CapoConfig, {"dialogues": str(sessions), "output": str(tmp_path / "pairs.jsonl"),
+                                    "generator": {"spec": "smollm2", "threads": 1}, "max_tokens": 24})
+    counts = capo(cfg)
+    assert counts["pairs_total"] + counts["discarded"] == 7
+    assert counts["this_run"]["misunderstand"]["no_unrelated_turn"] == 2

@@ -27,6 +27,16 @@ def test_means_per_turn_category_and_overall_exclude_minus_one_and_count_it():
     assert {t: s["median"] for t, s in m["by_turn"].items()} == {1: 6.0, 2: 6.0, 3: 3.0}
     assert {c: s["median"] for c, s in m["by_category"].items()} == {"writing": 7.0, "math": 3.5}
     assert (m["judged"], m["unparsable"]) == (4, 1)
+    assert m["unparsable_by_turn"] == {1: 0, 2: 1, 3: 0}
+
+
+def test_turns_whose_judgments_are_all_minus_one_are_shown_and_counted(tmp_path):
+    j = write(tmp_path / "j.jsonl", [rec(81, 1, 6), rec(81, 2, -1), rec(111, 2, -1)])
+    out = tmp_path / "rep"
+    summary = report(ReportConfig(judgments=[j], output=str(out)))
+    assert summary["models"]["m"]["by_turn"][2] is None
+    md = (out / "report.md").read_text()
+    assert "| m | 6.00 | – |" in md and "| m: -1 excluded | 0 | 2 |" in md
 
 
 def test_a_later_scored_judgment_replaces_an_earlier_minus_one_but_not_the_reverse():

@@ -263,3 +263,14 @@ def test_llm_judge_is_reported_separately(tmp_path, fault_server, monkeypatch):
     assert judge["agreement_with_detector"] == 1.0
     assert 0 < judge["dependent_share"] < 1
     assert "LLM judge" in (tmp_path / "o" / "stats.md").read_text()
+
+
+def test_cli_runs_stats_and_reports_user_errors(tmp_path, capsys):
+    from parrot.cli import main
+
+    a = _dataset(tmp_path / "a.jsonl", random.Random(3), 5, ["Why is that?"])
+    assert main(["stats", str(a), "-o", str(tmp_path / "o"), "--tokenizer", "none", "--no-embeddings",
+                 "--no-plots", "sample=10"]) == 0
+    assert json.loads((tmp_path / "o" / "stats.json").read_text())["config"]["sample"] == 10
+    assert main(["stats", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "o"), "--tokenizer", "none"]) == 2
+    assert "missing.jsonl: dataset file not found" in capsys.readouterr().err

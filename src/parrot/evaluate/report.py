@@ -61,13 +61,20 @@ def latest_judgments(records: list[dict]) -> list[dict]:
 def run_stats(records: list[dict], categories: dict) -> dict:
     """Means of one run of one model: overall, by turn, by category; -1 counted, not averaged."""
     scored = [r for r in records if r.get("score", -1) != -1]
-    by_turn, by_cat = defaultdict(list), defaultdict(list)
-    for r in scored:
-        by_turn[int(r["turn"])].append(float(r["score"]))
-        by_cat[categories.get(str(r["question_id"]), "unknown")].append(float(r["score"]))
+    # Every turn and category judged gets a key, even when all its judgments are -1.
+    by_turn, by_cat, unparsable_by_turn = defaultdict(list), defaultdict(list), defaultdict(int)
+    for r in records:
+        turn, cat = int(r["turn"]), categories.get(str(r["question_id"]), "unknown")
+        scored_here = r.get("score", -1) != -1
+        for group in (by_turn[turn], by_cat[cat]):  # indexing creates the key either way
+            if scored_here:
+                group.append(float(r["score"]))
+        if not scored_here:
+            unparsable_by_turn[turn] += 1
     return {"overall": _mean([float(r["score"]) for r in scored]),
             "by_turn": {k: _mean(v) for k, v in sorted(by_turn.items())},
             "by_category": {k: _mean(v) for k, v in sorted(by_cat.items())},
+            "unparsable_by_turn": dict(sorted(unparsable_by_turn.items())),
             "judged": len(scored), "unparsable": len(records) - len(scored),
             "judges": sorted({(r.get("judge") or ["?"])[0] for r in records})}
 
@@ -100,6 +107,7 @@ def aggregate(runs: list[dict], categories: dict) -> dict:
             "by_category": {c: combine([s["by_category"].get(c) for s in stats]) for c in cats},
             "judged": sum(s["judged"] for s in stats),
             "unparsable": sum(s["unparsable"] for s in stats),
+            "unparsable_by_turn": {t: sum(s["unparsable_by_turn"].get(t, 0) for s in stats) for t in turns},
         }
     return models
 
@@ -127,8 +135,12 @@ def markdown(models: dict) -> str:
                         [[m, _cell(models[m]["overall"]), str(len(models[m]["runs"])),
                           str(models[m]["judged"]), str(models[m]["unparsable"])] for m in names])
     turns = sorted({t for m in names for t in models[m]["by_turn"]})
-    by_turn = _md_table(["model"] + [f"turn {t}" for t in turns],
-                        [[m] + [_cell(models[m]["by_turn"].get(t)) for t in turns] for m in names])
+    rows = []
+    for m in names:
+        rows.append([m] + [_cell(models[m]["by_turn"].get(t)) for t in turns])
+        if models[m]["unparsable"]:  # how many -1 each turn's mean leaves out
+            rows.append([f"{m}: -1 excluded"] + [str(models[m]["unparsable_by_turn"].get(t, 0)) for t in turns])
+    by_turn = _md_table(["model"] + [f"turn {t}" for t in turns], rows)
     cats = sorted({c for m in names for c in models[m]["by_category"]})
     by_cat = _md_table(["model"] + cats,
                        [[m] + [_cell(models[m]["by_category"].get(c)) for c in cats] for m in names])
@@ -160,7 +172,10 @@ def plot_score_by_turn(models: dict, path: str | Path) -> Path:
     ax.set_ylim(0, 10.5)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    else:  # every judgment was -1: say so rather than draw an empty frame silently
+        ax.text(0.5, 0.5, "no scored judgments", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)

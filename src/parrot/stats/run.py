@@ -138,6 +138,9 @@ def run_stats(cfg: StatsConfig) -> dict:
     if not cfg.data:
         raise ParrotError("give at least one dataset file")
     names = dataset_names(cfg)
+    for path in list(cfg.data) + ([cfg.real] if cfg.real else []):  # fail before loading any model
+        if not Path(path).is_file():
+            raise ParrotError(f"{path}: {'--real' if path == cfg.real else 'dataset'} file not found")
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     timer = Timer()
