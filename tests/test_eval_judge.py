@@ -1,6 +1,7 @@
 """``parrot eval judge`` against a judge server on 127.0.0.1 (the fault-injecting fixture)."""
 
 import json
+import shutil
 
 import pytest
 
@@ -9,7 +10,7 @@ from parrot.backends import BackendConfig
 from parrot.evaluate.bench import load_bench
 from parrot.evaluate.judge import JudgeConfig, judge
 from parrot.runner import failures_path
-from test_eval_render import TRICKY, fastchat_messages, import_fastchat_common
+from eval_helpers import TRICKY, fastchat_messages, import_fastchat_common
 
 SCHEMA = {"question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp"}
 
@@ -45,11 +46,13 @@ def test_cli_judge_sends_exactly_fastchat_prompts_for_mt_bench(fault_server, mon
     monkeypatch.setenv("OPENAI_BASE_URL", fault_server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     bench = load_bench("mt-bench")
+    # The issue's command names --data-dir ../shared/data; a copy of the installed data stands in.
+    data_dir = shutil.copytree(bench.data_dir, tmp_path / "data")
     answers = write_answers(tmp_path / "A.jsonl", bench.questions,
                             text=lambda qid, k: f"answer {k} to {qid}: " + TRICKY)
     out = tmp_path / "J.jsonl"
-    assert run_cli(monkeypatch, ["eval", "judge", "--bench", "mt-bench", "--answers", str(answers),
-                                 "--judge", "openai:gpt-4", "-o", str(out)]) == 0
+    assert run_cli(monkeypatch, ["eval", "judge", "--bench", "mt-bench", "--data-dir", str(data_dir),
+                                 "--answers", str(answers), "--judge", "openai:gpt-4", "-o", str(out)]) == 0
 
     fastchat = import_fastchat_common()
     expected = []
@@ -71,6 +74,7 @@ def test_cli_judge_sends_exactly_fastchat_prompts_for_mt_bench(fault_server, mon
     assert names[(111, 1)] == ["gpt-4", "single-math-v1"]
     assert names[(130, 2)] == ["gpt-4", "single-math-v1-multi-turn"]
     manifest = json.loads((tmp_path / "J.jsonl.manifest.json").read_text())
+    assert str(data_dir / "judge_prompts.jsonl") in [i["path"] for i in manifest["inputs"]]
     assert manifest["counts"]["written"] == 160 and manifest["sampling"]["max_tokens"] == 2048
 
 

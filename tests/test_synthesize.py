@@ -11,7 +11,7 @@ from synth_helpers import SEED_QUESTIONS, Script, make_cfg, read_out, stop_after
 from fixtures.servers import FaultServer
 from parrot import ParrotError
 from parrot.manifest import read_manifest
-from parrot.synthesize import (SynthesizeConfig, degenerate_reason, failures_path, journal_path,
+from parrot.synthesize import (degenerate_reason, failures_path, journal_path,
                                session_id, shard_indices, synthesize)
 
 

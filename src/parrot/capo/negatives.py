@@ -101,9 +101,11 @@ async def ignore_context(backend, prompts: Prompts, turn: dict, params: Sampling
 async def hallucinate_context(backend, prompts: Prompts, turn: dict, params: SamplingParams, seed: int,
                               guess_params: SamplingParams | None = None):
     guess_msgs = prompts.user("capo_hallucinate_guess", question=turn["question"])
-    guess = clean_guess(await _one(backend, guess_msgs, guess_params or params, "guess"))
+    reply = await _one(backend, guess_msgs, guess_params or params, "guess")
+    guess = clean_guess(reply)
     if not guess:
-        raise ItemFailed("generator_failed", {"step": "guess", "error": "no guess in the reply"})
+        raise ItemFailed("generator_failed", {"step": "guess", "error": "no guess in the reply",
+                                              "reply": reply[:300]})
     msgs = _head(turn) + prompts.user("capo_hallucinate_answer", question=turn["question"], guess=guess)
     return await _one(backend, msgs, params, "answer"), {"guess": guess}
 

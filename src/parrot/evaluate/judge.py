@@ -26,15 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parrot import ParrotError
+from parrot.assets import mtbench_data_dir
 from parrot.backends import BackendConfig, SamplingParams, load_backend
 from parrot.config import opt
 from parrot.evaluate.bench import NEED_REF_CATS, Bench, load_bench, load_judge_prompts
 from parrot.evaluate.answer import model_id_for
-from parrot.evaluate.render import (JudgePrompt, judge_messages, nturn_prompts, parse_rating,
-                                    render_judge_prompt)
+from parrot.evaluate.render import (NTURN_PROMPT_FILES, JudgePrompt, judge_messages, nturn_prompts,
+                                    parse_rating, render_judge_prompt)
 from parrot.jsonl import read_jsonl
 from parrot.manifest import write_manifest
-from parrot.runner import ItemFailed, done_keys, run_items
+from parrot.runner import ItemFailed, run_items
 
 log = logging.getLogger("parrot.evaluate")
 
@@ -87,6 +88,13 @@ def all_prompts(data_dir) -> dict[str, JudgePrompt]:
     prompts = {name: JudgePrompt.from_fastchat(rec) for name, rec in load_judge_prompts(data_dir).items()}
     prompts.update(nturn_prompts())
     return prompts
+
+
+def prompt_files(data_dir) -> list[str]:
+    """The judge prompt files in use (for manifests: their sha256 pins the prompts' version)."""
+    ours = Path(__file__).resolve().parent.parent / "prompts"
+    return [str(mtbench_data_dir(data_dir) / "judge_prompts.jsonl")] + \
+        [str(ours / f) for f in NTURN_PROMPT_FILES.values()]
 
 
 def read_answer_file(path: str | Path) -> tuple[str, dict]:
@@ -196,7 +204,7 @@ def judge(cfg: JudgeConfig) -> dict:
     counts["matches"] = len(matches)
     counts.setdefault("unparsable", 0)
     write_manifest(cfg.output, stage="eval judge", config=cfg,
-                   inputs=list(cfg.answers) + [str(p) for p in bench.sources],
+                   inputs=list(cfg.answers) + [str(p) for p in bench.sources] + prompt_files(cfg.data_dir),
                    counts=counts, timings={"seconds": round(time.monotonic() - started, 3)},
                    sampling=params.to_dict(), judge=described, usage=usage,
                    complete=not run_counts.get("failed"))
