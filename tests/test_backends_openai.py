@@ -117,7 +117,15 @@ def test_backoff_grows_exponentially(fault_server):
         assert ceiling / 2 <= delay <= ceiling
 
 
-def test_bad_request_fails_at_once_and_auth_error_stops_the_run(fault_server):
+def test_bad_request_fails_the_item_at_once(fault_server):
+    fault_server.add_faults("400")
+    backend = make_backend(fault_server)
+    [c] = backend.generate([user("x")], PARAMS)
+    assert c.text is None and c.error.startswith("bad_request: HTTP 400")
+    assert len(fault_server.requests) == 1 and backend.usage.retries == 0
+
+
+def test_wrong_url_stops_the_run_with_a_clear_error(fault_server):
     backend = make_backend(fault_server)
     # The server answers 404 for an unknown path: a wrong base_url is a user error.
     backend.config.base_url = fault_server.base_url.replace("/v1", "/nope")

@@ -70,7 +70,7 @@ class BackendConfig:
     device: str = opt("auto", "hf device: auto | cpu | cuda | cuda:N")
     slots: int = opt(4, "parallel decoding slots of the in-process llama.cpp server (gguf, smollm2)")
     ctx_size: int = opt(8192, "context window of the llama.cpp server, shared by its slots")
-    threads: int | None = opt(None, "CPU threads for llama.cpp (default: all cores)")
+    threads: int | None = opt(None, "CPU threads for llama.cpp and hf on CPU (default: all cores; 1 on a busy machine)")
     tensor_parallel_size: int = opt(1, "vLLM tensor parallel size")
     trust_remote_code: bool = opt(False, "allow custom model code from the checkpoint (hf, vllm)")
     temperature: float | None = opt(None, "default sampling temperature for this role")

@@ -22,13 +22,13 @@ from __future__ import annotations
 import atexit
 import gc
 import logging
-import os
 import time
 import urllib.request
 from pathlib import Path
 
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
+from parrot.backends.cpu import busy_machine_threads
 from parrot.backends.openai_api import OpenAIBackend
 
 log = logging.getLogger("parrot.backends.gguf")
@@ -43,23 +43,6 @@ def gguf_path(spec: str) -> Path:
     if not path.is_file():
         raise ParrotError(f"{path}: GGUF model file not found (spec {spec!r})")
     return path
-
-
-def busy_machine_threads() -> int | None:
-    """1 when the machine is already busy (load average >= cores), else None (llama.cpp's
-    default: all cores). llama.cpp's threads meet at a barrier after every layer: when the OS
-    deschedules one of them the others wait, and on a loaded 2-core machine a 4-slot server
-    measured 1.9 tok/s with 2 threads and 25-29 tok/s with 1."""
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return None
-    cores = os.cpu_count() or 1
-    if cores > 1 and load >= cores:
-        log.info("machine busy (load %.1f on %d cores): llama.cpp uses 1 thread; set threads=N "
-                 "to choose", load, cores)
-        return 1
-    return None
 
 
 class GGUFBackend(Backend):
@@ -98,7 +81,7 @@ class GGUFBackend(Backend):
         params.warmup = False
         # llama.cpp's stderr logs drown ours; errors still get through.
         params.verbosity = 3 if logging.getLogger("parrot").isEnabledFor(logging.DEBUG) else 1
-        threads = self.threads = cfg.threads or busy_machine_threads()
+        threads = self.threads = cfg.threads or busy_machine_threads("llama.cpp")
         if threads:
             params.cpuparams.n_threads = threads
             params.cpuparams_batch.n_threads = threads

@@ -26,6 +26,7 @@ from typing import Any
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, per_item
 from parrot.backends.batching import MicroBatcher, completion, finish_text
+from parrot.backends.cpu import busy_machine_threads
 
 log = logging.getLogger("parrot.backends.hf")
 
@@ -59,6 +60,7 @@ class HFBackend(Backend):
         self.model = None
         self.tokenizer = None
         self.stop_token_ids: list[int] = []
+        self.torch_threads: int | None = None
         self.batcher = MicroBatcher(self._generate_grouped, self.usage, max_batch=config.batch_size,
                                     same_params=True)
 
@@ -93,6 +95,8 @@ class HFBackend(Backend):
         tok.padding_side = "left"
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
+        if device == "cpu":  # set torch's thread count only when asked or needed
+            self.torch_threads = cfg.threads or busy_machine_threads("torch")
         model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype, local_files_only=True, **remote)
         model.to(device).eval()
         self.tokenizer, self.model, self.device = tok, model, device
@@ -146,6 +150,8 @@ class HFBackend(Backend):
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        if self.torch_threads:  # OpenMP's thread count belongs to the calling thread: set it here
+            torch.set_num_threads(self.torch_threads)
         if params.seed is not None:
             torch.manual_seed(params.seed)
         with torch.inference_mode():
