@@ -43,6 +43,8 @@ COMMANDS: list[Command] = [
     Command("eval answer", "parrot.evaluate.answer:AnswerConfig:answer", "the model under test answers MT-Bench / MT-Bench++ turn by turn (FastChat schema, resumable)"),
     Command("eval judge", "parrot.evaluate.judge:JudgeConfig:judge", "a judge grades every answered turn 1-10 (FastChat's prompts for MT-Bench; N-turn prompt beyond)"),
     Command("eval report", "parrot.evaluate.report:ReportConfig:report", "scores per turn, category and overall; judge runs and models side by side; score-by-turn figure"),
+    Command("pipeline", "parrot.pipeline:PipelineConfig:pipeline",
+            "the whole method in one work directory, stage after stage, resumable (configs/demo.yaml)"),
 ]
 
 
