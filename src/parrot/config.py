@@ -303,7 +303,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             kw["choices"] = meta["choices"]
         if meta.get("positional"):
             kw.pop("dest")
-            parser.add_argument(f.name, nargs=meta.get("nargs") or ("+" if origin is list else None),
+            # Optional for argparse: a YAML file may supply it; build_config reports it if missing.
+            parser.add_argument(f.name, nargs="*" if origin is list or tp is list else "?",
                                 metavar=f.name.upper(), **kw)
             continue
         names = [f"--{f.name.replace('_', '-')}"]
