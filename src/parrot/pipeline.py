@@ -61,7 +61,7 @@ STAGES: list[Stage] = [
           lambda wd: {"data": [str(wd / "data/sharegpt.dev.jsonl"), str(wd / "data/parrot.jsonl")],
                       "names": ["ShareGPT (dev)", "Parrot (synthesized)"],
                       "real": str(wd / "data/sharegpt.dev.jsonl"), "output": str(wd / "stats")},
-          lambda wd: wd / "stats" / "stats.manifest.json"),
+          lambda wd: wd / "stats" / "stats.json.manifest.json"),
     Stage("train_chat", "parrot.train.sft:SFTTrainConfig:train_chat",
           lambda wd: {"data": [str(wd / "data/parrot.jsonl")], "output": str(wd / "models/chat")},
           lambda wd: manifest_path(wd / "models/chat")),
