@@ -147,3 +147,26 @@ def test_prepare_command_line_parses_sources_flags_and_overrides():
     cfg = config_from_args(PrepareConfig, args)
     assert cfg.source == ["sharegpt", "more.jsonl"] and cfg.output == "data/out.jsonl"
     assert cfg.dev_fraction == 0.1 and cfg.rejoin and cfg.max_turns == 8 and cfg.language == ["en", "fr"]
+
+
+@dataclass
+class _PassThrough:
+    name: str = opt("x", "a setting; 100% of it is documented")
+    extra: dict = opt(dict, "unknown keys land here", cli=False)
+
+
+def test_pass_through_keeps_yes_no_words_as_strings():
+    cfg = build_config(_PassThrough, overrides=["save_strategy=no", "bf16=false", "max_steps=3",
+                                                "learning_rate=1e-5"], extra_field="extra")
+    assert cfg.extra == {"save_strategy": "no", "bf16": False, "max_steps": 3, "learning_rate": 1e-5}
+
+
+def test_a_percent_sign_in_help_text_does_not_break_help():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, _PassThrough)
+    assert "100% of it" in parser.format_help()
+
+
+def test_a_positional_setting_may_come_from_the_yaml_file(tmp_path):
+    cfg = parse(["--config", yaml_file(tmp_path, "inputs: [a.jsonl, b.jsonl]\n")])
+    assert cfg.inputs == ["a.jsonl", "b.jsonl"]

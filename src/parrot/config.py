@@ -227,6 +227,8 @@ def _yaml_scalar(value: Any) -> Any:
     """Command-line strings for pass-through keys: '3' -> 3, 'true' -> True, '1e-5' -> 1e-05."""
     if not isinstance(value, str):
         return value
+    if value.lower() in ("yes", "no", "on", "off", "y", "n"):
+        return value  # YAML 1.1 would make these booleans; TRL's `save_strategy=no` means "no"
     try:
         return float(value) if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value) else yaml.safe_load(value)
     except yaml.YAMLError:
@@ -291,7 +293,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
             continue
         tp, _ = _strip_optional(hints[f.name])
         origin, _ = _origin_args(tp)
-        help_ = meta.get("help", "")
+        help_ = meta.get("help", "").replace("%", "%%")  # argparse formats help with %
         default = f.default if f.default is not _MISSING else (
             f.default_factory() if f.default_factory is not _MISSING else None)
         if dataclasses.is_dataclass(default):

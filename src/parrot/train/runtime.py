@@ -71,6 +71,9 @@ def make_trl_config(config_cls, kwargs: dict):
     if unknown:
         raise ParrotError(f"unknown setting(s) {', '.join(unknown)}: neither a Parrot training option nor "
                           f"a field of TRL's {config_cls.__name__}")
+    # YAML 1.1 reads `save_strategy: no` as False; TRL's strategy fields want the string "no".
+    strategies = {f.name for f in dataclasses.fields(config_cls) if f.name.endswith("_strategy")}
+    kwargs = {k: ("no" if k in strategies and v is False else v) for k, v in kwargs.items()}
     try:
         return config_cls(**kwargs)
     except (TypeError, ValueError) as e:
