@@ -26,9 +26,10 @@ class Command:
     extra_field: str | None = None  # a dict field collecting unknown keys (passed through to TRL)
 
 
-# The pipeline, in order.
+GROUP_HELP = {"eval": "MT-Bench and MT-Bench++: answer, judge, report"}
+
+# The pipeline's stages in order, then the tools around them.
 COMMANDS: list[Command] = [
-    Command("chat", "parrot.chat:ChatConfig:chat", "talk to any model backend from the terminal (multi-line input, /reset, /exit)"),
     Command("prepare", "parrot.prepare:PrepareConfig:prepare",
             "clean real user-assistant logs (ShareGPT, messages) into Dialogue JSONL"),
     Command("train-ask", "parrot.train.sft:AskTrainConfig:train_ask", "train the user simulator (Parrot-Ask): loss on user turns by role swap (TRL SFT)", extra_field="trl_args"),
@@ -43,6 +44,7 @@ COMMANDS: list[Command] = [
     Command("eval answer", "parrot.evaluate.answer:AnswerConfig:answer", "the model under test answers MT-Bench / MT-Bench++ turn by turn (FastChat schema, resumable)"),
     Command("eval judge", "parrot.evaluate.judge:JudgeConfig:judge", "a judge grades every answered turn 1-10 (FastChat's prompts for MT-Bench; N-turn prompt beyond)"),
     Command("eval report", "parrot.evaluate.report:ReportConfig:report", "scores per turn, category and overall; judge runs and models side by side; score-by-turn figure"),
+    Command("chat", "parrot.chat:ChatConfig:chat", "talk to any model backend from the terminal (multi-line input, /reset, /exit)"),
     Command("pipeline", "parrot.pipeline:PipelineConfig:pipeline",
             "the whole method in one work directory, stage after stage, resumable (configs/demo.yaml)"),
 ]
@@ -71,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         if len(parts) == 2:
             if parts[0] not in groups:
                 if parts[0] not in tops:
-                    tops[parts[0]] = sub.add_parser(parts[0], help=f"{parts[0]} commands")
+                    tops[parts[0]] = sub.add_parser(parts[0], help=GROUP_HELP.get(parts[0], f"{parts[0]} commands"))
                 optional = parts[0] in leaves
                 groups[parts[0]] = tops[parts[0]].add_subparsers(
                     dest="subcommand", metavar="[SUBCOMMAND]" if optional else "SUBCOMMAND",

@@ -24,11 +24,9 @@ from parrot import ParrotError
 from parrot.checkpoint import resolve_model_path
 from parrot.dialogue import check_dialogue
 from parrot.jsonl import read_jsonl
-from parrot.log import format_table
 from parrot.train.config import DPOTrainConfig
-from parrot.train.runtime import (callbacks, dataset_cache, final_losses, lora_config, make_trl_config,
-                                  relaunch_under_accelerate, save_output, stream_dataset, trl_kwargs,
-                                  write_train_manifest)
+from parrot.train.runtime import (callbacks, dataset_cache, lora_config, make_trl_config,
+                                  relaunch_under_accelerate, stream_dataset, train_and_save, trl_kwargs)
 from parrot.train.sft import load_tokenizer
 
 log = logging.getLogger("parrot.train")
@@ -119,27 +117,10 @@ def train_dpo(cfg: DPOTrainConfig) -> dict | None:
         trainer = DPOTrainer(model=str(model_path), ref_model=ref_model, args=args, train_dataset=train_ds,
                              eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora_config(cfg),
                              callbacks=callbacks(cfg))
-        result = trainer.train()
-        t_train = time.monotonic()
-        losses = final_losses(trainer, result)
-        for key in ("rewards/accuracies", "rewards/margins"):
-            logged = [h[key] for h in trainer.state.log_history if key in h]
-            if logged:
-                losses[key] = logged[-1]
-        if eval_ds is not None:
-            losses["eval_loss"] = trainer.evaluate()["eval_loss"]
-        saved = save_output(trainer, cfg, tokenizer)
-    t_end = time.monotonic()
-    if eval_counts:
-        counts["eval"] = eval_counts
-    timings = {"data_s": round(t_data - t0, 2), "train_s": round(t_train - t_data, 2),
-               "save_s": round(t_end - t_train, 2), "total_s": round(t_end - t0, 2)}
-    if saved:
-        write_train_manifest(cfg, stage="train-dpo", model_path=model_path, counts=counts, timings=timings,
-                             losses=losses, saved=saved, trl_config=args)
-        print(format_table([(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)],
-                           ("", "train-dpo")))
-    return {"counts": counts, "losses": losses, "timings": timings, "saved": saved}
+        return train_and_save(trainer, cfg, tokenizer, stage="train-dpo", model_path=model_path, counts=counts,
+                              eval_counts=eval_counts, timings={"data_s": round(t_data - t0, 2)},
+                              trl_config=args, has_eval=eval_ds is not None,
+                              extra_log_keys=("rewards/accuracies", "rewards/margins"))
 
 
 def _load_reference(path, args):

@@ -11,12 +11,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
 
 from parrot import ParrotError
 from parrot.config import to_dict
+from parrot.log import format_table
 from parrot.manifest import write_manifest
 from parrot.train.config import TrainConfig, accelerate_config_path
 
@@ -190,6 +192,39 @@ def merge_adapter(out: Path) -> None:
     for name in ("adapter_model.safetensors", "adapter_model.bin", "adapter_config.json"):
         (out / name).unlink(missing_ok=True)
     merged.save_pretrained(str(out), safe_serialization=True)
+
+
+def train_and_save(trainer, cfg: TrainConfig, tokenizer, *, stage: str, model_path: Path, counts: dict,
+                   eval_counts: dict, timings: dict, trl_config, has_eval: bool,
+                   extra_log_keys: tuple[str, ...] = ()) -> dict:
+    """Train, evaluate, save, then (main process) write the manifest and print the summary.
+
+    ``timings`` holds what the caller measured before training; train, save and total times are
+    added here. ``extra_log_keys`` are logged metrics whose last value joins the losses
+    (``rewards/margins`` for DPO).
+    """
+    t_train0 = time.monotonic()
+    result = trainer.train()
+    t_train = time.monotonic()
+    losses = final_losses(trainer, result)
+    for key in extra_log_keys:
+        logged = [h[key] for h in trainer.state.log_history if key in h]
+        if logged:
+            losses[key] = logged[-1]
+    if has_eval:
+        losses["eval_loss"] = trainer.evaluate()["eval_loss"]
+    saved = save_output(trainer, cfg, tokenizer)
+    t_end = time.monotonic()
+    if eval_counts:
+        counts["eval"] = eval_counts
+    timings = {**timings, "train_s": round(t_train - t_train0, 2), "save_s": round(t_end - t_train, 2),
+               "train_samples_per_second": result.metrics.get("train_samples_per_second")}
+    if saved:  # the main process
+        write_train_manifest(cfg, stage=stage, model_path=model_path, counts=counts, timings=timings,
+                             losses=losses, saved=saved, trl_config=trl_config)
+        print(format_table([(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)],
+                           ("", stage)))
+    return {"counts": counts, "losses": losses, "timings": timings, "saved": saved}
 
 
 def final_losses(trainer, train_output) -> dict:

@@ -22,13 +22,11 @@ from pathlib import Path
 from parrot import ParrotError
 from parrot.checkpoint import resolve_model_path
 from parrot.dialogue import read_dialogues
-from parrot.log import format_table
 from parrot.roleswap import STOP_MARKER, to_simulator
 from parrot.train.config import AskTrainConfig, SFTTrainConfig
 from parrot.train.render import render_chat
-from parrot.train.runtime import (callbacks, dataset_cache, final_losses, lora_config, make_trl_config,
-                                  relaunch_under_accelerate, save_output, stream_dataset, trl_kwargs,
-                                  write_train_manifest)
+from parrot.train.runtime import (callbacks, dataset_cache, lora_config, make_trl_config,
+                                  relaunch_under_accelerate, stream_dataset, train_and_save, trl_kwargs)
 
 log = logging.getLogger("parrot.train")
 
@@ -110,24 +108,9 @@ def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
         trainer = SFTTrainer(model=str(model_path), args=args, train_dataset=train_ds, eval_dataset=eval_ds,
                              processing_class=tokenizer, peft_config=lora_config(cfg),
                              callbacks=callbacks(cfg))
-        result = trainer.train()
-        t_train = time.monotonic()
-        losses = final_losses(trainer, result)
-        if eval_ds is not None:
-            losses["eval_loss"] = trainer.evaluate()["eval_loss"]
-        saved = save_output(trainer, cfg, tokenizer)
-    t_end = time.monotonic()
-    if eval_counts:
-        counts["eval"] = eval_counts
-    timings = {"render_s": round(t_render - t0, 2), "train_s": round(t_train - t_render, 2),
-               "save_s": round(t_end - t_train, 2), "total_s": round(t_end - t0, 2),
-               "train_samples_per_second": result.metrics.get("train_samples_per_second")}
-    if saved:  # the main process
-        write_train_manifest(cfg, stage=stage, model_path=model_path, counts=counts, timings=timings,
-                             losses=losses, saved=saved, trl_config=args)
-        print(format_table([(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)],
-                           ("", stage)))
-    return {"counts": counts, "losses": losses, "timings": timings, "saved": saved}
+        return train_and_save(trainer, cfg, tokenizer, stage=stage, model_path=model_path, counts=counts,
+                              eval_counts=eval_counts, timings={"render_s": round(t_render - t0, 2)},
+                              trl_config=args, has_eval=eval_ds is not None)
 
 
 def train_chat(cfg: SFTTrainConfig) -> dict | None:
