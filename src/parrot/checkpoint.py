@@ -68,6 +68,20 @@ def smollm2_checkpoint(out_dir: str | Path | None = None) -> Path:
     return out
 
 
+def tokenizer_path(spec: str) -> Path:
+    """A local tokenizer directory for ``spec``: ``smollm2`` (the embedded one) or a path.
+
+    The Hugging Face hub is never contacted: a path that is not a directory is an error.
+    """
+    if spec == "smollm2":
+        return smollm2_tokenizer()
+    path = Path(spec)
+    if not path.is_dir():
+        raise ParrotError(f"{spec}: tokenizer not found (expected `smollm2` or a local directory with "
+                          "tokenizer.json / tokenizer_config.json; the Hugging Face hub is not used)")
+    return path
+
+
 def resolve_model_path(spec: str) -> Path:
     """A trainable local checkpoint for ``spec``: ``smollm2``, ``hf:PATH`` or a plain path.
 

@@ -33,9 +33,7 @@ import re
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from parrot import ParrotError
 
 # ---------------------------------------------------------------- roles
 
@@ -189,14 +187,9 @@ class TokenCounter:
     def __init__(self, name: str):
         from transformers import AutoTokenizer
 
-        if name == "smollm2":
-            from parrot.checkpoint import smollm2_tokenizer
-            path = smollm2_tokenizer()
-        else:
-            path = Path(name)
-            if not path.is_dir():
-                raise ParrotError(f"{name}: tokenizer not found (expected `smollm2` or a local "
-                                  f"directory with tokenizer.json / tokenizer_config.json)")
+        from parrot.checkpoint import tokenizer_path
+
+        path = tokenizer_path(name)
         self.name = name
         self.tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         # The Rust tokenizer directly: the Python wrapper costs more than the counting itself.

@@ -13,7 +13,6 @@ it (and only it) runs again.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import logging

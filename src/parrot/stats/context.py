@@ -113,11 +113,11 @@ _EXPLICIT = [
                 r"|\b(?:different|other|similar|better|new|more) ones\b|\bthe (?:former|latter)\b|\babove (?:code|answer|list|text|example)\b"
                 r"|\bthe (?:\w+ ){1,2}(?:above|you (?:wrote|gave|made|suggested|provided))\b|\babove\s*[?.!]*$",
                 re.I), "reference"),
-    (re.compile(rf"\b(?:the|that) (?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|"
-                rf"other|next|previous) (?:one|ones|option|point|item|suggestion|idea|example|paragraph|"
-                rf"sentence|part|section|answer|version|step)\b(?! (?:of|to)\b)"
-                rf"|\b(?:point|step|item|option|idea|#) ?\d{{1,2}}\b(?! ?(?:%|percent|years?|"
-                rf"days?|minutes?|hours?|times?|people|of\b))", re.I), "ordinal"),
+    (re.compile(r"\b(?:the|that) (?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|"
+                r"other|next|previous) (?:one|ones|option|point|item|suggestion|idea|example|paragraph|"
+                r"sentence|part|section|answer|version|step)\b(?! (?:of|to)\b)"
+                r"|\b(?:point|step|item|option|idea|#) ?\d{1,2}\b(?! ?(?:%|percent|years?|"
+                r"days?|minutes?|hours?|times?|people|of\b))", re.I), "ordinal"),
 ]
 
 # Openings that only make sense as a continuation.

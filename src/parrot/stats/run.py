@@ -58,15 +58,9 @@ def load_tokenizer(spec: str):
         return None, None
     from transformers import AutoTokenizer
 
-    if spec == "smollm2":
-        from parrot.checkpoint import smollm2_tokenizer
+    from parrot.checkpoint import tokenizer_path
 
-        path = smollm2_tokenizer()
-    else:
-        path = Path(spec)
-        if not path.exists():
-            raise ParrotError(f"{path}: --tokenizer not found (give a local tokenizer directory, "
-                              "'smollm2' or 'none'; the Hugging Face hub is not used)")
+    path = tokenizer_path(spec)
     return AutoTokenizer.from_pretrained(str(path)), str(path)
 
 
