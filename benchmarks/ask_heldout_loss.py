@@ -75,7 +75,8 @@ def train(kind: str, start: Path, data: Path, out: Path, args) -> dict:
     cls, fn = (AskTrainConfig, train_ask) if kind == "ask" else (SFTTrainConfig, train_chat)
     cfg = build_config(cls, {"data": [str(data)], "output": str(out), "model": str(start),
                              "max_length": args.max_length, "limit": args.sessions, "time_limit": args.minutes},
-                       [f"learning_rate={args.lr}", "lr_scheduler_type=constant",
+                       [f"learning_rate={args.lr}", f"lr_scheduler_type={args.schedule}",
+                        f"warmup_steps={args.warmup}",
                         f"per_device_train_batch_size={args.batch}", f"max_steps={args.max_steps}",
                         "logging_steps=1", "disable_tqdm=true", "seed=0"],
                        extra_field="trl_args")
@@ -91,7 +92,9 @@ def main() -> int:
     p.add_argument("--dev", type=int, default=24, help="held-out sessions evaluated")
     p.add_argument("--batch", type=int, default=2, help="packed rows per step")
     p.add_argument("--max-steps", type=int, default=400)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
+    p.add_argument("--schedule", default="cosine", help="transformers lr_scheduler_type")
+    p.add_argument("--warmup", type=float, default=0.05, help="warm-up steps (a fraction if < 1)")
     p.add_argument("--only", choices=["ask", "chat"], default=None)
     args = p.parse_args()
 

@@ -168,13 +168,15 @@ def test_regenerate_chosen_sends_the_full_history_once_per_turn(tmp_path, sessio
         assert p["chosen"] != p["rejected"]
 
 
-def test_existing_output_needs_resume_or_force(tmp_path, sessions, server):
+def test_existing_output_needs_resume_or_overwrite(tmp_path, sessions, server):
     run(tmp_path, sessions, server, strategies=["ignore"])
-    with pytest.raises(ParrotError, match="--resume"):
+    with pytest.raises(ParrotError, match="--resume .* --overwrite"):
         run(tmp_path, sessions, server, strategies=["ignore"])
-    with pytest.raises(ParrotError, match="different settings"):
+    with pytest.raises(ParrotError, match="different settings.*--force"):
         run(tmp_path, sessions, server, strategies=["hallucinate"], resume=True)
-    _, pairs = run(tmp_path, sessions, server, strategies=["hallucinate"], force=True)
+    _, pairs = run(tmp_path, sessions, server, strategies=["hallucinate"], resume=True, force=True)
+    assert {p["meta"]["strategy"] for p in pairs} == {"ignore", "hallucinate"}  # continued, as asked
+    _, pairs = run(tmp_path, sessions, server, strategies=["hallucinate"], overwrite=True)
     assert {p["meta"]["strategy"] for p in pairs} == {"hallucinate"}
 
 

@@ -33,7 +33,7 @@ def write(tmp_path, sessions):
 
 def select(tmp_path, sessions, **settings):
     cfg = build_config(SelectConfig, {"dialogues": str(write(tmp_path, sessions)),
-                                      "output": str(tmp_path / "sel.jsonl"), "force": True, **settings})
+                                      "output": str(tmp_path / "sel.jsonl"), "overwrite": True, **settings})
     counts = capo_select(cfg)
     return counts, [json.loads(x) for x in (tmp_path / "sel.jsonl").read_text().splitlines()]
 
@@ -104,7 +104,7 @@ def test_verifier_failure_is_recorded_and_the_session_retried_on_resume(tmp_path
     [fail] = [json.loads(x) for x in (tmp_path / "sel.jsonl.failures.jsonl").read_text().splitlines()]
     assert fail["key"] == "a" and fail["reason"] == "verifier_failed"
     counts, sel = select(tmp_path, [("a", LONG), ("b", LONG)], max_per_session=1, verifier=verifier,
-                         force=False, resume=True)
+                         overwrite=False, resume=True)
     assert sorted(r["source_id"] for r in sel) == ["a", "b"]
 
 

@@ -79,6 +79,21 @@ def test_resume_answers_only_what_is_missing(fault_server, tmp_path):
     assert [r["question_id"] for r in read(out)] == [81, 82, 83]
 
 
+def test_overwrite_starts_the_file_over_and_the_manifest_tracks_completion(fault_server, tmp_path):
+    out = tmp_path / "A.jsonl"
+    fault_server.add_faults("500")
+    answer(answer_cfg(fault_server, out, limit=2, concurrency=1))
+    manifest = json.loads((tmp_path / "A.jsonl.manifest.json").read_text())
+    assert manifest["complete"] is False and failures_path(out).exists()
+    fault_server.requests.clear()
+    fault_server.responder = lambda req: "retrained"
+    counts = answer(answer_cfg(fault_server, out, limit=2, model_id="model-a", overwrite=True))
+    assert counts["written"] == 2 and counts.get("skipped_done", 0) == 0 and len(fault_server.requests) == 4
+    assert {t for r in read(out) for t in r["choices"][0]["turns"]} == {"retrained"}
+    assert not failures_path(out).exists()
+    assert json.loads((tmp_path / "A.jsonl.manifest.json").read_text())["complete"] is True
+
+
 def test_resuming_into_another_models_file_is_an_error(fault_server, tmp_path):
     out = tmp_path / "A.jsonl"
     answer(answer_cfg(fault_server, out, limit=1))

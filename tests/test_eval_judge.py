@@ -130,6 +130,8 @@ def test_resume_skips_scored_judgments_and_asks_again_for_minus_one(fault_server
     fault_server.requests.clear()
     judge(judge_cfg(fault_server, answers, out))
     assert fault_server.requests == []
+    judge(judge_cfg(fault_server, answers, out, overwrite=True))  # start over: every turn again
+    assert len(fault_server.requests) == 4 and sorted(r["score"] for r in read(out)) == [8, 8, 8, 8]
 
 
 def test_mt_bench_pp_gets_one_judgment_per_turn_with_the_conversation_so_far(fault_server, tmp_path):

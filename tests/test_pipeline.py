@@ -18,6 +18,12 @@ def _source(tmp_path):
     return path
 
 
+def _statuses(out):
+    """{stage: status} from the last stage table printed."""
+    table = out.rsplit("parrot pipeline:", 1)[1].split("total")[0].splitlines()[3:]
+    return {line.split()[0]: " ".join(line.split()[1:-1]) for line in table if line.strip()}
+
+
 def _yaml(tmp_path, text):
     path = tmp_path / "pipe.yaml"
     path.write_text(text)
@@ -68,3 +74,75 @@ def test_finished_stage_is_skipped_and_a_changed_one_reruns(tmp_path, capsys):
     assert out.read_text() == ""  # every session has one turn: all dropped by the new setting
     manifest = json.loads((tmp_path / "w/pipeline.manifest.json").read_text())
     assert manifest["stages"][0]["stage"] == "prepare"
+
+
+def test_a_rerun_upstream_stage_makes_the_stages_reading_from_it_run_again(tmp_path, capsys):
+    src = _source(tmp_path)
+    w = tmp_path / "w"
+    config = _yaml(tmp_path, f"workdir: {w}\nstages: [prepare, filter]\n"
+                             f"prepare: {{source: [{src}], dev_fraction: 0.0}}\n"
+                             f"filter: {{input: {w / 'data/sharegpt.jsonl'}, min_turns: 1}}\n")
+    assert main(["pipeline", "--config", config]) == 0
+    assert len((w / "data/parrot.jsonl").read_text().splitlines()) == 20
+    capsys.readouterr()
+    assert main(["pipeline", "--config", config]) == 0
+    assert _statuses(capsys.readouterr().out) == {"prepare": "up to date", "filter": "up to date"}
+    # filter reads prepare's output (through synthesize): a changed prepare reruns both
+    assert main(["pipeline", "--config", config, "prepare.min_turns=2"]) == 0
+    assert _statuses(capsys.readouterr().out) == {"prepare": "done", "filter": "done"}
+    assert (w / "data/parrot.jsonl").read_text() == ""
+    # and asking for prepare alone leaves filter out of date for the next full run
+    assert main(["pipeline", "--config", config, "--stages", "prepare", "prepare.min_turns=1"]) == 0
+    assert main(["pipeline", "--config", config]) == 0
+    assert _statuses(capsys.readouterr().out) == {"prepare": "up to date", "filter": "done"}
+    assert len((w / "data/parrot.jsonl").read_text().splitlines()) == 20
+
+
+def test_a_resumable_stage_resumes_when_interrupted_and_starts_over_when_out_of_date(tmp_path, monkeypatch):
+    import parrot.evaluate.answer as answer_mod
+    from parrot.manifest import write_manifest
+
+    seen = []
+
+    def fake_answer(cfg, complete=True):
+        seen.append(cfg.overwrite)
+        write_manifest(cfg.output, stage="eval answer", config=cfg, complete=complete)
+
+    monkeypatch.setattr(answer_mod, "answer", fake_answer)
+    config = _yaml(tmp_path, f"workdir: {tmp_path / 'w'}\nstages: [eval_answer]\n")
+    cfg = build_config(PipelineConfig, {"workdir": str(tmp_path / "w"), "stages": ["eval_answer"]})
+    [stage] = [s for s in STAGES if s.name == "eval_answer"]
+    fake_answer(stage_config(stage, cfg), complete=False)  # a run that crashed half way
+    seen.clear()
+    assert main(["pipeline", "--config", config]) == 0      # interrupted, same settings: resume
+    assert main(["pipeline", "--config", config]) == 0      # up to date: not called
+    assert main(["pipeline", "--config", config, "eval_answer.max_tokens=64"]) == 0  # changed: over
+    assert main(["pipeline", "--config", config, "eval_answer.max_tokens=64", "--rerun", "eval_answer"]) == 0
+    assert seen == [False, True, True]
+
+
+def test_stage_state_follows_settings_completion_and_input_times(tmp_path):
+    import os
+
+    from parrot.manifest import write_manifest
+    from parrot.pipeline import stage_state
+
+    cfg = build_config(PipelineConfig, {"workdir": str(tmp_path)})
+    by_name = {s.name: s for s in STAGES}
+    dpo, answer = by_name["train_dpo"], by_name["eval_answer"]
+    answer_cfg = stage_config(answer, cfg)
+    assert stage_state(answer, answer_cfg, tmp_path) == "new"
+    write_manifest(tmp_path / "eval/answers.jsonl", stage="eval answer", config=answer_cfg, complete=False)
+    assert stage_state(answer, answer_cfg, tmp_path) == "interrupted"
+    write_manifest(tmp_path / "eval/answers.jsonl", stage="eval answer", config=answer_cfg)
+    assert stage_state(answer, answer_cfg, tmp_path) == "up to date"
+    changed = build_config(type(answer_cfg), {**vars(answer_cfg), "max_tokens": 7})
+    assert stage_state(answer, changed, tmp_path) == "settings changed"
+    # a newer model two stages up (capo feeds train-dpo) puts the answers out of date
+    capo_marker = by_name["capo"].marker(tmp_path)
+    capo_marker.parent.mkdir(parents=True, exist_ok=True)
+    capo_marker.write_text("{}")
+    later = answer.marker(tmp_path).stat().st_mtime_ns + 10**9
+    os.utime(capo_marker, ns=(later, later))
+    assert stage_state(answer, answer_cfg, tmp_path) == "capo is newer"
+    assert dpo.name in {s.name for s in __import__("parrot.pipeline").pipeline.upstream(answer)}

@@ -5,14 +5,18 @@
 
 Each stage is the same function its own command runs, given the paths of the work directory
 plus the settings of its section in the YAML file (``synthesize: {num_sessions: 50}``), so
-anything a stage's command accepts can be set here. A stage whose output manifest is complete
-and whose config hash is unchanged is skipped, so an interrupted pipeline picks up where it
-stopped (synthesis and the eval stages also resume inside a run); change a stage's settings and
-it (and only it) runs again.
+anything a stage's command accepts can be set here.
+
+A stage is skipped when it is up to date, as with ``make``: its output manifest is complete, its
+config hash is unchanged, and it is newer than the outputs of the stages it reads from. So an
+interrupted pipeline picks up where it stopped (synthesis, CaPO and the eval stages also resume
+inside a stage), and changing a stage's settings runs that stage and everything downstream of
+it again. A stage that runs again because it is out of date starts over rather than resuming.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import logging
@@ -35,6 +39,8 @@ class Stage:
     target: str                     # "module:ConfigClass:function"
     defaults: Callable[[Path], dict]  # the work directory's paths and sensible settings
     marker: Callable[[Path], Path]    # the manifest that proves the stage finished
+    inputs: tuple[str, ...] = ()      # the stages whose outputs it reads
+    fresh: dict | None = None         # settings that start it over instead of resuming (None: it always does)
 
 
 def _w(*parts: str) -> Callable[[Path], Path]:
@@ -48,42 +54,46 @@ STAGES: list[Stage] = [
     Stage("train_ask", "parrot.train.sft:AskTrainConfig:train_ask",
           lambda wd: {"data": [str(wd / "data/sharegpt.jsonl")], "output": str(wd / "models/ask"),
                       "eval_data": str(wd / "data/sharegpt.dev.jsonl"), "add_stop": True},
-          lambda wd: manifest_path(wd / "models/ask")),
+          lambda wd: manifest_path(wd / "models/ask"), inputs=("prepare",)),
     Stage("synthesize", "parrot.synthesize:SynthesizeConfig:synthesize",
           lambda wd: {"output": str(wd / "data/synth.jsonl"), "seeds": str(wd / "data/sharegpt.jsonl"),
                       "asker": {"spec": f"hf:{wd / 'models/ask'}"}, "resume": True},
-          lambda wd: manifest_path(wd / "data/synth.jsonl")),
+          lambda wd: manifest_path(wd / "data/synth.jsonl"), inputs=("prepare", "train_ask"),
+          fresh={"resume": False, "overwrite": True}),
     Stage("filter", "parrot.filter:FilterConfig:filter_sessions",
           lambda wd: {"input": str(wd / "data/synth.jsonl"), "output": str(wd / "data/parrot.jsonl")},
-          lambda wd: manifest_path(wd / "data/parrot.jsonl")),
+          lambda wd: manifest_path(wd / "data/parrot.jsonl"), inputs=("synthesize",)),
     Stage("stats", "parrot.stats:StatsConfig:stats",
           lambda wd: {"data": [str(wd / "data/sharegpt.dev.jsonl"), str(wd / "data/parrot.jsonl")],
                       "names": ["ShareGPT (dev)", "Parrot (synthesized)"],
                       "real": str(wd / "data/sharegpt.dev.jsonl"), "output": str(wd / "stats")},
-          lambda wd: wd / "stats" / "stats.json.manifest.json"),
+          lambda wd: wd / "stats" / "stats.json.manifest.json", inputs=("prepare", "filter")),
     Stage("train_chat", "parrot.train.sft:SFTTrainConfig:train_chat",
           lambda wd: {"data": [str(wd / "data/parrot.jsonl")], "output": str(wd / "models/chat")},
-          lambda wd: manifest_path(wd / "models/chat")),
+          lambda wd: manifest_path(wd / "models/chat"), inputs=("filter",)),
     Stage("capo", "parrot.capo.build:CapoConfig:capo",
           lambda wd: {"dialogues": str(wd / "data/parrot.jsonl"), "output": str(wd / "data/capo.jsonl"),
                       "resume": True},
-          lambda wd: manifest_path(wd / "data/capo.jsonl")),
+          lambda wd: manifest_path(wd / "data/capo.jsonl"), inputs=("filter",),
+          fresh={"resume": False, "overwrite": True}),
     Stage("train_dpo", "parrot.train.dpo:DPOTrainConfig:train_dpo",
           lambda wd: {"data": [str(wd / "data/capo.jsonl")], "model": str(wd / "models/chat"),
                       "output": str(wd / "models/dpo")},
-          lambda wd: manifest_path(wd / "models/dpo")),
+          lambda wd: manifest_path(wd / "models/dpo"), inputs=("train_chat", "capo")),
     Stage("eval_answer", "parrot.evaluate.answer:AnswerConfig:answer",
           lambda wd: {"bench": "mt-bench-pp", "model": {"spec": f"hf:{wd / 'models/dpo'}"},
                       "model_id": "parrot-dpo", "output": str(wd / "eval/answers.jsonl")},
-          lambda wd: manifest_path(wd / "eval/answers.jsonl")),
+          lambda wd: manifest_path(wd / "eval/answers.jsonl"), inputs=("train_dpo",),
+          fresh={"overwrite": True}),
     Stage("eval_judge", "parrot.evaluate.judge:JudgeConfig:judge",
           lambda wd: {"bench": "mt-bench-pp", "answers": [str(wd / "eval/answers.jsonl")],
                       "output": str(wd / "eval/judgments.jsonl")},
-          lambda wd: manifest_path(wd / "eval/judgments.jsonl")),
+          lambda wd: manifest_path(wd / "eval/judgments.jsonl"), inputs=("eval_answer",),
+          fresh={"overwrite": True}),
     Stage("eval_report", "parrot.evaluate.report:ReportConfig:report",
           lambda wd: {"bench": "mt-bench-pp", "judgments": [str(wd / "eval/judgments.jsonl")],
                       "output": str(wd / "eval/report")},
-          lambda wd: wd / "eval/report/report.manifest.json"),
+          lambda wd: wd / "eval/report/report.manifest.json", inputs=("eval_judge",)),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 
@@ -132,15 +142,41 @@ def stage_config(stage: Stage, cfg: PipelineConfig):
     return build_config(cls, data, where=f"pipeline: {stage.name}", extra_field=extra)
 
 
-def is_done(stage: Stage, stage_cfg: Any, workdir: Path) -> bool:
-    path = stage.marker(workdir)
-    if not path.exists():
-        return False
+def upstream(stage: Stage) -> list[Stage]:
+    """Every stage ``stage`` reads from, directly or through others."""
+    by_name = {s.name: s for s in STAGES}
+    seen: dict[str, Stage] = {}
+    todo = list(stage.inputs)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen[name] = by_name[name]
+            todo += by_name[name].inputs
+    return list(seen.values())
+
+
+def read_marker(path: Path) -> dict | None:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return False
-    return bool(doc.get("complete", True)) and doc.get("config_hash") == config_hash(stage_cfg)
+        return None
+
+
+def stage_state(stage: Stage, stage_cfg: Any, workdir: Path) -> str:
+    """``up to date``, ``new`` (never ran), ``interrupted`` (same settings, not finished: resume
+    it) or why it is out of date (``settings changed``, ``<input> is newer``: start it over)."""
+    path = stage.marker(workdir)
+    doc = read_marker(path)
+    if doc is None:
+        return "new"
+    if doc.get("config_hash") != config_hash(stage_cfg):
+        return "settings changed"
+    mtime = path.stat().st_mtime_ns
+    for up in upstream(stage):
+        up_path = up.marker(workdir)
+        if up_path.exists() and up_path.stat().st_mtime_ns > mtime:
+            return f"{up.name} is newer"
+    return "up to date" if doc.get("complete", True) else "interrupted"
 
 
 def pipeline(cfg: PipelineConfig) -> list[dict]:
@@ -153,11 +189,14 @@ def pipeline(cfg: PipelineConfig) -> list[dict]:
         if stage.name not in cfg.stages:
             continue
         stage_cfg = stage_config(stage, cfg)
-        if stage.name not in cfg.rerun and is_done(stage, stage_cfg, workdir):
+        state = "rerun requested" if stage.name in cfg.rerun else stage_state(stage, stage_cfg, workdir)
+        if state == "up to date":
             log.info("%s: up to date (%s), skipped", stage.name, stage.marker(workdir))
             rows.append({"stage": stage.name, "status": "up to date", "seconds": 0.0})
             continue
-        log.info("==== %s", stage.name)
+        if state not in ("new", "interrupted") and stage.fresh:
+            stage_cfg = dataclasses.replace(stage_cfg, **stage.fresh)  # start over, do not resume
+        log.info("==== %s (%s)", stage.name, state)
         _, _, fn_name = stage.target.split(":")
         fn = getattr(importlib.import_module(stage.target.split(":")[0]), fn_name)
         t0 = time.monotonic()

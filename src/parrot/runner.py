@@ -27,6 +27,7 @@ from typing import Any
 
 from parrot.jsonl import AppendWriter, read_jsonl
 from parrot.log import progress
+from parrot.manifest import manifest_path
 
 
 class ItemFailed(Exception):
@@ -42,6 +43,13 @@ class ItemFailed(Exception):
 def failures_path(output: str | Path) -> Path:
     output = Path(output)
     return output.with_name(output.name + ".failures.jsonl")
+
+
+def remove_output(output: str | Path) -> None:
+    """Start over: delete ``output`` with its failures file and manifest (those that exist)."""
+    output = Path(output)
+    for path in (output, failures_path(output), manifest_path(output)):
+        path.unlink(missing_ok=True)
 
 
 def done_keys(output: str | Path, key: str | Callable[[dict], Any] = "id") -> set:

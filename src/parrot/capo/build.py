@@ -96,8 +96,9 @@ def run_selection(cfg: CapoConfig, resuming: bool) -> dict:
     """Write (or, when resuming onto a complete one, reuse) ``<output>.selection.jsonl``."""
     path = selection_path(cfg.output)
     names = {f.name for f in dataclasses.fields(SelectConfig)}
-    sel_cfg = SelectConfig(**{n: getattr(cfg, n) for n in names if n not in ("output", "resume", "force")},
-                           output=path, resume=resuming, force=not resuming)
+    sel_cfg = SelectConfig(**{n: getattr(cfg, n) for n in names
+                              if n not in ("output", "resume", "force", "overwrite")},
+                           output=path, resume=resuming, overwrite=not resuming, force=cfg.force)
     old = read_manifest(path)
     if resuming and path.exists() and old and old.get("complete") and old.get("config_hash") == config_hash(sel_cfg):
         log.info("reusing the selection in %s", path)

@@ -37,7 +37,7 @@ from parrot.dialogue import read_dialogues, split_system
 from parrot.jsonl import read_jsonl
 from parrot.log import format_table
 from parrot.manifest import read_manifest, write_manifest
-from parrot.runner import ItemFailed, failures_path, run_items
+from parrot.runner import ItemFailed, failures_path, remove_output, run_items
 from parrot.stats.context import context_reasons
 
 log = logging.getLogger("parrot.capo")
@@ -65,7 +65,8 @@ class SelectConfig:
     prompt_dir: Path | None = opt(None, "a directory whose capo_*.txt files replace the packaged prompts")
     resume: bool = opt(False, "continue an interrupted run: keep the output, skip what is done",
                        hashed=False)
-    force: bool = opt(False, "overwrite an existing output", hashed=False)
+    force: bool = opt(False, "with --resume: continue even though the settings changed", hashed=False)
+    overwrite: bool = opt(False, "replace an existing output instead of refusing", hashed=False)
 
     def __post_init__(self):
         if self.max_per_session < 0:
@@ -211,23 +212,23 @@ class TurnSelector:
 
 
 def prepare_output(output: Path, cfg, stage: str) -> bool:
-    """Check ``output`` against ``--resume``/``--force``; return True when resuming onto it."""
+    """Check ``output`` against ``--resume``/``--overwrite``/``--force``; True when resuming onto it."""
     output = Path(output)
     fails = failures_path(output)
     if not output.exists():
         fails.unlink(missing_ok=True)
         return False
-    if cfg.force:
-        output.unlink()
-        fails.unlink(missing_ok=True)
+    if cfg.overwrite:
+        remove_output(output)
         return False
     if not cfg.resume:
-        raise ParrotError(f"{output}: already exists; pass --resume to continue it or --force to overwrite it")
+        raise ParrotError(f"{output}: already exists; pass --resume to continue it or --overwrite to start over")
     old = read_manifest(output)
     from parrot.config import config_hash
-    if old and old.get("stage") == stage and old.get("config_hash") != config_hash(cfg):
+    if old and old.get("stage") == stage and old.get("config_hash") != config_hash(cfg) and not cfg.force:
         raise ParrotError(f"{output}: was written with different settings (see {output}.manifest.json); "
-                          "--resume needs the same settings, or pass --force to start over")
+                          "--resume needs the same settings: pass --overwrite to start over, or --force "
+                          "to continue anyway")
     return True
 
 

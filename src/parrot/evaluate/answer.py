@@ -32,7 +32,7 @@ from parrot.config import opt
 from parrot.evaluate.bench import CATEGORY_TEMPERATURE, DEFAULT_TEMPERATURE, category_temperature, load_bench
 from parrot.jsonl import AtomicWriter, read_jsonl
 from parrot.manifest import write_manifest
-from parrot.runner import ItemFailed, done_keys, run_items
+from parrot.runner import ItemFailed, done_keys, remove_output, run_items
 
 log = logging.getLogger("parrot.evaluate")
 
@@ -53,6 +53,8 @@ class AnswerConfig:
     system_prompt: str | None = opt(None, "a system message for the model under test (default: none)")
     limit: int | None = opt(None, "answer only the first N questions (smoke runs)")
     question_ids: list[str] = opt(list, "answer only these question ids")
+    overwrite: bool = opt(False, "replace an existing answer file (default: add to it, skipping the "
+                                 "questions it already answers)", hashed=False)
 
 
 def model_id_for(spec: str) -> str:
@@ -110,8 +112,12 @@ def answer(cfg: AnswerConfig) -> dict:
     bench = load_bench(cfg.bench, cfg.data_dir, followups=cfg.followups,
                        reference_model=cfg.reference_model).select(cfg.limit, cfg.question_ids)
     model_id = cfg.model_id or model_id_for(cfg.model.spec)
+    if cfg.overwrite:
+        remove_output(cfg.output)
     check_same_model(cfg.output, model_id)
     done = done_keys(cfg.output, "question_id")
+    write_manifest(cfg.output, stage="eval answer", config=cfg, inputs=[str(p) for p in bench.sources],
+                   complete=False)
     golden_used = 0
     with load_backend(cfg.model) as backend:
         async def work(question: dict) -> dict:

@@ -35,7 +35,7 @@ from parrot.evaluate.render import (NTURN_PROMPT_FILES, JudgePrompt, judge_messa
                                     parse_rating, render_judge_prompt)
 from parrot.jsonl import read_jsonl
 from parrot.manifest import write_manifest
-from parrot.runner import ItemFailed, run_items
+from parrot.runner import ItemFailed, remove_output, run_items
 
 log = logging.getLogger("parrot.evaluate")
 
@@ -58,6 +58,8 @@ class JudgeConfig:
     limit: int | None = opt(None, "judge only the first N questions (smoke runs)")
     question_ids: list[str] = opt(list, "judge only these question ids")
     turns: list[int] = opt(list, "judge only these turns (1-based; default all)")
+    overwrite: bool = opt(False, "replace an existing judgment file (default: add to it, skipping "
+                                 "the turns it already scores)", hashed=False)
 
 
 @dataclass
@@ -184,7 +186,11 @@ def judge(cfg: JudgeConfig) -> dict:
     if counts.get("no_reference"):
         log.warning("%d judgment(s) of math/reasoning/coding turns have no reference answer: "
                     "graded with the general prompt", counts["no_reference"])
+    if cfg.overwrite:
+        remove_output(cfg.output)
     done = scored_keys(cfg.output)
+    inputs = list(cfg.answers) + [str(p) for p in bench.sources] + prompt_files(cfg.data_dir)
+    write_manifest(cfg.output, stage="eval judge", config=cfg, inputs=inputs, complete=False)
     params = cfg.judge.sampling(SamplingParams(temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS))
     log.info("judging %d turn(s) of %d model(s) with %s (%d already done)", len(matches),
              len(seen_models), judge_model, sum(m.key(judge_model) in done for m in matches))
@@ -203,8 +209,7 @@ def judge(cfg: JudgeConfig) -> dict:
     counts.update({k: v for k, v in run_counts.items() if k != "seconds"})
     counts["matches"] = len(matches)
     counts.setdefault("unparsable", 0)
-    write_manifest(cfg.output, stage="eval judge", config=cfg,
-                   inputs=list(cfg.answers) + [str(p) for p in bench.sources] + prompt_files(cfg.data_dir),
+    write_manifest(cfg.output, stage="eval judge", config=cfg, inputs=inputs,
                    counts=counts, timings={"seconds": round(time.monotonic() - started, 3)},
                    sampling=params.to_dict(), judge=described, usage=usage,
                    complete=not run_counts.get("failed"))
