@@ -74,13 +74,24 @@ def train(kind: str, start: Path, data: Path, out: Path, args) -> dict:
 
     cls, fn = (AskTrainConfig, train_ask) if kind == "ask" else (SFTTrainConfig, train_chat)
     cfg = build_config(cls, {"data": [str(data)], "output": str(out), "model": str(start),
-                             "max_length": args.max_length, "limit": args.sessions, "time_limit": args.minutes},
+                             "max_length": args.max_length, "limit": args.sessions, "time_limit": args.minutes,
+                             **({"lora": True, "lora_r": args.lora, "lora_alpha": 2 * args.lora} if args.lora else {})},
                        [f"learning_rate={args.lr}", f"lr_scheduler_type={args.schedule}",
                         f"warmup_steps={args.warmup}",
                         f"per_device_train_batch_size={args.batch}", f"max_steps={args.max_steps}",
                         "logging_steps=1", "disable_tqdm=true", "seed=0"],
                        extra_field="trl_args")
     return fn(cfg)
+
+
+def calibrated_steps(kind: str, start: Path, data: Path, out: Path, args) -> int:
+    """Steps that fit in ``--minutes`` on this machine now, from a short timed run (so the
+    learning-rate schedule ends inside the budget on a slow or busy machine too)."""
+    probe = argparse.Namespace(**{**vars(args), "max_steps": 10, "sessions": 200, "minutes": None})
+    seconds = train(kind, start, data, out, probe)["timings"]["train_s"] / 10
+    steps = max(10, int(0.97 * args.minutes * 60 / seconds))
+    print(f"train-{kind}: {seconds:.2f} s/step measured: {steps} steps fit in {args.minutes:g} min", flush=True)
+    return steps
 
 
 def main() -> int:
@@ -91,10 +102,13 @@ def main() -> int:
     p.add_argument("--sessions", type=int, default=1500, help="training sessions rendered")
     p.add_argument("--dev", type=int, default=24, help="held-out sessions evaluated")
     p.add_argument("--batch", type=int, default=2, help="packed rows per step")
-    p.add_argument("--max-steps", type=int, default=400)
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="steps of the schedule (default: as many as fit in --minutes, measured)")
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate")
     p.add_argument("--schedule", default="cosine", help="transformers lr_scheduler_type")
     p.add_argument("--warmup", type=float, default=0.05, help="warm-up steps (a fraction if < 1)")
+    p.add_argument("--lora", type=int, default=0, metavar="R", help="train a LoRA adapter of rank R "
+                   "(alpha 2R, merged) instead of all weights")
     p.add_argument("--only", choices=["ask", "chat"], default=None)
     args = p.parse_args()
 
@@ -113,8 +127,11 @@ def main() -> int:
             n_tokens = sum(r.trainable_tokens for r in examples)
             t0 = time.monotonic()
             before = mean_loss(start, examples)
+            eval_s = time.monotonic() - t0
+            steps = args.max_steps or calibrated_steps(kind, start, train_path, Path(tmp) / "probe", args)
             t1 = time.monotonic()
-            result = train(kind, start, train_path, Path(tmp) / kind, args)
+            result = train(kind, start, train_path, Path(tmp) / kind, argparse.Namespace(**{**vars(args),
+                                                                                          "max_steps": steps}))
             t2 = time.monotonic()
             after = mean_loss(Path(tmp) / kind, examples)
             change = (after - before) / before
@@ -122,7 +139,7 @@ def main() -> int:
                          "dev_tokens": n_tokens, "loss_before": round(before, 4), "loss_after": round(after, 4),
                          "relative_change": round(change, 4), "ppl_before": round(math.exp(before), 2),
                          "ppl_after": round(math.exp(after), 2), "train_steps": result["losses"]["steps"],
-                         "train_minutes": round((t2 - t1) / 60, 2), "eval_s": round(t1 - t0, 1),
+                         "train_minutes": round((t2 - t1) / 60, 2), "eval_s": round(eval_s, 1),
                          "sessions_trained": result["counts"].get("sessions_trained"),
                          "target_met": change <= -0.10})
             print(f"train-{kind}: held-out mean loss on {turns} turns ({len(examples)} dev sessions, "

@@ -61,13 +61,23 @@ def trl_kwargs(cfg: TrainConfig, **parrot_defaults) -> dict:
           "save_strategy": "no", "logging_steps": 10, "seed": 42, **parrot_defaults}
     on_cpu = not torch.cuda.is_available() and not torch.backends.mps.is_available()
     if not torch.cuda.is_available():
-        # Gradient checkpointing only slows a CPU down; bf16 autocast pays off only where the CPU
+        # Activation checkpointing only slows a CPU down; bf16 autocast pays off only where the CPU
         # multiplies bf16 natively (AVX512-BF16 or AMX: ~1.5x per step measured), else it slows down too.
-        kw.update(bf16=on_cpu and cpu_has_native_bf16(), gradient_checkpointing=False)
+        kw["bf16"] = on_cpu and cpu_has_native_bf16()
+        if not {"gradient_checkpointing", "activation_checkpointing"} & set(cfg.trl_args):
+            kw[checkpointing_key()] = False
     kw.update(cfg.trl_args)
     if on_cpu and kw.get("bf16"):
         kw.setdefault("use_cpu", True)  # transformers refuses bf16 without a GPU unless told it is a CPU run
     return kw
+
+
+def checkpointing_key() -> str:
+    """``activation_checkpointing`` (transformers >= 5.x) or its older name ``gradient_checkpointing``."""
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
 
 
 def cpu_has_native_bf16() -> bool:
