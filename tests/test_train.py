@@ -80,12 +80,32 @@ def test_train_ask_lora_merged_serves_as_a_simulator(model_dir, dialogues, tmp_p
                                                        {"role": "assistant", "content": "Hello! How can I help?"}]))
 
 
-def test_lora_without_merge_saves_only_the_adapter(model_dir, dialogues, tmp_path):
+def test_lora_without_merge_saves_only_the_adapter_of_the_chosen_layers(model_dir, dialogues, tmp_path):
+    from safetensors import safe_open
+
     out = tmp_path / "adapter"
     assert main(["train-chat", str(dialogues), "-o", str(out), "--model", str(model_dir), "--lora",
-                 "--no-merge", "--max-length", "220", *QUICK]) == 0
+                 "--no-merge", "--lora-layers", "1", "--max-length", "220", *QUICK]) == 0
     assert (out / "adapter_config.json").is_file() and not (out / "config.json").exists()
     assert read_manifest(out)["saved_as"] == "adapter"
+    assert json.loads((out / "adapter_config.json").read_text())["layers_to_transform"] == [1]
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert keys and all(".layers.1." in k for k in keys)
+
+
+@pytest.mark.parametrize("spec", ["top", "3-1", "-2", "1,,2"])
+def test_bad_lora_layers_is_an_error_naming_the_option(spec):
+    from parrot.train.config import SFTTrainConfig
+
+    with pytest.raises(ParrotError, match="lora_layers: expected layer indices"):
+        build_config(SFTTrainConfig, {"data": ["a.jsonl"], "output": "o", "lora_layers": spec})
+
+
+def test_lora_layers_ranges():
+    from parrot.train.config import layer_indices
+
+    assert layer_indices("20-23,26") == [20, 21, 22, 23, 26] and layer_indices(5) == [5]
 
 
 def pair(i, answer_words=3):

@@ -39,6 +39,9 @@ class TrainConfig:
     lora_alpha: int = opt(32, "LoRA alpha")
     lora_dropout: float = opt(0.05, "LoRA dropout")
     lora_targets: str = opt("all-linear", "LoRA target modules (comma-separated names or all-linear)")
+    lora_layers: str | None = opt(None, "LoRA on these transformer layers only, e.g. 20-29 or 0,2,4 "
+                                        "(default: all); the backward pass stops at the lowest one, so "
+                                        "upper layers only train faster")
     merge: bool = opt(True, "with LoRA: merge the adapter into the weights and save a full checkpoint "
                             "(--no-merge saves only the adapter)")
     limit: int | None = opt(None, "use at most this many input records (quick runs)")
@@ -56,6 +59,24 @@ class TrainConfig:
             raise ParrotError("no output directory given (-o OUT)")
         if self.max_length < 16:
             raise ParrotError(f"max_length: expected at least 16 tokens, found {self.max_length}")
+        if self.lora_layers is not None:
+            layer_indices(self.lora_layers)  # a bad list is an error now, not after loading the model
+
+
+def layer_indices(spec: str | int) -> list[int]:
+    """``"20-23,26"`` → ``[20, 21, 22, 23, 26]``."""
+    out: set[int] = set()
+    for part in str(spec).split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi if sep else lo)
+        except ValueError:
+            first = last = -1
+        if first < 0 or last < first:
+            raise ParrotError(f"lora_layers: expected layer indices or ranges like 20-29 or 0,2,4, "
+                              f"found {spec!r}")
+        out.update(range(first, last + 1))
+    return sorted(out)
 
 
 @dataclass

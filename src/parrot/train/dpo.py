@@ -115,7 +115,7 @@ def train_dpo(cfg: DPOTrainConfig) -> dict | None:
         else:
             counts["reference"] = "starting model with the LoRA adapter disabled"
         trainer = DPOTrainer(model=str(model_path), ref_model=ref_model, args=args, train_dataset=train_ds,
-                             eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora_config(cfg),
+                             eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora_config(cfg, model_path),
                              callbacks=callbacks(cfg))
         return train_and_save(trainer, cfg, tokenizer, stage="train-dpo", model_path=model_path, counts=counts,
                               eval_counts=eval_counts, timings={"data_s": round(t_data - t0, 2)},

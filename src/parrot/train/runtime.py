@@ -20,7 +20,7 @@ from parrot import ParrotError
 from parrot.config import to_dict
 from parrot.log import format_table
 from parrot.manifest import write_manifest
-from parrot.train.config import TrainConfig, accelerate_config_path
+from parrot.train.config import TrainConfig, accelerate_config_path, layer_indices
 
 log = logging.getLogger("parrot.train")
 
@@ -127,15 +127,35 @@ def callbacks(cfg: TrainConfig) -> list:
     return [TimeLimit()]
 
 
-def lora_config(cfg: TrainConfig):
+def lora_config(cfg: TrainConfig, model_path: str | Path):
     if not cfg.lora:
         return None
     from peft import LoraConfig
 
-    targets = cfg.lora_targets if cfg.lora_targets == "all-linear" else [
-        t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
+    layers = layer_indices(cfg.lora_layers) if cfg.lora_layers is not None else None
+    if cfg.lora_targets != "all-linear":
+        targets = [t.strip() for t in cfg.lora_targets.split(",") if t.strip()]
+    elif layers is not None:  # PEFT takes a layer list only with explicit module names
+        targets = linear_module_names(model_path, cfg)
+    else:
+        targets = "all-linear"
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")
+                      target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
+
+
+def linear_module_names(model_path: str | Path, cfg: TrainConfig) -> list[str]:
+    """The names of every linear layer but the output head (what PEFT's ``all-linear`` means),
+    read from a weightless copy of the model on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    remote = bool((cfg.trl_args.get("model_init_kwargs") or {}).get("trust_remote_code", False))
+    config = AutoConfig.from_pretrained(str(model_path), trust_remote_code=remote)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=remote)
+    head = model.get_output_embeddings()
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear) and module is not head})
 
 
 @contextlib.contextmanager

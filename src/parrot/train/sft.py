@@ -106,7 +106,7 @@ def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
                  counts.get("dropped_too_long", 0), counts.get("trainable_tokens", 0))
         args = make_trl_config(SFTConfig, trl_kwargs(cfg, packing=cfg.packing, packing_strategy="bfd"))
         trainer = SFTTrainer(model=str(model_path), args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                             processing_class=tokenizer, peft_config=lora_config(cfg),
+                             processing_class=tokenizer, peft_config=lora_config(cfg, model_path),
                              callbacks=callbacks(cfg))
         return train_and_save(trainer, cfg, tokenizer, stage=stage, model_path=model_path, counts=counts,
                               eval_counts=eval_counts, timings={"render_s": round(t_render - t0, 2)},
