@@ -4,9 +4,11 @@
   (role-swapped view, exactly what the simulator is trained and served on);
 - train-chat on the same split; mean loss on the *assistant* turns of the dev sessions.
 
-Each training run is capped by ``--minutes`` (the issue's budget: at most 10 minutes). The loss is
-the mean token-level cross-entropy over every trainable token of the dev sessions (each session
-cut at a turn boundary to ``--max-length``), computed the same way for the untrained and the
+Each training run is capped by ``--minutes`` (the issue's budget: at most 10 minutes); a 10-step
+probe measures the seconds per step first, so the warm-up + cosine schedule ends inside the cap.
+Defaults per run in ``DEFAULTS`` (ask: all weights, lr 2e-4; chat: LoRA rank 64, lr 5e-4). The loss
+is the mean token-level cross-entropy over every trainable token of the dev sessions (each session
+cut at a turn boundary to the sequence length), computed the same way for the untrained and the
 trained model. Target: at least 10% lower after training, for both.
 
     .venv/bin/python benchmarks/ask_heldout_loss.py            # prepares data/sharegpt.jsonl if missing
