@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from parrot import ParrotError
 from parrot.jsonl import AppendWriter, read_jsonl
 from parrot.log import progress
 from parrot.manifest import manifest_path
@@ -50,6 +51,29 @@ def remove_output(output: str | Path) -> None:
     output = Path(output)
     for path in (output, failures_path(output), manifest_path(output)):
         path.unlink(missing_ok=True)
+
+
+def start_output(output: str | Path, *, resume: bool, overwrite: bool, force: bool,
+                 settings_changed: Callable[[], str | None], also: tuple[Path, ...] = ()) -> bool:
+    """The ``--resume`` / ``--overwrite`` / ``--force`` rules for an output that a run appends to;
+    True when resuming onto it.
+
+    ``also``: files that belong to the output (a journal). ``settings_changed()`` says how the
+    existing output's settings differ, or None when they are the same.
+    """
+    output = Path(output)
+    if not any(p.exists() for p in (output, *also)) or overwrite:
+        remove_output(output)  # with --overwrite, or a stale failures file or manifest
+        for path in also:
+            path.unlink(missing_ok=True)
+        return False
+    if not resume:
+        raise ParrotError(f"{output}: already exists; pass --resume to continue it or --overwrite to start over")
+    why = settings_changed()
+    if why and not force:
+        raise ParrotError(f"{output}: was written with different settings ({why}); --resume needs the same "
+                          "settings: pass --overwrite to start over, or --force to continue anyway")
+    return True
 
 
 def done_keys(output: str | Path, key: str | Callable[[dict], Any] = "id") -> set:

@@ -45,6 +45,7 @@ from parrot.jsonl import AppendWriter, AtomicWriter, read_jsonl
 from parrot.log import format_table, progress
 from parrot.manifest import read_manifest, write_manifest
 from parrot.roleswap import STOP_MARKER, is_stop, simulator_prompt
+from parrot.runner import failures_path, start_output
 
 log = logging.getLogger("parrot.synthesize")
 
@@ -81,11 +82,6 @@ class SynthesizeConfig:
 def journal_path(output: str | Path) -> Path:
     output = Path(output)
     return output.with_name(output.name + ".inflight.jsonl")
-
-
-def failures_path(output: str | Path) -> Path:
-    output = Path(output)
-    return output.with_name(output.name + ".failures.jsonl")
 
 
 def session_id(prefix: str, run_seed: int, index: int) -> str:
@@ -433,19 +429,13 @@ def same_server(a: BackendConfig, b: BackendConfig) -> bool:
 
 
 def _check_start(cfg: SynthesizeConfig, out: Path, rhash: str) -> None:
-    if not out.exists() and not journal_path(out).exists():
-        return
-    if cfg.overwrite:
-        for p in (out, journal_path(out), failures_path(out)):
-            p.unlink(missing_ok=True)
-        return
-    if not cfg.resume:
-        raise ParrotError(f"{out}: output exists: pass --resume to continue that run, or --overwrite to start over")
-    man = read_manifest(out) or {}
-    old = man.get("run_hash")
-    if old != rhash and not cfg.force:
-        raise ParrotError(f"{out}: --resume refused: the config differs from the run that wrote it "
-                          f"(run hash {str(old)[:12]} vs {rhash[:12]}); pass --force to continue anyway")
+    def settings_changed() -> str | None:
+        old = (read_manifest(out) or {}).get("run_hash")
+        return None if old == rhash else (f"the config differs from the run that wrote it: "
+                                          f"run hash {str(old)[:12]} vs {rhash[:12]}")
+
+    start_output(out, resume=cfg.resume, overwrite=cfg.overwrite, force=cfg.force,
+                 settings_changed=settings_changed, also=(journal_path(out),))
 
 
 def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:

@@ -37,7 +37,7 @@ from parrot.dialogue import read_dialogues, split_system
 from parrot.jsonl import read_jsonl
 from parrot.log import format_table
 from parrot.manifest import read_manifest, write_manifest
-from parrot.runner import ItemFailed, failures_path, remove_output, run_items
+from parrot.runner import ItemFailed, failures_path, run_items, start_output
 from parrot.stats.context import context_reasons
 
 log = logging.getLogger("parrot.capo")
@@ -213,23 +213,16 @@ class TurnSelector:
 
 def prepare_output(output: Path, cfg, stage: str) -> bool:
     """Check ``output`` against ``--resume``/``--overwrite``/``--force``; True when resuming onto it."""
-    output = Path(output)
-    fails = failures_path(output)
-    if not output.exists():
-        fails.unlink(missing_ok=True)
-        return False
-    if cfg.overwrite:
-        remove_output(output)
-        return False
-    if not cfg.resume:
-        raise ParrotError(f"{output}: already exists; pass --resume to continue it or --overwrite to start over")
-    old = read_manifest(output)
     from parrot.config import config_hash
-    if old and old.get("stage") == stage and old.get("config_hash") != config_hash(cfg) and not cfg.force:
-        raise ParrotError(f"{output}: was written with different settings (see {output}.manifest.json); "
-                          "--resume needs the same settings: pass --overwrite to start over, or --force "
-                          "to continue anyway")
-    return True
+
+    def settings_changed() -> str | None:
+        old = read_manifest(output)
+        if old and old.get("stage") == stage and old.get("config_hash") != config_hash(cfg):
+            return f"see {output}.manifest.json"
+        return None
+
+    return start_output(output, resume=cfg.resume, overwrite=cfg.overwrite, force=cfg.force,
+                        settings_changed=settings_changed)
 
 
 def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select") -> dict:
