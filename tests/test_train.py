@@ -190,3 +190,23 @@ def test_accelerate_launch_runs_the_same_command(model_dir, dialogues, tmp_path)
                  "--accelerate", str(cpu), *QUICK]) == 0
     assert (out / "config.json").is_file()
     assert read_manifest(out)["config"]["accelerate"] is None  # the child ran the training itself
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_runs_use_bf16_only_where_the_cpu_has_it_and_the_user_wins(monkeypatch, native):
+    import torch
+
+    from parrot.train import runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
+    cfg = build_config(SFTTrainConfig, {"data": ["a.jsonl"], "output": "o"})
+    kw = runtime.trl_kwargs(cfg)
+    assert kw["bf16"] is native and kw.get("use_cpu", False) is native
+    assert kw[runtime.checkpointing_key()] is False
+    cfg = build_config(SFTTrainConfig, {"data": ["a.jsonl"], "output": "o"},
+                       ["bf16=true", "gradient_checkpointing=true"], extra_field="trl_args")
+    kw = runtime.trl_kwargs(cfg)
+    assert kw["bf16"] is True and kw["use_cpu"] is True  # asked for: transformers needs use_cpu
+    assert kw["gradient_checkpointing"] is True and "activation_checkpointing" not in kw
