@@ -210,3 +210,61 @@ def test_cpu_runs_use_bf16_only_where_the_cpu_has_it_and_the_user_wins(monkeypat
     kw = runtime.trl_kwargs(cfg)
     assert kw["bf16"] is True and kw["use_cpu"] is True  # asked for: transformers needs use_cpu
     assert kw["gradient_checkpointing"] is True and "activation_checkpointing" not in kw
+
+
+def test_time_limit_stops_before_the_step_that_would_cross_it(monkeypatch):
+    import time
+
+    from transformers import TrainerControl, TrainerState
+
+    from parrot.train.runtime import callbacks
+
+    [limit] = callbacks(build_config(SFTTrainConfig, {"data": ["x.jsonl"], "output": "o", "time_limit": 1.0}, []))
+    clock = iter([0.0, 20.0, 32.0, 44.0, 56.0, 68.0])   # a slow first step, then steps of 12 s
+    monkeypatch.setattr(time, "monotonic", lambda: next(clock))
+    state, control = TrainerState(), TrainerControl()
+    limit.on_train_begin(None, state, control)
+    stopped_at = []
+    for step in range(1, 6):
+        state.global_step = step
+        limit.on_step_end(None, state, control)
+        if control.should_training_stop:
+            stopped_at.append(step)
+            break
+    assert stopped_at == [4]          # at 56 s: another 12 s step would end past 60 s
+
+
+def test_time_limit_ends_a_run_early_and_saves_it(model_dir, dialogues, tmp_path):
+    out = tmp_path / "timed"
+    assert main(["train-chat", str(dialogues), "-o", str(out), "--model", str(model_dir), "--max-length", "220",
+                 "--time-limit", "0.002", *QUICK, "max_steps=500"]) == 0
+    steps = read_manifest(out)["losses"]["steps"]
+    assert 1 <= steps < 500
+    assert reloads_and_generates(out, [{"role": "user", "content": "Hi"}])
+
+
+def test_packed_rows_keep_each_session_to_itself(model_dir, tmp_path):
+    """Sessions packed into one padding-free row give the same logits as each alone: attention stays
+    within a session (position ids restart at each), and no label reaches across a boundary."""
+    import torch
+
+    from parrot.train.sft import build_dataset, chat_view, load_tokenizer, sft_trainer
+
+    data = write_jsonl(tmp_path / "short.jsonl", [dialogue(i, 1) for i in range(6)])
+    cfg = build_config(SFTTrainConfig, {"data": [str(data)], "output": str(tmp_path / "o"), "model": str(model_dir),
+                                        "max_length": 220}, QUICK, extra_field="trl_args")
+    tok = load_tokenizer(model_dir)
+    ds = build_dataset(cfg.data, tok, chat_view, cfg.max_length, str(tmp_path / "cache"), {})
+    trainer = sft_trainer(cfg, tok, model_dir, ds)
+    batch = next(iter(trainer.get_train_dataloader()))
+    ids, pos, labels = batch["input_ids"], batch["position_ids"], batch["labels"]
+    assert ids.shape[0] == 1 and "attention_mask" not in batch          # flattened, no padding
+    starts = (pos[0] == 0).nonzero().flatten().tolist()
+    assert len(starts) >= 3                                             # several sessions in the row
+    model = trainer.model.eval()
+    with torch.no_grad():
+        packed = model(input_ids=ids, position_ids=pos, use_cache=False).logits[0]
+        for s, e in zip(starts, [*starts[1:], ids.shape[1]]):
+            alone = model(input_ids=ids[:, s:e], use_cache=False).logits[0]
+            assert torch.allclose(packed[s:e], alone, atol=1e-4)
+            assert labels[0, s] == -100                                 # the previous session never predicts it

@@ -116,12 +116,20 @@ def callbacks(cfg: TrainConfig) -> list:
     limit_s = cfg.time_limit * 60
 
     class TimeLimit(TrainerCallback):
+        """Stops before the step that would cross the limit, judging by the slowest step so far
+        (the first step, which carries one-off costs, only until there is another)."""
+
         def on_train_begin(self, args, state, control, **kw):
-            self.start = time.monotonic()
+            self.start = self.last = time.monotonic()
+            self.steps: list[float] = []
 
         def on_step_end(self, args, state, control, **kw):
-            if time.monotonic() - self.start >= limit_s:
-                log.info("time limit of %.1f min reached after %d steps", cfg.time_limit, state.global_step)
+            now = time.monotonic()
+            self.steps.append(now - self.last)
+            self.last = now
+            if now - self.start + max(self.steps[1:] or self.steps) > limit_s:
+                log.info("time limit of %g min: stopping after %d steps (%.1f min)", cfg.time_limit,
+                         state.global_step, (now - self.start) / 60)
                 control.should_training_stop = True
 
     return [TimeLimit()]

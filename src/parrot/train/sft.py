@@ -89,8 +89,6 @@ def load_tokenizer(model_path: Path):
 
 def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
     """Render, train with SFTTrainer, save, write the manifest; return the manifest's numbers."""
-    from trl import SFTConfig, SFTTrainer
-
     t0 = time.monotonic()
     model_path = resolve_model_path(cfg.model)
     tokenizer = load_tokenizer(model_path)
@@ -104,13 +102,19 @@ def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
         log.info("%s: %d sessions rendered (%d cut at a turn boundary, %d too long), %d trainable tokens",
                  stage, counts.get("sessions_trained", 0), counts.get("sessions_cut", 0),
                  counts.get("dropped_too_long", 0), counts.get("trainable_tokens", 0))
-        args = make_trl_config(SFTConfig, trl_kwargs(cfg, packing=cfg.packing, packing_strategy="bfd"))
-        trainer = SFTTrainer(model=str(model_path), args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                             processing_class=tokenizer, peft_config=lora_config(cfg, model_path),
-                             callbacks=callbacks(cfg))
+        trainer = sft_trainer(cfg, tokenizer, model_path, train_ds, eval_ds)
         return train_and_save(trainer, cfg, tokenizer, stage=stage, model_path=model_path, counts=counts,
                               eval_counts=eval_counts, timings={"render_s": round(t_render - t0, 2)},
-                              trl_config=args, has_eval=eval_ds is not None)
+                              trl_config=trainer.args, has_eval=eval_ds is not None)
+
+
+def sft_trainer(cfg: SFTTrainConfig, tokenizer, model_path: Path, train_ds, eval_ds=None):
+    """TRL's SFTTrainer on rendered sessions, with Parrot's defaults (packing best-fit, padding-free)."""
+    from trl import SFTConfig, SFTTrainer
+
+    args = make_trl_config(SFTConfig, trl_kwargs(cfg, packing=cfg.packing, packing_strategy="bfd"))
+    return SFTTrainer(model=str(model_path), args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                      processing_class=tokenizer, peft_config=lora_config(cfg, model_path), callbacks=callbacks(cfg))
 
 
 def train_chat(cfg: SFTTrainConfig) -> dict | None:
