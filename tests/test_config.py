@@ -170,3 +170,19 @@ def test_a_percent_sign_in_help_text_does_not_break_help():
 def test_a_positional_setting_may_come_from_the_yaml_file(tmp_path):
     cfg = parse(["--config", yaml_file(tmp_path, "inputs: [a.jsonl, b.jsonl]\n")])
     assert cfg.inputs == ["a.jsonl", "b.jsonl"]
+
+
+def test_a_list_option_that_swallowed_the_positional_arguments_says_so():
+    @dataclass
+    class NeedsInputs:
+        inputs: list[str] = opt(help="input files", positional=True, nargs="*")
+        names: list[str] = opt(list, "names")
+
+    with pytest.raises(ParrotError, match=r"missing required setting\(s\) inputs .*--names takes every word "
+                                          r"after it: put the positional arguments before it"):
+        parse(["--names", "a", "in.jsonl"], NeedsInputs)
+    cfg = parse(["in.jsonl", "--names", "a", "b"], NeedsInputs)
+    assert cfg.inputs == ["in.jsonl"] and cfg.names == ["a", "b"]
+    with pytest.raises(ParrotError) as e:                               # nothing swallowed: no hint
+        parse([], NeedsInputs)
+    assert "takes every word" not in str(e.value)

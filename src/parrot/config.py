@@ -376,5 +376,16 @@ def config_from_args(cls: type, args: argparse.Namespace, *, extra_field: str | 
             merged[k] = {**merged[k], dataclasses.fields(nested)[0].name: v}
         else:
             merged[k] = v
-    return build_config(cls, merged, list(getattr(args, "overrides", []) or []),
-                        where=where, extra_field=extra_field)
+    try:
+        return build_config(cls, merged, list(getattr(args, "overrides", []) or []),
+                            where=where, extra_field=extra_field)
+    except ParrotError as e:
+        # argparse gives a list option every word after it, a positional argument included
+        fields = dataclasses.fields(cls)
+        lists = [f"--{f.name.replace('_', '-')}" for f in fields
+                 if isinstance(flags.get(f.name), list) and not f.metadata.get("positional")]
+        required = [f for f in fields if f.default is _MISSING and f.default_factory is _MISSING]
+        if lists and any(f.metadata.get("positional") and not merged.get(f.name) for f in required):
+            raise ParrotError(f"{e} ({', '.join(lists)} takes every word after it: put the positional "
+                              "arguments before it)") from None
+        raise
