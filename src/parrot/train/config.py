@@ -38,7 +38,7 @@ class TrainConfig:
     lora_r: int = opt(16, "LoRA rank")
     lora_alpha: int = opt(32, "LoRA alpha")
     lora_dropout: float = opt(0.0, "LoRA dropout (0, as in PEFT: on CPU its random draws cost "
-                                      "about a fifth of each step)")
+                                      "about a quarter of each step)")
     lora_targets: str = opt("all-linear", "LoRA target modules (comma-separated names or all-linear)")
     lora_layers: str | None = opt(None, "LoRA on these transformer layers only, e.g. 20-29 or 0,2,4 "
                                         "(default: all); the backward pass stops at the lowest one, so "
