@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAT_MAX_LENGTH = 384
 
 
 def ensure_data(train: Path) -> tuple[Path, Path]:
@@ -103,8 +102,7 @@ def calibrated_steps(kind: str, start: Path, data: Path, out: Path, args) -> int
 # The chat model starts from an instruct model already trained on assistant turns: updating all
 # weights with batches this small forgets about as fast as it learns (lr 5e-4: +3.4%), a LoRA
 # adapter of rank 64 does not.
-DEFAULTS = {"ask": {"lr": 2e-4, "lora": 0, "max_length": 384},
-            "chat": {"lr": 5e-4, "lora": 64, "max_length": CHAT_MAX_LENGTH}}
+DEFAULTS = {"ask": {"lr": 2e-4, "lora": 0}, "chat": {"lr": 5e-4, "lora": 64}}
 
 
 def main() -> int:
@@ -114,8 +112,7 @@ def main() -> int:
                    "stops before the step that would cross it")
     p.add_argument("--plan", type=float, default=0.9, help="schedule steps for this share of --minutes at "
                    "the probe's speed (long runs step slower than the probe; the cap stops them anyway)")
-    p.add_argument("--max-length", type=int, default=None, help="tokens per sequence, train and dev "
-                   "(default: ask 384, chat %d)" % CHAT_MAX_LENGTH)
+    p.add_argument("--max-length", type=int, default=384, help="tokens per sequence, train and dev")
     p.add_argument("--sessions", type=int, default=1500, help="training sessions rendered")
     p.add_argument("--dev", type=int, default=64, help="held-out sessions evaluated")
     p.add_argument("--batch", type=int, default=2, help="packed rows per step")

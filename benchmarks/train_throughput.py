@@ -57,12 +57,9 @@ def run_variant(variant: str, model: Path, data: Path, args) -> dict:
     """Train ``args.steps`` steps with one variant; return the measured figures."""
     import torch
     from transformers import TrainerCallback
-    from trl import SFTConfig, SFTTrainer
-
     from parrot.config import build_config
     from parrot.train.config import SFTTrainConfig
-    from parrot.train.runtime import make_trl_config, trl_kwargs
-    from parrot.train.sft import build_dataset, chat_view, load_tokenizer
+    from parrot.train.sft import build_dataset, chat_view, load_tokenizer, sft_trainer
 
     tok = load_tokenizer(model)
     cfg = build_config(SFTTrainConfig, {"data": [str(data)], "output": str(args.tmp / variant),
@@ -75,11 +72,9 @@ def run_variant(variant: str, model: Path, data: Path, args) -> dict:
     # about the same real tokens per step in every variant
     batch = args.batch if variant != "packed" else max(1, round(args.batch * mean_len / args.max_length))
     extra = {"train_sampling_strategy": "group_by_length"} if variant == "grouped" else {}
-    trl_args = make_trl_config(SFTConfig, trl_kwargs(cfg, packing=cfg.packing, packing_strategy="bfd",
-                                                     per_device_train_batch_size=batch, max_steps=args.steps,
-                                                     logging_steps=args.steps, disable_tqdm=True, seed=0,
-                                                     learning_rate=1e-4, **extra))
-    trainer = SFTTrainer(model=str(model), args=trl_args, train_dataset=ds, processing_class=tok)
+    cfg.trl_args.update(per_device_train_batch_size=batch, max_steps=args.steps, logging_steps=args.steps,
+                        disable_tqdm=True, seed=0, learning_rate=1e-4, **extra)
+    trainer = sft_trainer(cfg, tok, model, ds)  # exactly what train-chat builds
 
     batches: list[dict] = []  # one per batch the collator built, in order
     collate = trainer.data_collator

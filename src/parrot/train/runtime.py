@@ -121,13 +121,16 @@ def callbacks(cfg: TrainConfig) -> list:
 
         def on_train_begin(self, args, state, control, **kw):
             self.start = self.last = time.monotonic()
-            self.steps: list[float] = []
+            self.first = self.slowest = None  # seconds of the first step; of the slowest one after it
 
         def on_step_end(self, args, state, control, **kw):
             now = time.monotonic()
-            self.steps.append(now - self.last)
-            self.last = now
-            if now - self.start + max(self.steps[1:] or self.steps) > limit_s:
+            took, self.last = now - self.last, now
+            if self.first is None:
+                self.first = took
+            else:
+                self.slowest = max(self.slowest or 0.0, took)
+            if now - self.start + (self.slowest if self.slowest is not None else self.first) > limit_s:
                 log.info("time limit of %g min: stopping after %d steps (%.1f min)", cfg.time_limit,
                          state.global_step, (now - self.start) / 60)
                 control.should_training_stop = True
