@@ -232,6 +232,9 @@ def test_time_limit_stops_before_the_step_that_would_cross_it(monkeypatch):
             stopped_at.append(step)
             break
     assert stopped_at == [4]          # at 56 s: another 12 s step would end past 60 s
+    for bad in (0, -1):
+        with pytest.raises(ParrotError, match="time_limit: expected a positive number of minutes"):
+            build_config(SFTTrainConfig, {"data": ["x.jsonl"], "output": "o", "time_limit": bad}, [])
 
 
 def test_time_limit_ends_a_run_early_and_saves_it(model_dir, dialogues, tmp_path):

@@ -63,6 +63,8 @@ class TrainConfig:
             raise ParrotError(f"max_length: expected at least 16 tokens, found {self.max_length}")
         if self.lora_layers is not None:
             layer_indices(self.lora_layers)  # a bad list is an error now, not after loading the model
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ParrotError(f"time_limit: expected a positive number of minutes, found {self.time_limit}")
 
 
 def layer_indices(spec: str | int) -> list[int]:
