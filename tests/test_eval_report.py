@@ -81,3 +81,16 @@ def test_a_file_that_is_not_judgments_is_an_error_naming_the_line(tmp_path, monk
     monkeypatch.setattr(cli, "COMMANDS", [c for c in cli.COMMANDS if c.name.startswith("eval ")])
     assert cli.main(["eval", "report", j]) == 2
     assert "j.jsonl:2: expected FastChat's single-judgment schema" in capsys.readouterr().err
+
+
+def test_a_judge_that_gives_every_turn_the_same_score_is_called_out(tmp_path):
+    same = write(tmp_path / "same.jsonl", [rec(81, t, 5, model) for t in (1, 2) for model in ("a", "b")]
+                 + [rec(111, 1, -1)])
+    out = tmp_path / "rep"
+    summary = report(ReportConfig(judgments=[same], output=str(out)))
+    assert summary["warnings"] == [
+        "The judge gave all 4 judged turns the same score (5): it does not tell the answers apart, so these "
+        "scores rank nothing. Judge again with a stronger model (`parrot eval judge --judge SPEC`)."]
+    assert (out / "report.md").read_text().startswith("# Evaluation report\n\n> **Warning:** The judge gave all 4")
+    varied = write(tmp_path / "varied.jsonl", [rec(81, 1, 5), rec(81, 2, 6)])
+    assert report(ReportConfig(judgments=[varied], output=str(tmp_path / "rep2")))["warnings"] == []

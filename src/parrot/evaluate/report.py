@@ -128,7 +128,19 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def markdown(models: dict) -> str:
+def same_score_warning(runs: list[dict]) -> str | None:
+    """A warning when every scored judgment of every run has one and the same score: such a
+    judge (a tiny offline model, say) does not tell answers apart, so no ranking can be read."""
+    scores = [float(r["score"]) for run in runs for r in latest_judgments(run["records"])
+              if r.get("score", -1) != -1]
+    if len(scores) < 2 or len(set(scores)) != 1:
+        return None
+    return (f"The judge gave all {len(scores)} judged turns the same score ({scores[0]:g}): it does not "
+            "tell the answers apart, so these scores rank nothing. Judge again with a stronger model "
+            "(`parrot eval judge --judge SPEC`).")
+
+
+def markdown(models: dict, warning: str | None = None) -> str:
     """The three tables: overall, by turn, by category (median [min–max] over runs)."""
     names = sorted(models)
     overall = _md_table(["model", "score", "runs", "judged", "-1 (excluded)"],
@@ -146,7 +158,8 @@ def markdown(models: dict) -> str:
                        [[m] + [_cell(models[m]["by_category"].get(c)) for c in cats] for m in names])
     note = ("Scores 1–10 from the judge; -1 (no rating could be read) excluded and counted. "
             "With several judge runs: median [min–max] over runs.")
-    return (f"## Overall\n\n{overall}\n\n## Score by turn\n\n{by_turn}\n\n"
+    head = f"> **Warning:** {warning}\n\n" if warning else ""
+    return (f"{head}## Overall\n\n{overall}\n\n## Score by turn\n\n{by_turn}\n\n"
             f"## Score by category\n\n{by_cat}\n\n{note}\n")
 
 
@@ -220,8 +233,11 @@ def report(cfg: ReportConfig) -> dict:
     models = aggregate(runs, question_categories(cfg.bench, cfg.data_dir))
     if not models:
         raise ParrotError(f"{', '.join(cfg.judgments)}: no judgments")
-    text = markdown(models)
-    summary = {"models": models, "sources": list(cfg.judgments)}
+    warning = same_score_warning(runs)
+    if warning:
+        log.warning("%s", warning)
+    text = markdown(models, warning)
+    summary = {"models": models, "sources": list(cfg.judgments), "warnings": [warning] if warning else []}
     if not cfg.output:
         print(text)
         return summary
