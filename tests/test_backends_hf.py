@@ -158,6 +158,16 @@ def test_different_sampling_params_never_share_a_batch(random_dir):
     assert [c.completion_tokens <= 2 for c in out] == [False, True, False, True]
 
 
+
+def test_requests_differing_only_in_seed_share_a_batch_and_sample_differently(random_dir):
+    seeded = [SamplingParams(temperature=1.0, top_p=1.0, max_tokens=6, seed=s) for s in (1, 2, 3, 4)]
+    with load_backend(f"hf:{random_dir}", batch_size=8) as model:
+        out = model.generate([PROMPTS[0]] * 4, seeded)
+        again = model.generate([PROMPTS[0]] * 4, seeded)
+        assert model.batches_run == 2
+    assert len({c.text for c in out}) == 4
+    assert [c.text for c in again] == [c.text for c in out]  # the same requests, the same batch
+
 def test_seeded_sampling_is_reproducible(random_dir):
     params = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=6, seed=123)
     with load_backend(f"hf:{random_dir}") as model:

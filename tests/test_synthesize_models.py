@@ -31,6 +31,23 @@ def test_local_backend_runs_turn_synchronous_batches(tmp_path, tiny_model_dir):
     assert read_manifest(tmp_path / "out.jsonl")["usage"]["shared_backend"] is True
 
 
+
+def test_sessions_opened_by_one_seed_question_sample_differently_on_a_local_backend(tmp_path, tiny_model_dir):
+    """Each session's calls carry their own seeds: equal prompts in separate batches (batch size 1
+    here) must not replay the same draws, or every session on a seed would be a copy."""
+    spec = f"hf:{tiny_model_dir}"
+    cfg = build_config(SynthesizeConfig, {
+        "output": str(tmp_path / "out.jsonl"), "seeds": str(write_seeds(tmp_path / "s.jsonl", SEED_QUESTIONS[:1])),
+        "num_sessions": 4, "max_turns": 1, "asker_mode": "prompted",
+        "asker": {"spec": spec, "batch_size": 1, "max_tokens": 8},
+        "assistant": {"spec": spec, "batch_size": 1, "max_tokens": 12, "temperature": 1.0}})
+    backend = load_backend(cfg.assistant)
+    synthesize(cfg, asker=backend, assistant=backend)
+    recs = read_out(tmp_path / "out.jsonl")
+    assert {r["messages"][0]["content"] for r in recs} == {SEED_QUESTIONS[0]}
+    answers = [r["messages"][1]["content"] for r in recs]
+    assert len(set(answers)) == 4, answers
+
 @pytest.fixture(scope="module")
 def smollm2_server():
     """SmolLM2 behind a real llama.cpp server, one thread: on a busy shared CPU, llama.cpp's

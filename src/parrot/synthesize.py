@@ -255,10 +255,9 @@ class Synthesizer:
 
     def _params(self, backend, params: SamplingParams, s: Session, pos: int, role: str) -> SamplingParams:
         """Explicit sampling with a seed derived from (run seed, index, position, role), so a
-        resumed or sharded run asks the same. A local batching backend gets one seed per role
-        instead: it batches only equal parameters, and a batch's samples depend on the batch anyway."""
-        if backend.local:
-            return params.replace(seed=derive_seed(self.cfg.seed, role, params.seed))
+        resumed or sharded run asks the same, and two sessions on one seed question sample
+        differently. (In-process backends batch calls whatever their seeds: vLLM seeds each request,
+        transformers seeds each batch from its requests' seeds.)"""
         return params.replace(seed=derive_seed(self.cfg.seed, s.index, pos, role, params.seed))
 
     def accept(self, s: Session, role: str, c: Completion) -> None:

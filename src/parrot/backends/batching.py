@@ -10,6 +10,7 @@ can therefore fire one coroutine per item and still get batched generation.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,14 +31,27 @@ class _Pending:
 
 
 def params_key(p: SamplingParams) -> tuple:
-    return (p.temperature, p.top_p, p.max_tokens, p.seed, tuple(p.stop))
+    """What must be equal for two requests to share one ``generate`` call. The seed is not: each
+    request keeps its own, and the backend draws the batch's randomness from all of them."""
+    return (p.temperature, p.top_p, p.max_tokens, tuple(p.stop))
+
+
+def batch_seed(params: list[SamplingParams]) -> int | None:
+    """One seed for a batch, from its requests' seeds (None when none has one)."""
+    seeds = [p.seed for p in params if p.seed is not None]
+    if not seeds:
+        return None
+    if len(set(seeds)) == 1:
+        return seeds[0]
+    digest = hashlib.sha256(",".join(map(str, seeds)).encode()).hexdigest()
+    return int(digest[:8], 16) & 0x7FFFFFFF
 
 
 class MicroBatcher:
     """Coalesces concurrent requests into calls of ``run_batch(messages, params)``.
 
-    ``same_params``: only items with equal sampling parameters share a batch (transformers
-    ``generate`` takes one set); ``max_batch=None``: no cap (vLLM schedules on its own).
+    ``same_params``: only items with equal sampling parameters (seeds aside) share a batch
+    (transformers ``generate`` takes one set); ``max_batch=None``: no cap (vLLM schedules on its own).
     The queue and worker belong to the running event loop; a new loop gets new ones.
     """
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, per_item
-from parrot.backends.batching import MicroBatcher, completion, finish_text
+from parrot.backends.batching import MicroBatcher, batch_seed, completion, finish_text
 from parrot.backends.cpu import busy_machine_threads
 
 log = logging.getLogger("parrot.backends.hf")
@@ -136,8 +136,10 @@ class HFBackend(Backend):
         # The template already wrote any BOS it wants.
         return self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
 
-    def generate_batch(self, conversations: list[Messages], params: SamplingParams) -> list[Completion]:
-        """One blocking ``model.generate`` over the whole batch (runs in a worker thread)."""
+    def generate_batch(self, conversations: list[Messages], params: SamplingParams,
+                       seed: int | None = None) -> list[Completion]:
+        """One blocking ``model.generate`` over the whole batch (runs in a worker thread);
+        ``seed`` (default: ``params.seed``) seeds the sampling of the whole batch."""
         import torch
 
         self.start()
@@ -152,8 +154,9 @@ class HFBackend(Backend):
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         if self.torch_threads:  # OpenMP's thread count belongs to the calling thread: set it here
             torch.set_num_threads(self.torch_threads)
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
+        seed = params.seed if seed is None else seed
+        if seed is not None:
+            torch.manual_seed(seed)
         with torch.inference_mode():
             out = self.model.generate(**enc, **kwargs)
         width = enc["input_ids"].shape[1]
@@ -168,7 +171,10 @@ class HFBackend(Backend):
         return results
 
     def _generate_grouped(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
-        return self.generate_batch(conversations, params[0])  # the batcher groups equal params
+        # The batcher groups equal parameters but keeps each request's seed: the batch is seeded from
+        # all of them, so equal prompts with different seeds (two sessions on one topic, in one batch
+        # or in two) sample differently, and the same requests in the same batch sample the same.
+        return self.generate_batch(conversations, params[0], seed=batch_seed(params))
 
     async def agenerate(self, conversations: list[Messages],
                         params: SamplingParams | list[SamplingParams]) -> list[Completion]:

@@ -120,16 +120,13 @@ class PairWriter:
         self._waiting: Counter = Counter()            # turn id -> items still to use it
 
     def params(self, key: str, **changes) -> SamplingParams:
-        """Sampling for one call: a seed of its own per pair over HTTP (requests are independent),
-        one shared seed for in-process backends (they batch only calls with equal parameters)."""
-        if self.gen.config.seed is not None:
-            seed = self.base.seed
-        else:
-            seed = self.cfg.seed if self.gen.local else pair_seed(self.cfg.seed, key)
+        """Sampling for one call: a seed of its own per pair (unless the generator's seed is set),
+        so a retried pair samples the same way and two pairs never share their draws."""
+        seed = self.base.seed if self.gen.config.seed is not None else pair_seed(self.cfg.seed, key)
         return self.base.replace(seed=seed, **changes)
 
     def seed_note(self) -> dict:
-        if self.gen.config.seed is None and not self.gen.local:
+        if self.gen.config.seed is None:
             return {"seed": f"per pair: sha256 of the pair id mixed with seed {self.cfg.seed}"}
         return {}
 
