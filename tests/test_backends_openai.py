@@ -185,3 +185,10 @@ def test_describe_hides_credentials_in_base_url():
     backend = load_backend("openai:m", base_url="https://user:pw@example.com/v1")
     described = json.dumps(backend.describe())
     assert "pw@" not in described and "https://example.com/v1" in described
+
+
+def test_describe_hides_credentials_in_extra_headers():
+    backend = load_backend("openai:m", extra={"extra_headers": {"Authorization": "Bearer sk-xyz", "X-Team": "a"}})
+    described = backend.describe()
+    assert "sk-xyz" not in json.dumps(described)
+    assert described["options"]["extra"]["extra_headers"] == {"Authorization": "<redacted>", "X-Team": "a"}

@@ -58,8 +58,25 @@ def test_secrets_are_redacted_everywhere(tmp_path):
 
 
 def test_secret_key_names():
-    assert all(is_secret_key(k) for k in ("api_key", "apikey", "hf_token", "password", "secret", "authorization"))
-    assert not any(is_secret_key(k) for k in ("max_tokens", "api_key_env", "num_tokens", "tokenizer", "spec"))
+    assert all(is_secret_key(k) for k in ("api_key", "apikey", "hf_token", "password", "secret", "authorization",
+                                          "api-key", "x-api-key", "hub_token", "bearer"))
+    assert not any(is_secret_key(k) for k in ("max_tokens", "api_key_env", "num_tokens", "tokenizer", "spec",
+                                              "pad_token", "eos_token", "bos_token"))
+
+
+def test_credentials_in_urls_never_reach_the_manifest(tmp_path):
+    from parrot.backends.base import BackendConfig
+    from parrot.synthesize import SynthesizeConfig
+
+    cfg = SynthesizeConfig(output=str(tmp_path / "x.jsonl"),
+                           asker=BackendConfig(spec="openai:m", base_url="https://bob:hunter2@proxy.example/v1"),
+                           assistant=BackendConfig(spec="openai:m", base_url="https://h.example/v1?api-key=s3cr3t&x=1"))
+    write_manifest(tmp_path / "x.jsonl", stage="synthesize", config=cfg)
+    text = manifest_path(tmp_path / "x.jsonl").read_text()
+    assert "hunter2" not in text and "bob" not in text and "s3cr3t" not in text
+    config = read_manifest(tmp_path / "x.jsonl")["config"]
+    assert config["asker"]["base_url"] == "https://proxy.example/v1"
+    assert config["assistant"]["base_url"] == "https://h.example/v1?api-key=<redacted>&x=1"
 
 
 def test_directory_input_digest_changes_with_content(tmp_path):

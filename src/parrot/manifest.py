@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from parrot import __version__
 from parrot.config import config_hash, to_dict
@@ -25,22 +26,42 @@ from parrot.config import config_hash, to_dict
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "openai",
             "xllamacpp", "vllm", "numpy", "tokenizers")
 
-_SECRET_KEY = re.compile(r"(^|_)(api_?key|secret|password|passwd|token|access_token|authorization|auth)$", re.I)
+_SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|secret|password|passwd|token|access[_-]token|authorization|"
+                         r"auth|bearer|credentials?)$", re.I)
+# Tokenizer settings that end in "_token" but name a vocabulary entry, not a credential.
+_VOCAB_TOKENS = {f"{name}_token" for name in ("pad", "eos", "bos", "unk", "sep", "cls", "mask")}
 
 
 def is_secret_key(key: str) -> bool:
-    """``api_key``, ``hf_token``, ``password`` are secrets; ``api_key_env``, ``max_tokens`` are not."""
-    return bool(_SECRET_KEY.search(key)) and not key.lower().endswith(("_tokens", "_env"))
+    """``api_key``, ``x-api-key``, ``hf_token``, ``password`` are secrets; ``api_key_env``,
+    ``max_tokens``, ``pad_token`` are not."""
+    lower = key.lower()
+    return (bool(_SECRET_KEY.search(key)) and not lower.endswith(("_tokens", "_env"))
+            and lower not in _VOCAB_TOKENS)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without a ``user:password@`` part and with secret-named query values redacted."""
+    parts = urlsplit(url)
+    pairs = [pair.partition("=") for pair in parts.query.split("&")] if parts.query else []
+    query = "&".join(k + (f"={'<redacted>' if is_secret_key(k) else v}" if sep else "") for k, sep, v in pairs)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, parts.fragment))
 
 
 def redact(obj: Any) -> Any:
-    """A copy of ``obj`` with every secret-named key's value replaced."""
+    """A copy of ``obj`` with every secret-named key's value replaced, and credentials taken out
+    of URLs (``https://user:pass@host/?api-key=...``)."""
     if isinstance(obj, dict):
         return {k: ("<redacted>" if is_secret_key(str(k)) and v not in (None, "") else redact(v))
                 for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [redact(v) for v in obj]
+    if isinstance(obj, str) and _URL.match(obj):
+        return redact_url(obj)
     return obj
+
+
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -153,10 +153,12 @@ class Backend(abc.ABC):
         self.close()
 
     def describe(self) -> dict:
-        """The role for manifests and records: spec and options (secrets are never held here:
-        only the *name* of the API-key variable is)."""
+        """The role for manifests and records: spec and options, redacted (the API key itself is
+        never held here, only the *name* of its variable; headers or URLs in the options may hold
+        credentials)."""
         from parrot.config import to_dict
-        return {"spec": self.config.spec, "model": self.model_name, "options": to_dict(self.config)}
+        from parrot.manifest import redact
+        return {"spec": self.config.spec, "model": self.model_name, "options": redact(to_dict(self.config))}
 
 
 def per_item(params: SamplingParams | list[SamplingParams], n: int) -> list[SamplingParams]:

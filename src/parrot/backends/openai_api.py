@@ -25,10 +25,10 @@ import os
 import random
 import time
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, per_item
+from parrot.manifest import redact_url
 
 log = logging.getLogger("parrot.backends.openai")
 
@@ -82,16 +82,8 @@ def parse_retry_after(headers: Any) -> float | None:
 
 
 def safe_url(url: str | None) -> str | None:
-    """``url`` without any ``user:password@`` part, for logs and manifests."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.username or parts.password:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
-    return url
+    """``url`` without any ``user:password@`` part or secret query value, for logs and manifests."""
+    return redact_url(url) if url else url
 
 
 class OpenAIBackend(Backend):
@@ -179,7 +171,6 @@ class OpenAIBackend(Backend):
     def describe(self) -> dict:
         out = super().describe()
         out["base_url"] = safe_url(self.base_url)
-        out["options"]["base_url"] = safe_url(out["options"].get("base_url"))
         return out
 
     # ------------------------------------------------------------------ requests

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from parrot.config import to_dict
-from parrot.manifest import write_manifest
+from parrot.manifest import redact, write_manifest
 
 PLOTS = ("turns_histogram.png", "lengths.png", "context_by_turn.png")
 
@@ -145,7 +145,7 @@ def write_outputs(cfg, rows: list[dict], out_dir: Path, timer, *, tokenizer_path
     if cfg.plots:
         with timer("plots"):
             plots = write_plots(rows, out_dir)
-    doc = {"datasets": rows, "tokenizer": tokenizer_path, "config": to_dict(cfg),
+    doc = {"datasets": rows, "tokenizer": tokenizer_path, "config": redact(to_dict(cfg)),
            "timings_s": timer.rounded(), "cpu_s": timer.rounded_cpu(), "plots": [p.name for p in plots]}
     json_path, md_path = out_dir / "stats.json", out_dir / "stats.md"
     write_text_atomic(json_path, json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
