@@ -68,6 +68,16 @@ def test_messages_jsonl_without_ids_gets_a_stable_content_hash(tmp_path):
     assert read(tmp_path / "again.jsonl")[0]["id"] == a["id"]
 
 
+
+def test_a_lone_surrogate_becomes_the_replacement_character_and_is_counted(tmp_path):
+    src = tmp_path / "m.jsonl"  # json.dumps escapes it as "\ud83d": valid JSON, not encodable as UTF-8
+    src.write_text(json.dumps(msgs("Nice \ud83d!", "Thanks \ud83d\ude00")) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert run(src, "-o", out, "dev_fraction=0") == 0
+    [got] = read(out)
+    assert [m["content"] for m in got["messages"]] == ["Nice \ufffd!", "Thanks \U0001F600"]
+    assert read_manifest(out)["counts"]["changes"]["invalid_unicode_replaced"] == 1
+
 def test_parquet_and_saved_dataset_sources_together(tmp_path):
     import datasets
     import pyarrow as pa

@@ -42,6 +42,9 @@ ROLE_MAP = {"human": "user", "user": "user",
             "assistant": "assistant", "system": "system"}
 
 
+# A surrogate code point on its own (JSON allows "\ud83d"; UTF-8 cannot encode it).
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
 def normalize_role(raw: str, where: str) -> str:
     """``human`` -> ``user``, ``gpt``/``chatgpt``/``bing``/``bard`` -> ``assistant`` (any case).
 
@@ -310,10 +313,13 @@ class Cleaner:
         return lengths
 
     def _clean_messages(self, messages: list[dict]) -> list[dict]:
-        """HTML, strip, empty, system placement and merging: roles alternate afterwards."""
+        """Broken unicode, HTML, strip, empty, system placement and merging: roles alternate afterwards."""
         out: list[dict] = []
         for m in messages:
             role, content = m["role"], m["content"]
+            if _LONE_SURROGATE.search(content):  # half an emoji, cut by the logger: not writable as UTF-8
+                content = _LONE_SURROGATE.sub("\ufffd", content)
+                self.changes["invalid_unicode_replaced"] += 1
             if self.opts.html and looks_like_scraped_html(content):
                 content = html_to_markdown(content)
                 self.changes["html_converted"] += 1
