@@ -84,3 +84,27 @@ def test_repair_tail_walks_back_over_long_torn_lines(tmp_path):
     assert repair_tail(p) == 200_007 and p.read_text() == good
     p.write_text("no newline at all")
     assert repair_tail(p) == 17 and p.read_text() == ""
+
+
+def test_a_whole_last_record_without_its_newline_is_kept(tmp_path):
+    p = tmp_path / "a.jsonl"
+    p.write_text('{"i": 0}\n{"i": 1}')  # a hand-edited file: the editor dropped the final newline
+    with AppendWriter(p, fsync=False) as w:
+        assert w.repaired_bytes == 0
+        w.write({"i": 2})
+    assert [r["i"] for _, r in read_jsonl(p)] == [0, 1, 2]
+    p.write_text('{"only": 1}')
+    assert repair_tail(p) == 0 and p.read_text() == '{"only": 1}\n'
+
+
+def test_a_byte_order_mark_is_read_past_and_bytes_that_are_not_utf8_name_the_line(tmp_path):
+    p = tmp_path / "bom.jsonl"
+    p.write_bytes('\ufeff{"a": 1}\n{"a": 2}\n'.encode())
+    assert [r["a"] for _, r in read_jsonl(p)] == [1, 2]
+    p = tmp_path / "latin1.jsonl"
+    p.write_bytes(b'{"a": 1}\n{"a": "caf\xe9"}\n{"a": 3}\n')
+    with pytest.raises(ParrotError, match=r"latin1\.jsonl:2: not UTF-8 \(byte 0xe9 at column 11\)"):
+        list(read_jsonl(p))
+    counts = {}
+    assert [r["a"] for _, r in read_jsonl(p, on_error="skip", counts=counts)] == [1, 3]
+    assert counts == {"invalid_utf8": 1}

@@ -11,12 +11,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from parrot import ParrotError
+
+log = logging.getLogger("parrot")
 
 
 def read_jsonl(path: str | Path, *, on_error: str = "raise", counts: dict | None = None
@@ -29,8 +32,17 @@ def read_jsonl(path: str | Path, *, on_error: str = "raise", counts: dict | None
     path = Path(path)
     if not path.is_file():
         raise ParrotError(f"{path}: file not found")
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:  # a BOM (as Windows editors write) on the first line is not part of the record
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                if on_error == "skip":
+                    if counts is not None:
+                        counts["invalid_utf8"] = counts.get("invalid_utf8", 0) + 1
+                    continue
+                raise ParrotError(f"{path}:{lineno}: not UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                                  "JSONL files must be UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -94,7 +106,8 @@ class AtomicWriter:
 
 
 def repair_tail(path: Path) -> int:
-    """Cut a torn last line (a crash mid-write) off ``path``; return the bytes removed."""
+    """Cut a torn last line (a crash mid-write) off ``path``; return the bytes removed. A last
+    line that is a whole record and only lacks its newline (a hand-edited file) is kept."""
     if not path.exists():
         return 0
     size = path.stat().st_size
@@ -104,8 +117,8 @@ def repair_tail(path: Path) -> int:
         fh.seek(max(0, size - 1))
         if fh.read(1) == b"\n":
             return 0
-        # Walk back to the last newline; everything after it is a partial record.
-        pos = size
+        # Walk back to the last newline; everything after it is the last line.
+        pos, keep = size, 0
         chunk = 65536
         while pos > 0:
             start = max(0, pos - chunk)
@@ -114,11 +127,22 @@ def repair_tail(path: Path) -> int:
             i = buf.rfind(b"\n")
             if i >= 0:
                 keep = start + i + 1
-                fh.truncate(keep)
-                return size - keep
+                break
             pos = start
-        fh.truncate(0)
-        return size
+        fh.seek(keep)
+        if _is_record(fh.read(size - keep)):
+            fh.seek(size)
+            fh.write(b"\n")
+            return 0
+        fh.truncate(keep)
+        return size - keep
+
+
+def _is_record(raw: bytes) -> bool:
+    try:
+        return isinstance(json.loads(raw.decode("utf-8-sig")), dict)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return False
 
 
 class AppendWriter:
@@ -128,6 +152,9 @@ class AppendWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.repaired_bytes = repair_tail(self.path)
+        if self.repaired_bytes:
+            log.warning("%s: cut a torn last line (%d bytes, a record cut short by a crash) before "
+                        "appending", self.path, self.repaired_bytes)
         self._fh = self.path.open("a", encoding="utf-8")
         self._fsync = fsync
         self.count = 0
