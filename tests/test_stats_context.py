@@ -82,6 +82,17 @@ def test_long_pasted_text_with_pronouns_is_self_contained():
     assert context_reasons(text + "\nContinue the story you wrote above.") != []
 
 
+
+@pytest.mark.parametrize("question", ["什么是机器学习？请详细解释一下神经网络的工作原理。",
+                                      "Что такое машинное обучение и как оно работает?", "파이썬이 뭐예요?"])
+def test_a_question_in_another_script_is_not_called_a_short_followup(question):
+    assert context_reasons(question) == []
+
+
+def test_short_latin_followups_still_are():
+    assert context_reasons("Can you give an example?") == ["short_followup"]
+    assert context_reasons("ok?") == ["short_followup"]
+
 def test_empty_question_is_not_dependent():
     assert context_reasons("   ") == []
 

@@ -13,6 +13,9 @@ follow-up ("why?", "more").
 >>> is_context_dependent("and the second one?")
 True
 
+The rules read English. A question in another script (Chinese, Russian, ...) is never called
+dependent for being short: it is simply not judged.
+
 The rules favour precision on long questions: a question that carries its own material (a
 colon or code block after "this", 80+ words of pasted text) is self-contained unless it points
 back explicitly. Accuracy on the labelled set in ``tests/data/context_labelled.jsonl`` is
@@ -279,10 +282,18 @@ def context_reasons(question: str) -> list[str]:
         add(f"pronoun:{m.group(1).lower()}")
     words = _WORD.findall(text)
     # A short message with nothing to talk about ("can you give an example?") leans on the chat.
-    if not reasons and len(words) <= 8 and not any(_is_content(w.lower()) for w in words):
+    # The word lists are English: a question in another script has no words here, not few.
+    if not reasons and len(words) <= 8 and not any(_is_content(w.lower()) for w in words) \
+            and _mostly_latin(text):
         if not _SMALL_TALK.match(text):
             add("short_followup")
     return reasons
+
+
+def _mostly_latin(text: str) -> bool:
+    """At least half the letters are ASCII (no letters at all counts: "?!" is short too)."""
+    letters = [c for c in text if c.isalpha()]
+    return 2 * sum(c.isascii() for c in letters) >= len(letters)
 
 
 def is_context_dependent(question: str) -> bool:
