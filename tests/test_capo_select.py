@@ -8,6 +8,7 @@ from parrot.capo import SelectConfig, candidate_turns, capo_select
 from parrot.capo.prompts import load_prompt, render
 from parrot.capo.select import history_text, parse_verdict
 from parrot.config import build_config
+from parrot.manifest import read_manifest
 
 
 def turns(*pairs):
@@ -103,9 +104,12 @@ def test_verifier_failure_is_recorded_and_the_session_retried_on_resume(tmp_path
     assert counts["sessions_failed"] == 1 and [r["source_id"] for r in sel] == ["b"]
     [fail] = [json.loads(x) for x in (tmp_path / "sel.jsonl.failures.jsonl").read_text().splitlines()]
     assert fail["key"] == "a" and fail["reason"] == "verifier_failed"
+    # Incomplete, so `parrot capo --resume` selects again rather than reusing the selection.
+    assert read_manifest(tmp_path / "sel.jsonl")["complete"] is False
     counts, sel = select(tmp_path, [("a", LONG), ("b", LONG)], max_per_session=1, verifier=verifier,
                          overwrite=False, resume=True)
     assert sorted(r["source_id"] for r in sel) == ["a", "b"]
+    assert read_manifest(tmp_path / "sel.jsonl")["complete"] is True
 
 
 def test_history_is_shortened_to_the_last_exchanges():

@@ -257,7 +257,7 @@ def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select")
     write_manifest(output, stage=stage, config=cfg, inputs=[cfg.dialogues], counts=counts,
                    timings={"seconds": round(time.monotonic() - started, 3)},
                    sampling={"verifier": verifier.config.sampling(VERIFY_PARAMS).to_dict()} if verifier else {},
-                   **extra)
+                   complete=not counts["sessions_failed"], **extra)  # failed sessions: --resume retries them
     return counts
 
 
