@@ -218,6 +218,8 @@ def save_output(trainer, cfg: TrainConfig, tokenizer) -> str:
     (``adapter_config.json``), to load with PEFT or vLLM's LoRA support.
     """
     out = Path(cfg.output)
+    if trainer.is_world_process_zero():
+        remove_saved_weights(out)
     trainer.save_model(str(out))  # collective under FSDP / ZeRO-3: every rank takes part
     if not trainer.is_world_process_zero():
         return ""
@@ -231,6 +233,41 @@ def save_output(trainer, cfg: TrainConfig, tokenizer) -> str:
     if (out / "training_args.bin").exists():
         (out / "training_args.bin").unlink()  # pickled TRL config: the manifest records it as JSON
     return kind
+
+
+# What a save leaves behind. A later run into the same directory removes them first: a stale
+# adapter_config.json beside new full weights would make every loader apply the old adapter.
+SAVED_WEIGHTS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "model.safetensors",
+                 "model-*-of-*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin",
+                 "pytorch_model.bin.index.json")
+
+
+def remove_saved_weights(out: Path) -> None:
+    """Remove a previous run's weights and adapter from ``out`` (nothing else in it)."""
+    for pattern in SAVED_WEIGHTS:
+        for path in out.glob(pattern):
+            path.unlink()
+
+
+def resume_checkpoint(args) -> str | bool | None:
+    """TRL's ``resume_from_checkpoint`` for ``trainer.train``: a checkpoint path, or true for the
+    latest ``checkpoint-N`` in the output directory (none yet: start from the beginning)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    value = args.resume_from_checkpoint
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        value = value.lower() == "true"
+    if not value:
+        return None
+    if value is True:
+        out = Path(args.output_dir)
+        if out.is_dir() and get_last_checkpoint(str(out)):
+            return True
+        log.info("resume_from_checkpoint: no checkpoint-N in %s yet, starting from the beginning", out)
+        return None
+    if not Path(value).is_dir():
+        raise ParrotError(f"resume_from_checkpoint: {value}: no such checkpoint directory")
+    return value
 
 
 def merge_adapter(out: Path) -> None:
@@ -258,7 +295,7 @@ def train_and_save(trainer, cfg: TrainConfig, tokenizer, *, stage: str, model_pa
     (``rewards/margins`` for DPO).
     """
     t_train0 = time.monotonic()
-    result = trainer.train()
+    result = trainer.train(resume_from_checkpoint=resume_checkpoint(trainer.args))
     t_train = time.monotonic()
     losses = final_losses(trainer, result)
     for key in extra_log_keys:
