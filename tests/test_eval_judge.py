@@ -160,3 +160,16 @@ def test_answers_of_the_same_model_twice_is_an_error(fault_server, tmp_path):
     cfg.answers = [str(a), str(b)]
     with pytest.raises(ParrotError, match="also answered by"):
         judge(cfg)
+
+
+def test_string_question_ids_match_and_answers_of_no_question_are_an_error(fault_server, tmp_path):
+    from parrot import ParrotError
+    fault_server.responder = lambda req: "Rating: [[7]]"
+    q = load_bench("mt-bench").select(limit=1).questions
+    answers = write_answers(tmp_path / "A.jsonl", [{**x, "question_id": str(x["question_id"])} for x in q])
+    counts = judge(judge_cfg(fault_server, answers, tmp_path / "J.jsonl", limit=1))
+    assert [r["score"] for r in read(tmp_path / "J.jsonl")] == [7.0, 7.0] and "no_answer" not in counts
+    other = write_answers(tmp_path / "B.jsonl", [{**x, "question_id": 9999} for x in q])
+    with pytest.raises(ParrotError, match=r"B\.jsonl: none of its 1 answers is for a selected question of "
+                                          r"mt-bench \(answered ids: 9999\)"):
+        judge(judge_cfg(fault_server, other, tmp_path / "J2.jsonl", limit=1))

@@ -108,7 +108,7 @@ def read_answer_file(path: str | Path) -> tuple[str, dict]:
     models, answers = set(), {}
     for lineno, rec in read_jsonl(path):
         try:
-            answers[rec["question_id"]] = list(rec["choices"][0]["turns"])
+            answers[str(rec["question_id"])] = list(rec["choices"][0]["turns"])  # 81 and "81" alike
         except (KeyError, IndexError, TypeError):
             raise ParrotError(f"{path}:{lineno}: expected FastChat's answer schema "
                               f"(question_id, choices[0].turns), found keys {sorted(rec)}") from None
@@ -124,7 +124,7 @@ def make_matches(bench: Bench, prompts: dict, model: str, answers: dict,
     counts = counts if counts is not None else {}
     out = []
     for q in bench.questions:
-        ans = answers.get(q["question_id"])
+        ans = answers.get(str(q["question_id"]))
         if ans is None:
             counts["no_answer"] = counts.get("no_answer", 0) + 1
             continue
@@ -182,7 +182,13 @@ def judge(cfg: JudgeConfig) -> dict:
             raise ParrotError(f"{path}: model {model!r} is also answered by {seen_models[model]}; "
                               "judge one answer file per model")
         seen_models[model] = path
-        matches += make_matches(bench, prompts, model, answers, cfg.turns, counts)
+        found = make_matches(bench, prompts, model, answers, cfg.turns, counts)
+        if answers and not found:
+            ids = ", ".join(list(answers)[:3])
+            raise ParrotError(f"{path}: none of its {len(answers)} answers is for a selected question of "
+                              f"{cfg.bench} (answered ids: {ids}{', ...' if len(answers) > 3 else ''}); "
+                              "wrong --bench, or answers of another benchmark?")
+        matches += found
     if counts.get("no_reference"):
         log.warning("%d judgment(s) of math/reasoning/coding turns have no reference answer: "
                     "graded with the general prompt", counts["no_reference"])
