@@ -101,6 +101,18 @@ def test_resuming_into_another_models_file_is_an_error(fault_server, tmp_path):
         answer(answer_cfg(fault_server, out, limit=1, model_id="model-b"))
 
 
+
+def test_adding_to_a_file_answered_with_other_settings_is_an_error(fault_server, tmp_path):
+    out = tmp_path / "A.jsonl"
+    answer(answer_cfg(fault_server, out, limit=1))
+    assert answer(answer_cfg(fault_server, out, limit=2, concurrency=1))["written"] == 1  # more questions: fine
+    with pytest.raises(ParrotError, match=r"A\.jsonl: holds eval answer records made with other settings "
+                                          r"\(bench 'mt-bench' → 'mt-bench-pp'; max_tokens 1024 → 64\); "
+                                          r"pass --overwrite to start over"):
+        answer(answer_cfg(fault_server, out, limit=2, bench="mt-bench-pp", max_tokens=64))
+    counts = answer(answer_cfg(fault_server, out, limit=2, bench="mt-bench-pp", max_tokens=64, overwrite=True))
+    assert counts["written"] == 2 and all(len(r["choices"][0]["turns"]) == 8 for r in read(out))
+
 def test_n_turn_question_file_is_answered_through_every_turn(fault_server, tmp_path):
     qfile = tmp_path / "q.jsonl"
     qfile.write_text(json.dumps({"question_id": "s1", "category": "roleplay",

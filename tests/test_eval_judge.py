@@ -173,3 +173,19 @@ def test_string_question_ids_match_and_answers_of_no_question_are_an_error(fault
     with pytest.raises(ParrotError, match=r"B\.jsonl: none of its 1 answers is for a selected question of "
                                           r"mt-bench \(answered ids: 9999\)"):
         judge(judge_cfg(fault_server, other, tmp_path / "J2.jsonl", limit=1))
+
+
+
+def test_a_judgment_file_takes_more_models_but_not_another_judge_setting(fault_server, tmp_path):
+    from parrot import ParrotError
+    fault_server.responder = lambda req: "Rating: [[6]]"
+    q = load_bench("mt-bench").select(limit=1).questions
+    a = write_answers(tmp_path / "A.jsonl", q, model="model-a")
+    b = write_answers(tmp_path / "B.jsonl", q, model="model-b")
+    judge(judge_cfg(fault_server, a, tmp_path / "J.jsonl", limit=1))
+    judge(judge_cfg(fault_server, b, tmp_path / "J.jsonl", limit=1))  # another model, same judge: added
+    assert sorted({r["model"] for r in read(tmp_path / "J.jsonl")}) == ["model-a", "model-b"]
+    cfg = judge_cfg(fault_server, a, tmp_path / "J.jsonl", limit=1)
+    cfg.judge.temperature = 0.7
+    with pytest.raises(ParrotError, match=r"holds eval judge records made with other settings \(sampling"):
+        judge(cfg)

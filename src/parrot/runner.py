@@ -19,6 +19,7 @@ skipped, so nothing is done twice.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -28,7 +29,7 @@ from typing import Any
 from parrot import ParrotError
 from parrot.jsonl import AppendWriter, read_jsonl
 from parrot.log import progress
-from parrot.manifest import manifest_path
+from parrot.manifest import manifest_path, read_manifest
 
 
 class ItemFailed(Exception):
@@ -74,6 +75,20 @@ def start_output(output: str | Path, *, resume: bool, overwrite: bool, force: bo
         raise ParrotError(f"{output}: was written with different settings ({why}); --resume needs the same "
                           "settings: pass --overwrite to start over, or --force to continue anyway")
     return True
+
+
+def check_record_settings(output: str | Path, settings: dict, stage: str) -> None:
+    """For outputs that runs add to (``eval answer``, ``eval judge``): refuse to add records made
+    with other ``settings`` (the ones that change what a record says) than those already there."""
+    output = Path(output)
+    old = (read_manifest(output) or {}).get("record_settings")
+    if not output.exists() or old is None:
+        return
+    settings = json.loads(json.dumps(settings))  # as the manifest holds them (tuples → lists)
+    diff = [f"{k} {old.get(k)!r} → {v!r}" for k, v in settings.items() if old.get(k) != v]
+    if diff:
+        raise ParrotError(f"{output}: holds {stage} records made with other settings ({'; '.join(diff)}); "
+                          "pass --overwrite to start over, or write to another file")
 
 
 def done_keys(output: str | Path, key: str | Callable[[dict], Any] = "id") -> set:

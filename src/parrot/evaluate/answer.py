@@ -32,7 +32,7 @@ from parrot.config import opt
 from parrot.evaluate.bench import CATEGORY_TEMPERATURE, DEFAULT_TEMPERATURE, category_temperature, load_bench
 from parrot.jsonl import AtomicWriter, read_jsonl
 from parrot.manifest import write_manifest
-from parrot.runner import ItemFailed, done_keys, remove_output, run_items
+from parrot.runner import ItemFailed, check_record_settings, done_keys, remove_output, run_items
 
 log = logging.getLogger("parrot.evaluate")
 
@@ -106,6 +106,15 @@ def sort_answers(output: str | Path) -> int:
     return len(by_id)
 
 
+def answer_settings(cfg: AnswerConfig) -> dict:
+    """What an answer depends on (``--limit`` or the concurrency do not): a file holding answers
+    made otherwise is not added to."""
+    m = cfg.model
+    return {"bench": cfg.bench, "followups": cfg.followups, "model": m.spec, "golden_history": cfg.golden_history,
+            "reference_model": cfg.reference_model if cfg.golden_history else None, "max_tokens": cfg.max_tokens,
+            "system_prompt": cfg.system_prompt, "sampling": [m.temperature, m.top_p, m.max_tokens, m.seed]}
+
+
 def answer(cfg: AnswerConfig) -> dict:
     """Run ``parrot eval answer``; return the counts."""
     started = time.monotonic()
@@ -115,9 +124,11 @@ def answer(cfg: AnswerConfig) -> dict:
     if cfg.overwrite:
         remove_output(cfg.output)
     check_same_model(cfg.output, model_id)
+    settings = answer_settings(cfg)
+    check_record_settings(cfg.output, settings, "eval answer")
     done = done_keys(cfg.output, "question_id")
     write_manifest(cfg.output, stage="eval answer", config=cfg, inputs=[str(p) for p in bench.sources],
-                   complete=False)
+                   complete=False, record_settings=settings)
     golden_used = 0
     with load_backend(cfg.model) as backend:
         async def work(question: dict) -> dict:
@@ -151,7 +162,7 @@ def answer(cfg: AnswerConfig) -> dict:
                    sampling={**cfg.model.sampling(SamplingParams(max_tokens=cfg.max_tokens)).to_dict(),
                              "temperature_by_category": temps},
                    model=described, usage=usage, bench=bench.name, model_id=model_id,
-                   complete=not counts.get("failed"))
+                   complete=not counts.get("failed"), record_settings=settings)
     log.info("answers: %s written, %s skipped (done), %s failed; %d in %s", counts.get("written", 0),
              counts.get("skipped_done", 0), counts.get("failed", 0), total, cfg.output)
     return counts

@@ -35,7 +35,7 @@ from parrot.evaluate.render import (NTURN_PROMPT_FILES, JudgePrompt, judge_messa
                                     parse_rating, render_judge_prompt)
 from parrot.jsonl import read_jsonl
 from parrot.manifest import write_manifest
-from parrot.runner import ItemFailed, remove_output, run_items
+from parrot.runner import ItemFailed, check_record_settings, remove_output, run_items
 
 log = logging.getLogger("parrot.evaluate")
 
@@ -167,6 +167,14 @@ def scored_keys(output: str | Path) -> set:
     return {judgment_key(r) for _, r in read_jsonl(output, on_error="skip") if r.get("score", -1) != -1}
 
 
+def judge_settings(cfg: JudgeConfig) -> dict:
+    """What a judgment depends on (not which answer files, questions or turns a run takes: a
+    judgment file collects several models' judgments over runs)."""
+    j = cfg.judge
+    return {"bench": cfg.bench, "followups": cfg.followups, "judge": j.spec, "reference_model": cfg.reference_model,
+            "sampling": [j.temperature, j.top_p, j.max_tokens, j.seed]}
+
+
 def judge(cfg: JudgeConfig) -> dict:
     """Run ``parrot eval judge``; return the counts."""
     started = time.monotonic()
@@ -194,9 +202,12 @@ def judge(cfg: JudgeConfig) -> dict:
                     "graded with the general prompt", counts["no_reference"])
     if cfg.overwrite:
         remove_output(cfg.output)
+    settings = judge_settings(cfg)
+    check_record_settings(cfg.output, settings, "eval judge")
     done = scored_keys(cfg.output)
     inputs = list(cfg.answers) + [str(p) for p in bench.sources] + prompt_files(cfg.data_dir)
-    write_manifest(cfg.output, stage="eval judge", config=cfg, inputs=inputs, complete=False)
+    write_manifest(cfg.output, stage="eval judge", config=cfg, inputs=inputs, complete=False,
+                   record_settings=settings)
     params = cfg.judge.sampling(SamplingParams(temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS))
     log.info("judging %d turn(s) of %d model(s) with %s (%d already done)", len(matches),
              len(seen_models), judge_model, sum(m.key(judge_model) in done for m in matches))
@@ -218,7 +229,7 @@ def judge(cfg: JudgeConfig) -> dict:
     write_manifest(cfg.output, stage="eval judge", config=cfg, inputs=inputs,
                    counts=counts, timings={"seconds": round(time.monotonic() - started, 3)},
                    sampling=params.to_dict(), judge=described, usage=usage,
-                   complete=not run_counts.get("failed"))
+                   complete=not run_counts.get("failed"), record_settings=settings)
     log.info("judgments: %s written, %s skipped (done), %s failed, %s unparsable (-1) in %s",
              counts.get("written", 0), counts.get("skipped_done", 0), counts.get("failed", 0),
              counts["unparsable"], cfg.output)
