@@ -217,3 +217,27 @@ def test_checkpoint_without_chat_template_is_a_clear_error(tiny_model_dir, tmp_p
     (copy / "tokenizer_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ParrotError, match="chat template"):
         load_backend(f"hf:{copy}").start()
+
+
+def test_one_bad_request_fails_alone_and_a_failing_engine_still_raises():
+    """A batch that raises is run again request by request: the bad one fails as a Completion,
+    the others are answered; when every request fails alone too, the callers see the error."""
+    from parrot.backends.base import Completion, Usage
+    from parrot.backends.batching import MicroBatcher
+
+    def run_batch(conversations, params):
+        if any("BAD" in c[-1]["content"] for c in conversations):
+            raise ValueError("prompt longer than the model's context")
+        return [Completion(text="ok: " + c[-1]["content"]) for c in conversations]
+
+    batcher = MicroBatcher(run_batch, Usage(), max_batch=8, same_params=True)
+    convs = [[{"role": "user", "content": t}] for t in ("a", "BAD", "c")]
+
+    async def submit(cs):
+        return await batcher.submit(cs, [GREEDY] * len(cs))
+
+    out = asyncio.run(submit(convs))
+    assert [c.text for c in out] == ["ok: a", None, "ok: c"]
+    assert out[1].error == "request_failed: ValueError: prompt longer than the model's context"
+    with pytest.raises(ValueError, match="longer than"):
+        asyncio.run(submit([[{"role": "user", "content": "BAD 1"}], [{"role": "user", "content": "BAD 2"}]]))

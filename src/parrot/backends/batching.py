@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from parrot.backends.base import Completion, Messages, SamplingParams, Usage
+
+log = logging.getLogger("parrot.backends")
 
 # How many event-loop ticks the worker waits for more requests before it cuts a batch:
 # resumed callers need a few ticks to come back with their next item.
@@ -115,11 +118,13 @@ class MicroBatcher:
         try:
             results = await asyncio.to_thread(self.run_batch, [it.messages for it in batch],
                                               [it.params for it in batch])
-        except Exception as e:  # a bug or out of memory: every caller of this batch sees it
-            for it in batch:
-                if not it.future.done():
-                    it.future.set_exception(e)
-            return
+        except Exception as e:
+            results = await self._one_by_one(batch, e)
+            if results is None:  # every item fails alone too (a bug, out of memory): callers see it
+                for it in batch:
+                    if not it.future.done():
+                        it.future.set_exception(e)
+                return
         self.batches_run += 1
         for it, c in zip(batch, results):
             self.usage.requests += 1
@@ -132,6 +137,26 @@ class MicroBatcher:
             self.usage.completion_tokens += c.completion_tokens
             if not it.future.done():
                 it.future.set_result(c)
+
+
+    async def _one_by_one(self, batch: list[_Pending], error: Exception) -> list[Completion] | None:
+        """After a failed batch, each item alone: one bad request (a prompt longer than the model's
+        context, a template that rejects it) fails by itself, as a failed Completion, and the
+        others are answered. None when every item fails alone too."""
+        if len(batch) == 1:
+            return None
+        log.warning("a batch of %d failed (%s: %s); running its requests one by one", len(batch),
+                    type(error).__name__, error)
+        results, failures = [], 0
+        for it in batch:
+            try:
+                [c] = await asyncio.to_thread(self.run_batch, [it.messages], [it.params])
+                self.batches_run += 1
+            except Exception as e:
+                failures += 1
+                c = Completion(text=None, error=f"request_failed: {type(e).__name__}: {e}"[:500])
+            results.append(c)
+        return None if failures == len(batch) else results
 
 
 def finish_text(text: str, finish: str | None, stop: list[str]) -> tuple[str, str | None]:
