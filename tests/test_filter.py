@@ -52,6 +52,15 @@ def test_a_bad_question_cuts_the_session_before_it(tmp_path, bad, reason):
     assert counts[f"cut:{reason}"] == 1 and counts["turns_cut"] == 3
 
 
+
+def test_chinese_and_japanese_questions_count_their_characters_as_words(tmp_path):
+    zh = ["请解释一下量子计算的基本原理。", "它和经典计算有什么不同？", "请解释一下量子计算的基本原理。"]
+    ja = ["量子コンピュータとは何ですか？", "どんな問題に向いていますか？"]
+    kept, counts = run(tmp_path, [session("zh", zh), session("ja", ja)])
+    assert questions(kept["zh"]) == zh[:2]              # the repeat is cut, the short-looking ones are not
+    assert questions(kept["ja"]) == ja
+    assert "too_short" not in json.dumps(counts)
+
 def test_drop_mode_drops_the_whole_session(tmp_path):
     kept, counts = run(tmp_path, [session("a", GOOD[:2] + ["ok"]), session("b", GOOD)], on_bad_question="drop")
     assert list(kept) == ["b"] and counts["dropped:too_short"] == 1

@@ -2,7 +2,8 @@
 
 Per question (every user turn, in order), the first rule that fires decides:
 
-- ``too_short``: fewer than ``min_question_words`` words or ``min_question_chars`` characters.
+- ``too_short``: fewer than ``min_question_words`` words (a Chinese or Japanese character is one) or
+  ``min_question_chars`` characters.
 - ``repetitive``: the share of the question's word n-grams (``ngram``, default 3) found in one
   earlier question of the session is at least ``max_overlap``.
 - ``role_confused``: the simulator answered instead of asking (heuristics, below).
@@ -70,7 +71,10 @@ class FilterConfig:
 
 # ---------------------------------------------------------------- question checks
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+# Chinese and Japanese are written without spaces: each of their characters counts as a word
+# (else a whole clause is one "word", and every such question is too short).
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
 _ASSISTANT_OPENING = re.compile(
     r"^\W*(sure\b|certainly\b|of course\b|absolutely[,!.]|great question|good question|as an ai\b|"
     r"i'?m sorry,? but|i apologi[sz]e|here (is|are)\b|here'?s\b|i'?d be (happy|glad) to|"
