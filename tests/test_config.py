@@ -77,6 +77,38 @@ def test_nested_shorthand_and_dotted_keys(tmp_path):
     assert build_config(Demo, {"asker": "openai:m"}).asker.spec == "openai:m"
 
 
+
+def test_a_spec_given_as_key_value_keeps_the_files_options_like_the_flag(tmp_path):
+    cfg_file = yaml_file(tmp_path, "asker:\n  spec: hf:/m\n  concurrency: 3\n  temperature: 0.2\n")
+    assert parse(["--config", cfg_file, "asker=openai:gpt-4o-mini"]).asker == Role("openai:gpt-4o-mini", 3, 0.2)
+    assert parse(["--config", cfg_file, "asker=openai:x", "asker.concurrency=9"]).asker == Role("openai:x", 9, 0.2)
+
+
+def test_backend_extra_values_from_the_command_line_are_typed():
+    from parrot.synthesize import SynthesizeConfig
+    cfg = build_config(SynthesizeConfig, {"output": "x", "assistant": {"spec": "openai:m", "extra": {"a": 1}}},
+                       ["assistant.extra.top_k=40", "assistant.extra.penalty.value=1.5",
+                        "assistant.extra.name=abc", "id_prefix=007"])
+    assert cfg.assistant.extra == {"a": 1, "top_k": 40, "penalty": {"value": 1.5}, "name": "abc"}
+    assert cfg.id_prefix == "007"   # a typed str field stays as written
+    replaced = build_config(SynthesizeConfig, {"output": "x", "assistant": {"spec": "openai:m", "extra": {"a": 1}}},
+                            ['assistant.extra={"b": 2}'])
+    assert replaced.assistant.extra == {"b": 2}   # a whole dict given replaces the file's
+
+
+def test_a_negative_number_after_a_flag_leaves_the_next_key_value_an_override():
+    cfg = parse(["--turns", "-1", "ratio=0.25", "in.jsonl"])
+    assert (cfg.turns, cfg.ratio, cfg.inputs) == (-1, 0.25, ["in.jsonl"])
+
+
+def test_yaml_booleans_in_a_string_list_and_number_keys_are_errors_naming_the_file(tmp_path):
+    with pytest.raises(ParrotError, match=r"cfg\.yaml: names\[1\]: expected a string, found False "
+                                          r"\(YAML reads an unquoted yes/no"):
+        parse(["--config", yaml_file(tmp_path, "names: [en, no]\n")])
+    assert parse(["--config", yaml_file(tmp_path, "names: [en, 'no']\n")]).names == ["en", "no"]
+    with pytest.raises(ParrotError, match=r"cfg\.yaml: expected setting names as keys, found 5"):
+        parse(["--config", yaml_file(tmp_path, "5: 3\n")])
+
 def test_unknown_key_in_yaml_names_the_file(tmp_path):
     cfg_file = yaml_file(tmp_path, "turns: 3\ntunrs: 4\n")
     with pytest.raises(ParrotError, match=r"cfg\.yaml: unknown key 'tunrs' for Demo \(known keys: .*turns"):

@@ -35,17 +35,18 @@ _MISSING = dataclasses.MISSING
 
 def opt(default: Any = _MISSING, help: str = "", *, flag: str | None = None,
         positional: bool = False, nargs: str | None = None, choices: list | None = None,
-        hashed: bool = True, cli: bool = True) -> Any:
+        hashed: bool = True, cli: bool = True, passthrough: bool = False) -> Any:
     """A config field with its help text.
 
     ``default`` may be a value or a zero-argument factory (``list``, ``dict``, a dataclass).
     ``flag`` adds a short flag (``"-o"``); ``positional`` makes it a positional argument;
     ``hashed=False`` keeps the field out of the config hash (``resume``, ``force``, log options:
     they do not change what a stage produces); ``cli=False`` keeps it off the command line
-    (still settable from YAML and ``key=value``).
+    (still settable from YAML and ``key=value``); ``passthrough=True`` (a dict handed on as is, such
+    as a backend's ``extra``) reads its command-line values as YAML: ``extra.top_k=40`` is 40, not "40".
     """
     meta = {"help": help, "flag": flag, "positional": positional, "nargs": nargs,
-            "choices": choices, "hashed": hashed, "cli": cli}
+            "choices": choices, "hashed": hashed, "cli": cli, "passthrough": passthrough}
     if default is _MISSING:
         return dataclasses.field(metadata=meta)
     if callable(default) and not isinstance(default, (str, int, float, bool)):
@@ -110,6 +111,9 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
                 raise ValueError
             return float(value)
         if tp is str:
+            if isinstance(value, bool):
+                raise ParrotError(f"{where}: expected a string, found {value} (YAML reads an unquoted "
+                                  "yes/no/on/off/true/false as a boolean: quote it, e.g. 'no')")
             if isinstance(value, (dict, list)):
                 raise ValueError
             return str(value)
@@ -180,7 +184,15 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
             cur = {}
         node[p] = cur
         node = cur
+    old = node.get(parts[-1])
+    if isinstance(old, dict) and isinstance(value, str):
+        # `model=SPEC` over a YAML mapping: a role keeps its other options (concurrency, ...) and
+        # takes the new spec, as `--model SPEC` does. A plain dict field is replaced (see _construct).
+        value = {**old, _REPLACES: value}
     node[parts[-1]] = value
+
+
+_REPLACES = "__replaces_first_field__"
 
 
 def _construct(cls: type, data: dict, where: str, extra_field: str | None):
@@ -188,24 +200,32 @@ def _construct(cls: type, data: dict, where: str, extra_field: str | None):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
+    first = dataclasses.fields(cls)[0].name
     shorthand = data.pop("__shorthand__", None)
     if shorthand is not None:
-        first = dataclasses.fields(cls)[0].name
         data.setdefault(first, shorthand)
+    if _REPLACES in data:
+        data[first] = data.pop(_REPLACES)
     for key, value in data.items():
+        if not isinstance(key, str):
+            raise ParrotError(f"{where}: expected setting names as keys, found {key!r}")
         k = key.replace("-", "_")
         if k not in fields or not fields[k].init:
             if extra_field:
-                extra[k] = _yaml_scalar(value)
+                extra[k] = _yaml_scalar(value[_REPLACES] if isinstance(value, dict) and _REPLACES in value else value)
                 continue
             known = ", ".join(sorted(fields))
             raise ParrotError(f"{where}: unknown key {key!r} for {cls.__name__} (known keys: {known})")
         tp = hints[k]
         base, _ = _strip_optional(tp)
+        if isinstance(value, dict) and _REPLACES in value and not dataclasses.is_dataclass(base):
+            value = value[_REPLACES]  # a string given for a plain dict field replaces it
         if dataclasses.is_dataclass(base) and isinstance(value, dict):
             value = _construct(base, dict(value), f"{where}: {k}", None)
         else:
             value = coerce(value, tp, f"{where}: {k}")
+            if fields[k].metadata.get("passthrough") and isinstance(value, dict):
+                value = _yaml_leaves(value)
         kwargs[k] = value
     if extra_field:
         merged = dict(kwargs.get(extra_field) or {})
@@ -233,6 +253,15 @@ def _yaml_scalar(value: Any) -> Any:
         return float(value) if re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value) else yaml.safe_load(value)
     except yaml.YAMLError:
         return value
+
+
+def _yaml_leaves(value: Any) -> Any:
+    """:func:`_yaml_scalar` on every string inside nested dicts and lists."""
+    if isinstance(value, dict):
+        return {k: _yaml_leaves(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_yaml_leaves(v) for v in value]
+    return _yaml_scalar(value)
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -337,6 +366,9 @@ def flags_without_value(parser: argparse.ArgumentParser) -> set[str]:
     return out
 
 
+_NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")  # a flag's value, not a flag
+
+
 def split_overrides(argv: list[str], no_value: set[str] = frozenset()) -> tuple[list[str], list[str]]:
     """Pull ``key=value`` tokens out of argv so they never clash with positional arguments.
 
@@ -352,7 +384,7 @@ def split_overrides(argv: list[str], no_value: set[str] = frozenset()) -> tuple[
             continue
         rest.append(tok)
         prev_takes_value = (tok.startswith("-") and "=" not in tok and not tok.startswith("--no-")
-                            and tok not in no_value)
+                            and tok not in no_value and not _NEGATIVE_NUMBER.fullmatch(tok))
     return rest, overrides
 
 

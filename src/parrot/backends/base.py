@@ -77,7 +77,7 @@ class BackendConfig:
     top_p: float | None = opt(None, "default top_p for this role")
     max_tokens: int | None = opt(None, "default maximum new tokens for this role")
     seed: int | None = opt(None, "default sampling seed for this role")
-    extra: dict = opt(dict, "backend-specific options passed through (e.g. vLLM engine args)")
+    extra: dict = opt(dict, "backend-specific options passed through (e.g. vLLM engine args)", passthrough=True)
 
     def sampling(self, base: SamplingParams | None = None) -> SamplingParams:
         """``base`` (a stage's defaults) with this role's non-null sampling options on top."""
