@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from parrot import cli
+from parrot import ParrotError, cli
 from parrot.evaluate.report import ReportConfig, aggregate, latest_judgments, report
 
 CATS = {"81": "writing", "111": "math"}
@@ -74,6 +74,14 @@ def test_cli_without_output_prints_the_tables(tmp_path, monkeypatch, capsys):
     assert cli.main(["eval", "report", j]) == 0
     printed = capsys.readouterr().out
     assert "## Score by turn" in printed and "| m | 8.00 | 1 | 1 | 1 |" in printed
+
+
+@pytest.mark.parametrize("bad, message", [({"score": None}, "score: expected a number"),
+                                          ({"turn": "1st"}, "turn: expected a turn number from 1, found '1st'")])
+def test_a_malformed_score_or_turn_is_an_error_naming_the_line(tmp_path, bad, message):
+    j = write(tmp_path / "j.jsonl", [rec(81, 1, 8), {**rec(81, 2, 7), **bad}])
+    with pytest.raises(ParrotError, match=rf"j\.jsonl:2: {message}"):
+        report(ReportConfig(judgments=[j]))
 
 
 def test_a_file_that_is_not_judgments_is_an_error_naming_the_line(tmp_path, monkeypatch, capsys):

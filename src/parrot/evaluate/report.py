@@ -207,6 +207,11 @@ def load_runs(paths: list[str]) -> list[dict]:
             if missing:
                 raise ParrotError(f"{path}:{lineno}: expected FastChat's single-judgment schema, "
                                   f"missing {', '.join(missing)}")
+            score, turn = rec["score"], rec["turn"]
+            if isinstance(score, bool) or not isinstance(score, (int, float)):
+                raise ParrotError(f"{path}:{lineno}: score: expected a number (-1 for unparsable), found {score!r}")
+            if isinstance(turn, bool) or not isinstance(turn, int) or turn < 1:
+                raise ParrotError(f"{path}:{lineno}: turn: expected a turn number from 1, found {turn!r}")
             records.append(rec)
         runs.append({"source": str(path), "records": records})
     return runs
