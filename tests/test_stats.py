@@ -194,6 +194,22 @@ def test_human_likeness_auc_separates_templated_questions(embedder):
     assert same < 0.75
 
 
+
+def test_no_questions_give_an_empty_feature_matrix_and_no_auc():
+    from parrot.stats.human import question_features, two_sample_auc
+
+    empty = question_features([], np.zeros((0, 8), dtype=np.float32))
+    one = question_features(["how do i cook rice?"], np.zeros((1, 8), dtype=np.float32))
+    assert empty.shape == (0, one.shape[1])
+    assert two_sample_auc(empty, one)["auc"] is None
+
+
+def test_judge_prompt_fills_history_and_question_in_one_pass():
+    from parrot.stats.judge import render
+
+    item = {"history": [{"role": "user", "content": "fill in {question} here"}], "question": "Why?"}
+    assert render(item, "H: {history}\nQ: {question}") == "H: USER: fill in {question} here\nQ: Why?"
+
 # ---------------------------------------------------------------- the command
 
 def _dataset(path, rng, n, follow):

@@ -76,5 +76,7 @@ def two_sample_auc(features_a: np.ndarray, features_b: np.ndarray, *, folds: int
 
 def question_features(texts: list[str], embeddings: np.ndarray) -> np.ndarray:
     """Embedding columns followed by the style features."""
-    style = np.array([style_features(t) for t in texts], dtype=np.float32).reshape(len(texts), -1)
+    if not texts:  # a dataset with no questions in the sample
+        return np.zeros((0, embeddings.shape[1] + len(style_features("x"))), dtype=np.float32)
+    style = np.array([style_features(t) for t in texts], dtype=np.float32)
     return np.hstack([embeddings, style])

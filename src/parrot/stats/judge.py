@@ -24,7 +24,9 @@ def judge_prompt() -> str:
 def render(item: dict, template: str) -> str:
     """Fill the judge prompt with a follow-up ``{"history": [messages], "question": str}``."""
     history = "\n".join(f"{m['role'].upper()}: {m['content']}" for m in item["history"]) or "(none)"
-    return template.replace("{history}", history).replace("{question}", item["question"])
+    values = {"{history}": history, "{question}": item["question"]}
+    # One pass: a "{question}" written inside the history stays as written.
+    return re.sub(r"\{history\}|\{question\}", lambda m: values[m.group(0)], template)
 
 
 def parse_verdict(text: str | None) -> bool | None:
