@@ -108,3 +108,14 @@ def test_a_byte_order_mark_is_read_past_and_bytes_that_are_not_utf8_name_the_lin
     counts = {}
     assert [r["a"] for _, r in read_jsonl(p, on_error="skip", counts=counts)] == [1, 3]
     assert counts == {"invalid_utf8": 1}
+
+
+def test_write_many_appends_a_group_in_one_write(tmp_path, monkeypatch):
+    p = tmp_path / "a.jsonl"
+    with AppendWriter(p, fsync=False) as w:
+        calls = []
+        real_write = w._fh.write
+        monkeypatch.setattr(w._fh, "write", lambda text: calls.append(text) or real_write(text))
+        w.write_many([{"i": 0}, {"i": 1}, {"i": 2}])
+        assert len(calls) == 1 and w.count == 3
+    assert [r["i"] for _, r in read_jsonl(p)] == [0, 1, 2]

@@ -133,9 +133,9 @@ async def arun_items(items, work, *, output, key=None, done=None, concurrency=8,
                 counts["failed"] += 1
                 counts[f"failed:{e.reason}"] += 1
             else:
-                for rec in result if isinstance(result, list) else [result]:
-                    writer.write(rec)
-                    counts["written"] += 1
+                records = result if isinstance(result, list) else [result]
+                writer.write_many(records)  # one write: a killed run never keeps half an item's records
+                counts["written"] += len(records)
             bar.update(1)
             if counts["failed"]:
                 bar.set_postfix(failed=counts["failed"], refresh=False)
