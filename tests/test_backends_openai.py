@@ -66,6 +66,15 @@ def test_each_fault_is_retried_then_the_reply_is_used(fault_server, fault):
     assert len(backend.delays) == 2 and all(0 < d <= 1.0 for d in backend.delays)
 
 
+
+def test_an_empty_reply_is_asked_again_with_another_seed_a_server_error_with_the_same(fault_server):
+    fault_server.add_faults("empty_content", "500")
+    backend = make_backend(fault_server)
+    [c] = backend.generate([user("hello")], PARAMS.replace(seed=41))
+    assert c.text == "echo: hello"
+    # the same seed would draw the same empty reply; a server error is retried as it was sent
+    assert [r["seed"] for r in fault_server.requests] == [41, 42, 42]
+
 def test_429_waits_exactly_retry_after(fault_server):
     fault_server.retry_after = "7"
     fault_server.add_faults("429")

@@ -258,7 +258,8 @@ class Synthesizer:
         resumed or sharded run asks the same, and two sessions on one seed question sample
         differently. (In-process backends batch calls whatever their seeds: vLLM seeds each request,
         transformers seeds each batch from its requests' seeds.)"""
-        return params.replace(seed=derive_seed(self.cfg.seed, s.index, pos, role, params.seed))
+        retry = (s.failures,) if s.failures else ()  # a call tried again draws anew
+        return params.replace(seed=derive_seed(self.cfg.seed, s.index, pos, role, params.seed, *retry))
 
     def accept(self, s: Session, role: str, c: Completion) -> None:
         """Apply one completion: append the message (and journal it) or end the session."""

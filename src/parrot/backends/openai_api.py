@@ -210,6 +210,9 @@ class OpenAIBackend(Backend):
                 log.debug("%s: retry %d/%d in %.2fs after %s", self.config.spec, attempt,
                           self.config.max_retries, delay, last.reason if last else "?")
                 await self._sleep(delay)
+                if last and last.reason == "empty_reply" and body.get("seed") is not None:
+                    # The same seed would draw the same empty reply again on servers that honour it
+                    body = {**body, "seed": (params.seed + attempt) & 0x7FFFFFFF}
             try:
                 async with semaphore:
                     self.usage.requests += 1
