@@ -176,6 +176,24 @@ def test_existing_output_needs_resume_and_resume_refuses_a_changed_config(tmp_pa
     assert len(fault_server.requests) - before == 5  # only the new session ran: 3 answers + 2 questions
 
 
+
+def test_resume_refuses_a_seed_file_changed_under_the_same_name(tmp_path, fault_server):
+    fault_server.responder = Script()
+    seeds = str(write_seeds(tmp_path / "s.jsonl"))
+    out = tmp_path / "out.jsonl"
+    synthesize(make_cfg(out, fault_server.base_url, seeds=seeds, num_sessions=1))
+    write_seeds(tmp_path / "s.jsonl", SEED_QUESTIONS[::-1])   # regenerated: another pool, same path
+    with pytest.raises(ParrotError, match="config differs"):
+        synthesize(make_cfg(out, fault_server.base_url, seeds=seeds, num_sessions=2, resume=True))
+
+
+def test_a_missing_prompt_file_is_an_error_before_anything_runs(tmp_path, fault_server):
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(ParrotError, match=r"--prompted-prompt .*nope\.txt: file not found"):
+        synthesize(make_cfg(out, fault_server.base_url, seeds=str(write_seeds(tmp_path / "s.jsonl")),
+                            asker_mode="prompted", prompted_prompt=str(tmp_path / "nope.txt")))
+    assert not out.exists() and fault_server.requests == []
+
 def test_shards_partition_the_session_indices():
     parts = [shard_indices(10, f"{i}/3") for i in range(3)]
     assert sorted(sum(parts, [])) == list(range(10))

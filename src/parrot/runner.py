@@ -166,6 +166,5 @@ async def arun_items(items, work, *, output, key=None, done=None, concurrency=8,
 
 
 def _jsonable(x: Any) -> Any:
-    if x is None or isinstance(x, (str, int, float, bool, list, dict)):
-        return x
-    return str(x)
+    """``x`` as JSON data: anything JSON cannot hold, at any depth, as its ``str``."""
+    return json.loads(json.dumps(x, default=str))

@@ -43,7 +43,7 @@ from parrot.config import opt, to_dict
 from parrot.dialogue import read_dialogues, user_questions
 from parrot.jsonl import AppendWriter, AtomicWriter, read_jsonl
 from parrot.log import format_table, progress
-from parrot.manifest import read_manifest, write_manifest
+from parrot.manifest import read_manifest, sha256_file, write_manifest
 from parrot.roleswap import STOP_MARKER, is_stop, simulator_prompt
 from parrot.runner import failures_path, start_output
 
@@ -105,13 +105,17 @@ def shard_indices(num_sessions: int, shard: str | None) -> list[int]:
 
 
 def run_hash(cfg: SynthesizeConfig) -> str:
-    """What makes two runs (or shards) the same run: the config without shard and run controls."""
+    """What makes two runs (or shards) the same run: the config without shard and run controls,
+    and the contents of its seed, topic and prompt files."""
     data = to_dict(cfg)
     for k in ("shard", "resume", "force", "overwrite", "step_retries", "in_flight", "output"):
         data.pop(k, None)
     for role in ("asker", "assistant"):  # how fast a role is served does not change what it says
         for k in ("concurrency", "timeout", "max_retries", "batch_size", "slots", "threads", "base_url"):
             data[role].pop(k, None)
+    # The seed and topic files by content: a file regenerated under the same name is another pool.
+    data["input_sha256"] = {k: sha256_file(getattr(cfg, k)) for k in ("seeds", "topics", "prompted_prompt")
+                            if getattr(cfg, k) and Path(getattr(cfg, k)).is_file()}
     blob = repr(sorted(_flatten(data).items()))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -447,6 +451,10 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     if cfg.max_turns < 1 or cfg.num_sessions < 0:
         raise ParrotError(f"max_turns must be >= 1 and num_sessions >= 0, found {cfg.max_turns} and {cfg.num_sessions}")
     out = Path(cfg.output)
+    for name in ("seeds", "topics", "prompted_prompt"):  # before any model loads or any file is written
+        path = getattr(cfg, name)
+        if path and not Path(path).is_file():
+            raise ParrotError(f"--{name.replace('_', '-')} {path}: file not found")
     rhash = run_hash(cfg)
     _check_start(cfg, out, rhash)
     started_wall = time.time()
