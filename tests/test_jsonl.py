@@ -119,3 +119,14 @@ def test_write_many_appends_a_group_in_one_write(tmp_path, monkeypatch):
         w.write_many([{"i": 0}, {"i": 1}, {"i": 2}])
         assert len(calls) == 1 and w.count == 3
     assert [r["i"] for _, r in read_jsonl(p)] == [0, 1, 2]
+
+
+def test_a_second_writer_on_the_same_file_is_refused_until_the_first_closes(tmp_path):
+    p = tmp_path / "a.jsonl"
+    with AppendWriter(p, fsync=False) as first:
+        first.write({"i": 0})
+        with pytest.raises(ParrotError, match=r"a\.jsonl: another process is writing it"):
+            AppendWriter(p, fsync=False)
+    with AppendWriter(p, fsync=False) as again:
+        again.write({"i": 1})
+    assert [r["i"] for _, r in read_jsonl(p)] == [0, 1]

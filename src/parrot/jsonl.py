@@ -145,17 +145,33 @@ def _is_record(raw: bytes) -> bool:
         return False
 
 
+def _lock(fh, path: Path) -> None:
+    """An exclusive lock on a file being appended to, held until it is closed: a second run on
+    the same output (launched twice by mistake) stops at once instead of duplicating records."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here
+        return
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise ParrotError(f"{path}: another process is writing it (the same command running twice?); "
+                          "wait for it to finish or stop it") from None
+
+
 class AppendWriter:
     """Append records to ``path`` with a flush (and fsync) after each one, for resumable jobs."""
 
     def __init__(self, path: str | Path, *, fsync: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = self.path.open("a", encoding="utf-8")
+        _lock(self._fh, self.path)
         self.repaired_bytes = repair_tail(self.path)
         if self.repaired_bytes:
             log.warning("%s: cut a torn last line (%d bytes, a record cut short by a crash) before "
                         "appending", self.path, self.repaired_bytes)
-        self._fh = self.path.open("a", encoding="utf-8")
         self._fsync = fsync
         self.count = 0
 
