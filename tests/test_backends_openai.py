@@ -201,3 +201,13 @@ def test_describe_hides_credentials_in_extra_headers():
     described = backend.describe()
     assert "sk-xyz" not in json.dumps(described)
     assert described["options"]["extra"]["extra_headers"] == {"Authorization": "<redacted>", "X-Team": "a"}
+
+
+def test_a_server_on_this_machine_is_reached_without_the_environments_proxy(fault_server, monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there: a proxied request fails
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    backend = make_backend(fault_server)
+    [c] = backend.generate([user("hi")], PARAMS)
+    assert c.text == "echo: hi" and backend.usage.errors == {}

@@ -31,6 +31,7 @@ from parrot.backends.base import Backend, BackendConfig, Completion, Messages, S
 from parrot.backends.cpu import busy_machine_threads
 from parrot.backends.openai_api import OpenAIBackend
 
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 log = logging.getLogger("parrot.backends.gguf")
 
 
@@ -119,7 +120,7 @@ class GGUFBackend(Backend):
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with urllib.request.urlopen(url, timeout=5) as resp:
+                with _DIRECT.open(url, timeout=5) as resp:  # never through an HTTP(S)_PROXY
                     if resp.status == 200:
                         return
             except OSError:

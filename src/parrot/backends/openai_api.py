@@ -25,6 +25,7 @@ import os
 import random
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, per_item
@@ -79,6 +80,12 @@ def parse_retry_after(headers: Any) -> float | None:
     if not math.isfinite(seconds):
         return None
     return min(max(0.0, seconds), MAX_RETRY_AFTER)
+
+
+def is_loopback(url: str | None) -> bool:
+    """Whether ``url`` points at this machine (127.x, ::1, localhost)."""
+    host = (urlsplit(url).hostname or "") if url else ""
+    return host == "localhost" or host == "::1" or host.startswith("127.")
 
 
 def safe_url(url: str | None) -> str | None:
@@ -137,11 +144,14 @@ class OpenAIBackend(Backend):
         """
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            from openai import AsyncOpenAI
+            from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
             self.start()
+            # A server on this machine is reached directly, whatever HTTP(S)_PROXY says (cluster
+            # nodes often set a proxy and no NO_PROXY; the proxy cannot reach our 127.0.0.1).
+            http_client = DefaultAsyncHttpxClient(trust_env=False) if is_loopback(self.base_url) else None
             self._client = AsyncOpenAI(api_key=self._api_key, base_url=self.base_url,
-                                       max_retries=0, timeout=self.config.timeout)
+                                       max_retries=0, timeout=self.config.timeout, http_client=http_client)
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
             self._loop = loop
         return self._client, self._semaphore
