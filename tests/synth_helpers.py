@@ -58,7 +58,7 @@ def read_out(path: Path) -> list[dict]:
 
 
 def make_cfg(out, base_url, assistant_url=None, **kw):
-    data = {"output": str(out), "num_sessions": 4, "max_turns": 3,
+    data = {"output": str(out), "num_sessions": 4, "max_turns": 3, "step_retry_delay": 0,
             "asker": {"spec": "openai:sim", "base_url": base_url, "max_retries": 0, "concurrency": 2},
             "assistant": {"spec": "openai:chat", "base_url": assistant_url or base_url, "max_retries": 0,
                           "concurrency": 2}}

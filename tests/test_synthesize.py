@@ -117,6 +117,26 @@ def test_a_failed_assistant_call_is_retried_later_and_the_session_completes(tmp_
     assert read_manifest(out)["counts"]["call_failed:assistant"] == 1
 
 
+def test_a_failed_call_waits_longer_before_each_new_try(tmp_path, fault_server, monkeypatch):
+    import asyncio
+
+    import parrot.synthesize as synth
+    waits, real_sleep = [], asyncio.sleep
+
+    async def record(seconds):
+        waits.append(seconds)
+        await real_sleep(0)
+
+    monkeypatch.setattr(synth.asyncio, "sleep", record)
+    fault_server.responder = Script()
+    fault_server.add_faults("500", "500")  # the session's first answer fails twice, then succeeds
+    out = tmp_path / "out.jsonl"
+    synthesize(make_cfg(out, fault_server.base_url, seeds=str(write_seeds(tmp_path / "s.jsonl")), num_sessions=1,
+                        step_retry_delay=7.5))
+    assert [w for w in waits if w] == [7.5, 15.0]
+    assert read_out(out)[0]["meta"]["failed_calls"] == 2
+
+
 def test_a_dead_assistant_endpoint_loses_no_session_and_resume_finishes_the_run(tmp_path, fault_server):
     fault_server.responder = Script(ask=stop_after(2))
     dead = FaultServer(Script()).start()

@@ -71,6 +71,8 @@ class SynthesizeConfig:
     shard: str | None = opt(None, "i/n: run only the session indices i, i+n, i+2n, ... (0-based)")
     in_flight: int | None = opt(None, "sessions in progress at once (default: the backends' batch size or concurrency)")
     step_retries: int = opt(2, "extra tries of a failed call, later in the run, before the session ends", hashed=False)
+    step_retry_delay: float = opt(30.0, "seconds before a failed call is tried again, doubling with each "
+                                        "try (HTTP backends: rides out an endpoint's outage)", hashed=False)
     id_prefix: str = opt("synth", "session ids are PREFIX-sSEED-INDEX")
     resume: bool = opt(False, "continue an interrupted run of the same config", hashed=False)
     force: bool = opt(False, "with --resume: continue even though the config changed", hashed=False)
@@ -108,7 +110,7 @@ def run_hash(cfg: SynthesizeConfig) -> str:
     """What makes two runs (or shards) the same run: the config without shard and run controls,
     and the contents of its seed, topic and prompt files."""
     data = to_dict(cfg)
-    for k in ("shard", "resume", "force", "overwrite", "step_retries", "in_flight", "output"):
+    for k in ("shard", "resume", "force", "overwrite", "step_retries", "step_retry_delay", "in_flight", "output"):
         data.pop(k, None)
     for role in ("asker", "assistant"):  # how fast a role is served does not change what it says
         for k in ("concurrency", "timeout", "max_retries", "batch_size", "slots", "threads", "base_url"):
@@ -379,6 +381,8 @@ class Synthesizer:
                     backend, conv, params, role = self.request(s)
                     [c] = await backend.agenerate([conv], params)
                     self.accept(s, role, c)
+                    if not c.ok and not self.check_done(s):  # the backend gave up: wait, then again
+                        await asyncio.sleep(self.cfg.step_retry_delay * 2 ** (s.failures - 1))
                 self.finish(s)
 
         await asyncio.gather(*(worker() for _ in range(max(1, window))))
