@@ -129,11 +129,13 @@ def test_generator_failures_are_recorded_then_retried_by_resume(tmp_path, sessio
     assert {(f["key"], f["reason"], f["detail"]["strategy"]) for f in fails} == {
         ("s1-t2-ignore", "generator_failed", "ignore"), ("s1-t2-hallucinate", "generator_failed", "hallucinate")}
     assert counts["this_run"]["hallucinate"]["generator_failed"] == 1
+    assert read_manifest(tmp_path / "pairs.jsonl")["complete"] is False  # so the pipeline resumes it
 
     before = len(server.requests)
     counts, pairs = run(tmp_path, sessions, server, resume=True)
     ids = [p["id"] for p in pairs]
     assert len(ids) == len(set(ids)) == 7
+    assert read_manifest(tmp_path / "pairs.jsonl")["complete"] is True
     assert len(server.requests) - before == 3  # ignore (1) + hallucinate (guess and answer)
     assert counts["this_run"]["ignore"]["already_done"] == 2
 

@@ -250,7 +250,10 @@ def capo(cfg: CapoConfig) -> dict:
                    sampling={"answer": writer.params("").to_dict() | writer.seed_note(),
                              "guess_max_tokens": cfg.guess_max_tokens},
                    generator=described, generator_usage=usage,
-                   selection=str(selection_path(cfg.output)))
+                   selection=str(selection_path(cfg.output)),
+                   # generator failures are retried by --resume (and by the pipeline): not done yet
+                   complete=not any(v for k, v in run.items() if k.startswith("failed:")
+                                    and k.split(":", 1)[1] not in FINAL_DISCARDS))
     print(pairs_table(writer.tally, in_output))
     if run.get("failed"):
         log.info("%d pair(s) discarded, with reasons, in %s", run["failed"], failures_path(cfg.output))
