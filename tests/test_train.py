@@ -219,6 +219,7 @@ def test_accelerate_launch_runs_the_same_command(model_dir, dialogues, tmp_path)
                  "--accelerate", str(cpu), *QUICK]) == 0
     assert (out / "config.json").is_file()
     assert read_manifest(out)["config"]["accelerate"] is None  # the child ran the training itself
+    assert not (tmp_path / "launched.launch.yaml").exists()   # the child's settings, tokens and all
 
 
 @pytest.mark.parametrize("native", [True, False])

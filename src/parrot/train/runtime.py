@@ -47,7 +47,10 @@ def relaunch_under_accelerate(cfg: TrainConfig, command: str) -> bool:
         cmd += ["--num_processes", str(cfg.num_processes)]
     cmd += ["-m", "parrot.cli", command, *inputs, "--config", str(launch_yaml)]
     log.info("launching: %s", " ".join(cmd))
-    rc = subprocess.call(cmd)
+    try:
+        rc = subprocess.call(cmd)
+    finally:
+        launch_yaml.unlink(missing_ok=True)  # it may hold tokens passed through (hub_token=...)
     if rc != 0:
         raise ParrotError(f"accelerate launch ({config_file}) exited with status {rc}")
     return True
