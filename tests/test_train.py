@@ -301,3 +301,24 @@ def test_packed_rows_keep_each_session_to_itself(model_dir, tmp_path):
             alone = model(input_ids=ids[:, s:e], use_cache=False).logits[0]
             assert torch.allclose(packed[s:e], alone, atol=1e-4)
             assert labels[0, s] == -100                                 # the previous session never predicts it
+
+
+def test_remote_code_is_trusted_only_when_the_user_says_so(monkeypatch, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from parrot.train.runtime import trusts_remote_code
+    from parrot.train.sft import load_tokenizer
+
+    def cfg(*overrides):
+        return build_config(SFTTrainConfig, {"data": ["d.jsonl"], "output": "o"}, list(overrides), extra_field="trl_args")
+
+    assert not trusts_remote_code(cfg())
+    assert trusts_remote_code(cfg("trust_remote_code=true"))
+    assert trusts_remote_code(cfg('model_init_kwargs={"trust_remote_code": true}'))
+    seen = []
+    real = AutoTokenizer.from_pretrained
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained",
+                        lambda path, **kw: seen.append(kw["trust_remote_code"]) or real(path, **kw))
+    load_tokenizer(tiny_model_dir)
+    load_tokenizer(tiny_model_dir, trusts_remote_code(cfg("trust_remote_code=true")))
+    assert seen == [False, True]

@@ -26,7 +26,8 @@ from parrot.dialogue import check_dialogue
 from parrot.jsonl import read_jsonl
 from parrot.train.config import DPOTrainConfig
 from parrot.train.runtime import (callbacks, dataset_cache, lora_config, make_trl_config,
-                                  relaunch_under_accelerate, stream_dataset, train_and_save, trl_kwargs)
+                                  relaunch_under_accelerate, stream_dataset, train_and_save, trl_kwargs,
+                                  trusts_remote_code)
 from parrot.train.sft import load_tokenizer
 
 log = logging.getLogger("parrot.train")
@@ -90,7 +91,7 @@ def train_dpo(cfg: DPOTrainConfig) -> dict | None:
 
     t0 = time.monotonic()
     model_path = resolve_model_path(cfg.model)
-    tokenizer = load_tokenizer(model_path)
+    tokenizer = load_tokenizer(model_path, trusts_remote_code(cfg))
     counts: dict = {}
     eval_counts: dict = {}
     with dataset_cache(cfg) as cache:
@@ -133,4 +134,5 @@ def _load_reference(path, args):
     if isinstance(dtype, str) and dtype != "auto":
         dtype = getattr(torch, dtype)
     kwargs.pop("device_map", None)
+    kwargs.setdefault("trust_remote_code", args.trust_remote_code)  # as TRL loads the policy
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, **kwargs)

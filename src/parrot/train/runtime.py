@@ -157,13 +157,20 @@ def lora_config(cfg: TrainConfig, model_path: str | Path):
                       target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
 
 
+def trusts_remote_code(cfg: TrainConfig) -> bool:
+    """Whether the user allowed the checkpoint's own code: TRL's ``trust_remote_code=true`` or
+    ``model_init_kwargs.trust_remote_code`` (off unless given)."""
+    init = cfg.trl_args.get("model_init_kwargs") or {}
+    return bool(cfg.trl_args.get("trust_remote_code") or (isinstance(init, dict) and init.get("trust_remote_code")))
+
+
 def linear_module_names(model_path: str | Path, cfg: TrainConfig) -> list[str]:
     """The names of every linear layer but the output head (what PEFT's ``all-linear`` means),
     read from a weightless copy of the model on the meta device."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    remote = bool((cfg.trl_args.get("model_init_kwargs") or {}).get("trust_remote_code", False))
+    remote = trusts_remote_code(cfg)
     config = AutoConfig.from_pretrained(str(model_path), trust_remote_code=remote)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=remote)

@@ -26,7 +26,8 @@ from parrot.roleswap import STOP_MARKER, to_simulator
 from parrot.train.config import AskTrainConfig, SFTTrainConfig
 from parrot.train.render import render_chat
 from parrot.train.runtime import (callbacks, dataset_cache, lora_config, make_trl_config,
-                                  relaunch_under_accelerate, stream_dataset, train_and_save, trl_kwargs)
+                                  relaunch_under_accelerate, stream_dataset, train_and_save, trl_kwargs,
+                                  trusts_remote_code)
 
 log = logging.getLogger("parrot.train")
 
@@ -78,10 +79,10 @@ def build_dataset(paths: list[str], tokenizer, view: View, max_length: int, cach
                           f"{', '.join(paths)}: no session left to train on (max_length={max_length})", counts)
 
 
-def load_tokenizer(model_path: Path):
+def load_tokenizer(model_path: Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(model_path))
+    tok = AutoTokenizer.from_pretrained(str(model_path), trust_remote_code=trust_remote_code)
     if not tok.chat_template:
         raise ParrotError(f"{model_path}: the tokenizer has no chat template (needed to render sessions)")
     return tok
@@ -91,7 +92,7 @@ def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
     """Render, train with SFTTrainer, save, write the manifest; return the manifest's numbers."""
     t0 = time.monotonic()
     model_path = resolve_model_path(cfg.model)
-    tokenizer = load_tokenizer(model_path)
+    tokenizer = load_tokenizer(model_path, trusts_remote_code(cfg))
     counts: dict = {}
     eval_counts: dict = {}
     with dataset_cache(cfg) as cache:
