@@ -109,6 +109,17 @@ def test_yaml_booleans_in_a_string_list_and_number_keys_are_errors_naming_the_fi
     with pytest.raises(ParrotError, match=r"cfg\.yaml: expected setting names as keys, found 5"):
         parse(["--config", yaml_file(tmp_path, "5: 3\n")])
 
+
+def test_a_bad_value_from_the_command_line_is_not_blamed_on_the_file(tmp_path):
+    cfg_file = yaml_file(tmp_path, "turns: 3\n")
+    for argv in (["turns=xyz"], ["--turns", "xyz"]):
+        with pytest.raises(ParrotError, match=r"^command line: turns: expected int, found 'xyz'"):
+            parse(["--config", cfg_file, *argv])
+    with pytest.raises(ParrotError, match=r"cfg\.yaml: turns: expected int, found 'abc'"):
+        parse(["--config", yaml_file(tmp_path, "turns: abc\n")])
+    assert parse(["--config", yaml_file(tmp_path, "turns: abc\n"), "turns=4"]).turns == 4
+
+
 def test_unknown_key_in_yaml_names_the_file(tmp_path):
     cfg_file = yaml_file(tmp_path, "turns: 3\ntunrs: 4\n")
     with pytest.raises(ParrotError, match=r"cfg\.yaml: unknown key 'tunrs' for Demo \(known keys: .*turns"):

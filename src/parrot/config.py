@@ -420,4 +420,17 @@ def config_from_args(cls: type, args: argparse.Namespace, *, extra_field: str | 
         if lists and any(f.metadata.get("positional") and not merged.get(f.name) for f in required):
             raise ParrotError(f"{e} ({', '.join(lists)} takes every word after it: put the positional "
                               "arguments before it)") from None
+        if where != "command line" and str(e).startswith(f"{where}:") \
+                and not _bad_in_file(cls, file_cfg, where, extra_field):
+            raise ParrotError("command line" + str(e)[len(where):]) from None  # the file is fine
         raise
+
+
+def _bad_in_file(cls: type, file_cfg: dict, where: str, extra_field: str | None) -> bool:
+    """Whether the YAML file on its own has a bad key or value (a missing setting does not count:
+    the command line may give it)."""
+    try:
+        build_config(cls, dict(file_cfg), where=where, extra_field=extra_field)
+    except ParrotError as e:
+        return str(e).startswith(f"{where}:") and "missing required setting" not in str(e)
+    return False
