@@ -241,3 +241,26 @@ def test_one_bad_request_fails_alone_and_a_failing_engine_still_raises():
     assert out[1].error == "request_failed: ValueError: prompt longer than the model's context"
     with pytest.raises(ValueError, match="longer than"):
         asyncio.run(submit([[{"role": "user", "content": "BAD 1"}], [{"role": "user", "content": "BAD 2"}]]))
+
+
+def test_concurrent_first_calls_load_the_model_once(random_dir, monkeypatch):
+    import time
+
+    from transformers import AutoModelForCausalLM
+
+    loads, real = [], AutoModelForCausalLM.from_pretrained
+
+    def slow_load(*args, **kw):
+        loads.append(1)
+        time.sleep(0.2)  # both callers are inside start() by now
+        return real(*args, **kw)
+
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", slow_load)
+    model = load_backend(f"hf:{random_dir}", batch_size=4)
+
+    async def two_first_calls():
+        return await asyncio.gather(model.agenerate([PROMPTS[0]], GREEDY), model.agenerate([PROMPTS[1]], GREEDY))
+
+    outs = asyncio.run(two_first_calls())
+    model.close()
+    assert len(loads) == 1 and all(c.ok for [c] in outs)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import dataclasses
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,6 +125,7 @@ class Backend(abc.ABC):
     def __init__(self, config: BackendConfig):
         self.config = config
         self.usage = Usage()
+        self._start_lock = threading.Lock()
 
     @property
     def model_name(self) -> str:

@@ -75,8 +75,12 @@ class HFBackend(Backend):
 
     # ------------------------------------------------------------------ loading
     def start(self) -> "HFBackend":
-        if self.model is not None:
-            return self
+        with self._start_lock:  # concurrent first calls (from threads) load the model once
+            if self.model is None:
+                self._load()
+        return self
+
+    def _load(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -103,7 +107,6 @@ class HFBackend(Backend):
         self.stop_token_ids = self._end_of_turn_ids()
         log.info("loaded %s (%s, %s); stops at %s", self.path, device, str(dtype).removeprefix("torch."),
                  tok.convert_ids_to_tokens(self.stop_token_ids))
-        return self
 
     def _end_of_turn_ids(self) -> list[int]:
         """eos (tokenizer and generation config) plus the special token the chat template puts

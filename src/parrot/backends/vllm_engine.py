@@ -69,8 +69,12 @@ class VLLMBackend(Backend):
         return "smollm2" if self.config.spec == "vllm:smollm2" else self.path.name
 
     def start(self) -> "VLLMBackend":
-        if self.llm is not None:
-            return self
+        with self._start_lock:  # concurrent first calls (from threads) load the model once
+            if self.llm is None:
+                self._load()
+        return self
+
+    def _load(self) -> None:
         try:
             import vllm
         except ImportError:
@@ -82,7 +86,6 @@ class VLLMBackend(Backend):
         except TypeError as e:  # an engine argument this vLLM version does not know
             raise ParrotError(f"{self.config.spec}: vLLM rejected an engine argument ({e}); "
                               f"check the role's extra options: {sorted(self.config.extra)}") from None
-        return self
 
     def close(self) -> None:
         if self.usage.requests:
