@@ -159,6 +159,9 @@ def load_seed_pool(cfg: SynthesizeConfig, counts: Counter) -> list[dict]:
     return pool
 
 
+SEED_NOTE = "derived(run_seed, index, position, role[, failed tries])"  # what records say of their seeds
+
+
 def derive_seed(*parts) -> int:
     """A sampling seed from (run seed, index, position, role): stable across resumes and shards."""
     return int(hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
@@ -330,9 +333,9 @@ class Synthesizer:
             "turns": sum(1 for m in msgs if m["role"] == "assistant"), "end_reason": s.end_reason,
             "failed_calls": s.failures,
             "asker": {"spec": self.cfg.asker.spec, "mode": self.cfg.asker_mode,
-                      "sampling": {**self.asker_params.to_dict(), "seed": "derived(run_seed, index, position)"}},
+                      "sampling": {**self.asker_params.to_dict(), "seed": SEED_NOTE}},
             "assistant": {"spec": self.cfg.assistant.spec,
-                          "sampling": {**self.assistant_params.to_dict(), "seed": "derived(run_seed, index, position)"}},
+                          "sampling": {**self.assistant_params.to_dict(), "seed": SEED_NOTE}},
         }
 
     def _refresh_bar(self) -> None:
