@@ -118,6 +118,8 @@ def test_a_bad_value_from_the_command_line_is_not_blamed_on_the_file(tmp_path):
     with pytest.raises(ParrotError, match=r"cfg\.yaml: turns: expected int, found 'abc'"):
         parse(["--config", yaml_file(tmp_path, "turns: abc\n")])
     assert parse(["--config", yaml_file(tmp_path, "turns: abc\n"), "turns=4"]).turns == 4
+    with pytest.raises(ParrotError, match=r"^command line: asker: temperature: expected float"):
+        parse(["--config", yaml_file(tmp_path, "asker:\n  spec: hf:/m\n"), "asker.temperature=abc"])
 
 
 def test_unknown_key_in_yaml_names_the_file(tmp_path):

@@ -178,10 +178,8 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
         cur = node.get(p)
         if isinstance(cur, str):  # shorthand spec string; expand so a nested key can be set
             cur = {"__shorthand__": cur}
-        if cur is None or not isinstance(cur, dict):
-            cur = {} if cur is None else cur
-        if not isinstance(cur, dict):
-            cur = {}
+        # a copy: the caller's mapping (a YAML file's) stays as it was
+        cur = dict(cur) if isinstance(cur, dict) else {}
         node[p] = cur
         node = cur
     old = node.get(parts[-1])

@@ -118,6 +118,7 @@ class MicroBatcher:
         try:
             results = await asyncio.to_thread(self.run_batch, [it.messages for it in batch],
                                               [it.params for it in batch])
+            self.batches_run += 1
         except Exception as e:
             results = await self._one_by_one(batch, e)
             if results is None:  # every item fails alone too (a bug, out of memory): callers see it
@@ -125,7 +126,6 @@ class MicroBatcher:
                     if not it.future.done():
                         it.future.set_exception(e)
                 return
-        self.batches_run += 1
         for it, c in zip(batch, results):
             self.usage.requests += 1
             if c.ok:
@@ -137,7 +137,6 @@ class MicroBatcher:
             self.usage.completion_tokens += c.completion_tokens
             if not it.future.done():
                 it.future.set_result(c)
-
 
     async def _one_by_one(self, batch: list[_Pending], error: Exception) -> list[Completion] | None:
         """After a failed batch, each item alone: one bad request (a prompt longer than the model's
