@@ -102,7 +102,7 @@ def test_a_negative_number_after_a_flag_leaves_the_next_key_value_an_override():
 
 
 def test_yaml_booleans_in_a_string_list_and_number_keys_are_errors_naming_the_file(tmp_path):
-    with pytest.raises(ParrotError, match=r"cfg\.yaml: names\[1\]: expected a string, found False "
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:1: names\[1\]: expected a string, found False "
                                           r"\(YAML reads an unquoted yes/no"):
         parse(["--config", yaml_file(tmp_path, "names: [en, no]\n")])
     assert parse(["--config", yaml_file(tmp_path, "names: [en, 'no']\n")]).names == ["en", "no"]
@@ -115,19 +115,24 @@ def test_a_bad_value_from_the_command_line_is_not_blamed_on_the_file(tmp_path):
     for argv in (["turns=xyz"], ["--turns", "xyz"]):
         with pytest.raises(ParrotError, match=r"^command line: turns: expected int, found 'xyz'"):
             parse(["--config", cfg_file, *argv])
-    with pytest.raises(ParrotError, match=r"cfg\.yaml: turns: expected int, found 'abc'"):
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:1: turns: expected int, found 'abc'"):
         parse(["--config", yaml_file(tmp_path, "turns: abc\n")])
     assert parse(["--config", yaml_file(tmp_path, "turns: abc\n"), "turns=4"]).turns == 4
     with pytest.raises(ParrotError, match=r"^command line: asker: temperature: expected float"):
         parse(["--config", yaml_file(tmp_path, "asker:\n  spec: hf:/m\n"), "asker.temperature=abc"])
 
 
-def test_unknown_key_in_yaml_names_the_file(tmp_path):
+def test_unknown_key_in_yaml_names_the_file_and_line(tmp_path):
     cfg_file = yaml_file(tmp_path, "turns: 3\ntunrs: 4\n")
-    with pytest.raises(ParrotError, match=r"cfg\.yaml: unknown key 'tunrs' for Demo \(known keys: .*turns"):
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:2: unknown key 'tunrs' for Demo \(known keys: .*turns"):
         parse(["--config", cfg_file])
-    with pytest.raises(ParrotError, match=r"cfg\.yaml: asker: unknown key 'speed' for Role"):
-        parse(["--config", yaml_file(tmp_path, "asker: {speed: 2}\n")])
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:3: asker: unknown key 'speed' for Role"):
+        parse(["--config", yaml_file(tmp_path, "turns: 3\nasker:\n  speed: 2\n")])
+
+
+def test_a_bad_nested_value_in_yaml_names_its_line(tmp_path):
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:4: asker: temperature: expected float, found 'hot'"):
+        parse(["--config", yaml_file(tmp_path, "turns: 3\nasker:\n  spec: hf:/m\n  temperature: hot\n")])
 
 
 def test_unknown_key_on_the_command_line():
@@ -148,7 +153,7 @@ def test_bad_values_say_what_was_expected_and_found(argv, message):
 
 
 def test_bad_value_in_yaml_names_the_file(tmp_path):
-    with pytest.raises(ParrotError, match=r"cfg\.yaml: turns: expected int, found 'ten'"):
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:1: turns: expected int, found 'ten'"):
         parse(["--config", yaml_file(tmp_path, "turns: ten\n")])
 
 

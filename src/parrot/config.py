@@ -280,6 +280,28 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+def with_yaml_line(message: str, path: str) -> str:
+    """``"cfg.yaml: asker: temperature: expected ..."`` → ``"cfg.yaml:4: asker: ..."``: the line of
+    the deepest key the message names (unchanged when it names none)."""
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, yaml.YAMLError):
+        return message
+    rest = message[len(path) + 2:]
+    node, line = root, None
+    for seg in rest.split(": "):
+        unknown = re.match(r"unknown key '(.+?)'", seg)
+        name = unknown.group(1) if unknown else re.sub(r"\[\d+\]$", "", seg)
+        match = next(((k, v) for k, v in node.value if str(k.value) == name), None) \
+            if isinstance(node, yaml.MappingNode) else None
+        if match is None:
+            break
+        line, node = match[0].start_mark.line + 1, match[1]
+        if unknown:
+            break
+    return f"{path}:{line}: {rest}" if line else message
+
+
 def to_dict(cfg: Any) -> dict:
     """The effective config as plain JSON-able data."""
     def conv(v: Any) -> Any:
@@ -418,9 +440,10 @@ def config_from_args(cls: type, args: argparse.Namespace, *, extra_field: str | 
         if lists and any(f.metadata.get("positional") and not merged.get(f.name) for f in required):
             raise ParrotError(f"{e} ({', '.join(lists)} takes every word after it: put the positional "
                               "arguments before it)") from None
-        if where != "command line" and str(e).startswith(f"{where}:") \
-                and not _bad_in_file(cls, file_cfg, where, extra_field):
-            raise ParrotError("command line" + str(e)[len(where):]) from None  # the file is fine
+        if where != "command line" and str(e).startswith(f"{where}:"):
+            if not _bad_in_file(cls, file_cfg, where, extra_field):
+                raise ParrotError("command line" + str(e)[len(where):]) from None  # the file is fine
+            raise ParrotError(with_yaml_line(str(e), where)) from None
         raise
 
 
