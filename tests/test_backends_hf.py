@@ -264,3 +264,11 @@ def test_concurrent_first_calls_load_the_model_once(random_dir, monkeypatch):
     outs = asyncio.run(two_first_calls())
     model.close()
     assert len(loads) == 1 and all(c.ok for [c] in outs)
+
+
+def test_a_prompt_longer_than_the_context_fails_alone(random_dir):
+    too_long = [{"role": "user", "content": "word " * 3000}]   # the model's context: 2048 positions
+    with load_backend(f"hf:{random_dir}", batch_size=4) as model:
+        short, long_ = model.generate([PROMPTS[0], too_long], GREEDY)
+    assert short.ok
+    assert long_.text is None and "does not fit the model's context (2048 tokens)" in long_.error

@@ -147,6 +147,10 @@ class HFBackend(Backend):
 
         self.start()
         enc = self.encode(conversations).to(self.device)
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        longest = int(enc["attention_mask"].sum(dim=1).max())
+        if limit and longest >= limit:  # the batcher then fails this request alone
+            raise ValueError(f"a prompt of {longest} tokens does not fit the model's context ({limit} tokens)")
         kwargs: dict[str, Any] = dict(max_new_tokens=params.max_tokens, eos_token_id=self.stop_token_ids,
                                       pad_token_id=self.tokenizer.pad_token_id)
         if params.temperature > 0:
