@@ -130,3 +130,17 @@ def test_a_second_writer_on_the_same_file_is_refused_until_the_first_closes(tmp_
     with AppendWriter(p, fsync=False) as again:
         again.write({"i": 1})
     assert [r["i"] for _, r in read_jsonl(p)] == [0, 1]
+
+
+def test_a_file_system_without_locks_is_written_unlocked(tmp_path, monkeypatch, caplog):
+    import errno
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with AppendWriter(tmp_path / "a.jsonl", fsync=False) as w:
+        w.write({"i": 0})
+    assert [r["i"] for _, r in read_jsonl(tmp_path / "a.jsonl")] == [0]
+    assert "cannot lock it" in caplog.text

@@ -158,6 +158,8 @@ def _lock(fh, path: Path) -> None:
         fh.close()
         raise ParrotError(f"{path}: another process is writing it (the same command running twice?); "
                           "wait for it to finish or stop it") from None
+    except OSError as e:  # a file system without locks (some NFS/Lustre mounts): go on unlocked
+        log.warning("%s: cannot lock it (%s); a second run on it would not be stopped", path, e)
 
 
 class AppendWriter:

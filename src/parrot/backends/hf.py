@@ -147,7 +147,11 @@ class HFBackend(Backend):
 
         self.start()
         enc = self.encode(conversations).to(self.device)
-        limit = getattr(self.model.config, "max_position_embeddings", None)
+        config = self.model.config
+        rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+        scaled = isinstance(rope, dict) and rope.get("rope_type", rope.get("type", "default")) != "default"
+        # With RoPE scaling (YaRN, linear, ...) the usable context may exceed the field: no check then
+        limit = None if scaled else getattr(config, "max_position_embeddings", None)
         longest = int(enc["attention_mask"].sum(dim=1).max())
         if limit and longest >= limit:  # the batcher then fails this request alone
             raise ValueError(f"a prompt of {longest} tokens does not fit the model's context ({limit} tokens)")
