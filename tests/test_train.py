@@ -322,3 +322,16 @@ def test_remote_code_is_trusted_only_when_the_user_says_so(monkeypatch, tiny_mod
     load_tokenizer(tiny_model_dir)
     load_tokenizer(tiny_model_dir, trusts_remote_code(cfg("trust_remote_code=true")))
     assert seen == [False, True]
+
+
+def test_the_dpo_reference_is_loaded_with_the_users_remote_code_setting(monkeypatch, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig
+
+    from parrot.train.dpo import _load_reference
+
+    seen = []
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda path, **kw: seen.append(kw["trust_remote_code"]))
+    for remote in (False, True):
+        _load_reference(tiny_model_dir, DPOConfig(output_dir="o", use_cpu=True, trust_remote_code=remote))
+    assert seen == [False, True]

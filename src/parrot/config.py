@@ -419,15 +419,11 @@ def config_from_args(cls: type, args: argparse.Namespace, *, extra_field: str | 
     names = {f.name for f in dataclasses.fields(cls)}
     flags = {k: v for k, v in vars(args).items() if k in names}
     # Flags and overrides are validated as "command line"; the file's own keys keep its name.
-    hints = _field_types(cls)
     merged = dict(file_cfg)
     for k, v in flags.items():
-        nested, _ = _strip_optional(hints[k])
-        if isinstance(merged.get(k), dict) and isinstance(v, str) and dataclasses.is_dataclass(nested):
-            # --asker SPEC on top of a file's `asker: {spec: ..., concurrency: ...}` keeps the options
-            merged[k] = {**merged[k], dataclasses.fields(nested)[0].name: v}
-        else:
-            merged[k] = v
+        # --asker SPEC on top of a file's `asker: {spec: ..., concurrency: ...}` keeps the options,
+        # as `asker=SPEC` does (see _set_dotted)
+        merged[k] = {**merged[k], _REPLACES: v} if isinstance(merged.get(k), dict) and isinstance(v, str) else v
     try:
         return build_config(cls, merged, list(getattr(args, "overrides", []) or []),
                             where=where, extra_field=extra_field)

@@ -30,6 +30,7 @@ _SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|secret|password|passwd|token|acc
                          r"auth|bearer|credentials?)$", re.I)
 # Tokenizer settings that end in "_token" but name a vocabulary entry, not a credential.
 _VOCAB_TOKENS = {f"{name}_token" for name in ("pad", "eos", "bos", "unk", "sep", "cls", "mask")}
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 
 
 def is_secret_key(key: str) -> bool:
@@ -59,9 +60,6 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, str) and _URL.match(obj):
         return redact_url(obj)
     return obj
-
-
-_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

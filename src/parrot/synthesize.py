@@ -43,7 +43,7 @@ from parrot.config import opt, to_dict
 from parrot.dialogue import read_dialogues, user_questions
 from parrot.jsonl import AppendWriter, AtomicWriter, read_jsonl
 from parrot.log import format_table, progress
-from parrot.manifest import read_manifest, sha256_file, write_manifest
+from parrot.manifest import describe_input, read_manifest, write_manifest
 from parrot.roleswap import STOP_MARKER, is_stop, simulator_prompt
 from parrot.runner import failures_path, start_output
 
@@ -106,18 +106,34 @@ def shard_indices(num_sessions: int, shard: str | None) -> list[int]:
     return list(range(i, num_sessions, n))
 
 
-def run_hash(cfg: SynthesizeConfig) -> str:
+INPUT_FILES = ("seeds", "topics", "prompted_prompt")
+
+
+def input_files(cfg: SynthesizeConfig) -> dict[str, dict]:
+    """The run's seed, topic and prompt files, each described (hashed) once: for the run hash and
+    both manifests. A missing one is an error before any model loads or any file is written."""
+    files = {}
+    for name in INPUT_FILES:
+        path = getattr(cfg, name)
+        if path and not Path(path).is_file():
+            raise ParrotError(f"--{name.replace('_', '-')} {path}: file not found")
+        if path:
+            files[name] = describe_input(path)
+    return files
+
+
+def run_hash(cfg: SynthesizeConfig, files: dict[str, dict]) -> str:
     """What makes two runs (or shards) the same run: the config without shard and run controls,
-    and the contents of its seed, topic and prompt files."""
+    and the contents of its input ``files`` (see :func:`input_files`)."""
     data = to_dict(cfg)
     for k in ("shard", "resume", "force", "overwrite", "step_retries", "step_retry_delay", "in_flight", "output"):
         data.pop(k, None)
     for role in ("asker", "assistant"):  # how fast a role is served does not change what it says
         for k in ("concurrency", "timeout", "max_retries", "batch_size", "slots", "threads", "base_url"):
             data[role].pop(k, None)
-    # The seed and topic files by content: a file regenerated under the same name is another pool.
-    data["input_sha256"] = {k: sha256_file(getattr(cfg, k)) for k in ("seeds", "topics", "prompted_prompt")
-                            if getattr(cfg, k) and Path(getattr(cfg, k)).is_file()}
+    # By content: a seed file regenerated under the same name is another pool (files too large
+    # to hash go by size).
+    data["input_sha256"] = {k: d.get("sha256") or d.get("bytes") for k, d in files.items()}
     blob = repr(sorted(_flatten(data).items()))
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -259,10 +275,10 @@ class Synthesizer:
             topic = s.seed["text"] if s.seed["kind"] == "topic" else None
             conv = simulator_prompt([m for m in s.messages if m["role"] != "system"],
                                     system_prompt=self.asker_system, topic=topic, where=s.id)
-            return self.asker, conv, self._params(self.asker, self.asker_params, s, pos, role), role
-        return self.assistant, list(s.messages), self._params(self.assistant, self.assistant_params, s, pos, role), role
+            return self.asker, conv, self._params(self.asker_params, s, pos, role), role
+        return self.assistant, list(s.messages), self._params(self.assistant_params, s, pos, role), role
 
-    def _params(self, backend, params: SamplingParams, s: Session, pos: int, role: str) -> SamplingParams:
+    def _params(self, params: SamplingParams, s: Session, pos: int, role: str) -> SamplingParams:
         """Explicit sampling with a seed derived from (run seed, index, position, role), so a
         resumed or sharded run asks the same, and two sessions on one seed question sample
         differently. (In-process backends batch calls whatever their seeds: vLLM seeds each request,
@@ -458,11 +474,8 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     if cfg.max_turns < 1 or cfg.num_sessions < 0:
         raise ParrotError(f"max_turns must be >= 1 and num_sessions >= 0, found {cfg.max_turns} and {cfg.num_sessions}")
     out = Path(cfg.output)
-    for name in ("seeds", "topics", "prompted_prompt"):  # before any model loads or any file is written
-        path = getattr(cfg, name)
-        if path and not Path(path).is_file():
-            raise ParrotError(f"--{name.replace('_', '-')} {path}: file not found")
-    rhash = run_hash(cfg)
+    files = input_files(cfg)
+    rhash = run_hash(cfg, files)
     _check_start(cfg, out, rhash)
     started_wall = time.time()
     read_counts: Counter = Counter()
@@ -474,7 +487,7 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     shard_i, shard_n = parse_shard(cfg.shard)
     manifest_extra = dict(run_hash=rhash, shard={"index": shard_i, "of": shard_n}, num_sessions=cfg.num_sessions,
                           expected_sessions=len(indices))
-    inputs = [p for p in (cfg.seeds, cfg.topics) if p]
+    inputs = list(files.values())
     write_manifest(out, stage="synthesize", config=cfg, inputs=inputs, complete=False, **manifest_extra)
 
     jpath = journal_path(out)

@@ -45,6 +45,14 @@ def checkpoint_dir(spec: str) -> Path:
     return path
 
 
+def context_length(config) -> int | None:
+    """``max_position_embeddings``, or None with RoPE scaling (YaRN, linear, ...), where the usable
+    context may be longer than that field says."""
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    scaled = isinstance(rope, dict) and rope.get("rope_type", rope.get("type", "default")) != "default"
+    return None if scaled else getattr(config, "max_position_embeddings", None)
+
+
 class HFBackend(Backend):
     """transformers ``generate`` behind a micro-batching queue."""
 
@@ -61,6 +69,7 @@ class HFBackend(Backend):
         self.tokenizer = None
         self.stop_token_ids: list[int] = []
         self.torch_threads: int | None = None
+        self.context: int | None = None  # positions the model knows (None: unknown, not checked)
         self.batcher = MicroBatcher(self._generate_grouped, self.usage, max_batch=config.batch_size,
                                     same_params=True)
 
@@ -105,6 +114,7 @@ class HFBackend(Backend):
         model.to(device).eval()
         self.tokenizer, self.model, self.device = tok, model, device
         self.stop_token_ids = self._end_of_turn_ids()
+        self.context = context_length(self.model.config)
         log.info("loaded %s (%s, %s); stops at %s", self.path, device, str(dtype).removeprefix("torch."),
                  tok.convert_ids_to_tokens(self.stop_token_ids))
 
@@ -147,14 +157,9 @@ class HFBackend(Backend):
 
         self.start()
         enc = self.encode(conversations).to(self.device)
-        config = self.model.config
-        rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
-        scaled = isinstance(rope, dict) and rope.get("rope_type", rope.get("type", "default")) != "default"
-        # With RoPE scaling (YaRN, linear, ...) the usable context may exceed the field: no check then
-        limit = None if scaled else getattr(config, "max_position_embeddings", None)
         longest = int(enc["attention_mask"].sum(dim=1).max())
-        if limit and longest >= limit:  # the batcher then fails this request alone
-            raise ValueError(f"a prompt of {longest} tokens does not fit the model's context ({limit} tokens)")
+        if self.context and longest >= self.context:  # the batcher then fails this request alone
+            raise ValueError(f"a prompt of {longest} tokens does not fit the model's context ({self.context} tokens)")
         kwargs: dict[str, Any] = dict(max_new_tokens=params.max_tokens, eos_token_id=self.stop_token_ids,
                                       pad_token_id=self.tokenizer.pad_token_id)
         if params.temperature > 0:
