@@ -99,7 +99,8 @@ def test_verifier_walks_on_until_the_cap_is_filled(tmp_path, fault_server):
 def test_verifier_failure_is_recorded_and_the_session_retried_on_resume(tmp_path, fault_server):
     fault_server.responder = lambda req: "YES"
     fault_server.add_faults("500")
-    verifier = {"spec": "openai:judge", "base_url": fault_server.base_url, "max_retries": 0}
+    # One request at a time, so the fault reaches session a's first question, not whichever came first.
+    verifier = {"spec": "openai:judge", "base_url": fault_server.base_url, "max_retries": 0, "concurrency": 1}
     counts, sel = select(tmp_path, [("a", LONG), ("b", LONG)], max_per_session=1, verifier=verifier)
     assert counts["sessions_failed"] == 1 and [r["source_id"] for r in sel] == ["b"]
     [fail] = [json.loads(x) for x in (tmp_path / "sel.jsonl.failures.jsonl").read_text().splitlines()]
