@@ -124,7 +124,7 @@ def test_a_bad_value_from_the_command_line_is_not_blamed_on_the_file(tmp_path):
 
 def test_unknown_key_in_yaml_names_the_file_and_line(tmp_path):
     cfg_file = yaml_file(tmp_path, "turns: 3\ntunrs: 4\n")
-    with pytest.raises(ParrotError, match=r"cfg\.yaml:2: unknown key 'tunrs' for Demo \(known keys: .*turns"):
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:2: unknown key 'tunrs' for Demo; did you mean 'turns'\? \(known keys: .*turns"):
         parse(["--config", cfg_file])
     with pytest.raises(ParrotError, match=r"cfg\.yaml:3: asker: unknown key 'speed' for Role"):
         parse(["--config", yaml_file(tmp_path, "turns: 3\nasker:\n  speed: 2\n")])

@@ -54,6 +54,15 @@ def test_a_bad_stage_setting_names_the_stage(tmp_path):
         stage_config(next(s for s in STAGES if s.name == "filter"), cfg)
 
 
+def test_a_later_stages_typo_stops_the_run_before_the_first_stage(tmp_path, capsys):
+    workdir = tmp_path / "wd"
+    rc = main(["pipeline", f"workdir={workdir}", "eval_judge.judje=openai:x", f"prepare.source=[{_source(tmp_path)}]"])
+    assert rc == 2 and "pipeline: eval_judge: unknown key 'judje'" in capsys.readouterr().err
+    rc = main(["pipeline", f"workdir={workdir}", "train_dpo.bta=0.1", f"prepare.source=[{_source(tmp_path)}]"])
+    assert rc == 2 and "did you mean 'beta'?" in capsys.readouterr().err
+    assert not workdir.exists()  # prepare did not run
+
+
 def test_unknown_stage_name_is_an_error():
     with pytest.raises(ParrotError, match="unknown stage"):
         build_config(PipelineConfig, {"stages": ["prepare", "trainask"]})

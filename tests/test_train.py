@@ -175,12 +175,18 @@ def test_a_malformed_pair_names_the_file_and_line(model_dir, tmp_path, capsys):
     assert f"{pairs}:2" in capsys.readouterr().err
 
 
-def test_unknown_key_is_an_error_naming_it(model_dir, dialogues, tmp_path, capsys):
-    rc = main(["train-chat", str(dialogues), "-o", str(tmp_path / "x"), "--model", str(model_dir),
+def test_unknown_key_is_an_error_naming_it_before_anything_loads(dialogues, tmp_path, capsys):
+    # The model does not exist: the key is reported before anything would load it.
+    rc = main(["train-chat", str(dialogues), "-o", str(tmp_path / "x"), "--model", str(tmp_path / "none"),
                "learning_rat=1e-4", *QUICK])
     assert rc == 2
-    err = capsys.readouterr().err
-    assert "learning_rat" in err and "SFTConfig" in err
+    assert capsys.readouterr().err.strip().endswith(
+        "command line: unknown key 'learning_rat': neither a Parrot training option nor a field of "
+        "TRL's SFTConfig; did you mean 'learning_rate'?")
+    cfg_file = tmp_path / "dpo.yaml"
+    cfg_file.write_text("data: [p.jsonl]\noutput: out\nbeta: 0.1\nlearning_rate: 1.0e-6\nlos_type: ipo\n")
+    assert main(["train-dpo", "--config", str(cfg_file)]) == 2
+    assert f"{cfg_file}:5: unknown key 'los_type'" in capsys.readouterr().err  # DPOConfig's loss_type
 
 
 def test_yaml_and_overrides_reach_trl(tmp_path):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import hashlib
 import json
 import re
@@ -213,7 +214,9 @@ def _construct(cls: type, data: dict, where: str, extra_field: str | None):
                 extra[k] = _yaml_scalar(value[_REPLACES] if isinstance(value, dict) and _REPLACES in value else value)
                 continue
             known = ", ".join(sorted(fields))
-            raise ParrotError(f"{where}: unknown key {key!r} for {cls.__name__} (known keys: {known})")
+            close = difflib.get_close_matches(k, list(fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ParrotError(f"{where}: unknown key {key!r} for {cls.__name__}{hint} (known keys: {known})")
         tp = hints[k]
         base, _ = _strip_optional(tp)
         if isinstance(value, dict) and _REPLACES in value and not dataclasses.is_dataclass(base):

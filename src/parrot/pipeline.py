@@ -181,6 +181,9 @@ def stage_state(stage: Stage, stage_cfg: Any, workdir: Path) -> str:
 
 def pipeline(cfg: PipelineConfig) -> list[dict]:
     """Run the selected stages in order; return one summary row per stage."""
+    # Every selected stage's settings are checked before the first one runs: a mistyped key for
+    # eval_judge is an error now, not after an hour of synthesis and training.
+    configs = {stage.name: stage_config(stage, cfg) for stage in STAGES if stage.name in cfg.stages}
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
@@ -188,7 +191,7 @@ def pipeline(cfg: PipelineConfig) -> list[dict]:
     for stage in STAGES:
         if stage.name not in cfg.stages:
             continue
-        stage_cfg = stage_config(stage, cfg)
+        stage_cfg = configs[stage.name]
         state = "rerun requested" if stage.name in cfg.rerun else stage_state(stage, stage_cfg, workdir)
         if state == "up to date":
             log.info("%s: up to date (%s), skipped", stage.name, stage.marker(workdir))

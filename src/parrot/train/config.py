@@ -13,9 +13,12 @@ lands in ``trl_args`` and passes straight to TRL's ``SFTConfig`` / ``DPOConfig``
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import ClassVar
 
 from parrot import ParrotError
 from parrot.config import opt
@@ -53,6 +56,8 @@ class TrainConfig:
                                        f"({', '.join(ACCELERATE_CONFIGS)}) or a YAML path", hashed=False)
     num_processes: int | None = opt(None, "with --accelerate: number of processes (GPUs)", hashed=False)
     trl_args: dict = opt(dict, "any other key=value goes to TRL's SFTConfig/DPOConfig", cli=False)
+    #: The TRL config class (in ``trl``) that ``trl_args`` go to.
+    trl_config: ClassVar[str] = "SFTConfig"
 
     def __post_init__(self):
         if not self.data:
@@ -65,6 +70,24 @@ class TrainConfig:
             layer_indices(self.lora_layers)  # a bad list is an error now, not after loading the model
         if self.time_limit is not None and self.time_limit <= 0:
             raise ParrotError(f"time_limit: expected a positive number of minutes, found {self.time_limit}")
+        if self.trl_args:
+            self._check_trl_keys()
+
+    def _check_trl_keys(self) -> None:
+        """A mistyped pass-through key is an error now, not after the model loads (or, in the
+        pipeline, after the stages before this one have run). A ValueError, so the config builder
+        names where the key was given (the YAML line, or the command line)."""
+        import trl
+
+        names = {f.name for f in dataclasses.fields(getattr(trl, self.trl_config))}
+        unknown = sorted(set(self.trl_args) - names)
+        if unknown:
+            ours = [f.name for f in dataclasses.fields(self) if f.init and f.name != "trl_args"]
+            close = difflib.get_close_matches(unknown[0], [*ours, *names], n=1)
+            more = f" (and {', '.join(map(repr, unknown[1:]))})" if unknown[1:] else ""
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"unknown key {unknown[0]!r}{more}: neither a Parrot training option nor a "
+                             f"field of TRL's {self.trl_config}{hint}")
 
 
 def layer_indices(spec: str | int) -> list[int]:
@@ -106,6 +129,7 @@ class DPOTrainConfig(TrainConfig):
     ref_model: str | None = opt(None, "reference model for full fine-tuning (default: the starting "
                                       "model); with LoRA the reference is the model with the adapter off")
     eval_data: str | None = opt(None, "held-out preference pairs: evaluated after training")
+    trl_config: ClassVar[str] = "DPOConfig"
 
 
 def accelerate_config_path(name_or_path: str) -> Path:
