@@ -341,3 +341,43 @@ def test_the_dpo_reference_is_loaded_with_the_users_remote_code_setting(monkeypa
     for remote in (False, True):
         _load_reference(tiny_model_dir, DPOConfig(output_dir="o", use_cpu=True, trust_remote_code=remote))
     assert seen == [False, True]
+
+
+def test_on_cpu_the_lm_head_scores_only_labelled_positions_with_the_same_loss_and_gradients(
+        tiny_model_dir, monkeypatch):
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+
+    from parrot.train.runtime import compact_lm_head
+
+    rows, real = [], trl_utils._ChunkedLogProbFunction
+
+    class Spy:
+        @staticmethod
+        def apply(hidden, *rest):
+            rows.append(hidden.shape[0])
+            return real.apply(hidden, *rest)
+
+    monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    trl_utils.add_fused_lm_head(model)
+    ids = torch.randint(0, model.config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(0))
+    labels = ids.clone()
+    labels[:, :30] = -100  # a user turn's worth of tokens trains; the rest is context
+
+    def loss_and_grads():
+        model.zero_grad()
+        out = model(input_ids=ids, labels=labels, fused_lm_head=True)
+        out.loss.backward()
+        return out.loss.item(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    full_loss, full_grads = loss_and_grads()
+    with compact_lm_head() as on:
+        compact_loss, compact_grads = loss_and_grads()
+    assert on and rows == [39, 10]  # every shifted position, then only the 10 with a label
+    assert compact_loss == pytest.approx(full_loss, rel=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(full_grads, compact_grads))
+    with compact_lm_head(enabled=False) as on:  # torch_compile: shapes stay fixed
+        loss_and_grads()
+    assert not on and rows[-1] == 39

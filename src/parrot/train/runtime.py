@@ -301,15 +301,18 @@ def train_and_save(trainer, cfg: TrainConfig, tokenizer, *, stage: str, model_pa
     (``rewards/margins`` for DPO).
     """
     t_train0 = time.monotonic()
-    result = trainer.train(resume_from_checkpoint=resume_checkpoint(trainer.args))
-    t_train = time.monotonic()
+    with compact_lm_head(enabled=not trainer.args.torch_compile):
+        result = trainer.train(resume_from_checkpoint=resume_checkpoint(trainer.args))
+        t_train = time.monotonic()
+        if has_eval:
+            eval_loss = trainer.evaluate()["eval_loss"]
     losses = final_losses(trainer, result)
     for key in extra_log_keys:
         logged = [h[key] for h in trainer.state.log_history if key in h]
         if logged:
             losses[key] = logged[-1]
     if has_eval:
-        losses["eval_loss"] = trainer.evaluate()["eval_loss"]
+        losses["eval_loss"] = eval_loss
     saved = save_output(trainer, cfg, tokenizer)
     t_end = time.monotonic()
     if eval_counts:
@@ -322,6 +325,37 @@ def train_and_save(trainer, cfg: TrainConfig, tokenizer, *, stage: str, model_pa
         print(format_table([(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)],
                            ("", stage)))
     return {"counts": counts, "losses": losses, "timings": timings, "saved": saved}
+
+
+@contextlib.contextmanager
+def compact_lm_head(enabled: bool = True):
+    """On a CPU, TRL's fused LM head projects only the positions that carry a label.
+
+    TRL scores only those positions on Triton devices; elsewhere it scores every position and
+    masks the result (fixed shapes for compilers such as Neuron's). A CPU in eager mode has no
+    such need, and the LM head is the largest single cost of a small model's step: scoring only
+    the labelled positions made a SmolLM2-135M train-ask step 1.6x faster (user turns are a small
+    share of a session's tokens), train-chat's 1.2x; the per-token log-probabilities are the
+    same. Off under ``torch_compile`` (changing shapes would recompile), and a no-op on a TRL
+    whose fused head does not make that choice the known way.
+    """
+    try:
+        import inspect
+
+        import trl.trainer.utils as trl_utils
+
+        known = "compact = _use_triton(" in inspect.getsource(trl_utils.add_fused_lm_head)
+    except (ImportError, AttributeError, OSError, TypeError):
+        known = False
+    if not (enabled and known and hasattr(trl_utils, "_use_triton")):
+        yield False
+        return
+    original = trl_utils._use_triton
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    try:
+        yield True
+    finally:
+        trl_utils._use_triton = original
 
 
 def final_losses(trainer, train_output) -> dict:
