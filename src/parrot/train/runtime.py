@@ -334,10 +334,11 @@ def compact_lm_head(enabled: bool = True):
     TRL scores only those positions on Triton devices; elsewhere it scores every position and
     masks the result (fixed shapes for compilers such as Neuron's). A CPU in eager mode has no
     such need, and the LM head is the largest single cost of a small model's step: scoring only
-    the labelled positions made a SmolLM2-135M train-ask step 1.6x faster (user turns are a small
-    share of a session's tokens), train-chat's 1.2x; the per-token log-probabilities are the
-    same. Off under ``torch_compile`` (changing shapes would recompile), and a no-op on a TRL
-    whose fused head does not make that choice the known way.
+    the labelled positions trained SmolLM2-135M 1.7x faster on user turns (train-ask: a small
+    share of a session's tokens) and 1.3x on assistant turns (benchmarks/lm_head_cpu.py); the
+    per-token log-probabilities are the same. It swaps TRL's private ``_use_triton`` test in
+    ``trl.trainer.utils`` for the duration; off under ``torch_compile`` (changing shapes would
+    recompile), and a no-op on a TRL whose fused head does not make that choice the known way.
     """
     try:
         import inspect
