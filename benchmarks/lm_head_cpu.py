@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from train_throughput import run_child, training_run_args, workspace
+
 MODES = ("every", "labelled")  # baseline first
 
 
@@ -72,44 +70,23 @@ def run_mode(mode: str, view: str, model: Path, args) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="smollm2", help="smollm2, small (random 4-layer Llama), or a checkpoint path")
-    p.add_argument("--data", type=Path, default=ROOT / "data" / "sharegpt.jsonl")
-    p.add_argument("--sessions", type=int, default=200)
-    p.add_argument("--max-length", type=int, default=1024)
-    p.add_argument("--batch", type=int, default=2, help="packed rows per step")
-    p.add_argument("--steps", type=int, default=6, help="optimizer steps (the first is not timed)")
+    training_run_args(p, model="smollm2", sessions=200, max_length=1024, batch=2, steps=6,
+                      batch_help="packed rows per step")
     p.add_argument("--views", default="ask,chat")
     p.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)  # child process
     p.add_argument("--view", help=argparse.SUPPRESS)
-    p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
-    p.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.mode:  # child: one run, JSON on the last stdout line
         print(json.dumps(run_mode(args.mode, args.view, args.model_dir, args)))
         return 0
 
-    if not args.data.is_file():
-        subprocess.run([sys.executable, "-m", "parrot.cli", "prepare", "sharegpt", "-o", str(args.data),
-                        "--dev-fraction", "0.02"], check=True)
-    from parrot.checkpoint import resolve_model_path
-    from train_throughput import small_model
-
     rows = []
-    with tempfile.TemporaryDirectory(prefix="parrot-lm-head-") as tmp:
-        tmp = Path(tmp)
-        model = small_model(tmp / "model") if args.model == "small" else resolve_model_path(args.model)
+    with workspace(args) as (tmp, model):
         for view in args.views.split(","):
-            runs = {}
-            for mode in MODES:
-                cmd = [sys.executable, __file__, "--mode", mode, "--view", view, "--model-dir", str(model),
-                       "--tmp", str(tmp), "--data", str(args.data), "--sessions", str(args.sessions),
-                       "--max-length", str(args.max_length), "--batch", str(args.batch), "--steps", str(args.steps)]
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-                if proc.returncode != 0:
-                    sys.stderr.write(proc.stderr[-4000:])
-                    return 1
-                runs[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+            runs = {mode: run_child(__file__, args, model, tmp, "--mode", mode, "--view", view) for mode in MODES}
+            if None in runs.values():
+                return 1
             base, new = runs["every"], runs["labelled"]
             diffs = [abs(a - b) for a, b in zip(base["losses"], new["losses"])]
             rows.append((view, base["tokens_per_s"], new["tokens_per_s"], diffs[0], max(diffs)))

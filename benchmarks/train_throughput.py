@@ -22,6 +22,7 @@ Targets: padding <= 10% and tokens/s >= the baseline.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import resource
@@ -110,42 +111,64 @@ def run_variant(variant: str, model: Path, data: Path, args) -> dict:
             "peak_mb": peak_mb, "mean_session_tokens": mean_len, "sessions_cut": counts.get("sessions_cut", 0)}
 
 
+def training_run_args(p: argparse.ArgumentParser, *, model: str, sessions: int, max_length: int, batch: int,
+                      steps: int, batch_help: str) -> None:
+    """The options of a benchmark that trains in child processes (this one and lm_head_cpu.py)."""
+    p.add_argument("--model", default=model, help="small (random 4-layer Llama), smollm2, or a checkpoint path")
+    p.add_argument("--data", type=Path, default=ROOT / "data" / "sharegpt.jsonl")
+    p.add_argument("--sessions", type=int, default=sessions)
+    p.add_argument("--max-length", type=int, default=max_length)
+    p.add_argument("--batch", type=int, default=batch, help=batch_help)
+    p.add_argument("--steps", type=int, default=steps, help="optimizer steps (the first is not timed)")
+    p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)  # child process
+    p.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
+
+
+@contextlib.contextmanager
+def workspace(args):
+    """A temporary directory and the model to train (a fresh small one, or resolved); the
+    ShareGPT data is prepared first if missing."""
+    if not args.data.is_file():
+        subprocess.run([sys.executable, "-m", "parrot.cli", "prepare", "sharegpt", "-o", str(args.data),
+                        "--dev-fraction", "0.02"], check=True)
+    from parrot.checkpoint import resolve_model_path
+
+    with tempfile.TemporaryDirectory(prefix="parrot-bench-") as tmp:
+        tmp = Path(tmp)
+        yield tmp, small_model(tmp / "model") if args.model == "small" else resolve_model_path(args.model)
+
+
+def run_child(script: str, args, model: Path, tmp: Path, *child_flags: str) -> dict | None:
+    """Run one measurement in its own process (clean peak memory); its JSON from the last stdout line."""
+    cmd = [sys.executable, script, *child_flags, "--model-dir", str(model), "--tmp", str(tmp),
+           "--data", str(args.data), "--sessions", str(args.sessions), "--max-length", str(args.max_length),
+           "--batch", str(args.batch), "--steps", str(args.steps)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="small", help="small (random 4-layer Llama), smollm2, or a checkpoint path")
-    p.add_argument("--data", type=Path, default=ROOT / "data" / "sharegpt.jsonl")
-    p.add_argument("--sessions", type=int, default=400)
-    p.add_argument("--max-length", type=int, default=512)
-    p.add_argument("--batch", type=int, default=4, help="sessions per step in the padded variants")
-    p.add_argument("--steps", type=int, default=8, help="optimizer steps (the first is not timed)")
+    training_run_args(p, model="small", sessions=400, max_length=512, batch=4, steps=8,
+                      batch_help="sessions per step in the padded variants")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: padded (the baseline), grouped, packed")
     p.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # child process
-    p.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
-    p.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
 
     if args.variant:  # child: one variant, JSON on the last stdout line
         print(json.dumps(run_variant(args.variant, args.model_dir, args.data, args)))
         return 0
 
-    if not args.data.is_file():
-        subprocess.run([sys.executable, "-m", "parrot.cli", "prepare", "sharegpt", "-o", str(args.data),
-                        "--dev-fraction", "0.02"], check=True)
-    from parrot.checkpoint import resolve_model_path
-
     results = []
-    with tempfile.TemporaryDirectory(prefix="parrot-throughput-") as tmp:
-        tmp = Path(tmp)
-        model = small_model(tmp / "model") if args.model == "small" else resolve_model_path(args.model)
+    with workspace(args) as (tmp, model):
         for variant in args.variants.split(","):
-            cmd = [sys.executable, __file__, "--variant", variant, "--model-dir", str(model), "--tmp", str(tmp),
-                   "--data", str(args.data), "--sessions", str(args.sessions), "--max-length",
-                   str(args.max_length), "--batch", str(args.batch), "--steps", str(args.steps)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode != 0:
-                sys.stderr.write(proc.stderr[-4000:])
+            result = run_child(__file__, args, model, tmp, "--variant", variant)
+            if result is None:
                 return 1
-            results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            results.append(result)
     by_name = {r["variant"]: r for r in results}
     if "padded" not in by_name or "packed" not in by_name:
         print("--variants must include padded (the baseline) and packed")
