@@ -3,7 +3,6 @@ every YAML example that names its command (``# X.yaml — parrot CMD --config X.
 that command's config. Nothing runs; a renamed flag, a removed key or a wrong value in the docs
 fails here with the file and line of the example."""
 
-import argparse
 import re
 import shlex
 from pathlib import Path
@@ -11,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from parrot import ParrotError
-from parrot.cli import _resolve, build_parser
-from parrot.config import config_from_args, flags_without_value, split_overrides
+from parrot.cli import _resolve, parse_args
+from parrot.config import config_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -47,15 +46,13 @@ def examples():
 
 
 def build(argv: list[str]):
-    parser = build_parser()
-    rest, overrides = split_overrides(argv, flags_without_value(parser))
+    """What `parrot` builds from ``argv`` before it runs anything."""
     try:
-        args = parser.parse_args(rest)
+        args = parse_args(argv)
     except SystemExit:
         raise AssertionError(f"argparse refused {argv}") from None
-    args.overrides = list(getattr(args, "overrides", []) or []) + overrides
     cfg_cls, _ = _resolve(args._command)
-    return config_from_args(cfg_cls, args, extra_field=args._command.extra_field)
+    return cfg_cls, config_from_args(cfg_cls, args, extra_field=args._command.extra_field)
 
 
 EXAMPLES = list(examples())
@@ -77,7 +74,7 @@ def test_documented_example_parses(where, kind, example, tmp_path, monkeypatch, 
     if "--help" in argv:
         return
     try:
-        cfg = build(argv)
+        cfg_cls, cfg = build(argv)
     except (ParrotError, AssertionError) as e:
         pytest.fail(f"{where}: `parrot {example}` does not parse: {e} {capsys.readouterr().err.strip()}")
-    assert cfg is not None and not isinstance(cfg, argparse.Namespace)
+    assert type(cfg) is cfg_cls

@@ -92,12 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line, ``key=value`` overrides gathered in ``args.overrides`` (argparse exits
+    with 2 on a bad flag)."""
     parser = build_parser()
     rest, overrides = split_overrides(argv, flags_without_value(parser))
     args = parser.parse_args(rest)
     args.overrides = list(getattr(args, "overrides", []) or []) + overrides
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
     setup_logging(args.verbose)
     cmd: Command = args._command
     cfg_cls, fn = _resolve(cmd)
