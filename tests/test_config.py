@@ -122,6 +122,15 @@ def test_a_bad_value_from_the_command_line_is_not_blamed_on_the_file(tmp_path):
         parse(["--config", yaml_file(tmp_path, "asker:\n  spec: hf:/m\n"), "asker.temperature=abc"])
 
 
+def test_a_bad_file_does_not_take_the_blame_for_the_command_lines_error(tmp_path):
+    cfg_file = yaml_file(tmp_path, "turns: 3\nasker:\n  spec: hf:/m\n  temprature: 1\n")  # the file's typo
+    # turns (the command line's bad value) is checked first: the file's own error is not that one
+    with pytest.raises(ParrotError, match=r"^command line: turns: expected int, found 'xyz'"):
+        parse(["--config", cfg_file, "turns=xyz"])
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:4: asker: unknown key 'temprature'"):
+        parse(["--config", cfg_file, "turns=4"])
+
+
 def test_unknown_key_in_yaml_names_the_file_and_line(tmp_path):
     cfg_file = yaml_file(tmp_path, "turns: 3\ntunrs: 4\n")
     with pytest.raises(ParrotError, match=r"cfg\.yaml:2: unknown key 'tunrs' for Demo; did you mean 'turns'\? \(known keys: .*turns"):

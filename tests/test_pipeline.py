@@ -49,18 +49,24 @@ def test_yaml_section_settings_win_and_nested_roles_merge(tmp_path):
 
 
 def test_a_bad_stage_setting_names_the_stage(tmp_path):
-    cfg = build_config(PipelineConfig, {"workdir": str(tmp_path), "filter": {"min_turnz": 2}})
-    with pytest.raises(ParrotError, match="pipeline: filter: unknown key 'min_turnz'"):
-        stage_config(next(s for s in STAGES if s.name == "filter"), cfg)
+    with pytest.raises(ParrotError, match="config: filter: unknown key 'min_turnz'.*did you mean 'min_turns'"):
+        build_config(PipelineConfig, {"workdir": str(tmp_path), "filter": {"min_turnz": 2}})
+    # A stage that is not selected is not checked.
+    build_config(PipelineConfig, {"workdir": str(tmp_path), "filter": {"min_turnz": 2}, "stages": ["prepare"]})
 
 
 def test_a_later_stages_typo_stops_the_run_before_the_first_stage(tmp_path, capsys):
     workdir = tmp_path / "wd"
-    rc = main(["pipeline", f"workdir={workdir}", "eval_judge.judje=openai:x", f"prepare.source=[{_source(tmp_path)}]"])
-    assert rc == 2 and "pipeline: eval_judge: unknown key 'judje'" in capsys.readouterr().err
-    rc = main(["pipeline", f"workdir={workdir}", "train_dpo.bta=0.1", f"prepare.source=[{_source(tmp_path)}]"])
-    assert rc == 2 and "did you mean 'beta'?" in capsys.readouterr().err
-    assert not workdir.exists()  # prepare did not run
+    source = f"prepare.source=[{_source(tmp_path)}]"
+    rc = main(["pipeline", f"workdir={workdir}", "eval_judge.judje=openai:x", source])
+    assert rc == 2 and "error: command line: eval_judge: unknown key 'judje'" in capsys.readouterr().err
+    rc = main(["pipeline", f"workdir={workdir}", "train_dpo.bta=0.1", source])
+    err = capsys.readouterr().err
+    assert rc == 2 and "command line: train_dpo: unknown key 'bta'" in err and "did you mean 'beta'?" in err
+    config = _yaml(tmp_path, f"workdir: {workdir}\ntrain_dpo:\n  beta: 0.1\n  bta: 0.2\n")
+    assert main(["pipeline", "--config", config, source]) == 2
+    assert f"{config}:4: train_dpo: unknown key 'bta'" in capsys.readouterr().err  # the YAML line
+    assert not workdir.exists()  # prepare never ran
 
 
 def test_unknown_stage_name_is_an_error():

@@ -440,17 +440,18 @@ def config_from_args(cls: type, args: argparse.Namespace, *, extra_field: str | 
             raise ParrotError(f"{e} ({', '.join(lists)} takes every word after it: put the positional "
                               "arguments before it)") from None
         if where != "command line" and str(e).startswith(f"{where}:"):
-            if not _bad_in_file(cls, file_cfg, where, extra_field):
+            if _error_in_file(cls, file_cfg, where, extra_field) != str(e):
                 raise ParrotError("command line" + str(e)[len(where):]) from None  # the file is fine
             raise ParrotError(with_yaml_line(str(e), where)) from None
         raise
 
 
-def _bad_in_file(cls: type, file_cfg: dict, where: str, extra_field: str | None) -> bool:
-    """Whether the YAML file on its own has a bad key or value (a missing setting does not count:
-    the command line may give it)."""
+def _error_in_file(cls: type, file_cfg: dict, where: str, extra_field: str | None) -> str | None:
+    """The error the YAML file on its own gives, if any (a missing setting does not count: the
+    command line may give it). The file is blamed only for the very error it gives alone."""
     try:
         build_config(cls, dict(file_cfg), where=where, extra_field=extra_field)
     except ParrotError as e:
-        return str(e).startswith(f"{where}:") and "missing required setting" not in str(e)
-    return False
+        if str(e).startswith(f"{where}:") and "missing required setting" not in str(e):
+            return str(e)
+    return None

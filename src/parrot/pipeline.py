@@ -120,6 +120,17 @@ class PipelineConfig:
         unknown = [s for s in [*self.stages, *self.rerun] if s not in STAGE_NAMES]
         if unknown:
             raise ParrotError(f"stages: unknown stage(s) {', '.join(unknown)} (known: {', '.join(STAGE_NAMES)})")
+        # Every selected stage's settings are checked now, before the first stage runs: a mistyped
+        # key under eval_judge is an error at once, not after an hour of synthesis and training.
+        # A ValueError "SECTION: ...", so the config builder names the YAML line or the command line.
+        for stage in STAGES:
+            if stage.name in self.stages:
+                try:
+                    stage_config(stage, self)
+                except ParrotError as e:
+                    prefix = f"pipeline: {stage.name}: "
+                    message = str(e)[len(prefix):] if str(e).startswith(prefix) else str(e)
+                    raise ValueError(f"{stage.name}: {message}") from None
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -181,9 +192,6 @@ def stage_state(stage: Stage, stage_cfg: Any, workdir: Path) -> str:
 
 def pipeline(cfg: PipelineConfig) -> list[dict]:
     """Run the selected stages in order; return one summary row per stage."""
-    # Every selected stage's settings are checked before the first one runs: a mistyped key for
-    # eval_judge is an error now, not after an hour of synthesis and training.
-    configs = {stage.name: stage_config(stage, cfg) for stage in STAGES if stage.name in cfg.stages}
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
@@ -191,7 +199,7 @@ def pipeline(cfg: PipelineConfig) -> list[dict]:
     for stage in STAGES:
         if stage.name not in cfg.stages:
             continue
-        stage_cfg = configs[stage.name]
+        stage_cfg = stage_config(stage, cfg)
         state = "rerun requested" if stage.name in cfg.rerun else stage_state(stage, stage_cfg, workdir)
         if state == "up to date":
             log.info("%s: up to date (%s), skipped", stage.name, stage.marker(workdir))
