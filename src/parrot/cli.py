@@ -2,7 +2,9 @@
 
 Each command is a stage's config dataclass plus the function that runs it; flags,
 ``--config FILE`` and ``key=value`` overrides all come from the dataclass (see
-:mod:`parrot.config`). A :class:`~parrot.ParrotError` prints as one line and exits with 2.
+:mod:`parrot.config`). A :class:`~parrot.ParrotError` prints as one line and exits with 2; so
+does an OS error about a file (a full disk, a read-only directory, a file where a directory
+should be), naming the file and the cause.
 """
 
 from __future__ import annotations
@@ -102,6 +104,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def file_error(e: OSError) -> str | None:
+    """An OS error about a file as one line, ``PATH: cause``; None when it names no file."""
+    if not e.filename:
+        return None
+    where = f"{e.filename} -> {e.filename2}" if e.filename2 else str(e.filename)
+    # mkdir(exist_ok=True) raises it only when a file stands where a directory should be
+    cause = "exists and is not a directory" if isinstance(e, FileExistsError) else (e.strerror or str(e))
+    return f"{where}: {cause}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     setup_logging(args.verbose)
@@ -112,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         fn(cfg)
     except ParrotError as e:
         print(f"parrot {cmd.name}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        message = file_error(e)
+        if message is None:
+            raise
+        print(f"parrot {cmd.name}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         logging.getLogger("parrot").warning("interrupted")

@@ -6,6 +6,9 @@
   run never leaves a partial file that looks complete.
 - :class:`AppendWriter` appends and flushes record by record, for resumable jobs; it repairs a
   torn last line left by a crash before appending.
+
+An OS error the writers raise names the file (a full disk at a write or an fsync names none by
+itself), so the CLI can print it on one line.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,33 +71,62 @@ def dumps(record: Any) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
+@contextmanager
+def naming(path: str | Path):
+    """Give an OSError raised inside that names no file (``write``, ``flush``, ``fsync`` on a full
+    disk) the name ``path``."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
+
+
 class AtomicWriter:
     """Write JSONL to ``path`` through ``path.tmp``; renamed into place by :meth:`commit`.
 
-    Used as a context manager, it commits on success and deletes the temporary file on error.
+    Used as a context manager, it commits on success and deletes the temporary file on error
+    (a failed commit too: a full disk at the final flush leaves no ``.tmp`` behind).
     """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        # the directories made here, deepest first: an aborted write removes them again
+        self._made = [d for d in (self.path.parent, *self.path.parent.parents) if not d.exists()]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self._fh = self.tmp.open("w", encoding="utf-8")
         self.count = 0
 
     def write(self, record: Any) -> None:
-        self._fh.write(dumps(record) + "\n")
+        with naming(self.path):
+            self._fh.write(dumps(record) + "\n")
         self.count += 1
 
     def commit(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-        self._fh.close()
-        os.replace(self.tmp, self.path)
+        try:
+            with naming(self.path):
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+                self._fh.close()
+                os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
 
     def abort(self) -> None:
         if not self._fh.closed:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:  # its buffer could not be flushed (a full disk): the file goes anyway
+                pass
         self.tmp.unlink(missing_ok=True)
+        for d in self._made:
+            try:
+                d.rmdir()
+            except OSError:  # not empty (another writer's file): kept, with those above it
+                break
 
     def __enter__(self) -> "AtomicWriter":
         return self
@@ -185,18 +218,25 @@ class AppendWriter:
         them or none (a line torn by a power cut is cut off on the next open)."""
         if not records:
             return
-        self._fh.write("".join(dumps(r) + "\n" for r in records))
-        self._fh.flush()
-        if self._fsync:
-            os.fsync(self._fh.fileno())
+        with naming(self.path):
+            self._fh.write("".join(dumps(r) + "\n" for r in records))
+            self._fh.flush()
+            if self._fsync:
+                os.fsync(self._fh.fileno())
         self.count += len(records)
 
     def close(self) -> None:
         if not self._fh.closed:
-            self._fh.close()
+            with naming(self.path):
+                self._fh.close()
 
     def __enter__(self) -> "AppendWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.close()
+        except OSError:
+            if exc_type is None:
+                raise
+            # the error on the way out is the one to report (a full disk fails the close again)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from parrot import __version__
 from parrot.config import config_hash, to_dict
+from parrot.jsonl import naming
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "openai",
             "xllamacpp", "vllm", "numpy", "tokenizers")
@@ -139,8 +140,13 @@ def write_manifest(output: str | Path, *, stage: str, config: Any, inputs: list 
     path = manifest_path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        with naming(path):
+            tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+    except BaseException:  # a full disk: no half-written manifest left beside the output
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

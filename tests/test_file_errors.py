@@ -1,0 +1,117 @@
+"""File-system errors at the command line: one line naming the file and the cause, exit 2, and
+no temporary file left behind (a file where a directory should be, a directory that cannot be
+written to, a full disk)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from parrot.cli import main
+from parrot.jsonl import AppendWriter, AtomicWriter
+
+
+@pytest.fixture(autouse=True)
+def log_to_this_tests_stderr():
+    """The CLI's log handler is made once, on the stderr of the first test that ran the CLI: let
+    this test's run make it again on its own (captured) stderr."""
+    root = logging.getLogger("parrot")
+    for handler in [h for h in root.handlers if getattr(h, "_parrot", False)]:
+        root.removeHandler(handler)
+
+
+@pytest.fixture
+def source(tmp_path):
+    src = tmp_path / "in" / "sg.json"
+    src.parent.mkdir()
+    src.write_text(json.dumps([{"id": f"s{i}", "conversations": [{"from": "human", "value": f"question {i}"},
+                                                                 {"from": "gpt", "value": "an answer"}]}
+                               for i in range(20)]))
+    return src
+
+
+def error_line(capsys) -> str:
+    """The error the CLI printed on stderr: one line, no traceback (log lines may come before)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.startswith("parrot ")]
+    assert len(lines) == 1 and err.rstrip("\n").endswith(lines[0]), err
+    return lines[0]
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.name.endswith(".tmp"))
+
+
+def test_an_output_under_a_file_is_one_line_naming_it(tmp_path, source, capsys):
+    (tmp_path / "data").write_text("a file, not a directory\n")
+    assert main(["prepare", str(source), "-o", str(tmp_path / "data" / "sg.jsonl")]) == 2
+    assert error_line(capsys) == f"parrot prepare: error: {tmp_path / 'data'}: exists and is not a directory"
+    assert main(["prepare", str(source), "-o", str(tmp_path / "data" / "sub" / "sg.jsonl")]) == 2
+    assert error_line(capsys) == f"parrot prepare: error: {tmp_path / 'data' / 'sub'}: Not a directory"
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory this process cannot write to: a chmod 555 one, or (as root, whom modes do not
+    stop) /sys, which refuses new files to everyone."""
+    if os.geteuid() != 0:
+        d = tmp_path / "ro"
+        d.mkdir()
+        d.chmod(0o555)
+        yield d
+        d.chmod(0o755)
+        return
+    d = Path("/sys")
+    try:
+        (d / "parrot-probe").open("w").close()
+    except OSError:
+        yield d
+    else:  # pragma: no cover - a writable /sys
+        (d / "parrot-probe").unlink()
+        pytest.skip("no directory here refuses writes to root")
+
+
+def test_a_directory_that_cannot_be_written_is_one_line_naming_the_file(read_only_dir, source, capsys):
+    out = read_only_dir / "parrot-test-sg.jsonl"
+    assert main(["prepare", str(source), "-o", str(out)]) == 2
+    assert error_line(capsys) == f"parrot prepare: error: {out}.tmp: Permission denied"
+    assert not list(read_only_dir.glob("parrot-test-sg*"))
+
+
+def no_space(*args):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_full_disk_is_one_line_naming_the_output_and_leaves_no_tmp_file(tmp_path, source, capsys, monkeypatch):
+    monkeypatch.setattr(os, "fsync", no_space)  # what a full disk says at the last flush
+    out = tmp_path / "data" / "sg.jsonl"
+    assert main(["prepare", str(source), "-o", str(out), "--dev-fraction", "0.3"]) == 2
+    line = error_line(capsys)
+    assert line in (f"parrot prepare: error: {out}: No space left on device",
+                    f"parrot prepare: error: {tmp_path / 'data' / 'sg.dev.jsonl'}: No space left on device")
+    assert leftovers(tmp_path) == [] and not (tmp_path / "data").exists()  # nor the directory it made
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full here")
+def test_a_full_disk_at_an_append_names_the_file():
+    """/dev/full: every write fails with ENOSPC, which names no file by itself."""
+    with pytest.raises(OSError) as info:
+        with AppendWriter("/dev/full", fsync=False) as w:
+            w.write({"a": 1})
+    assert info.value.errno == errno.ENOSPC and info.value.filename == "/dev/full"
+
+
+def test_atomic_writer_removes_its_tmp_file_when_the_commit_fails(tmp_path, monkeypatch):
+    out = tmp_path / "out.jsonl"
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError) as info:
+        with AtomicWriter(out) as w:
+            w.write({"a": 1})
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
