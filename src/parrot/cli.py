@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from parrot import ParrotError, __version__
 from parrot.config import add_config_arguments, config_from_args, flags_without_value, split_overrides
 from parrot.log import setup_logging
+from parrot.redact import redact_text
 
 
 @dataclass(frozen=True)
@@ -123,13 +124,13 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(cfg_cls, args, extra_field=cmd.extra_field)
         fn(cfg)
     except ParrotError as e:
-        print(f"parrot {cmd.name}: error: {e}", file=sys.stderr)
+        print(f"parrot {cmd.name}: error: {redact_text(str(e))}", file=sys.stderr)
         return 2
     except OSError as e:
         message = file_error(e)
         if message is None:
             raise
-        print(f"parrot {cmd.name}: error: {message}", file=sys.stderr)
+        print(f"parrot {cmd.name}: error: {redact_text(message)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         logging.getLogger("parrot").warning("interrupted")

@@ -7,8 +7,9 @@
 - :class:`AppendWriter` appends and flushes record by record, for resumable jobs; it repairs a
   torn last line left by a crash before appending.
 
-An OS error the writers raise names the file (a full disk at a write or an fsync names none by
-itself), so the CLI can print it on one line.
+Both scrub the secrets in use (API keys, :func:`parrot.redact.scrub`) from every line they
+write, and an OS error they raise names the file (a full disk at a write or an fsync names none
+by itself), so the CLI can print it on one line.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from parrot import ParrotError
+from parrot.redact import Scrubber, redact
 
 log = logging.getLogger("parrot")
 
@@ -97,11 +99,12 @@ class AtomicWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self._fh = self.tmp.open("w", encoding="utf-8")
+        self._scrub = Scrubber()
         self.count = 0
 
     def write(self, record: Any) -> None:
         with naming(self.path):
-            self._fh.write(dumps(record) + "\n")
+            self._fh.write(self._scrub(dumps(record)) + "\n")
         self.count += 1
 
     def commit(self) -> None:
@@ -196,10 +199,16 @@ def _lock(fh, path: Path) -> None:
 
 
 class AppendWriter:
-    """Append records to ``path`` with a flush (and fsync) after each one, for resumable jobs."""
+    """Append records to ``path`` with a flush (and fsync) after each one, for resumable jobs.
 
-    def __init__(self, path: str | Path, *, fsync: bool = True):
+    ``redact``: records pass through :func:`parrot.redact.redact` first (failures files, whose
+    records carry servers' error text).
+    """
+
+    def __init__(self, path: str | Path, *, fsync: bool = True, redact: bool = False):
         self.path = Path(path)
+        self._redact = redact
+        self._scrub = Scrubber()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = self.path.open("a", encoding="utf-8")
         _lock(self._fh, self.path)
@@ -218,8 +227,10 @@ class AppendWriter:
         them or none (a line torn by a power cut is cut off on the next open)."""
         if not records:
             return
+        if self._redact:
+            records = [redact(r) for r in records]
         with naming(self.path):
-            self._fh.write("".join(dumps(r) + "\n" for r in records))
+            self._fh.write("".join(self._scrub(dumps(r)) + "\n" for r in records))
             self._fh.flush()
             if self._fsync:
                 os.fsync(self._fh.fileno())

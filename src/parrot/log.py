@@ -15,7 +15,20 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from parrot.redact import redact_text
+
 log = logging.getLogger("parrot")
+
+
+class RedactFilter(logging.Filter):
+    """Scrub secrets (:func:`parrot.redact.redact_text`) from every message the handler prints."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
 
 
 def setup_logging(verbose: int = 0) -> None:
@@ -27,6 +40,7 @@ def setup_logging(verbose: int = 0) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
                                                datefmt="%H:%M:%S"))
+        handler.addFilter(RedactFilter())
         handler._parrot = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)

@@ -3,7 +3,8 @@
 Every stage writes one beside each output: the stage, the full effective config and its hash,
 inputs with sha256, package versions, sampling parameters, counts (read / written / dropped by
 reason), timings, and anything stage-specific. Secrets never appear: keys that name a secret
-are replaced by ``"<redacted>"`` wherever they occur.
+are replaced by ``"<redacted>"`` wherever they occur, and secrets in text are scrubbed
+(:mod:`parrot.redact`).
 """
 
 from __future__ import annotations
@@ -13,54 +14,18 @@ import importlib.metadata
 import json
 import os
 import platform
-import re
 import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from parrot import __version__
 from parrot.config import config_hash, to_dict
 from parrot.jsonl import naming
+from parrot.redact import is_secret_key, redact, redact_url  # noqa: F401 - the manifest's redaction
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "openai",
             "xllamacpp", "vllm", "numpy", "tokenizers")
-
-_SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|secret|password|passwd|token|access[_-]token|authorization|"
-                         r"auth|bearer|credentials?)$", re.I)
-# Tokenizer settings that end in "_token" but name a vocabulary entry, not a credential.
-_VOCAB_TOKENS = {f"{name}_token" for name in ("pad", "eos", "bos", "unk", "sep", "cls", "mask")}
-_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
-
-
-def is_secret_key(key: str) -> bool:
-    """``api_key``, ``x-api-key``, ``hf_token``, ``password`` are secrets; ``api_key_env``,
-    ``max_tokens``, ``pad_token`` are not."""
-    lower = key.lower()
-    return (bool(_SECRET_KEY.search(key)) and not lower.endswith(("_tokens", "_env"))
-            and lower not in _VOCAB_TOKENS)
-
-
-def redact_url(url: str) -> str:
-    """``url`` without a ``user:password@`` part and with secret-named query values redacted."""
-    parts = urlsplit(url)
-    pairs = [pair.partition("=") for pair in parts.query.split("&")] if parts.query else []
-    query = "&".join(k + (f"={'<redacted>' if is_secret_key(k) else v}" if sep else "") for k, sep, v in pairs)
-    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, parts.fragment))
-
-
-def redact(obj: Any) -> Any:
-    """A copy of ``obj`` with every secret-named key's value replaced, and credentials taken out
-    of URLs (``https://user:pass@host/?api-key=...``)."""
-    if isinstance(obj, dict):
-        return {k: ("<redacted>" if is_secret_key(str(k)) and v not in (None, "") else redact(v))
-                for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [redact(v) for v in obj]
-    if isinstance(obj, str) and _URL.match(obj):
-        return redact_url(obj)
-    return obj
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

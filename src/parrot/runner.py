@@ -30,6 +30,7 @@ from parrot import ParrotError
 from parrot.jsonl import AppendWriter, read_jsonl
 from parrot.log import progress
 from parrot.manifest import manifest_path, read_manifest
+from parrot.redact import redact
 
 
 class ItemFailed(Exception):
@@ -45,6 +46,12 @@ class ItemFailed(Exception):
 def failures_path(output: str | Path) -> Path:
     output = Path(output)
     return output.with_name(output.name + ".failures.jsonl")
+
+
+def failures_writer(output: str | Path) -> AppendWriter:
+    """The appender of ``<output>.failures.jsonl``: its records are redacted (a server's error
+    text can echo the request's key)."""
+    return AppendWriter(failures_path(output), fsync=False, redact=True)
 
 
 def remove_output(output: str | Path) -> None:
@@ -84,7 +91,7 @@ def check_record_settings(output: str | Path, settings: dict, stage: str) -> Non
     old = (read_manifest(output) or {}).get("record_settings")
     if not output.exists() or old is None:
         return
-    settings = json.loads(json.dumps(settings))  # as the manifest holds them (tuples → lists)
+    settings = redact(json.loads(json.dumps(settings)))  # as the manifest holds them (tuples → lists)
     diff = [f"{k} {old.get(k)!r} → {v!r}" for k, v in settings.items() if old.get(k) != v]
     if diff:
         raise ParrotError(f"{output}: holds {stage} records made with other settings ({'; '.join(diff)}); "
@@ -121,7 +128,7 @@ async def arun_items(items, work, *, output, key=None, done=None, concurrency=8,
     fail_path = failures_path(output)
     bar = progress(total=total, desc=desc, unit=unit)
     started = time.monotonic()
-    with AppendWriter(output) as writer, AppendWriter(fail_path, fsync=False) as failures:
+    with AppendWriter(output) as writer, failures_writer(output) as failures:
         in_flight: set[asyncio.Task] = set()
 
         async def one(item):

@@ -45,7 +45,7 @@ from parrot.jsonl import AppendWriter, AtomicWriter, read_jsonl
 from parrot.log import format_table, progress
 from parrot.manifest import describe_input, read_manifest, write_manifest
 from parrot.roleswap import STOP_MARKER, is_stop, simulator_prompt
-from parrot.runner import failures_path, start_output
+from parrot.runner import failures_path, failures_writer, start_output
 
 log = logging.getLogger("parrot.synthesize")
 
@@ -499,7 +499,7 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     one = one or asker_backend is assistant_backend
     t0 = time.monotonic()
     with asker_backend, (_Null() if one else assistant_backend), \
-            AppendWriter(out) as writer, AppendWriter(failures_path(out), fsync=False) as fails:
+            AppendWriter(out) as writer, failures_writer(out) as fails:
         synth = Synthesizer(cfg, asker_backend, assistant_backend, None, writer, fails)
         seed_for = lambda i: pool[i % len(pool)]  # noqa: E731 - the pool is shuffled by the run seed
         restored = {i: synth.new_session(i, seed_for(i)) for i in to_run if i in states}

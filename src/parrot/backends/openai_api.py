@@ -12,7 +12,10 @@ the item at once. 401/403/404 (wrong key, wrong model, wrong URL) stop the run w
 :class:`~parrot.ParrotError`, since every other item would fail the same way.
 
 The API key is read from the environment variable named by ``api_key_env`` when the backend
-starts and lives only inside the SDK client: it is never logged, described or put in errors.
+starts and lives only inside the SDK client: it is never logged, described or put in errors. It
+is registered with :mod:`parrot.redact`, and every error detail is redacted, so a server whose
+error body echoes the request's ``Authorization`` header cannot carry it into a failures file,
+a log or an error message.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from urllib.parse import urlsplit
 
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, per_item
-from parrot.manifest import redact_url
+from parrot.redact import redact_text, redact_url, register_secret
 
 log = logging.getLogger("parrot.backends.openai")
 
@@ -45,6 +48,7 @@ class _Retry(Exception):
     """An attempt failed in a way worth retrying: ``reason`` is the short key counted in usage."""
 
     def __init__(self, reason: str, detail: str, retry_after: float | None = None):
+        detail = redact_text(detail)
         super().__init__(detail)
         self.reason, self.detail, self.retry_after = reason, detail, retry_after
 
@@ -53,6 +57,7 @@ class _Fail(Exception):
     """An attempt failed in a way retrying cannot fix (a 400 for this prompt)."""
 
     def __init__(self, reason: str, detail: str):
+        detail = redact_text(detail)
         super().__init__(detail)
         self.reason, self.detail = reason, detail
 
@@ -121,6 +126,7 @@ class OpenAIBackend(Backend):
             return self._explicit_key
         key = os.environ.get(self.config.api_key_env)
         if key:
+            register_secret(key)  # scrubbed from everything Parrot writes, wherever it shows up
             return key
         if self.base_url is None:
             raise ParrotError(f"{self.config.spec}: no API key: set the environment variable "
@@ -295,5 +301,6 @@ class OpenAIBackend(Backend):
 
 
 def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
+    """``text`` redacted (before it is cut: no piece of a key survives), on one line, cut."""
+    text = " ".join(redact_text(str(text)).split())
     return text if len(text) <= limit else text[:limit] + "..."
