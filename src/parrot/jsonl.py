@@ -181,9 +181,10 @@ def _is_record(raw: bytes) -> bool:
         return False
 
 
-def _lock(fh, path: Path) -> None:
-    """An exclusive lock on a file being appended to, held until it is closed: a second run on
-    the same output (launched twice by mistake) stops at once instead of duplicating records."""
+def lock_file(fh, path: Path) -> None:
+    """An exclusive lock on the open file ``fh``, held until it is closed: a second run on the
+    same output (launched twice by mistake) stops at once instead of duplicating records or
+    deleting the first run's work. ``path`` is the file the error names (the output)."""
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks here
@@ -211,7 +212,7 @@ class AppendWriter:
         self._scrub = Scrubber()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = self.path.open("a", encoding="utf-8")
-        _lock(self._fh, self.path)
+        lock_file(self._fh, self.path)
         self.repaired_bytes = repair_tail(self.path)
         if self.repaired_bytes:
             log.warning("%s: cut a torn last line (%d bytes, a record cut short by a crash) before "

@@ -19,15 +19,17 @@ skipped, so nothing is done twice.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from parrot import ParrotError
-from parrot.jsonl import AppendWriter, read_jsonl
+from parrot.jsonl import AppendWriter, lock_file, read_jsonl
 from parrot.log import progress
 from parrot.manifest import manifest_path, read_manifest
 from parrot.redact import redact
@@ -52,6 +54,35 @@ def failures_writer(output: str | Path) -> AppendWriter:
     """The appender of ``<output>.failures.jsonl``: its records are redacted (a server's error
     text can echo the request's key)."""
     return AppendWriter(failures_path(output), fsync=False, redact=True)
+
+
+def lock_path(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".lock")
+
+
+@contextmanager
+def output_lock(output: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<output>.lock`` while the block runs: a second run on the same
+    output (``--overwrite`` or ``--resume`` included) stops with an error naming ``output``
+    before it deletes, starts or writes anything. The lock file is never deleted, so every run
+    locks the same file; the lock goes with the process, however it ends."""
+    output = Path(output)
+    path = lock_path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        lock_file(fh, output)
+        yield
+
+
+def locks_output(stage: Callable) -> Callable:
+    """Decorate a stage function ``stage(cfg, ...)``: it runs holding :func:`output_lock` on
+    ``cfg.output`` from its first line to its last."""
+    @functools.wraps(stage)
+    def run(cfg, *args, **kwargs):
+        with output_lock(cfg.output):
+            return stage(cfg, *args, **kwargs)
+    return run
 
 
 def remove_output(output: str | Path) -> None:

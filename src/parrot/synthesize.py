@@ -45,7 +45,7 @@ from parrot.jsonl import AppendWriter, AtomicWriter, read_jsonl
 from parrot.log import format_table, progress
 from parrot.manifest import describe_input, read_manifest, write_manifest
 from parrot.roleswap import STOP_MARKER, is_stop, simulator_prompt
-from parrot.runner import failures_path, failures_writer, start_output
+from parrot.runner import failures_path, failures_writer, locks_output, start_output
 
 log = logging.getLogger("parrot.synthesize")
 
@@ -465,6 +465,7 @@ def _check_start(cfg: SynthesizeConfig, out: Path, rhash: str) -> None:
                  settings_changed=settings_changed, also=(journal_path(out),))
 
 
+@locks_output
 def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     """Run (or resume) a synthesis run; return its counts.
 

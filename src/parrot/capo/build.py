@@ -40,7 +40,7 @@ from parrot.config import config_hash, opt
 from parrot.jsonl import read_jsonl
 from parrot.log import format_table
 from parrot.manifest import read_manifest, write_manifest
-from parrot.runner import ItemFailed, done_keys, failures_path, run_items
+from parrot.runner import ItemFailed, done_keys, failures_path, locks_output, run_items
 
 log = logging.getLogger("parrot.capo")
 
@@ -220,6 +220,7 @@ def pairs_table(tally: dict[str, Counter], in_output: dict[str, int]) -> str:
     return format_table(rows, ("strategy", "written", *reasons, "in file"))
 
 
+@locks_output
 def capo(cfg: CapoConfig) -> dict:
     """``parrot capo``: select turns, write the negatives, keep the pairs. Returns the counts."""
     started = time.monotonic()

@@ -37,7 +37,7 @@ from parrot.dialogue import read_dialogues, split_system
 from parrot.jsonl import read_jsonl
 from parrot.log import format_table
 from parrot.manifest import read_manifest, write_manifest
-from parrot.runner import ItemFailed, failures_path, run_items, start_output
+from parrot.runner import ItemFailed, failures_path, locks_output, run_items, start_output
 from parrot.stats.context import context_reasons
 
 log = logging.getLogger("parrot.capo")
@@ -268,6 +268,7 @@ def selection_table(counts: dict) -> str:
                         ("selection", "count"))
 
 
+@locks_output
 def capo_select(cfg: SelectConfig) -> dict:
     """``parrot capo select``: write the selected turns with their reasons (JSONL)."""
     counts = select_turns(cfg, cfg.output)

@@ -32,7 +32,7 @@ from parrot.config import opt
 from parrot.evaluate.bench import CATEGORY_TEMPERATURE, DEFAULT_TEMPERATURE, category_temperature, load_bench
 from parrot.jsonl import AtomicWriter, read_jsonl
 from parrot.manifest import write_manifest
-from parrot.runner import ItemFailed, check_record_settings, done_keys, remove_output, run_items
+from parrot.runner import ItemFailed, check_record_settings, done_keys, locks_output, remove_output, run_items
 
 log = logging.getLogger("parrot.evaluate")
 
@@ -115,6 +115,7 @@ def answer_settings(cfg: AnswerConfig) -> dict:
             "system_prompt": cfg.system_prompt, "sampling": [m.temperature, m.top_p, m.max_tokens, m.seed]}
 
 
+@locks_output
 def answer(cfg: AnswerConfig) -> dict:
     """Run ``parrot eval answer``; return the counts."""
     started = time.monotonic()

@@ -35,7 +35,7 @@ from parrot.evaluate.render import (NTURN_PROMPT_FILES, JudgePrompt, judge_messa
                                     parse_rating, render_judge_prompt)
 from parrot.jsonl import read_jsonl
 from parrot.manifest import write_manifest
-from parrot.runner import ItemFailed, check_record_settings, remove_output, run_items
+from parrot.runner import ItemFailed, check_record_settings, locks_output, remove_output, run_items
 
 log = logging.getLogger("parrot.evaluate")
 
@@ -175,6 +175,7 @@ def judge_settings(cfg: JudgeConfig) -> dict:
             "sampling": [j.temperature, j.top_p, j.max_tokens, j.seed]}
 
 
+@locks_output
 def judge(cfg: JudgeConfig) -> dict:
     """Run ``parrot eval judge``; return the counts."""
     started = time.monotonic()
