@@ -161,6 +161,20 @@ def test_near_identical_rejected_is_discarded_and_not_retried(tmp_path, sessions
     assert len(server.requests) == before
 
 
+def test_after_a_resume_the_failures_file_holds_only_the_final_discards(tmp_path, sessions, server):
+    wrong = server.responder
+    server.responder = lambda req: (S1[8]["content"].replace("ground", "ground,")
+                                    if req["messages"][-1]["content"] == "Make it rhyme." else wrong(req))
+    server.add_faults("500")  # the first pair, s1-t2-ignore, fails; s1-t4-ignore is near-identical
+    run(tmp_path, sessions, server, strategies=["ignore"])
+    failures = tmp_path / "pairs.jsonl.failures.jsonl"
+    assert sorted(json.loads(x)["key"] for x in failures.read_text().splitlines()) == ["s1-t2-ignore", "s1-t4-ignore"]
+    _, pairs = run(tmp_path, sessions, server, strategies=["ignore"], resume=True)
+    assert [p["id"] for p in pairs] == ["s2-t2-ignore", "s1-t2-ignore"]
+    [final] = [json.loads(x) for x in failures.read_text().splitlines()]
+    assert (final["key"], final["reason"]) == ("s1-t4-ignore", "near_identical")
+
+
 def test_regenerate_chosen_sends_the_full_history_once_per_turn(tmp_path, sessions, server):
     _, pairs = run(tmp_path, sessions, server, regenerate_chosen=True, strategies=["ignore", "hallucinate"])
     requests = sent(server)

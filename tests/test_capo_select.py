@@ -113,6 +113,16 @@ def test_verifier_failure_is_recorded_and_the_session_retried_on_resume(tmp_path
     assert read_manifest(tmp_path / "sel.jsonl")["complete"] is True
 
 
+def test_a_verifier_failure_settled_by_resume_leaves_no_failures_file(tmp_path, fault_server):
+    fault_server.responder = lambda req: "YES"
+    fault_server.add_faults("500")
+    verifier = {"spec": "openai:judge", "base_url": fault_server.base_url, "max_retries": 0, "concurrency": 1}
+    select(tmp_path, [("a", LONG), ("b", LONG)], max_per_session=1, verifier=verifier)
+    assert (tmp_path / "sel.jsonl.failures.jsonl").exists()
+    select(tmp_path, [("a", LONG), ("b", LONG)], max_per_session=1, verifier=verifier, overwrite=False, resume=True)
+    assert not (tmp_path / "sel.jsonl.failures.jsonl").exists()
+
+
 def test_history_is_shortened_to_the_last_exchanges():
     text = history_text(LONG[:11], exchanges=2, chars=10)
     assert text.splitlines() == ["[... earlier turns left out ...]", "User: What is th [...]",

@@ -77,6 +77,7 @@ def test_resume_answers_only_what_is_missing(fault_server, tmp_path):
     assert counts["skipped_done"] == 2 and counts["written"] == 1
     assert len(fault_server.requests) == 2  # the failed question's two turns, nothing else
     assert [r["question_id"] for r in read(out)] == [81, 82, 83]
+    assert not failures_path(out).exists()  # the failure is settled: the file matches the output
 
 
 def test_overwrite_starts_the_file_over_and_the_manifest_tracks_completion(fault_server, tmp_path):

@@ -115,6 +115,17 @@ def test_server_errors_are_retried_and_a_judge_that_gives_up_is_a_failure_not_a_
     assert read(failures_path(out))[0]["reason"] == "judge_failed"
 
 
+def test_a_failed_judgment_judged_on_the_next_run_leaves_no_failures_file(fault_server, tmp_path):
+    fault_server.responder = lambda req: "[[6]]"
+    answers = write_answers(tmp_path / "A.jsonl", load_bench("mt-bench").select(question_ids=["81"]).questions)
+    out = tmp_path / "J.jsonl"
+    fault_server.add_faults("500", "500", "500")  # every attempt fails
+    assert judge(judge_cfg(fault_server, answers, out, question_ids=["81"], turns=[1]))["failed"] == 1
+    assert failures_path(out).exists()
+    judge(judge_cfg(fault_server, answers, out, question_ids=["81"]))
+    assert sorted(r["turn"] for r in read(out)) == [1, 2] and not failures_path(out).exists()
+
+
 def test_resume_skips_scored_judgments_and_asks_again_for_minus_one(fault_server, tmp_path):
     q = load_bench("mt-bench").select(question_ids=["81", "82"]).questions
     answers = write_answers(tmp_path / "A.jsonl", q)

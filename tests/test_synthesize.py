@@ -160,6 +160,24 @@ def test_a_dead_assistant_endpoint_loses_no_session_and_resume_finishes_the_run(
         dead.stop()
 
 
+def test_the_failures_file_holds_only_the_failures_that_still_stand_after_a_resume(tmp_path, fault_server):
+    fault_server.responder = Script(ask=stop_after(1))
+    out = tmp_path / "out.jsonl"
+    kw = dict(seeds=str(write_seeds(tmp_path / "s.jsonl")), num_sessions=4, in_flight=1, step_retries=0)
+    fault_server.add_faults("500", "500", "500")  # sessions 0, 1 and 2 fail at their first answer
+    with pytest.raises(ParrotError, match="3 of 4 sessions failed"):
+        synthesize(make_cfg(out, fault_server.base_url, **kw))
+    assert [f["index"] for f in read_out(failures_path(out))] == [0, 1, 2]
+    fault_server.add_faults("500")  # session 0 fails again; 1 and 2 now succeed
+    with pytest.raises(ParrotError, match="1 of 4 sessions failed"):
+        synthesize(make_cfg(out, fault_server.base_url, resume=True, **kw))
+    [still] = read_out(failures_path(out))
+    assert still["index"] == 0
+    synthesize(make_cfg(out, fault_server.base_url, resume=True, **kw))
+    assert len(read_out(out)) == 4 and read_manifest(out)["complete"] is True
+    assert not failures_path(out).exists()
+
+
 def test_an_assistant_failing_mid_session_keeps_the_complete_turns(tmp_path, fault_server):
     fault_server.responder = Script()
     script = Script()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from parrot import ParrotError
-from parrot.jsonl import AppendWriter, lock_file, read_jsonl
+from parrot.jsonl import AppendWriter, AtomicWriter, lock_file, read_jsonl
 from parrot.log import progress
 from parrot.manifest import manifest_path, read_manifest
 from parrot.redact import redact
@@ -54,6 +54,38 @@ def failures_writer(output: str | Path) -> AppendWriter:
     """The appender of ``<output>.failures.jsonl``: its records are redacted (a server's error
     text can echo the request's key)."""
     return AppendWriter(failures_path(output), fsync=False, redact=True)
+
+
+def _same_key(key: Any) -> str:
+    """A failure's key as the file holds it and as a run holds it (tuples read back as lists)."""
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def settle_failures(output: str | Path, settled: Callable[[dict], bool], key: str = "key") -> int:
+    """Rewrite ``<output>.failures.jsonl`` to hold the failures that still stand, so that it
+    always matches the output; return how many stand.
+
+    Per ``record[key]`` the last record stands (a retry that failed again replaces the one
+    before it), unless ``settled(record)`` says the item is done now (it is in the output). With
+    none left the file is removed.
+    """
+    path = failures_path(output)
+    if not path.exists():
+        return 0
+    last: dict = {}
+    lines = 0
+    for lineno, rec in read_jsonl(path, on_error="skip"):
+        lines += 1
+        k = rec.get(key)
+        last[lineno if k is None else _same_key(k)] = (lineno, rec)  # no key: each record stands alone
+    standing = [rec for _, rec in sorted(last.values(), key=lambda x: x[0]) if not settled(rec)]
+    if not standing:
+        path.unlink()
+    elif len(standing) != lines:
+        with AtomicWriter(path) as out:
+            for rec in standing:
+                out.write(rec)
+    return len(standing)
 
 
 def lock_path(output: str | Path) -> Path:
@@ -141,22 +173,27 @@ def done_keys(output: str | Path, key: str | Callable[[dict], Any] = "id") -> se
 def run_items(items: Iterable[Any], work: Callable[[Any], Awaitable[dict | list[dict]]], *,
               output: str | Path, key: Callable[[Any], Any] | None = None,
               done: set | None = None, concurrency: int = 8, desc: str = "", total: int | None = None,
-              unit: str = "item") -> Counter:
+              unit: str = "item", final_reasons: tuple[str, ...] = ()) -> Counter:
     """Run ``work`` over ``items`` and append its records to ``output``; return counts.
 
     ``key(item)`` identifies an item; items whose key is in ``done`` are skipped (count
     ``skipped_done``). ``work`` returns one record or a list of records. Counts: ``written``,
     ``failed``, ``failed:<reason>``, ``skipped_done``.
+
+    At the end the failures file holds the failures that still stand (:func:`settle_failures`):
+    an item written in this run, or in ``done`` (in the output), has none; ``final_reasons``
+    are failures that put an item in ``done`` for good (they stay).
     """
     return asyncio.run(arun_items(items, work, output=output, key=key, done=done,
-                                  concurrency=concurrency, desc=desc, total=total, unit=unit))
+                                  concurrency=concurrency, desc=desc, total=total, unit=unit,
+                                  final_reasons=final_reasons))
 
 
 async def arun_items(items, work, *, output, key=None, done=None, concurrency=8, desc="",
-                     total=None, unit="item") -> Counter:
+                     total=None, unit="item", final_reasons=()) -> Counter:
     counts: Counter = Counter()
     done = done or set()
-    fail_path = failures_path(output)
+    written: set[str] = set()  # keys of the items written in this run
     bar = progress(total=total, desc=desc, unit=unit)
     started = time.monotonic()
     with AppendWriter(output) as writer, failures_writer(output) as failures:
@@ -174,6 +211,8 @@ async def arun_items(items, work, *, output, key=None, done=None, concurrency=8,
                 records = result if isinstance(result, list) else [result]
                 writer.write_many(records)  # one write: a killed run never keeps half an item's records
                 counts["written"] += len(records)
+                if key is not None:
+                    written.add(_same_key(key(item)))
             bar.update(1)
             if counts["failed"]:
                 bar.set_postfix(failed=counts["failed"], refresh=False)
@@ -197,8 +236,9 @@ async def arun_items(items, work, *, output, key=None, done=None, concurrency=8,
             for t in in_flight:
                 t.cancel()
             bar.close()
-    if fail_path.exists() and fail_path.stat().st_size == 0:
-        fail_path.unlink()
+    in_output = {_same_key(k) for k in done}
+    settle_failures(output, lambda r: _same_key(r.get("key")) in written
+                    or (_same_key(r.get("key")) in in_output and r.get("reason") not in final_reasons))
     counts["seconds"] = round(time.monotonic() - started, 3)  # type: ignore[assignment]
     return counts
 

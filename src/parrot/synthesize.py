@@ -45,7 +45,7 @@ from parrot.jsonl import AppendWriter, AtomicWriter, read_jsonl
 from parrot.log import format_table, progress
 from parrot.manifest import describe_input, read_manifest, write_manifest
 from parrot.roleswap import STOP_MARKER, is_stop, simulator_prompt
-from parrot.runner import failures_path, failures_writer, locks_output, start_output
+from parrot.runner import done_keys, failures_path, failures_writer, locks_output, settle_failures, start_output
 
 log = logging.getLogger("parrot.synthesize")
 
@@ -526,9 +526,8 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
                  "shared_backend": one}
         describe = {"asker": asker_backend.describe(), "assistant": assistant_backend.describe()}
     seconds = time.monotonic() - t0
-    fpath = failures_path(out)
-    if fpath.exists() and fpath.stat().st_size == 0:
-        fpath.unlink()
+    in_output = done_keys(out, "id")  # failures of sessions now in the output are settled
+    settle_failures(out, lambda r: r.get("id") in in_output, key="id")
     counts = summarize_output(out, set(wanted))
     counts.update({k: v for k, v in synth.counts.items()})
     counts.update({f"seeds:{k}": v for k, v in read_counts.items()})

@@ -237,7 +237,7 @@ def capo(cfg: CapoConfig) -> dict:
         sel = selection_path(cfg.output)
         run = run_items(writer.items(sel, done), writer, output=cfg.output, key=lambda item: item[2],
                         concurrency=concurrency, desc="capo pairs", unit="pair",
-                        total=writer.count_pending(sel, done))
+                        total=writer.count_pending(sel, done), final_reasons=FINAL_DISCARDS)
         usage, described = gen.usage.to_dict(), gen.describe()
     in_output = pairs_by_strategy(cfg.output)
     tally = {s: dict(writer.tally[s]) for s in cfg.strategies}
