@@ -200,3 +200,36 @@ def test_a_judgment_file_takes_more_models_but_not_another_judge_setting(fault_s
     cfg.judge.temperature = 0.7
     with pytest.raises(ParrotError, match=r"holds eval judge records made with other settings \(sampling"):
         judge(cfg)
+
+
+def answer_file(server, path, bench):
+    """Answers made by ``parrot eval answer`` for ``bench`` (its manifest names the bench)."""
+    from parrot.evaluate.answer import AnswerConfig, answer
+
+    model = BackendConfig(spec="openai:model-a", base_url=server.base_url, max_retries=0)
+    answer(AnswerConfig(output=str(path), bench=bench, model=model, limit=2))
+    return path
+
+
+@pytest.mark.parametrize("answered, judged", [("mt-bench", "mt-bench-pp"), ("mt-bench-pp", "mt-bench")])
+def test_answers_made_for_another_bench_are_an_error_naming_both(fault_server, tmp_path, answered, judged):
+    from parrot import ParrotError
+    answers = answer_file(fault_server, tmp_path / "A.jsonl", answered)
+    fault_server.requests.clear()
+    with pytest.raises(ParrotError, match=rf"A\.jsonl: answers for {answered} \(its manifest says\), judged "
+                                          rf"with --bench {judged}; judge them with --bench {answered}"):
+        judge(judge_cfg(fault_server, answers, tmp_path / "J.jsonl", bench=judged, limit=2))
+    assert fault_server.requests == [] and not (tmp_path / "J.jsonl").exists()
+
+
+@pytest.mark.parametrize("answered, judged, found", [("mt-bench", "mt-bench-pp", 2), ("mt-bench-pp", "mt-bench", 8)])
+def test_answers_without_a_manifest_must_have_the_questions_turns(fault_server, tmp_path, answered, judged, found):
+    """FastChat's answer files have no manifest: the number of turns tells the bench apart."""
+    from parrot import ParrotError
+    answers = write_answers(tmp_path / "A.jsonl", load_bench(answered).select(limit=2).questions)
+    expected = len(load_bench(judged).questions[0]["turns"])
+    with pytest.raises(ParrotError, match=rf"A\.jsonl: question 81: expected {expected} answer turns "
+                                          rf"\({judged} asks {expected}\), found {found}; answers made for "
+                                          "another benchmark"):
+        judge(judge_cfg(fault_server, answers, tmp_path / "J.jsonl", bench=judged, limit=2))
+    assert fault_server.requests == []

@@ -49,6 +49,15 @@ BENCH_NAMES = {"mt-bench": "mt_bench", "mt_bench": "mt_bench",
                "mt-bench++": "mt_bench_pp"}
 
 
+def bench_name(bench: str) -> str:
+    """The name :func:`load_bench` gives ``bench``: ``mt-bench``, ``mt-bench-pp``, or a question
+    file's stem (``mt_bench_pp`` → ``mt-bench-pp``; ``q/my-bench.jsonl`` → ``my-bench``)."""
+    key = BENCH_NAMES.get(bench.lower())
+    if key is None:
+        return Path(bench).stem
+    return "mt-bench-pp" if key == "mt_bench_pp" else "mt-bench"
+
+
 def default_followups_path() -> Path:
     """The MT-Bench++ follow-ups shipped in the package."""
     return Path(__file__).resolve().parent.parent / "data" / "mt_bench_pp_followups.jsonl"
@@ -224,7 +233,7 @@ def load_bench(bench: str, data_dir: str | Path | None = None, *,
         else:
             refs = {q["question_id"]: q["reference"] for q in questions
                     if isinstance(q.get("reference"), list)}
-        return Bench(path.stem, questions, refs, None, sources)
+        return Bench(bench_name(bench), questions, refs, None, sources)
 
     root = mtbench_data_dir(data_dir)
     qpath = root / "mt_bench" / "question.jsonl"
@@ -238,4 +247,4 @@ def load_bench(bench: str, data_dir: str | Path | None = None, *,
             raise ParrotError(f"{fpath}: MT-Bench++ follow-ups file not found")
         questions = build_mt_bench_pp(questions, read_followups(fpath, {q["question_id"] for q in questions}))
         sources.append(fpath)
-    return Bench("mt-bench-pp" if key == "mt_bench_pp" else "mt-bench", questions, refs, root, sources)
+    return Bench(bench_name(bench), questions, refs, root, sources)

@@ -29,12 +29,12 @@ from parrot import ParrotError
 from parrot.assets import mtbench_data_dir
 from parrot.backends import BackendConfig, SamplingParams, load_backend
 from parrot.config import opt
-from parrot.evaluate.bench import NEED_REF_CATS, Bench, load_bench, load_judge_prompts
+from parrot.evaluate.bench import NEED_REF_CATS, Bench, bench_name, load_bench, load_judge_prompts
 from parrot.evaluate.answer import model_id_for
 from parrot.evaluate.render import (NTURN_PROMPT_FILES, JudgePrompt, judge_messages, nturn_prompts,
                                     parse_rating, render_judge_prompt)
 from parrot.jsonl import read_jsonl
-from parrot.manifest import write_manifest
+from parrot.manifest import read_manifest, write_manifest
 from parrot.runner import ItemFailed, check_record_settings, locks_output, remove_output, run_items
 
 log = logging.getLogger("parrot.evaluate")
@@ -118,6 +118,32 @@ def read_answer_file(path: str | Path) -> tuple[str, dict]:
     return (models.pop() if models else path.stem), answers
 
 
+def answered_bench(path: str | Path) -> str | None:
+    """The benchmark an answer file was made for, from its manifest (``eval answer`` writes one;
+    FastChat's files have none: None)."""
+    manifest = read_manifest(path) or {}
+    if manifest.get("stage") != "eval answer":
+        return None
+    made_for = manifest.get("bench") or (manifest.get("record_settings") or {}).get("bench")
+    return bench_name(str(made_for)) if made_for else None
+
+
+def check_answers_fit(path: str | Path, bench: Bench, answers: dict) -> None:
+    """Refuse answers made for another benchmark: the one the answer file's manifest names, or,
+    without a manifest, answers whose number of turns is not their question's (2-turn MT-Bench
+    answers judged as 8-turn MT-Bench++, or the other way round)."""
+    made_for = answered_bench(path)
+    if made_for is not None and made_for != bench.name:
+        raise ParrotError(f"{path}: answers for {made_for} (its manifest says), judged with --bench "
+                          f"{bench.name}; judge them with --bench {made_for}, or answer {bench.name} first")
+    for q in bench.questions:
+        turns = answers.get(str(q["question_id"]))
+        if turns is not None and len(turns) != len(q["turns"]):
+            raise ParrotError(f"{path}: question {q['question_id']}: expected {len(q['turns'])} answer turns "
+                              f"({bench.name} asks {len(q['turns'])}), found {len(turns)}; answers made for "
+                              "another benchmark? Judge them with the --bench they answered")
+
+
 def make_matches(bench: Bench, prompts: dict, model: str, answers: dict,
                  turns: list[int] | None = None, counts: dict | None = None) -> list[Match]:
     """Every (question, turn) of ``bench`` that ``answers`` has an answer for."""
@@ -191,6 +217,7 @@ def judge(cfg: JudgeConfig) -> dict:
             raise ParrotError(f"{path}: model {model!r} is also answered by {seen_models[model]}; "
                               "judge one answer file per model")
         seen_models[model] = path
+        check_answers_fit(path, bench, answers)
         found = make_matches(bench, prompts, model, answers, cfg.turns, counts)
         if answers and not found:
             ids = ", ".join(list(answers)[:3])
