@@ -237,6 +237,16 @@ def test_truncated_array_warns_and_strict_fails(tmp_path, caplog):
     assert not out2.exists() and not (tmp_path / "strict.jsonl.tmp").exists()
 
 
+@pytest.mark.parametrize("content", ["", "\n\n", "[]"])
+def test_an_empty_input_is_an_error_naming_it_and_writes_nothing(tmp_path, capsys, content):
+    src = tmp_path / ("in.json" if content == "[]" else "in.jsonl")
+    src.write_text(content)
+    assert run(src, "-o", tmp_path / "out" / "o.jsonl") == 2
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        f"parrot prepare: error: {src}: no records to read (the input is empty); nothing written"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
+
+
 def test_bad_settings_are_errors():
     from parrot import ParrotError
 

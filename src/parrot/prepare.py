@@ -147,6 +147,8 @@ def prepare(cfg: PrepareConfig) -> dict:
             split = "dev" if dev is not None and in_dev_split(did, cfg.dev_fraction) else "train"
             writers[split].write({"id": did, "messages": clean.messages, "meta": clean.meta})
             written[split] += 1
+        if stats.read == 0 and not stats.invalid:  # raised inside: neither output is written
+            raise ParrotError(f"{', '.join(cfg.source)}: no records to read (the input is empty); nothing written")
     seconds = time.time() - t0
     summary = _summary(stats, cleaner, written, out, dev, seconds)
     for split, path in summary["outputs"].items():
