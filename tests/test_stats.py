@@ -258,6 +258,16 @@ def test_stats_without_embeddings_or_tokenizer(tmp_path):
     assert "n/a" in (tmp_path / "o" / "stats.md").read_text()
 
 
+def test_a_line_that_is_not_utf8_is_an_error_naming_it(tmp_path):
+    a = _dataset(tmp_path / "a.jsonl", random.Random(1), 3, ["Why?"])
+    with a.open("ab") as fh:
+        fh.write(b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n')  # Latin-1, not UTF-8
+    cfg = build_config(StatsConfig, {"data": [str(a)], "output": str(tmp_path / "o"), "tokenizer": "none",
+                                     "embeddings": False, "plots": False})
+    with pytest.raises(ParrotError, match=r"a\.jsonl:4: not UTF-8 \(byte 0xe9 at column 47\)"):
+        stats(cfg)
+
+
 def test_names_must_match_datasets(tmp_path):
     a = _dataset(tmp_path / "a.jsonl", random.Random(1), 3, ["Why?"])
     cfg = build_config(StatsConfig, {"data": [str(a)], "names": ["x", "y"], "output": str(tmp_path / "o"),

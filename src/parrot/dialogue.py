@@ -72,12 +72,14 @@ def check_dialogue(record: dict, where: str, *, require_reply: bool = False) -> 
 
 
 def read_dialogues(path: str | Path, *, require_reply: bool = False,
-                   on_error: str = "raise", counts: dict | None = None) -> Iterator[dict]:
+                   on_error: str = "raise", counts: dict | None = None,
+                   bad_bytes: str | None = None) -> Iterator[dict]:
     """Stream validated Dialogue records from a JSONL file.
 
-    With ``on_error="skip"`` invalid records are counted in ``counts["invalid_record"]``.
+    With ``on_error="skip"`` invalid records are counted in ``counts["invalid_record"]``;
+    ``bad_bytes`` is :func:`~parrot.jsonl.read_jsonl`'s.
     """
-    for lineno, rec in read_jsonl(path, on_error=on_error, counts=counts):
+    for lineno, rec in read_jsonl(path, on_error=on_error, counts=counts, bad_bytes=bad_bytes):
         try:
             yield check_dialogue(rec, f"{path}:{lineno}", require_reply=require_reply)
         except ParrotError:

@@ -28,12 +28,14 @@ from parrot.redact import Scrubber, redact
 log = logging.getLogger("parrot")
 
 
-def read_jsonl(path: str | Path, *, on_error: str = "raise", counts: dict | None = None
-               ) -> Iterator[tuple[int, dict]]:
+def read_jsonl(path: str | Path, *, on_error: str = "raise", counts: dict | None = None,
+               bad_bytes: str | None = None) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, record)`` for each non-empty line of ``path``.
 
     Every record must be a JSON object. With ``on_error="skip"`` bad lines are counted in
     ``counts["invalid_json"]`` and skipped; otherwise the first one raises a ParrotError.
+    ``bad_bytes`` (default: as ``on_error``) does the same for a line that is not UTF-8:
+    ``"raise"`` while skipping bad records stops at a file in another encoding.
     """
     path = Path(path)
     if not path.is_file():
@@ -43,7 +45,7 @@ def read_jsonl(path: str | Path, *, on_error: str = "raise", counts: dict | None
             try:  # a BOM (as Windows editors write) on the first line is not part of the record
                 line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as e:
-                if on_error == "skip":
+                if (bad_bytes or on_error) == "skip":
                     if counts is not None:
                         counts["invalid_utf8"] = counts.get("invalid_utf8", 0) + 1
                     continue

@@ -74,7 +74,8 @@ def dataset_names(cfg: StatsConfig) -> list[str]:
 
 
 def scan(path: str, cfg: StatsConfig, tokenizer, timer: Timer, index: int) -> tuple[DatasetAccumulator, dict]:
-    """One pass over a dataset file (invalid records are skipped and counted)."""
+    """One pass over a dataset file (invalid records are skipped and counted; bytes that are not
+    UTF-8 are an error naming the line, as for every JSONL file)."""
     if not Path(path).is_file():
         raise ParrotError(f"{path}: dataset file not found")
     tokens = TokenCounter(tokenizer) if tokenizer is not None else None
@@ -83,8 +84,8 @@ def scan(path: str, cfg: StatsConfig, tokenizer, timer: Timer, index: int) -> tu
                              seed=cfg.seed + 1000 * index, tokens=tokens)
     counts: dict = {}
     with timer("scan"):
-        for d in progress(read_dialogues(path, on_error="skip", counts=counts), desc=f"stats {Path(path).name}",
-                          unit="session"):
+        for d in progress(read_dialogues(path, on_error="skip", counts=counts, bad_bytes="raise"),
+                          desc=f"stats {Path(path).name}", unit="session"):
             acc.add(d)
         acc.finish()
     # Inside the scan, the detector and the tokenizer keep their own clocks.
@@ -118,7 +119,7 @@ def real_questions(path: str, size: int, seed: int) -> list[str]:
     if not Path(path).is_file():
         raise ParrotError(f"{path}: --real file not found")
     r = Reservoir(size, seed)
-    for d in read_dialogues(path, on_error="skip"):
+    for d in read_dialogues(path, on_error="skip", bad_bytes="raise"):
         for q in user_questions(d):
             r.add(q[:2000])
     if len(r.items) < 10:
