@@ -6,7 +6,9 @@ It keeps a bounded number of items in flight (local backends coalesce concurrent
 batches, HTTP backends get concurrent requests), appends each finished record to the output
 with a flush, and records failures in ``<output>.failures.jsonl`` with the reason. A failed item
 is not in the output, so ``--resume`` retries it; an item whose id is already in the output is
-skipped, so nothing is done twice.
+skipped, so nothing is done twice. At the end the failures file holds exactly the failures that
+still stand (:func:`settle_failures`). A stage that appends to an output runs holding its lock
+(:func:`locks_output`): a second run on it stops before it deletes, loads or writes anything.
 
 >>> async def work(item):                                               # doctest: +SKIP
 ...     [c] = await backend.agenerate([item["messages"]], params)
