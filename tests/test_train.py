@@ -57,7 +57,8 @@ def test_train_chat_cli_writes_a_checkpoint_the_hf_backend_loads(model_dir, dial
     m = read_manifest(out)
     assert m["stage"] == "train-chat" and m["saved_as"] == "full"
     assert m["counts"]["sessions_read"] == 7
-    assert m["counts"]["sessions_cut"] == 1                   # the 12-turn session, at a turn boundary
+    assert m["counts"]["sessions_shortened"] == 1             # the 12-turn session, split at turn boundaries
+    assert m["counts"]["examples"] > m["counts"]["sessions_trained"] == 7
     assert m["counts"]["trainable_tokens"] > 0
     assert m["losses"]["steps"] == 1 and m["losses"]["train_loss"] > 0
     assert m["config"]["trl_args"]["max_steps"] == 1          # pass-through recorded
@@ -159,7 +160,7 @@ def test_train_dpo_counts_dropped_pairs_and_reloads(model_dir, tmp_path, lora):
     assert main(args) == 0
     m = read_manifest(out)
     assert m["counts"]["pairs_read"] == 5
-    assert m["counts"]["dropped_too_long"] == 1
+    assert m["counts"]["dropped_answers_too_long"] == 1
     assert m["counts"]["pairs_trained"] == 4
     assert m["counts"]["reference"] == ("starting model with the LoRA adapter disabled" if lora else str(model_dir))
     assert m["saved_as"] == ("merged" if lora else "full")
