@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from parrot import ParrotError
-from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, per_item
+from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
 from parrot.manifest import redact_url
 
 log = logging.getLogger("parrot.backends.openai")
@@ -110,6 +110,7 @@ class OpenAIBackend(Backend):
         self._client = None
         self._semaphore: asyncio.Semaphore | None = None
         self._api_key: str | None = None
+        self._tokenizer = None  # loaded on first count (context_length + tokenizer)
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -203,10 +204,21 @@ class OpenAIBackend(Backend):
             body["extra_body"] = dict(self.extra_body)
         return body
 
-    async def agenerate(self, conversations: list[Messages],
-                        params: SamplingParams | list[SamplingParams]) -> list[Completion]:
-        plist = per_item(params, len(conversations))
-        return list(await asyncio.gather(*(self._complete(m, p) for m, p in zip(conversations, plist))))
+    async def _agenerate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
+        return list(await asyncio.gather(*(self._complete(m, p) for m, p in zip(conversations, params))))
+
+    def count_tokens(self, messages: Messages) -> int:
+        """With ``context_length`` set: the prompt tokens as the role's local ``tokenizer`` renders them."""
+        if self.config.tokenizer is None:
+            return super().count_tokens(messages)
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            from parrot.checkpoint import tokenizer_path
+            self._tokenizer = AutoTokenizer.from_pretrained(tokenizer_path(self.config.tokenizer))
+        tok = self._tokenizer
+        return len(tok(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False),
+                       add_special_tokens=False)["input_ids"])
 
     async def _complete(self, messages: Messages, params: SamplingParams) -> Completion:
         client, semaphore = self._client_for_loop()

@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, per_item
+from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
 from parrot.backends.batching import MicroBatcher, completion, finish_text
 
 log = logging.getLogger("parrot.backends.vllm")
@@ -105,14 +105,24 @@ class VLLMBackend(Backend):
             results.append(completion(text, finish, len(out.prompt_token_ids or []), len(best.token_ids)))
         return results
 
-    async def agenerate(self, conversations: list[Messages],
-                        params: SamplingParams | list[SamplingParams]) -> list[Completion]:
-        plist = per_item(params, len(conversations))
-        if not conversations:
-            return []
+    async def _agenerate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
         if self.llm is None:
             await asyncio.to_thread(self.start)
-        return await self.batcher.submit(conversations, plist)
+        return await self.batcher.submit(conversations, params)
+
+    def shortens(self) -> bool:
+        return True
+
+    def loaded(self) -> bool:
+        return self.llm is not None
+
+    def context(self) -> int | None:
+        return self.config.context_length or self.llm.llm_engine.model_config.max_model_len
+
+    def count_tokens(self, messages: Messages) -> int:
+        tok = self.llm.get_tokenizer()
+        return len(tok(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False),
+                       add_special_tokens=False)["input_ids"])
 
     def describe(self) -> dict:
         out = super().describe()
