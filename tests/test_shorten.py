@@ -7,9 +7,9 @@ import random
 import pytest
 
 from parrot.roleswap import STOP_MARKER, to_simulator
-from parrot.shorten import shorten, split_turns
+from parrot.shorten import count_tokens, shorten, split_turns
 from parrot.train.dpo import fit_pair
-from parrot.train.render import IGNORE, count_tokens, render_chat, render_examples
+from parrot.train.render import IGNORE, render_chat, render_examples
 
 FILLER = "The river runs past the old mill and the town keeps its records in the hall. "  # 18 tokens
 

@@ -288,7 +288,8 @@ def test_packed_rows_keep_each_session_to_itself(model_dir, tmp_path):
     within a session (position ids restart at each), and no label reaches across a boundary."""
     import torch
 
-    from parrot.train.sft import build_dataset, chat_view, load_tokenizer, sft_trainer
+    from parrot.checkpoint import load_tokenizer
+    from parrot.train.sft import build_dataset, chat_view, sft_trainer
 
     data = write_jsonl(tmp_path / "short.jsonl", [dialogue(i, 1) for i in range(6)])
     cfg = build_config(SFTTrainConfig, {"data": [str(data)], "output": str(tmp_path / "o"), "model": str(model_dir),
@@ -314,7 +315,7 @@ def test_remote_code_is_trusted_only_when_the_user_says_so(monkeypatch, tiny_mod
     from transformers import AutoTokenizer
 
     from parrot.train.runtime import trusts_remote_code
-    from parrot.train.sft import load_tokenizer
+    from parrot.checkpoint import load_tokenizer
 
     def cfg(*overrides):
         return build_config(SFTTrainConfig, {"data": ["d.jsonl"], "output": "o"}, list(overrides), extra_field="trl_args")
@@ -327,7 +328,7 @@ def test_remote_code_is_trusted_only_when_the_user_says_so(monkeypatch, tiny_mod
     monkeypatch.setattr(AutoTokenizer, "from_pretrained",
                         lambda path, **kw: seen.append(kw["trust_remote_code"]) or real(path, **kw))
     load_tokenizer(tiny_model_dir)
-    load_tokenizer(tiny_model_dir, trusts_remote_code(cfg("trust_remote_code=true")))
+    load_tokenizer(tiny_model_dir, trust_remote_code=trusts_remote_code(cfg("trust_remote_code=true")))
     assert seen == [False, True]
 
 

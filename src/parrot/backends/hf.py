@@ -27,6 +27,7 @@ from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
 from parrot.backends.batching import MicroBatcher, batch_seed, completion, finish_text
 from parrot.backends.cpu import busy_machine_threads
+from parrot.shorten import count_tokens
 
 log = logging.getLogger("parrot.backends.hf")
 
@@ -208,8 +209,7 @@ class HFBackend(Backend):
         return self.config.context_length or self.context_positions
 
     def count_tokens(self, messages: Messages) -> int:
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return count_tokens(self.tokenizer, messages, generation_prompt=True)
 
     def describe(self) -> dict:
         out = super().describe()

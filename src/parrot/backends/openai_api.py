@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
 from parrot.manifest import redact_url
+from parrot.shorten import count_tokens
 
 log = logging.getLogger("parrot.backends.openai")
 
@@ -212,13 +213,9 @@ class OpenAIBackend(Backend):
         if self.config.tokenizer is None:
             return super().count_tokens(messages)
         if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            from parrot.checkpoint import tokenizer_path
-            self._tokenizer = AutoTokenizer.from_pretrained(tokenizer_path(self.config.tokenizer))
-        tok = self._tokenizer
-        return len(tok(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False),
-                       add_special_tokens=False)["input_ids"])
+            from parrot.checkpoint import load_tokenizer
+            self._tokenizer = load_tokenizer(self.config.tokenizer)
+        return count_tokens(self._tokenizer, messages, generation_prompt=True)
 
     async def _complete(self, messages: Messages, params: SamplingParams) -> Completion:
         client, semaphore = self._client_for_loop()

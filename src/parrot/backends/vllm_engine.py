@@ -21,6 +21,7 @@ from pathlib import Path
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
 from parrot.backends.batching import MicroBatcher, completion, finish_text
+from parrot.shorten import count_tokens
 
 log = logging.getLogger("parrot.backends.vllm")
 
@@ -120,9 +121,7 @@ class VLLMBackend(Backend):
         return self.config.context_length or self.llm.llm_engine.model_config.max_model_len
 
     def count_tokens(self, messages: Messages) -> int:
-        tok = self.llm.get_tokenizer()
-        return len(tok(tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False),
-                       add_special_tokens=False)["input_ids"])
+        return count_tokens(self.llm.get_tokenizer(), messages, generation_prompt=True)
 
     def describe(self) -> dict:
         out = super().describe()

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterator
 
 from parrot import ParrotError
-from parrot.checkpoint import resolve_model_path
+from parrot.checkpoint import load_tokenizer, resolve_model_path
 from parrot.dialogue import check_dialogue
 from parrot.jsonl import read_jsonl
 from parrot.shorten import shorten
@@ -32,7 +32,6 @@ from parrot.train.config import DPOTrainConfig
 from parrot.train.runtime import (callbacks, dataset_cache, lora_config, make_trl_config,
                                   relaunch_under_accelerate, stream_dataset, train_and_save, trl_kwargs,
                                   trusts_remote_code)
-from parrot.train.sft import load_tokenizer
 
 log = logging.getLogger("parrot.train")
 
@@ -109,7 +108,7 @@ def train_dpo(cfg: DPOTrainConfig) -> dict | None:
 
     t0 = time.monotonic()
     model_path = resolve_model_path(cfg.model)
-    tokenizer = load_tokenizer(model_path, trusts_remote_code(cfg))
+    tokenizer = load_tokenizer(model_path, trust_remote_code=trusts_remote_code(cfg), chat_template=True)
     counts: dict = {}
     eval_counts: dict = {}
     with dataset_cache(cfg) as cache:

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from parrot import ParrotError
-from parrot.shorten import flatten, shorten, split_turns
+from parrot.shorten import count_tokens, flatten, shorten, split_turns
 
 IGNORE = -100
 
@@ -134,11 +134,6 @@ def render_chat(tokenizer, messages: list[dict], *, target: str = "assistant", c
     n = ends[keep - 1]
     out.input_ids, out.labels, out.messages_kept = ids[:n], labels[:n], keep
     return out
-
-
-def count_tokens(tokenizer, messages: list[dict], *, generation_prompt: bool = False) -> int:
-    """Tokens of ``messages`` as the chat template renders them (what training and inference see)."""
-    return len(tokenizer(_template(tokenizer, messages, generation_prompt), add_special_tokens=False)["input_ids"])
 
 
 def render_examples(tokenizer, messages: list[dict], *, target: str = "assistant",

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.checkpoint import resolve_model_path
+from parrot.checkpoint import load_tokenizer, resolve_model_path
 from parrot.dialogue import read_dialogues
 from parrot.roleswap import STOP_MARKER, to_simulator
 from parrot.train.config import AskTrainConfig, SFTTrainConfig
@@ -84,20 +84,11 @@ def build_dataset(paths: list[str], tokenizer, view: View, max_length: int, cach
                           f"{', '.join(paths)}: no session left to train on (max_length={max_length})", counts)
 
 
-def load_tokenizer(model_path: Path, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(model_path), trust_remote_code=trust_remote_code)
-    if not tok.chat_template:
-        raise ParrotError(f"{model_path}: the tokenizer has no chat template (needed to render sessions)")
-    return tok
-
-
 def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
     """Render, train with SFTTrainer, save, write the manifest; return the manifest's numbers."""
     t0 = time.monotonic()
     model_path = resolve_model_path(cfg.model)
-    tokenizer = load_tokenizer(model_path, trusts_remote_code(cfg))
+    tokenizer = load_tokenizer(model_path, trust_remote_code=trusts_remote_code(cfg), chat_template=True)
     counts: dict = {}
     eval_counts: dict = {}
     with dataset_cache(cfg) as cache:
