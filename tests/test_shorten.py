@@ -160,3 +160,24 @@ def test_dpo_pair_whose_answers_alone_are_too_long_is_dropped_and_counted(smollm
     counts = {}
     assert fit_pair(smollm2_tokenizer, pair, 512, counts) is None
     assert counts == {"dropped_answers_too_long": 1}
+
+
+@pytest.mark.parametrize("view", ["chat", "ask"])
+def test_estimated_windows_are_the_ones_an_exact_count_picks(smollm2_tokenizer, monkeypatch, view):
+    """render_examples estimates window lengths from the whole rendering; it must choose exactly
+    what counting every candidate window would."""
+    from parrot.train import render
+
+    rng = random.Random(1)
+    sessions = []
+    for s in range(12):
+        turns = rng.randint(2, 9)
+        chat = [m for k in range(turns) for m in (msg("user", f"q{s}.{k} " + FILLER * rng.randint(0, 9)),
+                                                  msg("assistant", f"a{s}.{k} " + FILLER * rng.randint(1, 12)))]
+        if s % 3 == 0:
+            chat = [msg("system", "Answer as a historian.")] + chat
+        sessions.append(to_simulator(chat, add_stop=True) if view == "ask" else chat)
+    fast = [[r.input_ids for r in render_examples(smollm2_tokenizer, c, max_length=400)] for c in sessions]
+    monkeypatch.setattr(render._Budget, "__call__", render._Budget.exactly)
+    exact = [[r.input_ids for r in render_examples(smollm2_tokenizer, c, max_length=400)] for c in sessions]
+    assert fast == exact and sum(map(len, fast)) > len(sessions)

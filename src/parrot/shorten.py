@@ -113,16 +113,22 @@ def _cut_first_message(head: list[dict], kept: list[list[dict]], fits: Fits) -> 
     def build(n: int) -> list[dict]:
         return head + [{**first, "content": _tail(text, n)}] + rest
 
-    lo, hi = 1, len(text)  # the most characters kept lies in [lo - 1, hi]
-    while lo <= hi:
+    # Gallop up from a short tail, so a pasted document is never counted whole again and again;
+    # then bisect.
+    lo, hi = 1, len(text)  # lo - 1: the longest tail known to fit (0: none yet)
+    probe = 64
+    while probe < len(text) and fits(build(probe)):
+        lo, probe = probe + 1, probe * 2
+    hi = min(hi, probe)
+    while lo <= hi and hi - lo >= lo // 32:  # within 3% of the longest tail that fits is enough
         mid = (lo + hi) // 2
         if fits(build(mid)):
             lo = mid + 1
         else:
             hi = mid - 1
-    if hi < 1:
+    if lo <= 1:
         return None
-    out = build(hi)
+    out = build(lo - 1)  # the longest tail found to fit
     return out, len(text) - len(out[len(head)]["content"])
 
 

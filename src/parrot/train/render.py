@@ -45,6 +45,7 @@ class Rendered:
     messages_kept: int = 0       # messages whose tokens are in input_ids
     messages_total: int = 0
     drop: str | None = None      # "no_target" when nothing trainable is left
+    message_ends: list[int] = field(default_factory=list)  # per message of the whole chat, tokens up to its end
 
     @property
     def trainable_tokens(self) -> int:
@@ -127,7 +128,7 @@ def render_chat(tokenizer, messages: list[dict], *, target: str = "assistant", c
     keep = len(spans)
     while keep and not (spans[keep - 1][3] and keep > context):  # trailing messages carry no loss
         keep -= 1
-    out = Rendered(messages_total=len(messages))
+    out = Rendered(messages_total=len(messages), message_ends=ends)
     if not keep:
         out.drop = "no_target"
         return out
@@ -152,16 +153,14 @@ def render_examples(tokenizer, messages: list[dict], *, target: str = "assistant
     while turns and not any(m["role"] == target for m in turns[-1]):
         turns.pop()  # a last turn with nothing to train (an unanswered question)
 
-    def fits(msgs: list[dict]) -> bool:
-        return count_tokens(tokenizer, msgs) <= max_length
-
-    def fits_half(msgs: list[dict]) -> bool:  # later examples keep half the room for history
-        return count_tokens(tokenizer, msgs) <= max_length // 2
-
+    fits = _Budget(tokenizer, whole, head, turns, max_length)
+    half = _Budget(tokenizer, whole, head, turns, max_length // 2)  # later examples keep half for history
     examples, i = [], 0
     while i < len(turns):
-        j = max(i + 1, _most_turns_that_fit(head, turns, i, fits if i == 0 else fits_half))
+        j = max(i + 1, _most_turns_that_fit(head, turns, i, fits if i == 0 else half))
         got = shorten(head + flatten(turns[:j]), fits, keep=j - i)
+        if got is not None and not fits.exactly(got[0]):  # the estimate was off: search exactly
+            got = shorten(head + flatten(turns[:j]), fits.exactly, keep=j - i)
         if got is None:
             counts["turns_too_long"] = counts.get("turns_too_long", 0) + 1
         else:
@@ -171,6 +170,38 @@ def render_examples(tokenizer, messages: list[dict], *, target: str = "assistant
             examples.append(render_chat(tokenizer, msgs, target=target, context=len(msgs) - trained))
         i = j
     return [r for r in examples if not r.drop]
+
+
+class _Budget:
+    """Does a window of a session's turns fit ``limit`` tokens? Estimated from the whole chat's
+    rendering (per-message token counts add up at message boundaries, which special tokens
+    separate), so a long session is not rendered again for every candidate window; the chosen
+    window is then checked :meth:`exactly`. A window holding a cut message is counted exactly."""
+
+    def __init__(self, tokenizer, whole: Rendered, head: list[dict], turns: list[list[dict]], limit: int):
+        self.tokenizer, self.limit, self.ends = tokenizer, limit, whole.message_ends
+        self.head = len(head)
+        # what precedes the first turn: the system message, or the template's own preamble
+        self.preamble = self.ends[self.head - 1] if head else _preamble_tokens(tokenizer)
+        self.position = {id(m): i for i, m in enumerate(head + flatten(turns))}
+
+    def __call__(self, msgs: list[dict]) -> bool:
+        first, last = (self.position.get(id(msgs[self.head])), self.position.get(id(msgs[-1]))) \
+            if len(msgs) > self.head else (None, None)
+        if first is None or last is None:
+            return self.exactly(msgs)
+        if first == self.head:  # a prefix of the whole chat: counted exactly already
+            return self.ends[last] <= self.limit
+        return self.preamble + self.ends[last] - self.ends[first - 1] <= self.limit
+
+    def exactly(self, msgs: list[dict]) -> bool:
+        return count_tokens(self.tokenizer, msgs) <= self.limit
+
+
+def _preamble_tokens(tokenizer) -> int:
+    """Tokens a chat template writes before the first message (SmolLM2's default system prompt)."""
+    pair = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+    return 2 * count_tokens(tokenizer, pair) - count_tokens(tokenizer, pair + pair)
 
 
 def _most_turns_that_fit(head: list[dict], turns: list[list[dict]], i: int, fits) -> int:

@@ -93,7 +93,8 @@ def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
     eval_counts: dict = {}
     with dataset_cache(cfg) as cache:
         train_ds = build_dataset(cfg.data, tokenizer, view, cfg.max_length, cache, counts, cfg.limit)
-        eval_ds = (build_dataset([cfg.eval_data], tokenizer, view, cfg.max_length, cache, eval_counts)
+        eval_ds = (build_dataset([cfg.eval_data], tokenizer, view, cfg.max_length, cache, eval_counts,
+                                 cfg.eval_limit)
                    if cfg.eval_data else None)
         t_render = time.monotonic()
         log.info("%s: %d sessions rendered as %d examples (%d longer than max_length=%d, shortened: "
