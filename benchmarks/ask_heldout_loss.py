@@ -39,13 +39,11 @@ def ensure_data(train: Path) -> tuple[Path, Path]:
 
 def heldout_examples(dev: Path, tokenizer, view, max_length: int, n: int) -> list:
     from parrot.dialogue import read_dialogues
-    from parrot.train.render import render_chat
+    from parrot.train.render import render_examples
 
     out = []
     for rec in read_dialogues(dev):
-        r = render_chat(tokenizer, view(rec, str(dev)), max_length=max_length)
-        if not r.drop:
-            out.append(r)
+        out += render_examples(tokenizer, view(rec, str(dev)), max_length=max_length)
         if len(out) >= n:
             break
     return out
@@ -127,8 +125,8 @@ def main() -> int:
     p.add_argument("--only", choices=["ask", "chat"], default=None)
     args = p.parse_args()
 
-    from parrot.checkpoint import smollm2_checkpoint
-    from parrot.train.sft import ask_view, chat_view, load_tokenizer
+    from parrot.checkpoint import load_tokenizer, smollm2_checkpoint
+    from parrot.train.sft import ask_view, chat_view
 
     train_path, dev_path = ensure_data(args.data)
     start = smollm2_checkpoint()

@@ -45,9 +45,11 @@ class Recording(Backend):
         self.inner, self.local, self.usage = inner, inner.local, inner.usage
         self.calls: list[tuple] = []
 
-    async def agenerate(self, conversations, params):
-        plist = params if isinstance(params, list) else [params] * len(conversations)
-        out = await self.inner.agenerate(conversations, params)
+    def shortens(self):
+        return False  # the inner backend fits the context itself
+
+    async def _agenerate(self, conversations, plist):
+        out = await self.inner.agenerate(conversations, plist)
         for conv, p, c in zip(conversations, plist, out):
             if c.ok:
                 self.calls.append((conv, p, c.completion_tokens))

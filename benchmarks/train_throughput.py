@@ -58,9 +58,10 @@ def run_variant(variant: str, model: Path, data: Path, args) -> dict:
     """Train ``args.steps`` steps with one variant; return the measured figures."""
     import torch
     from transformers import TrainerCallback
+    from parrot.checkpoint import load_tokenizer
     from parrot.config import build_config
     from parrot.train.config import SFTTrainConfig
-    from parrot.train.sft import build_dataset, chat_view, load_tokenizer, sft_trainer
+    from parrot.train.sft import build_dataset, chat_view, sft_trainer
 
     tok = load_tokenizer(model)
     cfg = build_config(SFTTrainConfig, {"data": [str(data)], "output": str(args.tmp / variant),
@@ -108,7 +109,7 @@ def run_variant(variant: str, model: Path, data: Path, args) -> dict:
             "real_tokens": seen["real"], "positions": seen["positions"], "trainable_tokens": seen["trainable"],
             "padding_share": 1 - seen["real"] / seen["positions"], "seconds": seconds,
             "tokens_per_s": seen["real"] / seconds, "trainable_tokens_per_s": seen["trainable"] / seconds,
-            "peak_mb": peak_mb, "mean_session_tokens": mean_len, "sessions_cut": counts.get("sessions_cut", 0)}
+            "peak_mb": peak_mb, "mean_session_tokens": mean_len, "sessions_shortened": counts.get("sessions_shortened", 0)}
 
 
 def training_run_args(p: argparse.ArgumentParser, *, model: str, sessions: int, max_length: int, batch: int,
@@ -175,7 +176,7 @@ def main() -> int:
         return 1
     base = by_name["padded"]["tokens_per_s"]
     print(f"model={args.model} sessions={args.sessions} max_length={args.max_length} steps={args.steps} "
-          f"(mean session {results[0]['mean_session_tokens']:.0f} tokens, {results[0]['sessions_cut']} cut)")
+          f"(mean session {results[0]['mean_session_tokens']:.0f} tokens, {results[0]['sessions_shortened']} shortened)")
     print(f"{'variant':8} {'batch':>5} {'real tok':>9} {'positions':>9} {'padding':>8} {'tok/s':>8} "
           f"{'train tok/s':>11} {'peak MB':>8} {'vs padded':>9}")
     for r in results:

@@ -266,9 +266,21 @@ def test_concurrent_first_calls_load_the_model_once(random_dir, monkeypatch):
     assert len(loads) == 1 and all(c.ok for [c] in outs)
 
 
-def test_a_prompt_longer_than_the_context_fails_alone(random_dir):
-    too_long = [{"role": "user", "content": "word " * 3000}]   # the model's context: 2048 positions
+def test_a_prompt_longer_than_the_context_is_cut_keeping_its_end(random_dir):
+    too_long = [{"role": "user", "content": "word " * 3000 + "What now?"}]  # the context: 2048 positions
     with load_backend(f"hf:{random_dir}", batch_size=4) as model:
         short, long_ = model.generate([PROMPTS[0], too_long], GREEDY)
-    assert short.ok
-    assert long_.text is None and "does not fit the model's context (2048 tokens)" in long_.error
+        assert model.usage.shortened == 1
+    assert short.ok and short.shortened is None
+    assert long_.ok and long_.shortened["turns_dropped"] == 0 and long_.shortened["chars_cut"] > 0
+    assert long_.prompt_tokens + GREEDY.max_tokens <= 2048
+
+
+def test_a_long_conversation_loses_its_oldest_turns_and_lowers_max_tokens_to_what_is_left(random_dir):
+    turns = [{"role": r, "content": f"{r} {k} " + "word " * 300} for k in range(8) for r in ("user", "assistant")]
+    with load_backend(f"hf:{random_dir}", context_length=1024) as model:
+        [c] = model.generate([turns[:-1]], SamplingParams(max_tokens=1024, temperature=0.0))
+        kept = model.count_tokens(turns[:-1][2 * c.shortened["turns_dropped"]:])
+    assert c.ok and c.shortened["turns_dropped"] > 0 and c.shortened["chars_cut"] == 0
+    assert kept + 512 <= 1024                        # room for min(max_tokens, context / 2)
+    assert c.shortened["max_tokens"] == 1024 - kept  # and max_tokens lowered to what is left

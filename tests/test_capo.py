@@ -255,3 +255,14 @@ def test_smollm2_generator_end_to_end(tmp_path, sessions):
     counts = capo(cfg)
     assert counts["pairs_total"] + counts["discarded"] == 7
     assert counts["this_run"]["misunderstand"]["no_unrelated_turn"] == 2
+
+
+def test_no_context_dependent_question_is_an_error_saying_what_to_change(tmp_path, server):
+    path = tmp_path / "flat.jsonl"
+    flat = [{"role": "user", "content": "What is the capital of Peru?"}, {"role": "assistant", "content": "Lima."},
+            {"role": "user", "content": "What is the capital of Chile?"}, {"role": "assistant", "content": "Santiago."}]
+    path.write_text(json.dumps({"id": "f", "messages": flat}) + "\n")
+    with pytest.raises(ParrotError, match=r"capo wrote 0 pairs .*none of the 1 questions from turn 2 on depends "
+                                          r"on the history; synthesize more or longer sessions"):
+        run(tmp_path, path, server)
+    assert server.requests == [] and read_manifest(tmp_path / "pairs.jsonl")["complete"] is False

@@ -67,6 +67,20 @@ def test_selection_file_has_reasons_and_the_per_session_cap_is_seeded(tmp_path):
     assert len(picks) > 1  # the seed, not the position, decides which turns fill the cap
 
 
+def test_a_token_budget_leaves_out_turns_whose_pair_cannot_fit_whatever_the_history(tmp_path,
+                                                                                    smollm2_tokenizer_dir):
+    long_answer = "The Loire is long. " * 60                         # ~300 tokens
+    sessions = [("a", LONG), ("b", turns(("Name two rivers.", "Seine, Loire."),
+                                         ("How long is the second one?", long_answer)))]
+    settings = {"max_per_session": 0, "tokenizer": str(smollm2_tokenizer_dir)}
+    counts, sel = select(tmp_path, sessions, max_length=256, **settings)
+    assert {r["source_id"] for r in sel} == {"a"} and counts["over_token_budget"] == 1
+    # a long history alone never excludes a turn: train-dpo shortens it
+    assert [r["turn"] for r in sel] == [2, 3, 5, 6]
+    counts, sel = select(tmp_path, sessions, max_length=512, **settings)
+    assert counts.get("over_token_budget", 0) == 0 and len(sel) == 5
+
+
 def test_total_cap_stops_the_selection(tmp_path):
     sessions = [(f"s{i}", LONG) for i in range(5)]
     counts, sel = select(tmp_path, sessions, max_per_session=2, max_turns_total=5)

@@ -130,3 +130,23 @@ def test_n_turn_question_file_is_answered_through_every_turn(fault_server, tmp_p
                                         ("hf:/ckpt/parrot-chat/", "parrot-chat")])
 def test_model_id_from_spec(spec, name):
     assert model_id_for(spec) == name
+
+
+def test_eight_turns_against_a_1024_token_model_complete_with_the_shortening_recorded(tmp_path,
+                                                                                      smollm2_tokenizer_dir):
+    from fixtures.models import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "ctx1024", smollm2_tokenizer_dir, positions=1024)
+    out = tmp_path / "A.jsonl"
+    # random weights rarely stop early: ~200-token answers fill 1,024 tokens within a few turns
+    counts = answer(AnswerConfig(output=str(out), bench="mt-bench-pp", limit=1, max_tokens=200,
+                                 model=BackendConfig(spec=f"hf:{model}")))
+    [record] = read(out)
+    assert len(record["choices"][0]["turns"]) == 8 and counts.get("failed", 0) == 0
+    shortened = record["meta"]["shortened"]
+    assert "8" in shortened and "1" not in shortened
+    assert all(note["turns_dropped"] >= 1 for note in shortened.values())
+    later = [int(t) for t in shortened]
+    assert later == list(range(min(later), 9))  # once the history outgrows the context, it stays shortened
+    manifest = json.loads((tmp_path / "A.jsonl.manifest.json").read_text())
+    assert manifest["counts"]["turns_shortened"] == len(shortened) == manifest["usage"]["shortened"]

@@ -117,3 +117,10 @@ def test_invalid_input_names_the_line(tmp_path):
     with pytest.raises(ParrotError, match=r"in.jsonl:2: message 0: expected role 'user'"):
         filter_sessions(build_config(FilterConfig, {"input": str(src), "output": str(tmp_path / "o.jsonl")}))
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_keeping_no_session_is_an_error_naming_the_setting_to_change(tmp_path):
+    with pytest.raises(ParrotError, match=r"filter kept 0 of 2 sessions .*\(too_few_turns 2\): "
+                                          r"lower min_turns=3.*synthesize more"):
+        run(tmp_path, [session("a", GOOD[:2]), session("b", GOOD[:1])], min_turns=3)
+    assert read_manifest(tmp_path / "out.jsonl")["complete"] is False  # a pipeline runs it again

@@ -103,11 +103,11 @@ def test_a_rerun_upstream_stage_makes_the_stages_reading_from_it_run_again(tmp_p
     assert main(["pipeline", "--config", config]) == 0
     assert _statuses(capsys.readouterr().out) == {"prepare": "up to date", "filter": "up to date"}
     # filter reads prepare's output (through synthesize): a changed prepare reruns both
-    assert main(["pipeline", "--config", config, "prepare.min_turns=2"]) == 0
+    assert main(["pipeline", "--config", config, "prepare.dev_fraction=0.5"]) == 0
     assert _statuses(capsys.readouterr().out) == {"prepare": "done", "filter": "done"}
-    assert (w / "data/parrot.jsonl").read_text() == ""
+    assert len((w / "data/parrot.jsonl").read_text().splitlines()) < 20
     # and asking for prepare alone leaves filter out of date for the next full run
-    assert main(["pipeline", "--config", config, "--stages", "prepare", "prepare.min_turns=1"]) == 0
+    assert main(["pipeline", "--config", config, "--stages", "prepare", "prepare.dev_fraction=0.0"]) == 0
     assert main(["pipeline", "--config", config]) == 0
     assert _statuses(capsys.readouterr().out) == {"prepare": "up to date", "filter": "done"}
     assert len((w / "data/parrot.jsonl").read_text().splitlines()) == 20
@@ -161,3 +161,59 @@ def test_stage_state_follows_settings_completion_and_input_times(tmp_path):
     os.utime(capo_marker, ns=(later, later))
     assert stage_state(answer, answer_cfg, tmp_path) == "capo is newer"
     assert dpo.name in {s.name for s in __import__("parrot.pipeline").pipeline.upstream(answer)}
+
+
+FOLLOW_UPS = ["Can you make it shorter?", "What about the second one?", "Why is that?",
+              "Could you explain it again?", "And the last one?"]
+
+
+def _long_sessions(tmp_path, n=4):
+    """ShareGPT-style logs: 6 turns each, ~150-token answers, follow-ups that lean on the history."""
+    answer = "The first is the river, the second is the mill, and the last is the hall of records. " * 8
+    rows = []
+    for i in range(n):
+        turns = [f"Tell me about place number {i} in the old town."] + FOLLOW_UPS
+        conv = [m for k, q in enumerate(turns) for m in ({"from": "human", "value": q},
+                                                         {"from": "gpt", "value": f"({i}.{k}) {answer}"})]
+        rows.append({"id": f"long{i}", "conversations": conv})
+    path = tmp_path / "long.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_long_sessions_flow_from_prepare_through_capo_into_dpo_training(tmp_path, tiny_model_dir, capsys):
+    """Histories of ~1,000 tokens against max_length 256: SFT splits the sessions, CaPO selects
+    late turns that fit train-dpo's budget, and DPO trains on pairs with shortened prompts."""
+    w = tmp_path / "w"
+    data = w / "data/sharegpt.jsonl"
+    config = _yaml(tmp_path, f"""workdir: {w}
+stages: [prepare, train_chat, capo, train_dpo]
+prepare: {{source: [{_long_sessions(tmp_path)}], dev_fraction: 0.0}}
+train_chat: {{data: [{data}], model: {tiny_model_dir}, max_length: 256, max_steps: 1,
+             per_device_train_batch_size: 2, disable_tqdm: true}}
+capo: {{dialogues: {data}, generator: {{spec: "hf:{tiny_model_dir}", temperature: 1.0}}, max_tokens: 16,
+       similarity_threshold: 1.0}}
+train_dpo: {{max_length: 256, max_steps: 1, per_device_train_batch_size: 1, disable_tqdm: true}}
+""")
+    assert main(["pipeline", "--config", config]) == 0
+    chat = json.loads((w / "models/chat.manifest.json").read_text())["counts"]
+    assert chat["sessions_shortened"] == 4 and chat["sessions_trained"] == 4 and "dropped_too_long" not in chat
+    capo_counts = json.loads((w / "data/capo.jsonl.manifest.json").read_text())
+    assert capo_counts["config"]["max_length"] == 256 and capo_counts["config"]["tokenizer"] == str(tiny_model_dir)
+    pairs = [json.loads(line) for line in (w / "data/capo.jsonl").read_text().splitlines()]
+    assert pairs and max(p["meta"]["turn"] for p in pairs) >= 4
+    dpo = json.loads((w / "models/dpo.manifest.json").read_text())["counts"]
+    assert dpo["pairs_trained"] == len(pairs) and dpo["pairs_shortened"] > 0 and dpo["turns_dropped"] > 0
+    assert _statuses(capsys.readouterr().out)["train_dpo"] == "done"
+
+
+def test_a_stage_left_with_nothing_stops_the_pipeline_before_the_next_one(tmp_path, capsys):
+    w = tmp_path / "w"
+    config = _yaml(tmp_path, f"workdir: {w}\nstages: [prepare, filter, train_chat]\n"
+                             f"prepare: {{source: [{_source(tmp_path)}], dev_fraction: 0.0}}\n"
+                             f"filter: {{input: {w / 'data/sharegpt.jsonl'}, min_turns: 2}}\n")
+    assert main(["pipeline", "--config", config]) == 2
+    captured = capsys.readouterr()
+    assert "stopped at filter: filter kept 0 of 20 sessions" in captured.err and "lower min_turns=2" in captured.err
+    assert _statuses(captured.out) == {"prepare": "done", "filter": "failed"}
+    assert not (w / "models").exists()  # train-chat never started

@@ -6,7 +6,7 @@ import pytest
 
 from parrot import ParrotError
 from parrot.roleswap import STOP_MARKER, simulator_prompt, to_simulator
-from parrot.train.render import IGNORE, render_chat
+from parrot.train.render import IGNORE, render_chat, render_examples
 
 CHAT = [
     {"role": "user", "content": "Name a prime number."},
@@ -36,7 +36,7 @@ def test_trainable_tokens_are_assistant_content_plus_end_of_turn(smollm2_tokeniz
     assert trained_runs(smollm2_tokenizer, r) == ["7 is prime.<|im_end|>", "101 is prime too.<|im_end|>"]
     assert r.trainable_tokens == sum(len(smollm2_tokenizer(m["content"] + "<|im_end|>")["input_ids"])
                                      for m in CHAT if m["role"] == "assistant")
-    assert not r.cut and r.drop is None and r.messages_kept == 4
+    assert r.drop is None and r.messages_kept == 4
 
 
 def test_ids_are_the_templates_own_tokenization(smollm2_tokenizer):
@@ -82,25 +82,31 @@ def test_single_turn(smollm2_tokenizer):
     assert trained_runs(smollm2_tokenizer, r) == ["7 is prime.<|im_end|>"]
 
 
-def test_cut_at_a_turn_boundary_when_too_long(smollm2_tokenizer):
+def test_a_chat_that_fits_is_one_example(smollm2_tokenizer):
     full = render_chat(smollm2_tokenizer, CHAT)
-    first = render_chat(smollm2_tokenizer, CHAT[:2])
-    r = render_chat(smollm2_tokenizer, CHAT, max_length=len(full.input_ids) - 1)
-    assert r.cut and r.drop is None
-    assert r.messages_kept == 2
-    assert r.input_ids == first.input_ids and r.labels == first.labels
+    [r] = render_examples(smollm2_tokenizer, CHAT, max_length=len(full.input_ids))
+    assert r.input_ids == full.input_ids and r.labels == full.labels
 
 
-def test_dropped_when_not_even_the_first_answer_fits(smollm2_tokenizer):
-    first = render_chat(smollm2_tokenizer, CHAT[:2])
-    r = render_chat(smollm2_tokenizer, CHAT, max_length=len(first.input_ids) - 1)
-    assert r.drop == "too_long" and r.input_ids == [] and not r.cut
+def test_one_token_too_long_splits_at_the_turn_boundary_with_the_first_turn_as_history(smollm2_tokenizer):
+    full = render_chat(smollm2_tokenizer, CHAT)
+    counts = {}
+    first, second = render_examples(smollm2_tokenizer, CHAT, max_length=len(full.input_ids) - 1, counts=counts)
+    assert first.input_ids == render_chat(smollm2_tokenizer, CHAT[:2]).input_ids
+    assert trained_runs(smollm2_tokenizer, first) == ["7 is prime.<|im_end|>"]
+    assert trained_runs(smollm2_tokenizer, second) == ["101 is prime too.<|im_end|>"]  # trained once
+    assert counts == {"sessions_shortened": 1, "turns_dropped": 1}
+
+
+def test_history_marked_as_context_is_not_trained(smollm2_tokenizer):
+    r = render_chat(smollm2_tokenizer, CHAT, context=2)
+    assert trained_runs(smollm2_tokenizer, r) == ["101 is prime too.<|im_end|>"]
+    assert r.input_ids == render_chat(smollm2_tokenizer, CHAT).input_ids
 
 
 def test_trailing_question_without_answer_is_left_out(smollm2_tokenizer):
     r = render_chat(smollm2_tokenizer, CHAT[:3])
     assert r.input_ids == render_chat(smollm2_tokenizer, CHAT[:2]).input_ids
-    assert not r.cut
 
 
 def test_chat_with_no_target_turn_is_dropped(smollm2_tokenizer):

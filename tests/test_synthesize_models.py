@@ -77,3 +77,26 @@ def test_prompted_self_chat_with_smollm2_on_a_real_llamacpp_server(tmp_path, smo
         assert r["meta"]["end_reason"] in ("max_turns", "stop_marker", "repeated_question", "echoed_answer")
     man = read_manifest(tmp_path / "out.jsonl")
     assert man["complete"] and man["timings"]["completion_tokens"] > 0
+
+
+def test_a_session_that_outgrows_the_context_goes_on_with_its_oldest_turns_left_out(tmp_path,
+                                                                                    smollm2_tokenizer_dir):
+    from fixtures.models import build_tiny_model
+
+    spec = f"hf:{build_tiny_model(tmp_path / 'ctx512', smollm2_tokenizer_dir, positions=512)}"
+    cfg = build_config(SynthesizeConfig, {
+        "output": str(tmp_path / "out.jsonl"), "seeds": str(write_seeds(tmp_path / "s.jsonl")),
+        "num_sessions": 2, "max_turns": 6, "asker_mode": "prompted",
+        "asker": {"spec": spec, "max_tokens": 40, "temperature": 1.0},
+        "assistant": {"spec": spec, "max_tokens": 120, "temperature": 1.0}})
+    synthesize(cfg)
+    recs = read_out(tmp_path / "out.jsonl")
+    assert len(recs) == 2
+    long_ = [r for r in recs if r["meta"]["turns"] == 6]
+    assert long_, [r["meta"]["end_reason"] for r in recs]  # random weights: sessions run to max_turns
+    for r in long_:
+        # the prompted asker's system prompt plus ~6 x 160 tokens outgrow 512 positions
+        assert r["meta"]["shortened"]["assistant"]["calls"] >= 1
+        assert r["meta"]["shortened"]["assistant"]["max_turns_dropped"] >= 1
+    counts = read_manifest(tmp_path / "out.jsonl")["counts"]
+    assert counts["calls_shortened:assistant"] >= 1 and counts["sessions"] == 2

@@ -57,7 +57,8 @@ def test_train_chat_cli_writes_a_checkpoint_the_hf_backend_loads(model_dir, dial
     m = read_manifest(out)
     assert m["stage"] == "train-chat" and m["saved_as"] == "full"
     assert m["counts"]["sessions_read"] == 7
-    assert m["counts"]["sessions_cut"] == 1                   # the 12-turn session, at a turn boundary
+    assert m["counts"]["sessions_shortened"] == 1             # the 12-turn session, split at turn boundaries
+    assert m["counts"]["examples"] > m["counts"]["sessions_trained"] == 7
     assert m["counts"]["trainable_tokens"] > 0
     assert m["losses"]["steps"] == 1 and m["losses"]["train_loss"] > 0
     assert m["config"]["trl_args"]["max_steps"] == 1          # pass-through recorded
@@ -159,7 +160,7 @@ def test_train_dpo_counts_dropped_pairs_and_reloads(model_dir, tmp_path, lora):
     assert main(args) == 0
     m = read_manifest(out)
     assert m["counts"]["pairs_read"] == 5
-    assert m["counts"]["dropped_too_long"] == 1
+    assert m["counts"]["dropped_answers_too_long"] == 1
     assert m["counts"]["pairs_trained"] == 4
     assert m["counts"]["reference"] == ("starting model with the LoRA adapter disabled" if lora else str(model_dir))
     assert m["saved_as"] == ("merged" if lora else "full")
@@ -287,7 +288,8 @@ def test_packed_rows_keep_each_session_to_itself(model_dir, tmp_path):
     within a session (position ids restart at each), and no label reaches across a boundary."""
     import torch
 
-    from parrot.train.sft import build_dataset, chat_view, load_tokenizer, sft_trainer
+    from parrot.checkpoint import load_tokenizer
+    from parrot.train.sft import build_dataset, chat_view, sft_trainer
 
     data = write_jsonl(tmp_path / "short.jsonl", [dialogue(i, 1) for i in range(6)])
     cfg = build_config(SFTTrainConfig, {"data": [str(data)], "output": str(tmp_path / "o"), "model": str(model_dir),
@@ -313,7 +315,7 @@ def test_remote_code_is_trusted_only_when_the_user_says_so(monkeypatch, tiny_mod
     from transformers import AutoTokenizer
 
     from parrot.train.runtime import trusts_remote_code
-    from parrot.train.sft import load_tokenizer
+    from parrot.checkpoint import load_tokenizer
 
     def cfg(*overrides):
         return build_config(SFTTrainConfig, {"data": ["d.jsonl"], "output": "o"}, list(overrides), extra_field="trl_args")
@@ -326,7 +328,7 @@ def test_remote_code_is_trusted_only_when_the_user_says_so(monkeypatch, tiny_mod
     monkeypatch.setattr(AutoTokenizer, "from_pretrained",
                         lambda path, **kw: seen.append(kw["trust_remote_code"]) or real(path, **kw))
     load_tokenizer(tiny_model_dir)
-    load_tokenizer(tiny_model_dir, trusts_remote_code(cfg("trust_remote_code=true")))
+    load_tokenizer(tiny_model_dir, trust_remote_code=trusts_remote_code(cfg("trust_remote_code=true")))
     assert seen == [False, True]
 
 

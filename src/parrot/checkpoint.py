@@ -69,17 +69,29 @@ def smollm2_checkpoint(out_dir: str | Path | None = None) -> Path:
 
 
 def tokenizer_path(spec: str) -> Path:
-    """A local tokenizer directory for ``spec``: ``smollm2`` (the embedded one) or a path.
+    """A local tokenizer directory for ``spec``: ``smollm2`` (the embedded one), a path, or ``hf:PATH``.
 
     The Hugging Face hub is never contacted: a path that is not a directory is an error.
     """
-    if spec == "smollm2":
+    if spec in ("smollm2", "hf:smollm2", "gguf:smollm2"):
         return smollm2_tokenizer()
-    path = Path(spec)
+    path = Path(spec.removeprefix("hf:"))
     if not path.is_dir():
         raise ParrotError(f"{spec}: tokenizer not found (expected `smollm2` or a local directory with "
                           "tokenizer.json / tokenizer_config.json; the Hugging Face hub is not used)")
     return path
+
+
+def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False, chat_template: bool = False):
+    """The transformers tokenizer of ``spec`` (see :func:`tokenizer_path`), from local files only;
+    ``chat_template=True`` makes a tokenizer without one an error (rendering chats needs it)."""
+    from transformers import AutoTokenizer
+
+    path = tokenizer_path(str(spec))
+    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
+    if chat_template and not tok.chat_template:
+        raise ParrotError(f"{path}: the tokenizer has no chat template (needed to render sessions)")
+    return tok
 
 
 def resolve_model_path(spec: str) -> Path:

@@ -188,13 +188,10 @@ class TokenCounter:
     SmolLM2 tokenizer) or a local directory holding a Hugging Face tokenizer."""
 
     def __init__(self, name: str):
-        from transformers import AutoTokenizer
+        from parrot.checkpoint import load_tokenizer
 
-        from parrot.checkpoint import tokenizer_path
-
-        path = tokenizer_path(name)
         self.name = name
-        self.tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        self.tok = load_tokenizer(name)
         # The Rust tokenizer directly: the Python wrapper costs more than the counting itself.
         self._fast = getattr(self.tok, "backend_tokenizer", None)
 

@@ -232,10 +232,24 @@ def filter_sessions(cfg: FilterConfig) -> dict:
     counts["dropped"] = sum(dropped.values())
     counts["cut"] = sum(cut.values())
     write_manifest(cfg.output, stage="filter", config=cfg, inputs=[cfg.input], counts=dict(counts),
-                   timings={"seconds": round(time.monotonic() - t0, 3)},
+                   timings={"seconds": round(time.monotonic() - t0, 3)}, complete=counts["written"] > 0,
                    sensitive_terms=cfg.sensitive_terms or "built-in data/sensitive_terms.txt")
     print_summary(cfg, counts, dropped, cut)
+    if not counts["written"]:
+        raise nothing_kept(cfg, counts["read"], dropped)
     return dict(counts)
+
+
+def nothing_kept(cfg: FilterConfig, read: int, dropped: Counter) -> ParrotError:
+    """Why no session is left, and the settings that would change it."""
+    if not read:
+        return ParrotError(f"{cfg.input}: holds no sessions to filter (the synthesize stage wrote none)")
+    hints = {"too_few_turns": f"lower min_turns={cfg.min_turns}",
+             "near_duplicate": f"raise near_duplicate={cfg.near_duplicate} (1 turns it off)"}
+    why = ", ".join(f"{k} {v}" for k, v in dropped.most_common())
+    fixes = [hints.get(k, f"on_bad_question=cut instead of drop ({k})") for k in dropped]
+    return ParrotError(f"filter kept 0 of {read} sessions of {cfg.input} ({why}): {'; '.join(dict.fromkeys(fixes))}, "
+                       "or synthesize more or longer sessions (synthesize: num_sessions, max_turns)")
 
 
 def print_summary(cfg: FilterConfig, counts: Counter, dropped: Counter, cut: Counter) -> None:

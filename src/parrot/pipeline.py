@@ -41,10 +41,26 @@ class Stage:
     marker: Callable[[Path], Path]    # the manifest that proves the stage finished
     inputs: tuple[str, ...] = ()      # the stages whose outputs it reads
     fresh: dict | None = None         # settings that start it over instead of resuming (None: it always does)
+    linked: Callable[["PipelineConfig"], dict] | None = None  # defaults taken from other stages' sections
 
 
 def _w(*parts: str) -> Callable[[Path], Path]:
     return lambda wd: wd.joinpath(*parts)
+
+
+def _setting(cfg: "PipelineConfig", section: str, key: str, cls: type):
+    """A stage's setting as its YAML section gives it, else the config class's default."""
+    given = getattr(cfg, section) or {}
+    return given[key] if key in given else next(f.default for f in dataclasses.fields(cls) if f.name == key)
+
+
+def _capo_links(cfg: "PipelineConfig") -> dict:
+    """CaPO selects turns whose pairs fit train-dpo's max_length, counted with the tokenizer of the
+    model DPO trains (train-chat's starting model)."""
+    from parrot.train.config import DPOTrainConfig, SFTTrainConfig
+
+    return {"max_length": _setting(cfg, "train_dpo", "max_length", DPOTrainConfig),
+            "tokenizer": _setting(cfg, "train_chat", "model", SFTTrainConfig)}
 
 
 STAGES: list[Stage] = [
@@ -75,7 +91,7 @@ STAGES: list[Stage] = [
           lambda wd: {"dialogues": str(wd / "data/parrot.jsonl"), "output": str(wd / "data/capo.jsonl"),
                       "resume": True},
           lambda wd: manifest_path(wd / "data/capo.jsonl"), inputs=("filter",),
-          fresh={"resume": False, "overwrite": True}),
+          fresh={"resume": False, "overwrite": True}, linked=_capo_links),
     Stage("train_dpo", "parrot.train.dpo:DPOTrainConfig:train_dpo",
           lambda wd: {"data": [str(wd / "data/capo.jsonl")], "model": str(wd / "models/chat"),
                       "output": str(wd / "models/dpo")},
@@ -145,10 +161,14 @@ def _merge(base: dict, over: dict) -> dict:
 
 
 def stage_config(stage: Stage, cfg: PipelineConfig):
-    """The stage's config object: work-directory defaults, then the YAML section on top."""
+    """The stage's config object: work-directory defaults (and settings linked to other stages'),
+    then the YAML section on top."""
     module, cls_name, _ = stage.target.split(":")
     cls = getattr(importlib.import_module(module), cls_name)
-    data = _merge(stage.defaults(Path(cfg.workdir)), getattr(cfg, stage.name) or {})
+    defaults = stage.defaults(Path(cfg.workdir))
+    if stage.linked:
+        defaults.update(stage.linked(cfg))
+    data = _merge(defaults, getattr(cfg, stage.name) or {})
     extra = "trl_args" if stage.name.startswith("train_") else None
     return build_config(cls, data, where=f"pipeline: {stage.name}", extra_field=extra)
 
@@ -190,6 +210,12 @@ def stage_state(stage: Stage, stage_cfg: Any, workdir: Path) -> str:
     return "up to date" if doc.get("complete", True) else "interrupted"
 
 
+def print_stages(workdir: Path, rows: list[dict], started: float) -> None:
+    table = format_table([(r["stage"], r["status"], f"{r['seconds']:.1f}") for r in rows],
+                         ("stage", "status", "seconds"))
+    print(f"\nparrot pipeline: {workdir}\n{table}\ntotal {time.monotonic() - started:.0f} s")
+
+
 def pipeline(cfg: PipelineConfig) -> list[dict]:
     """Run the selected stages in order; return one summary row per stage."""
     workdir = Path(cfg.workdir)
@@ -211,11 +237,14 @@ def pipeline(cfg: PipelineConfig) -> list[dict]:
         _, _, fn_name = stage.target.split(":")
         fn = getattr(importlib.import_module(stage.target.split(":")[0]), fn_name)
         t0 = time.monotonic()
-        fn(stage_cfg)
+        try:
+            fn(stage_cfg)
+        except ParrotError as e:  # a stage left with nothing to work on stops the run here, saying why
+            rows.append({"stage": stage.name, "status": "failed", "seconds": round(time.monotonic() - t0, 1)})
+            print_stages(workdir, rows, started)
+            raise ParrotError(f"stopped at {stage.name}: {e}") from None
         rows.append({"stage": stage.name, "status": "done", "seconds": round(time.monotonic() - t0, 1)})
-    table = format_table([(r["stage"], r["status"], f"{r['seconds']:.1f}") for r in rows],
-                         ("stage", "status", "seconds"))
-    print(f"\nparrot pipeline: {workdir}\n{table}\ntotal {time.monotonic() - started:.0f} s")
+    print_stages(workdir, rows, started)
     report = workdir / "eval/report/report.md"
     if report.exists():
         print(f"\n{report}:\n\n{report.read_text(encoding='utf-8')}")

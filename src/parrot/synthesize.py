@@ -224,6 +224,7 @@ class Session:
     end_reason: str | None = None
     failures: int = 0          # failed calls so far (each retried up to step_retries times)
     restored: bool = False     # rebuilt from the journal on --resume
+    shortened: dict = dataclasses.field(default_factory=dict)  # role -> calls shortened to fit the context
 
     @property
     def turns(self) -> int:
@@ -289,6 +290,11 @@ class Synthesizer:
     def accept(self, s: Session, role: str, c: Completion) -> None:
         """Apply one completion: append the message (and journal it) or end the session."""
         self.tokens += c.completion_tokens or 0
+        if c.shortened:  # the model saw the session with its oldest turns left out
+            note = s.shortened.setdefault(role, {"calls": 0, "max_turns_dropped": 0})
+            note["calls"] += 1
+            note["max_turns_dropped"] = max(note["max_turns_dropped"], c.shortened.get("turns_dropped", 0))
+            self.counts[f"calls_shortened:{role}"] += 1
         text = c.text.strip() if c.ok else None
         if role == "assistant" and c.ok and not text:
             text, c = None, dataclasses.replace(c, text=None, error=c.error or "empty answer")
@@ -347,7 +353,7 @@ class Synthesizer:
         return {
             "source": "parrot synthesize", "index": s.index, "run_seed": self.cfg.seed, "seed": seed,
             "turns": sum(1 for m in msgs if m["role"] == "assistant"), "end_reason": s.end_reason,
-            "failed_calls": s.failures,
+            "failed_calls": s.failures, **({"shortened": s.shortened} if s.shortened else {}),
             "asker": {"spec": self.cfg.asker.spec, "mode": self.cfg.asker_mode,
                       "sampling": {**self.asker_params.to_dict(), "seed": SEED_NOTE}},
             "assistant": {"spec": self.cfg.assistant.spec,
@@ -593,7 +599,8 @@ def print_summary(out: Path, counts: Counter, timings: dict, expected: int) -> N
     n = counts["sessions"]
     rows = [("sessions", f"{n}/{expected}"), ("turns", counts["turns"]),
             ("turns per session", f"{counts['turns'] / n:.2f}" if n else "-")]
-    rows += sorted((k, v) for k, v in counts.items() if k.startswith(("end_reason:", "sessions_failed", "call_failed")))
+    rows += sorted((k, v) for k, v in counts.items()
+                   if k.startswith(("end_reason:", "sessions_failed", "call_failed", "calls_shortened")))
     rows += [("seconds (this run)", timings["seconds"]), ("turns/s", timings["turns_per_s"]),
              ("tokens/s", timings["tokens_per_s"])]
     print(f"parrot synthesize: {out}")

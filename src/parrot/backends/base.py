@@ -8,6 +8,15 @@ returns one :class:`Completion` each. The core is async (:meth:`Backend.agenerat
 A role (asker, assistant, judge, generator, model under test) is a :class:`BackendConfig`:
 a spec string plus options. In YAML either ``judge: openai:gpt-4`` or
 ``judge: {spec: openai:gpt-4, concurrency: 32, temperature: 0}``.
+
+A conversation longer than the model's context is shortened before it is sent, by the one rule
+of :mod:`parrot.shorten` (oldest whole turns first; the last message cut, keeping its end, only
+when it alone is too long), leaving room for the answer: ``min(max_tokens, context / 2)`` tokens,
+and ``max_tokens`` is lowered to what is left when it asks for more. The completion says what
+was left out (:attr:`Completion.shortened`) and :attr:`Usage.shortened` counts it. The context is
+the model's own for ``hf``/``vllm``, a llama.cpp slot's share of ``ctx_size`` for ``gguf``, and
+for an ``openai:`` endpoint unknown (nothing shortened) unless the role sets ``context_length``
+(and a local ``tokenizer`` to count with).
 """
 
 from __future__ import annotations
@@ -19,7 +28,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from parrot import ParrotError
 from parrot.config import opt
+from parrot.shorten import shorten
 
 Messages = list[dict]
 
@@ -50,6 +61,7 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None
+    shortened: dict | None = None  # what was left out to fit the context (see the module docstring)
 
     @property
     def ok(self) -> bool:
@@ -73,6 +85,11 @@ class BackendConfig:
     ctx_size: int = opt(8192, "context window of the llama.cpp server, shared by its slots")
     threads: int | None = opt(None, "CPU threads for llama.cpp and hf on CPU (default: all cores; 1 on a busy machine)")
     tensor_parallel_size: int = opt(1, "vLLM tensor parallel size")
+    context_length: int | None = opt(None, "tokens one request may hold, prompt plus answer; a longer conversation "
+                                           "is shortened, oldest turns first (default: the model's own for hf/vllm, "
+                                           "ctx_size/slots for gguf, none for openai: not shortened)")
+    tokenizer: str | None = opt(None, "openai with context_length: a local tokenizer directory (or smollm2) "
+                                      "to count prompt tokens with")
     trust_remote_code: bool = opt(False, "allow custom model code from the checkpoint (hf, vllm)")
     temperature: float | None = opt(None, "default sampling temperature for this role")
     top_p: float | None = opt(None, "default top_p for this role")
@@ -96,6 +113,7 @@ class Usage:
     completions: int = 0
     failures: int = 0
     retries: int = 0
+    shortened: int = 0  # requests whose conversation was shortened to fit the context
     prompt_tokens: int = 0
     completion_tokens: int = 0
     errors: dict = field(default_factory=dict)  # reason -> count
@@ -109,14 +127,16 @@ class Usage:
     def summary(self) -> str:
         """One line for the end of a stage: ``"120 requests, 118 ok, 2 failed, ..."``."""
         errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
+        shortened = f", {self.shortened} shortened to fit the context" if self.shortened else ""
         return (f"{self.requests} requests, {self.completions} ok, {self.failures} failed, "
-                f"{self.retries} retries, {self.prompt_tokens} prompt + {self.completion_tokens} "
+                f"{self.retries} retries{shortened}, {self.prompt_tokens} prompt + {self.completion_tokens} "
                 f"completion tokens; errors: {errors}")
 
 
 class Backend(abc.ABC):
-    """Base class. Subclasses implement :meth:`agenerate`, and :meth:`start`/:meth:`close`
-    when they hold resources (a server process, a loaded model)."""
+    """Base class. Subclasses implement :meth:`_agenerate` (and :meth:`context` with
+    :meth:`count_tokens` when they know their context), and :meth:`start`/:meth:`close` when
+    they hold resources (a server process, a loaded model)."""
 
     #: True for backends that batch in-process (hf, vllm): callers send whole batches.
     #: False for HTTP backends: callers keep ``config.concurrency`` single requests in flight.
@@ -132,15 +152,76 @@ class Backend(abc.ABC):
         """The model's name as records show it (``"gpt-4"`` for ``openai:gpt-4``)."""
         return self.config.spec.split(":", 1)[-1]
 
-    @abc.abstractmethod
     async def agenerate(self, conversations: list[Messages],
                         params: SamplingParams | list[SamplingParams]) -> list[Completion]:
-        """One completion per conversation, in order. ``params`` may be one for all or one each."""
+        """One completion per conversation, in order. ``params`` may be one for all or one each.
+        A conversation longer than the context is shortened first (see the module docstring)."""
+        plist = per_item(params, len(conversations))
+        if not conversations:
+            return []
+        notes: list[dict | None] = [None] * len(conversations)
+        if self.shortens() and self.local and self.loaded():
+            # an in-process tokenizer counts: in the loop, so concurrent callers still reach the
+            # micro-batcher together
+            conversations, plist, notes = self.fit_batch(conversations, plist)
+        elif self.shortens():  # loads the model, or asks a server to count
+            conversations, plist, notes = await asyncio.to_thread(self.fit_batch, conversations, plist)
+        out = await self._agenerate(conversations, plist)
+        return [dataclasses.replace(c, shortened=n) if n else c for c, n in zip(out, notes)]
+
+    @abc.abstractmethod
+    async def _agenerate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
+        """One completion per conversation (already fitted to the context), in order."""
 
     def generate(self, conversations: list[Messages],
                  params: SamplingParams | list[SamplingParams]) -> list[Completion]:
         """Sync entry point around :meth:`agenerate`."""
         return asyncio.run(self.agenerate(conversations, params))
+
+    # ------------------------------------------------------------------ fitting the context
+    def shortens(self) -> bool:
+        """Whether conversations are fitted to a context (cheap: no model is loaded to answer)."""
+        return self.config.context_length is not None
+
+    def loaded(self) -> bool:
+        """False while an in-process model is still to be loaded."""
+        return True
+
+    def context(self) -> int | None:
+        """Tokens one request may hold, prompt plus answer (the backend is started); None: unknown."""
+        return self.config.context_length
+
+    def count_tokens(self, messages: Messages) -> int:
+        """Prompt tokens of ``messages`` as the model's chat template renders them."""
+        raise ParrotError(f"{self.config.spec}: cannot count tokens to fit context_length="
+                          f"{self.config.context_length}; give the role a tokenizer (tokenizer=DIR)")
+
+    def fit(self, messages: Messages, params: SamplingParams, context: int) -> tuple[Messages, SamplingParams, dict | None]:
+        """``messages`` shortened to leave room for the answer within ``context`` tokens, the
+        params with ``max_tokens`` lowered if it asks for more than is left, and what changed."""
+        room = min(params.max_tokens, context // 2)
+        got = shorten(messages, lambda m: self.count_tokens(m) + room <= context)
+        if got is None:  # not one word of the last message fits: sent as is, the model fails it
+            return messages, params, None
+        messages, how = got
+        note = how.to_dict() if how else None
+        if params.max_tokens > room:
+            left = context - self.count_tokens(messages)
+            if params.max_tokens > left:
+                params = params.replace(max_tokens=left)
+                note = {**(note or {}), "max_tokens": left}
+        return messages, params, note
+
+    def fit_batch(self, conversations: list[Messages], params: list[SamplingParams]
+                  ) -> tuple[list[Messages], list[SamplingParams], list[dict | None]]:
+        """:meth:`fit` over a batch (blocking: run in a worker thread), counting in :attr:`usage`."""
+        self.start()
+        context = self.context()
+        if context is None:
+            return conversations, params, [None] * len(conversations)
+        fitted = [self.fit(m, p, context) for m, p in zip(conversations, params)]
+        self.usage.shortened += sum(1 for f in fitted if f[2])
+        return [f[0] for f in fitted], [f[1] for f in fitted], [f[2] for f in fitted]
 
     def start(self) -> "Backend":
         return self

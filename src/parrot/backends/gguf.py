@@ -19,8 +19,10 @@ request's explicit ``temperature``/``top_p`` mean what they mean for OpenAI and 
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import gc
+import json
 import logging
 import time
 import urllib.request
@@ -141,8 +143,7 @@ class GGUFBackend(Backend):
             log.debug("llama.cpp server for %s stopped", self.path.name)
 
     # ------------------------------------------------------------------ generation
-    async def agenerate(self, conversations: list[Messages],
-                        params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+    async def _agenerate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
         if self._client is None:
             self.start()
         return await self._client.agenerate(conversations, params)
@@ -151,7 +152,34 @@ class GGUFBackend(Backend):
                  params: SamplingParams | list[SamplingParams]) -> list[Completion]:
         if self._client is None:
             self.start()
-        return self._client.generate(conversations, params)
+
+        async def run() -> list[Completion]:
+            try:
+                return await self.agenerate(conversations, params)
+            finally:  # the client's connections belong to this loop, which ends here
+                await self._client._close_client()
+        return asyncio.run(run())
+
+    # ------------------------------------------------------------------ fitting a slot's context
+    def shortens(self) -> bool:
+        return True
+
+    def context(self) -> int:
+        """A request's share of the server: llama.cpp splits ``ctx_size`` among its slots."""
+        return self.config.context_length or self.config.ctx_size // max(1, self.config.slots)
+
+    def count_tokens(self, messages: Messages) -> int:
+        """The server's own count: its chat template (``/apply-template``), then ``/tokenize``."""
+        prompt = self._post("/apply-template", {"messages": messages})["prompt"]
+        body = {"content": prompt, "add_special": False, "parse_special": True}
+        return len(self._post("/tokenize", body)["tokens"])
+
+    def _post(self, path: str, body: dict) -> dict:
+        url = self.base_url.removesuffix("/v1") + path
+        req = urllib.request.Request(url, data=json.dumps(body).encode("utf-8"),
+                                     headers={"Content-Type": "application/json"})
+        with _DIRECT.open(req, timeout=self.config.timeout) as resp:
+            return json.loads(resp.read())
 
     def request_body(self, messages: Messages, params: SamplingParams) -> dict:
         """What one request sends (see :meth:`OpenAIBackend.request_body`)."""

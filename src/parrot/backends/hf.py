@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from parrot import ParrotError
-from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, per_item
+from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
 from parrot.backends.batching import MicroBatcher, batch_seed, completion, finish_text
 from parrot.backends.cpu import busy_machine_threads
+from parrot.shorten import count_tokens
 
 log = logging.getLogger("parrot.backends.hf")
 
@@ -69,7 +70,7 @@ class HFBackend(Backend):
         self.tokenizer = None
         self.stop_token_ids: list[int] = []
         self.torch_threads: int | None = None
-        self.context: int | None = None  # positions the model knows (None: unknown, not checked)
+        self.context_positions: int | None = None  # positions the model knows (None: unknown, not checked)
         self.batcher = MicroBatcher(self._generate_grouped, self.usage, max_batch=config.batch_size,
                                     same_params=True)
 
@@ -114,7 +115,7 @@ class HFBackend(Backend):
         model.to(device).eval()
         self.tokenizer, self.model, self.device = tok, model, device
         self.stop_token_ids = self._end_of_turn_ids()
-        self.context = context_length(self.model.config)
+        self.context_positions = context_length(self.model.config)
         log.info("loaded %s (%s, %s); stops at %s", self.path, device, str(dtype).removeprefix("torch."),
                  tok.convert_ids_to_tokens(self.stop_token_ids))
 
@@ -158,8 +159,9 @@ class HFBackend(Backend):
         self.start()
         enc = self.encode(conversations).to(self.device)
         longest = int(enc["attention_mask"].sum(dim=1).max())
-        if self.context and longest >= self.context:  # the batcher then fails this request alone
-            raise ValueError(f"a prompt of {longest} tokens does not fit the model's context ({self.context} tokens)")
+        if self.context_positions and longest >= self.context_positions:  # the batcher then fails it alone
+            raise ValueError(f"a prompt of {longest} tokens does not fit the model's context "
+                             f"({self.context_positions} tokens)")
         kwargs: dict[str, Any] = dict(max_new_tokens=params.max_tokens, eos_token_id=self.stop_token_ids,
                                       pad_token_id=self.tokenizer.pad_token_id)
         if params.temperature > 0:
@@ -192,14 +194,22 @@ class HFBackend(Backend):
         # or in two) sample differently, and the same requests in the same batch sample the same.
         return self.generate_batch(conversations, params[0], seed=batch_seed(params))
 
-    async def agenerate(self, conversations: list[Messages],
-                        params: SamplingParams | list[SamplingParams]) -> list[Completion]:
-        plist = per_item(params, len(conversations))
-        if not conversations:
-            return []
+    async def _agenerate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
         if self.model is None:
             await asyncio.to_thread(self.start)
-        return await self.batcher.submit(conversations, plist)
+        return await self.batcher.submit(conversations, params)
+
+    def shortens(self) -> bool:
+        return True
+
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    def context(self) -> int | None:
+        return self.config.context_length or self.context_positions
+
+    def count_tokens(self, messages: Messages) -> int:
+        return count_tokens(self.tokenizer, messages, generation_prompt=True)
 
     def describe(self) -> dict:
         out = super().describe()

@@ -31,8 +31,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from parrot import ParrotError
-from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, per_item
+from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
 from parrot.redact import redact_text, redact_url, register_secret
+from parrot.shorten import count_tokens
 
 log = logging.getLogger("parrot.backends.openai")
 
@@ -115,6 +116,7 @@ class OpenAIBackend(Backend):
         self._client = None
         self._semaphore: asyncio.Semaphore | None = None
         self._api_key: str | None = None
+        self._tokenizer = None  # loaded on first count (context_length + tokenizer)
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -209,10 +211,17 @@ class OpenAIBackend(Backend):
             body["extra_body"] = dict(self.extra_body)
         return body
 
-    async def agenerate(self, conversations: list[Messages],
-                        params: SamplingParams | list[SamplingParams]) -> list[Completion]:
-        plist = per_item(params, len(conversations))
-        return list(await asyncio.gather(*(self._complete(m, p) for m, p in zip(conversations, plist))))
+    async def _agenerate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
+        return list(await asyncio.gather(*(self._complete(m, p) for m, p in zip(conversations, params))))
+
+    def count_tokens(self, messages: Messages) -> int:
+        """With ``context_length`` set: the prompt tokens as the role's local ``tokenizer`` renders them."""
+        if self.config.tokenizer is None:
+            return super().count_tokens(messages)
+        if self._tokenizer is None:
+            from parrot.checkpoint import load_tokenizer
+            self._tokenizer = load_tokenizer(self.config.tokenizer)
+        return count_tokens(self._tokenizer, messages, generation_prompt=True)
 
     async def _complete(self, messages: Messages, params: SamplingParams) -> Completion:
         client, semaphore = self._client_for_loop()

@@ -19,8 +19,9 @@ import logging
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, per_item
+from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
 from parrot.backends.batching import MicroBatcher, completion, finish_text
+from parrot.shorten import count_tokens
 
 log = logging.getLogger("parrot.backends.vllm")
 
@@ -105,14 +106,22 @@ class VLLMBackend(Backend):
             results.append(completion(text, finish, len(out.prompt_token_ids or []), len(best.token_ids)))
         return results
 
-    async def agenerate(self, conversations: list[Messages],
-                        params: SamplingParams | list[SamplingParams]) -> list[Completion]:
-        plist = per_item(params, len(conversations))
-        if not conversations:
-            return []
+    async def _agenerate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
         if self.llm is None:
             await asyncio.to_thread(self.start)
-        return await self.batcher.submit(conversations, plist)
+        return await self.batcher.submit(conversations, params)
+
+    def shortens(self) -> bool:
+        return True
+
+    def loaded(self) -> bool:
+        return self.llm is not None
+
+    def context(self) -> int | None:
+        return self.config.context_length or self.llm.llm_engine.model_config.max_model_len
+
+    def count_tokens(self, messages: Messages) -> int:
+        return count_tokens(self.llm.get_tokenizer(), messages, generation_prompt=True)
 
     def describe(self) -> dict:
         out = super().describe()

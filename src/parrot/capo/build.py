@@ -103,7 +103,7 @@ def run_selection(cfg: CapoConfig, resuming: bool) -> dict:
     if resuming and path.exists() and old and old.get("complete") and old.get("config_hash") == config_hash(sel_cfg):
         log.info("reusing the selection in %s", path)
         return old.get("counts", {})
-    return select_turns(sel_cfg, path)
+    return select_turns(sel_cfg, path, room=cfg.max_tokens)
 
 
 class PairWriter:
@@ -220,6 +220,26 @@ def pairs_table(tally: dict[str, Counter], in_output: dict[str, int]) -> str:
     return format_table(rows, ("strategy", "written", *reasons, "in file"))
 
 
+def no_pairs(cfg: CapoConfig, selection: dict, discarded: dict) -> ParrotError:
+    """Why the run has no pair to train on, and what would change it."""
+    if not selection.get("sessions"):
+        why, fix = "no sessions to select from", "the filter stage kept none"
+    elif not selection.get("detector_hits"):
+        why = f"none of the {selection.get('turns_k2_plus', 0)} questions from turn 2 on depends on the history"
+        fix = "synthesize more or longer sessions (synthesize: num_sessions, max_turns)"
+    elif not selection.get("selected_total"):
+        why = (f"{selection['detector_hits']} context-dependent turns, none selected "
+               f"({selection.get('over_token_budget', 0)} over the token budget, "
+               f"{selection.get('verifier_rejected', 0)} rejected by the verifier)")
+        fix = (f"raise max_length={cfg.max_length} (train-dpo's) or lower max_tokens={cfg.max_tokens}"
+               if selection.get("over_token_budget") else "check the verifier, or run without it")
+    else:
+        why = f"{selection['selected_total']} turns selected, every pair discarded ({discarded})"
+        fix = ("lower similarity_threshold" if "near_identical" in discarded
+               else "see the failures file; rerun with --resume to retry failed generations")
+    return ParrotError(f"capo wrote 0 pairs to {cfg.output}: {why}; {fix}")
+
+
 @locks_output
 def capo(cfg: CapoConfig) -> dict:
     """``parrot capo``: select turns, write the negatives, keep the pairs. Returns the counts."""
@@ -253,9 +273,11 @@ def capo(cfg: CapoConfig) -> dict:
                    generator=described, generator_usage=usage,
                    selection=str(selection_path(cfg.output)),
                    # generator failures are retried by --resume (and by the pipeline): not done yet
-                   complete=not any(v for k, v in run.items() if k.startswith("failed:")
-                                    and k.split(":", 1)[1] not in FINAL_DISCARDS))
+                   complete=counts["pairs_total"] > 0 and not any(
+                       v for k, v in run.items() if k.startswith("failed:") and k.split(":", 1)[1] not in FINAL_DISCARDS))
     print(pairs_table(writer.tally, in_output))
+    if not counts["pairs_total"]:
+        raise no_pairs(cfg, sel_counts, counts["discarded_by_reason"])
     if run.get("failed"):
         log.info("%d pair(s) discarded, with reasons, in %s", run["failed"], failures_path(cfg.output))
     log.info("%s: %d pairs (%d written in this run)", cfg.output, counts["pairs_total"], counts["written"])

@@ -5,6 +5,11 @@
    unanswered question is eligible too).
 2. Per-session order: the session's candidates are shuffled with a seed made of ``seed`` and the
    session id (so the same input and seed always give the same turns, in any run or shard).
+   With ``max_length`` (train-dpo's; ``parrot pipeline`` passes it), a candidate whose pair
+   could not fit it even with its history shortened (train-dpo shortens the prompt by the rule
+   of :mod:`parrot.shorten`; the answers are never cut) is left out first and counted
+   ``over_token_budget``: with at least the end of the question, its chosen answer must fit, and
+   so must ``room`` tokens for the rejected one (``parrot capo``'s ``max_tokens``).
 3. Verifier (optional, ``--verifier SPEC``): walking that order, candidates are asked about in
    batches until ``max_per_session`` are confirmed (``capo_verify.txt``; a reply starting with
    YES confirms). Without a verifier the first ``max_per_session`` are taken.
@@ -38,6 +43,7 @@ from parrot.jsonl import read_jsonl
 from parrot.log import format_table
 from parrot.manifest import read_manifest, write_manifest
 from parrot.runner import ItemFailed, failures_path, locks_output, run_items, start_output
+from parrot.shorten import count_tokens, shorten
 from parrot.stats.context import context_reasons
 
 log = logging.getLogger("parrot.capo")
@@ -61,6 +67,10 @@ class SelectConfig:
     max_turns_total: int | None = opt(None, "stop once this many turns are selected in all")
     regenerate_chosen: bool = opt(False, "the chosen answer is generated with the full history "
                                   "instead of taken from the session")
+    max_length: int | None = opt(None, "token budget of a pair (train-dpo's max_length): skip turns whose chosen "
+                                       "answer (and a rejected one of max_tokens) cannot fit it with any history")
+    tokenizer: str = opt("smollm2", "with max_length: the tokenizer to count with (the model DPO trains: a "
+                                    "local directory, or smollm2)")
     seed: int = opt(0, "seed for which turns fill the per-session cap (and for sampling)")
     prompt_dir: Path | None = opt(None, "a directory whose capo_*.txt files replace the packaged prompts")
     resume: bool = opt(False, "continue an interrupted run: keep the output, skip what is done",
@@ -73,6 +83,8 @@ class SelectConfig:
             raise ParrotError(f"max_per_session: expected 0 (no cap) or more, found {self.max_per_session}")
         if self.max_turns_total is not None and self.max_turns_total < 1:
             raise ParrotError(f"max_turns_total: expected at least 1, found {self.max_turns_total}")
+        if self.max_length is not None and self.max_length < 16:
+            raise ParrotError(f"max_length: expected at least 16 tokens, found {self.max_length}")
 
 
 def candidate_turns(dialogue: dict, *, need_reply: bool = True) -> list[dict]:
@@ -132,15 +144,39 @@ def parse_verdict(reply: str) -> bool | None:
     return None if m is None else m.group(1).lower() == "yes"
 
 
-class TurnSelector:
-    """Applies the per-session cap, the verifier and the total cap; keeps the counts."""
+class PairBudget:
+    """Whether a turn's pair can fit ``max_length`` tokens once train-dpo shortens its history."""
 
-    def __init__(self, cfg: SelectConfig, verifier=None, prompts: Prompts | None = None, already: int = 0):
+    def __init__(self, max_length: int, tokenizer: str, room: int):
+        from parrot.checkpoint import load_tokenizer
+
+        self.max_length, self.room = max_length, room
+        self.tokenizer = load_tokenizer(tokenizer, chat_template=True)
+
+    def fits(self, turn: dict) -> bool:
+        """train-dpo's test (prompt plus each answer within ``max_length``) on the question alone,
+        cut if need be: the chosen answer as it is, the rejected one as ``room`` tokens."""
+        answer = [{"role": "assistant", "content": turn["answer"]}] if turn["answer"] is not None else []
+        system, _ = split_system(turn["prompt"])
+        question = ([system] if system else []) + [turn["prompt"][-1]]
+
+        def fits(msgs: list[dict]) -> bool:
+            room = count_tokens(self.tokenizer, msgs, generation_prompt=True) + self.room <= self.max_length
+            return room and (not answer or count_tokens(self.tokenizer, msgs + answer) <= self.max_length)
+        return shorten(question, fits) is not None
+
+
+class TurnSelector:
+    """Applies the token budget, the per-session cap, the verifier and the total cap; keeps the counts."""
+
+    def __init__(self, cfg: SelectConfig, verifier=None, prompts: Prompts | None = None, already: int = 0,
+                 room: int = 0):
         self.cfg = cfg
         self.verifier = verifier
         self.prompts = prompts
         self.counts: Counter = Counter()
         self.selected = already  # turns in the output so far (a resumed run starts from them)
+        self.budget = PairBudget(cfg.max_length, cfg.tokenizer, room) if cfg.max_length else None
 
     @property
     def full(self) -> bool:
@@ -170,6 +206,10 @@ class TurnSelector:
         cands = candidate_turns(dialogue, need_reply=not self.cfg.regenerate_chosen)
         self.counts["turns_k2_plus"] += max(0, sum(1 for m in dialogue["messages"] if m["role"] == "user") - 1)
         self.counts["detector_hits"] += len(cands)
+        if self.budget:
+            fitting = [t for t in cands if self.budget.fits(t)]
+            self.counts["over_token_budget"] += len(cands) - len(fitting)
+            cands = fitting
         cap = self.cfg.max_per_session or len(cands)
         order = session_order(cands, self.cfg.seed, dialogue["id"])
         keep = await self._verified(order, cap) if self.verifier else order[:cap]
@@ -225,8 +265,9 @@ def prepare_output(output: Path, cfg, stage: str) -> bool:
                         settings_changed=settings_changed)
 
 
-def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select") -> dict:
-    """Write the selected turns of ``cfg.dialogues`` to ``output``; return the counts."""
+def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select", room: int = 0) -> dict:
+    """Write the selected turns of ``cfg.dialogues`` to ``output``; return the counts. ``room``:
+    tokens a pair needs besides the chosen answer (the rejected one), for ``max_length``."""
     started = time.monotonic()
     resuming = prepare_output(output, cfg, stage)
     done: set = set()
@@ -238,7 +279,7 @@ def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select")
     write_manifest(output, stage=stage, config=cfg, inputs=[cfg.dialogues], complete=False)
     verifier = load_backend(cfg.verifier) if cfg.verifier else None
     prompts = Prompts(cfg.prompt_dir, names=("capo_verify",)) if verifier else None
-    selector = TurnSelector(cfg, verifier, prompts, already=already)
+    selector = TurnSelector(cfg, verifier, prompts, already=already, room=room)
     try:
         if verifier:
             verifier.start()
@@ -262,7 +303,7 @@ def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select")
 
 
 def selection_table(counts: dict) -> str:
-    keys = ("sessions", "turns_k2_plus", "detector_hits", "verifier_rejected", "verifier_unclear",
+    keys = ("sessions", "turns_k2_plus", "detector_hits", "over_token_budget", "verifier_rejected", "verifier_unclear",
             "over_session_cap", "over_total_cap", "selected_total", "sessions_failed")
     return format_table([(k, counts.get(k, 0)) for k in keys if k in counts or k in keys[:3]],
                         ("selection", "count"))

@@ -13,6 +13,12 @@ Records are FastChat's (``model_answer/<model>.jsonl``)::
     {"question_id": 81, "answer_id": "...", "model_id": "smollm2",
      "choices": [{"index": 0, "turns": ["turn 1 answer", "turn 2 answer", ...]}], "tstamp": ...}
 
+A conversation that outgrows the model's context (a 2K-context model on MT-Bench++'s 8 turns) is
+shortened by the backend, by the one rule of :mod:`parrot.shorten`: the oldest whole turns are left
+out, as FastChat's own serving code does when it keeps the last tokens of an over-long prompt (at a
+turn boundary here, not mid-message). The record says which turns were answered so, in
+``meta.shortened`` (turn number -> turns left out), and the manifest counts them.
+
 Resumable by question_id: a question already in the output is not answered again; a question
 whose generation failed is not written (see ``<output>.failures.jsonl``) and is retried on the
 next run. When a run ends the file is sorted by question_id, as FastChat leaves it.
@@ -70,9 +76,11 @@ def model_id_for(spec: str) -> str:
 
 
 async def answer_turns(backend, question: dict, params: SamplingParams, *,
-                       system_prompt: str | None = None, history: list | None = None) -> list[str]:
+                       system_prompt: str | None = None, history: list | None = None,
+                       shortened: dict | None = None) -> list[str]:
     """Answer ``question["turns"]`` one by one; earlier answers (or ``history[k]`` where it is
-    not None: golden answers) stay in the context."""
+    not None: golden answers) stay in the context. A turn whose conversation the backend had to
+    shorten to fit the model's context goes into ``shortened`` (turn number -> what was left out)."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     answers = []
     for k, text in enumerate(question["turns"]):
@@ -80,6 +88,8 @@ async def answer_turns(backend, question: dict, params: SamplingParams, *,
         [c] = await backend.agenerate([list(messages)], params)
         if not c.ok:
             raise ItemFailed("generation_failed", f"question {question['question_id']} turn {k + 1}: {c.error}")
+        if c.shortened and shortened is not None:
+            shortened[str(k + 1)] = c.shortened
         answer = c.text.strip()
         answers.append(answer)
         golden = history[k] if history and k < len(history) else None
@@ -141,11 +151,14 @@ def answer(cfg: AnswerConfig) -> dict:
                 history = [bench.reference(question["question_id"], k + 1)
                            for k in range(len(question["turns"]))]
                 golden_used += sum(h is not None for h in history)
+            shortened: dict = {}
             turns = await answer_turns(backend, question, params, system_prompt=cfg.system_prompt,
-                                       history=history)
-            return {"question_id": question["question_id"], "answer_id": uuid.uuid4().hex,
-                    "model_id": model_id, "choices": [{"index": 0, "turns": turns}],
-                    "tstamp": time.time()}
+                                       history=history, shortened=shortened)
+            record = {"question_id": question["question_id"], "answer_id": uuid.uuid4().hex,
+                      "model_id": model_id, "choices": [{"index": 0, "turns": turns}], "tstamp": time.time()}
+            if shortened:  # the turns answered with the oldest turns left out of the context
+                record["meta"] = {"shortened": shortened}
+            return record
 
         counts = run_items(bench.questions, work, output=cfg.output, key=lambda q: q["question_id"],
                            done=done, concurrency=cfg.model.concurrency, desc="answer",
@@ -155,7 +168,7 @@ def answer(cfg: AnswerConfig) -> dict:
     total = sort_answers(cfg.output) if Path(cfg.output).exists() else 0
     counts = {k: v for k, v in counts.items() if k != "seconds"}
     counts.update({"questions": len(bench.questions), "answers_in_file": total,
-                   "golden_turns": golden_used})
+                   "golden_turns": golden_used, "turns_shortened": usage.get("shortened", 0)})
     temps = {c: cfg.model.sampling(SamplingParams(temperature=t, max_tokens=cfg.max_tokens)).temperature
              for c, t in {**CATEGORY_TEMPERATURE, "other": DEFAULT_TEMPERATURE}.items()}
     write_manifest(cfg.output, stage="eval answer", config=cfg, inputs=[str(p) for p in bench.sources],

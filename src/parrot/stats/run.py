@@ -56,12 +56,9 @@ def load_tokenizer(spec: str):
     """``smollm2`` (the embedded tokenizer), a local directory, or ``none``."""
     if spec.lower() in ("none", ""):
         return None, None
-    from transformers import AutoTokenizer
+    from parrot.checkpoint import load_tokenizer, tokenizer_path
 
-    from parrot.checkpoint import tokenizer_path
-
-    path = tokenizer_path(spec)
-    return AutoTokenizer.from_pretrained(str(path)), str(path)
+    return load_tokenizer(spec), str(tokenizer_path(spec))
 
 
 def dataset_names(cfg: StatsConfig) -> list[str]:

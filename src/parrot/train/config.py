@@ -35,8 +35,9 @@ class TrainConfig:
                       flag="-o")
     model: str = opt("smollm2", "starting model: a local checkpoint directory, hf:PATH, or smollm2 "
                                 "(the embedded SmolLM2-135M-Instruct, converted once)")
-    max_length: int = opt(2048, "maximum tokens per training sequence (longer sessions are cut at a "
-                                "turn boundary; longer preference pairs are dropped)")
+    max_length: int = opt(2048, "maximum tokens per training sequence (a longer session is split into "
+                                "examples at turn boundaries, each with as much history as fits; a longer "
+                                "preference pair has its history shortened)")
     lora: bool = opt(False, "train a LoRA adapter instead of all weights")
     lora_r: int = opt(16, "LoRA rank")
     lora_alpha: int = opt(32, "LoRA alpha")
@@ -110,6 +111,8 @@ def layer_indices(spec: str | int) -> list[int]:
 class SFTTrainConfig(TrainConfig):
     """``train-chat``: loss on the assistant turns of Dialogue records."""
     eval_data: str | None = opt(None, "held-out Dialogue JSONL: its loss is measured after training")
+    eval_limit: int | None = opt(None, "use at most this many held-out records (quick runs: the held-out "
+                                       "loss is a forward pass over every example)")
     packing: bool = opt(True, "pack whole sessions into max_length rows (best-fit, padding-free, "
                               "attention kept within each session); --no-packing pads each batch")
 

@@ -6,9 +6,12 @@ chat template and masks the prompt)::
     {"id": "...", "prompt": [..., {"role": "user", ...}],
      "chosen": [{"role": "assistant", ...}], "rejected": [{"role": "assistant", ...}], "meta": {...}}
 
-A pair whose prompt plus chosen or rejected answer is longer than ``max_length`` tokens is
-dropped and counted (cutting the history would remove the context the pair is about). The
-reference model: with LoRA, the starting model with the adapter switched off (no second copy);
+A pair whose prompt plus chosen or rejected answer is longer than ``max_length`` tokens has its
+prompt shortened by the one rule (:mod:`parrot.shorten`): the oldest whole turns of the history
+go first; the question is cut (keeping its end) only when it alone leaves no room. The answers
+are never cut: a pair whose answers alone do not fit is dropped and counted. (TRL's own
+truncation works on tokens, not turns, and cuts the answer's end; with the prompt shortened
+here it never has to act.) The reference model: with LoRA, the starting model with the adapter switched off (no second copy);
 with full fine-tuning, a frozen copy loaded from ``ref_model`` (default: the starting model).
 
     parrot train-dpo data/capo.jsonl --model models/chat -o models/dpo beta=0.1 learning_rate=5e-7
@@ -21,14 +24,14 @@ import time
 from collections.abc import Iterator
 
 from parrot import ParrotError
-from parrot.checkpoint import resolve_model_path
+from parrot.checkpoint import load_tokenizer, resolve_model_path
 from parrot.dialogue import check_dialogue
 from parrot.jsonl import read_jsonl
+from parrot.shorten import shorten
 from parrot.train.config import DPOTrainConfig
 from parrot.train.runtime import (callbacks, dataset_cache, lora_config, make_trl_config,
                                   relaunch_under_accelerate, stream_dataset, train_and_save, trl_kwargs,
                                   trusts_remote_code)
-from parrot.train.sft import load_tokenizer
 
 log = logging.getLogger("parrot.train")
 
@@ -58,9 +61,24 @@ def pair_length(tokenizer, pair: dict) -> int:
                for key in ("chosen", "rejected"))
 
 
+def fit_pair(tokenizer, pair: dict, max_length: int, counts: dict) -> dict | None:
+    """``pair`` with its prompt shortened to fit ``max_length`` together with each answer
+    (see :mod:`parrot.shorten`); None when the answers alone leave no room."""
+    got = shorten(pair["prompt"], lambda prompt: pair_length(tokenizer, {**pair, "prompt": prompt}) <= max_length)
+    if got is None:
+        counts["dropped_answers_too_long"] = counts.get("dropped_answers_too_long", 0) + 1
+        return None
+    prompt, how = got
+    if how:
+        counts["pairs_shortened"] = counts.get("pairs_shortened", 0) + 1
+        how.count_in(counts)
+    return {**pair, "prompt": prompt}
+
+
 def read_pairs(paths: list[str], tokenizer, max_length: int, counts: dict,
                limit: int | None = None) -> Iterator[dict]:
-    """Stream checked pairs that fit ``max_length``, counting reads and drops in ``counts``."""
+    """Stream checked pairs, each shortened to fit ``max_length``, counting reads, shortenings
+    and drops in ``counts``."""
     read = 0
     for path in paths:
         for lineno, record in read_jsonl(path):
@@ -68,9 +86,8 @@ def read_pairs(paths: list[str], tokenizer, max_length: int, counts: dict,
                 return
             read += 1
             counts["pairs_read"] = counts.get("pairs_read", 0) + 1
-            pair = check_pair(record, f"{path}:{lineno}")
-            if pair_length(tokenizer, pair) > max_length:
-                counts["dropped_too_long"] = counts.get("dropped_too_long", 0) + 1
+            pair = fit_pair(tokenizer, check_pair(record, f"{path}:{lineno}"), max_length, counts)
+            if pair is None:
                 continue
             counts["pairs_trained"] = counts.get("pairs_trained", 0) + 1
             yield pair
@@ -91,21 +108,26 @@ def train_dpo(cfg: DPOTrainConfig) -> dict | None:
 
     t0 = time.monotonic()
     model_path = resolve_model_path(cfg.model)
-    tokenizer = load_tokenizer(model_path, trusts_remote_code(cfg))
+    tokenizer = load_tokenizer(model_path, trust_remote_code=trusts_remote_code(cfg), chat_template=True)
     counts: dict = {}
     eval_counts: dict = {}
     with dataset_cache(cfg) as cache:
         train_ds = stream_dataset(lambda: read_pairs(cfg.data, tokenizer, cfg.max_length, counts, cfg.limit),
                                   _pair_features(), cache,
-                                  f"{', '.join(cfg.data)}: no preference pair fits max_length={cfg.max_length}",
+                                  f"{', '.join(cfg.data)}: no preference pair fits max_length={cfg.max_length} "
+                                  "even with its history shortened (the answers alone are longer)",
                                   counts)
         eval_ds = None
         if cfg.eval_data:
             eval_ds = stream_dataset(lambda: read_pairs([cfg.eval_data], tokenizer, cfg.max_length, eval_counts),
                                      _pair_features(), cache, f"{cfg.eval_data}: no evaluation pair fits", eval_counts)
-        if counts.get("dropped_too_long"):
-            log.warning("train-dpo: %d of %d pairs dropped: longer than max_length=%d tokens",
-                        counts["dropped_too_long"], counts["pairs_read"], cfg.max_length)
+        if counts.get("pairs_shortened"):
+            log.info("train-dpo: %d of %d pairs longer than max_length=%d: prompts shortened (%d history "
+                     "turns left out, %d questions cut)", counts["pairs_shortened"], counts["pairs_read"],
+                     cfg.max_length, counts.get("turns_dropped", 0), counts.get("messages_cut", 0))
+        if counts.get("dropped_answers_too_long"):
+            log.warning("train-dpo: %d of %d pairs dropped: their answers alone are longer than max_length=%d",
+                        counts["dropped_answers_too_long"], counts["pairs_read"], cfg.max_length)
         t_data = time.monotonic()
         args = make_trl_config(DPOConfig, trl_kwargs(cfg))
         ref_model = None

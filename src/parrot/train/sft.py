@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.checkpoint import resolve_model_path
+from parrot.checkpoint import load_tokenizer, resolve_model_path
 from parrot.dialogue import read_dialogues
 from parrot.roleswap import STOP_MARKER, to_simulator
 from parrot.train.config import AskTrainConfig, SFTTrainConfig
-from parrot.train.render import render_chat
+from parrot.train.render import render_examples
 from parrot.train.runtime import (callbacks, dataset_cache, lora_config, make_trl_config,
                                   relaunch_under_accelerate, stream_dataset, train_and_save, trl_kwargs,
                                   trusts_remote_code)
@@ -49,7 +49,9 @@ def ask_view(system_prompt: str | None = None, add_stop: bool = False) -> View:
 
 def rendered_sessions(paths: list[str], tokenizer, view: View, max_length: int,
                       counts: dict, limit: int | None = None) -> Iterator[dict]:
-    """Stream ``{"input_ids", "labels"}`` per session, counting reads, cuts and drops in ``counts``."""
+    """Stream ``{"input_ids", "labels"}`` examples (one per session, or several for a session
+    longer than ``max_length``: see :func:`~parrot.train.render.render_examples`), counting
+    reads, shortenings and drops in ``counts``."""
     read = 0
     for path in paths:
         for record in read_dialogues(path):
@@ -57,15 +59,18 @@ def rendered_sessions(paths: list[str], tokenizer, view: View, max_length: int,
                 return
             read += 1
             counts["sessions_read"] = counts.get("sessions_read", 0) + 1
-            r = render_chat(tokenizer, view(record, f"{path} id={record['id']}"), max_length=max_length)
-            if r.drop:
-                counts[f"dropped_{r.drop}"] = counts.get(f"dropped_{r.drop}", 0) + 1
+            messages = view(record, f"{path} id={record['id']}")
+            examples = render_examples(tokenizer, messages, max_length=max_length, counts=counts)
+            if not examples:
+                reason = "too_long" if any(m["role"] == "assistant" for m in messages) else "no_target"
+                counts[f"dropped_{reason}"] = counts.get(f"dropped_{reason}", 0) + 1
                 continue
-            counts["sessions_cut"] = counts.get("sessions_cut", 0) + int(r.cut)
             counts["sessions_trained"] = counts.get("sessions_trained", 0) + 1
-            counts["tokens"] = counts.get("tokens", 0) + len(r.input_ids)
-            counts["trainable_tokens"] = counts.get("trainable_tokens", 0) + r.trainable_tokens
-            yield {"input_ids": r.input_ids, "labels": r.labels}
+            for r in examples:
+                counts["examples"] = counts.get("examples", 0) + 1
+                counts["tokens"] = counts.get("tokens", 0) + len(r.input_ids)
+                counts["trainable_tokens"] = counts.get("trainable_tokens", 0) + r.trainable_tokens
+                yield {"input_ids": r.input_ids, "labels": r.labels}
 
 
 def build_dataset(paths: list[str], tokenizer, view: View, max_length: int, cache_dir: str,
@@ -79,30 +84,24 @@ def build_dataset(paths: list[str], tokenizer, view: View, max_length: int, cach
                           f"{', '.join(paths)}: no session left to train on (max_length={max_length})", counts)
 
 
-def load_tokenizer(model_path: Path, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(model_path), trust_remote_code=trust_remote_code)
-    if not tok.chat_template:
-        raise ParrotError(f"{model_path}: the tokenizer has no chat template (needed to render sessions)")
-    return tok
-
-
 def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
     """Render, train with SFTTrainer, save, write the manifest; return the manifest's numbers."""
     t0 = time.monotonic()
     model_path = resolve_model_path(cfg.model)
-    tokenizer = load_tokenizer(model_path, trusts_remote_code(cfg))
+    tokenizer = load_tokenizer(model_path, trust_remote_code=trusts_remote_code(cfg), chat_template=True)
     counts: dict = {}
     eval_counts: dict = {}
     with dataset_cache(cfg) as cache:
         train_ds = build_dataset(cfg.data, tokenizer, view, cfg.max_length, cache, counts, cfg.limit)
-        eval_ds = (build_dataset([cfg.eval_data], tokenizer, view, cfg.max_length, cache, eval_counts)
+        eval_ds = (build_dataset([cfg.eval_data], tokenizer, view, cfg.max_length, cache, eval_counts,
+                                 cfg.eval_limit)
                    if cfg.eval_data else None)
         t_render = time.monotonic()
-        log.info("%s: %d sessions rendered (%d cut at a turn boundary, %d too long), %d trainable tokens",
-                 stage, counts.get("sessions_trained", 0), counts.get("sessions_cut", 0),
-                 counts.get("dropped_too_long", 0), counts.get("trainable_tokens", 0))
+        log.info("%s: %d sessions rendered as %d examples (%d longer than max_length=%d, shortened: "
+                 "%d history turns left out, %d messages cut; %d turns too long to train), %d trainable tokens",
+                 stage, counts.get("sessions_trained", 0), counts.get("examples", 0),
+                 counts.get("sessions_shortened", 0), cfg.max_length, counts.get("turns_dropped", 0),
+                 counts.get("messages_cut", 0), counts.get("turns_too_long", 0), counts.get("trainable_tokens", 0))
         trainer = sft_trainer(cfg, tokenizer, model_path, train_ds, eval_ds)
         return train_and_save(trainer, cfg, tokenizer, stage=stage, model_path=model_path, counts=counts,
                               eval_counts=eval_counts, timings={"render_s": round(t_render - t0, 2)},
