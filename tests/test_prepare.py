@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from parrot import ParrotError
 from parrot.cli import main
 from parrot.dialogue import check_dialogue, dialogue_id
 from parrot.manifest import read_manifest
@@ -323,3 +324,16 @@ def test_embedded_sharegpt_output_invariants(sharegpt_output):
             ids.add(d["id"])
             n += 1
     assert n == summary["written"] == len(ids)
+
+
+def test_keeping_no_record_is_an_error_naming_the_setting_and_writes_nothing(tmp_path):
+    from parrot.config import build_config
+
+    src = tmp_path / "logs.jsonl"
+    src.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
+                                                    {"role": "assistant", "content": f"a{i}"}]}) + "\n"
+                           for i in range(3)))
+    out = tmp_path / "out.jsonl"
+    with pytest.raises(ParrotError, match=r"prepare kept 0 of 3 records .*\(too_few_turns 3\): lower min_turns=2"):
+        prepare(build_config(PrepareConfig, {"source": [str(src)], "output": str(out), "min_turns": 2}))
+    assert not out.exists() and not list(tmp_path.glob("out*"))

@@ -149,6 +149,8 @@ def prepare(cfg: PrepareConfig) -> dict:
             written[split] += 1
         if stats.read == 0 and not stats.invalid:  # raised inside: neither output is written
             raise ParrotError(f"{', '.join(cfg.source)}: no records to read (the input is empty); nothing written")
+        if not written:
+            raise nothing_kept(cfg, stats, cleaner)
     seconds = time.time() - t0
     summary = _summary(stats, cleaner, written, out, dev, seconds)
     for split, path in summary["outputs"].items():
@@ -157,6 +159,17 @@ def prepare(cfg: PrepareConfig) -> dict:
                        truncations=stats.truncations)
     print(format_summary(summary), file=sys.stderr)
     return summary
+
+
+def nothing_kept(cfg: PrepareConfig, stats: SourceStats, cleaner: Cleaner) -> ParrotError:
+    """Every record was invalid or dropped: why, and the settings that would change it."""
+    hints = {"too_few_turns": f"lower min_turns={cfg.min_turns}", "too_many_turns": f"raise max_turns={cfg.max_turns}",
+             "language": f"widen language={','.join(cfg.language)}", "too_long": f"raise max_tokens={cfg.max_tokens}"}
+    reasons = Counter({f"invalid {k}": v for k, v in stats.invalid.items()}) + cleaner.dropped
+    why = ", ".join(f"{k} {v}" for k, v in reasons.most_common())
+    fixes = "; ".join(hints[k] for k in cleaner.dropped if k in hints) or "check the input's format"
+    return ParrotError(f"prepare kept 0 of {stats.read} records of {', '.join(cfg.source)} ({why}): {fixes}; "
+                       "nothing written")
 
 
 def _summary(stats: SourceStats, cleaner: Cleaner, written: Counter, out: Path, dev: Path | None,
