@@ -170,3 +170,17 @@ def test_a_repeated_session_id_is_an_error_naming_it(tmp_path):
 
     with pytest.raises(ParrotError, match="'a' appears more than once"):
         select(tmp_path, [("a", LONG), ("a", LONG)])
+
+
+def test_several_inputs_are_read_in_order_until_the_total_cap(tmp_path):
+    first = tmp_path / "first.jsonl"
+    first.write_text(json.dumps({"id": "synth", "messages": LONG[:4]}) + "\n")
+    second = tmp_path / "second.jsonl"
+    second.write_text("".join(json.dumps({"id": f"real{i}", "messages": LONG}) + "\n" for i in range(50)))
+    cfg = build_config(SelectConfig, {"dialogues": [str(first), str(second)], "output": str(tmp_path / "sel.jsonl"),
+                                      "max_per_session": 2, "max_turns_total": 5})
+    counts = capo_select(cfg)
+    sel = [json.loads(x) for x in (tmp_path / "sel.jsonl").read_text().splitlines()]
+    assert [r["source_id"] for r in sel] == ["synth", "real0", "real0", "real1", "real1"]
+    assert counts["sessions"] == 3  # reading stopped at the cap
+    assert read_manifest(tmp_path / "sel.jsonl")["inputs"][1]["path"].endswith("second.jsonl")

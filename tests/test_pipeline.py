@@ -221,3 +221,10 @@ def test_a_stage_left_with_nothing_stops_the_pipeline_before_the_next_one(tmp_pa
     assert "stopped at filter: filter kept 0 of 20 sessions" in captured.err and "lower min_turns=2" in captured.err
     assert _statuses(captured.out) == {"prepare": "done", "filter": "failed"}
     assert not (w / "models").exists()  # train-chat never started
+
+
+def test_workdir_placeholder_in_a_setting_is_the_work_directory(tmp_path):
+    cfg = build_config(PipelineConfig, {"workdir": str(tmp_path / "w"),
+                                        "capo": {"dialogues": ["{workdir}/data/parrot.jsonl", "extra.jsonl"]}})
+    capo_cfg = stage_config(next(s for s in STAGES if s.name == "capo"), cfg)
+    assert [str(p) for p in capo_cfg.dialogues] == [str(tmp_path / "w/data/parrot.jsonl"), "extra.jsonl"]

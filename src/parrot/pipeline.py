@@ -5,7 +5,8 @@
 
 Each stage is the same function its own command runs, given the paths of the work directory
 plus the settings of its section in the YAML file (``synthesize: {num_sessions: 50}``), so
-anything a stage's command accepts can be set here.
+anything a stage's command accepts can be set here; ``{workdir}`` in a setting stands for the
+work directory (``capo: {dialogues: ["{workdir}/data/parrot.jsonl", more.jsonl]}``).
 
 A stage is skipped when it is up to date, as with ``make``: its output manifest is complete, its
 config hash is unchanged, and it is newer than the outputs of the stages it reads from. So an
@@ -88,7 +89,7 @@ STAGES: list[Stage] = [
           lambda wd: {"data": [str(wd / "data/parrot.jsonl")], "output": str(wd / "models/chat")},
           lambda wd: manifest_path(wd / "models/chat"), inputs=("filter",)),
     Stage("capo", "parrot.capo.build:CapoConfig:capo",
-          lambda wd: {"dialogues": str(wd / "data/parrot.jsonl"), "output": str(wd / "data/capo.jsonl"),
+          lambda wd: {"dialogues": [str(wd / "data/parrot.jsonl")], "output": str(wd / "data/capo.jsonl"),
                       "resume": True},
           lambda wd: manifest_path(wd / "data/capo.jsonl"), inputs=("filter",),
           fresh={"resume": False, "overwrite": True}, linked=_capo_links),
@@ -160,6 +161,17 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _with_workdir(value: Any, workdir: str) -> Any:
+    """``{workdir}`` in a setting's strings replaced by the work directory (``"{workdir}/data/x.jsonl"``)."""
+    if isinstance(value, str):
+        return value.replace("{workdir}", str(workdir))
+    if isinstance(value, list):
+        return [_with_workdir(v, workdir) for v in value]
+    if isinstance(value, dict):
+        return {k: _with_workdir(v, workdir) for k, v in value.items()}
+    return value
+
+
 def stage_config(stage: Stage, cfg: PipelineConfig):
     """The stage's config object: work-directory defaults (and settings linked to other stages'),
     then the YAML section on top."""
@@ -168,7 +180,7 @@ def stage_config(stage: Stage, cfg: PipelineConfig):
     defaults = stage.defaults(Path(cfg.workdir))
     if stage.linked:
         defaults.update(stage.linked(cfg))
-    data = _merge(defaults, getattr(cfg, stage.name) or {})
+    data = _with_workdir(_merge(defaults, getattr(cfg, stage.name) or {}), cfg.workdir)
     extra = "trl_args" if stage.name.startswith("train_") else None
     return build_config(cls, data, where=f"pipeline: {stage.name}", extra_field=extra)
 

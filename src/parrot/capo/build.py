@@ -246,7 +246,7 @@ def capo(cfg: CapoConfig) -> dict:
     started = time.monotonic()
     resuming = prepare_output(cfg.output, cfg, "capo")
     prompts = Prompts(cfg.prompt_dir)  # a broken prompt override fails before any work
-    write_manifest(cfg.output, stage="capo", config=cfg, inputs=[cfg.dialogues], complete=False)
+    write_manifest(cfg.output, stage="capo", config=cfg, inputs=list(cfg.dialogues), complete=False)
     sel_counts = run_selection(cfg, resuming)
     print(selection_table(sel_counts))
     done = (done_keys(cfg.output, "id") | discarded_keys(cfg.output)) if resuming else set()
@@ -265,7 +265,7 @@ def capo(cfg: CapoConfig) -> dict:
               "written": run.get("written", 0), "discarded": run.get("failed", 0),
               "discarded_by_reason": {k.split(":", 1)[1]: v for k, v in run.items() if k.startswith("failed:")},
               "pairs_in_output": in_output, "pairs_total": sum(in_output.values())}
-    write_manifest(cfg.output, stage="capo", config=cfg, inputs=[cfg.dialogues], counts=counts,
+    write_manifest(cfg.output, stage="capo", config=cfg, inputs=list(cfg.dialogues), counts=counts,
                    timings={"select_seconds": round(t_select, 3),
                             "total_seconds": round(time.monotonic() - started, 3)},
                    sampling={"answer": writer.params("").to_dict() | writer.seed_note(),

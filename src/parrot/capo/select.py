@@ -59,7 +59,8 @@ _YES_NO = re.compile(r"\b(yes|no)\b", re.I)
 class SelectConfig:
     """``parrot capo select``: the turns CaPO would build pairs from, with the reasons."""
 
-    dialogues: Path = opt(help="Dialogue JSONL (from `parrot prepare` or `parrot synthesize`)")
+    dialogues: list[Path] = opt(help="Dialogue JSONL file(s) (from `parrot synthesize` or `parrot prepare`), read "
+                                     "in order: with max_turns_total the first files fill the selection first")
     output: Path = opt(help="selected turns, JSONL", flag="-o")
     verifier: BackendConfig | None = opt(None, "LLM that confirms each detected turn needs the "
                                          "history (capo_verify.txt); off by default")
@@ -79,6 +80,8 @@ class SelectConfig:
     overwrite: bool = opt(False, "replace an existing output instead of refusing", hashed=False)
 
     def __post_init__(self):
+        if not self.dialogues:
+            raise ParrotError("dialogues: expected one or more Dialogue JSONL files, found none")
         if self.max_per_session < 0:
             raise ParrotError(f"max_per_session: expected 0 (no cap) or more, found {self.max_per_session}")
         if self.max_turns_total is not None and self.max_turns_total < 1:
@@ -182,17 +185,17 @@ class TurnSelector:
     def full(self) -> bool:
         return self.cfg.max_turns_total is not None and self.selected >= self.cfg.max_turns_total
 
-    def sessions(self, path: Path, done: set):
-        """Stream the input's sessions (skipping ``done`` ones) until the total cap is reached."""
+    def sessions(self, paths: list[Path], done: set):
+        """Stream the inputs' sessions (skipping ``done`` ones); reading stops at the total cap."""
         seen: set = set()
-        for dialogue in read_dialogues(path):
-            if dialogue["id"] in seen:  # pair ids are built from it and must be unique
-                raise ParrotError(f"{path}: session id {dialogue['id']!r} appears more than once; "
-                                  "expected unique ids (`parrot prepare` writes them)")
-            seen.add(dialogue["id"])
+        for path, dialogue in ((p, d) for p in paths for d in read_dialogues(p)):
             if self.full:
-                self.counts["sessions_after_total_cap"] += 1
-            elif dialogue["id"] in done:
+                return
+            if dialogue["id"] in seen:  # pair ids are built from it and must be unique
+                raise ParrotError(f"{path}: session id {dialogue['id']!r} appears more than once (in this file "
+                                  "or an earlier input); expected unique ids (`parrot prepare` writes them)")
+            seen.add(dialogue["id"])
+            if dialogue["id"] in done:
                 self.counts["sessions_done_before"] += 1
             else:
                 yield dialogue
@@ -276,7 +279,7 @@ def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select",
         for _, rec in read_jsonl(output, on_error="skip"):
             done.add(rec.get("source_id"))
             already += 1
-    write_manifest(output, stage=stage, config=cfg, inputs=[cfg.dialogues], complete=False)
+    write_manifest(output, stage=stage, config=cfg, inputs=list(cfg.dialogues), complete=False)
     verifier = load_backend(cfg.verifier) if cfg.verifier else None
     prompts = Prompts(cfg.prompt_dir, names=("capo_verify",)) if verifier else None
     selector = TurnSelector(cfg, verifier, prompts, already=already, room=room)
@@ -295,7 +298,7 @@ def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select",
                    "sessions_failed": run.get("failed", 0)})
     extra = {"verifier": verifier.describe() if verifier else None,
              "verifier_usage": verifier.usage.to_dict() if verifier else None}
-    write_manifest(output, stage=stage, config=cfg, inputs=[cfg.dialogues], counts=counts,
+    write_manifest(output, stage=stage, config=cfg, inputs=list(cfg.dialogues), counts=counts,
                    timings={"seconds": round(time.monotonic() - started, 3)},
                    sampling={"verifier": verifier.config.sampling(VERIFY_PARAMS).to_dict()} if verifier else {},
                    complete=not counts["sessions_failed"], **extra)  # failed sessions: --resume retries them
