@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -14,15 +13,6 @@ import pytest
 
 from parrot.cli import main
 from parrot.jsonl import AppendWriter, AtomicWriter
-
-
-@pytest.fixture(autouse=True)
-def log_to_this_tests_stderr():
-    """The CLI's log handler is made once, on the stderr of the first test that ran the CLI: let
-    this test's run make it again on its own (captured) stderr."""
-    root = logging.getLogger("parrot")
-    for handler in [h for h in root.handlers if getattr(h, "_parrot", False)]:
-        root.removeHandler(handler)
 
 
 @pytest.fixture

@@ -17,15 +17,6 @@ from parrot.jsonl import AppendWriter
 SECRET = "sk-test-SECRET-4f9a1c2e7b5d"
 
 
-@pytest.fixture(autouse=True)
-def log_to_this_tests_stderr():
-    """The CLI's log handler is made once, on the stderr of the first test that ran the CLI: let
-    this test's run make it again on its own (captured) stderr."""
-    root = logging.getLogger("parrot")
-    for handler in [h for h in root.handlers if getattr(h, "_parrot", False)]:
-        root.removeHandler(handler)
-
-
 def synthesize_argv(tmp_path, url):
     seeds = write_seeds(tmp_path / "seeds.jsonl")
     return ["synthesize", "-o", str(tmp_path / "out" / "synth.jsonl"), "--seeds", str(seeds),

@@ -31,13 +31,26 @@ class RedactFilter(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (a caller or test that redirects it sees
+    the log), not the stream that was current when the handler was made."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def setup_logging(verbose: int = 0) -> None:
     level = logging.DEBUG if verbose > 0 else logging.INFO
     if os.environ.get("PARROT_LOG_LEVEL"):
         level = getattr(logging, os.environ["PARROT_LOG_LEVEL"].upper(), level)
     root = logging.getLogger("parrot")
     if not any(getattr(h, "_parrot", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
                                                datefmt="%H:%M:%S"))
         handler.addFilter(RedactFilter())

@@ -180,8 +180,9 @@ class Backend(abc.ABC):
 
     # ------------------------------------------------------------------ fitting the context
     def shortens(self) -> bool:
-        """Whether conversations are fitted to a context (cheap: no model is loaded to answer)."""
-        return self.config.context_length is not None
+        """Whether conversations are fitted to a context (cheap: no model is loaded to answer). An
+        in-process model always knows its context; an endpoint only when the role gives it."""
+        return self.local or self.config.context_length is not None
 
     def loaded(self) -> bool:
         """False while an in-process model is still to be loaded."""

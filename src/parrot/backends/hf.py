@@ -199,9 +199,6 @@ class HFBackend(Backend):
             await asyncio.to_thread(self.start)
         return await self.batcher.submit(conversations, params)
 
-    def shortens(self) -> bool:
-        return True
-
     def loaded(self) -> bool:
         return self.model is not None
 

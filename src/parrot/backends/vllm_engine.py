@@ -111,9 +111,6 @@ class VLLMBackend(Backend):
             await asyncio.to_thread(self.start)
         return await self.batcher.submit(conversations, params)
 
-    def shortens(self) -> bool:
-        return True
-
     def loaded(self) -> bool:
         return self.llm is not None
 
