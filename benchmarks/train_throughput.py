@@ -56,8 +56,6 @@ def small_model(out: Path) -> Path:
 
 def run_variant(variant: str, model: Path, data: Path, args) -> dict:
     """Train ``args.steps`` steps with one variant; return the measured figures."""
-    import torch
-    from transformers import TrainerCallback
     from parrot.checkpoint import load_tokenizer
     from parrot.config import build_config
     from parrot.train.config import SFTTrainConfig
@@ -70,46 +68,75 @@ def run_variant(variant: str, model: Path, data: Path, args) -> dict:
     counts: dict = {}
     ds = build_dataset(cfg.data, tok, chat_view, cfg.max_length, str(args.tmp / f"cache-{variant}"), counts,
                        limit=args.sessions)
-    mean_len = counts["tokens"] / counts["sessions_trained"]
+    mean_len = counts["tokens"] / counts["examples"]  # a session longer than max_length is several examples
     # about the same real tokens per step in every variant
     batch = args.batch if variant != "packed" else max(1, round(args.batch * mean_len / args.max_length))
     extra = {"train_sampling_strategy": "group_by_length"} if variant == "grouped" else {}
     cfg.trl_args.update(per_device_train_batch_size=batch, max_steps=args.steps, logging_steps=args.steps,
                         disable_tqdm=True, seed=0, learning_rate=1e-4, **extra)
     trainer = sft_trainer(cfg, tok, model, ds)  # exactly what train-chat builds
-
-    batches: list[dict] = []  # one per batch the collator built, in order
-    collate = trainer.data_collator
-
-    def counting_collator(examples):
-        out = collate(examples)
-        batches.append({"real": sum(len(e["input_ids"]) for e in examples),
-                        "trainable": sum(sum(1 for x in e["labels"] if x != -100) for e in examples),
-                        "positions": out["input_ids"].numel()})
-        return out
-
-    step_ends: list[float] = []
-
-    class StepTimes(TrainerCallback):
-        def on_step_end(self, *a, **kw):
-            step_ends.append(time.perf_counter())
-
-    trainer.data_collator = counting_collator
-    trainer.add_callback(StepTimes())
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
+    meter = Meter(trainer)
     trainer.train()
-    peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
-               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    # Step k trains batch k (one batch per step); the first step is warm-up and not timed.
-    timed = batches[1:len(step_ends)]
-    seconds = step_ends[-1] - step_ends[0]
-    seen = {key: sum(b[key] for b in timed) for key in ("real", "trainable", "positions")}
-    return {"variant": variant, "batch": batch, "steps": trainer.state.global_step, "timed_steps": len(timed),
-            "real_tokens": seen["real"], "positions": seen["positions"], "trainable_tokens": seen["trainable"],
-            "padding_share": 1 - seen["real"] / seen["positions"], "seconds": seconds,
-            "tokens_per_s": seen["real"] / seconds, "trainable_tokens_per_s": seen["trainable"] / seconds,
-            "peak_mb": peak_mb, "mean_session_tokens": mean_len, "sessions_shortened": counts.get("sessions_shortened", 0)}
+    return {"variant": variant, "batch": batch, **meter.result(), "mean_example_tokens": mean_len,
+            "sessions_shortened": counts.get("sessions_shortened", 0)}
+
+
+class Meter:
+    """Counts what a trainer computes, batch by batch, and times its steps.
+
+    The trainer's collator is wrapped: per batch, real (non-padding) tokens, positions computed
+    (padding included) and trainable tokens (labels, or DPO's completion mask). A callback stamps
+    each step's end. The first step (warm-up: allocation, kernel selection) is not timed.
+    Works for TRL's SFT (padded or padding-free packed) and DPO collators.
+    """
+
+    def __init__(self, trainer):
+        from transformers import TrainerCallback
+
+        self.batches: list[dict] = []
+        self.step_ends: list[float] = []
+        collate = trainer.data_collator
+
+        def counting_collator(examples):
+            out = collate(examples)
+            ids = out["input_ids"]
+            mask = out.get("attention_mask")
+            trained = out.get("completion_mask") if "completion_mask" in out else (out["labels"] != -100)
+            self.batches.append({"real": int(mask.sum()) if mask is not None else ids.numel(),
+                                 "positions": ids.numel(), "trainable": int(trained.sum())})
+            return out
+
+        meter = self
+
+        class StepTimes(TrainerCallback):
+            def on_step_end(self, *a, **kw):
+                meter.step_ends.append(time.perf_counter())
+
+        trainer.data_collator = counting_collator
+        trainer.add_callback(StepTimes())
+        self._reset_peak()
+
+    @staticmethod
+    def _reset_peak() -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    def result(self) -> dict:
+        """Tokens, tokens/s and peak memory over the timed steps (step k trains batch k)."""
+        import torch
+
+        peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
+                   else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        timed = self.batches[1:len(self.step_ends)]
+        seconds = self.step_ends[-1] - self.step_ends[0]
+        seen = {key: sum(b[key] for b in timed) for key in ("real", "trainable", "positions")}
+        return {"steps": len(self.step_ends), "timed_steps": len(timed), "real_tokens": seen["real"],
+                "positions": seen["positions"], "trainable_tokens": seen["trainable"],
+                "padding_share": 1 - seen["real"] / seen["positions"], "seconds": seconds,
+                "tokens_per_s": seen["real"] / seconds, "trainable_tokens_per_s": seen["trainable"] / seconds,
+                "peak_mb": peak_mb}
 
 
 def training_run_args(p: argparse.ArgumentParser, *, model: str, sessions: int, max_length: int, batch: int,
@@ -176,7 +203,7 @@ def main() -> int:
         return 1
     base = by_name["padded"]["tokens_per_s"]
     print(f"model={args.model} sessions={args.sessions} max_length={args.max_length} steps={args.steps} "
-          f"(mean session {results[0]['mean_session_tokens']:.0f} tokens, {results[0]['sessions_shortened']} shortened)")
+          f"(mean example {results[0]['mean_example_tokens']:.0f} tokens, {results[0]['sessions_shortened']} shortened)")
     print(f"{'variant':8} {'batch':>5} {'real tok':>9} {'positions':>9} {'padding':>8} {'tok/s':>8} "
           f"{'train tok/s':>11} {'peak MB':>8} {'vs padded':>9}")
     for r in results:

@@ -93,34 +93,33 @@ def read_pairs(paths: list[str], tokenizer, max_length: int, counts: dict,
             yield pair
 
 
-def _pair_features():
+def build_pair_dataset(paths: list[str], tokenizer, max_length: int, cache_dir: str, counts: dict,
+                       limit: int | None = None, empty_message: str | None = None):
+    """A ``datasets.Dataset`` of checked, fitted pairs, streamed to Arrow files in ``cache_dir``."""
     from datasets import Features, List, Value
 
     messages = List({"role": Value("string"), "content": Value("string")})
-    return Features({"prompt": messages, "chosen": messages, "rejected": messages})
+    features = Features({"prompt": messages, "chosen": messages, "rejected": messages})
+    return stream_dataset(lambda: read_pairs(paths, tokenizer, max_length, counts, limit), features, cache_dir,
+                          empty_message or f"{', '.join(paths)}: no preference pair fits max_length={max_length} "
+                                           "even with its history shortened (the answers alone are longer)", counts)
 
 
 def train_dpo(cfg: DPOTrainConfig) -> dict | None:
     """``parrot train-dpo``: DPO on preference pairs; returns the manifest's numbers."""
     if relaunch_under_accelerate(cfg, "train-dpo"):
         return None
-    from trl import DPOConfig, DPOTrainer
-
     t0 = time.monotonic()
     model_path = resolve_model_path(cfg.model)
     tokenizer = load_tokenizer(model_path, trust_remote_code=trusts_remote_code(cfg), chat_template=True)
     counts: dict = {}
     eval_counts: dict = {}
     with dataset_cache(cfg) as cache:
-        train_ds = stream_dataset(lambda: read_pairs(cfg.data, tokenizer, cfg.max_length, counts, cfg.limit),
-                                  _pair_features(), cache,
-                                  f"{', '.join(cfg.data)}: no preference pair fits max_length={cfg.max_length} "
-                                  "even with its history shortened (the answers alone are longer)",
-                                  counts)
+        train_ds = build_pair_dataset(cfg.data, tokenizer, cfg.max_length, cache, counts, cfg.limit)
         eval_ds = None
         if cfg.eval_data:
-            eval_ds = stream_dataset(lambda: read_pairs([cfg.eval_data], tokenizer, cfg.max_length, eval_counts),
-                                     _pair_features(), cache, f"{cfg.eval_data}: no evaluation pair fits", eval_counts)
+            eval_ds = build_pair_dataset([cfg.eval_data], tokenizer, cfg.max_length, cache, eval_counts,
+                                         empty_message=f"{cfg.eval_data}: no evaluation pair fits")
         if counts.get("pairs_shortened"):
             log.info("train-dpo: %d of %d pairs longer than max_length=%d: prompts shortened (%d history "
                      "turns left out, %d questions cut)", counts["pairs_shortened"], counts["pairs_read"],
@@ -129,21 +128,30 @@ def train_dpo(cfg: DPOTrainConfig) -> dict | None:
             log.warning("train-dpo: %d of %d pairs dropped: their answers alone are longer than max_length=%d",
                         counts["dropped_answers_too_long"], counts["pairs_read"], cfg.max_length)
         t_data = time.monotonic()
-        args = make_trl_config(DPOConfig, trl_kwargs(cfg))
-        ref_model = None
-        if cfg.ref_model or not cfg.lora:
-            ref_path = resolve_model_path(cfg.ref_model or cfg.model)
-            ref_model = _load_reference(ref_path, args)
-            counts["reference"] = str(ref_path)
-        else:
-            counts["reference"] = "starting model with the LoRA adapter disabled"
-        trainer = DPOTrainer(model=str(model_path), ref_model=ref_model, args=args, train_dataset=train_ds,
-                             eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora_config(cfg, model_path),
-                             callbacks=callbacks(cfg))
+        trainer = dpo_trainer(cfg, tokenizer, model_path, train_ds, eval_ds, counts)
         return train_and_save(trainer, cfg, tokenizer, stage="train-dpo", model_path=model_path, counts=counts,
                               eval_counts=eval_counts, timings={"data_s": round(t_data - t0, 2)},
-                              trl_config=args, has_eval=eval_ds is not None,
+                              trl_config=trainer.args, has_eval=eval_ds is not None,
                               extra_log_keys=("rewards/accuracies", "rewards/margins"))
+
+
+def dpo_trainer(cfg: DPOTrainConfig, tokenizer, model_path, train_ds, eval_ds=None, counts: dict | None = None):
+    """TRL's DPOTrainer with Parrot's reference model (see the module docstring); ``counts`` gets
+    which reference it is."""
+    from trl import DPOConfig, DPOTrainer
+
+    args = make_trl_config(DPOConfig, trl_kwargs(cfg))
+    counts = {} if counts is None else counts
+    ref_model = None
+    if cfg.ref_model or not cfg.lora:
+        ref_path = resolve_model_path(cfg.ref_model or cfg.model)
+        ref_model = _load_reference(ref_path, args)
+        counts["reference"] = str(ref_path)
+    else:
+        counts["reference"] = "starting model with the LoRA adapter disabled"
+    return DPOTrainer(model=str(model_path), ref_model=ref_model, args=args, train_dataset=train_ds,
+                      eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora_config(cfg, model_path),
+                      callbacks=callbacks(cfg))
 
 
 def _load_reference(path, args):
