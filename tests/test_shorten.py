@@ -66,6 +66,7 @@ def test_only_the_first_kept_message_is_cut_so_the_answer_stays_whole():
 
 def test_none_when_even_the_kept_turn_cut_down_does_not_fit():
     assert shorten([msg("user", "q" * 100), msg("assistant", "a" * 50)], chars_fit(30)) is None
+    assert shorten([msg("system", "s" * 100)], chars_fit(30)) is None  # no turn to drop or cut
 
 
 def test_the_binary_search_drops_exactly_what_the_literal_rule_drops():

@@ -87,6 +87,8 @@ def shorten(messages: list[dict], fits: Fits, *, keep: int = 1) -> tuple[list[di
     if fits(messages):
         return messages, Shortening()
     head, turns = split_turns(messages)
+    if not turns:  # a system message alone: nothing to drop or cut
+        return None
     keep = max(1, min(keep, len(turns)))
     lo, hi = 1, len(turns) - keep  # the fewest dropped turns that make it fit lies in [lo, hi]
     if hi >= lo and fits(head + flatten(turns[hi:])):
