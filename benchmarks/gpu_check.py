@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import random
 import subprocess
 import sys
@@ -37,7 +38,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from train_throughput import Meter
+from train_throughput import Meter, peak_mb, reset_peak
 
 ROOT = Path(__file__).resolve().parents[1]
 NEEDED = ("torch", "transformers", "accelerate", "peft", "trl", "datasets", "yaml", "jinja2", "tqdm")
@@ -134,8 +135,6 @@ TRAINING = {  # run name -> (stage, packing, lora, model FLOPs per token in unit
 
 def train_run(name: str, model: Path, args) -> dict:
     """Train with Parrot's own trainer for ``name``, measured batch by batch, then save."""
-    import torch
-
     from parrot.checkpoint import load_tokenizer
     from parrot.config import build_config
     from parrot.train.config import AskTrainConfig, DPOTrainConfig, SFTTrainConfig
@@ -189,7 +188,7 @@ def generate_run(model: Path, args) -> dict:
     convs = prompts(args.prompts)
     with load_backend(f"hf:{model}", batch_size=len(convs), dtype="bfloat16") as backend:
         backend.generate(convs[:2], SamplingParams(max_tokens=4, temperature=0.0))  # warm-up, not timed
-        _reset_peak()
+        reset_peak()
         t0 = time.perf_counter()
         out = backend.generate(convs, SamplingParams(max_tokens=args.gen_tokens, temperature=0.7, seed=0))
         seconds = time.perf_counter() - t0
@@ -198,7 +197,7 @@ def generate_run(model: Path, args) -> dict:
     prefill = sum(c.prompt_tokens for c in out)
     return {"run": "generate", "prompts": len(convs), "ok": sum(c.ok for c in out), "seconds": seconds,
             "generated_tokens": generated, "prompt_tokens": prefill, "tokens_per_s": generated / seconds,
-            "processed_tokens_per_s": (generated + prefill) / seconds, "peak_mb": _peak_mb(),
+            "processed_tokens_per_s": (generated + prefill) / seconds, "peak_mb": peak_mb(),
             "device": device, "cuda_used": _cuda_used()}
 
 
@@ -213,7 +212,7 @@ def synth_run(model: Path, args) -> dict:
         "output": str(args.tmp / "synth.jsonl"), "seeds": str(seeds), "num_sessions": args.synth_sessions,
         "max_turns": 3, "asker_mode": "prompted", "overwrite": True,
         "asker": {**spec, "max_tokens": 48}, "assistant": {**spec, "max_tokens": args.gen_tokens}})
-    _reset_peak()
+    reset_peak()
     t0 = time.perf_counter()
     counts = synthesize(cfg)
     seconds = time.perf_counter() - t0
@@ -222,24 +221,7 @@ def synth_run(model: Path, args) -> dict:
             "turns_per_s": counts["turns"] / seconds, "tokens_per_s": manifest["timings"]["tokens_per_s"],
             "generated_tokens": manifest["timings"]["completion_tokens"],
             "prompt_tokens": sum(manifest["usage"][r]["prompt_tokens"] for r in ("asker", "assistant")),
-            "peak_mb": _peak_mb(), "device": "cuda" if _cuda_used() else "cpu", "cuda_used": _cuda_used()}
-
-
-def _reset_peak() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-
-
-def _peak_mb() -> float:
-    import resource
-
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            "peak_mb": peak_mb(), "device": "cuda" if _cuda_used() else "cpu", "cuda_used": _cuda_used()}
 
 
 def _cuda_used() -> bool:
@@ -275,8 +257,6 @@ def run_child(run: str, model: Path, args) -> dict:
 
 
 def _child_env(args) -> dict:
-    import os
-
     env = {**os.environ, "PARROT_NO_PROGRESS": "1", "TOKENIZERS_PARALLELISM": "false"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
     if args.device == "cpu":

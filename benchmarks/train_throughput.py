@@ -114,21 +114,10 @@ class Meter:
 
         trainer.data_collator = counting_collator
         trainer.add_callback(StepTimes())
-        self._reset_peak()
-
-    @staticmethod
-    def _reset_peak() -> None:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
+        reset_peak()
 
     def result(self) -> dict:
         """Tokens, tokens/s and peak memory over the timed steps (step k trains batch k)."""
-        import torch
-
-        peak_mb = (torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available()
-                   else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         timed = self.batches[1:len(self.step_ends)]
         seconds = self.step_ends[-1] - self.step_ends[0]
         seen = {key: sum(b[key] for b in timed) for key in ("real", "trainable", "positions")}
@@ -136,7 +125,24 @@ class Meter:
                 "positions": seen["positions"], "trainable_tokens": seen["trainable"],
                 "padding_share": 1 - seen["real"] / seen["positions"], "seconds": seconds,
                 "tokens_per_s": seen["real"] / seconds, "trainable_tokens_per_s": seen["trainable"] / seconds,
-                "peak_mb": peak_mb}
+                "peak_mb": peak_mb()}
+
+
+def reset_peak() -> None:
+    """Start counting peak GPU memory afresh (on a CPU the process's peak RSS cannot be reset)."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_mb() -> float:
+    """Peak GPU memory allocated, or on a CPU the process's peak resident memory, in MiB."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def training_run_args(p: argparse.ArgumentParser, *, model: str, sessions: int, max_length: int, batch: int,

@@ -5,7 +5,8 @@ import json
 from dataclasses import dataclass
 
 from parrot.config import opt
-from parrot.manifest import describe_input, is_secret_key, manifest_path, read_manifest, write_manifest
+from parrot.manifest import describe_input, manifest_path, read_manifest, write_manifest
+from parrot.redact import is_secret_key
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 from parrot import __version__
 from parrot.config import config_hash, to_dict
 from parrot.jsonl import naming
-from parrot.redact import is_secret_key, redact, redact_url  # noqa: F401 - the manifest's redaction
+from parrot.redact import redact
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "openai",
             "xllamacpp", "vllm", "numpy", "tokenizers")

@@ -46,12 +46,12 @@ class Shortening:
     def to_dict(self) -> dict:
         return {"turns_dropped": self.turns_dropped, "chars_cut": self.chars_cut}
 
-    def count_in(self, counts: dict, prefix: str = "") -> None:
+    def count_in(self, counts: dict) -> None:
         """Add this shortening to a stage's counts (``turns_dropped``, ``messages_cut``)."""
         if self.turns_dropped:
-            counts[f"{prefix}turns_dropped"] = counts.get(f"{prefix}turns_dropped", 0) + self.turns_dropped
+            counts["turns_dropped"] = counts.get("turns_dropped", 0) + self.turns_dropped
         if self.chars_cut:
-            counts[f"{prefix}messages_cut"] = counts.get(f"{prefix}messages_cut", 0) + 1
+            counts["messages_cut"] = counts.get("messages_cut", 0) + 1
 
 
 def count_tokens(tokenizer, messages: list[dict], *, generation_prompt: bool = False) -> int:

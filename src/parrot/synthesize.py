@@ -45,7 +45,7 @@ from parrot.jsonl import AppendWriter, AtomicWriter, read_jsonl
 from parrot.log import format_table, progress
 from parrot.manifest import describe_input, read_manifest, write_manifest
 from parrot.roleswap import STOP_MARKER, is_stop, simulator_prompt
-from parrot.runner import done_keys, failures_path, failures_writer, locks_output, settle_failures, start_output
+from parrot.runner import failures_path, failures_writer, locks_output, settle_failures, start_output
 
 log = logging.getLogger("parrot.synthesize")
 
@@ -532,9 +532,8 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
                  "shared_backend": one}
         describe = {"asker": asker_backend.describe(), "assistant": assistant_backend.describe()}
     seconds = time.monotonic() - t0
-    in_output = done_keys(out, "id")  # failures of sessions now in the output are settled
-    settle_failures(out, lambda r: r.get("id") in in_output, key="id")
-    counts = summarize_output(out, set(wanted))
+    counts, in_output = summarize_output(out, set(wanted))
+    settle_failures(out, lambda r: r.get("id") in in_output, key="id")  # sessions now written are settled
     counts.update({k: v for k, v in synth.counts.items()})
     counts.update({f"seeds:{k}": v for k, v in read_counts.items()})
     counts["seed_pool"] = len(pool)
@@ -574,8 +573,8 @@ def _default_window(cfg: SynthesizeConfig, local: bool) -> int:
     return min(parallel(cfg.asker), parallel(cfg.assistant))
 
 
-def summarize_output(out: Path, wanted: set[str]) -> Counter:
-    """Counts over the whole output file (this run and the runs it resumed)."""
+def summarize_output(out: Path, wanted: set[str]) -> tuple[Counter, set[str]]:
+    """Counts over the whole output file (this run and the runs it resumed), and the ids in it."""
     counts: Counter = Counter()
     seen: set[str] = set()
     for _, r in read_jsonl(out, on_error="skip"):
@@ -592,7 +591,7 @@ def summarize_output(out: Path, wanted: set[str]) -> Counter:
         counts["turns"] += meta.get("turns", 0)
         counts[f"end_reason:{meta.get('end_reason')}"] += 1
     counts.setdefault("sessions", 0)
-    return counts
+    return counts, seen
 
 
 def print_summary(out: Path, counts: Counter, timings: dict, expected: int) -> None:

@@ -241,7 +241,7 @@ class Backend(abc.ABC):
         never held here, only the *name* of its variable; headers or URLs in the options may hold
         credentials)."""
         from parrot.config import to_dict
-        from parrot.manifest import redact
+        from parrot.redact import redact
         return {"spec": self.config.spec, "model": self.model_name, "options": redact(to_dict(self.config))}
 
 

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from parrot.config import to_dict
-from parrot.manifest import redact, write_manifest
+from parrot.manifest import write_manifest
+from parrot.redact import redact
 
 PLOTS = ("turns_histogram.png", "lengths.png", "context_by_turn.png")
 

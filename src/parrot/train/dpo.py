@@ -27,7 +27,7 @@ from parrot import ParrotError
 from parrot.checkpoint import load_tokenizer, resolve_model_path
 from parrot.dialogue import check_dialogue
 from parrot.jsonl import read_jsonl
-from parrot.shorten import shorten
+from parrot.shorten import count_tokens, shorten
 from parrot.train.config import DPOTrainConfig
 from parrot.train.runtime import (callbacks, dataset_cache, lora_config, make_trl_config,
                                   relaunch_under_accelerate, stream_dataset, train_and_save, trl_kwargs,
@@ -56,9 +56,7 @@ def check_pair(record: dict, where: str) -> dict:
 
 def pair_length(tokenizer, pair: dict) -> int:
     """Tokens of the longer of prompt+chosen and prompt+rejected, as the template renders them."""
-    return max(len(tokenizer.apply_chat_template(pair["prompt"] + pair[key], tokenize=True,
-                                                 return_dict=True)["input_ids"])
-               for key in ("chosen", "rejected"))
+    return max(count_tokens(tokenizer, pair["prompt"] + pair[key]) for key in ("chosen", "rejected"))
 
 
 def fit_pair(tokenizer, pair: dict, max_length: int, counts: dict) -> dict | None:
