@@ -182,3 +182,15 @@ def test_estimated_windows_are_the_ones_an_exact_count_picks(smollm2_tokenizer, 
     monkeypatch.setattr(render._Budget, "__call__", render._Budget.exactly)
     exact = [[r.input_ids for r in render_examples(smollm2_tokenizer, c, max_length=400)] for c in sessions]
     assert fast == exact and sum(map(len, fast)) > len(sessions)
+
+
+def test_a_context_or_held_out_limit_that_cannot_work_is_an_error_naming_the_setting():
+    from parrot import ParrotError
+    from parrot.backends import BackendConfig
+    from parrot.config import build_config
+    from parrot.train.config import SFTTrainConfig
+
+    with pytest.raises(ParrotError, match="context_length: expected at least 16 tokens, found 0"):
+        build_config(BackendConfig, {"spec": "openai:m", "context_length": 0})
+    with pytest.raises(ParrotError, match="eval_limit: expected at least 1 held-out record, found 0"):
+        build_config(SFTTrainConfig, {"data": ["d.jsonl"], "output": "o", "eval_limit": 0}, extra_field="trl_args")

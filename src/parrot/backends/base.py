@@ -97,6 +97,10 @@ class BackendConfig:
     seed: int | None = opt(None, "default sampling seed for this role")
     extra: dict = opt(dict, "backend-specific options passed through (e.g. vLLM engine args)", passthrough=True)
 
+    def __post_init__(self):
+        if self.context_length is not None and self.context_length < 16:
+            raise ParrotError(f"context_length: expected at least 16 tokens, found {self.context_length}")
+
     def sampling(self, base: SamplingParams | None = None) -> SamplingParams:
         """``base`` (a stage's defaults) with this role's non-null sampling options on top."""
         params = base or SamplingParams()

@@ -117,6 +117,12 @@ class SFTTrainConfig(TrainConfig):
                               "attention kept within each session); --no-packing pads each batch")
 
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise ParrotError(f"eval_limit: expected at least 1 held-out record, found {self.eval_limit}")
+
+
 @dataclass
 class AskTrainConfig(SFTTrainConfig):
     """``train-ask``: the user simulator, loss on the user turns (by the role swap)."""
