@@ -194,3 +194,30 @@ def test_a_context_or_held_out_limit_that_cannot_work_is_an_error_naming_the_set
         build_config(BackendConfig, {"spec": "openai:m", "context_length": 0})
     with pytest.raises(ParrotError, match="eval_limit: expected at least 1 held-out record, found 0"):
         build_config(SFTTrainConfig, {"data": ["d.jsonl"], "output": "o", "eval_limit": 0}, extra_field="trl_args")
+
+
+def test_a_counting_server_that_fails_sends_the_conversation_unshortened():
+    """A backend that counts through its server (gguf) and cannot reach it: the calls still go,
+    and fail or succeed as calls to that server do, rather than the stage stopping."""
+    import asyncio
+
+    from parrot.backends import BackendConfig, Completion, SamplingParams
+    from parrot.backends.base import Backend
+
+    class Unreachable(Backend):
+        def shortens(self):
+            return True
+
+        def context(self):
+            return 64
+
+        def count_tokens(self, messages):
+            raise ConnectionRefusedError(111, "Connection refused")
+
+        async def _agenerate(self, conversations, params):
+            return [Completion(text=str(len(c))) for c in conversations]
+
+    backend = Unreachable(BackendConfig(spec="openai:x"))
+    [c] = asyncio.run(backend.agenerate([[msg("user", "hi"), msg("assistant", "yo"), msg("user", "?")]],
+                                        SamplingParams(max_tokens=8)))
+    assert c.text == "3" and c.shortened is None and backend.usage.shortened == 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import dataclasses
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,8 @@ from parrot.config import opt
 from parrot.shorten import shorten
 
 Messages = list[dict]
+
+log = logging.getLogger("parrot.backends")
 
 
 @dataclass
@@ -224,7 +227,13 @@ class Backend(abc.ABC):
         context = self.context()
         if context is None:
             return conversations, params, [None] * len(conversations)
-        fitted = [self.fit(m, p, context) for m, p in zip(conversations, params)]
+        try:
+            fitted = [self.fit(m, p, context) for m, p in zip(conversations, params)]
+        except OSError as e:  # the server that counts is unreachable: the requests go as they are, and
+            # fail or are retried there, as any call to a failing server does
+            log.warning("%s: could not count tokens to fit the context (%s); sending unshortened",
+                        self.config.spec, e)
+            return conversations, params, [None] * len(conversations)
         self.usage.shortened += sum(1 for f in fitted if f[2])
         return [f[0] for f in fitted], [f[1] for f in fitted], [f[2] for f in fitted]
 
