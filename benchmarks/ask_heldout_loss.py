@@ -38,7 +38,7 @@ def ensure_data(train: Path) -> tuple[Path, Path]:
 
 
 def heldout_examples(dev: Path, tokenizer, view, max_length: int, n: int) -> list:
-    from parrot.dialogue import read_dialogues
+    from parrot.core.dialogue import read_dialogues
     from parrot.train.render import render_examples
 
     out = []
@@ -69,7 +69,7 @@ def mean_loss(model_dir: Path, examples: list) -> float:
 
 
 def train(kind: str, start: Path, data: Path, out: Path, args) -> dict:
-    from parrot.config import build_config
+    from parrot.core.config import build_config
     from parrot.train.config import AskTrainConfig, SFTTrainConfig
     from parrot.train.sft import train_ask, train_chat
 
@@ -125,7 +125,7 @@ def main() -> int:
     p.add_argument("--only", choices=["ask", "chat"], default=None)
     args = p.parse_args()
 
-    from parrot.checkpoint import load_tokenizer, smollm2_checkpoint
+    from parrot.core.checkpoint import load_tokenizer, smollm2_checkpoint
     from parrot.train.sft import ask_view, chat_view
 
     train_path, dev_path = ensure_data(args.data)

@@ -111,7 +111,7 @@ def hf_batching(args) -> None:
     if args.hf_model == "tiny":
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
         from fixtures.models import build_tiny_model
-        from parrot.checkpoint import smollm2_tokenizer
+        from parrot.core.checkpoint import smollm2_tokenizer
         path = build_tiny_model(Path(tempfile.mkdtemp()) / "tiny", smollm2_tokenizer())
         spec = f"hf:{path}"
     else:

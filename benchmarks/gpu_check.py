@@ -135,8 +135,8 @@ TRAINING = {  # run name -> (stage, packing, lora, model FLOPs per token in unit
 
 def train_run(name: str, model: Path, args) -> dict:
     """Train with Parrot's own trainer for ``name``, measured batch by batch, then save."""
-    from parrot.checkpoint import load_tokenizer
-    from parrot.config import build_config
+    from parrot.core.checkpoint import load_tokenizer
+    from parrot.core.config import build_config
     from parrot.train.config import AskTrainConfig, DPOTrainConfig, SFTTrainConfig
     from parrot.train.dpo import build_pair_dataset, dpo_trainer
     from parrot.train.runtime import train_and_save
@@ -203,8 +203,8 @@ def generate_run(model: Path, args) -> dict:
 
 def synth_run(model: Path, args) -> dict:
     """``parrot synthesize`` with the model as prompted asker and as assistant (one copy loaded)."""
-    from parrot.config import build_config
-    from parrot.synthesize import SynthesizeConfig, synthesize
+    from parrot.core.config import build_config
+    from parrot.synthesize.stage import SynthesizeConfig, synthesize
 
     seeds = args.tmp / "sessions.jsonl"
     spec = {"spec": f"hf:{model}", "dtype": "bfloat16", "batch_size": args.synth_sessions}
@@ -342,7 +342,7 @@ def main() -> int:
         print("no CUDA device: run on a GPU, or pass --device cpu", file=sys.stderr)
         return 2
     sys.path.insert(0, str(ROOT / "src"))
-    from parrot.checkpoint import tokenizer_path
+    from parrot.core.checkpoint import tokenizer_path
 
     peak, device_name = peak_flops(args.device, args.peak_tflops)
     t0 = time.monotonic()

@@ -32,7 +32,7 @@ def peak_rss_mb() -> float:
 
 
 def run_streaming(src: str, out: Path) -> dict:
-    from parrot.prepare import PrepareConfig, prepare
+    from parrot.prepare.stage import PrepareConfig, prepare
 
     t0 = time.perf_counter()
     summary = prepare(PrepareConfig(source=[src], output=str(out)))
@@ -42,10 +42,10 @@ def run_streaming(src: str, out: Path) -> dict:
 def run_baseline(src: str, out: Path) -> dict:
     from collections import Counter
 
-    from parrot.cleaning import CleanOptions, Cleaner, Conversation, normalize_role
-    from parrot.dialogue import dialogue_id
-    from parrot.prepare import dev_path, in_dev_split
-    from parrot.sources import conversation_from_record, resolve_source
+    from parrot.prepare.cleaning import CleanOptions, Cleaner, Conversation, normalize_role
+    from parrot.core.dialogue import dialogue_id
+    from parrot.prepare.stage import dev_path, in_dev_split
+    from parrot.prepare.sources import conversation_from_record, resolve_source
 
     t0 = time.perf_counter()
     data = resolve_source(src).read_bytes()
@@ -108,7 +108,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.source, args.out)
         return
-    from parrot.sources import resolve_source
+    from parrot.prepare.sources import resolve_source
 
     size_mb = resolve_source(args.source).stat().st_size / 1e6
     with tempfile.TemporaryDirectory() as tmp:

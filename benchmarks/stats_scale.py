@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r"""
 import json, os, sys, threading, time
-from parrot.config import build_config
-from parrot.stats import StatsConfig
+from parrot.core.config import build_config
+from parrot.stats.stage import StatsConfig
 import parrot.stats.run as run
 
 def rss_mb():

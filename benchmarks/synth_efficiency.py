@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 from parrot.backends import Backend, BackendConfig, load_backend
-from parrot.config import build_config
-from parrot.log import setup_logging
-from parrot.synthesize import SynthesizeConfig, synthesize
+from parrot.core.config import build_config
+from parrot.core.log import setup_logging
+from parrot.synthesize.stage import SynthesizeConfig, synthesize
 
 FALLBACK_QUESTIONS = [
     "How do I read a CSV file in Python?", "What causes the seasons on Earth?",

@@ -41,7 +41,7 @@ def small_model(out: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from parrot.checkpoint import smollm2_tokenizer
+    from parrot.core.checkpoint import smollm2_tokenizer
 
     tok = AutoTokenizer.from_pretrained(smollm2_tokenizer())
     torch.manual_seed(0)
@@ -56,8 +56,8 @@ def small_model(out: Path) -> Path:
 
 def run_variant(variant: str, model: Path, data: Path, args) -> dict:
     """Train ``args.steps`` steps with one variant; return the measured figures."""
-    from parrot.checkpoint import load_tokenizer
-    from parrot.config import build_config
+    from parrot.core.checkpoint import load_tokenizer
+    from parrot.core.config import build_config
     from parrot.train.config import SFTTrainConfig
     from parrot.train.sft import build_dataset, chat_view, sft_trainer
 
@@ -165,7 +165,7 @@ def workspace(args):
     if not args.data.is_file():
         subprocess.run([sys.executable, "-m", "parrot.cli", "prepare", "sharegpt", "-o", str(args.data),
                         "--dev-fraction", "0.02"], check=True)
-    from parrot.checkpoint import resolve_model_path
+    from parrot.core.checkpoint import resolve_model_path
 
     with tempfile.TemporaryDirectory(prefix="parrot-bench-") as tmp:
         tmp = Path(tmp)

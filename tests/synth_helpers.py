@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from parrot.config import build_config
-from parrot.roleswap import STOP_MARKER
-from parrot.synthesize import SynthesizeConfig
+from parrot.core.config import build_config
+from parrot.synthesize.roleswap import STOP_MARKER
+from parrot.synthesize.stage import SynthesizeConfig
 
 SEED_QUESTIONS = ["How do I sort a list in Python?", "What is a monad?", "Plan a trip to Rome for me."]
 
@@ -23,7 +23,7 @@ def write_seeds(path: Path, questions=SEED_QUESTIONS) -> Path:
 
 def is_asker_request(body: dict) -> bool:
     """The simulator's view starts with its system prompt and the neutral opening turn."""
-    from parrot.roleswap import opening_turn
+    from parrot.synthesize.roleswap import opening_turn
 
     msgs = body["messages"]
     return len(msgs) >= 2 and msgs[1]["role"] == "user" and msgs[1]["content"].startswith(opening_turn())

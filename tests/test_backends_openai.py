@@ -8,7 +8,7 @@ import pytest
 
 from parrot import ParrotError
 from parrot.backends import SamplingParams, load_backend
-from parrot.manifest import write_manifest
+from parrot.core.manifest import write_manifest
 
 PARAMS = SamplingParams(temperature=0.0, top_p=0.9, max_tokens=16, seed=3, stop=["\n\n"])
 

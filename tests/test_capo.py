@@ -9,8 +9,8 @@ from parrot import ParrotError
 from parrot.capo import CapoConfig, capo
 from parrot.capo.negatives import unrelated_turn
 from parrot.capo.prompts import load_prompt, render
-from parrot.config import build_config
-from parrot.manifest import read_manifest
+from parrot.core.config import build_config
+from parrot.core.manifest import read_manifest
 
 SYSTEM = {"role": "system", "content": "You are a patient geography tutor."}
 S1 = [SYSTEM,

@@ -7,8 +7,8 @@ import pytest
 from parrot.capo import SelectConfig, candidate_turns, capo_select
 from parrot.capo.prompts import load_prompt, render
 from parrot.capo.select import history_text, parse_verdict
-from parrot.config import build_config
-from parrot.manifest import read_manifest
+from parrot.core.config import build_config
+from parrot.core.manifest import read_manifest
 
 
 def turns(*pairs):

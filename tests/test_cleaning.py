@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 
 from parrot import ParrotError
-from parrot.cleaning import (CleanOptions, Cleaner, Conversation, cut_to_tokens, detect_language,
+from parrot.prepare.cleaning import (CleanOptions, Cleaner, Conversation, cut_to_tokens, detect_language,
                              html_to_markdown, looks_like_scraped_html, normalize_role, rejoin_pieces)
 
 
@@ -157,7 +157,7 @@ def test_max_tokens_cuts_at_a_turn_boundary_or_drops():
 
 
 def test_max_tokens_with_a_local_tokenizer_directory(smollm2_tokenizer_dir):
-    from parrot.cleaning import TokenCounter
+    from parrot.prepare.cleaning import TokenCounter
 
     tc = TokenCounter(str(smollm2_tokenizer_dir))
     n = tc.count(["Hello world, how are you today?"])[0]
@@ -169,7 +169,7 @@ def test_max_tokens_with_a_local_tokenizer_directory(smollm2_tokenizer_dir):
 
 
 def test_unknown_tokenizer_name_is_an_error():
-    from parrot.cleaning import TokenCounter
+    from parrot.prepare.cleaning import TokenCounter
 
     with pytest.raises(ParrotError, match="no-such-tok: tokenizer not found"):
         TokenCounter("no-such-tok")

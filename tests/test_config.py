@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from parrot import ParrotError
-from parrot.config import (add_config_arguments, build_config, config_from_args, config_hash,
+from parrot.core.config import (add_config_arguments, build_config, config_from_args, config_hash,
                            flags_without_value, opt, split_overrides, to_dict)
 
 
@@ -85,7 +85,7 @@ def test_a_spec_given_as_key_value_keeps_the_files_options_like_the_flag(tmp_pat
 
 
 def test_backend_extra_values_from_the_command_line_are_typed():
-    from parrot.synthesize import SynthesizeConfig
+    from parrot.synthesize.stage import SynthesizeConfig
     cfg = build_config(SynthesizeConfig, {"output": "x", "assistant": {"spec": "openai:m", "extra": {"a": 1}}},
                        ["assistant.extra.top_k=40", "assistant.extra.penalty.value=1.5",
                         "assistant.extra.name=abc", "id_prefix=007"])
@@ -195,7 +195,7 @@ def test_to_dict_is_plain_json_data():
 
 def test_prepare_command_line_parses_sources_flags_and_overrides():
     from parrot.cli import build_parser
-    from parrot.prepare import PrepareConfig
+    from parrot.prepare.stage import PrepareConfig
 
     parser = build_parser()
     argv = ["prepare", "sharegpt", "more.jsonl", "dev_fraction=0.1", "--rejoin", "max_turns=8",

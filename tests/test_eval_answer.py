@@ -8,7 +8,7 @@ from parrot import ParrotError
 from parrot.backends import BackendConfig
 from parrot.evaluate.answer import AnswerConfig, answer, model_id_for
 from parrot.evaluate.bench import load_bench
-from parrot.runner import failures_path
+from parrot.core.itemloop import failures_path
 
 
 def read(path):

@@ -9,7 +9,7 @@ from parrot import cli
 from parrot.backends import BackendConfig
 from parrot.evaluate.bench import load_bench
 from parrot.evaluate.judge import JudgeConfig, judge
-from parrot.runner import failures_path
+from parrot.core.itemloop import failures_path
 from eval_helpers import TRICKY, fastchat_messages, import_fastchat_common
 
 SCHEMA = {"question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp"}

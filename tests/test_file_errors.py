@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from parrot.cli import main
-from parrot.jsonl import AppendWriter, AtomicWriter
+from parrot.core.jsonl import AppendWriter, AtomicWriter
 
 
 @pytest.fixture

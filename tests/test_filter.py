@@ -7,9 +7,9 @@ import json
 import pytest
 
 from parrot import ParrotError
-from parrot.config import build_config
-from parrot.filter import FilterConfig, filter_sessions
-from parrot.manifest import read_manifest
+from parrot.core.config import build_config
+from parrot.synthesize.filter import FilterConfig, filter_sessions
+from parrot.core.manifest import read_manifest
 
 GOOD = ["How do I read a CSV file in Python?", "Can I skip the header row with it?",
         "What if the file uses semicolons instead?", "And how would I write it back out?"]

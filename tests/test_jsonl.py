@@ -5,7 +5,7 @@ import json
 import pytest
 
 from parrot import ParrotError
-from parrot.jsonl import AppendWriter, AtomicWriter, read_jsonl, repair_tail
+from parrot.core.jsonl import AppendWriter, AtomicWriter, read_jsonl, repair_tail
 
 
 def test_read_jsonl_yields_line_numbers_and_skips_blank_lines(tmp_path):

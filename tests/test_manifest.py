@@ -4,9 +4,9 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from parrot.config import opt
-from parrot.manifest import describe_input, manifest_path, read_manifest, write_manifest
-from parrot.redact import is_secret_key
+from parrot.core.config import opt
+from parrot.core.manifest import describe_input, manifest_path, read_manifest, write_manifest
+from parrot.core.redact import is_secret_key
 
 
 @dataclass
@@ -67,7 +67,7 @@ def test_secret_key_names():
 
 def test_credentials_in_urls_never_reach_the_manifest(tmp_path):
     from parrot.backends.base import BackendConfig
-    from parrot.synthesize import SynthesizeConfig
+    from parrot.synthesize.stage import SynthesizeConfig
 
     cfg = SynthesizeConfig(output=str(tmp_path / "x.jsonl"),
                            asker=BackendConfig(spec="openai:m", base_url="https://bob:hunter2@proxy.example/v1"),

@@ -14,7 +14,7 @@ from importlib.resources import files
 
 import pytest
 
-from parrot.assets import mtbench_data_dir
+from parrot.core.assets import mtbench_data_dir
 
 KINDS = {"refine", "extend", "compare", "correct", "reformat", "apply"}
 FOLLOWUPS_PATH = files("parrot") / "data" / "mt_bench_pp_followups.jsonl"

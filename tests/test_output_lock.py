@@ -15,9 +15,10 @@ from synth_helpers import Script, read_out, write_seeds
 from test_synthesize_kill import N, TURNS, synth_cmd
 
 from parrot import cli
-from parrot.manifest import manifest_path
-from parrot.runner import failures_path
-from parrot.synthesize import journal_path, session_id
+from parrot.core.manifest import manifest_path
+from parrot.core.itemloop import failures_path
+from parrot.synthesize.journal import journal_path
+from parrot.synthesize.session import session_id
 
 ENV = {**os.environ, "PARROT_NO_PROGRESS": "1"}
 
@@ -107,7 +108,7 @@ def test_resume_while_the_same_output_is_being_written_stops_before_loading_a_mo
     run, argv, out = first_synth
     before = snapshot(out, journal_path(out), manifest_path(out))
     loaded = []
-    monkeypatch.setattr("parrot.synthesize.load_backend", lambda cfg: loaded.append(cfg))  # a server start
+    monkeypatch.setattr("parrot.synthesize.stage.load_backend", lambda cfg: loaded.append(cfg))  # a server start
 
     assert cli.main(argv[3:] + ["--resume"]) == 2
     assert capsys.readouterr().err.splitlines() == [f"parrot synthesize: error: {the_error(out)}"]

@@ -6,7 +6,7 @@ import pytest
 
 from parrot import ParrotError
 from parrot.cli import main
-from parrot.config import build_config
+from parrot.core.config import build_config
 from parrot.pipeline import STAGES, PipelineConfig, stage_config
 
 
@@ -119,7 +119,7 @@ def test_a_rerun_upstream_stage_makes_the_stages_reading_from_it_run_again(tmp_p
 
 def test_a_resumable_stage_resumes_when_interrupted_and_starts_over_when_out_of_date(tmp_path, monkeypatch):
     import parrot.evaluate.answer as answer_mod
-    from parrot.manifest import write_manifest
+    from parrot.core.manifest import write_manifest
 
     seen = []
 
@@ -143,7 +143,7 @@ def test_a_resumable_stage_resumes_when_interrupted_and_starts_over_when_out_of_
 def test_stage_state_follows_settings_completion_and_input_times(tmp_path):
     import os
 
-    from parrot.manifest import write_manifest
+    from parrot.core.manifest import write_manifest
     from parrot.pipeline import stage_state
 
     cfg = build_config(PipelineConfig, {"workdir": str(tmp_path)})

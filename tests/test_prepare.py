@@ -11,9 +11,9 @@ import pytest
 
 from parrot import ParrotError
 from parrot.cli import main
-from parrot.dialogue import check_dialogue, dialogue_id
-from parrot.manifest import read_manifest
-from parrot.prepare import PrepareConfig, dev_path, in_dev_split, prepare
+from parrot.core.dialogue import check_dialogue, dialogue_id
+from parrot.core.manifest import read_manifest
+from parrot.prepare.stage import PrepareConfig, dev_path, in_dev_split, prepare
 
 
 def sg(id, *turns):
@@ -259,7 +259,7 @@ def test_bad_settings_are_errors():
 # ---------------------------------------------------------------- memory
 
 _PEAK = ("import resource, sys\n"
-         "from parrot.prepare import PrepareConfig, prepare\n"
+         "from parrot.prepare.stage import PrepareConfig, prepare\n"
          "prepare(PrepareConfig(source=[sys.argv[1]], output=sys.argv[2], dev_fraction=0))\n"
          "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
 
@@ -327,7 +327,7 @@ def test_embedded_sharegpt_output_invariants(sharegpt_output):
 
 
 def test_keeping_no_record_is_an_error_naming_the_setting_and_writes_nothing(tmp_path):
-    from parrot.config import build_config
+    from parrot.core.config import build_config
 
     src = tmp_path / "logs.jsonl"
     src.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},

@@ -12,7 +12,7 @@ from synth_helpers import write_seeds
 from test_capo import S1, S2
 
 from parrot.cli import main
-from parrot.jsonl import AppendWriter
+from parrot.core.jsonl import AppendWriter
 
 SECRET = "sk-test-SECRET-4f9a1c2e7b5d"
 
@@ -65,13 +65,13 @@ def test_a_key_echoed_in_a_servers_error_reaches_no_file_and_no_log(stage, fault
     ("max_tokens: 512, the tokenizer's pad_token=<pad>, a bearer bond", None),  # nothing secret
 ])
 def test_secrets_in_free_text_are_redacted(text, clean):
-    from parrot.redact import redact_text
+    from parrot.core.redact import redact_text
 
     assert redact_text(text) == (text if clean is None else clean)
 
 
 def test_the_key_in_use_is_scrubbed_whatever_its_shape(monkeypatch, tmp_path):
-    from parrot.redact import redact, redact_text, register_secret
+    from parrot.core.redact import redact, redact_text, register_secret
 
     register_secret("plain-words-key-0000")  # what a backend does with the key it reads
     monkeypatch.setenv("MY_SERVICE_TOKEN", "another-key-shape-1111")  # a secret-named variable

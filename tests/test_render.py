@@ -5,7 +5,7 @@ import copy
 import pytest
 
 from parrot import ParrotError
-from parrot.roleswap import STOP_MARKER, simulator_prompt, to_simulator
+from parrot.synthesize.roleswap import STOP_MARKER, simulator_prompt, to_simulator
 from parrot.train.render import IGNORE, render_chat, render_examples
 
 CHAT = [

@@ -3,7 +3,7 @@
 import pytest
 
 from parrot import ParrotError
-from parrot.roleswap import (STOP_MARKER, is_stop, load_ask_system_prompt, opening_turn,
+from parrot.synthesize.roleswap import (STOP_MARKER, is_stop, load_ask_system_prompt, opening_turn,
                              simulator_prompt, to_simulator)
 
 DIALOGUE = [

@@ -1,4 +1,4 @@
-"""The one rule for long conversations (parrot.shorten), and how training uses it: a 10-turn
+"""The one rule for long conversations (parrot.core.shorten), and how training uses it: a 10-turn
 session of ~200-token messages (~4,000 tokens) at max_length 512, rendered with the real SmolLM2
 tokenizer, in train-chat's view, train-ask's role-swapped view, and as DPO pairs."""
 
@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from parrot.roleswap import STOP_MARKER, to_simulator
-from parrot.shorten import count_tokens, shorten, split_turns
+from parrot.synthesize.roleswap import STOP_MARKER, to_simulator
+from parrot.core.shorten import count_tokens, shorten, split_turns
 from parrot.train.dpo import fit_pair
 from parrot.train.render import IGNORE, render_chat, render_examples
 
@@ -187,7 +187,7 @@ def test_estimated_windows_are_the_ones_an_exact_count_picks(smollm2_tokenizer, 
 def test_a_context_or_held_out_limit_that_cannot_work_is_an_error_naming_the_setting():
     from parrot import ParrotError
     from parrot.backends import BackendConfig
-    from parrot.config import build_config
+    from parrot.core.config import build_config
     from parrot.train.config import SFTTrainConfig
 
     with pytest.raises(ParrotError, match="context_length: expected at least 16 tokens, found 0"):

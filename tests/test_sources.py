@@ -6,7 +6,7 @@ import logging
 import pytest
 
 from parrot import ParrotError
-from parrot.sources import (RecordError, SourceStats, conversation_from_record, iter_json_array,
+from parrot.prepare.sources import (RecordError, SourceStats, conversation_from_record, iter_json_array,
                             read_source, source_kind)
 
 

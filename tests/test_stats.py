@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from parrot import ParrotError
-from parrot.config import build_config
-from parrot.stats import StatsConfig, stats
+from parrot.core.config import build_config
+from parrot.stats.stage import StatsConfig, stats
 from parrot.stats.basic import DatasetAccumulator, TokenCounter
 from parrot.stats.rouge import lcs_length, rouge_l_f1, self_rouge
 from parrot.stats.sampling import LogHistogram, Reservoir

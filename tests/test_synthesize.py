@@ -10,9 +10,11 @@ from synth_helpers import SEED_QUESTIONS, Script, make_cfg, read_out, stop_after
 
 from fixtures.servers import FaultServer
 from parrot import ParrotError
-from parrot.manifest import read_manifest
-from parrot.synthesize import (degenerate_reason, failures_path, journal_path,
-                               session_id, shard_indices, synthesize)
+from parrot.core.manifest import read_manifest
+from parrot.core.itemloop import failures_path
+from parrot.synthesize.journal import journal_path
+from parrot.synthesize.session import degenerate_reason, session_id
+from parrot.synthesize.stage import shard_indices, synthesize
 
 
 def test_sessions_alternate_start_from_seed_questions_and_record_why_they_ended(tmp_path, fault_server):
@@ -120,7 +122,7 @@ def test_a_failed_assistant_call_is_retried_later_and_the_session_completes(tmp_
 def test_a_failed_call_waits_longer_before_each_new_try(tmp_path, fault_server, monkeypatch):
     import asyncio
 
-    import parrot.synthesize as synth
+    import parrot.synthesize.session as synth
     waits, real_sleep = [], asyncio.sleep
 
     async def record(seconds):

@@ -12,7 +12,8 @@ import threading
 import pytest
 from synth_helpers import Script, read_out, write_seeds
 
-from parrot.synthesize import journal_path, session_id
+from parrot.synthesize.journal import journal_path
+from parrot.synthesize.session import session_id
 
 N, TURNS = 6, 3  # 6 sessions x (3 answers + 2 questions) = 30 requests in an uninterrupted run
 

@@ -8,9 +8,10 @@ import pytest
 from synth_helpers import Script, make_cfg, read_out, write_seeds
 
 from parrot import ParrotError
-from parrot.manifest import manifest_path, read_manifest
-from parrot.merge import MergeConfig, merge
-from parrot.synthesize import session_id, synthesize
+from parrot.core.manifest import manifest_path, read_manifest
+from parrot.synthesize.merge import MergeConfig, merge
+from parrot.synthesize.session import session_id
+from parrot.synthesize.stage import synthesize
 
 
 @pytest.fixture

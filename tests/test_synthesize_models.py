@@ -7,9 +7,9 @@ import pytest
 from synth_helpers import SEED_QUESTIONS, read_out, write_seeds
 
 from parrot.backends import load_backend
-from parrot.config import build_config
-from parrot.manifest import read_manifest
-from parrot.synthesize import SynthesizeConfig, synthesize
+from parrot.core.config import build_config
+from parrot.core.manifest import read_manifest
+from parrot.synthesize.stage import SynthesizeConfig, synthesize
 
 
 def test_local_backend_runs_turn_synchronous_batches(tmp_path, tiny_model_dir):

@@ -8,9 +8,9 @@ import pytest
 from parrot import ParrotError
 from parrot.backends import SamplingParams, load_backend
 from parrot.cli import main
-from parrot.config import build_config
-from parrot.manifest import read_manifest
-from parrot.roleswap import simulator_prompt
+from parrot.core.config import build_config
+from parrot.core.manifest import read_manifest
+from parrot.synthesize.roleswap import simulator_prompt
 from parrot.train.config import ACCELERATE_CONFIGS, SFTTrainConfig, accelerate_config_path
 
 QUICK = ["max_steps=1", "per_device_train_batch_size=2", "disable_tqdm=true", "logging_steps=1"]
@@ -193,7 +193,7 @@ def test_unknown_key_is_an_error_naming_it_before_anything_loads(dialogues, tmp_
 def test_yaml_and_overrides_reach_trl(tmp_path):
     cfg_file = tmp_path / "train.yaml"
     cfg_file.write_text("data: [a.jsonl]\noutput: out\nlora: true\nlearning_rate: 0.0002\nnum_train_epochs: 2\n")
-    from parrot.config import load_yaml
+    from parrot.core.config import load_yaml
     from parrot.train.runtime import make_trl_config, trl_kwargs
     from trl import SFTConfig
 
@@ -288,7 +288,7 @@ def test_packed_rows_keep_each_session_to_itself(model_dir, tmp_path):
     within a session (position ids restart at each), and no label reaches across a boundary."""
     import torch
 
-    from parrot.checkpoint import load_tokenizer
+    from parrot.core.checkpoint import load_tokenizer
     from parrot.train.sft import build_dataset, chat_view, sft_trainer
 
     data = write_jsonl(tmp_path / "short.jsonl", [dialogue(i, 1) for i in range(6)])
@@ -315,7 +315,7 @@ def test_remote_code_is_trusted_only_when_the_user_says_so(monkeypatch, tiny_mod
     from transformers import AutoTokenizer
 
     from parrot.train.runtime import trusts_remote_code
-    from parrot.checkpoint import load_tokenizer
+    from parrot.core.checkpoint import load_tokenizer
 
     def cfg(*overrides):
         return build_config(SFTTrainConfig, {"data": ["d.jsonl"], "output": "o"}, list(overrides), extra_field="trl_args")

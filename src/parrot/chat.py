@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from parrot.backends import BackendConfig, SamplingParams, load_backend
 from parrot.backends.base import Backend
-from parrot.config import opt
+from parrot.core.config import opt
 
 HELP = "commands: /reset (forget the conversation), /exit (quit), /help; end a line with \\ to continue it"
 

@@ -2,7 +2,7 @@
 
 Each command is a stage's config dataclass plus the function that runs it; flags,
 ``--config FILE`` and ``key=value`` overrides all come from the dataclass (see
-:mod:`parrot.config`). A :class:`~parrot.ParrotError` prints as one line and exits with 2; so
+:mod:`parrot.core.config`). A :class:`~parrot.ParrotError` prints as one line and exits with 2; so
 does an OS error about a file (a full disk, a read-only directory, a file where a directory
 should be), naming the file and the cause.
 """
@@ -16,9 +16,9 @@ import sys
 from dataclasses import dataclass
 
 from parrot import ParrotError, __version__
-from parrot.config import add_config_arguments, config_from_args, flags_without_value, split_overrides
-from parrot.log import setup_logging
-from parrot.redact import redact_text
+from parrot.core.config import add_config_arguments, config_from_args, flags_without_value, split_overrides
+from parrot.core.log import setup_logging
+from parrot.core.redact import redact_text
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,13 @@ GROUP_HELP = {"eval": "MT-Bench and MT-Bench++: answer, judge, report"}
 
 # The pipeline's stages in order, then the tools around them.
 COMMANDS: list[Command] = [
-    Command("prepare", "parrot.prepare:PrepareConfig:prepare",
+    Command("prepare", "parrot.prepare.stage:PrepareConfig:prepare",
             "clean real user-assistant logs (ShareGPT, messages) into Dialogue JSONL"),
     Command("train-ask", "parrot.train.sft:AskTrainConfig:train_ask", "train the user simulator (Parrot-Ask): loss on user turns by role swap (TRL SFT)", extra_field="trl_args"),
-    Command("synthesize", "parrot.synthesize:SynthesizeConfig:synthesize", "a user simulator talks with an assistant: long multi-turn sessions, resumable"),
-    Command("merge", "parrot.merge:MergeConfig:merge", "combine the shard outputs of a sharded synthesize run"),
-    Command("filter", "parrot.filter:FilterConfig:filter_sessions", "cut or drop degenerate questions, short and near-duplicate sessions"),
-    Command("stats", "parrot.stats:StatsConfig:stats", "measure datasets side by side: turns, lengths, context dependence, Self-ROUGE, topic diversity, human-likeness"),
+    Command("synthesize", "parrot.synthesize.stage:SynthesizeConfig:synthesize", "a user simulator talks with an assistant: long multi-turn sessions, resumable"),
+    Command("merge", "parrot.synthesize.merge:MergeConfig:merge", "combine the shard outputs of a sharded synthesize run"),
+    Command("filter", "parrot.synthesize.filter:FilterConfig:filter_sessions", "cut or drop degenerate questions, short and near-duplicate sessions"),
+    Command("stats", "parrot.stats.stage:StatsConfig:stats", "measure datasets side by side: turns, lengths, context dependence, Self-ROUGE, topic diversity, human-likeness"),
     Command("train-chat", "parrot.train.sft:SFTTrainConfig:train_chat", "SFT a chat model (Parrot-Chat): loss on assistant turns (TRL SFT)", extra_field="trl_args"),
     Command("capo", "parrot.capo.build:CapoConfig:capo", "CaPO preference pairs: context-dependent turns, three kinds of wrong answer (TRL format, resumable)"),
     Command("capo select", "parrot.capo.select:SelectConfig:capo_select", "the turns CaPO would build pairs from, with the reasons (JSONL, for inspection)"),

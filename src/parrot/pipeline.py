@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from parrot import ParrotError
-from parrot.config import build_config, config_hash, opt
-from parrot.log import format_table
-from parrot.manifest import manifest_path, write_manifest
+from parrot.core.config import build_config, config_hash, opt
+from parrot.core.log import format_table
+from parrot.core.manifest import manifest_path, write_manifest
 
 log = logging.getLogger("parrot.pipeline")
 
@@ -65,22 +65,22 @@ def _capo_links(cfg: "PipelineConfig") -> dict:
 
 
 STAGES: list[Stage] = [
-    Stage("prepare", "parrot.prepare:PrepareConfig:prepare",
+    Stage("prepare", "parrot.prepare.stage:PrepareConfig:prepare",
           lambda wd: {"source": ["sharegpt"], "output": str(wd / "data/sharegpt.jsonl")},
           lambda wd: manifest_path(wd / "data/sharegpt.jsonl")),
     Stage("train_ask", "parrot.train.sft:AskTrainConfig:train_ask",
           lambda wd: {"data": [str(wd / "data/sharegpt.jsonl")], "output": str(wd / "models/ask"),
                       "eval_data": str(wd / "data/sharegpt.dev.jsonl"), "add_stop": True},
           lambda wd: manifest_path(wd / "models/ask"), inputs=("prepare",)),
-    Stage("synthesize", "parrot.synthesize:SynthesizeConfig:synthesize",
+    Stage("synthesize", "parrot.synthesize.stage:SynthesizeConfig:synthesize",
           lambda wd: {"output": str(wd / "data/synth.jsonl"), "seeds": str(wd / "data/sharegpt.jsonl"),
                       "asker": {"spec": f"hf:{wd / 'models/ask'}"}, "resume": True},
           lambda wd: manifest_path(wd / "data/synth.jsonl"), inputs=("prepare", "train_ask"),
           fresh={"resume": False, "overwrite": True}),
-    Stage("filter", "parrot.filter:FilterConfig:filter_sessions",
+    Stage("filter", "parrot.synthesize.filter:FilterConfig:filter_sessions",
           lambda wd: {"input": str(wd / "data/synth.jsonl"), "output": str(wd / "data/parrot.jsonl")},
           lambda wd: manifest_path(wd / "data/parrot.jsonl"), inputs=("synthesize",)),
-    Stage("stats", "parrot.stats:StatsConfig:stats",
+    Stage("stats", "parrot.stats.stage:StatsConfig:stats",
           lambda wd: {"data": [str(wd / "data/sharegpt.dev.jsonl"), str(wd / "data/parrot.jsonl")],
                       "names": ["ShareGPT (dev)", "Parrot (synthesized)"],
                       "real": str(wd / "data/sharegpt.dev.jsonl"), "output": str(wd / "stats")},

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, SamplingParams, Usage
-from parrot.config import build_config
+from parrot.core.config import build_config
 
 __all__ = ["Backend", "BackendConfig", "Completion", "SamplingParams", "Usage", "load_backend"]
 

@@ -10,7 +10,7 @@ a spec string plus options. In YAML either ``judge: openai:gpt-4`` or
 ``judge: {spec: openai:gpt-4, concurrency: 32, temperature: 0}``.
 
 A conversation longer than the model's context is shortened before it is sent, by the one rule
-of :mod:`parrot.shorten` (oldest whole turns first; the last message cut, keeping its end, only
+of :mod:`parrot.core.shorten` (oldest whole turns first; the last message cut, keeping its end, only
 when it alone is too long), leaving room for the answer: ``min(max_tokens, context / 2)`` tokens,
 and ``max_tokens`` is lowered to what is left when it asks for more. The completion says what
 was left out (:attr:`Completion.shortened`) and :attr:`Usage.shortened` counts it. The context is
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from parrot import ParrotError
-from parrot.config import opt
-from parrot.shorten import shorten
+from parrot.core.config import opt
+from parrot.core.shorten import shorten
 
 Messages = list[dict]
 
@@ -253,8 +253,8 @@ class Backend(abc.ABC):
         """The role for manifests and records: spec and options, redacted (the API key itself is
         never held here, only the *name* of its variable; headers or URLs in the options may hold
         credentials)."""
-        from parrot.config import to_dict
-        from parrot.redact import redact
+        from parrot.core.config import to_dict
+        from parrot.core.redact import redact
         return {"spec": self.config.spec, "model": self.model_name, "options": redact(to_dict(self.config))}
 
 

@@ -40,7 +40,7 @@ log = logging.getLogger("parrot.backends.gguf")
 def gguf_path(spec: str) -> Path:
     """The model file of ``smollm2`` or ``gguf:PATH`` (checked to exist)."""
     if spec == "smollm2":
-        from parrot.assets import smollm2_gguf_path
+        from parrot.core.assets import smollm2_gguf_path
         return smollm2_gguf_path()
     path = Path(spec.split(":", 1)[1]).expanduser()
     if not path.is_file():

@@ -27,7 +27,7 @@ from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
 from parrot.backends.batching import MicroBatcher, batch_seed, completion, finish_text
 from parrot.backends.cpu import busy_machine_threads
-from parrot.shorten import count_tokens
+from parrot.core.shorten import count_tokens
 
 log = logging.getLogger("parrot.backends.hf")
 
@@ -37,7 +37,7 @@ def checkpoint_dir(spec: str) -> Path:
     """The local directory of ``hf:PATH`` (``hf:smollm2`` is the converted embedded model)."""
     rest = spec.split(":", 1)[1]
     if rest == "smollm2":
-        from parrot.checkpoint import smollm2_checkpoint
+        from parrot.core.checkpoint import smollm2_checkpoint
         return smollm2_checkpoint()
     path = Path(rest).expanduser()
     if not (path / "config.json").is_file():

@@ -13,7 +13,7 @@ the item at once. 401/403/404 (wrong key, wrong model, wrong URL) stop the run w
 
 The API key is read from the environment variable named by ``api_key_env`` when the backend
 starts and lives only inside the SDK client: it is never logged, described or put in errors. It
-is registered with :mod:`parrot.redact`, and every error detail is redacted, so a server whose
+is registered with :mod:`parrot.core.redact`, and every error detail is redacted, so a server whose
 error body echoes the request's ``Authorization`` header cannot carry it into a failures file,
 a log or an error message.
 """
@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
-from parrot.redact import redact_text, redact_url, register_secret
-from parrot.shorten import count_tokens
+from parrot.core.redact import redact_text, redact_url, register_secret
+from parrot.core.shorten import count_tokens
 
 log = logging.getLogger("parrot.backends.openai")
 
@@ -219,7 +219,7 @@ class OpenAIBackend(Backend):
         if self.config.tokenizer is None:
             return super().count_tokens(messages)
         if self._tokenizer is None:
-            from parrot.checkpoint import load_tokenizer
+            from parrot.core.checkpoint import load_tokenizer
             self._tokenizer = load_tokenizer(self.config.tokenizer)
         return count_tokens(self._tokenizer, messages, generation_prompt=True)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
 from parrot.backends.batching import MicroBatcher, completion, finish_text
-from parrot.shorten import count_tokens
+from parrot.core.shorten import count_tokens
 
 log = logging.getLogger("parrot.backends.vllm")
 
@@ -55,7 +55,7 @@ class VLLMBackend(Backend):
         super().__init__(config)
         rest = config.spec.split(":", 1)[1]
         if rest == "smollm2":
-            from parrot.checkpoint import smollm2_checkpoint
+            from parrot.core.checkpoint import smollm2_checkpoint
             self.path = smollm2_checkpoint()
         else:
             self.path = Path(rest).expanduser()

@@ -36,11 +36,11 @@ from parrot.backends import BackendConfig, SamplingParams, load_backend
 from parrot.capo.negatives import STRATEGIES, WRITERS, similarity, unrelated_turn
 from parrot.capo.prompts import Prompts
 from parrot.capo.select import SelectConfig, prepare_output, select_turns, selection_table
-from parrot.config import config_hash, opt
-from parrot.jsonl import read_jsonl
-from parrot.log import format_table
-from parrot.manifest import read_manifest, write_manifest
-from parrot.runner import ItemFailed, done_keys, failures_path, locks_output, run_items
+from parrot.core.config import config_hash, opt
+from parrot.core.jsonl import read_jsonl
+from parrot.core.log import format_table
+from parrot.core.manifest import read_manifest, write_manifest
+from parrot.core.itemloop import ItemFailed, done_keys, failures_path, locks_output, run_items
 
 log = logging.getLogger("parrot.capo")
 

@@ -25,8 +25,8 @@ from difflib import SequenceMatcher
 
 from parrot.backends import SamplingParams
 from parrot.capo.prompts import Prompts
-from parrot.dialogue import split_system
-from parrot.runner import ItemFailed
+from parrot.core.dialogue import split_system
+from parrot.core.itemloop import ItemFailed
 
 STRATEGIES = ("ignore", "hallucinate", "misunderstand")
 

@@ -7,7 +7,7 @@
    session id (so the same input and seed always give the same turns, in any run or shard).
    With ``max_length`` (train-dpo's; ``parrot pipeline`` passes it), a candidate whose pair
    could not fit it even with its history shortened (train-dpo shortens the prompt by the rule
-   of :mod:`parrot.shorten`; the answers are never cut) is left out first and counted
+   of :mod:`parrot.core.shorten`; the answers are never cut) is left out first and counted
    ``over_token_budget``: with at least the end of the question, its chosen answer must fit, and
    so must ``room`` tokens for the rejected one (``parrot capo``'s ``max_tokens``).
 3. Verifier (optional, ``--verifier SPEC``): walking that order, candidates are asked about in
@@ -37,13 +37,13 @@ from pathlib import Path
 from parrot import ParrotError
 from parrot.backends import BackendConfig, SamplingParams, load_backend
 from parrot.capo.prompts import Prompts
-from parrot.config import opt
-from parrot.dialogue import read_dialogues, split_system
-from parrot.jsonl import read_jsonl
-from parrot.log import format_table
-from parrot.manifest import read_manifest, write_manifest
-from parrot.runner import ItemFailed, failures_path, locks_output, run_items, start_output
-from parrot.shorten import count_tokens, shorten
+from parrot.core.config import opt
+from parrot.core.dialogue import read_dialogues, split_system
+from parrot.core.jsonl import read_jsonl
+from parrot.core.log import format_table
+from parrot.core.manifest import read_manifest, write_manifest
+from parrot.core.itemloop import ItemFailed, failures_path, locks_output, run_items, start_output
+from parrot.core.shorten import count_tokens, shorten
 from parrot.stats.context import context_reasons
 
 log = logging.getLogger("parrot.capo")
@@ -151,7 +151,7 @@ class PairBudget:
     """Whether a turn's pair can fit ``max_length`` tokens once train-dpo shortens its history."""
 
     def __init__(self, max_length: int, tokenizer: str, room: int):
-        from parrot.checkpoint import load_tokenizer
+        from parrot.core.checkpoint import load_tokenizer
 
         self.max_length, self.room = max_length, room
         self.tokenizer = load_tokenizer(tokenizer, chat_template=True)
@@ -256,7 +256,7 @@ class TurnSelector:
 
 def prepare_output(output: Path, cfg, stage: str) -> bool:
     """Check ``output`` against ``--resume``/``--overwrite``/``--force``; True when resuming onto it."""
-    from parrot.config import config_hash
+    from parrot.core.config import config_hash
 
     def settings_changed() -> str | None:
         old = read_manifest(output)

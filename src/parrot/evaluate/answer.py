@@ -14,7 +14,7 @@ Records are FastChat's (``model_answer/<model>.jsonl``)::
      "choices": [{"index": 0, "turns": ["turn 1 answer", "turn 2 answer", ...]}], "tstamp": ...}
 
 A conversation that outgrows the model's context (a 2K-context model on MT-Bench++'s 8 turns) is
-shortened by the backend, by the one rule of :mod:`parrot.shorten`: the oldest whole turns are left
+shortened by the backend, by the one rule of :mod:`parrot.core.shorten`: the oldest whole turns are left
 out, as FastChat's own serving code does when it keeps the last tokens of an over-long prompt (at a
 turn boundary here, not mid-message). The record says which turns were answered so, in
 ``meta.shortened`` (turn number -> turns left out), and the manifest counts them.
@@ -34,11 +34,11 @@ from pathlib import Path
 
 from parrot import ParrotError
 from parrot.backends import BackendConfig, SamplingParams, load_backend
-from parrot.config import opt
+from parrot.core.config import opt
 from parrot.evaluate.bench import CATEGORY_TEMPERATURE, DEFAULT_TEMPERATURE, category_temperature, load_bench
-from parrot.jsonl import AtomicWriter, read_jsonl
-from parrot.manifest import write_manifest
-from parrot.runner import ItemFailed, check_record_settings, done_keys, locks_output, remove_output, run_items
+from parrot.core.jsonl import AtomicWriter, read_jsonl
+from parrot.core.manifest import write_manifest
+from parrot.core.itemloop import ItemFailed, check_record_settings, done_keys, locks_output, remove_output, run_items
 
 log = logging.getLogger("parrot.evaluate")
 

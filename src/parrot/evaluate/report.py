@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.config import opt
-from parrot.jsonl import read_jsonl
-from parrot.manifest import write_manifest
+from parrot.core.config import opt
+from parrot.core.jsonl import read_jsonl
+from parrot.core.manifest import write_manifest
 
 log = logging.getLogger("parrot.evaluate")
 

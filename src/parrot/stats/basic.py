@@ -12,7 +12,7 @@ import statistics
 import time
 from collections import Counter
 
-from parrot.dialogue import split_system
+from parrot.core.dialogue import split_system
 from parrot.stats.context import context_reasons
 from parrot.stats.sampling import LogHistogram, Reservoir
 

@@ -27,7 +27,7 @@ class Embedder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        from parrot.assets import minilm_path
+        from parrot.core.assets import minilm_path
 
         self.path = Path(path) if path else minilm_path()
         pooling = self.path / "1_Pooling" / "config.json"

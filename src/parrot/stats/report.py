@@ -6,9 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from parrot.config import to_dict
-from parrot.manifest import write_manifest
-from parrot.redact import redact
+from parrot.core.config import to_dict
+from parrot.core.manifest import write_manifest
+from parrot.core.redact import redact
 
 PLOTS = ("turns_histogram.png", "lengths.png", "context_by_turn.png")
 

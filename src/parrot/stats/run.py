@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from parrot import ParrotError
-from parrot.dialogue import read_dialogues, user_questions
-from parrot.log import format_table, progress
-from parrot.stats import StatsConfig
+from parrot.core.dialogue import read_dialogues, user_questions
+from parrot.core.log import format_table, progress
+from parrot.stats.stage import StatsConfig
 from parrot.stats.basic import DatasetAccumulator, TokenCounter
 from parrot.stats.context import is_context_dependent
 from parrot.stats.rouge import self_rouge
@@ -56,7 +56,7 @@ def load_tokenizer(spec: str):
     """``smollm2`` (the embedded tokenizer), a local directory, or ``none``."""
     if spec.lower() in ("none", ""):
         return None, None
-    from parrot.checkpoint import load_tokenizer, tokenizer_path
+    from parrot.core.checkpoint import load_tokenizer, tokenizer_path
 
     return load_tokenizer(spec), str(tokenizer_path(spec))
 

@@ -6,5 +6,5 @@
 - :mod:`parrot.train.dpo`     — ``train-dpo`` (``DPOTrainer``)
 - :mod:`parrot.train.runtime` — launcher, TRL config, LoRA, saving and the manifest
 
-The role swap that makes user turns trainable lives in :mod:`parrot.roleswap`.
+The role swap that makes user turns trainable lives in :mod:`parrot.synthesize.roleswap`.
 """

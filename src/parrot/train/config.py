@@ -4,7 +4,7 @@ Parrot owns a few settings (model, data, LoRA, merge, max length, launcher); eve
 (``learning_rate=1e-4``, ``num_train_epochs=2``, ``per_device_train_batch_size=8``, ``beta=0.1``)
 lands in ``trl_args`` and passes straight to TRL's ``SFTConfig`` / ``DPOConfig``.
 
->>> from parrot.config import build_config
+>>> from parrot.core.config import build_config
 >>> cfg = build_config(SFTTrainConfig, {"data": ["d.jsonl"], "output": "out"},
 ...                    ["learning_rate=1e-4", "lora=true"], extra_field="trl_args")
 >>> cfg.lora, cfg.trl_args
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from parrot import ParrotError
-from parrot.config import opt
+from parrot.core.config import opt
 
 #: The accelerate configs shipped in ``parrot/accelerate/`` (by name).
 ACCELERATE_CONFIGS = ("multi-gpu", "deepspeed-zero2", "deepspeed-zero3", "fsdp2")

@@ -7,7 +7,7 @@ chat template and masks the prompt)::
      "chosen": [{"role": "assistant", ...}], "rejected": [{"role": "assistant", ...}], "meta": {...}}
 
 A pair whose prompt plus chosen or rejected answer is longer than ``max_length`` tokens has its
-prompt shortened by the one rule (:mod:`parrot.shorten`): the oldest whole turns of the history
+prompt shortened by the one rule (:mod:`parrot.core.shorten`): the oldest whole turns of the history
 go first; the question is cut (keeping its end) only when it alone leaves no room. The answers
 are never cut: a pair whose answers alone do not fit is dropped and counted. (TRL's own
 truncation works on tokens, not turns, and cuts the answer's end; with the prompt shortened
@@ -24,10 +24,10 @@ import time
 from collections.abc import Iterator
 
 from parrot import ParrotError
-from parrot.checkpoint import load_tokenizer, resolve_model_path
-from parrot.dialogue import check_dialogue
-from parrot.jsonl import read_jsonl
-from parrot.shorten import count_tokens, shorten
+from parrot.core.checkpoint import load_tokenizer, resolve_model_path
+from parrot.core.dialogue import check_dialogue
+from parrot.core.jsonl import read_jsonl
+from parrot.core.shorten import count_tokens, shorten
 from parrot.train.config import DPOTrainConfig
 from parrot.train.runtime import (callbacks, dataset_cache, lora_config, make_trl_config,
                                   relaunch_under_accelerate, stream_dataset, train_and_save, trl_kwargs,
@@ -61,7 +61,7 @@ def pair_length(tokenizer, pair: dict) -> int:
 
 def fit_pair(tokenizer, pair: dict, max_length: int, counts: dict) -> dict | None:
     """``pair`` with its prompt shortened to fit ``max_length`` together with each answer
-    (see :mod:`parrot.shorten`); None when the answers alone leave no room."""
+    (see :mod:`parrot.core.shorten`); None when the answers alone leave no room."""
     got = shorten(pair["prompt"], lambda prompt: pair_length(tokenizer, {**pair, "prompt": prompt}) <= max_length)
     if got is None:
         counts["dropped_answers_too_long"] = counts.get("dropped_answers_too_long", 0) + 1

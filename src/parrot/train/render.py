@@ -17,7 +17,7 @@ A session longer than ``max_length`` tokens is shortened, never dropped: :func:`
 splits it at turn boundaries into examples. The first trains as many turns as fit; each later
 one trains the next turns (as many as fit in half of ``max_length``, at least one) and carries,
 untrained, as much of the conversation before them as fits in the rest, by the rule of
-:mod:`parrot.shorten` (oldest whole turns go first; a turn alone over the budget has its
+:mod:`parrot.core.shorten` (oldest whole turns go first; a turn alone over the budget has its
 question cut, keeping its end). So a late, context-dependent turn is trained with the context
 it depends on, every target turn is trained exactly once, and one whose own message cannot fit
 is dropped and counted.
@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from parrot import ParrotError
-from parrot.shorten import count_tokens, flatten, shorten, split_turns
+from parrot.core.shorten import count_tokens, flatten, shorten, split_turns
 
 IGNORE = -100
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import yaml
 
 from parrot import ParrotError
-from parrot.config import to_dict
-from parrot.log import format_table
-from parrot.manifest import write_manifest
+from parrot.core.config import to_dict
+from parrot.core.log import format_table
+from parrot.core.manifest import write_manifest
 from parrot.train.config import TrainConfig, accelerate_config_path, layer_indices
 
 log = logging.getLogger("parrot.train")

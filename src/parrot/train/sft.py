@@ -3,7 +3,7 @@
 Both render each Dialogue with :func:`parrot.train.render.render_chat` (the one render-and-mask
 function) and hand TRL pre-tokenized ``input_ids`` + ``labels``, so TRL never re-templates
 them. ``train-chat`` trains the assistant turns as they are; ``train-ask`` first swaps roles
-(:func:`parrot.roleswap.to_simulator`), so the same assistant-turn loss falls on the real user
+(:func:`parrot.synthesize.roleswap.to_simulator`), so the same assistant-turn loss falls on the real user
 turns. By default whole sessions are packed best-fit into ``max_length`` rows and the batch is
 flattened padding-free (TRL's ``packing_strategy="bfd"``): no compute on padding, and the
 position ids restart at each session so attention never crosses sessions.
@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.checkpoint import load_tokenizer, resolve_model_path
-from parrot.dialogue import read_dialogues
-from parrot.roleswap import STOP_MARKER, to_simulator
+from parrot.core.checkpoint import load_tokenizer, resolve_model_path
+from parrot.core.dialogue import read_dialogues
+from parrot.synthesize.roleswap import STOP_MARKER, to_simulator
 from parrot.train.config import AskTrainConfig, SFTTrainConfig
 from parrot.train.render import render_examples
 from parrot.train.runtime import (callbacks, dataset_cache, lora_config, make_trl_config,

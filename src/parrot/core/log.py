@@ -15,13 +15,13 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from parrot.redact import redact_text
+from parrot.core.redact import redact_text
 
 log = logging.getLogger("parrot")
 
 
 class RedactFilter(logging.Filter):
-    """Scrub secrets (:func:`parrot.redact.redact_text`) from every message the handler prints."""
+    """Scrub secrets (:func:`parrot.core.redact.redact_text`) from every message the handler prints."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

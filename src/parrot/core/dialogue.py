@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.jsonl import read_jsonl
+from parrot.core.jsonl import read_jsonl
 
 ROLES = ("system", "user", "assistant")
 
@@ -77,7 +77,7 @@ def read_dialogues(path: str | Path, *, require_reply: bool = False,
     """Stream validated Dialogue records from a JSONL file.
 
     With ``on_error="skip"`` invalid records are counted in ``counts["invalid_record"]``;
-    ``bad_bytes`` is :func:`~parrot.jsonl.read_jsonl`'s.
+    ``bad_bytes`` is :func:`~parrot.core.jsonl.read_jsonl`'s.
     """
     for lineno, rec in read_jsonl(path, on_error=on_error, counts=counts, bad_bytes=bad_bytes):
         try:

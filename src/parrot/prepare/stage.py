@@ -2,12 +2,12 @@
 
 Reads ShareGPT or OpenAI/TRL ``messages`` records from JSON arrays (streamed), JSON Lines,
 Parquet or saved ``datasets`` directories (or ``sharegpt``, the embedded ShareGPT V3 file),
-cleans them (:mod:`parrot.cleaning`), and writes ``OUT.jsonl`` plus, with ``--dev-fraction``,
+cleans them (:mod:`parrot.prepare.cleaning`), and writes ``OUT.jsonl`` plus, with ``--dev-fraction``,
 a deterministic dev split ``OUT.dev.jsonl`` chosen by a hash of each id. Every record read is
 accounted for: written, or counted under the reason it was dropped, in the summary table and
 in each output's manifest.
 
->>> from parrot.prepare import PrepareConfig, prepare               # doctest: +SKIP
+>>> from parrot.prepare.stage import PrepareConfig, prepare               # doctest: +SKIP
 >>> summary = prepare(PrepareConfig(source=["sharegpt"], output="data/sharegpt.jsonl"))
 >>> summary["written"], summary["outputs"]                          # doctest: +SKIP
 (16532, {'train': 'data/sharegpt.jsonl', 'dev': 'data/sharegpt.dev.jsonl'})
@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.cleaning import CleanOptions, Cleaner, Conversation, normalize_role, rejoin_pieces
-from parrot.config import opt
-from parrot.dialogue import dialogue_id
-from parrot.jsonl import AtomicWriter
-from parrot.log import format_table
-from parrot.manifest import describe_input, write_manifest
-from parrot.sources import FORMATS, RecordError, SourceStats, conversation_from_record, read_source, resolve_source
+from parrot.prepare.cleaning import CleanOptions, Cleaner, Conversation, normalize_role, rejoin_pieces
+from parrot.core.config import opt
+from parrot.core.dialogue import dialogue_id
+from parrot.core.jsonl import AtomicWriter
+from parrot.core.log import format_table
+from parrot.core.manifest import describe_input, write_manifest
+from parrot.prepare.sources import FORMATS, RecordError, SourceStats, conversation_from_record, read_source, resolve_source
 
 log = logging.getLogger("parrot.prepare")
 

@@ -7,7 +7,7 @@
 - :class:`AppendWriter` appends and flushes record by record, for resumable jobs; it repairs a
   torn last line left by a crash before appending.
 
-Both scrub the secrets in use (API keys, :func:`parrot.redact.scrub`) from every line they
+Both scrub the secrets in use (API keys, :func:`parrot.core.redact.scrub`) from every line they
 write, and an OS error they raise names the file (a full disk at a write or an fsync names none
 by itself), so the CLI can print it on one line.
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from parrot import ParrotError
-from parrot.redact import Scrubber, redact
+from parrot.core.redact import Scrubber, redact
 
 log = logging.getLogger("parrot")
 
@@ -204,7 +204,7 @@ def lock_file(fh, path: Path) -> None:
 class AppendWriter:
     """Append records to ``path`` with a flush (and fsync) after each one, for resumable jobs.
 
-    ``redact``: records pass through :func:`parrot.redact.redact` first (failures files, whose
+    ``redact``: records pass through :func:`parrot.core.redact.redact` first (failures files, whose
     records carry servers' error text).
     """
 

@@ -52,7 +52,7 @@ def normalize_role(raw: str, where: str) -> str:
     """
     role = ROLE_MAP.get(raw.strip().lower())
     if role is None:
-        from parrot.sources import RecordError
+        from parrot.prepare.sources import RecordError
         raise RecordError("unknown_role", f"{where}: unknown role {raw!r} (expected one of "
                           f"{', '.join(sorted(ROLE_MAP))})")
     return role
@@ -188,7 +188,7 @@ class TokenCounter:
     SmolLM2 tokenizer) or a local directory holding a Hugging Face tokenizer."""
 
     def __init__(self, name: str):
-        from parrot.checkpoint import load_tokenizer
+        from parrot.core.checkpoint import load_tokenizer
 
         self.name = name
         self.tok = load_tokenizer(name)

@@ -32,7 +32,7 @@ from functools import lru_cache
 from importlib import resources
 
 from parrot import ParrotError
-from parrot.dialogue import check_dialogue, split_system
+from parrot.core.dialogue import check_dialogue, split_system
 
 #: What the simulator says to end a session. Plain text (not a special token), so it survives
 #: any tokenizer and any server that strips special tokens from completions.

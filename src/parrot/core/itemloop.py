@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from parrot import ParrotError
-from parrot.jsonl import AppendWriter, AtomicWriter, lock_file, read_jsonl
-from parrot.log import progress
-from parrot.manifest import manifest_path, read_manifest
-from parrot.redact import redact
+from parrot.core.jsonl import AppendWriter, AtomicWriter, lock_file, read_jsonl
+from parrot.core.log import progress
+from parrot.core.manifest import manifest_path, read_manifest
+from parrot.core.redact import redact
 
 
 class ItemFailed(Exception):

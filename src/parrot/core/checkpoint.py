@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.assets import cache_dir, smollm2_gguf_path
+from parrot.core.assets import cache_dir, smollm2_gguf_path
 
 log = logging.getLogger("parrot.checkpoint")
 

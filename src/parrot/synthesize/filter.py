@@ -40,15 +40,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.config import opt
-from parrot.dialogue import read_dialogues
-from parrot.jsonl import AtomicWriter
-from parrot.log import format_table, progress
-from parrot.manifest import write_manifest
+from parrot.core.config import opt
+from parrot.core.dialogue import read_dialogues
+from parrot.core.jsonl import AtomicWriter
+from parrot.core.log import format_table, progress
+from parrot.core.manifest import write_manifest
 
 log = logging.getLogger("parrot.filter")
 
-DEFAULT_TERMS = Path(__file__).parent / "data" / "sensitive_terms.txt"
+DEFAULT_TERMS = Path(__file__).resolve().parent.parent / "data" / "sensitive_terms.txt"
 
 
 @dataclass

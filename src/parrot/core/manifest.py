@@ -4,7 +4,7 @@ Every stage writes one beside each output: the stage, the full effective config 
 inputs with sha256, package versions, sampling parameters, counts (read / written / dropped by
 reason), timings, and anything stage-specific. Secrets never appear: keys that name a secret
 are replaced by ``"<redacted>"`` wherever they occur, and secrets in text are scrubbed
-(:mod:`parrot.redact`).
+(:mod:`parrot.core.redact`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from parrot import __version__
-from parrot.config import config_hash, to_dict
-from parrot.jsonl import naming
-from parrot.redact import redact
+from parrot.core.config import config_hash, to_dict
+from parrot.core.jsonl import naming
+from parrot.core.redact import redact
 
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "openai",
             "xllamacpp", "vllm", "numpy", "tokenizers")

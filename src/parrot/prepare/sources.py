@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from parrot import ParrotError
-from parrot.jsonl import read_jsonl
-from parrot.log import progress
+from parrot.core.jsonl import read_jsonl
+from parrot.core.log import progress
 
 log = logging.getLogger("parrot.prepare")
 
@@ -70,7 +70,7 @@ class SourceStats:
 def resolve_source(spec: str) -> Path:
     """``sharegpt`` -> the embedded ShareGPT V3 file; anything else is a local path."""
     if spec == "sharegpt":
-        from parrot.assets import sharegpt_path
+        from parrot.core.assets import sharegpt_path
         return sharegpt_path()
     path = Path(spec)
     if not path.exists():
@@ -323,7 +323,7 @@ def detect_format(record: Any) -> str | None:
 def conversation_from_record(record: Any, fmt: str, where: str) -> tuple[str, list[tuple[str, str]]]:
     """``(format, [(raw role, content), ...])`` of one record; RecordError if it cannot be read.
 
-    Roles come back as written (``human``, ``gpt``...); :func:`parrot.cleaning.normalize_role`
+    Roles come back as written (``human``, ``gpt``...); :func:`parrot.prepare.cleaning.normalize_role`
     maps them.
     """
     found = detect_format(record)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.config import opt
-from parrot.jsonl import AtomicWriter, read_jsonl
-from parrot.log import progress
-from parrot.manifest import read_manifest, write_manifest
+from parrot.core.config import opt
+from parrot.core.jsonl import AtomicWriter, read_jsonl
+from parrot.core.log import progress
+from parrot.core.manifest import read_manifest, write_manifest
 
 log = logging.getLogger("parrot.merge")
 
