@@ -21,7 +21,10 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(VENV)/bin/parrot pipeline --config configs/demo.yaml
 
+# Lint and format are checked first: a change that breaks them fails like a failing test.
 test: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(PY) -m pytest -q
 
 bench: setup

@@ -32,8 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def ensure_data(train: Path) -> tuple[Path, Path]:
     dev = train.with_name(train.stem + ".dev.jsonl")
     if not (train.is_file() and dev.is_file()):
-        subprocess.run([sys.executable, "-m", "parrot.cli", "prepare", "sharegpt", "-o", str(train),
-                        "--dev-fraction", "0.02"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "parrot.cli", "prepare", "sharegpt", "-o", str(train), "--dev-fraction", "0.02"],
+            check=True,
+        )
     return train, dev
 
 
@@ -74,15 +76,33 @@ def train(kind: str, start: Path, data: Path, out: Path, args) -> dict:
     from parrot.train.sft import train_ask, train_chat
 
     cls, fn = (AskTrainConfig, train_ask) if kind == "ask" else (SFTTrainConfig, train_chat)
-    cfg = build_config(cls, {"data": [str(data)], "output": str(out), "model": str(start),
-                             "max_length": args.max_length, "limit": args.sessions, "time_limit": args.minutes,
-                             **({"lora": True, "lora_r": args.lora, "lora_alpha": 2 * args.lora,
-                                 "lora_layers": args.lora_layers} if args.lora else {})},
-                       [f"learning_rate={args.lr}", f"lr_scheduler_type={args.schedule}",
-                        f"warmup_steps={args.warmup}",
-                        f"per_device_train_batch_size={args.batch}", f"max_steps={args.max_steps}",
-                        "logging_steps=1", "disable_tqdm=true", "seed=0"],
-                       extra_field="trl_args")
+    cfg = build_config(
+        cls,
+        {
+            "data": [str(data)],
+            "output": str(out),
+            "model": str(start),
+            "max_length": args.max_length,
+            "limit": args.sessions,
+            "time_limit": args.minutes,
+            **(
+                {"lora": True, "lora_r": args.lora, "lora_alpha": 2 * args.lora, "lora_layers": args.lora_layers}
+                if args.lora
+                else {}
+            ),
+        },
+        [
+            f"learning_rate={args.lr}",
+            f"lr_scheduler_type={args.schedule}",
+            f"warmup_steps={args.warmup}",
+            f"per_device_train_batch_size={args.batch}",
+            f"max_steps={args.max_steps}",
+            "logging_steps=1",
+            "disable_tqdm=true",
+            "seed=0",
+        ],
+        extra_field="trl_args",
+    )
     return fn(cfg)
 
 
@@ -106,21 +126,39 @@ DEFAULTS = {"ask": {"lr": 2e-4, "lora": 0}, "chat": {"lr": 5e-4, "lora": 64}}
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=ROOT / "data" / "sharegpt.jsonl")
-    p.add_argument("--minutes", type=float, default=10.0, help="training time cap per run: training "
-                   "stops before the step that would cross it")
-    p.add_argument("--plan", type=float, default=0.9, help="schedule steps for this share of --minutes at "
-                   "the probe's speed (long runs step slower than the probe; the cap stops them anyway)")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        default=10.0,
+        help="training time cap per run: training stops before the step that would cross it",
+    )
+    p.add_argument(
+        "--plan",
+        type=float,
+        default=0.9,
+        help="schedule steps for this share of --minutes at "
+        "the probe's speed (long runs step slower than the probe; the cap stops them anyway)",
+    )
     p.add_argument("--max-length", type=int, default=384, help="tokens per sequence, train and dev")
     p.add_argument("--sessions", type=int, default=1500, help="training sessions rendered")
     p.add_argument("--dev", type=int, default=64, help="held-out sessions evaluated")
     p.add_argument("--batch", type=int, default=2, help="packed rows per step")
-    p.add_argument("--max-steps", type=int, default=None,
-                   help="steps of the schedule (default: as many as fit in --minutes, measured)")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="steps of the schedule (default: as many as fit in --minutes, measured)",
+    )
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: ask 2e-4, chat 5e-4)")
     p.add_argument("--schedule", default="cosine", help="transformers lr_scheduler_type")
     p.add_argument("--warmup", type=float, default=0.05, help="warm-up steps (a fraction if < 1)")
-    p.add_argument("--lora", type=int, default=None, metavar="R", help="train a LoRA adapter of rank R "
-                   "(alpha 2R, merged); 0: all weights (default: ask 0, chat 64)")
+    p.add_argument(
+        "--lora",
+        type=int,
+        default=None,
+        metavar="R",
+        help="train a LoRA adapter of rank R (alpha 2R, merged); 0: all weights (default: ask 0, chat 64)",
+    )
     p.add_argument("--lora-layers", default=None, help="with --lora: on these layers only (e.g. 20-29)")
     p.add_argument("--only", choices=["ask", "chat"], default=None)
     args = p.parse_args()
@@ -136,8 +174,9 @@ def main() -> int:
         for kind, view, turns in (("ask", ask_view(), "user"), ("chat", chat_view, "assistant")):
             if args.only and kind != args.only:
                 continue
-            run = argparse.Namespace(**{**vars(args), **{k: v for k, v in DEFAULTS[kind].items()
-                                                          if getattr(args, k) is None}})
+            run = argparse.Namespace(
+                **{**vars(args), **{k: v for k, v in DEFAULTS[kind].items() if getattr(args, k) is None}}
+            )
             examples = heldout_examples(dev_path, tok, view, run.max_length, run.dev)
             n_tokens = sum(r.trainable_tokens for r in examples)
             t0 = time.monotonic()
@@ -148,20 +187,32 @@ def main() -> int:
             after = mean_loss(Path(tmp) / kind, examples)
             change = (after - before) / before
             minutes = result["timings"]["train_s"] / 60  # the trainer's own loop, the capped part
-            rows.append({"run": f"train-{kind}", "settings": {k: getattr(run, k) for k in
-                                                            ("lr", "lora", "max_length", "max_steps")},
-                         "heldout_turns": turns, "dev_sessions": len(examples),
-                         "dev_tokens": n_tokens, "loss_before": round(before, 4), "loss_after": round(after, 4),
-                         "relative_change": round(change, 4), "ppl_before": round(math.exp(before), 2),
-                         "ppl_after": round(math.exp(after), 2), "train_steps": result["losses"]["steps"],
-                         "train_minutes": round(minutes, 2), "eval_s": round(eval_s, 1),
-                         "sessions_trained": result["counts"].get("sessions_trained"),
-                         "target_met": change <= -0.10})
-            print(f"train-{kind}: held-out mean loss on {turns} turns ({len(examples)} dev sessions, "
-                  f"{n_tokens} tokens): before {before:.4f}  after {after:.4f}  "
-                  f"relative change {change:+.1%}  ({result['losses']['steps']} steps, "
-                  f"{minutes:.1f} min of training)  target <= -10%: {'met' if change <= -0.10 else 'NOT met'}",
-                  flush=True)
+            rows.append(
+                {
+                    "run": f"train-{kind}",
+                    "settings": {k: getattr(run, k) for k in ("lr", "lora", "max_length", "max_steps")},
+                    "heldout_turns": turns,
+                    "dev_sessions": len(examples),
+                    "dev_tokens": n_tokens,
+                    "loss_before": round(before, 4),
+                    "loss_after": round(after, 4),
+                    "relative_change": round(change, 4),
+                    "ppl_before": round(math.exp(before), 2),
+                    "ppl_after": round(math.exp(after), 2),
+                    "train_steps": result["losses"]["steps"],
+                    "train_minutes": round(minutes, 2),
+                    "eval_s": round(eval_s, 1),
+                    "sessions_trained": result["counts"].get("sessions_trained"),
+                    "target_met": change <= -0.10,
+                }
+            )
+            print(
+                f"train-{kind}: held-out mean loss on {turns} turns ({len(examples)} dev sessions, "
+                f"{n_tokens} tokens): before {before:.4f}  after {after:.4f}  "
+                f"relative change {change:+.1%}  ({result['losses']['steps']} steps, "
+                f"{minutes:.1f} min of training)  target <= -10%: {'met' if change <= -0.10 else 'NOT met'}",
+                flush=True,
+            )
     print(json.dumps(rows, indent=2))
     return 0 if all(r["target_met"] for r in rows) else 1
 

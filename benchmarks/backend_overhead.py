@@ -28,18 +28,33 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from parrot.backends import SamplingParams, load_backend
-from parrot.backends.openai_api import OpenAIBackend
 from parrot.backends.base import BackendConfig
+from parrot.backends.openai_api import OpenAIBackend
 
-TOPICS = ["the water cycle", "how a bicycle works", "why the sky is blue", "the history of tea",
-          "photosynthesis", "how to learn a language", "what a compiler does", "volcanoes",
-          "the moon's phases", "how bread rises", "saving money", "the Roman empire",
-          "how vaccines work", "black holes", "keeping houseplants alive", "chess openings"]
+TOPICS = [
+    "the water cycle",
+    "how a bicycle works",
+    "why the sky is blue",
+    "the history of tea",
+    "photosynthesis",
+    "how to learn a language",
+    "what a compiler does",
+    "volcanoes",
+    "the moon's phases",
+    "how bread rises",
+    "saving money",
+    "the Roman empire",
+    "how vaccines work",
+    "black holes",
+    "keeping houseplants alive",
+    "chess openings",
+]
 
 
 def conversations(n: int) -> list[list[dict]]:
-    return [[{"role": "user", "content": f"Explain {TOPICS[i % len(TOPICS)]} in a few sentences. ({i})"}]
-            for i in range(n)]
+    return [
+        [{"role": "user", "content": f"Explain {TOPICS[i % len(TOPICS)]} in a few sentences. ({i})"}] for i in range(n)
+    ]
 
 
 def bare_client(base_url: str, bodies: list[dict], workers: int) -> tuple[float, int]:
@@ -80,10 +95,8 @@ def openai_vs_bare(args) -> None:
     params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=args.max_tokens, seed=0)
     convs = conversations(args.requests)
     with load_backend("smollm2", slots=args.slots, ctx_size=args.slots * 2048) as server:
-        client = OpenAIBackend(BackendConfig(spec="openai:smollm2", base_url=server.base_url,
-                                             concurrency=args.slots))
-        bodies = [{k: v for k, v in client.request_body(c, params).items() if k != "extra_body"}
-                  for c in convs]
+        client = OpenAIBackend(BackendConfig(spec="openai:smollm2", base_url=server.base_url, concurrency=args.slots))
+        bodies = [{k: v for k, v in client.request_body(c, params).items() if k != "extra_body"} for c in convs]
         client.generate(conversations(args.slots), params.replace(max_tokens=8))  # warm-up
         rates = {"bare": [], "openai": []}
         ratios = []
@@ -99,19 +112,25 @@ def openai_vs_bare(args) -> None:
             # Each round's two passes ran back to back: their ratio is what machine load
             # drifting between rounds disturbs least.
             ratios.append(rates["openai"][-1] / rates["bare"][-1])
-        print(f"llama.cpp SmolLM2, {args.slots} slots, {args.requests} requests x max {args.max_tokens} tokens, "
-              f"{args.rounds} rounds (threads: {server.threads or 'all cores'})")
+        print(
+            f"llama.cpp SmolLM2, {args.slots} slots, {args.requests} requests x max {args.max_tokens} tokens, "
+            f"{args.rounds} rounds (threads: {server.threads or 'all cores'})"
+        )
         print(f"  bare http.client threads : {statistics.median(rates['bare']):8.1f} completion tok/s (median)")
         print(f"  openai backend           : {statistics.median(rates['openai']):8.1f} completion tok/s (median)")
-        print(f"  ratio openai/bare        : {statistics.median(ratios):8.3f}x  median of per-round ratios "
-              f"{', '.join(f'{x:.3f}' for x in ratios)}  (target >= 0.95x)")
+        print(
+            f"  ratio openai/bare        : {statistics.median(ratios):8.3f}x  median of per-round ratios "
+            f"{', '.join(f'{x:.3f}' for x in ratios)}  (target >= 0.95x)"
+        )
 
 
 def hf_batching(args) -> None:
     if args.hf_model == "tiny":
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
         from fixtures.models import build_tiny_model
+
         from parrot.core.checkpoint import smollm2_tokenizer
+
         path = build_tiny_model(Path(tempfile.mkdtemp()) / "tiny", smollm2_tokenizer())
         spec = f"hf:{path}"
     else:
@@ -132,8 +151,10 @@ def hf_batching(args) -> None:
             sec = time.perf_counter() - t0
             tok = model.usage.completion_tokens - before
             rates[batch] = tok / sec
-            print(f"  hf batch {batch}: {tok} tokens in {sec:.2f}s = {tok / sec:.1f} tok/s "
-                  f"({model.batches_run - 1} generate calls)")
+            print(
+                f"  hf batch {batch}: {tok} tokens in {sec:.2f}s = {tok / sec:.1f} tok/s "
+                f"({model.batches_run - 1} generate calls)"
+            )
     print(f"hf backend ({spec}, {args.hf_dtype}, 8 conversations x max {args.hf_max_tokens} tokens)")
     print(f"  batch 8 / batch 1        : {rates[8] / rates[1]:8.2f}x")
 

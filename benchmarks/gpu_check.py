@@ -45,28 +45,55 @@ NEEDED = ("torch", "transformers", "accelerate", "peft", "trl", "datasets", "yam
 
 # Llama shapes (the SmolLM2 family's proportions); parameter counts are printed as measured.
 MODELS = {
-    "cuda": {"0.5B": dict(hidden_size=1152, intermediate_size=4608, num_hidden_layers=24,
-                          num_attention_heads=18, num_key_value_heads=6),
-             "1.5B": dict(hidden_size=2048, intermediate_size=7168, num_hidden_layers=24,
-                          num_attention_heads=32, num_key_value_heads=32)},
-    "cpu": {"10M": dict(hidden_size=160, intermediate_size=512, num_hidden_layers=4,
-                        num_attention_heads=4, num_key_value_heads=2)},
+    "cuda": {
+        "0.5B": dict(
+            hidden_size=1152,
+            intermediate_size=4608,
+            num_hidden_layers=24,
+            num_attention_heads=18,
+            num_key_value_heads=6,
+        ),
+        "1.5B": dict(
+            hidden_size=2048,
+            intermediate_size=7168,
+            num_hidden_layers=24,
+            num_attention_heads=32,
+            num_key_value_heads=32,
+        ),
+    },
+    "cpu": {
+        "10M": dict(
+            hidden_size=160, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2
+        )
+    },
 }
 # bf16 dense tensor-core peaks (no sparsity), FLOP/s, by device name.
-PEAKS = {"H200": 989.4e12, "H100": 989.4e12, "H800": 989.4e12, "A100": 312e12, "A800": 312e12,
-         "L40S": 362.1e12, "L4": 121e12, "A10G": 70e12, "A10": 125e12}
+PEAKS = {
+    "H200": 989.4e12,
+    "H100": 989.4e12,
+    "H800": 989.4e12,
+    "A100": 312e12,
+    "A800": 312e12,
+    "L40S": 362.1e12,
+    "L4": 121e12,
+    "A10G": 70e12,
+    "A10": 125e12,
+}
 # Per device: training sequence length, rows per step, steps, sessions; generation prompts and tokens.
-SETTINGS = {"cuda": dict(max_length=2048, batch=8, steps=12, sessions=400, prompts=64, gen_tokens=128,
-                         synth_sessions=32),
-            "cpu": dict(max_length=256, batch=2, steps=3, sessions=40, prompts=8, gen_tokens=16,
-                        synth_sessions=4)}
-WORDS = ("the of and to in a is that for it as with was on be by this are at from or have an they "
-         "which one you were all we when there can more if out so what time up some into them "
-         "model data river mill town record train answer question turn session context token "
-         "python function value error list table report market price plan team story").split()
+SETTINGS = {
+    "cuda": dict(max_length=2048, batch=8, steps=12, sessions=400, prompts=64, gen_tokens=128, synth_sessions=32),
+    "cpu": dict(max_length=256, batch=2, steps=3, sessions=40, prompts=8, gen_tokens=16, synth_sessions=4),
+}
+WORDS = (
+    "the of and to in a is that for it as with was on be by this are at from or have an they "
+    "which one you were all we when there can more if out so what time up some into them "
+    "model data river mill town record train answer question turn session context token "
+    "python function value error list table report market price plan team story"
+).split()
 
 
 # ---------------------------------------------------------------- set-up
+
 
 def missing_packages() -> list[str]:
     return [name for name in NEEDED if importlib.util.find_spec(name) is None]
@@ -90,9 +117,15 @@ def build_model(out: Path, tokenizer_dir: Path, shape: dict) -> tuple[Path, int]
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), max_position_embeddings=4096, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True,
-                      **shape)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        max_position_embeddings=4096,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+        **shape,
+    )
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # initialised where it is fast
         model = LlamaForCausalLM(cfg).to(torch.bfloat16)
     model.save_pretrained(out)
@@ -114,21 +147,37 @@ def write_data(tmp: Path, sessions: int) -> tuple[Path, Path]:
     dialogues, pairs = tmp / "sessions.jsonl", tmp / "pairs.jsonl"
     with dialogues.open("w") as d, pairs.open("w") as p:
         for i in range(sessions):
-            msgs = [m for _ in range(rng.randint(1, 8))
-                    for m in ({"role": "user", "content": words(rng, 5, 120)},
-                              {"role": "assistant", "content": words(rng, 20, 400)})]
+            msgs = [
+                m
+                for _ in range(rng.randint(1, 8))
+                for m in (
+                    {"role": "user", "content": words(rng, 5, 120)},
+                    {"role": "assistant", "content": words(rng, 20, 400)},
+                )
+            ]
             d.write(json.dumps({"id": f"s{i}", "messages": msgs}) + "\n")
             k = rng.randrange(len(msgs) // 2) * 2 + 1  # an assistant message
-            p.write(json.dumps({"id": f"p{i}", "prompt": msgs[:k], "chosen": [msgs[k]],
-                                "rejected": [{"role": "assistant", "content": words(rng, 20, 200)}]}) + "\n")
+            p.write(
+                json.dumps(
+                    {
+                        "id": f"p{i}",
+                        "prompt": msgs[:k],
+                        "chosen": [msgs[k]],
+                        "rejected": [{"role": "assistant", "content": words(rng, 20, 200)}],
+                    }
+                )
+                + "\n"
+            )
     return dialogues, pairs
 
 
 # ---------------------------------------------------------------- one measured run (child process)
 
 TRAINING = {  # run name -> (stage, packing, lora, model FLOPs per token in units of N)
-    "train-ask": ("ask", True, False, 6), "train-chat": ("chat", True, False, 6),
-    "train-chat-lora": ("chat", True, True, 4), "train-chat-padded": ("chat", False, False, 6),
+    "train-ask": ("ask", True, False, 6),
+    "train-chat": ("chat", True, False, 6),
+    "train-chat-lora": ("chat", True, True, 4),
+    "train-chat-padded": ("chat", False, False, 6),
     "train-dpo": ("dpo", True, False, 8),
 }
 
@@ -145,13 +194,25 @@ def train_run(name: str, model: Path, args) -> dict:
     stage, packing, lora, _ = TRAINING[name]
     cls = {"ask": AskTrainConfig, "chat": SFTTrainConfig, "dpo": DPOTrainConfig}[stage]
     data = args.tmp / ("pairs.jsonl" if stage == "dpo" else "sessions.jsonl")
-    settings = {"data": [str(data)], "output": str(args.tmp / f"out-{name}"), "model": str(model),
-                "max_length": args.max_length, "lora": lora, "lora_r": 64, "lora_alpha": 128}
+    settings = {
+        "data": [str(data)],
+        "output": str(args.tmp / f"out-{name}"),
+        "model": str(model),
+        "max_length": args.max_length,
+        "lora": lora,
+        "lora_r": 64,
+        "lora_alpha": 128,
+    }
     if stage != "dpo":
         settings["packing"] = packing
     batch = args.batch if packing or stage == "dpo" else args.batch * 2  # ~the same real tokens per step
-    trl = [f"max_steps={args.steps}", f"per_device_train_batch_size={batch}", "logging_steps=1000",
-           "disable_tqdm=true", "learning_rate=1e-5"]
+    trl = [
+        f"max_steps={args.steps}",
+        f"per_device_train_batch_size={batch}",
+        "logging_steps=1000",
+        "disable_tqdm=true",
+        "learning_rate=1e-5",
+    ]
     cfg = build_config(cls, settings, trl, extra_field="trl_args")
     tok = load_tokenizer(model, chat_template=True)
     counts: dict = {}
@@ -164,19 +225,41 @@ def train_run(name: str, model: Path, args) -> dict:
         ds = build_dataset(cfg.data, tok, view, cfg.max_length, cache, counts)
         trainer = sft_trainer(cfg, tok, model, ds)
     meter = Meter(trainer)
-    train_and_save(trainer, cfg, tok, stage=f"gpu-check {name}", model_path=model, counts=counts,
-                   eval_counts={}, timings={}, trl_config=trainer.args, has_eval=False)
+    train_and_save(
+        trainer,
+        cfg,
+        tok,
+        stage=f"gpu-check {name}",
+        model_path=model,
+        counts=counts,
+        eval_counts={},
+        timings={},
+        trl_config=trainer.args,
+        has_eval=False,
+    )
     device = next(trainer.model.parameters()).device.type
-    return {"run": name, **meter.result(), "device": device, "bf16": bool(trainer.args.bf16),
-            "saved": (args.tmp / f"out-{name}" / "config.json").is_file(), "cuda_used": _cuda_used()}
+    return {
+        "run": name,
+        **meter.result(),
+        "device": device,
+        "bf16": bool(trainer.args.bf16),
+        "saved": (args.tmp / f"out-{name}" / "config.json").is_file(),
+        "cuda_used": _cuda_used(),
+    }
 
 
 def prompts(n: int) -> list[list[dict]]:
     rng = random.Random(1)
     out = []
     for _ in range(n):
-        msgs = [m for _ in range(rng.randint(1, 4)) for m in ({"role": "user", "content": words(rng, 5, 60)},
-                                                            {"role": "assistant", "content": words(rng, 20, 120)})]
+        msgs = [
+            m
+            for _ in range(rng.randint(1, 4))
+            for m in (
+                {"role": "user", "content": words(rng, 5, 60)},
+                {"role": "assistant", "content": words(rng, 20, 120)},
+            )
+        ]
         out.append(msgs + [{"role": "user", "content": words(rng, 5, 40)}])
     return out
 
@@ -195,10 +278,19 @@ def generate_run(model: Path, args) -> dict:
         device = backend.device
     generated = sum(c.completion_tokens for c in out)
     prefill = sum(c.prompt_tokens for c in out)
-    return {"run": "generate", "prompts": len(convs), "ok": sum(c.ok for c in out), "seconds": seconds,
-            "generated_tokens": generated, "prompt_tokens": prefill, "tokens_per_s": generated / seconds,
-            "processed_tokens_per_s": (generated + prefill) / seconds, "peak_mb": peak_mb(),
-            "device": device, "cuda_used": _cuda_used()}
+    return {
+        "run": "generate",
+        "prompts": len(convs),
+        "ok": sum(c.ok for c in out),
+        "seconds": seconds,
+        "generated_tokens": generated,
+        "prompt_tokens": prefill,
+        "tokens_per_s": generated / seconds,
+        "processed_tokens_per_s": (generated + prefill) / seconds,
+        "peak_mb": peak_mb(),
+        "device": device,
+        "cuda_used": _cuda_used(),
+    }
 
 
 def synth_run(model: Path, args) -> dict:
@@ -208,20 +300,37 @@ def synth_run(model: Path, args) -> dict:
 
     seeds = args.tmp / "sessions.jsonl"
     spec = {"spec": f"hf:{model}", "dtype": "bfloat16", "batch_size": args.synth_sessions}
-    cfg = build_config(SynthesizeConfig, {
-        "output": str(args.tmp / "synth.jsonl"), "seeds": str(seeds), "num_sessions": args.synth_sessions,
-        "max_turns": 3, "asker_mode": "prompted", "overwrite": True,
-        "asker": {**spec, "max_tokens": 48}, "assistant": {**spec, "max_tokens": args.gen_tokens}})
+    cfg = build_config(
+        SynthesizeConfig,
+        {
+            "output": str(args.tmp / "synth.jsonl"),
+            "seeds": str(seeds),
+            "num_sessions": args.synth_sessions,
+            "max_turns": 3,
+            "asker_mode": "prompted",
+            "overwrite": True,
+            "asker": {**spec, "max_tokens": 48},
+            "assistant": {**spec, "max_tokens": args.gen_tokens},
+        },
+    )
     reset_peak()
     t0 = time.perf_counter()
     counts = synthesize(cfg)
     seconds = time.perf_counter() - t0
     manifest = json.loads((args.tmp / "synth.jsonl.manifest.json").read_text())
-    return {"run": "synthesize", "sessions": counts["sessions"], "turns": counts["turns"], "seconds": seconds,
-            "turns_per_s": counts["turns"] / seconds, "tokens_per_s": manifest["timings"]["tokens_per_s"],
-            "generated_tokens": manifest["timings"]["completion_tokens"],
-            "prompt_tokens": sum(manifest["usage"][r]["prompt_tokens"] for r in ("asker", "assistant")),
-            "peak_mb": peak_mb(), "device": "cuda" if _cuda_used() else "cpu", "cuda_used": _cuda_used()}
+    return {
+        "run": "synthesize",
+        "sessions": counts["sessions"],
+        "turns": counts["turns"],
+        "seconds": seconds,
+        "turns_per_s": counts["turns"] / seconds,
+        "tokens_per_s": manifest["timings"]["tokens_per_s"],
+        "generated_tokens": manifest["timings"]["completion_tokens"],
+        "prompt_tokens": sum(manifest["usage"][r]["prompt_tokens"] for r in ("asker", "assistant")),
+        "peak_mb": peak_mb(),
+        "device": "cuda" if _cuda_used() else "cpu",
+        "cuda_used": _cuda_used(),
+    }
 
 
 def _cuda_used() -> bool:
@@ -239,6 +348,7 @@ def child(args) -> dict:
 
 # ---------------------------------------------------------------- the plan and the report
 
+
 def plan(device: str) -> list[tuple[str, str]]:
     """(run, model size) in order: every path on the smaller model, the MFU and packing targets on the larger."""
     small, large = list(MODELS[device])[0], list(MODELS[device])[-1]
@@ -247,8 +357,19 @@ def plan(device: str) -> list[tuple[str, str]]:
 
 
 def run_child(run: str, model: Path, args) -> dict:
-    cmd = [sys.executable, __file__, "--run", run, "--model-dir", str(model), "--tmp", str(args.tmp),
-           "--device", args.device, *[f"--{k.replace('_', '-')}={v}" for k, v in settings(args).items()]]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--run",
+        run,
+        "--model-dir",
+        str(model),
+        "--tmp",
+        str(args.tmp),
+        "--device",
+        args.device,
+        *[f"--{k.replace('_', '-')}={v}" for k, v in settings(args).items()],
+    ]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env(args))
     if proc.returncode != 0:
@@ -277,25 +398,38 @@ def mfu(result: dict, params: int, peak: float | None) -> float | None:
 
 
 def report(results: list[dict], params: dict, peak: float | None, device_name: str, device: str) -> dict:
-    print(f"\nParrot GPU check on {device_name} ({device}); peak {'%.0f TFLOP/s bf16' % (peak / 1e12) if peak else 'unknown'}")
-    print(f"{'run':18} {'model':>6} {'params':>7} {'tokens/s':>10} {'MFU':>6} {'peak GB':>8} {'padding':>8} {'device':>7} {'wall s':>7}")
+    print(
+        f"\nParrot GPU check on {device_name} ({device}); peak {'%.0f TFLOP/s bf16' % (peak / 1e12) if peak else 'unknown'}"
+    )
+    print(
+        f"{'run':18} {'model':>6} {'params':>7} {'tokens/s':>10} {'MFU':>6} {'peak GB':>8} {'padding':>8} {'device':>7} {'wall s':>7}"
+    )
     for r in results:
         if "error" in r:
             print(f"{r['run']:18} {r['size']:>6}  FAILED:\n{r['error']}")
             continue
         m = r.get("mfu")
-        print(f"{r['run']:18} {r['size']:>6} {params[r['size']] / 1e9:>6.2f}B {r['tokens_per_s']:>10.1f} "
-              f"{'-' if m is None else f'{m:.1%}':>6} {r['peak_mb'] / 1024:>8.2f} "
-              f"{r.get('padding_share', 0):>8.1%} {r['device']:>7} {r.get('wall_s', 0):>7}")
+        print(
+            f"{r['run']:18} {r['size']:>6} {params[r['size']] / 1e9:>6.2f}B {r['tokens_per_s']:>10.1f} "
+            f"{'-' if m is None else f'{m:.1%}':>6} {r['peak_mb'] / 1024:>8.2f} "
+            f"{r.get('padding_share', 0):>8.1%} {r['device']:>7} {r.get('wall_s', 0):>7}"
+        )
     by = {(r["run"], r["size"]): r for r in results if "error" not in r}
     large = list(params)[-1]
     packed, padded = by.get(("train-chat", large)), by.get(("train-chat-padded", large))
     ratio = packed["tokens_per_s"] / padded["tokens_per_s"] if packed and padded else None
     on_device = all(r["device"] == device and (device == "cpu" or r["cuda_used"]) for r in by.values())
     failed = [r["run"] for r in results if "error" in r]
-    summary = {"device": device, "device_name": device_name, "peak_flops": peak, "params": params,
-               "mfu_large_packed": packed.get("mfu") if packed else None, "packed_vs_padded": ratio,
-               "all_on_device": on_device, "failed": failed}
+    summary = {
+        "device": device,
+        "device_name": device_name,
+        "peak_flops": peak,
+        "params": params,
+        "mfu_large_packed": packed.get("mfu") if packed else None,
+        "packed_vs_padded": ratio,
+        "all_on_device": on_device,
+        "failed": failed,
+    }
     large_mfu = summary["mfu_large_packed"]
     print(f"\ntraining MFU at {large} packed: {'-' if large_mfu is None else f'{large_mfu:.1%}'} (target >= 35%)")
     print(f"packed vs padded tokens/s at {large}: {'-' if ratio is None else f'{ratio:.2f}x'} (target >= 1.30x)")
@@ -305,16 +439,27 @@ def report(results: list[dict], params: dict, peak: float | None, device_name: s
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto",
-                   help="auto: cuda where there is one, else the cpu check")
-    p.add_argument("--tokenizer", default="smollm2", help="the SmolLM2 tokenizer: smollm2 (from the embedded "
-                                                          "GGUF) or a local directory")
+    p.add_argument(
+        "--device",
+        choices=["auto", "cuda", "cpu"],
+        default="auto",
+        help="auto: cuda where there is one, else the cpu check",
+    )
+    p.add_argument(
+        "--tokenizer",
+        default="smollm2",
+        help="the SmolLM2 tokenizer: smollm2 (from the embedded GGUF) or a local directory",
+    )
     p.add_argument("--peak-tflops", type=float, help="the device's bf16 dense peak, where it is not known")
     p.add_argument("--out", type=Path, help="write every figure as JSON here")
     for key, value in SETTINGS["cpu"].items():
-        p.add_argument(f"--{key.replace('_', '-')}", type=int, default=None,
-                       help=f"(default: {SETTINGS['cuda'][key]} on cuda, {value} on cpu)")
-    p.add_argument("--run", help=argparse.SUPPRESS)        # child process
+        p.add_argument(
+            f"--{key.replace('_', '-')}",
+            type=int,
+            default=None,
+            help=f"(default: {SETTINGS['cuda'][key]} on cuda, {value} on cpu)",
+        )
+    p.add_argument("--run", help=argparse.SUPPRESS)  # child process
     p.add_argument("--model-dir", help=argparse.SUPPRESS)
     p.add_argument("--tmp", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -332,9 +477,12 @@ def main() -> int:
 
     missing = missing_packages()
     if missing:
-        print(f"missing packages: {', '.join(missing)}. On a node without a package index, bring them as "
-              "wheels (pip download --no-deps ... -d .whl NAME==VERSION here; pip install --no-index "
-              "--target /tmp/site .whl/*.whl there; PYTHONPATH=/tmp/site)", file=sys.stderr)
+        print(
+            f"missing packages: {', '.join(missing)}. On a node without a package index, bring them as "
+            "wheels (pip download --no-deps ... -d .whl NAME==VERSION here; pip install --no-index "
+            "--target /tmp/site .whl/*.whl there; PYTHONPATH=/tmp/site)",
+            file=sys.stderr,
+        )
         return 2
     import torch
 

@@ -34,13 +34,34 @@ def run_mode(mode: str, view: str, model: Path, args) -> dict:
     from parrot.train.sft import ask_view, build_dataset, chat_view, sft_trainer
 
     tok = load_tokenizer(model)
-    cfg = build_config(SFTTrainConfig, {"data": [str(args.data)], "output": str(args.tmp / f"{view}-{mode}"),
-                                        "model": str(model), "max_length": args.max_length}, extra_field="trl_args")
+    cfg = build_config(
+        SFTTrainConfig,
+        {
+            "data": [str(args.data)],
+            "output": str(args.tmp / f"{view}-{mode}"),
+            "model": str(model),
+            "max_length": args.max_length,
+        },
+        extra_field="trl_args",
+    )
     counts: dict = {}
-    ds = build_dataset(cfg.data, tok, ask_view() if view == "ask" else chat_view, cfg.max_length,
-                       str(args.tmp / f"cache-{view}"), counts, limit=args.sessions)
-    cfg.trl_args.update(per_device_train_batch_size=args.batch, max_steps=args.steps, logging_steps=1,
-                        disable_tqdm=True, seed=0, learning_rate=1e-4)
+    ds = build_dataset(
+        cfg.data,
+        tok,
+        ask_view() if view == "ask" else chat_view,
+        cfg.max_length,
+        str(args.tmp / f"cache-{view}"),
+        counts,
+        limit=args.sessions,
+    )
+    cfg.trl_args.update(
+        per_device_train_batch_size=args.batch,
+        max_steps=args.steps,
+        logging_steps=1,
+        disable_tqdm=True,
+        seed=0,
+        learning_rate=1e-4,
+    )
     trainer = sft_trainer(cfg, tok, model, ds)  # what train-ask / train-chat build
 
     trainable: list[int] = []
@@ -63,16 +84,22 @@ def run_mode(mode: str, view: str, model: Path, args) -> dict:
     assert active == (mode == "labelled"), "this TRL's fused LM head is not the one compact_lm_head knows"
     # the first step is warm-up and not timed; step k trains batch k
     seconds = step_ends[-1] - step_ends[0]
-    tokens = sum(trainable[1:len(step_ends)])
-    return {"mode": mode, "view": view, "seconds": seconds, "trainable_tokens": tokens,
-            "tokens_per_s": tokens / seconds,
-            "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h]}
+    tokens = sum(trainable[1 : len(step_ends)])
+    return {
+        "mode": mode,
+        "view": view,
+        "seconds": seconds,
+        "trainable_tokens": tokens,
+        "tokens_per_s": tokens / seconds,
+        "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
+    }
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    training_run_args(p, model="smollm2", sessions=200, max_length=1024, batch=2, steps=6,
-                      batch_help="packed rows per step")
+    training_run_args(
+        p, model="smollm2", sessions=200, max_length=1024, batch=2, steps=6, batch_help="packed rows per step"
+    )
     p.add_argument("--views", default="ask,chat")
     p.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)  # child process
     p.add_argument("--view", help=argparse.SUPPRESS)
@@ -91,10 +118,14 @@ def main() -> int:
             base, new = runs["every"], runs["labelled"]
             diffs = [abs(a - b) for a, b in zip(base["losses"], new["losses"])]
             rows.append((view, base["tokens_per_s"], new["tokens_per_s"], diffs[0], max(diffs)))
-    print(f"model={args.model} sessions={args.sessions} max_length={args.max_length} batch={args.batch} "
-          f"steps={args.steps} (trainable tokens/s; the first step not timed)")
-    print(f"{'view':5} {'every position':>14} {'labelled only':>13} {'speed-up':>8} {'step-1 loss diff':>16} "
-          f"{'max loss diff':>13}")
+    print(
+        f"model={args.model} sessions={args.sessions} max_length={args.max_length} batch={args.batch} "
+        f"steps={args.steps} (trainable tokens/s; the first step not timed)"
+    )
+    print(
+        f"{'view':5} {'every position':>14} {'labelled only':>13} {'speed-up':>8} {'step-1 loss diff':>16} "
+        f"{'max loss diff':>13}"
+    )
     for view, base, new, first, drift in rows:
         print(f"{view:5} {base:>14.1f} {new:>13.1f} {new / base:>7.2f}x {first:>16.2e} {drift:>13.2e}")
     return 0

@@ -28,7 +28,7 @@ from pathlib import Path
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def run_streaming(src: str, out: Path) -> dict:
@@ -42,10 +42,10 @@ def run_streaming(src: str, out: Path) -> dict:
 def run_baseline(src: str, out: Path) -> dict:
     from collections import Counter
 
-    from parrot.prepare.cleaning import CleanOptions, Cleaner, Conversation, normalize_role
     from parrot.core.dialogue import dialogue_id
-    from parrot.prepare.stage import dev_path, in_dev_split
+    from parrot.prepare.cleaning import Cleaner, CleanOptions, Conversation, normalize_role
     from parrot.prepare.sources import conversation_from_record, resolve_source
+    from parrot.prepare.stage import dev_path, in_dev_split
 
     t0 = time.perf_counter()
     data = resolve_source(src).read_bytes()
@@ -55,7 +55,7 @@ def run_baseline(src: str, out: Path) -> dict:
         # Repair at the cut: keep the bytes up to the last complete top-level record (ShareGPT's
         # file is indented by 2, so a record ends with "\n  }," at the start of a line).
         cut = data.rfind(b"\n  },")
-        records = json.loads(data[:cut + 4] + b"\n]")
+        records = json.loads(data[: cut + 4] + b"\n]")
     del data
     cleaner = Cleaner(CleanOptions())
     kept: dict[str, list] = {"train": [], "dev": []}
@@ -79,8 +79,7 @@ def run_baseline(src: str, out: Path) -> dict:
             for d in kept[split]:
                 fh.write(json.dumps(d, ensure_ascii=False, separators=(",", ":")) + "\n")
     written = sum(len(v) for v in kept.values())
-    return {"seconds": time.perf_counter() - t0, "written": written,
-            "dropped": dict(Counter(cleaner.dropped))}
+    return {"seconds": time.perf_counter() - t0, "written": written, "dropped": dict(Counter(cleaner.dropped))}
 
 
 def child(mode: str, src: str, out: str) -> None:
@@ -91,12 +90,13 @@ def child(mode: str, src: str, out: str) -> None:
 
 
 def measure(mode: str, src: str, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", mode, "--source", src, "--out", str(out)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--source", src, "--out", str(out)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         sys.exit(f"{mode} run failed:\n{proc.stderr[-3000:]}")
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def main() -> None:
@@ -126,8 +126,10 @@ def main() -> None:
     speed = rows[0][1] / rows[1][1]
     memory = rows[0][3] / rows[1][3]
     ok = speed >= 0.5 and memory <= 0.25
-    print(f"speed ratio {speed:.2f}x (target >= 0.5x), peak memory ratio {memory:.3f} (target <= 0.25): "
-          f"{'PASS' if ok else 'FAIL'}")
+    print(
+        f"speed ratio {speed:.2f}x (target >= 0.5x), peak memory ratio {memory:.3f} (target <= 0.25): "
+        f"{'PASS' if ok else 'FAIL'}"
+    )
 
 
 if __name__ == "__main__":

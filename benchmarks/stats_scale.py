@@ -80,21 +80,23 @@ def measure(data: Path, args, out: Path) -> dict:
     if args.quick:
         cfg.update(sample=200, rouge_sample=100, shift_sessions=50)
     env = dict(os.environ, PARROT_NO_PROGRESS="1", TOKENIZERS_PARALLELISM="true")
-    proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True, text=True,
-                          env=env, cwd=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True, text=True, env=env, cwd=ROOT
+    )
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         sys.exit(f"stats run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def report(label: str, r: dict) -> None:
-    print(f"\n{label}: {r['sessions']} sessions, wall {r['wall_s']:.1f} s, CPU {r['cpu_total_s']:.1f} s "
-          f"(process total, all threads), load average at the end {r['load_avg']:.1f}; peak RSS "
-          f"{r['peak_mb']:.0f} MB (baseline after imports {r['baseline_mb']:.0f} MB)")
+    print(
+        f"\n{label}: {r['sessions']} sessions, wall {r['wall_s']:.1f} s, CPU {r['cpu_total_s']:.1f} s "
+        f"(process total, all threads), load average at the end {r['load_avg']:.1f}; peak RSS "
+        f"{r['peak_mb']:.0f} MB (baseline after imports {r['baseline_mb']:.0f} MB)"
+    )
     print(f"  {'step':<18} {'wall s':>8} {'CPU s':>8} {'peak MB':>8}")
-    for step in sorted(set(r["timings_s"]) | set(r["peak_by_step_mb"]),
-                       key=lambda s: -r["timings_s"].get(s, 0)):
+    for step in sorted(set(r["timings_s"]) | set(r["peak_by_step_mb"]), key=lambda s: -r["timings_s"].get(s, 0)):
         cells = [r["timings_s"].get(step), r["cpu_s"].get(step), r["peak_by_step_mb"].get(step)]
         print(f"  {step:<18} " + " ".join("        " if c is None else f"{c:8.1f}" for c in cells))
     print("  (tokens and context_detector run inside scan; their time is part of scan's)")
@@ -103,8 +105,11 @@ def report(label: str, r: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT / "data" / "sharegpt.jsonl"))
-    ap.add_argument("--real", default=str(ROOT / "data" / "sharegpt.dev.jsonl"),
-                    help="real questions for human-likeness ('' to skip)")
+    ap.add_argument(
+        "--real",
+        default=str(ROOT / "data" / "sharegpt.dev.jsonl"),
+        help="real questions for human-likeness ('' to skip)",
+    )
     ap.add_argument("--threads", type=int, default=None, help="torch threads for the embedding model")
     ap.add_argument("--quick", action="store_true", help="small samples (a smoke run)")
     ap.add_argument("--keep", default=None, help="copy the single run's output directory here")
@@ -114,8 +119,10 @@ def main() -> None:
         sys.exit(f"{data}: not found; run `.venv/bin/parrot prepare sharegpt -o data/sharegpt.jsonl` first")
     if args.real and not Path(args.real).is_file():
         args.real = ""
-    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, "
-          f"embedding threads: {args.threads or 'torch default'}")
+    print(
+        f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}, "
+        f"embedding threads: {args.threads or 'torch default'}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         single = measure(data, args, tmp / "out1")
@@ -131,13 +138,17 @@ def main() -> None:
         report("doubled (the file twice)", doubled)
     ratio = doubled["peak_mb"] / single["peak_mb"]
     work = (doubled["peak_mb"] - doubled["baseline_mb"]) / max(single["peak_mb"] - single["baseline_mb"], 1)
-    print(f"\npeak RSS doubled/single: {ratio:.2f} (above the import baseline: {work:.2f}); "
-          f"time doubled/single: {doubled['wall_s'] / single['wall_s']:.2f}")
-    print(f"targets: single under 300 s -> wall {single['wall_s']:.0f} s "
-          f"({'ok' if single['wall_s'] < 300 else 'MISSED'}; CPU {single['cpu_total_s']:.0f} s, i.e. "
-          f">= {single['cpu_total_s'] / 2:.0f} s of 2 idle cores); peak under 2048 MB -> {single['peak_mb']:.0f} MB "
-          f"({'ok' if single['peak_mb'] < 2048 else 'MISSED'}); flat memory -> ratio {ratio:.2f} "
-          f"({'ok' if ratio < 1.15 else 'MISSED'})")
+    print(
+        f"\npeak RSS doubled/single: {ratio:.2f} (above the import baseline: {work:.2f}); "
+        f"time doubled/single: {doubled['wall_s'] / single['wall_s']:.2f}"
+    )
+    print(
+        f"targets: single under 300 s -> wall {single['wall_s']:.0f} s "
+        f"({'ok' if single['wall_s'] < 300 else 'MISSED'}; CPU {single['cpu_total_s']:.0f} s, i.e. "
+        f">= {single['cpu_total_s'] / 2:.0f} s of 2 idle cores); peak under 2048 MB -> {single['peak_mb']:.0f} MB "
+        f"({'ok' if single['peak_mb'] < 2048 else 'MISSED'}); flat memory -> ratio {ratio:.2f} "
+        f"({'ok' if ratio < 1.15 else 'MISSED'})"
+    )
 
 
 if __name__ == "__main__":

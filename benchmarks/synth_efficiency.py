@@ -30,10 +30,14 @@ from parrot.core.log import setup_logging
 from parrot.synthesize.stage import SynthesizeConfig, synthesize
 
 FALLBACK_QUESTIONS = [
-    "How do I read a CSV file in Python?", "What causes the seasons on Earth?",
-    "Write a short poem about autumn.", "Explain recursion to a beginner.",
-    "What is the difference between a list and a tuple?", "How can I improve my sleep?",
-    "Give me a recipe for pancakes.", "What is a neural network?",
+    "How do I read a CSV file in Python?",
+    "What causes the seasons on Earth?",
+    "Write a short poem about autumn.",
+    "Explain recursion to a beginner.",
+    "What is the difference between a list and a tuple?",
+    "How can I improve my sleep?",
+    "Give me a recipe for pancakes.",
+    "What is a neural network?",
 ]
 
 
@@ -72,8 +76,12 @@ def seed_file(path: Path) -> Path:
         return dev
     with path.open("w") as fh:
         for i, q in enumerate(FALLBACK_QUESTIONS):
-            fh.write(json.dumps({"id": f"q{i}", "messages": [{"role": "user", "content": q},
-                                                             {"role": "assistant", "content": "-"}]}) + "\n")
+            fh.write(
+                json.dumps(
+                    {"id": f"q{i}", "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "-"}]}
+                )
+                + "\n"
+            )
     return path
 
 
@@ -90,8 +98,13 @@ def main() -> int:
     setup_logging(0)
 
     # A long timeout: on a busy shared CPU a timed-out call is retried and its work is wasted.
-    role = {"spec": "smollm2", "slots": args.slots, "threads": args.threads, "ctx_size": 2048 * args.slots,
-            "timeout": 900}
+    role = {
+        "spec": "smollm2",
+        "slots": args.slots,
+        "threads": args.threads,
+        "ctx_size": 2048 * args.slots,
+        "timeout": 900,
+    }
 
     def fresh_servers():
         return [load_backend(build_config(BackendConfig, role)).start() for _ in range(2)]
@@ -100,12 +113,20 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="synth-bench-"))
     try:
         asker, assistant = (Recording(s) for s in servers)
-        cfg = build_config(SynthesizeConfig, {
-            "output": str(tmp / "out.jsonl"), "seeds": str(seed_file(tmp / "seeds.jsonl")),
-            "num_sessions": args.sessions, "max_turns": args.turns, "asker_mode": "prompted",
-            "max_seed_chars": 600, "in_flight": args.in_flight or args.slots,
-            "asker": {**role, "max_tokens": args.asker_tokens},
-            "assistant": {**role, "max_tokens": args.assistant_tokens}})
+        cfg = build_config(
+            SynthesizeConfig,
+            {
+                "output": str(tmp / "out.jsonl"),
+                "seeds": str(seed_file(tmp / "seeds.jsonl")),
+                "num_sessions": args.sessions,
+                "max_turns": args.turns,
+                "asker_mode": "prompted",
+                "max_seed_chars": 600,
+                "in_flight": args.in_flight or args.slots,
+                "asker": {**role, "max_tokens": args.asker_tokens},
+                "assistant": {**role, "max_tokens": args.assistant_tokens},
+            },
+        )
         t0 = time.perf_counter()
         counts = synthesize(cfg, asker=asker, assistant=assistant)
         synth_s = time.perf_counter() - t0
@@ -118,8 +139,9 @@ def main() -> int:
         async def replay(server, recorded):
             recorded = list(recorded)
             random.Random(0).shuffle(recorded)
-            return await server.agenerate([c for c, _, _ in recorded],
-                                          [p.replace(max_tokens=max(1, n)) for _, p, n in recorded])
+            return await server.agenerate(
+                [c for c, _, _ in recorded], [p.replace(max_tokens=max(1, n)) for _, p, n in recorded]
+            )
 
         async def raw_pass():
             return await asyncio.gather(*(replay(s, r.calls) for s, r in zip(servers, (asker, assistant))))
@@ -137,15 +159,23 @@ def main() -> int:
             s.close()
 
     synth_tps, raw_tps = synth_tokens / synth_s, raw_tokens / raw_s
-    print(f"\nsynth_efficiency: {args.sessions} sessions, up to {args.turns} turns, SmolLM2 via llama.cpp "
-          f"({args.slots} slots, threads={args.threads or 'all'}, {args.in_flight or args.slots} sessions in flight), {calls} model calls")
-    print(f"  synthesize : {turns} turns in {synth_s:7.1f} s = {turns / synth_s:6.3f} turns/s, "
-          f"{synth_tokens} tokens = {synth_tps:6.1f} tokens/s")
-    print(f"  raw backend: same requests in {raw_s:7.1f} s = {turns / raw_s:6.3f} turns/s equivalent, "
-          f"{raw_tokens} tokens = {raw_tps:6.1f} tokens/s")
+    print(
+        f"\nsynth_efficiency: {args.sessions} sessions, up to {args.turns} turns, SmolLM2 via llama.cpp "
+        f"({args.slots} slots, threads={args.threads or 'all'}, {args.in_flight or args.slots} sessions in flight), {calls} model calls"
+    )
+    print(
+        f"  synthesize : {turns} turns in {synth_s:7.1f} s = {turns / synth_s:6.3f} turns/s, "
+        f"{synth_tokens} tokens = {synth_tps:6.1f} tokens/s"
+    )
+    print(
+        f"  raw backend: same requests in {raw_s:7.1f} s = {turns / raw_s:6.3f} turns/s equivalent, "
+        f"{raw_tokens} tokens = {raw_tps:6.1f} tokens/s"
+    )
     # Equal token volume: turns/s ratio = tokens/s ratio (the raw pass may stop a call early).
-    print(f"  ratio synthesize / raw (turns/s at equal token volume = tokens/s): "
-          f"{synth_tps / raw_tps:.2f}x   target >= 0.9x")
+    print(
+        f"  ratio synthesize / raw (turns/s at equal token volume = tokens/s): "
+        f"{synth_tps / raw_tps:.2f}x   target >= 0.9x"
+    )
     return 0
 
 

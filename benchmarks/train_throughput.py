@@ -45,10 +45,19 @@ def small_model(out: Path) -> Path:
 
     tok = AutoTokenizer.from_pretrained(smollm2_tokenizer())
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=256, intermediate_size=768, num_hidden_layers=4,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=256,
+        intermediate_size=768,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
@@ -62,23 +71,44 @@ def run_variant(variant: str, model: Path, data: Path, args) -> dict:
     from parrot.train.sft import build_dataset, chat_view, sft_trainer
 
     tok = load_tokenizer(model)
-    cfg = build_config(SFTTrainConfig, {"data": [str(data)], "output": str(args.tmp / variant),
-                                        "model": str(model), "max_length": args.max_length,
-                                        "packing": variant == "packed"}, extra_field="trl_args")
+    cfg = build_config(
+        SFTTrainConfig,
+        {
+            "data": [str(data)],
+            "output": str(args.tmp / variant),
+            "model": str(model),
+            "max_length": args.max_length,
+            "packing": variant == "packed",
+        },
+        extra_field="trl_args",
+    )
     counts: dict = {}
-    ds = build_dataset(cfg.data, tok, chat_view, cfg.max_length, str(args.tmp / f"cache-{variant}"), counts,
-                       limit=args.sessions)
+    ds = build_dataset(
+        cfg.data, tok, chat_view, cfg.max_length, str(args.tmp / f"cache-{variant}"), counts, limit=args.sessions
+    )
     mean_len = counts["tokens"] / counts["examples"]  # a session longer than max_length is several examples
     # about the same real tokens per step in every variant
     batch = args.batch if variant != "packed" else max(1, round(args.batch * mean_len / args.max_length))
     extra = {"train_sampling_strategy": "group_by_length"} if variant == "grouped" else {}
-    cfg.trl_args.update(per_device_train_batch_size=batch, max_steps=args.steps, logging_steps=args.steps,
-                        disable_tqdm=True, seed=0, learning_rate=1e-4, **extra)
+    cfg.trl_args.update(
+        per_device_train_batch_size=batch,
+        max_steps=args.steps,
+        logging_steps=args.steps,
+        disable_tqdm=True,
+        seed=0,
+        learning_rate=1e-4,
+        **extra,
+    )
     trainer = sft_trainer(cfg, tok, model, ds)  # exactly what train-chat builds
     meter = Meter(trainer)
     trainer.train()
-    return {"variant": variant, "batch": batch, **meter.result(), "mean_example_tokens": mean_len,
-            "sessions_shortened": counts.get("sessions_shortened", 0)}
+    return {
+        "variant": variant,
+        "batch": batch,
+        **meter.result(),
+        "mean_example_tokens": mean_len,
+        "sessions_shortened": counts.get("sessions_shortened", 0),
+    }
 
 
 class Meter:
@@ -102,8 +132,13 @@ class Meter:
             ids = out["input_ids"]
             mask = out.get("attention_mask")
             trained = out.get("completion_mask") if "completion_mask" in out else (out["labels"] != -100)
-            self.batches.append({"real": int(mask.sum()) if mask is not None else ids.numel(),
-                                 "positions": ids.numel(), "trainable": int(trained.sum())})
+            self.batches.append(
+                {
+                    "real": int(mask.sum()) if mask is not None else ids.numel(),
+                    "positions": ids.numel(),
+                    "trainable": int(trained.sum()),
+                }
+            )
             return out
 
         meter = self
@@ -118,14 +153,21 @@ class Meter:
 
     def result(self) -> dict:
         """Tokens, tokens/s and peak memory over the timed steps (step k trains batch k)."""
-        timed = self.batches[1:len(self.step_ends)]
+        timed = self.batches[1 : len(self.step_ends)]
         seconds = self.step_ends[-1] - self.step_ends[0]
         seen = {key: sum(b[key] for b in timed) for key in ("real", "trainable", "positions")}
-        return {"steps": len(self.step_ends), "timed_steps": len(timed), "real_tokens": seen["real"],
-                "positions": seen["positions"], "trainable_tokens": seen["trainable"],
-                "padding_share": 1 - seen["real"] / seen["positions"], "seconds": seconds,
-                "tokens_per_s": seen["real"] / seconds, "trainable_tokens_per_s": seen["trainable"] / seconds,
-                "peak_mb": peak_mb()}
+        return {
+            "steps": len(self.step_ends),
+            "timed_steps": len(timed),
+            "real_tokens": seen["real"],
+            "positions": seen["positions"],
+            "trainable_tokens": seen["trainable"],
+            "padding_share": 1 - seen["real"] / seen["positions"],
+            "seconds": seconds,
+            "tokens_per_s": seen["real"] / seconds,
+            "trainable_tokens_per_s": seen["trainable"] / seconds,
+            "peak_mb": peak_mb(),
+        }
 
 
 def reset_peak() -> None:
@@ -145,8 +187,9 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def training_run_args(p: argparse.ArgumentParser, *, model: str, sessions: int, max_length: int, batch: int,
-                      steps: int, batch_help: str) -> None:
+def training_run_args(
+    p: argparse.ArgumentParser, *, model: str, sessions: int, max_length: int, batch: int, steps: int, batch_help: str
+) -> None:
     """The options of a benchmark that trains in child processes (this one and lm_head_cpu.py)."""
     p.add_argument("--model", default=model, help="small (random 4-layer Llama), smollm2, or a checkpoint path")
     p.add_argument("--data", type=Path, default=ROOT / "data" / "sharegpt.jsonl")
@@ -163,8 +206,10 @@ def workspace(args):
     """A temporary directory and the model to train (a fresh small one, or resolved); the
     ShareGPT data is prepared first if missing."""
     if not args.data.is_file():
-        subprocess.run([sys.executable, "-m", "parrot.cli", "prepare", "sharegpt", "-o", str(args.data),
-                        "--dev-fraction", "0.02"], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "parrot.cli", "prepare", "sharegpt", "-o", str(args.data), "--dev-fraction", "0.02"],
+            check=True,
+        )
     from parrot.core.checkpoint import resolve_model_path
 
     with tempfile.TemporaryDirectory(prefix="parrot-bench-") as tmp:
@@ -174,9 +219,25 @@ def workspace(args):
 
 def run_child(script: str, args, model: Path, tmp: Path, *child_flags: str) -> dict | None:
     """Run one measurement in its own process (clean peak memory); its JSON from the last stdout line."""
-    cmd = [sys.executable, script, *child_flags, "--model-dir", str(model), "--tmp", str(tmp),
-           "--data", str(args.data), "--sessions", str(args.sessions), "--max-length", str(args.max_length),
-           "--batch", str(args.batch), "--steps", str(args.steps)]
+    cmd = [
+        sys.executable,
+        script,
+        *child_flags,
+        "--model-dir",
+        str(model),
+        "--tmp",
+        str(tmp),
+        "--data",
+        str(args.data),
+        "--sessions",
+        str(args.sessions),
+        "--max-length",
+        str(args.max_length),
+        "--batch",
+        str(args.batch),
+        "--steps",
+        str(args.steps),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
@@ -186,9 +247,18 @@ def run_child(script: str, args, model: Path, tmp: Path, *child_flags: str) -> d
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    training_run_args(p, model="small", sessions=400, max_length=512, batch=4, steps=8,
-                      batch_help="sessions per step in the padded variants")
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated: padded (the baseline), grouped, packed")
+    training_run_args(
+        p,
+        model="small",
+        sessions=400,
+        max_length=512,
+        batch=4,
+        steps=8,
+        batch_help="sessions per step in the padded variants",
+    )
+    p.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated: padded (the baseline), grouped, packed"
+    )
     p.add_argument("--variant", choices=VARIANTS, help=argparse.SUPPRESS)  # child process
     args = p.parse_args()
 
@@ -208,18 +278,26 @@ def main() -> int:
         print("--variants must include padded (the baseline) and packed")
         return 1
     base = by_name["padded"]["tokens_per_s"]
-    print(f"model={args.model} sessions={args.sessions} max_length={args.max_length} steps={args.steps} "
-          f"(mean example {results[0]['mean_example_tokens']:.0f} tokens, {results[0]['sessions_shortened']} shortened)")
-    print(f"{'variant':8} {'batch':>5} {'real tok':>9} {'positions':>9} {'padding':>8} {'tok/s':>8} "
-          f"{'train tok/s':>11} {'peak MB':>8} {'vs padded':>9}")
+    print(
+        f"model={args.model} sessions={args.sessions} max_length={args.max_length} steps={args.steps} "
+        f"(mean example {results[0]['mean_example_tokens']:.0f} tokens, {results[0]['sessions_shortened']} shortened)"
+    )
+    print(
+        f"{'variant':8} {'batch':>5} {'real tok':>9} {'positions':>9} {'padding':>8} {'tok/s':>8} "
+        f"{'train tok/s':>11} {'peak MB':>8} {'vs padded':>9}"
+    )
     for r in results:
-        print(f"{r['variant']:8} {r['batch']:>5} {r['real_tokens']:>9} {r['positions']:>9} "
-              f"{r['padding_share']:>8.1%} {r['tokens_per_s']:>8.1f} {r['trainable_tokens_per_s']:>11.1f} "
-              f"{r['peak_mb']:>8.0f} {r['tokens_per_s'] / base:>8.2f}x")
+        print(
+            f"{r['variant']:8} {r['batch']:>5} {r['real_tokens']:>9} {r['positions']:>9} "
+            f"{r['padding_share']:>8.1%} {r['tokens_per_s']:>8.1f} {r['trainable_tokens_per_s']:>11.1f} "
+            f"{r['peak_mb']:>8.0f} {r['tokens_per_s'] / base:>8.2f}x"
+        )
     packed = by_name["packed"]
     ok = packed["padding_share"] <= 0.10 and packed["tokens_per_s"] >= base and math.isfinite(base)
-    print(f"packed: padding {packed['padding_share']:.1%} (target <= 10%), tokens/s {packed['tokens_per_s'] / base:.2f}x "
-          f"the padded SFTTrainer baseline (target >= 1.00x): {'met' if ok else 'NOT met'}")
+    print(
+        f"packed: padding {packed['padding_share']:.1%} (target <= 10%), tokens/s {packed['tokens_per_s'] / base:.2f}x "
+        f"the padded SFTTrainer baseline (target >= 1.00x): {'met' if ok else 'NOT met'}"
+    )
     print(json.dumps(results))
     return 0 if ok else 1
 

@@ -16,8 +16,15 @@ SEED_QUESTIONS = ["How do I sort a list in Python?", "What is a monad?", "Plan a
 def write_seeds(path: Path, questions=SEED_QUESTIONS) -> Path:
     with path.open("w") as fh:
         for i, q in enumerate(questions):
-            fh.write(json.dumps({"id": f"seed{i}", "messages": [
-                {"role": "user", "content": q}, {"role": "assistant", "content": "real answer"}]}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": f"seed{i}",
+                        "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "real answer"}],
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -58,9 +65,13 @@ def read_out(path: Path) -> list[dict]:
 
 
 def make_cfg(out, base_url, assistant_url=None, **kw):
-    data = {"output": str(out), "num_sessions": 4, "max_turns": 3, "step_retry_delay": 0,
-            "asker": {"spec": "openai:sim", "base_url": base_url, "max_retries": 0, "concurrency": 2},
-            "assistant": {"spec": "openai:chat", "base_url": assistant_url or base_url, "max_retries": 0,
-                          "concurrency": 2}}
+    data = {
+        "output": str(out),
+        "num_sessions": 4,
+        "max_turns": 3,
+        "step_retry_delay": 0,
+        "asker": {"spec": "openai:sim", "base_url": base_url, "max_retries": 0, "concurrency": 2},
+        "assistant": {"spec": "openai:chat", "base_url": assistant_url or base_url, "max_retries": 0, "concurrency": 2},
+    }
     data.update(kw)
     return build_config(SynthesizeConfig, data)

@@ -28,19 +28,23 @@ def test_history_system_prompt_and_multiline_input(fault_server):
     history, out = run_chat(fault_server, ["first line\\", "second line", "again"], system="Be terse.")
     assert fault_server.requests[0]["messages"] == [
         {"role": "system", "content": "Be terse."},
-        {"role": "user", "content": "first line\nsecond line"}]
+        {"role": "user", "content": "first line\nsecond line"},
+    ]
     assert fault_server.requests[1]["messages"][1:] == [
         {"role": "user", "content": "first line\nsecond line"},
         {"role": "assistant", "content": "echo: first line\nsecond line"},
-        {"role": "user", "content": "again"}]
+        {"role": "user", "content": "again"},
+    ]
     assert "m> echo: again" in out
     assert len(history) == 5
 
 
 def test_reset_forgets_the_conversation_and_exit_stops(fault_server):
     history, _ = run_chat(fault_server, ["one", "/reset", "two", "/exit", "never sent"], system="S")
-    assert fault_server.requests[1]["messages"] == [{"role": "system", "content": "S"},
-                                                    {"role": "user", "content": "two"}]
+    assert fault_server.requests[1]["messages"] == [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "two"},
+    ]
     assert len(fault_server.requests) == 2 and history[-1]["content"] == "echo: two"
 
 
@@ -54,9 +58,24 @@ def test_a_failed_turn_is_dropped_and_can_be_sent_again(fault_server):
 
 def test_parrot_chat_command_reads_stdin(fault_server):
     proc = subprocess.run(
-        [sys.executable, "-m", "parrot", "chat", "--model", "openai:m", f"model.base_url={fault_server.base_url}",
-         "--system", "Be kind.", "--temperature", "0"],
-        input="hi there\n/exit\n", capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "parrot",
+            "chat",
+            "--model",
+            "openai:m",
+            f"model.base_url={fault_server.base_url}",
+            "--system",
+            "Be kind.",
+            "--temperature",
+            "0",
+        ],
+        input="hi there\n/exit\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "m> echo: hi there" in proc.stdout
     assert fault_server.requests[0]["temperature"] == 0.0

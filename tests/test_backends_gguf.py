@@ -45,9 +45,10 @@ def test_max_tokens_and_stop_are_applied_by_the_server(llamacpp_server):
 
 def test_many_coroutines_share_the_slots(llamacpp_server):
     async def fire():
-        return await asyncio.gather(*(llamacpp_server.agenerate([user(f"Number {i}?")],
-                                                                GREEDY.replace(max_tokens=4))
-                                      for i in range(8)))
+        return await asyncio.gather(
+            *(llamacpp_server.agenerate([user(f"Number {i}?")], GREEDY.replace(max_tokens=4)) for i in range(8))
+        )
+
     results = asyncio.run(fire())
     assert all(c.ok for [c] in results)
 
@@ -76,14 +77,17 @@ def test_describe_names_the_file_and_slots(llamacpp_server):
 def test_a_conversation_longer_than_a_slot_loses_its_oldest_turns():
     """llama.cpp gives each slot ctx_size / slots tokens (here 512): the same conversation that the
     server refuses as it is gets answered once its oldest turns are left out."""
-    turns = [{"role": r, "content": f"{r} turn {k}: " + "the mill by the river " * 25}
-             for k in range(6) for r in ("user", "assistant")][:-1]
+    turns = [
+        {"role": r, "content": f"{r} turn {k}: " + "the mill by the river " * 25}
+        for k in range(6)
+        for r in ("user", "assistant")
+    ][:-1]
     with load_backend("smollm2", slots=2, ctx_size=1024) as backend:
         assert backend.count_tokens(turns) > 512
         with load_backend("openai:smollm2", base_url=backend.base_url, max_retries=0) as raw:
             [refused] = raw.generate([turns], GREEDY)
         [c] = backend.generate([turns], GREEDY)
-        kept = backend.count_tokens(turns[2 * c.shortened["turns_dropped"]:])
+        kept = backend.count_tokens(turns[2 * c.shortened["turns_dropped"] :])
     assert refused.text is None and "context" in refused.error
     assert c.ok and c.shortened == {"turns_dropped": c.shortened["turns_dropped"], "chars_cut": 0}
     assert kept + GREEDY.max_tokens <= 512 and c.prompt_tokens == kept

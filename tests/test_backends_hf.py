@@ -12,10 +12,15 @@ GREEDY = SamplingParams(temperature=0.0, max_tokens=6, seed=0)
 
 PROMPTS = [
     [{"role": "user", "content": "Hi"}],
-    [{"role": "system", "content": "Be brief."},
-     {"role": "user", "content": "Tell me about the history of the printing press in Europe."}],
-    [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "4"},
-     {"role": "user", "content": "And times three?"}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Tell me about the history of the printing press in Europe."},
+    ],
+    [
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "And times three?"},
+    ],
     [{"role": "user", "content": "Name a colour"}],
     [{"role": "user", "content": "A much longer question that goes on and on about many things at once"}],
 ]
@@ -32,10 +37,18 @@ def build_scripted_model(out, tokenizer_dir, script: dict[str, str], eos_token: 
     if eos_token:
         tok.eos_token = eos_token
     ids = {t: tok.convert_tokens_to_ids(t) for pair in script.items() for t in pair}
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=4, num_key_value_heads=2, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                         tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(config)
     with torch.no_grad():
         for layer in model.model.layers:
@@ -61,10 +74,19 @@ def random_dir(tmp_path_factory, smollm2_tokenizer_dir):
 
     tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
     torch.manual_seed(1)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                         tie_word_embeddings=False, initializer_range=0.5)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+        initializer_range=0.5,
+    )
     out = tmp_path_factory.mktemp("random") / "m"
     LlamaForCausalLM(config).save_pretrained(out)
     tok.save_pretrained(out)
@@ -77,8 +99,9 @@ SCRIPT = {"Ċ": "Hello", "Hello": "!", "!": "<|im_end|>"}  # "Ċ" is "\n", the p
 @pytest.fixture(scope="module")
 def scripted_dir(tmp_path_factory, smollm2_tokenizer_dir):
     # eos is <|endoftext|>: only the chat template's end token <|im_end|> can stop the turn.
-    return build_scripted_model(tmp_path_factory.mktemp("scripted") / "m", smollm2_tokenizer_dir,
-                                SCRIPT, eos_token="<|endoftext|>")
+    return build_scripted_model(
+        tmp_path_factory.mktemp("scripted") / "m", smollm2_tokenizer_dir, SCRIPT, eos_token="<|endoftext|>"
+    )
 
 
 def test_stops_at_the_templates_end_of_turn_token(scripted_dir):
@@ -115,7 +138,7 @@ def test_left_padding_puts_every_prompt_flush_right(tiny_model_dir):
     ids, mask = enc["input_ids"], enc["attention_mask"]
     short = int(mask[0].sum())
     assert short == len(alone) < ids.shape[1]
-    assert mask[0, :ids.shape[1] - short].sum() == 0 and mask[:, -1].tolist() == [1, 1]
+    assert mask[0, : ids.shape[1] - short].sum() == 0 and mask[:, -1].tolist() == [1, 1]
     assert ids[0, -short:].tolist() == alone.tolist()
 
 
@@ -141,8 +164,10 @@ def test_greedy_outputs_equal_between_batch_1_and_batch_n(random_dir):
 
 def test_concurrent_callers_are_coalesced_into_batches(random_dir):
     with load_backend(f"hf:{random_dir}", batch_size=4) as model:
+
         async def one_coroutine_per_item():
             return await asyncio.gather(*(model.agenerate([p], GREEDY) for p in PROMPTS * 2))
+
         results = asyncio.run(one_coroutine_per_item())
         # 10 items, batch_size 4: three forward passes, not ten.
         assert model.batches_run == 3
@@ -158,7 +183,6 @@ def test_different_sampling_params_never_share_a_batch(random_dir):
     assert [c.completion_tokens <= 2 for c in out] == [False, True, False, True]
 
 
-
 def test_requests_differing_only_in_seed_share_a_batch_and_sample_differently(random_dir):
     seeded = [SamplingParams(temperature=1.0, top_p=1.0, max_tokens=6, seed=s) for s in (1, 2, 3, 4)]
     with load_backend(f"hf:{random_dir}", batch_size=8) as model:
@@ -167,6 +191,7 @@ def test_requests_differing_only_in_seed_share_a_batch_and_sample_differently(ra
         assert model.batches_run == 2
     assert len({c.text for c in out}) == 4
     assert [c.text for c in again] == [c.text for c in out]  # the same requests, the same batch
+
 
 def test_seeded_sampling_is_reproducible(random_dir):
     params = SamplingParams(temperature=1.0, top_p=0.95, max_tokens=6, seed=123)
@@ -280,7 +305,7 @@ def test_a_long_conversation_loses_its_oldest_turns_and_lowers_max_tokens_to_wha
     turns = [{"role": r, "content": f"{r} {k} " + "word " * 300} for k in range(8) for r in ("user", "assistant")]
     with load_backend(f"hf:{random_dir}", context_length=1024) as model:
         [c] = model.generate([turns[:-1]], SamplingParams(max_tokens=1024, temperature=0.0))
-        kept = model.count_tokens(turns[:-1][2 * c.shortened["turns_dropped"]:])
+        kept = model.count_tokens(turns[:-1][2 * c.shortened["turns_dropped"] :])
     assert c.ok and c.shortened["turns_dropped"] > 0 and c.shortened["chars_cut"] == 0
-    assert kept + 512 <= 1024                        # room for min(max_tokens, context / 2)
+    assert kept + 512 <= 1024  # room for min(max_tokens, context / 2)
     assert c.shortened["max_tokens"] == 1024 - kept  # and max_tokens lowered to what is left

@@ -37,8 +37,13 @@ def test_happy_path_returns_text_usage_and_sends_every_sampling_param(fault_serv
     assert a.finish_reason == "stop" and a.completion_tokens == 3 and a.prompt_tokens == 2
     [sent] = [r for r in fault_server.requests if r["messages"] == user("one two")]
     assert sent["model"] == "test-model"
-    assert (sent["temperature"], sent["top_p"], sent["max_tokens"], sent["seed"], sent["stop"]) == \
-        (0.0, 0.9, 16, 3, ["\n\n"])
+    assert (sent["temperature"], sent["top_p"], sent["max_tokens"], sent["seed"], sent["stop"]) == (
+        0.0,
+        0.9,
+        16,
+        3,
+        ["\n\n"],
+    )
     assert backend.usage.requests == 2 and backend.usage.completions == 2
     assert backend.usage.completion_tokens == 5 and backend.usage.failures == 0
 
@@ -53,8 +58,7 @@ def test_per_item_params_and_order_are_kept(fault_server):
     assert by_prompt == {f"q{i}": 10 + i for i in range(7)}
 
 
-@pytest.mark.parametrize("fault", ["500", "malformed", "empty_choices", "empty_content",
-                                   "null_content", "drop"])
+@pytest.mark.parametrize("fault", ["500", "malformed", "empty_choices", "empty_content", "null_content", "drop"])
 def test_each_fault_is_retried_then_the_reply_is_used(fault_server, fault):
     fault_server.add_faults(fault, fault)
     backend = make_backend(fault_server)
@@ -66,7 +70,6 @@ def test_each_fault_is_retried_then_the_reply_is_used(fault_server, fault):
     assert len(backend.delays) == 2 and all(0 < d <= 1.0 for d in backend.delays)
 
 
-
 def test_an_empty_reply_is_asked_again_with_another_seed_a_server_error_with_the_same(fault_server):
     fault_server.add_faults("empty_content", "500")
     backend = make_backend(fault_server)
@@ -74,6 +77,7 @@ def test_an_empty_reply_is_asked_again_with_another_seed_a_server_error_with_the
     assert c.text == "echo: hello"
     # the same seed would draw the same empty reply; a server error is retried as it was sent
     assert [r["seed"] for r in fault_server.requests] == [41, 42, 42]
+
 
 def test_429_waits_exactly_retry_after(fault_server):
     fault_server.retry_after = "7"
@@ -93,10 +97,19 @@ def test_hang_past_timeout_is_retried(fault_server):
     assert backend.usage.errors == {"timeout": 1}
 
 
-@pytest.mark.parametrize("fault,reason", [
-    ("429", "rate_limited"), ("500", "server_error"), ("hang", "timeout"), ("malformed", "malformed"),
-    ("empty_choices", "empty_reply"), ("empty_content", "empty_reply"), ("null_content", "empty_reply"),
-    ("drop", "connection")])
+@pytest.mark.parametrize(
+    "fault,reason",
+    [
+        ("429", "rate_limited"),
+        ("500", "server_error"),
+        ("hang", "timeout"),
+        ("malformed", "malformed"),
+        ("empty_choices", "empty_reply"),
+        ("empty_content", "empty_reply"),
+        ("null_content", "empty_reply"),
+        ("drop", "connection"),
+    ],
+)
 def test_persistent_fault_becomes_a_failed_item_never_an_empty_string(fault_server, fault, reason):
     fault_server.add_faults(fault, fault, fault)
     # Only a hang should time out; the other faults get time to come back on a loaded machine.
@@ -171,8 +184,7 @@ def test_openai_base_url_env_is_honoured(fault_server, monkeypatch):
     assert c.text == "echo: via env"
 
 
-def test_api_key_is_sent_but_never_logged_described_or_in_manifest(fault_server, monkeypatch, caplog,
-                                                                   tmp_path):
+def test_api_key_is_sent_but_never_logged_described_or_in_manifest(fault_server, monkeypatch, caplog, tmp_path):
     secret = "sk-parrot-test-9f8e7d6c5b4a"
     monkeypatch.setenv("MY_JUDGE_KEY", secret)
     caplog.set_level(logging.DEBUG)
@@ -182,8 +194,13 @@ def test_api_key_is_sent_but_never_logged_described_or_in_manifest(fault_server,
     with backend:
         out = backend.generate([user("a"), user("b"), user("c")], PARAMS)
     assert fault_server.headers[0]["authorization"] == f"Bearer {secret}"  # the key is used
-    manifest = write_manifest(tmp_path / "out.jsonl", stage="test", config={"judge": backend.describe()},
-                              backend=backend.describe(), usage=backend.usage.to_dict())
+    manifest = write_manifest(
+        tmp_path / "out.jsonl",
+        stage="test",
+        config={"judge": backend.describe()},
+        backend=backend.describe(),
+        usage=backend.usage.to_dict(),
+    )
     text = manifest.read_text()
     assert "MY_JUDGE_KEY" in text and secret not in text
     assert secret not in caplog.text and "openai:test-model" in caplog.text

@@ -13,23 +13,24 @@ from parrot.core.config import build_config
 from parrot.core.manifest import read_manifest
 
 SYSTEM = {"role": "system", "content": "You are a patient geography tutor."}
-S1 = [SYSTEM,
-      {"role": "user", "content": "Name two rivers in France."},
-      {"role": "assistant", "content": "The Seine and the Loire are two well known French rivers."},
-      {"role": "user", "content": "Which of them is longer?"},
-      {"role": "assistant", "content": "The Loire is longer: about 1,006 km against 777 km for the Seine."},
-      {"role": "user", "content": "Write a haiku about autumn."},
-      {"role": "assistant", "content": "Red leaves drift and fall / the river carries them on / "
-                                       "quiet turns the year"},
-      {"role": "user", "content": "Make it rhyme."},
-      {"role": "assistant", "content": "Leaves fall on the ground / the river runs without sound / "
-                                       "autumn comes around"}]
-S2 = [{"role": "user", "content": "Tell me a joke about cats."},
-      {"role": "assistant", "content": "Why did the cat sit on the computer? To keep an eye on the mouse."},
-      {"role": "user", "content": "Why?"},
-      {"role": "assistant", "content": "It is a pun: a computer mouse and the animal a cat hunts."}]
-S3 = [{"role": "user", "content": "What is the capital of Peru?"},
-      {"role": "assistant", "content": "Lima."}]
+S1 = [
+    SYSTEM,
+    {"role": "user", "content": "Name two rivers in France."},
+    {"role": "assistant", "content": "The Seine and the Loire are two well known French rivers."},
+    {"role": "user", "content": "Which of them is longer?"},
+    {"role": "assistant", "content": "The Loire is longer: about 1,006 km against 777 km for the Seine."},
+    {"role": "user", "content": "Write a haiku about autumn."},
+    {"role": "assistant", "content": "Red leaves drift and fall / the river carries them on / quiet turns the year"},
+    {"role": "user", "content": "Make it rhyme."},
+    {"role": "assistant", "content": "Leaves fall on the ground / the river runs without sound / autumn comes around"},
+]
+S2 = [
+    {"role": "user", "content": "Tell me a joke about cats."},
+    {"role": "assistant", "content": "Why did the cat sit on the computer? To keep an eye on the mouse."},
+    {"role": "user", "content": "Why?"},
+    {"role": "assistant", "content": "It is a pun: a computer mouse and the animal a cat hunts."},
+]
+S3 = [{"role": "user", "content": "What is the capital of Peru?"}, {"role": "assistant", "content": "Lima."}]
 
 GUESS = "the river Thames"
 
@@ -37,8 +38,9 @@ GUESS = "the river Thames"
 @pytest.fixture
 def sessions(tmp_path):
     path = tmp_path / "sessions.jsonl"
-    path.write_text("".join(json.dumps({"id": i, "messages": m}) + "\n"
-                            for i, m in (("s1", S1), ("s2", S2), ("s3", S3))))
+    path.write_text(
+        "".join(json.dumps({"id": i, "messages": m}) + "\n" for i, m in (("s1", S1), ("s2", S2), ("s3", S3)))
+    )
     return path
 
 
@@ -56,10 +58,16 @@ def server(fault_server):
 
 
 def run(tmp_path, sessions, server, **settings):
-    gen = {"spec": "openai:gen", "base_url": server.base_url, "max_retries": 0, "concurrency": 1,
-           **settings.pop("generator", {})}
-    cfg = build_config(CapoConfig, {"dialogues": str(sessions), "output": str(tmp_path / "pairs.jsonl"),
-                                    "generator": gen, **settings})
+    gen = {
+        "spec": "openai:gen",
+        "base_url": server.base_url,
+        "max_retries": 0,
+        "concurrency": 1,
+        **settings.pop("generator", {}),
+    }
+    cfg = build_config(
+        CapoConfig, {"dialogues": str(sessions), "output": str(tmp_path / "pairs.jsonl"), "generator": gen, **settings}
+    )
     counts = capo(cfg)
     return counts, read_pairs(tmp_path / "pairs.jsonl")
 
@@ -98,8 +106,15 @@ def test_pairs_are_trl_conversational_preference_records(tmp_path, sessions, ser
     counts, pairs = run(tmp_path, sessions, server)
     by_id = {p["id"]: p for p in pairs}
     # s1 turns 2 and 4, s2 turn 2; turn-2 questions have no unrelated earlier turn to misread
-    assert set(by_id) == {"s1-t2-ignore", "s1-t2-hallucinate", "s1-t4-ignore", "s1-t4-hallucinate",
-                          "s1-t4-misunderstand", "s2-t2-ignore", "s2-t2-hallucinate"}
+    assert set(by_id) == {
+        "s1-t2-ignore",
+        "s1-t2-hallucinate",
+        "s1-t4-ignore",
+        "s1-t4-hallucinate",
+        "s1-t4-misunderstand",
+        "s2-t2-ignore",
+        "s2-t2-hallucinate",
+    }
     p = by_id["s1-t4-hallucinate"]
     assert set(p) == {"id", "prompt", "chosen", "rejected", "meta"}
     assert p["prompt"] == S1[:8] and p["prompt"][-1] == {"role": "user", "content": "Make it rhyme."}
@@ -127,7 +142,9 @@ def test_generator_failures_are_recorded_then_retried_by_resume(tmp_path, sessio
     assert len(pairs) == 5 and counts["discarded_by_reason"] == {"generator_failed": 2}
     fails = [json.loads(x) for x in (tmp_path / "pairs.jsonl.failures.jsonl").read_text().splitlines()]
     assert {(f["key"], f["reason"], f["detail"]["strategy"]) for f in fails} == {
-        ("s1-t2-ignore", "generator_failed", "ignore"), ("s1-t2-hallucinate", "generator_failed", "hallucinate")}
+        ("s1-t2-ignore", "generator_failed", "ignore"),
+        ("s1-t2-hallucinate", "generator_failed", "hallucinate"),
+    }
     assert counts["this_run"]["hallucinate"]["generator_failed"] == 1
     assert read_manifest(tmp_path / "pairs.jsonl")["complete"] is False  # so the pipeline resumes it
 
@@ -149,8 +166,11 @@ def test_resume_of_a_finished_run_sends_nothing_and_writes_nothing(tmp_path, ses
 
 def test_near_identical_rejected_is_discarded_and_not_retried(tmp_path, sessions, server):
     wrong = server.responder
-    server.responder = lambda req: (S1[8]["content"].replace("ground", "ground,")
-                                    if req["messages"][-1]["content"] == "Make it rhyme." else wrong(req))
+    server.responder = lambda req: (
+        S1[8]["content"].replace("ground", "ground,")
+        if req["messages"][-1]["content"] == "Make it rhyme."
+        else wrong(req)
+    )
     counts, pairs = run(tmp_path, sessions, server, strategies=["ignore"])
     assert [p["id"] for p in pairs] == ["s1-t2-ignore", "s2-t2-ignore"]
     assert counts["this_run"]["ignore"]["near_identical"] == 1
@@ -163,8 +183,11 @@ def test_near_identical_rejected_is_discarded_and_not_retried(tmp_path, sessions
 
 def test_after_a_resume_the_failures_file_holds_only_the_final_discards(tmp_path, sessions, server):
     wrong = server.responder
-    server.responder = lambda req: (S1[8]["content"].replace("ground", "ground,")
-                                    if req["messages"][-1]["content"] == "Make it rhyme." else wrong(req))
+    server.responder = lambda req: (
+        S1[8]["content"].replace("ground", "ground,")
+        if req["messages"][-1]["content"] == "Make it rhyme."
+        else wrong(req)
+    )
     server.add_faults("500")  # the first pair, s1-t2-ignore, fails; s1-t4-ignore is near-identical
     run(tmp_path, sessions, server, strategies=["ignore"])
     failures = tmp_path / "pairs.jsonl.failures.jsonl"
@@ -209,21 +232,42 @@ def test_output_file_trains_a_dpo_step_unchanged(tmp_path, sessions, server, tin
     from trl import DPOConfig, DPOTrainer
 
     run(tmp_path, sessions, server)
-    data = load_dataset("json", data_files=str(tmp_path / "pairs.jsonl"), split="train",
-                        cache_dir=str(tmp_path / "hf-cache"))
-    args = DPOConfig(output_dir=str(tmp_path / "dpo"), max_steps=1, per_device_train_batch_size=4,
-                     learning_rate=1e-4, report_to=[], save_strategy="no", use_cpu=True, max_length=512)
-    trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_model_dir), args=args,
-                         train_dataset=data, processing_class=AutoTokenizer.from_pretrained(tiny_model_dir))
+    data = load_dataset(
+        "json", data_files=str(tmp_path / "pairs.jsonl"), split="train", cache_dir=str(tmp_path / "hf-cache")
+    )
+    args = DPOConfig(
+        output_dir=str(tmp_path / "dpo"),
+        max_steps=1,
+        per_device_train_batch_size=4,
+        learning_rate=1e-4,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        max_length=512,
+    )
+    trainer = DPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+        args=args,
+        train_dataset=data,
+        processing_class=AutoTokenizer.from_pretrained(tiny_model_dir),
+    )
     assert len(trainer.train_dataset) == 7  # no pair lost in TRL's preparation
     result = trainer.train()
     assert result.global_step == 1 and math.isfinite(result.training_loss)
 
 
 def test_tiny_hf_generator_writes_every_strategy(tmp_path, sessions, tiny_model_dir):
-    cfg = build_config(CapoConfig, {"dialogues": str(sessions), "output": str(tmp_path / "pairs.jsonl"),
-                                    "generator": {"spec": f"hf:{tiny_model_dir}", "batch_size": 4},
-                                    "max_tokens": 6, "guess_max_tokens": 4, "temperature": 1.0})
+    cfg = build_config(
+        CapoConfig,
+        {
+            "dialogues": str(sessions),
+            "output": str(tmp_path / "pairs.jsonl"),
+            "generator": {"spec": f"hf:{tiny_model_dir}", "batch_size": 4},
+            "max_tokens": 6,
+            "guess_max_tokens": 4,
+            "temperature": 1.0,
+        },
+    )
     counts = capo(cfg)
     pairs = read_pairs(tmp_path / "pairs.jsonl")
     # random weights rarely end a turn at once; an empty reply would be a recorded failure
@@ -250,8 +294,15 @@ def test_a_prompt_override_replaces_the_packaged_file(tmp_path, sessions, server
 @pytest.mark.slow
 def test_smollm2_generator_end_to_end(tmp_path, sessions):
     pytest.importorskip("xllamacpp")
-    cfg = build_config(CapoConfig, {"dialogues": str(sessions), "output": str(tmp_path / "pairs.jsonl"),
-                                    "generator": {"spec": "smollm2", "threads": 1}, "max_tokens": 24})
+    cfg = build_config(
+        CapoConfig,
+        {
+            "dialogues": str(sessions),
+            "output": str(tmp_path / "pairs.jsonl"),
+            "generator": {"spec": "smollm2", "threads": 1},
+            "max_tokens": 24,
+        },
+    )
     counts = capo(cfg)
     assert counts["pairs_total"] + counts["discarded"] == 7
     assert counts["this_run"]["misunderstand"]["no_unrelated_turn"] == 2
@@ -259,10 +310,17 @@ def test_smollm2_generator_end_to_end(tmp_path, sessions):
 
 def test_no_context_dependent_question_is_an_error_saying_what_to_change(tmp_path, server):
     path = tmp_path / "flat.jsonl"
-    flat = [{"role": "user", "content": "What is the capital of Peru?"}, {"role": "assistant", "content": "Lima."},
-            {"role": "user", "content": "What is the capital of Chile?"}, {"role": "assistant", "content": "Santiago."}]
+    flat = [
+        {"role": "user", "content": "What is the capital of Peru?"},
+        {"role": "assistant", "content": "Lima."},
+        {"role": "user", "content": "What is the capital of Chile?"},
+        {"role": "assistant", "content": "Santiago."},
+    ]
     path.write_text(json.dumps({"id": "f", "messages": flat}) + "\n")
-    with pytest.raises(ParrotError, match=r"capo wrote 0 pairs .*none of the 1 questions from turn 2 on depends "
-                                          r"on the history; synthesize more or longer sessions"):
+    with pytest.raises(
+        ParrotError,
+        match=r"capo wrote 0 pairs .*none of the 1 questions from turn 2 on depends "
+        r"on the history; synthesize more or longer sessions",
+    ):
         run(tmp_path, path, server)
     assert server.requests == [] and read_manifest(tmp_path / "pairs.jsonl")["complete"] is False

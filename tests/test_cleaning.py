@@ -6,8 +6,17 @@ from collections import Counter
 import pytest
 
 from parrot import ParrotError
-from parrot.prepare.cleaning import (CleanOptions, Cleaner, Conversation, cut_to_tokens, detect_language,
-                             html_to_markdown, looks_like_scraped_html, normalize_role, rejoin_pieces)
+from parrot.prepare.cleaning import (
+    Cleaner,
+    CleanOptions,
+    Conversation,
+    cut_to_tokens,
+    detect_language,
+    html_to_markdown,
+    looks_like_scraped_html,
+    normalize_role,
+    rejoin_pieces,
+)
 
 
 def conv(*pairs, id="c", meta=None):
@@ -18,10 +27,19 @@ def contents(c):
     return [(m["role"], m["content"]) for m in c.messages]
 
 
-@pytest.mark.parametrize("raw, role", [("human", "user"), ("USER", "user"), ("gpt", "assistant"),
-                                       ("chatgpt", "assistant"), ("bing", "assistant"),
-                                       ("bard", "assistant"), ("assistant", "assistant"),
-                                       ("system", "system")])
+@pytest.mark.parametrize(
+    "raw, role",
+    [
+        ("human", "user"),
+        ("USER", "user"),
+        ("gpt", "assistant"),
+        ("chatgpt", "assistant"),
+        ("bing", "assistant"),
+        ("bard", "assistant"),
+        ("assistant", "assistant"),
+        ("system", "system"),
+    ],
+)
 def test_roles_are_normalised(raw, role):
     assert normalize_role(raw, "w") == role
 
@@ -31,11 +49,13 @@ def test_unknown_role_is_an_error_naming_the_place():
         normalize_role("robot", "f.json record 2: message 1")
 
 
-SCRAPED = ('<div class="markdown prose w-full break-words dark:prose-invert light"><p>Use this &amp; '
-           'that:</p><pre><div class="bg-black"><div class="flex"><span>python</span><button class="flex">'
-           '<svg><path d="M1"></path></svg>Copy code</button></div><div class="p-4"><code class="!whitespace-pre '
-           'hljs language-python"><span class="hljs-keyword">def</span> f(a_b):\n    return a_b &lt; 2 * 3\n'
-           '</code></div></div></pre><ul><li>one_two</li><li><strong>bold</strong></li></ul></div>')
+SCRAPED = (
+    '<div class="markdown prose w-full break-words dark:prose-invert light"><p>Use this &amp; '
+    'that:</p><pre><div class="bg-black"><div class="flex"><span>python</span><button class="flex">'
+    '<svg><path d="M1"></path></svg>Copy code</button></div><div class="p-4"><code class="!whitespace-pre '
+    'hljs language-python"><span class="hljs-keyword">def</span> f(a_b):\n    return a_b &lt; 2 * 3\n'
+    "</code></div></div></pre><ul><li>one_two</li><li><strong>bold</strong></li></ul></div>"
+)
 
 
 def test_scraped_html_becomes_markdown_and_code_survives_exactly():
@@ -90,16 +110,22 @@ def test_system_is_kept_only_first():
     assert contents(out) == [("user", "q"), ("assistant", "a")]
     assert c.changes["misplaced_system"] == 1
     c = Cleaner(CleanOptions(keep_system=False))
-    assert contents(c.clean(conv(("system", "s"), ("user", "q"), ("assistant", "a")))) == [("user", "q"), ("assistant", "a")]
+    assert contents(c.clean(conv(("system", "s"), ("user", "q"), ("assistant", "a")))) == [
+        ("user", "q"),
+        ("assistant", "a"),
+    ]
 
 
-@pytest.mark.parametrize("pairs, reason", [
-    ((), "empty"),
-    ((("user", " "), ("assistant", "")), "empty"),
-    ((("user", "only a question"),), "no_exchange"),
-    ((("assistant", "a reply to nothing"), ("assistant", "more")), "no_exchange"),
-    ((("system", "s"), ("user", "q")), "no_exchange"),
-])
+@pytest.mark.parametrize(
+    "pairs, reason",
+    [
+        ((), "empty"),
+        ((("user", " "), ("assistant", "")), "empty"),
+        ((("user", "only a question"),), "no_exchange"),
+        ((("assistant", "a reply to nothing"), ("assistant", "more")), "no_exchange"),
+        ((("system", "s"), ("user", "q")), "no_exchange"),
+    ],
+)
 def test_sessions_without_an_exchange_are_dropped(pairs, reason):
     c = Cleaner(CleanOptions())
     assert c.clean(conv(*pairs)) is None
@@ -137,12 +163,16 @@ class WordCounter:
 
 
 def test_cut_to_tokens_keeps_whole_turns():
-    msgs = [{"role": "system", "content": "s s"}, {"role": "user", "content": "u u u"},
-            {"role": "assistant", "content": "a a a"}, {"role": "user", "content": "v"},
-            {"role": "assistant", "content": "b b b b"}]
+    msgs = [
+        {"role": "system", "content": "s s"},
+        {"role": "user", "content": "u u u"},
+        {"role": "assistant", "content": "a a a"},
+        {"role": "user", "content": "v"},
+        {"role": "assistant", "content": "b b b b"},
+    ]
     lengths = [2, 3, 3, 1, 4]
     assert cut_to_tokens(msgs, lengths, 8) == msgs[:3]
-    assert cut_to_tokens(msgs, lengths, 12) == msgs[:3]     # the second turn needs 5 more
+    assert cut_to_tokens(msgs, lengths, 12) == msgs[:3]  # the second turn needs 5 more
     assert cut_to_tokens(msgs, lengths, 13) == msgs
     assert cut_to_tokens(msgs, lengths, 7) == []
 
@@ -163,8 +193,14 @@ def test_max_tokens_with_a_local_tokenizer_directory(smollm2_tokenizer_dir):
     n = tc.count(["Hello world, how are you today?"])[0]
     assert 4 <= n <= 12
     c = Cleaner(CleanOptions(max_tokens=n + 3), token_counter=tc)
-    out = c.clean(conv(("user", "Hello world, how are you today?"), ("assistant", "Fine."),
-                       ("user", "And tomorrow? " * 20), ("assistant", "Also fine.")))
+    out = c.clean(
+        conv(
+            ("user", "Hello world, how are you today?"),
+            ("assistant", "Fine."),
+            ("user", "And tomorrow? " * 20),
+            ("assistant", "Also fine."),
+        )
+    )
     assert len(out.messages) == 2
 
 
@@ -175,29 +211,44 @@ def test_unknown_tokenizer_name_is_an_error():
         TokenCounter("no-such-tok")
 
 
-@pytest.mark.parametrize("text, lang", [
-    ("Please write me a poem about the sea and the wind.", "en"),
-    ("¿Puedes escribir un poema sobre el mar y el viento para mi madre?", "es"),
-    ("Kannst du bitte ein Gedicht über das Meer und den Wind schreiben?", "de"),
-    ("Напиши стихотворение о море и ветре", "ru"),
-    ("海と風についての詩を書いてください", "ja"),
-    ("바다와 바람에 대한 시를 써 주세요", "ko"),
-    ("```python\nprint(1)\n```", "und"),
-])
+@pytest.mark.parametrize(
+    "text, lang",
+    [
+        ("Please write me a poem about the sea and the wind.", "en"),
+        ("¿Puedes escribir un poema sobre el mar y el viento para mi madre?", "es"),
+        ("Kannst du bitte ein Gedicht über das Meer und den Wind schreiben?", "de"),
+        ("Напиши стихотворение о море и ветре", "ru"),
+        ("海と風についての詩を書いてください", "ja"),
+        ("바다와 바람에 대한 시를 써 주세요", "ko"),
+        ("```python\nprint(1)\n```", "und"),
+    ],
+)
 def test_detect_language(text, lang):
     assert detect_language(text) == lang
 
 
 def test_language_filter_drops_other_languages():
     c = Cleaner(CleanOptions(languages=("en",)))
-    assert c.clean(conv(("user", "What is the capital of France? Tell me about it."), ("assistant", "It is Paris, and it is big.")))
-    assert c.clean(conv(("user", "Quelle est la capitale de la France ? Dis-moi tout."), ("assistant", "C'est Paris, et elle est très grande."))) is None
+    assert c.clean(
+        conv(("user", "What is the capital of France? Tell me about it."), ("assistant", "It is Paris, and it is big."))
+    )
+    assert (
+        c.clean(
+            conv(
+                ("user", "Quelle est la capitale de la France ? Dis-moi tout."),
+                ("assistant", "C'est Paris, et elle est très grande."),
+            )
+        )
+        is None
+    )
     assert c.dropped == Counter({"language": 1})
 
 
 def pieces(*ids):
-    return [conv(("assistant" if i else "user", f"{pid} part"), ("user", f"{pid} q"), ("assistant", f"{pid} a"), id=pid)
-            for i, pid in enumerate(ids)]
+    return [
+        conv(("assistant" if i else "user", f"{pid} part"), ("user", f"{pid} q"), ("assistant", f"{pid} a"), id=pid)
+        for i, pid in enumerate(ids)
+    ]
 
 
 def test_rejoin_stitches_consecutive_pieces_in_order():
@@ -247,5 +298,5 @@ def test_max_tokens_counts_only_about_the_limit_on_long_sessions():
     c = Cleaner(CleanOptions(max_tokens=10), token_counter=Recording())
     turns = [p for i in range(500) for p in (("user", f"question number {i}"), ("assistant", f"answer {i}"))]
     out = c.clean(conv(*turns))
-    assert len(out.messages) == 4            # 3 + 2 words a turn: two turns fit in 10
-    assert Recording.seen < 100              # not the 1000 messages
+    assert len(out.messages) == 4  # 3 + 2 words a turn: two turns fit in 10
+    assert Recording.seen < 100  # not the 1000 messages

@@ -7,8 +7,16 @@ from pathlib import Path
 import pytest
 
 from parrot import ParrotError
-from parrot.core.config import (add_config_arguments, build_config, config_from_args, config_hash,
-                           flags_without_value, opt, split_overrides, to_dict)
+from parrot.core.config import (
+    add_config_arguments,
+    build_config,
+    config_from_args,
+    config_hash,
+    flags_without_value,
+    opt,
+    split_overrides,
+    to_dict,
+)
 
 
 @dataclass
@@ -49,15 +57,15 @@ def yaml_file(tmp_path, text):
 def test_defaults_then_yaml_then_flags_then_key_value(tmp_path):
     cfg_file = yaml_file(tmp_path, "turns: 3\nratio: 0.25\nnames: [a, b]\noutput: from_file.jsonl\n")
     cfg = parse(["--config", cfg_file, "--turns", "4", "turns=5", "-o", "flag.jsonl"])
-    assert cfg.turns == 5              # key=value beats the flag, which beats the file
-    assert cfg.ratio == 0.25 and cfg.names == ["a", "b"]   # from the file
+    assert cfg.turns == 5  # key=value beats the flag, which beats the file
+    assert cfg.ratio == 0.25 and cfg.names == ["a", "b"]  # from the file
     assert cfg.output == "flag.jsonl" and cfg.strict is False  # flag; default
 
 
 def test_key_value_next_to_positional_arguments():
     cfg = parse(["a.jsonl", "turns=2", "b.jsonl", "--strict", "ratio=0.1", "-o", "x=y.jsonl"])
     assert cfg.inputs == ["a.jsonl", "b.jsonl"] and cfg.turns == 2 and cfg.ratio == 0.1
-    assert cfg.strict is True and cfg.output == "x=y.jsonl"   # an option's value is never an override
+    assert cfg.strict is True and cfg.output == "x=y.jsonl"  # an option's value is never an override
 
 
 def test_boolean_and_list_flags():
@@ -77,7 +85,6 @@ def test_nested_shorthand_and_dotted_keys(tmp_path):
     assert build_config(Demo, {"asker": "openai:m"}).asker.spec == "openai:m"
 
 
-
 def test_a_spec_given_as_key_value_keeps_the_files_options_like_the_flag(tmp_path):
     cfg_file = yaml_file(tmp_path, "asker:\n  spec: hf:/m\n  concurrency: 3\n  temperature: 0.2\n")
     assert parse(["--config", cfg_file, "asker=openai:gpt-4o-mini"]).asker == Role("openai:gpt-4o-mini", 3, 0.2)
@@ -86,14 +93,20 @@ def test_a_spec_given_as_key_value_keeps_the_files_options_like_the_flag(tmp_pat
 
 def test_backend_extra_values_from_the_command_line_are_typed():
     from parrot.synthesize.stage import SynthesizeConfig
-    cfg = build_config(SynthesizeConfig, {"output": "x", "assistant": {"spec": "openai:m", "extra": {"a": 1}}},
-                       ["assistant.extra.top_k=40", "assistant.extra.penalty.value=1.5",
-                        "assistant.extra.name=abc", "id_prefix=007"])
+
+    cfg = build_config(
+        SynthesizeConfig,
+        {"output": "x", "assistant": {"spec": "openai:m", "extra": {"a": 1}}},
+        ["assistant.extra.top_k=40", "assistant.extra.penalty.value=1.5", "assistant.extra.name=abc", "id_prefix=007"],
+    )
     assert cfg.assistant.extra == {"a": 1, "top_k": 40, "penalty": {"value": 1.5}, "name": "abc"}
-    assert cfg.id_prefix == "007"   # a typed str field stays as written
-    replaced = build_config(SynthesizeConfig, {"output": "x", "assistant": {"spec": "openai:m", "extra": {"a": 1}}},
-                            ['assistant.extra={"b": 2}'])
-    assert replaced.assistant.extra == {"b": 2}   # a whole dict given replaces the file's
+    assert cfg.id_prefix == "007"  # a typed str field stays as written
+    replaced = build_config(
+        SynthesizeConfig,
+        {"output": "x", "assistant": {"spec": "openai:m", "extra": {"a": 1}}},
+        ['assistant.extra={"b": 2}'],
+    )
+    assert replaced.assistant.extra == {"b": 2}  # a whole dict given replaces the file's
 
 
 def test_a_negative_number_after_a_flag_leaves_the_next_key_value_an_override():
@@ -102,8 +115,11 @@ def test_a_negative_number_after_a_flag_leaves_the_next_key_value_an_override():
 
 
 def test_yaml_booleans_in_a_string_list_and_number_keys_are_errors_naming_the_file(tmp_path):
-    with pytest.raises(ParrotError, match=r"cfg\.yaml:1: names\[1\]: expected a string, found False "
-                                          r"\(YAML reads an unquoted yes/no"):
+    with pytest.raises(
+        ParrotError,
+        match=r"cfg\.yaml:1: names\[1\]: expected a string, found False "
+        r"\(YAML reads an unquoted yes/no",
+    ):
         parse(["--config", yaml_file(tmp_path, "names: [en, no]\n")])
     assert parse(["--config", yaml_file(tmp_path, "names: [en, 'no']\n")]).names == ["en", "no"]
     with pytest.raises(ParrotError, match=r"cfg\.yaml: expected setting names as keys, found 5"):
@@ -133,7 +149,9 @@ def test_a_bad_file_does_not_take_the_blame_for_the_command_lines_error(tmp_path
 
 def test_unknown_key_in_yaml_names_the_file_and_line(tmp_path):
     cfg_file = yaml_file(tmp_path, "turns: 3\ntunrs: 4\n")
-    with pytest.raises(ParrotError, match=r"cfg\.yaml:2: unknown key 'tunrs' for Demo; did you mean 'turns'\? \(known keys: .*turns"):
+    with pytest.raises(
+        ParrotError, match=r"cfg\.yaml:2: unknown key 'tunrs' for Demo; did you mean 'turns'\? \(known keys: .*turns"
+    ):
         parse(["--config", cfg_file])
     with pytest.raises(ParrotError, match=r"cfg\.yaml:3: asker: unknown key 'speed' for Role"):
         parse(["--config", yaml_file(tmp_path, "turns: 3\nasker:\n  speed: 2\n")])
@@ -149,13 +167,16 @@ def test_unknown_key_on_the_command_line():
         parse(["bogus=1"])
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["turns=many"], r"command line: turns: expected int, found 'many'"),
-    (["ratio=half"], r"command line: ratio: expected float, found 'half'"),
-    (["strict=maybe"], r"command line: strict: expected bool, found 'maybe'"),
-    (["turns=2.5"], r"command line: turns: expected int, found '2.5'"),
-    (["asker.concurrency=lots"], r"asker: concurrency: expected int, found 'lots'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["turns=many"], r"command line: turns: expected int, found 'many'"),
+        (["ratio=half"], r"command line: ratio: expected float, found 'half'"),
+        (["strict=maybe"], r"command line: strict: expected bool, found 'maybe'"),
+        (["turns=2.5"], r"command line: turns: expected int, found '2.5'"),
+        (["asker.concurrency=lots"], r"asker: concurrency: expected int, found 'lots'"),
+    ],
+)
 def test_bad_values_say_what_was_expected_and_found(argv, message):
     with pytest.raises(ParrotError, match=message):
         parse(argv)
@@ -198,8 +219,19 @@ def test_prepare_command_line_parses_sources_flags_and_overrides():
     from parrot.prepare.stage import PrepareConfig
 
     parser = build_parser()
-    argv = ["prepare", "sharegpt", "more.jsonl", "dev_fraction=0.1", "--rejoin", "max_turns=8",
-            "-o", "data/out.jsonl", "--language", "en", "fr"]
+    argv = [
+        "prepare",
+        "sharegpt",
+        "more.jsonl",
+        "dev_fraction=0.1",
+        "--rejoin",
+        "max_turns=8",
+        "-o",
+        "data/out.jsonl",
+        "--language",
+        "en",
+        "fr",
+    ]
     rest, overrides = split_overrides(argv, flags_without_value(parser))
     args = parser.parse_args(rest)
     args.overrides = overrides
@@ -215,8 +247,11 @@ class _PassThrough:
 
 
 def test_pass_through_keeps_yes_no_words_as_strings():
-    cfg = build_config(_PassThrough, overrides=["save_strategy=no", "bf16=false", "max_steps=3",
-                                                "learning_rate=1e-5"], extra_field="extra")
+    cfg = build_config(
+        _PassThrough,
+        overrides=["save_strategy=no", "bf16=false", "max_steps=3", "learning_rate=1e-5"],
+        extra_field="extra",
+    )
     assert cfg.extra == {"save_strategy": "no", "bf16": False, "max_steps": 3, "learning_rate": 1e-5}
 
 
@@ -237,11 +272,14 @@ def test_a_list_option_that_swallowed_the_positional_arguments_says_so():
         inputs: list[str] = opt(help="input files", positional=True, nargs="*")
         names: list[str] = opt(list, "names")
 
-    with pytest.raises(ParrotError, match=r"missing required setting\(s\) inputs .*--names takes every word "
-                                          r"after it: put the positional arguments before it"):
+    with pytest.raises(
+        ParrotError,
+        match=r"missing required setting\(s\) inputs .*--names takes every word "
+        r"after it: put the positional arguments before it",
+    ):
         parse(["--names", "a", "in.jsonl"], NeedsInputs)
     cfg = parse(["in.jsonl", "--names", "a", "b"], NeedsInputs)
     assert cfg.inputs == ["in.jsonl"] and cfg.names == ["a", "b"]
-    with pytest.raises(ParrotError) as e:                               # nothing swallowed: no hint
+    with pytest.raises(ParrotError) as e:  # nothing swallowed: no hint
         parse([], NeedsInputs)
     assert "takes every word" not in str(e.value)

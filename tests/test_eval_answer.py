@@ -6,9 +6,9 @@ import pytest
 
 from parrot import ParrotError
 from parrot.backends import BackendConfig
+from parrot.core.itemloop import failures_path
 from parrot.evaluate.answer import AnswerConfig, answer, model_id_for
 from parrot.evaluate.bench import load_bench
-from parrot.core.itemloop import failures_path
 
 
 def read(path):
@@ -16,8 +16,9 @@ def read(path):
 
 
 def answer_cfg(server, out, **kw):
-    model = BackendConfig(spec="openai:model-a", base_url=server.base_url, max_retries=0,
-                          concurrency=kw.pop("concurrency", 4))
+    model = BackendConfig(
+        spec="openai:model-a", base_url=server.base_url, max_retries=0, concurrency=kw.pop("concurrency", 4)
+    )
     return AnswerConfig(output=str(out), model=model, **kw)
 
 
@@ -102,22 +103,26 @@ def test_resuming_into_another_models_file_is_an_error(fault_server, tmp_path):
         answer(answer_cfg(fault_server, out, limit=1, model_id="model-b"))
 
 
-
 def test_adding_to_a_file_answered_with_other_settings_is_an_error(fault_server, tmp_path):
     out = tmp_path / "A.jsonl"
     answer(answer_cfg(fault_server, out, limit=1))
     assert answer(answer_cfg(fault_server, out, limit=2, concurrency=1))["written"] == 1  # more questions: fine
-    with pytest.raises(ParrotError, match=r"A\.jsonl: holds eval answer records made with other settings "
-                                          r"\(bench 'mt-bench' → 'mt-bench-pp'; max_tokens 1024 → 64\); "
-                                          r"pass --overwrite to start over"):
+    with pytest.raises(
+        ParrotError,
+        match=r"A\.jsonl: holds eval answer records made with other settings "
+        r"\(bench 'mt-bench' → 'mt-bench-pp'; max_tokens 1024 → 64\); "
+        r"pass --overwrite to start over",
+    ):
         answer(answer_cfg(fault_server, out, limit=2, bench="mt-bench-pp", max_tokens=64))
     counts = answer(answer_cfg(fault_server, out, limit=2, bench="mt-bench-pp", max_tokens=64, overwrite=True))
     assert counts["written"] == 2 and all(len(r["choices"][0]["turns"]) == 8 for r in read(out))
 
+
 def test_n_turn_question_file_is_answered_through_every_turn(fault_server, tmp_path):
     qfile = tmp_path / "q.jsonl"
-    qfile.write_text(json.dumps({"question_id": "s1", "category": "roleplay",
-                                 "turns": ["one", "two", "three", "four"]}) + "\n")
+    qfile.write_text(
+        json.dumps({"question_id": "s1", "category": "roleplay", "turns": ["one", "two", "three", "four"]}) + "\n"
+    )
     out = tmp_path / "A.jsonl"
     answer(answer_cfg(fault_server, out, bench=str(qfile), system_prompt="Be brief."))
     assert read(out)[0]["choices"][0]["turns"] == ["echo: one", "echo: two", "echo: three", "echo: four"]
@@ -125,22 +130,30 @@ def test_n_turn_question_file_is_answered_through_every_turn(fault_server, tmp_p
     assert [m["role"] for m in last] == ["system"] + ["user", "assistant"] * 3 + ["user"]
 
 
-@pytest.mark.parametrize("spec, name", [("openai:gpt-4", "gpt-4"), ("smollm2", "smollm2"),
-                                        ("gguf:/m/tiny.Q4_K.gguf", "tiny.Q4_K"),
-                                        ("hf:/ckpt/parrot-chat/", "parrot-chat")])
+@pytest.mark.parametrize(
+    "spec, name",
+    [
+        ("openai:gpt-4", "gpt-4"),
+        ("smollm2", "smollm2"),
+        ("gguf:/m/tiny.Q4_K.gguf", "tiny.Q4_K"),
+        ("hf:/ckpt/parrot-chat/", "parrot-chat"),
+    ],
+)
 def test_model_id_from_spec(spec, name):
     assert model_id_for(spec) == name
 
 
-def test_eight_turns_against_a_1024_token_model_complete_with_the_shortening_recorded(tmp_path,
-                                                                                      smollm2_tokenizer_dir):
+def test_eight_turns_against_a_1024_token_model_complete_with_the_shortening_recorded(tmp_path, smollm2_tokenizer_dir):
     from fixtures.models import build_tiny_model
 
     model = build_tiny_model(tmp_path / "ctx1024", smollm2_tokenizer_dir, positions=1024)
     out = tmp_path / "A.jsonl"
     # random weights rarely stop early: ~200-token answers fill 1,024 tokens within a few turns
-    counts = answer(AnswerConfig(output=str(out), bench="mt-bench-pp", limit=1, max_tokens=200,
-                                 model=BackendConfig(spec=f"hf:{model}")))
+    counts = answer(
+        AnswerConfig(
+            output=str(out), bench="mt-bench-pp", limit=1, max_tokens=200, model=BackendConfig(spec=f"hf:{model}")
+        )
+    )
     [record] = read(out)
     assert len(record["choices"][0]["turns"]) == 8 and counts.get("failed", 0) == 0
     shortened = record["meta"]["shortened"]

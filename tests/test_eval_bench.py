@@ -5,8 +5,13 @@ import json
 import pytest
 
 from parrot import ParrotError
-from parrot.evaluate.bench import (FOLLOWUP_KINDS, category_temperature, default_followups_path,
-                                   load_bench, read_followups)
+from parrot.evaluate.bench import (
+    FOLLOWUP_KINDS,
+    category_temperature,
+    default_followups_path,
+    load_bench,
+    read_followups,
+)
 
 KINDS = list(FOLLOWUP_KINDS)
 
@@ -17,8 +22,10 @@ def write_jsonl(path, records):
 
 
 def followups(qids):
-    return [{"question_id": q, "turns": [f"follow-up {i} of {q}: make that shorter" for i in range(6)],
-             "kinds": KINDS} for q in qids]
+    return [
+        {"question_id": q, "turns": [f"follow-up {i} of {q}: make that shorter" for i in range(6)], "kinds": KINDS}
+        for q in qids
+    ]
 
 
 def test_mt_bench_has_80_two_turn_questions_and_gpt4_references_for_math_reasoning_coding():
@@ -50,11 +57,14 @@ def test_mt_bench_pp_is_mt_bench_turns_1_2_plus_six_followups(tmp_path):
     assert bench.reference(111, 3) is None
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"turns": ["a"] * 5, "kinds": KINDS[:5]}, "6 non-empty strings"),
-    ({"turns": ["a"] * 6, "kinds": ["refine"] * 5 + ["rewrite"]}, "kinds"),
-    ({"question_id": 9999}, "not an MT-Bench question"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"turns": ["a"] * 5, "kinds": KINDS[:5]}, "6 non-empty strings"),
+        ({"turns": ["a"] * 6, "kinds": ["refine"] * 5 + ["rewrite"]}, "kinds"),
+        ({"question_id": 9999}, "not an MT-Bench question"),
+    ],
+)
 def test_bad_followups_line_is_an_error_naming_file_and_line(tmp_path, bad, message):
     good = followups([81])[0]
     path = write_jsonl(tmp_path / "f.jsonl", [good, {**followups([82])[0], **bad}])
@@ -72,10 +82,18 @@ def test_packaged_followups_are_valid_mt_bench_pp_sessions():
 
 
 def test_question_file_bench_takes_any_number_of_turns_and_its_own_references(tmp_path):
-    path = write_jsonl(tmp_path / "q.jsonl", [
-        {"question_id": "a", "category": "math", "turns": ["1+1?", "times 3?", "minus 1?"],
-         "reference": ["2", "6", "5"]},
-        {"question_id": "b", "turns": ["hi"]}])
+    path = write_jsonl(
+        tmp_path / "q.jsonl",
+        [
+            {
+                "question_id": "a",
+                "category": "math",
+                "turns": ["1+1?", "times 3?", "minus 1?"],
+                "reference": ["2", "6", "5"],
+            },
+            {"question_id": "b", "turns": ["hi"]},
+        ],
+    )
     bench = load_bench(str(path))
     assert [len(q["turns"]) for q in bench.questions] == [3, 1]
     assert bench.reference("a", 3) == "5" and bench.reference("b", 1) is None
@@ -96,6 +114,7 @@ def test_select_limits_and_picks_ids_in_file_order():
 
 
 def test_fastchat_category_temperatures():
-    assert [category_temperature(c) for c in ("writing", "roleplay", "math", "coding", "reasoning",
-                                               "extraction", "stem", "humanities", "other")] == \
-        [0.7, 0.7, 0.0, 0.0, 0.0, 0.0, 0.1, 0.1, 0.7]
+    assert [
+        category_temperature(c)
+        for c in ("writing", "roleplay", "math", "coding", "reasoning", "extraction", "stem", "humanities", "other")
+    ] == [0.7, 0.7, 0.0, 0.0, 0.0, 0.0, 0.1, 0.1, 0.7]

@@ -4,13 +4,13 @@ import json
 import shutil
 
 import pytest
+from eval_helpers import TRICKY, fastchat_messages, import_fastchat_common
 
 from parrot import cli
 from parrot.backends import BackendConfig
+from parrot.core.itemloop import failures_path
 from parrot.evaluate.bench import load_bench
 from parrot.evaluate.judge import JudgeConfig, judge
-from parrot.core.itemloop import failures_path
-from eval_helpers import TRICKY, fastchat_messages, import_fastchat_common
 
 SCHEMA = {"question_id", "model", "judge", "user_prompt", "judgment", "score", "turn", "tstamp"}
 
@@ -19,8 +19,18 @@ def write_answers(path, questions, model="model-a", text=lambda qid, k: f"answer
     with open(path, "w", encoding="utf-8") as fh:
         for q in questions:
             turns = [text(q["question_id"], k) for k in range(1, len(q["turns"]) + 1)]
-            fh.write(json.dumps({"question_id": q["question_id"], "answer_id": "x", "model_id": model,
-                                 "choices": [{"index": 0, "turns": turns}], "tstamp": 0}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "question_id": q["question_id"],
+                        "answer_id": "x",
+                        "model_id": model,
+                        "choices": [{"index": 0, "turns": turns}],
+                        "tstamp": 0,
+                    }
+                )
+                + "\n"
+            )
     return path
 
 
@@ -36,8 +46,9 @@ def run_cli(monkeypatch, argv):
 
 
 def judge_cfg(server, answers, out, **kw):
-    spec = BackendConfig(spec="openai:gpt-4", base_url=server.base_url, max_retries=2,
-                         extra={"backoff_base": 0.0, "backoff_max": 0.0})
+    spec = BackendConfig(
+        spec="openai:gpt-4", base_url=server.base_url, max_retries=2, extra={"backoff_base": 0.0, "backoff_max": 0.0}
+    )
     return JudgeConfig(answers=[str(answers)], output=str(out), judge=spec, **kw)
 
 
@@ -48,11 +59,30 @@ def test_cli_judge_sends_exactly_fastchat_prompts_for_mt_bench(fault_server, mon
     bench = load_bench("mt-bench")
     # The issue's command names --data-dir ../shared/data; a copy of the installed data stands in.
     data_dir = shutil.copytree(bench.data_dir, tmp_path / "data")
-    answers = write_answers(tmp_path / "A.jsonl", bench.questions,
-                            text=lambda qid, k: f"answer {k} to {qid}: " + TRICKY)
+    answers = write_answers(
+        tmp_path / "A.jsonl", bench.questions, text=lambda qid, k: f"answer {k} to {qid}: " + TRICKY
+    )
     out = tmp_path / "J.jsonl"
-    assert run_cli(monkeypatch, ["eval", "judge", "--bench", "mt-bench", "--data-dir", str(data_dir),
-                                 "--answers", str(answers), "--judge", "openai:gpt-4", "-o", str(out)]) == 0
+    assert (
+        run_cli(
+            monkeypatch,
+            [
+                "eval",
+                "judge",
+                "--bench",
+                "mt-bench",
+                "--data-dir",
+                str(data_dir),
+                "--answers",
+                str(answers),
+                "--judge",
+                "openai:gpt-4",
+                "-o",
+                str(out),
+            ],
+        )
+        == 0
+    )
 
     fastchat = import_fastchat_common()
     expected = []
@@ -82,8 +112,11 @@ def test_unparsable_judgment_is_asked_again_then_scored_minus_one(fault_server, 
     fault_server.responder = lambda req: "I cannot decide, sorry."
     q = load_bench("mt-bench").select(question_ids=["81"]).questions
     out = tmp_path / "J.jsonl"
-    counts = judge(judge_cfg(fault_server, write_answers(tmp_path / "A.jsonl", q), out,
-                             question_ids=["81"], turns=[1], parse_retries=2))
+    counts = judge(
+        judge_cfg(
+            fault_server, write_answers(tmp_path / "A.jsonl", q), out, question_ids=["81"], turns=[1], parse_retries=2
+        )
+    )
     assert len(fault_server.requests) == 3  # first try + 2 retries
     [rec] = read(out)
     assert rec["score"] == -1 and rec["judgment"] == "I cannot decide, sorry."
@@ -95,8 +128,11 @@ def test_junk_then_a_rating_keeps_the_rating(fault_server, tmp_path):
     fault_server.responder = lambda req: next(replies)
     q = load_bench("mt-bench").select(question_ids=["81"]).questions
     out = tmp_path / "J.jsonl"
-    judge(judge_cfg(fault_server, write_answers(tmp_path / "A.jsonl", q), out,
-                    question_ids=["81"], turns=[1], parse_retries=5))
+    judge(
+        judge_cfg(
+            fault_server, write_answers(tmp_path / "A.jsonl", q), out, question_ids=["81"], turns=[1], parse_retries=5
+        )
+    )
     [rec] = read(out)
     assert rec["score"] == 9 and len(fault_server.requests) == 3
 
@@ -147,13 +183,28 @@ def test_resume_skips_scored_judgments_and_asks_again_for_minus_one(fault_server
 
 def test_mt_bench_pp_gets_one_judgment_per_turn_with_the_conversation_so_far(fault_server, tmp_path):
     fpath = tmp_path / "f.jsonl"
-    fpath.write_text(json.dumps({"question_id": 111, "turns": [f"follow-up {i}" for i in range(3, 9)],
-                                 "kinds": ["refine", "extend", "compare", "correct", "reformat", "apply"]}) + "\n")
+    fpath.write_text(
+        json.dumps(
+            {
+                "question_id": 111,
+                "turns": [f"follow-up {i}" for i in range(3, 9)],
+                "kinds": ["refine", "extend", "compare", "correct", "reformat", "apply"],
+            }
+        )
+        + "\n"
+    )
     bench = load_bench("mt-bench-pp", followups=fpath)
     fault_server.responder = lambda req: "[[4]]"
     out = tmp_path / "J.jsonl"
-    judge(judge_cfg(fault_server, write_answers(tmp_path / "A.jsonl", bench.questions), out,
-                    bench="mt-bench-pp", followups=str(fpath)))
+    judge(
+        judge_cfg(
+            fault_server,
+            write_answers(tmp_path / "A.jsonl", bench.questions),
+            out,
+            bench="mt-bench-pp",
+            followups=str(fpath),
+        )
+    )
     records = sorted(read(out), key=lambda r: r["turn"])
     assert [r["turn"] for r in records] == list(range(1, 9))
     assert [r["judge"][1] for r in records] == ["single-math-v1", "parrot-nturn-math-v1"] + ["parrot-nturn-v1"] * 6
@@ -164,6 +215,7 @@ def test_mt_bench_pp_gets_one_judgment_per_turn_with_the_conversation_so_far(fau
 
 def test_answers_of_the_same_model_twice_is_an_error(fault_server, tmp_path):
     from parrot import ParrotError
+
     q = load_bench("mt-bench").select(limit=1).questions
     a = write_answers(tmp_path / "A.jsonl", q)
     b = write_answers(tmp_path / "B.jsonl", q)
@@ -175,20 +227,24 @@ def test_answers_of_the_same_model_twice_is_an_error(fault_server, tmp_path):
 
 def test_string_question_ids_match_and_answers_of_no_question_are_an_error(fault_server, tmp_path):
     from parrot import ParrotError
+
     fault_server.responder = lambda req: "Rating: [[7]]"
     q = load_bench("mt-bench").select(limit=1).questions
     answers = write_answers(tmp_path / "A.jsonl", [{**x, "question_id": str(x["question_id"])} for x in q])
     counts = judge(judge_cfg(fault_server, answers, tmp_path / "J.jsonl", limit=1))
     assert [r["score"] for r in read(tmp_path / "J.jsonl")] == [7.0, 7.0] and "no_answer" not in counts
     other = write_answers(tmp_path / "B.jsonl", [{**x, "question_id": 9999} for x in q])
-    with pytest.raises(ParrotError, match=r"B\.jsonl: none of its 1 answers is for a selected question of "
-                                          r"mt-bench \(answered ids: 9999\)"):
+    with pytest.raises(
+        ParrotError,
+        match=r"B\.jsonl: none of its 1 answers is for a selected question of "
+        r"mt-bench \(answered ids: 9999\)",
+    ):
         judge(judge_cfg(fault_server, other, tmp_path / "J2.jsonl", limit=1))
-
 
 
 def test_a_judgment_file_takes_more_models_but_not_another_judge_setting(fault_server, tmp_path):
     from parrot import ParrotError
+
     fault_server.responder = lambda req: "Rating: [[6]]"
     q = load_bench("mt-bench").select(limit=1).questions
     a = write_answers(tmp_path / "A.jsonl", q, model="model-a")
@@ -214,10 +270,14 @@ def answer_file(server, path, bench):
 @pytest.mark.parametrize("answered, judged", [("mt-bench", "mt-bench-pp"), ("mt-bench-pp", "mt-bench")])
 def test_answers_made_for_another_bench_are_an_error_naming_both(fault_server, tmp_path, answered, judged):
     from parrot import ParrotError
+
     answers = answer_file(fault_server, tmp_path / "A.jsonl", answered)
     fault_server.requests.clear()
-    with pytest.raises(ParrotError, match=rf"A\.jsonl: answers for {answered} \(its manifest says\), judged "
-                                          rf"with --bench {judged}; judge them with --bench {answered}"):
+    with pytest.raises(
+        ParrotError,
+        match=rf"A\.jsonl: answers for {answered} \(its manifest says\), judged "
+        rf"with --bench {judged}; judge them with --bench {answered}",
+    ):
         judge(judge_cfg(fault_server, answers, tmp_path / "J.jsonl", bench=judged, limit=2))
     assert fault_server.requests == [] and not (tmp_path / "J.jsonl").exists()
 
@@ -226,10 +286,14 @@ def test_answers_made_for_another_bench_are_an_error_naming_both(fault_server, t
 def test_answers_without_a_manifest_must_have_the_questions_turns(fault_server, tmp_path, answered, judged, found):
     """FastChat's answer files have no manifest: the number of turns tells the bench apart."""
     from parrot import ParrotError
+
     answers = write_answers(tmp_path / "A.jsonl", load_bench(answered).select(limit=2).questions)
     expected = len(load_bench(judged).questions[0]["turns"])
-    with pytest.raises(ParrotError, match=rf"A\.jsonl: question 81: expected {expected} answer turns "
-                                          rf"\({judged} asks {expected}\), found {found}; answers made for "
-                                          "another benchmark"):
+    with pytest.raises(
+        ParrotError,
+        match=rf"A\.jsonl: question 81: expected {expected} answer turns "
+        rf"\({judged} asks {expected}\), found {found}; answers made for "
+        "another benchmark",
+    ):
         judge(judge_cfg(fault_server, answers, tmp_path / "J.jsonl", bench=judged, limit=2))
     assert fault_server.requests == []

@@ -1,13 +1,11 @@
 """Judge prompt rendering (compared with FastChat's own functions) and the rating parse."""
 
 import pytest
-
 from eval_helpers import TRICKY, fastchat_messages, import_fastchat_common
 
 from parrot.evaluate.bench import load_bench
 from parrot.evaluate.judge import all_prompts
-from parrot.evaluate.render import (judge_messages, nturn_prompts, parse_rating, prompt_name,
-                                    render_judge_prompt)
+from parrot.evaluate.render import judge_messages, nturn_prompts, parse_rating, prompt_name, render_judge_prompt
 
 
 @pytest.fixture(scope="module")
@@ -15,10 +13,15 @@ def fastchat():
     return import_fastchat_common()
 
 
-@pytest.mark.parametrize("category, turn, expected", [
-    ("writing", 1, "single-v1"), ("writing", 2, "single-v1-multi-turn"),
-    ("math", 1, "single-math-v1"), ("coding", 2, "single-math-v1-multi-turn"),
-])
+@pytest.mark.parametrize(
+    "category, turn, expected",
+    [
+        ("writing", 1, "single-v1"),
+        ("writing", 2, "single-v1-multi-turn"),
+        ("math", 1, "single-math-v1"),
+        ("coding", 2, "single-math-v1-multi-turn"),
+    ],
+)
 def test_every_fastchat_prompt_kind_renders_byte_for_byte_as_fastchat(fastchat, category, turn, expected):
     question = {"question_id": 1, "category": category, "turns": ["Q1 " + TRICKY, "Q2 {answer}"]}
     answers = ["A1 " + TRICKY, "A2 }{"]
@@ -46,7 +49,7 @@ def test_prompt_choice_by_turn_category_and_reference():
     assert prompt_name("math", 1, 8, True) == "single-math-v1"
     assert prompt_name("writing", 2, 8, False) == "parrot-nturn-v1"
     assert prompt_name("math", 2, 8, True) == "parrot-nturn-math-v1"
-    assert prompt_name("math", 5, 8, False) == "parrot-nturn-v1"   # no reference for that turn
+    assert prompt_name("math", 5, 8, False) == "parrot-nturn-v1"  # no reference for that turn
     assert prompt_name("stem", 2, 2, True) == "single-v1-multi-turn"  # stem never uses references
 
 
@@ -76,15 +79,22 @@ def test_nturn_prompts_keep_the_rating_format():
         assert p.output_format == "[[rating]]" and '"[[rating]]"' in p.system
 
 
-@pytest.mark.parametrize("text, score", [
-    ("Good answer. Rating: [[8]]", 8),
-    ("Rating: [[7.5]]", 7.5),
-    ("I'd say [9] overall", 9),                       # FastChat's [rating] fallback
-    ("first [[3]] then [[9]]", 3),                    # first match wins
-    ("[2] mentions a footnote, then Rating: [[6]]", 6),  # [[x]] is looked for before [x]
-    ("Rating: 7", -1), ("[[seven]]", -1), ("", -1), (None, -1), ("[[ 5 ]]", -1),
-    ("\u00a0garbage {[[[]]]}", -1),
-])
+@pytest.mark.parametrize(
+    "text, score",
+    [
+        ("Good answer. Rating: [[8]]", 8),
+        ("Rating: [[7.5]]", 7.5),
+        ("I'd say [9] overall", 9),  # FastChat's [rating] fallback
+        ("first [[3]] then [[9]]", 3),  # first match wins
+        ("[2] mentions a footnote, then Rating: [[6]]", 6),  # [[x]] is looked for before [x]
+        ("Rating: 7", -1),
+        ("[[seven]]", -1),
+        ("", -1),
+        (None, -1),
+        ("[[ 5 ]]", -1),
+        ("\u00a0garbage {[[[]]]}", -1),
+    ],
+)
 def test_rating_parse_matches_fastchat_including_junk(fastchat, text, score):
     assert parse_rating(text) == score
     if text is not None:

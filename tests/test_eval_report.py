@@ -11,8 +11,16 @@ CATS = {"81": "writing", "111": "math"}
 
 
 def rec(qid, turn, score, model="m", judge=("gpt-4", "single-v1")):
-    return {"question_id": qid, "model": model, "judge": list(judge), "user_prompt": "",
-            "judgment": f"[[{score}]]", "score": score, "turn": turn, "tstamp": 0}
+    return {
+        "question_id": qid,
+        "model": model,
+        "judge": list(judge),
+        "user_prompt": "",
+        "judgment": f"[[{score}]]",
+        "score": score,
+        "turn": turn,
+        "tstamp": 0,
+    }
 
 
 def write(path, records):
@@ -54,8 +62,10 @@ def test_several_judge_runs_give_median_and_spread():
 
 
 def test_report_dir_has_tables_json_figure_and_manifest(tmp_path):
-    a = write(tmp_path / "a.jsonl", [rec(81, t, 9 - t, "parrot") for t in range(1, 9)]
-              + [rec(81, t, 7 - t // 2, "vicuna") for t in range(1, 9)])
+    a = write(
+        tmp_path / "a.jsonl",
+        [rec(81, t, 9 - t, "parrot") for t in range(1, 9)] + [rec(81, t, 7 - t // 2, "vicuna") for t in range(1, 9)],
+    )
     b = write(tmp_path / "b.jsonl", [rec(81, t, 8 - t, "parrot") for t in range(1, 9)])
     out = tmp_path / "rep"
     summary = report(ReportConfig(judgments=[a, b], output=str(out)))
@@ -76,8 +86,13 @@ def test_cli_without_output_prints_the_tables(tmp_path, monkeypatch, capsys):
     assert "## Score by turn" in printed and "| m | 8.00 | 1 | 1 | 1 |" in printed
 
 
-@pytest.mark.parametrize("bad, message", [({"score": None}, "score: expected a number"),
-                                          ({"turn": "1st"}, "turn: expected a turn number from 1, found '1st'")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"score": None}, "score: expected a number"),
+        ({"turn": "1st"}, "turn: expected a turn number from 1, found '1st'"),
+    ],
+)
 def test_a_malformed_score_or_turn_is_an_error_naming_the_line(tmp_path, bad, message):
     j = write(tmp_path / "j.jsonl", [rec(81, 1, 8), {**rec(81, 2, 7), **bad}])
     with pytest.raises(ParrotError, match=rf"j\.jsonl:2: {message}"):
@@ -92,13 +107,15 @@ def test_a_file_that_is_not_judgments_is_an_error_naming_the_line(tmp_path, monk
 
 
 def test_a_judge_that_gives_every_turn_the_same_score_is_called_out(tmp_path):
-    same = write(tmp_path / "same.jsonl", [rec(81, t, 5, model) for t in (1, 2) for model in ("a", "b")]
-                 + [rec(111, 1, -1)])
+    same = write(
+        tmp_path / "same.jsonl", [rec(81, t, 5, model) for t in (1, 2) for model in ("a", "b")] + [rec(111, 1, -1)]
+    )
     out = tmp_path / "rep"
     summary = report(ReportConfig(judgments=[same], output=str(out)))
     assert summary["warnings"] == [
         "The judge gave all 4 judged turns the same score (5): it does not tell the answers apart, so these "
-        "scores rank nothing. Judge again with a stronger model (`parrot eval judge --judge SPEC`)."]
+        "scores rank nothing. Judge again with a stronger model (`parrot eval judge --judge SPEC`)."
+    ]
     assert (out / "report.md").read_text().startswith("# Evaluation report\n\n> **Warning:** The judge gave all 4")
     varied = write(tmp_path / "varied.jsonl", [rec(81, 1, 5), rec(81, 2, 6)])
     assert report(ReportConfig(judgments=[varied], output=str(tmp_path / "rep2")))["warnings"] == []

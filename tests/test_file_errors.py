@@ -19,9 +19,20 @@ from parrot.core.jsonl import AppendWriter, AtomicWriter
 def source(tmp_path):
     src = tmp_path / "in" / "sg.json"
     src.parent.mkdir()
-    src.write_text(json.dumps([{"id": f"s{i}", "conversations": [{"from": "human", "value": f"question {i}"},
-                                                                 {"from": "gpt", "value": "an answer"}]}
-                               for i in range(20)]))
+    src.write_text(
+        json.dumps(
+            [
+                {
+                    "id": f"s{i}",
+                    "conversations": [
+                        {"from": "human", "value": f"question {i}"},
+                        {"from": "gpt", "value": "an answer"},
+                    ],
+                }
+                for i in range(20)
+            ]
+        )
+    )
     return src
 
 
@@ -83,8 +94,10 @@ def test_a_full_disk_is_one_line_naming_the_output_and_leaves_no_tmp_file(tmp_pa
     out = tmp_path / "data" / "sg.jsonl"
     assert main(["prepare", str(source), "-o", str(out), "--dev-fraction", "0.3"]) == 2
     line = error_line(capsys)
-    assert line in (f"parrot prepare: error: {out}: No space left on device",
-                    f"parrot prepare: error: {tmp_path / 'data' / 'sg.dev.jsonl'}: No space left on device")
+    assert line in (
+        f"parrot prepare: error: {out}: No space left on device",
+        f"parrot prepare: error: {tmp_path / 'data' / 'sg.dev.jsonl'}: No space left on device",
+    )
     assert leftovers(tmp_path) == [] and not (tmp_path / "data").exists()  # nor the directory it made
 
 

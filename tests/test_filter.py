@@ -8,18 +8,27 @@ import pytest
 
 from parrot import ParrotError
 from parrot.core.config import build_config
-from parrot.synthesize.filter import FilterConfig, filter_sessions
 from parrot.core.manifest import read_manifest
+from parrot.synthesize.filter import FilterConfig, filter_sessions
 
-GOOD = ["How do I read a CSV file in Python?", "Can I skip the header row with it?",
-        "What if the file uses semicolons instead?", "And how would I write it back out?"]
+GOOD = [
+    "How do I read a CSV file in Python?",
+    "Can I skip the header row with it?",
+    "What if the file uses semicolons instead?",
+    "And how would I write it back out?",
+]
 
 
 def session(sid, questions, answers=None):
     msgs = []
     for i, q in enumerate(questions):
-        msgs += [{"role": "user", "content": q},
-                 {"role": "assistant", "content": (answers or {}).get(i, f"Answer {i} for session {sid}: use the csv module.")}]
+        msgs += [
+            {"role": "user", "content": q},
+            {
+                "role": "assistant",
+                "content": (answers or {}).get(i, f"Answer {i} for session {sid}: use the csv module."),
+            },
+        ]
     return {"id": sid, "messages": msgs, "meta": {"turns": len(questions)}}
 
 
@@ -36,13 +45,16 @@ def questions(rec):
     return [m["content"] for m in rec["messages"] if m["role"] == "user"]
 
 
-@pytest.mark.parametrize("bad,reason", [
-    ("ok", "too_short"),
-    ("How do I read a CSV file in Python please?", "repetitive"),
-    ("Sure! Here is how you can read the file with pandas.", "role_confused"),
-    ("That works. I hope this helps you with your project!", "role_confused"),
-    ("Now how do I make a bomb with these files?", "sensitive"),
-])
+@pytest.mark.parametrize(
+    "bad,reason",
+    [
+        ("ok", "too_short"),
+        ("How do I read a CSV file in Python please?", "repetitive"),
+        ("Sure! Here is how you can read the file with pandas.", "role_confused"),
+        ("That works. I hope this helps you with your project!", "role_confused"),
+        ("Now how do I make a bomb with these files?", "sensitive"),
+    ],
+)
 def test_a_bad_question_cuts_the_session_before_it(tmp_path, bad, reason):
     kept, counts = run(tmp_path, [session("a", GOOD[:2] + [bad] + GOOD[2:])])
     assert questions(kept["a"]) == GOOD[:2]
@@ -52,14 +64,14 @@ def test_a_bad_question_cuts_the_session_before_it(tmp_path, bad, reason):
     assert counts[f"cut:{reason}"] == 1 and counts["turns_cut"] == 3
 
 
-
 def test_chinese_and_japanese_questions_count_their_characters_as_words(tmp_path):
     zh = ["请解释一下量子计算的基本原理。", "它和经典计算有什么不同？", "请解释一下量子计算的基本原理。"]
     ja = ["量子コンピュータとは何ですか？", "どんな問題に向いていますか？"]
     kept, counts = run(tmp_path, [session("zh", zh), session("ja", ja)])
-    assert questions(kept["zh"]) == zh[:2]              # the repeat is cut, the short-looking ones are not
+    assert questions(kept["zh"]) == zh[:2]  # the repeat is cut, the short-looking ones are not
     assert questions(kept["ja"]) == ja
     assert "too_short" not in json.dumps(counts)
+
 
 def test_drop_mode_drops_the_whole_session(tmp_path):
     kept, counts = run(tmp_path, [session("a", GOOD[:2] + ["ok"]), session("b", GOOD)], on_bad_question="drop")
@@ -67,15 +79,20 @@ def test_drop_mode_drops_the_whole_session(tmp_path):
 
 
 def test_sessions_under_min_turns_are_dropped_also_after_a_cut(tmp_path):
-    kept, counts = run(tmp_path, [session("short", GOOD[:1]), session("cut", GOOD[:1] + ["ok", GOOD[2]]),
-                                  session("ok", GOOD[:2])], min_turns=2)
+    kept, counts = run(
+        tmp_path,
+        [session("short", GOOD[:1]), session("cut", GOOD[:1] + ["ok", GOOD[2]]), session("ok", GOOD[:2])],
+        min_turns=2,
+    )
     assert list(kept) == ["ok"]
     assert counts["dropped:too_few_turns"] == 2 and counts["cut:too_short"] == 1
 
 
 def test_an_echo_of_the_last_answer_is_role_confused(tmp_path):
-    answer = ("To read a CSV file in Python you open it with open() and pass the file object to csv.reader, "
-              "which yields each row as a list of strings that you can loop over.")
+    answer = (
+        "To read a CSV file in Python you open it with open() and pass the file object to csv.reader, "
+        "which yields each row as a list of strings that you can loop over."
+    )
     echo = "you open it with open() and pass the file object to csv.reader, which yields each row as a list of strings that you can loop over."
     kept, counts = run(tmp_path, [session("a", [GOOD[0], echo, GOOD[1]], answers={0: answer})], min_turns=1)
     assert questions(kept["a"]) == [GOOD[0]] and counts["cut:role_confused"] == 1
@@ -120,7 +137,10 @@ def test_invalid_input_names_the_line(tmp_path):
 
 
 def test_keeping_no_session_is_an_error_naming_the_setting_to_change(tmp_path):
-    with pytest.raises(ParrotError, match=r"filter kept 0 of 2 sessions .*\(too_few_turns 2\): "
-                                          r"lower min_turns=3.*synthesize more"):
+    with pytest.raises(
+        ParrotError,
+        match=r"filter kept 0 of 2 sessions .*\(too_few_turns 2\): "
+        r"lower min_turns=3.*synthesize more",
+    ):
         run(tmp_path, [session("a", GOOD[:2]), session("b", GOOD[:1])], min_turns=3)
     assert read_manifest(tmp_path / "out.jsonl")["complete"] is False  # a pipeline runs it again

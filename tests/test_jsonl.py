@@ -14,10 +14,13 @@ def test_read_jsonl_yields_line_numbers_and_skips_blank_lines(tmp_path):
     assert list(read_jsonl(p)) == [(1, {"a": 1}), (3, {"a": 2})]
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"a": x}', r"a\.jsonl:2: invalid JSON \(Expecting value at column 7\); found '\{\"a\": x\}'"),
-    ("[1, 2]", r"a\.jsonl:2: expected a JSON object, found list"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"a": x}', r"a\.jsonl:2: invalid JSON \(Expecting value at column 7\); found '\{\"a\": x\}'"),
+        ("[1, 2]", r"a\.jsonl:2: expected a JSON object, found list"),
+    ],
+)
 def test_bad_lines_name_file_and_line(tmp_path, line, message):
     p = tmp_path / "a.jsonl"
     p.write_text('{"ok": 1}\n' + line + "\n")
@@ -42,7 +45,7 @@ def test_atomic_writer_commits_on_success(tmp_path):
     out = tmp_path / "sub" / "out.jsonl"
     with AtomicWriter(out) as w:
         w.write({"a": "é"})
-        assert not out.exists()           # nothing under the final name until the end
+        assert not out.exists()  # nothing under the final name until the end
     assert out.read_text(encoding="utf-8") == '{"a":"é"}\n' and w.count == 1
     assert not (tmp_path / "sub" / "out.jsonl.tmp").exists()
 
@@ -54,13 +57,13 @@ def test_atomic_writer_leaves_no_partial_output_on_error(tmp_path):
         with AtomicWriter(out) as w:
             w.write({"a": 1})
             raise RuntimeError("boom")
-    assert out.read_text() == '{"previous": "complete run"}\n'   # the last good file is untouched
+    assert out.read_text() == '{"previous": "complete run"}\n'  # the last good file is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
 
 
 def test_append_writer_repairs_a_torn_last_line(tmp_path):
     p = tmp_path / "a.jsonl"
-    p.write_text('{"i": 0}\n{"i": 1}\n{"i": 2, "tex')   # a crash mid-write
+    p.write_text('{"i": 0}\n{"i": 1}\n{"i": 2, "tex')  # a crash mid-write
     with AppendWriter(p, fsync=False) as w:
         assert w.repaired_bytes == len('{"i": 2, "tex')
         w.write({"i": 2})

@@ -29,12 +29,32 @@ def test_manifest_has_every_field(tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text('{"a": 1}\n')
     out = tmp_path / "out.jsonl"
-    path = write_manifest(out, stage="prepare", config=Cfg(), inputs=[src], counts={"read": 1, "dropped": {"empty": 0}},
-                         timings={"total_s": 1.5}, sampling={"temperature": 0.7}, split="train")
+    path = write_manifest(
+        out,
+        stage="prepare",
+        config=Cfg(),
+        inputs=[src],
+        counts={"read": 1, "dropped": {"empty": 0}},
+        timings={"total_s": 1.5},
+        sampling={"temperature": 0.7},
+        split="train",
+    )
     assert path == manifest_path(out) == tmp_path / "out.jsonl.manifest.json"
     m = read_manifest(out)
-    for key in ("stage", "output", "complete", "created", "config", "config_hash", "inputs", "versions",
-                "platform", "sampling", "counts", "timings"):
+    for key in (
+        "stage",
+        "output",
+        "complete",
+        "created",
+        "config",
+        "config_hash",
+        "inputs",
+        "versions",
+        "platform",
+        "sampling",
+        "counts",
+        "timings",
+    ):
         assert key in m, key
     assert m["stage"] == "prepare" and m["split"] == "train" and m["counts"]["read"] == 1
     assert m["inputs"][0]["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
@@ -45,10 +65,18 @@ def test_manifest_has_every_field(tmp_path):
 
 
 def test_secrets_are_redacted_everywhere(tmp_path):
-    cfg = Cfg(judge=Role(api_key="sk-SECRET-1"), hf_token="hf_SECRET_2",
-              extra={"password": "SECRET-3", "nested": [{"authorization": "Bearer SECRET-4"}]})
-    write_manifest(tmp_path / "o.jsonl", stage="t", config=cfg, sampling={"api_key": "SECRET-5"},
-                   backend={"access_token": "SECRET-6", "max_tokens": 99})
+    cfg = Cfg(
+        judge=Role(api_key="sk-SECRET-1"),
+        hf_token="hf_SECRET_2",
+        extra={"password": "SECRET-3", "nested": [{"authorization": "Bearer SECRET-4"}]},
+    )
+    write_manifest(
+        tmp_path / "o.jsonl",
+        stage="t",
+        config=cfg,
+        sampling={"api_key": "SECRET-5"},
+        backend={"access_token": "SECRET-6", "max_tokens": 99},
+    )
     text = manifest_path(tmp_path / "o.jsonl").read_text()
     assert "SECRET" not in text
     m = json.loads(text)
@@ -59,19 +87,36 @@ def test_secrets_are_redacted_everywhere(tmp_path):
 
 
 def test_secret_key_names():
-    assert all(is_secret_key(k) for k in ("api_key", "apikey", "hf_token", "password", "secret", "authorization",
-                                          "api-key", "x-api-key", "hub_token", "bearer"))
-    assert not any(is_secret_key(k) for k in ("max_tokens", "api_key_env", "num_tokens", "tokenizer", "spec",
-                                              "pad_token", "eos_token", "bos_token"))
+    assert all(
+        is_secret_key(k)
+        for k in (
+            "api_key",
+            "apikey",
+            "hf_token",
+            "password",
+            "secret",
+            "authorization",
+            "api-key",
+            "x-api-key",
+            "hub_token",
+            "bearer",
+        )
+    )
+    assert not any(
+        is_secret_key(k)
+        for k in ("max_tokens", "api_key_env", "num_tokens", "tokenizer", "spec", "pad_token", "eos_token", "bos_token")
+    )
 
 
 def test_credentials_in_urls_never_reach_the_manifest(tmp_path):
     from parrot.backends.base import BackendConfig
     from parrot.synthesize.stage import SynthesizeConfig
 
-    cfg = SynthesizeConfig(output=str(tmp_path / "x.jsonl"),
-                           asker=BackendConfig(spec="openai:m", base_url="https://bob:hunter2@proxy.example/v1"),
-                           assistant=BackendConfig(spec="openai:m", base_url="https://h.example/v1?api-key=s3cr3t&x=1"))
+    cfg = SynthesizeConfig(
+        output=str(tmp_path / "x.jsonl"),
+        asker=BackendConfig(spec="openai:m", base_url="https://bob:hunter2@proxy.example/v1"),
+        assistant=BackendConfig(spec="openai:m", base_url="https://h.example/v1?api-key=s3cr3t&x=1"),
+    )
     write_manifest(tmp_path / "x.jsonl", stage="synthesize", config=cfg)
     text = manifest_path(tmp_path / "x.jsonl").read_text()
     assert "hunter2" not in text and "bob" not in text and "s3cr3t" not in text

@@ -61,16 +61,21 @@ _ANAPHOR = re.compile(
     r"|,\s*then\b|\bthen[?:]|\bthe\s+\w+\s+ones?\b|\bso far\b|\bhere's another\b"
     r"|\byou\s+(said|gave|listed|mentioned|described|wrote|used|picked|made|assumed|suggested|"
     r"found|seemed|kept|left|proposed)\b",
-    re.I)
+    re.I,
+)
 # "that" as a conjunction or relative pronoun ("a function that sorts", "given that") points
 # inside its own sentence, not back at the conversation: dropped before looking for cues.
 _NON_ANAPHORIC_THAT = re.compile(
     r"\b(given|so|such|probability|sure|than|say|says|said|think|know)\s+that\b"
     r"|\b(?<=[a-z] )that(?=\s+(is|are|was|were|will|would|can|could|has|have|had|\w+s|\w+ed)\b)",
-    re.I)
+    re.I,
+)
 # Elliptical openings ("And in French?", "Why?", "Shorter.", "What about the other one?").
-_ELLIPSIS = re.compile(r"^(and|so|but|or|why|what about|how about|now|same|then|just|also|back to|"
-                       r"shorter|simpler|longer|punchier|less|more)\b", re.I)
+_ELLIPSIS = re.compile(
+    r"^(and|so|but|or|why|what about|how about|now|same|then|just|also|back to|"
+    r"shorter|simpler|longer|punchier|less|more)\b",
+    re.I,
+)
 # Definite or quantified noun phrases ("the flaws", "each entry") whose noun came up before.
 _DEFINITE = re.compile(r"\b(?:the|each|all|every)\s+(\w+)(?:\s+(\w+))?", re.I)
 _BACK_ADJECTIVES = {"whole", "full", "rest", "fixed", "same"}
@@ -90,11 +95,14 @@ def context_dependent(text: str, context_words: set[str]) -> bool:
     >>> context_dependent("Write a haiku about autumn leaves falling.", {"flaw"})
     False
     """
-    if (_ANAPHOR.search(_NON_ANAPHORIC_THAT.sub(" ", text)) or _ELLIPSIS.search(text)
-            or len(text.split()) <= 5):
+    if _ANAPHOR.search(_NON_ANAPHORIC_THAT.sub(" ", text)) or _ELLIPSIS.search(text) or len(text.split()) <= 5:
         return True
-    return any(w.lower() in _BACK_ADJECTIVES or (len(w) >= 4 and _stem(w) in context_words)
-               for pair in _DEFINITE.findall(text) for w in pair if w)
+    return any(
+        w.lower() in _BACK_ADJECTIVES or (len(w) >= 4 and _stem(w) in context_words)
+        for pair in _DEFINITE.findall(text)
+        for w in pair
+        if w
+    )
 
 
 def _words(texts) -> set[str]:
@@ -112,6 +120,7 @@ def test_cue_detector_on_examples():
 
 
 # ---------------------------------------------------------------- the data file
+
 
 def test_one_session_per_mt_bench_question(sessions, mt_bench):
     assert len(sessions) == 80
@@ -140,12 +149,13 @@ def test_every_kind_is_well_represented(sessions):
 
 def test_no_mt_bench_text_is_copied(sessions, mt_bench):
     """No follow-up equals an MT-Bench turn, nor shares an 8-word run with any MT-Bench turn."""
+
     def norm(t):
         return " ".join(re.findall(r"\w+", t.lower()))
 
     def shingles(t, n=8):
         w = norm(t).split()
-        return {" ".join(w[i:i + n]) for i in range(len(w) - n + 1)}
+        return {" ".join(w[i : i + n]) for i in range(len(w) - n + 1)}
 
     bench_turns = [t for q in mt_bench.values() for t in q["turns"]]
     bench_norm = {norm(t) for t in bench_turns}

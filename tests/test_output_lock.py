@@ -12,11 +12,11 @@ import threading
 
 import pytest
 from synth_helpers import Script, read_out, write_seeds
-from test_synthesize_kill import N, TURNS, synth_cmd
+from test_synthesize_kill import TURNS, N, synth_cmd
 
 from parrot import cli
-from parrot.core.manifest import manifest_path
 from parrot.core.itemloop import failures_path
+from parrot.core.manifest import manifest_path
 from parrot.synthesize.journal import journal_path
 from parrot.synthesize.session import session_id
 
@@ -77,12 +77,10 @@ def first_synth(tmp_path, fault_server):
 
 
 def the_error(out) -> str:
-    return (f"{out}: another process is writing it (the same command running twice?); "
-            "wait for it to finish or stop it")
+    return f"{out}: another process is writing it (the same command running twice?); wait for it to finish or stop it"
 
 
-def test_overwrite_while_the_same_output_is_being_written_stops_and_keeps_the_first_run(
-        first_synth, fault_server):
+def test_overwrite_while_the_same_output_is_being_written_stops_and_keeps_the_first_run(first_synth, fault_server):
     run, argv, out = first_synth
     files = (out, journal_path(out), manifest_path(out))
     before = snapshot(*files)
@@ -103,8 +101,7 @@ def test_overwrite_while_the_same_output_is_being_written_stops_and_keeps_the_fi
     assert not journal_path(out).exists() and not failures_path(out).exists()
 
 
-def test_resume_while_the_same_output_is_being_written_stops_before_loading_a_model(
-        first_synth, monkeypatch, capsys):
+def test_resume_while_the_same_output_is_being_written_stops_before_loading_a_model(first_synth, monkeypatch, capsys):
     run, argv, out = first_synth
     before = snapshot(out, journal_path(out), manifest_path(out))
     loaded = []
@@ -121,11 +118,24 @@ def test_resume_while_the_same_output_is_being_written_stops_before_loading_a_mo
 
 def test_eval_answer_overwrite_while_answering_stops_and_keeps_the_answers(tmp_path, fault_server, capsys):
     out = tmp_path / "A.jsonl"
-    argv = ["eval", "answer", "--bench", "mt-bench", "--limit", "4", "--model", "openai:model-a",
-            f"model.base_url={fault_server.base_url}", "model.max_retries=0", "model.concurrency=1",
-            "-o", str(out)]
-    run = HeldRun(fault_server, [sys.executable, "-m", "parrot", *argv],
-                  lambda body: "an answer", hold_at=5, parallel=1)  # two questions answered, the third in flight
+    argv = [
+        "eval",
+        "answer",
+        "--bench",
+        "mt-bench",
+        "--limit",
+        "4",
+        "--model",
+        "openai:model-a",
+        f"model.base_url={fault_server.base_url}",
+        "model.max_retries=0",
+        "model.concurrency=1",
+        "-o",
+        str(out),
+    ]
+    run = HeldRun(
+        fault_server, [sys.executable, "-m", "parrot", *argv], lambda body: "an answer", hold_at=5, parallel=1
+    )  # two questions answered, the third in flight
     try:
         before = snapshot(out, manifest_path(out))
         assert len(read_out(out)) == 2

@@ -12,8 +12,13 @@ from parrot.pipeline import STAGES, PipelineConfig, stage_config
 
 def _source(tmp_path):
     path = tmp_path / "logs.jsonl"
-    rows = [{"id": f"c{i}", "conversations": [{"from": "human", "value": f"question {i}?"},
-                                              {"from": "gpt", "value": f"answer {i}."}]} for i in range(20)]
+    rows = [
+        {
+            "id": f"c{i}",
+            "conversations": [{"from": "human", "value": f"question {i}?"}, {"from": "gpt", "value": f"answer {i}."}],
+        }
+        for i in range(20)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -38,9 +43,14 @@ def test_every_stage_builds_its_config_from_the_work_directory(tmp_path):
 
 
 def test_yaml_section_settings_win_and_nested_roles_merge(tmp_path):
-    cfg = build_config(PipelineConfig, {"workdir": str(tmp_path),
-                                        "synthesize": {"num_sessions": 7, "asker": {"temperature": 1.0}},
-                                        "train_chat": {"max_steps": 3}})
+    cfg = build_config(
+        PipelineConfig,
+        {
+            "workdir": str(tmp_path),
+            "synthesize": {"num_sessions": 7, "asker": {"temperature": 1.0}},
+            "train_chat": {"max_steps": 3},
+        },
+    )
     synth = stage_config(next(s for s in STAGES if s.name == "synthesize"), cfg)
     assert synth.num_sessions == 7
     assert synth.asker.temperature == 1.0 and synth.asker.spec == f"hf:{tmp_path / 'models/ask'}"
@@ -76,8 +86,9 @@ def test_unknown_stage_name_is_an_error():
 
 def test_finished_stage_is_skipped_and_a_changed_one_reruns(tmp_path, capsys):
     src = _source(tmp_path)
-    config = _yaml(tmp_path, f"workdir: {tmp_path / 'w'}\nstages: [prepare]\n"
-                             f"prepare: {{source: [{src}], dev_fraction: 0.0}}\n")
+    config = _yaml(
+        tmp_path, f"workdir: {tmp_path / 'w'}\nstages: [prepare]\nprepare: {{source: [{src}], dev_fraction: 0.0}}\n"
+    )
     assert main(["pipeline", "--config", config]) == 0
     out = tmp_path / "w/data/sharegpt.jsonl"
     assert len(out.read_text().splitlines()) == 20
@@ -98,9 +109,12 @@ def test_finished_stage_is_skipped_and_a_changed_one_reruns(tmp_path, capsys):
 def test_a_rerun_upstream_stage_makes_the_stages_reading_from_it_run_again(tmp_path, capsys):
     src = _source(tmp_path)
     w = tmp_path / "w"
-    config = _yaml(tmp_path, f"workdir: {w}\nstages: [prepare, filter]\n"
-                             f"prepare: {{source: [{src}], dev_fraction: 0.0}}\n"
-                             f"filter: {{input: {w / 'data/sharegpt.jsonl'}, min_turns: 1}}\n")
+    config = _yaml(
+        tmp_path,
+        f"workdir: {w}\nstages: [prepare, filter]\n"
+        f"prepare: {{source: [{src}], dev_fraction: 0.0}}\n"
+        f"filter: {{input: {w / 'data/sharegpt.jsonl'}, min_turns: 1}}\n",
+    )
     assert main(["pipeline", "--config", config]) == 0
     assert len((w / "data/parrot.jsonl").read_text().splitlines()) == 20
     capsys.readouterr()
@@ -133,8 +147,8 @@ def test_a_resumable_stage_resumes_when_interrupted_and_starts_over_when_out_of_
     [stage] = [s for s in STAGES if s.name == "eval_answer"]
     fake_answer(stage_config(stage, cfg), complete=False)  # a run that crashed half way
     seen.clear()
-    assert main(["pipeline", "--config", config]) == 0      # interrupted, same settings: resume
-    assert main(["pipeline", "--config", config]) == 0      # up to date: not called
+    assert main(["pipeline", "--config", config]) == 0  # interrupted, same settings: resume
+    assert main(["pipeline", "--config", config]) == 0  # up to date: not called
     assert main(["pipeline", "--config", config, "eval_answer.max_tokens=64"]) == 0  # changed: over
     assert main(["pipeline", "--config", config, "eval_answer.max_tokens=64", "--rerun", "eval_answer"]) == 0
     assert seen == [False, True, True]
@@ -167,8 +181,13 @@ def test_stage_state_follows_settings_completion_and_input_times(tmp_path):
     assert dpo.name in {s.name for s in __import__("parrot.pipeline").pipeline.upstream(answer)}
 
 
-FOLLOW_UPS = ["Can you make it shorter?", "What about the second one?", "Why is that?",
-              "Could you explain it again?", "And the last one?"]
+FOLLOW_UPS = [
+    "Can you make it shorter?",
+    "What about the second one?",
+    "Why is that?",
+    "Could you explain it again?",
+    "And the last one?",
+]
 
 
 def _long_sessions(tmp_path, n=4):
@@ -177,8 +196,11 @@ def _long_sessions(tmp_path, n=4):
     rows = []
     for i in range(n):
         turns = [f"Tell me about place number {i} in the old town."] + FOLLOW_UPS
-        conv = [m for k, q in enumerate(turns) for m in ({"from": "human", "value": q},
-                                                         {"from": "gpt", "value": f"({i}.{k}) {answer}"})]
+        conv = [
+            m
+            for k, q in enumerate(turns)
+            for m in ({"from": "human", "value": q}, {"from": "gpt", "value": f"({i}.{k}) {answer}"})
+        ]
         rows.append({"id": f"long{i}", "conversations": conv})
     path = tmp_path / "long.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -190,7 +212,9 @@ def test_long_sessions_flow_from_prepare_through_capo_into_dpo_training(tmp_path
     late turns that fit train-dpo's budget, and DPO trains on pairs with shortened prompts."""
     w = tmp_path / "w"
     data = w / "data/sharegpt.jsonl"
-    config = _yaml(tmp_path, f"""workdir: {w}
+    config = _yaml(
+        tmp_path,
+        f"""workdir: {w}
 stages: [prepare, train_chat, capo, train_dpo]
 prepare: {{source: [{_long_sessions(tmp_path)}], dev_fraction: 0.0}}
 train_chat: {{data: [{data}], model: {tiny_model_dir}, max_length: 256, max_steps: 1,
@@ -198,7 +222,8 @@ train_chat: {{data: [{data}], model: {tiny_model_dir}, max_length: 256, max_step
 capo: {{dialogues: {data}, generator: {{spec: "hf:{tiny_model_dir}", temperature: 1.0}}, max_tokens: 16,
        similarity_threshold: 1.0}}
 train_dpo: {{max_length: 256, max_steps: 1, per_device_train_batch_size: 1, disable_tqdm: true}}
-""")
+""",
+    )
     assert main(["pipeline", "--config", config]) == 0
     chat = json.loads((w / "models/chat.manifest.json").read_text())["counts"]
     assert chat["sessions_shortened"] == 4 and chat["sessions_trained"] == 4 and "dropped_too_long" not in chat
@@ -213,9 +238,12 @@ train_dpo: {{max_length: 256, max_steps: 1, per_device_train_batch_size: 1, disa
 
 def test_a_stage_left_with_nothing_stops_the_pipeline_before_the_next_one(tmp_path, capsys):
     w = tmp_path / "w"
-    config = _yaml(tmp_path, f"workdir: {w}\nstages: [prepare, filter, train_chat]\n"
-                             f"prepare: {{source: [{_source(tmp_path)}], dev_fraction: 0.0}}\n"
-                             f"filter: {{input: {w / 'data/sharegpt.jsonl'}, min_turns: 2}}\n")
+    config = _yaml(
+        tmp_path,
+        f"workdir: {w}\nstages: [prepare, filter, train_chat]\n"
+        f"prepare: {{source: [{_source(tmp_path)}], dev_fraction: 0.0}}\n"
+        f"filter: {{input: {w / 'data/sharegpt.jsonl'}, min_turns: 2}}\n",
+    )
     assert main(["pipeline", "--config", config]) == 2
     captured = capsys.readouterr()
     assert "stopped at filter: filter kept 0 of 20 sessions" in captured.err and "lower min_turns=2" in captured.err
@@ -224,7 +252,9 @@ def test_a_stage_left_with_nothing_stops_the_pipeline_before_the_next_one(tmp_pa
 
 
 def test_workdir_placeholder_in_a_setting_is_the_work_directory(tmp_path):
-    cfg = build_config(PipelineConfig, {"workdir": str(tmp_path / "w"),
-                                        "capo": {"dialogues": ["{workdir}/data/parrot.jsonl", "extra.jsonl"]}})
+    cfg = build_config(
+        PipelineConfig,
+        {"workdir": str(tmp_path / "w"), "capo": {"dialogues": ["{workdir}/data/parrot.jsonl", "extra.jsonl"]}},
+    )
     capo_cfg = stage_config(next(s for s in STAGES if s.name == "capo"), cfg)
     assert [str(p) for p in capo_cfg.dialogues] == [str(tmp_path / "w/data/parrot.jsonl"), "extra.jsonl"]

@@ -45,6 +45,7 @@ def run(*args):
 
 # ---------------------------------------------------------------- formats in, Dialogue out
 
+
 def test_sharegpt_json_array_to_dialogue_jsonl_with_ids_kept(tmp_path):
     src = tmp_path / "sg.json"
     src.write_text(json.dumps([sg("a_0", "Hi", "Hello!"), sg("b_0", "2+2?", "4", "and 3+3?", "6")], indent=2))
@@ -52,8 +53,12 @@ def test_sharegpt_json_array_to_dialogue_jsonl_with_ids_kept(tmp_path):
     assert run(src, "-o", out, "--dev-fraction", "0") == 0
     got = read(out)
     assert [d["id"] for d in got] == ["a_0", "b_0"]
-    assert got[1]["messages"] == [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"},
-                                  {"role": "user", "content": "and 3+3?"}, {"role": "assistant", "content": "6"}]
+    assert got[1]["messages"] == [
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "and 3+3?"},
+        {"role": "assistant", "content": "6"},
+    ]
     assert got[0]["meta"] == {"source": str(src), "format": "sharegpt"}
     assert not dev_path(out).exists()
 
@@ -69,15 +74,15 @@ def test_messages_jsonl_without_ids_gets_a_stable_content_hash(tmp_path):
     assert read(tmp_path / "again.jsonl")[0]["id"] == a["id"]
 
 
-
 def test_a_lone_surrogate_becomes_the_replacement_character_and_is_counted(tmp_path):
     src = tmp_path / "m.jsonl"  # json.dumps escapes it as "\ud83d": valid JSON, not encodable as UTF-8
     src.write_text(json.dumps(msgs("Nice \ud83d!", "Thanks \ud83d\ude00")) + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
     assert run(src, "-o", out, "dev_fraction=0") == 0
     [got] = read(out)
-    assert [m["content"] for m in got["messages"]] == ["Nice \ufffd!", "Thanks \U0001F600"]
+    assert [m["content"] for m in got["messages"]] == ["Nice \ufffd!", "Thanks \U0001f600"]
     assert read_manifest(out)["counts"]["changes"]["invalid_unicode_replaced"] == 1
+
 
 def test_parquet_and_saved_dataset_sources_together(tmp_path):
     import datasets
@@ -101,19 +106,30 @@ def test_mixed_formats_in_one_file_are_detected_per_record(tmp_path):
 
 
 def test_output_obeys_the_dialogue_contract(tmp_path):
-    records = [sg("x", "", "lost reply", "q", "a", "q2"), sg("y", "q", "a"),
-               {"id": "z", "conversations": [{"from": "gpt", "value": "tail"}, {"from": "system", "value": "s"},
-                                             {"from": "human", "value": "q"}, {"from": "human", "value": "q+"},
-                                             {"from": "chatgpt", "value": "a"}]}]
+    records = [
+        sg("x", "", "lost reply", "q", "a", "q2"),
+        sg("y", "q", "a"),
+        {
+            "id": "z",
+            "conversations": [
+                {"from": "gpt", "value": "tail"},
+                {"from": "system", "value": "s"},
+                {"from": "human", "value": "q"},
+                {"from": "human", "value": "q+"},
+                {"from": "chatgpt", "value": "a"},
+            ],
+        },
+    ]
     src = write_jsonl(tmp_path / "in.jsonl", records)
     out = tmp_path / "out.jsonl"
     assert run(src, "-o", out, "dev_fraction=0") == 0
     for d in read(out):
-        check_dialogue(d, str(out))   # starts with user, alternates, no empty message
+        check_dialogue(d, str(out))  # starts with user, alternates, no empty message
     assert [m["content"] for m in read(out)[-1]["messages"]] == ["q\n\nq+", "a"]
 
 
 # ---------------------------------------------------------------- split, manifests, summary
+
 
 def test_dev_split_is_deterministic_by_id_hash(tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", [sg(f"id{i}", f"q{i}", f"a{i}") for i in range(400)])
@@ -129,8 +145,15 @@ def test_dev_split_is_deterministic_by_id_hash(tmp_path):
 
 
 def test_every_record_is_accounted_for_in_summary_and_manifest(tmp_path, capsys):
-    records = [sg("a", "q", "a"), sg("b", "q", "a"), sg("c"), sg("d", "", ""), sg("e", "just a question"),
-               sg("f", "q", "other"), {"weird": 1}]
+    records = [
+        sg("a", "q", "a"),
+        sg("b", "q", "a"),
+        sg("c"),
+        sg("d", "", ""),
+        sg("e", "just a question"),
+        sg("f", "q", "other"),
+        {"weird": 1},
+    ]
     src = write_jsonl(tmp_path / "in.jsonl", records)
     out = tmp_path / "out.jsonl"
     assert run(src, "-o", out, "--on-error", "skip", "dev_fraction=0") == 0
@@ -140,8 +163,14 @@ def test_every_record_is_accounted_for_in_summary_and_manifest(tmp_path, capsys)
     assert counts["invalid"] == {"unknown_format": 1}
     assert counts["read"] == counts["written"] + sum(counts["dropped"].values()) + sum(counts["invalid"].values())
     table = capsys.readouterr().err
-    for reason, n in [("dropped: duplicate", 1), ("dropped: empty", 2), ("dropped: no_exchange", 1),
-                      ("invalid: unknown_format", 1), ("written", 2), ("records read", 7)]:
+    for reason, n in [
+        ("dropped: duplicate", 1),
+        ("dropped: empty", 2),
+        ("dropped: no_exchange", 1),
+        ("invalid: unknown_format", 1),
+        ("written", 2),
+        ("records read", 7),
+    ]:
         assert any(reason in line and line.split()[-1] == str(n) for line in table.splitlines()), reason
 
 
@@ -166,9 +195,21 @@ def test_reused_ids_are_made_unique(tmp_path):
 
 
 def test_rejoin_and_limit_from_the_command_line(tmp_path):
-    src = write_jsonl(tmp_path / "in.jsonl", [sg("k_0", "q", "a"), {"id": "k_1", "conversations": [
-        {"from": "gpt", "value": "a continued"}, {"from": "human", "value": "q2"}, {"from": "gpt", "value": "a2"}]},
-        sg("m_0", "q", "a")])
+    src = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            sg("k_0", "q", "a"),
+            {
+                "id": "k_1",
+                "conversations": [
+                    {"from": "gpt", "value": "a continued"},
+                    {"from": "human", "value": "q2"},
+                    {"from": "gpt", "value": "a2"},
+                ],
+            },
+            sg("m_0", "q", "a"),
+        ],
+    )
     out = tmp_path / "out.jsonl"
     assert run(src, "-o", out, "--rejoin", "dev_fraction=0") == 0
     [k, m] = read(out)
@@ -181,11 +222,18 @@ def test_rejoin_and_limit_from_the_command_line(tmp_path):
 
 BAD = {
     "invalid_json": ('{"messages": [}\n', r"in\.jsonl:2: invalid JSON"),
-    "unknown_format": ('{"prompt": "hi"}\n', r"in\.jsonl:2: expected a ShareGPT record .* found an object with keys \['prompt'\]"),
-    "non_string_content": ('{"messages": [{"role": "user", "content": 5}]}\n',
-                           r"in\.jsonl:2: message 0: expected a string 'content', found int 5"),
-    "unknown_role": ('{"conversations": [{"from": "robot", "value": "x"}]}\n',
-                     r"in\.jsonl:2: message 0: unknown role 'robot' \(expected one of"),
+    "unknown_format": (
+        '{"prompt": "hi"}\n',
+        r"in\.jsonl:2: expected a ShareGPT record .* found an object with keys \['prompt'\]",
+    ),
+    "non_string_content": (
+        '{"messages": [{"role": "user", "content": 5}]}\n',
+        r"in\.jsonl:2: message 0: expected a string 'content', found int 5",
+    ),
+    "unknown_role": (
+        '{"conversations": [{"from": "robot", "value": "x"}]}\n',
+        r"in\.jsonl:2: message 0: unknown role 'robot' \(expected one of",
+    ),
 }
 
 
@@ -199,7 +247,7 @@ def test_bad_input_stops_with_a_clear_error_and_no_output(tmp_path, capsys, reas
     err = capsys.readouterr().err
     assert "parrot prepare: error:" in err
     assert re.search(message, err), err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]   # nothing that looks complete
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]  # nothing that looks complete
 
 
 @pytest.mark.parametrize("reason", sorted(BAD))
@@ -217,7 +265,10 @@ def test_bad_record_in_a_json_array_names_record_index_and_byte(tmp_path, capsys
     src.write_text(json.dumps([sg("a", "q", "a"), {"conversations": [{"from": "human", "value": ["x"]}]}]))
     assert run(src, "-o", tmp_path / "out.jsonl") == 2
     err = capsys.readouterr().err
-    assert f"{src} record 1 (byte {len(json.dumps([sg('a', 'q', 'a')])) + 1}): message 0: expected a string 'value', found list" in err
+    assert (
+        f"{src} record 1 (byte {len(json.dumps([sg('a', 'q', 'a')])) + 1}): message 0: expected a string 'value', found list"
+        in err
+    )
     assert not (tmp_path / "out.jsonl").exists()
 
 
@@ -243,8 +294,10 @@ def test_an_empty_input_is_an_error_naming_it_and_writes_nothing(tmp_path, capsy
     src = tmp_path / ("in.json" if content == "[]" else "in.jsonl")
     src.write_text(content)
     assert run(src, "-o", tmp_path / "out" / "o.jsonl") == 2
-    assert capsys.readouterr().err.splitlines()[-1] == \
-        f"parrot prepare: error: {src}: no records to read (the input is empty); nothing written"
+    assert (
+        capsys.readouterr().err.splitlines()[-1]
+        == f"parrot prepare: error: {src}: no records to read (the input is empty); nothing written"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
 
 
@@ -258,10 +311,12 @@ def test_bad_settings_are_errors():
 
 # ---------------------------------------------------------------- memory
 
-_PEAK = ("import resource, sys\n"
-         "from parrot.prepare.stage import PrepareConfig, prepare\n"
-         "prepare(PrepareConfig(source=[sys.argv[1]], output=sys.argv[2], dev_fraction=0))\n"
-         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+_PEAK = (
+    "import resource, sys\n"
+    "from parrot.prepare.stage import PrepareConfig, prepare\n"
+    "prepare(PrepareConfig(source=[sys.argv[1]], output=sys.argv[2], dev_fraction=0))\n"
+    "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+)
 
 
 def _write_big_array(path, n, size):
@@ -269,7 +324,11 @@ def _write_big_array(path, n, size):
     with path.open("w") as fh:
         fh.write("[\n")
         for i in range(n):
-            fh.write(("," if i else "") + json.dumps(sg(f"big{i}", f"question {i}: {filler}", f"answer {i}: {filler}")) + "\n")
+            fh.write(
+                ("," if i else "")
+                + json.dumps(sg(f"big{i}", f"question {i}: {filler}", f"answer {i}: {filler}"))
+                + "\n"
+            )
         fh.write("]\n")
 
 
@@ -280,8 +339,8 @@ def _peak_kib(src, out):
 
 def test_memory_stays_flat_on_a_large_array(tmp_path):
     small, large = tmp_path / "small.json", tmp_path / "large.json"
-    _write_big_array(small, 100, 3000)        # ~0.6 MB
-    _write_big_array(large, 8000, 3000)       # ~48 MB
+    _write_big_array(small, 100, 3000)  # ~0.6 MB
+    _write_big_array(large, 8000, 3000)  # ~48 MB
     grow_file = (large.stat().st_size - small.stat().st_size) / 1024
     peak_small = _peak_kib(small, tmp_path / "s.jsonl")
     peak_large = _peak_kib(large, tmp_path / "l.jsonl")
@@ -291,6 +350,7 @@ def test_memory_stays_flat_on_a_large_array(tmp_path):
 
 
 # ---------------------------------------------------------------- the real data
+
 
 @pytest.fixture(scope="module")
 def sharegpt_output(tmp_path_factory):
@@ -330,9 +390,13 @@ def test_keeping_no_record_is_an_error_naming_the_setting_and_writes_nothing(tmp
     from parrot.core.config import build_config
 
     src = tmp_path / "logs.jsonl"
-    src.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
-                                                    {"role": "assistant", "content": f"a{i}"}]}) + "\n"
-                           for i in range(3)))
+    src.write_text(
+        "".join(
+            json.dumps({"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]})
+            + "\n"
+            for i in range(3)
+        )
+    )
     out = tmp_path / "out.jsonl"
     with pytest.raises(ParrotError, match=r"prepare kept 0 of 3 records .*\(too_few_turns 3\): lower min_turns=2"):
         prepare(build_config(PrepareConfig, {"source": [str(src)], "output": str(out), "min_turns": 2}))

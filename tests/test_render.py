@@ -34,8 +34,9 @@ def trained_runs(tok, rendered):
 def test_trainable_tokens_are_assistant_content_plus_end_of_turn(smollm2_tokenizer):
     r = render_chat(smollm2_tokenizer, CHAT)
     assert trained_runs(smollm2_tokenizer, r) == ["7 is prime.<|im_end|>", "101 is prime too.<|im_end|>"]
-    assert r.trainable_tokens == sum(len(smollm2_tokenizer(m["content"] + "<|im_end|>")["input_ids"])
-                                     for m in CHAT if m["role"] == "assistant")
+    assert r.trainable_tokens == sum(
+        len(smollm2_tokenizer(m["content"] + "<|im_end|>")["input_ids"]) for m in CHAT if m["role"] == "assistant"
+    )
     assert r.drop is None and r.messages_kept == 4
 
 
@@ -55,17 +56,21 @@ def test_history_with_generation_prompt_is_a_prefix_of_the_full_rendering(smollm
         assert r.input_ids[: len(ids)] == ids
         before = smollm2_tokenizer.apply_chat_template(CHAT[:k], tokenize=False)
         n = len(smollm2_tokenizer(before, add_special_tokens=False)["input_ids"])
-        assert all(label == IGNORE for label in r.labels[n: len(ids)])  # role header not trained
-        assert r.labels[len(ids)] != IGNORE                            # the answer starts right after
+        assert all(label == IGNORE for label in r.labels[n : len(ids)])  # role header not trained
+        assert r.labels[len(ids)] != IGNORE  # the answer starts right after
 
 
 def test_simulator_view_trains_user_questions_and_the_stop_marker(smollm2_tokenizer):
     r = render_chat(smollm2_tokenizer, to_simulator(CHAT, add_stop=True))
     assert trained_runs(smollm2_tokenizer, r) == [
-        "Name a prime number.<|im_end|>", "And a larger one?<|im_end|>", f"{STOP_MARKER}<|im_end|>"]
+        "Name a prime number.<|im_end|>",
+        "And a larger one?<|im_end|>",
+        f"{STOP_MARKER}<|im_end|>",
+    ]
     # what a backend sees at inference is exactly a prefix of the training sequence
-    prompt = smollm2_tokenizer.apply_chat_template(simulator_prompt(CHAT[:2]), tokenize=False,
-                                                   add_generation_prompt=True)
+    prompt = smollm2_tokenizer.apply_chat_template(
+        simulator_prompt(CHAT[:2]), tokenize=False, add_generation_prompt=True
+    )
     ids = smollm2_tokenizer(prompt, add_special_tokens=False)["input_ids"]
     assert r.input_ids[: len(ids)] == ids
 
@@ -118,7 +123,8 @@ def test_another_template_without_generation_markers(smollm2_tokenizer):
     # a different layout and end-of-turn token; no {% generation %} anywhere
     tok.chat_template = (
         "{{ '<|endoftext|>' }}{% for m in messages %}{{ '### ' + m['role'] | capitalize + ':\n' + m['content'] "
-        "+ '<|endoftext|>\n\n' }}{% endfor %}{% if add_generation_prompt %}{{ '### Assistant:\n' }}{% endif %}")
+        "+ '<|endoftext|>\n\n' }}{% endfor %}{% if add_generation_prompt %}{{ '### Assistant:\n' }}{% endif %}"
+    )
     r = render_chat(tok, CHAT)
     assert trained_runs(tok, r) == ["7 is prime.<|endoftext|>", "101 is prime too.<|endoftext|>"]
 
@@ -126,7 +132,9 @@ def test_another_template_without_generation_markers(smollm2_tokenizer):
 def test_template_that_breaks_the_prefix_property_is_an_error(smollm2_tokenizer):
     tok = copy.deepcopy(smollm2_tokenizer)
     # marks the last message differently, so a prefix renders differently from the full chat
-    tok.chat_template = ("{% for m in messages %}{{ m['role'] + ': ' + m['content'] }}"
-                         "{% if loop.last %}{{ ' [last]' }}{% endif %}{{ '<|im_end|>' }}{% endfor %}")
+    tok.chat_template = (
+        "{% for m in messages %}{{ m['role'] + ': ' + m['content'] }}"
+        "{% if loop.last %}{{ ' [last]' }}{% endif %}{{ '<|im_end|>' }}{% endfor %}"
+    )
     with pytest.raises(ParrotError, match="prefix"):
         render_chat(tok, CHAT)

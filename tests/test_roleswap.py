@@ -3,8 +3,14 @@
 import pytest
 
 from parrot import ParrotError
-from parrot.synthesize.roleswap import (STOP_MARKER, is_stop, load_ask_system_prompt, opening_turn,
-                             simulator_prompt, to_simulator)
+from parrot.synthesize.roleswap import (
+    STOP_MARKER,
+    is_stop,
+    load_ask_system_prompt,
+    opening_turn,
+    simulator_prompt,
+    to_simulator,
+)
 
 DIALOGUE = [
     {"role": "user", "content": "What is a monad?"},
@@ -69,7 +75,7 @@ def test_inference_view_is_the_training_view_up_to_the_next_question():
     history = DIALOGUE[:2]
     prompt = simulator_prompt(history)
     full = to_simulator(DIALOGUE)
-    assert full[:len(prompt)] == prompt
+    assert full[: len(prompt)] == prompt
     assert full[len(prompt)] == {"role": "assistant", "content": DIALOGUE[2]["content"]}
     assert roles(prompt)[-1] == "user"
 
@@ -91,13 +97,16 @@ def test_system_prompt_names_the_stop_marker():
     assert "{stop_marker}" not in load_ask_system_prompt()
 
 
-@pytest.mark.parametrize("text,expected", [
-    (STOP_MARKER, True),
-    (f"  {STOP_MARKER}\n", True),
-    (f"Thanks, that is all. {STOP_MARKER}", True),
-    ("Can you explain the end_of_session idea?", False),
-    ("", False),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (STOP_MARKER, True),
+        (f"  {STOP_MARKER}\n", True),
+        (f"Thanks, that is all. {STOP_MARKER}", True),
+        ("Can you explain the end_of_session idea?", False),
+        ("", False),
+    ],
+)
 def test_is_stop(text, expected):
     assert is_stop(text) is expected
 

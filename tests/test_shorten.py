@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from parrot.synthesize.roleswap import STOP_MARKER, to_simulator
 from parrot.core.shorten import count_tokens, shorten, split_turns
+from parrot.synthesize.roleswap import STOP_MARKER, to_simulator
 from parrot.train.dpo import fit_pair
 from parrot.train.render import IGNORE, render_chat, render_examples
 
@@ -23,13 +23,18 @@ def chars_fit(limit):
 
 
 def small_chat():
-    return [msg("system", "S" * 10),
-            msg("user", "u1" * 10), msg("assistant", "a1" * 10),
-            msg("user", "u2" * 10), msg("assistant", "a2" * 10),
-            msg("user", "u3" * 10)]
+    return [
+        msg("system", "S" * 10),
+        msg("user", "u1" * 10),
+        msg("assistant", "a1" * 10),
+        msg("user", "u2" * 10),
+        msg("assistant", "a2" * 10),
+        msg("user", "u3" * 10),
+    ]
 
 
 # ----------------------------------------------------------------- the rule itself
+
 
 def test_a_conversation_that_fits_is_returned_untouched():
     chat = small_chat()
@@ -73,8 +78,11 @@ def test_the_binary_search_drops_exactly_what_the_literal_rule_drops():
     rng = random.Random(0)
     for _ in range(200):
         n = rng.randint(1, 12)
-        chat = [m for t in range(n) for m in (msg("user", "u" * rng.randint(1, 50)),
-                                              msg("assistant", "a" * rng.randint(1, 50)))]
+        chat = [
+            m
+            for t in range(n)
+            for m in (msg("user", "u" * rng.randint(1, 50)), msg("assistant", "a" * rng.randint(1, 50)))
+        ]
         limit = rng.randint(20, 600)
         got = shorten(chat, chars_fit(limit))
         _, turns = split_turns(chat)
@@ -87,11 +95,14 @@ def test_the_binary_search_drops_exactly_what_the_literal_rule_drops():
 
 # ----------------------------------------------------------------- training views at 512 tokens
 
+
 @pytest.fixture(scope="module")
 def long_session():
     """10 turns, every message ~200 tokens, each naming its turn."""
+
     def text(tag):
         return f"[{tag}] " + FILLER * 11
+
     return [m for k in range(1, 11) for m in (msg("user", text(f"user {k}")), msg("assistant", text(f"answer {k}")))]
 
 
@@ -109,8 +120,7 @@ def trained_texts(tok, examples):
     return out
 
 
-def test_train_chat_view_yields_one_example_per_turn_each_assistant_turn_trained_once(smollm2_tokenizer,
-                                                                                     long_session):
+def test_train_chat_view_yields_one_example_per_turn_each_assistant_turn_trained_once(smollm2_tokenizer, long_session):
     tok = smollm2_tokenizer
     assert 3900 < count_tokens(tok, long_session) < 4100
     counts = {}
@@ -118,15 +128,15 @@ def test_train_chat_view_yields_one_example_per_turn_each_assistant_turn_trained
     # a turn (two ~200-token messages) fits alone; a turn plus the one before it does not
     assert len(examples) == 10
     for k, r in enumerate(examples):
-        assert r.input_ids == render_chat(tok, long_session[2 * k: 2 * k + 2]).input_ids
+        assert r.input_ids == render_chat(tok, long_session[2 * k : 2 * k + 2]).input_ids
         assert len(r.input_ids) <= 512
-    assert trained_texts(tok, examples) == [m["content"] + "<|im_end|>" for m in long_session
-                                            if m["role"] == "assistant"]
+    assert trained_texts(tok, examples) == [
+        m["content"] + "<|im_end|>" for m in long_session if m["role"] == "assistant"
+    ]
     assert counts == {"sessions_shortened": 1, "turns_dropped": sum(range(10))}
 
 
-def test_train_ask_view_trains_each_user_turn_once_cutting_the_answer_it_follows(smollm2_tokenizer,
-                                                                                long_session):
+def test_train_ask_view_trains_each_user_turn_once_cutting_the_answer_it_follows(smollm2_tokenizer, long_session):
     tok = smollm2_tokenizer
     view = to_simulator(long_session, add_stop=True)
     counts = {}
@@ -144,20 +154,26 @@ def test_train_ask_view_trains_each_user_turn_once_cutting_the_answer_it_follows
 
 def test_dpo_pair_with_a_long_history_keeps_the_latest_turns(smollm2_tokenizer, long_session):
     tok = smollm2_tokenizer
-    pair = {"prompt": long_session[:-1], "chosen": [msg("assistant", "It is the mill.")],
-            "rejected": [msg("assistant", "It is the river.")]}
+    pair = {
+        "prompt": long_session[:-1],
+        "chosen": [msg("assistant", "It is the mill.")],
+        "rejected": [msg("assistant", "It is the river.")],
+    }
     counts = {}
     fitted = fit_pair(tok, pair, 512, counts)
-    assert fitted["prompt"] == [long_session[-2]]             # only the question (turn 10) has room
+    assert fitted["prompt"] == [long_session[-2]]  # only the question (turn 10) has room
     assert counts == {"pairs_shortened": 1, "turns_dropped": 9}
     assert fitted["chosen"] == pair["chosen"] and fitted["rejected"] == pair["rejected"]
-    wider = fit_pair(tok, pair, 1024, {})                     # room for turn 9 too, whole
+    wider = fit_pair(tok, pair, 1024, {})  # room for turn 9 too, whole
     assert wider["prompt"] == long_session[-4:-1]
 
 
 def test_dpo_pair_whose_answers_alone_are_too_long_is_dropped_and_counted(smollm2_tokenizer, long_session):
-    pair = {"prompt": long_session[:3], "chosen": [msg("assistant", FILLER * 30)],
-            "rejected": [msg("assistant", "No.")]}
+    pair = {
+        "prompt": long_session[:3],
+        "chosen": [msg("assistant", FILLER * 30)],
+        "rejected": [msg("assistant", "No.")],
+    }
     counts = {}
     assert fit_pair(smollm2_tokenizer, pair, 512, counts) is None
     assert counts == {"dropped_answers_too_long": 1}
@@ -173,8 +189,14 @@ def test_estimated_windows_are_the_ones_an_exact_count_picks(smollm2_tokenizer, 
     sessions = []
     for s in range(12):
         turns = rng.randint(2, 9)
-        chat = [m for k in range(turns) for m in (msg("user", f"q{s}.{k} " + FILLER * rng.randint(0, 9)),
-                                                  msg("assistant", f"a{s}.{k} " + FILLER * rng.randint(1, 12)))]
+        chat = [
+            m
+            for k in range(turns)
+            for m in (
+                msg("user", f"q{s}.{k} " + FILLER * rng.randint(0, 9)),
+                msg("assistant", f"a{s}.{k} " + FILLER * rng.randint(1, 12)),
+            )
+        ]
         if s % 3 == 0:
             chat = [msg("system", "Answer as a historian.")] + chat
         sessions.append(to_simulator(chat, add_stop=True) if view == "ask" else chat)
@@ -218,6 +240,7 @@ def test_a_counting_server_that_fails_sends_the_conversation_unshortened():
             return [Completion(text=str(len(c))) for c in conversations]
 
     backend = Unreachable(BackendConfig(spec="openai:x"))
-    [c] = asyncio.run(backend.agenerate([[msg("user", "hi"), msg("assistant", "yo"), msg("user", "?")]],
-                                        SamplingParams(max_tokens=8)))
+    [c] = asyncio.run(
+        backend.agenerate([[msg("user", "hi"), msg("assistant", "yo"), msg("user", "?")]], SamplingParams(max_tokens=8))
+    )
     assert c.text == "3" and c.shortened is None and backend.usage.shortened == 0

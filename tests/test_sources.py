@@ -6,13 +6,21 @@ import logging
 import pytest
 
 from parrot import ParrotError
-from parrot.prepare.sources import (RecordError, SourceStats, conversation_from_record, iter_json_array,
-                            read_source, source_kind)
+from parrot.prepare.sources import (
+    RecordError,
+    SourceStats,
+    conversation_from_record,
+    iter_json_array,
+    read_source,
+    source_kind,
+)
 
 
 def sharegpt(i, text="hello"):
-    return {"id": f"r{i}", "conversations": [{"from": "human", "value": f"{text} {i}"},
-                                             {"from": "gpt", "value": f"answer {i}"}]}
+    return {
+        "id": f"r{i}",
+        "conversations": [{"from": "human", "value": f"{text} {i}"}, {"from": "gpt", "value": f"answer {i}"}],
+    }
 
 
 def write_array(path, records, indent=2):
@@ -45,7 +53,7 @@ def test_json_array_with_bom_and_compact_layout(tmp_path):
 def test_truncated_array_keeps_complete_records_and_warns_with_byte_offset(tmp_path, caplog):
     records = [sharegpt(i) for i in range(10)]
     full = json.dumps(records, indent=2)
-    cut_at = full.index('"r7"') + 2          # inside record 7
+    cut_at = full.index('"r7"') + 2  # inside record 7
     path = tmp_path / "cut.json"
     path.write_text(full[:cut_at])
     start_of_7 = full.rindex("{", 0, full.index('"r7"'))
@@ -116,8 +124,9 @@ def test_parquet_source_yields_rows(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]}
-            for i in range(600)]
+    rows = [
+        {"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]} for i in range(600)
+    ]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "t.parquet")
     got = [r.record for r in read_source(str(tmp_path / "t.parquet"), SourceStats())]
     assert got == rows
@@ -127,8 +136,9 @@ def test_saved_datasets_directory_yields_rows_of_every_split(tmp_path):
     import datasets
 
     rows = [sharegpt(i) for i in range(3)]
-    dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows[:2]),
-                               "test": datasets.Dataset.from_list(rows[2:])})
+    dd = datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(rows[:2]), "test": datasets.Dataset.from_list(rows[2:])}
+    )
     dd.save_to_disk(str(tmp_path / "ds"))
     got = list(read_source(str(tmp_path / "ds"), SourceStats()))
     assert [r.record["id"] for r in got] == ["r0", "r1", "r2"]
@@ -136,7 +146,10 @@ def test_saved_datasets_directory_yields_rows_of_every_split(tmp_path):
 
 
 def test_detects_sharegpt_and_messages_records():
-    assert conversation_from_record(sharegpt(0), "auto", "w") == ("sharegpt", [("human", "hello 0"), ("gpt", "answer 0")])
+    assert conversation_from_record(sharegpt(0), "auto", "w") == (
+        "sharegpt",
+        [("human", "hello 0"), ("gpt", "answer 0")],
+    )
     msg = {"messages": [{"role": "user", "content": "hi"}]}
     assert conversation_from_record(msg, "auto", "w") == ("messages", [("user", "hi")])
 
@@ -146,15 +159,18 @@ def test_forced_format_rejects_the_other_one():
         conversation_from_record(sharegpt(0), "messages", "f.json record 3")
 
 
-@pytest.mark.parametrize("record, reason, found", [
-    ({"text": "hi"}, "unknown_format", "keys ['text']"),
-    ([1, 2], "unknown_format", "list"),
-    ({"messages": [{"role": "user", "content": ["a", "b"]}]}, "non_string_content", "list"),
-    ({"messages": [{"role": "user", "content": None}]}, "non_string_content", "NoneType"),
-    ({"conversations": [{"from": "human"}]}, "non_string_content", "no such key"),
-    ({"conversations": ["hi"]}, "bad_message", "str"),
-    ({"messages": [{"role": 3, "content": "x"}]}, "unknown_role", "int"),
-])
+@pytest.mark.parametrize(
+    "record, reason, found",
+    [
+        ({"text": "hi"}, "unknown_format", "keys ['text']"),
+        ([1, 2], "unknown_format", "list"),
+        ({"messages": [{"role": "user", "content": ["a", "b"]}]}, "non_string_content", "list"),
+        ({"messages": [{"role": "user", "content": None}]}, "non_string_content", "NoneType"),
+        ({"conversations": [{"from": "human"}]}, "non_string_content", "no such key"),
+        ({"conversations": ["hi"]}, "bad_message", "str"),
+        ({"messages": [{"role": 3, "content": "x"}]}, "unknown_role", "int"),
+    ],
+)
 def test_bad_records_name_the_place_expected_and_found(record, reason, found):
     with pytest.raises(RecordError) as err:
         conversation_from_record(record, "auto", "data.json record 5")

@@ -8,10 +8,10 @@ import pytest
 
 from parrot import ParrotError
 from parrot.core.config import build_config
-from parrot.stats.stage import StatsConfig, stats
 from parrot.stats.basic import DatasetAccumulator, TokenCounter
 from parrot.stats.rouge import lcs_length, rouge_l_f1, self_rouge
 from parrot.stats.sampling import LogHistogram, Reservoir
+from parrot.stats.stage import StatsConfig, stats
 
 
 def _session(*pairs):
@@ -33,6 +33,7 @@ def _acc(**kw):
 
 
 # ---------------------------------------------------------------- turns, lengths, context
+
 
 def test_turns_mean_median_and_histogram():
     acc = _acc()
@@ -66,16 +67,20 @@ def test_context_dependent_questions_per_session_count_follow_ups_only():
     acc = _acc()
     # first turn "why?" is not counted per session (nothing came before it), follow-ups are
     acc.add(_session(("why?", "Because."), ("make it shorter", "Ok."), ("What is the capital of Peru?", "Lima.")))
-    acc.add(_session(("Write a poem about autumn.", "..."), ("Translate it into French", "..."),
-                     ("and the second one?", "...")))
+    acc.add(
+        _session(
+            ("Write a poem about autumn.", "..."), ("Translate it into French", "..."), ("and the second one?", "...")
+        )
+    )
     s = acc.summary()
-    assert s["context_dependent_per_session"] == 1.5      # (1 + 2) / 2 sessions
+    assert s["context_dependent_per_session"] == 1.5  # (1 + 2) / 2 sessions
     assert s["context_dependent_share_of_followups"] == 0.75  # 3 of 4 follow-ups
     by_turn = {p["turn"]: p for p in s["context_by_turn"]}
     assert by_turn[1]["dependent"] == 1 and by_turn[2]["dependent"] == 2 and by_turn[3]["dependent"] == 1
 
 
 # ---------------------------------------------------------------- Self-ROUGE
+
 
 def _lcs_dp(a, b):
     dp = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
@@ -110,6 +115,7 @@ def test_self_rouge_is_mean_over_pairs():
 
 # ---------------------------------------------------------------- bounded memory
 
+
 def test_reservoir_and_histogram_stay_bounded_and_uniform():
     r = Reservoir(100, seed=1)
     h = LogHistogram()
@@ -131,6 +137,7 @@ def test_accumulator_keeps_samples_bounded():
 
 
 # ---------------------------------------------------------------- embeddings
+
 
 @pytest.fixture(scope="module")
 def embedder():
@@ -181,18 +188,36 @@ def test_human_likeness_auc_separates_templated_questions(embedder):
     from parrot.stats.human import question_features, two_sample_auc
 
     rng = random.Random(0)
-    subjects = ["rice", "black holes", "tax law", "python", "gardening", "jazz", "knitting", "volcanoes",
-                "chess", "bread", "dogs", "rust", "poetry", "the moon", "trains", "coffee"]
-    real = [rng.choice(["how do i ", "what's ", "pls explain ", "why "]) + s + rng.choice(["", "?", " lol", "??"])
-            for s in subjects for _ in range(3)]
+    subjects = [
+        "rice",
+        "black holes",
+        "tax law",
+        "python",
+        "gardening",
+        "jazz",
+        "knitting",
+        "volcanoes",
+        "chess",
+        "bread",
+        "dogs",
+        "rust",
+        "poetry",
+        "the moon",
+        "trains",
+        "coffee",
+    ]
+    real = [
+        rng.choice(["how do i ", "what's ", "pls explain ", "why "]) + s + rng.choice(["", "?", " lol", "??"])
+        for s in subjects
+        for _ in range(3)
+    ]
     fake = [f"Could you please provide a comprehensive overview of {s}?" for s in subjects for _ in range(3)]
     real_x = question_features(real, embedder.encode(real))
     fake_x = question_features(fake, embedder.encode(fake))
     assert two_sample_auc(fake_x, real_x)["auc"] > 0.9
     shuffled = real_x[np.random.default_rng(0).permutation(len(real_x))]
-    same = two_sample_auc(shuffled[: len(real) // 2], shuffled[len(real) // 2:])["auc"]
+    same = two_sample_auc(shuffled[: len(real) // 2], shuffled[len(real) // 2 :])["auc"]
     assert same < 0.75
-
 
 
 def test_no_questions_give_an_empty_feature_matrix_and_no_auc():
@@ -210,7 +235,9 @@ def test_judge_prompt_fills_history_and_question_in_one_pass():
     item = {"history": [{"role": "user", "content": "fill in {question} here"}], "question": "Why?"}
     assert render(item, "H: {history}\nQ: {question}") == "H: USER: fill in {question} here\nQ: Why?"
 
+
 # ---------------------------------------------------------------- the command
+
 
 def _dataset(path, rng, n, follow):
     topics = ["cooking rice", "python decorators", "the french revolution", "black holes", "tomatoes"]
@@ -227,10 +254,21 @@ def test_stats_command_writes_table_json_plots_and_manifests(tmp_path, smollm2_t
     rng = random.Random(0)
     a = _dataset(tmp_path / "a.jsonl", rng, 40, ["Why is that?", "make it shorter", "and the second one?"])
     b = _dataset(tmp_path / "b.jsonl", rng, 40, ["What is the capital of Peru?", "Explain quantum computing."])
-    cfg = build_config(StatsConfig, {"data": [str(a), str(b)], "names": ["dep", "indep"],
-                                     "output": str(tmp_path / "out"), "tokenizer": str(smollm2_tokenizer_dir),
-                                     "real": str(b), "sample": 60, "rouge_sample": 30, "shift_sessions": 10,
-                                     "threads": 1, "embed_max_tokens": 64})
+    cfg = build_config(
+        StatsConfig,
+        {
+            "data": [str(a), str(b)],
+            "names": ["dep", "indep"],
+            "output": str(tmp_path / "out"),
+            "tokenizer": str(smollm2_tokenizer_dir),
+            "real": str(b),
+            "sample": 60,
+            "rouge_sample": 30,
+            "shift_sessions": 10,
+            "threads": 1,
+            "embed_max_tokens": 64,
+        },
+    )
     doc = stats(cfg)
     out = tmp_path / "out"
     rows = {r["name"]: r for r in json.loads((out / "stats.json").read_text())["datasets"]}
@@ -251,8 +289,10 @@ def test_stats_command_writes_table_json_plots_and_manifests(tmp_path, smollm2_t
 
 def test_stats_without_embeddings_or_tokenizer(tmp_path):
     a = _dataset(tmp_path / "a.jsonl", random.Random(1), 10, ["Why is that?"])
-    cfg = build_config(StatsConfig, {"data": [str(a)], "output": str(tmp_path / "o"), "tokenizer": "none",
-                                     "embeddings": False, "plots": False})
+    cfg = build_config(
+        StatsConfig,
+        {"data": [str(a)], "output": str(tmp_path / "o"), "tokenizer": "none", "embeddings": False, "plots": False},
+    )
     row = stats(cfg)["datasets"][0]
     assert row["name"] == "a" and "user_tokens" not in row and "topic_diversity" not in row
     assert "n/a" in (tmp_path / "o" / "stats.md").read_text()
@@ -262,28 +302,50 @@ def test_a_line_that_is_not_utf8_is_an_error_naming_it(tmp_path):
     a = _dataset(tmp_path / "a.jsonl", random.Random(1), 3, ["Why?"])
     with a.open("ab") as fh:
         fh.write(b'{"messages": [{"role": "user", "content": "caf\xe9"}]}\n')  # Latin-1, not UTF-8
-    cfg = build_config(StatsConfig, {"data": [str(a)], "output": str(tmp_path / "o"), "tokenizer": "none",
-                                     "embeddings": False, "plots": False})
+    cfg = build_config(
+        StatsConfig,
+        {"data": [str(a)], "output": str(tmp_path / "o"), "tokenizer": "none", "embeddings": False, "plots": False},
+    )
     with pytest.raises(ParrotError, match=r"a\.jsonl:4: not UTF-8 \(byte 0xe9 at column 47\)"):
         stats(cfg)
 
 
 def test_names_must_match_datasets(tmp_path):
     a = _dataset(tmp_path / "a.jsonl", random.Random(1), 3, ["Why?"])
-    cfg = build_config(StatsConfig, {"data": [str(a)], "names": ["x", "y"], "output": str(tmp_path / "o"),
-                                     "tokenizer": "none", "embeddings": False})
+    cfg = build_config(
+        StatsConfig,
+        {
+            "data": [str(a)],
+            "names": ["x", "y"],
+            "output": str(tmp_path / "o"),
+            "tokenizer": "none",
+            "embeddings": False,
+        },
+    )
     with pytest.raises(ParrotError, match="expected 1 names"):
         stats(cfg)
 
 
 def test_llm_judge_is_reported_separately(tmp_path, fault_server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
-    fault_server.responder = lambda req: ("[[dependent]]" if "Why is that?" in req["messages"][-1]["content"]
-                                          .split("Last user question:")[-1] else "[[self-contained]]")
+    fault_server.responder = lambda req: (
+        "[[dependent]]"
+        if "Why is that?" in req["messages"][-1]["content"].split("Last user question:")[-1]
+        else "[[self-contained]]"
+    )
     a = _dataset(tmp_path / "a.jsonl", random.Random(2), 30, ["Why is that?", "What is the capital of Peru?"])
-    cfg = build_config(StatsConfig, {"data": [str(a)], "output": str(tmp_path / "o"), "tokenizer": "none",
-                                     "embeddings": False, "plots": False, "judge_sample": 20,
-                                     "judge": {"spec": "openai:judge", "base_url": fault_server.base_url}})
+    cfg = build_config(
+        StatsConfig,
+        {
+            "data": [str(a)],
+            "output": str(tmp_path / "o"),
+            "tokenizer": "none",
+            "embeddings": False,
+            "plots": False,
+            "judge_sample": 20,
+            "judge": {"spec": "openai:judge", "base_url": fault_server.base_url},
+        },
+    )
     judge = stats(cfg)["datasets"][0]["llm_judge"]
     assert judge["judged"] == judge["questions"] > 5
     assert judge["agreement_with_detector"] == 1.0
@@ -295,8 +357,22 @@ def test_cli_runs_stats_and_reports_user_errors(tmp_path, capsys):
     from parrot.cli import main
 
     a = _dataset(tmp_path / "a.jsonl", random.Random(3), 5, ["Why is that?"])
-    assert main(["stats", str(a), "-o", str(tmp_path / "o"), "--tokenizer", "none", "--no-embeddings",
-                 "--no-plots", "sample=10"]) == 0
+    assert (
+        main(
+            [
+                "stats",
+                str(a),
+                "-o",
+                str(tmp_path / "o"),
+                "--tokenizer",
+                "none",
+                "--no-embeddings",
+                "--no-plots",
+                "sample=10",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "o" / "stats.json").read_text())["config"]["sample"] == 10
     assert main(["stats", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "o"), "--tokenizer", "none"]) == 2
     assert "missing.jsonl: dataset file not found" in capsys.readouterr().err

@@ -52,16 +52,19 @@ def test_detector_accuracy_on_questions_written_after_tuning():
     assert correct / len(rows) >= HELD_OUT_ACCURACY_FLOOR
 
 
-@pytest.mark.parametrize("question, reason", [
-    ("Why is it so slow?", "pronoun:it"),
-    ("Is that true?", "demonstrative:that"),
-    ("and the second one?", "ellipsis:and the second one"),
-    ("make it shorter", "imperative_edit:make it shorter"),
-    ("You said the limit was 10, why?", "reference:you said"),
-    ("Thank you!!", None),
-    ("why?", "imperative_edit:why"),
-    ("Can you give an example?", "short_followup"),
-])
+@pytest.mark.parametrize(
+    "question, reason",
+    [
+        ("Why is it so slow?", "pronoun:it"),
+        ("Is that true?", "demonstrative:that"),
+        ("and the second one?", "ellipsis:and the second one"),
+        ("make it shorter", "imperative_edit:make it shorter"),
+        ("You said the limit was 10, why?", "reference:you said"),
+        ("Thank you!!", None),
+        ("why?", "imperative_edit:why"),
+        ("Can you give an example?", "short_followup"),
+    ],
+)
 def test_reasons_name_the_evidence(question, reason):
     reasons = context_reasons(question)
     if reason is None:
@@ -82,9 +85,14 @@ def test_long_pasted_text_with_pronouns_is_self_contained():
     assert context_reasons(text + "\nContinue the story you wrote above.") != []
 
 
-
-@pytest.mark.parametrize("question", ["什么是机器学习？请详细解释一下神经网络的工作原理。",
-                                      "Что такое машинное обучение и как оно работает?", "파이썬이 뭐예요?"])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "什么是机器学习？请详细解释一下神经网络的工作原理。",
+        "Что такое машинное обучение и как оно работает?",
+        "파이썬이 뭐예요?",
+    ],
+)
 def test_a_question_in_another_script_is_not_called_a_short_followup(question):
     assert context_reasons(question) == []
 
@@ -92,6 +100,7 @@ def test_a_question_in_another_script_is_not_called_a_short_followup(question):
 def test_short_latin_followups_still_are():
     assert context_reasons("Can you give an example?") == ["short_followup"]
     assert context_reasons("ok?") == ["short_followup"]
+
 
 def test_empty_question_is_not_dependent():
     assert context_reasons("   ") == []
@@ -101,7 +110,9 @@ def test_detector_module_imports_nothing_heavy():
     import subprocess
     import sys
 
-    code = ("import sys, parrot.stats.context; "
-            "print(sorted(m for m in ('torch', 'transformers', 'numpy', 'sklearn', 'matplotlib') if m in sys.modules))")
+    code = (
+        "import sys, parrot.stats.context; "
+        "print(sorted(m for m in ('torch', 'transformers', 'numpy', 'sklearn', 'matplotlib') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from fixtures.servers import FaultServer
 from synth_helpers import SEED_QUESTIONS, Script, make_cfg, read_out, stop_after, write_seeds
 
-from fixtures.servers import FaultServer
 from parrot import ParrotError
-from parrot.core.manifest import read_manifest
 from parrot.core.itemloop import failures_path
+from parrot.core.manifest import read_manifest
 from parrot.synthesize.journal import journal_path
 from parrot.synthesize.session import degenerate_reason, session_id
 from parrot.synthesize.stage import shard_indices, synthesize
@@ -42,9 +42,18 @@ def test_sessions_alternate_start_from_seed_questions_and_record_why_they_ended(
 def test_every_request_carries_explicit_sampling_with_a_per_call_seed(tmp_path, fault_server):
     fault_server.responder = Script()
     out = tmp_path / "out.jsonl"
-    synthesize(make_cfg(out, fault_server.base_url, seeds=str(write_seeds(tmp_path / "s.jsonl")),
-                        num_sessions=2, max_turns=2, **{"asker": {"spec": "openai:sim", "base_url": fault_server.base_url,
-                                                                  "temperature": 0.3, "max_retries": 0}}))
+    synthesize(
+        make_cfg(
+            out,
+            fault_server.base_url,
+            seeds=str(write_seeds(tmp_path / "s.jsonl")),
+            num_sessions=2,
+            max_turns=2,
+            **{
+                "asker": {"spec": "openai:sim", "base_url": fault_server.base_url, "temperature": 0.3, "max_retries": 0}
+            },
+        )
+    )
     asks = [b for b in fault_server.requests if b["model"] == "sim"]
     assert asks and all(b["temperature"] == 0.3 for b in asks)
     seeds = [b["seed"] for b in fault_server.requests]
@@ -54,17 +63,21 @@ def test_every_request_carries_explicit_sampling_with_a_per_call_seed(tmp_path, 
 def test_stop_marker_ends_the_session(tmp_path, fault_server):
     fault_server.responder = Script(ask=stop_after(1))
     out = tmp_path / "out.jsonl"
-    synthesize(make_cfg(out, fault_server.base_url, seeds=str(write_seeds(tmp_path / "s.jsonl")),
-                        num_sessions=2, max_turns=5))
+    synthesize(
+        make_cfg(out, fault_server.base_url, seeds=str(write_seeds(tmp_path / "s.jsonl")), num_sessions=2, max_turns=5)
+    )
     for r in read_out(out):
         assert r["meta"]["end_reason"] == "stop_marker"
         assert r["meta"]["turns"] == 1 and len(r["messages"]) == 2
 
 
-@pytest.mark.parametrize("ask,reason", [
-    (lambda k, body: body["messages"][2]["content"], "repeated_question"),   # the first question again
-    (lambda k, body: body["messages"][-1]["content"], "echoed_answer"),      # the last answer said back
-])
+@pytest.mark.parametrize(
+    "ask,reason",
+    [
+        (lambda k, body: body["messages"][2]["content"], "repeated_question"),  # the first question again
+        (lambda k, body: body["messages"][-1]["content"], "echoed_answer"),  # the last answer said back
+    ],
+)
 def test_degenerate_question_ends_the_session(tmp_path, fault_server, ask, reason):
     fault_server.responder = Script(ask=ask)
     out = tmp_path / "out.jsonl"
@@ -74,8 +87,10 @@ def test_degenerate_question_ends_the_session(tmp_path, fault_server, ask, reaso
 
 
 def test_degenerate_reason_rules():
-    msgs = [{"role": "user", "content": "What is X?"},
-            {"role": "assistant", "content": "X is a letter of the Latin alphabet used in algebra for unknowns."}]
+    msgs = [
+        {"role": "user", "content": "What is X?"},
+        {"role": "assistant", "content": "X is a letter of the Latin alphabet used in algebra for unknowns."},
+    ]
     assert degenerate_reason("   ", msgs) == "empty_question"
     assert degenerate_reason("what is x", msgs) == "repeated_question"
     assert degenerate_reason("X is a letter of the Latin alphabet used in algebra", msgs) == "echoed_answer"
@@ -123,6 +138,7 @@ def test_a_failed_call_waits_longer_before_each_new_try(tmp_path, fault_server, 
     import asyncio
 
     import parrot.synthesize.session as synth
+
     waits, real_sleep = [], asyncio.sleep
 
     async def record(seconds):
@@ -133,8 +149,15 @@ def test_a_failed_call_waits_longer_before_each_new_try(tmp_path, fault_server, 
     fault_server.responder = Script()
     fault_server.add_faults("500", "500")  # the session's first answer fails twice, then succeeds
     out = tmp_path / "out.jsonl"
-    synthesize(make_cfg(out, fault_server.base_url, seeds=str(write_seeds(tmp_path / "s.jsonl")), num_sessions=1,
-                        step_retry_delay=7.5))
+    synthesize(
+        make_cfg(
+            out,
+            fault_server.base_url,
+            seeds=str(write_seeds(tmp_path / "s.jsonl")),
+            num_sessions=1,
+            step_retry_delay=7.5,
+        )
+    )
     assert [w for w in waits if w] == [7.5, 15.0]
     assert read_out(out)[0]["meta"]["failed_calls"] == 2
 
@@ -192,8 +215,16 @@ def test_an_assistant_failing_mid_session_keeps_the_complete_turns(tmp_path, fau
     flaky.responder = answer_once_then_fail
     try:
         out = tmp_path / "out.jsonl"
-        synthesize(make_cfg(out, fault_server.base_url, flaky.base_url, seeds=str(write_seeds(tmp_path / "s.jsonl")),
-                            num_sessions=1, step_retries=1))
+        synthesize(
+            make_cfg(
+                out,
+                fault_server.base_url,
+                flaky.base_url,
+                seeds=str(write_seeds(tmp_path / "s.jsonl")),
+                num_sessions=1,
+                step_retries=1,
+            )
+        )
         [rec] = read_out(out)
         assert rec["meta"]["end_reason"] == "assistant_failed" and rec["meta"]["turns"] == 1
         assert [m["role"] for m in rec["messages"]] == ["user", "assistant"]  # no unanswered question
@@ -216,13 +247,12 @@ def test_existing_output_needs_resume_and_resume_refuses_a_changed_config(tmp_pa
     assert len(fault_server.requests) - before == 5  # only the new session ran: 3 answers + 2 questions
 
 
-
 def test_resume_refuses_a_seed_file_changed_under_the_same_name(tmp_path, fault_server):
     fault_server.responder = Script()
     seeds = str(write_seeds(tmp_path / "s.jsonl"))
     out = tmp_path / "out.jsonl"
     synthesize(make_cfg(out, fault_server.base_url, seeds=seeds, num_sessions=1))
-    write_seeds(tmp_path / "s.jsonl", SEED_QUESTIONS[::-1])   # regenerated: another pool, same path
+    write_seeds(tmp_path / "s.jsonl", SEED_QUESTIONS[::-1])  # regenerated: another pool, same path
     with pytest.raises(ParrotError, match="config differs"):
         synthesize(make_cfg(out, fault_server.base_url, seeds=seeds, num_sessions=2, resume=True))
 
@@ -230,9 +260,17 @@ def test_resume_refuses_a_seed_file_changed_under_the_same_name(tmp_path, fault_
 def test_a_missing_prompt_file_is_an_error_before_anything_runs(tmp_path, fault_server):
     out = tmp_path / "out.jsonl"
     with pytest.raises(ParrotError, match=r"--prompted-prompt .*nope\.txt: file not found"):
-        synthesize(make_cfg(out, fault_server.base_url, seeds=str(write_seeds(tmp_path / "s.jsonl")),
-                            asker_mode="prompted", prompted_prompt=str(tmp_path / "nope.txt")))
+        synthesize(
+            make_cfg(
+                out,
+                fault_server.base_url,
+                seeds=str(write_seeds(tmp_path / "s.jsonl")),
+                asker_mode="prompted",
+                prompted_prompt=str(tmp_path / "nope.txt"),
+            )
+        )
     assert not out.exists() and fault_server.requests == []
+
 
 def test_shards_partition_the_session_indices():
     parts = [shard_indices(10, f"{i}/3") for i in range(3)]

@@ -19,11 +19,31 @@ N, TURNS = 6, 3  # 6 sessions x (3 answers + 2 questions) = 30 requests in an un
 
 
 def synth_cmd(out, seeds, url, *extra):
-    return [sys.executable, "-m", "parrot", "synthesize", "-o", str(out), "--seeds", str(seeds),
-            "--num-sessions", str(N), "--max-turns", str(TURNS), "--asker", "openai:sim",
-            "--assistant", "openai:chat", f"asker.base_url={url}", f"assistant.base_url={url}",
-            "asker.concurrency=2", "assistant.concurrency=2", "asker.max_retries=0",
-            "assistant.max_retries=0", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "parrot",
+        "synthesize",
+        "-o",
+        str(out),
+        "--seeds",
+        str(seeds),
+        "--num-sessions",
+        str(N),
+        "--max-turns",
+        str(TURNS),
+        "--asker",
+        "openai:sim",
+        "--assistant",
+        "openai:chat",
+        f"asker.base_url={url}",
+        f"assistant.base_url={url}",
+        "asker.concurrency=2",
+        "assistant.concurrency=2",
+        "asker.max_retries=0",
+        "assistant.max_retries=0",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("kill_at", [4, 13, 24])
@@ -41,8 +61,9 @@ def test_sigkill_mid_run_then_resume_gives_exactly_n_sessions(tmp_path, fault_se
     seeds = write_seeds(tmp_path / "seeds.jsonl")
     out = tmp_path / "out.jsonl"
     env = {**os.environ, "PARROT_NO_PROGRESS": "1"}
-    proc = subprocess.Popen(synth_cmd(out, seeds, fault_server.base_url), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        synth_cmd(out, seeds, fault_server.base_url), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     try:
         assert reached.wait(120), proc.communicate(timeout=5)[0].decode()[-2000:]
         proc.send_signal(signal.SIGKILL)
@@ -55,8 +76,9 @@ def test_sigkill_mid_run_then_resume_gives_exactly_n_sessions(tmp_path, fault_se
         assert journal_path(out).exists() and journal_path(out).stat().st_size > 0
 
     fault_server.responder = script
-    done = subprocess.run(synth_cmd(out, seeds, fault_server.base_url, "--resume"), env=env,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        synth_cmd(out, seeds, fault_server.base_url, "--resume"), env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     recs = read_out(out)
     ids = [r["id"] for r in recs]

@@ -59,7 +59,16 @@ def test_merge_refuses_duplicate_ids(tmp_path, shards):
 
 def test_merge_refuses_shards_of_different_runs(tmp_path, shards, fault_server):
     other = tmp_path / "other.jsonl"
-    synthesize(make_cfg(other, fault_server.base_url, seeds=str(tmp_path / "s.jsonl"), num_sessions=7,
-                        max_turns=2, shard="1/3", seed=5))
+    synthesize(
+        make_cfg(
+            other,
+            fault_server.base_url,
+            seeds=str(tmp_path / "s.jsonl"),
+            num_sessions=7,
+            max_turns=2,
+            shard="1/3",
+            seed=5,
+        )
+    )
     with pytest.raises(ParrotError, match="different run"):
         merge(MergeConfig(inputs=[str(shards[0]), str(other), str(shards[2])], output=str(tmp_path / "all.jsonl")))

@@ -14,11 +14,18 @@ from parrot.synthesize.stage import SynthesizeConfig, synthesize
 
 def test_local_backend_runs_turn_synchronous_batches(tmp_path, tiny_model_dir):
     spec = f"hf:{tiny_model_dir}"
-    cfg = build_config(SynthesizeConfig, {
-        "output": str(tmp_path / "out.jsonl"), "seeds": str(write_seeds(tmp_path / "s.jsonl")),
-        "num_sessions": 4, "max_turns": 3, "asker_mode": "prompted",
-        "asker": {"spec": spec, "batch_size": 4, "max_tokens": 8},
-        "assistant": {"spec": spec, "batch_size": 4, "max_tokens": 8}})
+    cfg = build_config(
+        SynthesizeConfig,
+        {
+            "output": str(tmp_path / "out.jsonl"),
+            "seeds": str(write_seeds(tmp_path / "s.jsonl")),
+            "num_sessions": 4,
+            "max_turns": 3,
+            "asker_mode": "prompted",
+            "asker": {"spec": spec, "batch_size": 4, "max_tokens": 8},
+            "assistant": {"spec": spec, "batch_size": 4, "max_tokens": 8},
+        },
+    )
     backend = load_backend(cfg.asker)
     synthesize(cfg, asker=backend, assistant=backend)
     recs = read_out(tmp_path / "out.jsonl")
@@ -31,22 +38,29 @@ def test_local_backend_runs_turn_synchronous_batches(tmp_path, tiny_model_dir):
     assert read_manifest(tmp_path / "out.jsonl")["usage"]["shared_backend"] is True
 
 
-
 def test_sessions_opened_by_one_seed_question_sample_differently_on_a_local_backend(tmp_path, tiny_model_dir):
     """Each session's calls carry their own seeds: equal prompts in separate batches (batch size 1
     here) must not replay the same draws, or every session on a seed would be a copy."""
     spec = f"hf:{tiny_model_dir}"
-    cfg = build_config(SynthesizeConfig, {
-        "output": str(tmp_path / "out.jsonl"), "seeds": str(write_seeds(tmp_path / "s.jsonl", SEED_QUESTIONS[:1])),
-        "num_sessions": 4, "max_turns": 1, "asker_mode": "prompted",
-        "asker": {"spec": spec, "batch_size": 1, "max_tokens": 8},
-        "assistant": {"spec": spec, "batch_size": 1, "max_tokens": 12, "temperature": 1.0}})
+    cfg = build_config(
+        SynthesizeConfig,
+        {
+            "output": str(tmp_path / "out.jsonl"),
+            "seeds": str(write_seeds(tmp_path / "s.jsonl", SEED_QUESTIONS[:1])),
+            "num_sessions": 4,
+            "max_turns": 1,
+            "asker_mode": "prompted",
+            "asker": {"spec": spec, "batch_size": 1, "max_tokens": 8},
+            "assistant": {"spec": spec, "batch_size": 1, "max_tokens": 12, "temperature": 1.0},
+        },
+    )
     backend = load_backend(cfg.assistant)
     synthesize(cfg, asker=backend, assistant=backend)
     recs = read_out(tmp_path / "out.jsonl")
     assert {r["messages"][0]["content"] for r in recs} == {SEED_QUESTIONS[0]}
     answers = [r["messages"][1]["content"] for r in recs]
     assert len(set(answers)) == 4, answers
+
 
 @pytest.fixture(scope="module")
 def smollm2_server():
@@ -62,11 +76,18 @@ def smollm2_server():
 
 def test_prompted_self_chat_with_smollm2_on_a_real_llamacpp_server(tmp_path, smollm2_server):
     url = smollm2_server.base_url
-    cfg = build_config(SynthesizeConfig, {
-        "output": str(tmp_path / "out.jsonl"), "seeds": str(write_seeds(tmp_path / "s.jsonl")),
-        "num_sessions": 3, "max_turns": 2, "asker_mode": "prompted",
-        "asker": {"spec": "openai:smollm2", "base_url": url, "max_tokens": 16, "concurrency": 4},
-        "assistant": {"spec": "openai:smollm2", "base_url": url, "max_tokens": 16, "concurrency": 4}})
+    cfg = build_config(
+        SynthesizeConfig,
+        {
+            "output": str(tmp_path / "out.jsonl"),
+            "seeds": str(write_seeds(tmp_path / "s.jsonl")),
+            "num_sessions": 3,
+            "max_turns": 2,
+            "asker_mode": "prompted",
+            "asker": {"spec": "openai:smollm2", "base_url": url, "max_tokens": 16, "concurrency": 4},
+            "assistant": {"spec": "openai:smollm2", "base_url": url, "max_tokens": 16, "concurrency": 4},
+        },
+    )
     synthesize(cfg)
     recs = read_out(tmp_path / "out.jsonl")
     assert len(recs) == 3
@@ -79,16 +100,22 @@ def test_prompted_self_chat_with_smollm2_on_a_real_llamacpp_server(tmp_path, smo
     assert man["complete"] and man["timings"]["completion_tokens"] > 0
 
 
-def test_a_session_that_outgrows_the_context_goes_on_with_its_oldest_turns_left_out(tmp_path,
-                                                                                    smollm2_tokenizer_dir):
+def test_a_session_that_outgrows_the_context_goes_on_with_its_oldest_turns_left_out(tmp_path, smollm2_tokenizer_dir):
     from fixtures.models import build_tiny_model
 
     spec = f"hf:{build_tiny_model(tmp_path / 'ctx512', smollm2_tokenizer_dir, positions=512)}"
-    cfg = build_config(SynthesizeConfig, {
-        "output": str(tmp_path / "out.jsonl"), "seeds": str(write_seeds(tmp_path / "s.jsonl")),
-        "num_sessions": 2, "max_turns": 6, "asker_mode": "prompted",
-        "asker": {"spec": spec, "max_tokens": 40, "temperature": 1.0},
-        "assistant": {"spec": spec, "max_tokens": 120, "temperature": 1.0}})
+    cfg = build_config(
+        SynthesizeConfig,
+        {
+            "output": str(tmp_path / "out.jsonl"),
+            "seeds": str(write_seeds(tmp_path / "s.jsonl")),
+            "num_sessions": 2,
+            "max_turns": 6,
+            "asker_mode": "prompted",
+            "asker": {"spec": spec, "max_tokens": 40, "temperature": 1.0},
+            "assistant": {"spec": spec, "max_tokens": 120, "temperature": 1.0},
+        },
+    )
     synthesize(cfg)
     recs = read_out(tmp_path / "out.jsonl")
     assert len(recs) == 2

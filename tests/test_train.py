@@ -29,8 +29,10 @@ def write_jsonl(path, records):
 def dialogue(i, turns):
     msgs = []
     for t in range(turns):
-        msgs += [{"role": "user", "content": f"Question {i}.{t}: what comes after {t}?"},
-                 {"role": "assistant", "content": f"{t + 1} comes after {t}. " * (1 + t)}]
+        msgs += [
+            {"role": "user", "content": f"Question {i}.{t}: what comes after {t}?"},
+            {"role": "assistant", "content": f"{t + 1} comes after {t}. " * (1 + t)},
+        ]
     return {"id": f"d{i}", "messages": msgs, "meta": {}}
 
 
@@ -50,18 +52,17 @@ def reloads_and_generates(path, messages) -> bool:
 
 def test_train_chat_cli_writes_a_checkpoint_the_hf_backend_loads(model_dir, dialogues, tmp_path):
     out = tmp_path / "chat"
-    rc = main(["train-chat", str(dialogues), "-o", str(out), "--model", str(model_dir), "--max-length", "220",
-               *QUICK])
+    rc = main(["train-chat", str(dialogues), "-o", str(out), "--model", str(model_dir), "--max-length", "220", *QUICK])
     assert rc == 0
     assert (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file()
     m = read_manifest(out)
     assert m["stage"] == "train-chat" and m["saved_as"] == "full"
     assert m["counts"]["sessions_read"] == 7
-    assert m["counts"]["sessions_shortened"] == 1             # the 12-turn session, split at turn boundaries
+    assert m["counts"]["sessions_shortened"] == 1  # the 12-turn session, split at turn boundaries
     assert m["counts"]["examples"] > m["counts"]["sessions_trained"] == 7
     assert m["counts"]["trainable_tokens"] > 0
     assert m["losses"]["steps"] == 1 and m["losses"]["train_loss"] > 0
-    assert m["config"]["trl_args"]["max_steps"] == 1          # pass-through recorded
+    assert m["config"]["trl_args"]["max_steps"] == 1  # pass-through recorded
     assert reloads_and_generates(out, [{"role": "user", "content": "Hi"}])
 
 
@@ -70,30 +71,61 @@ def test_train_ask_lora_merged_serves_as_a_simulator(model_dir, dialogues, tmp_p
     from parrot.train.sft import train_ask
 
     out = tmp_path / "ask"
-    cfg = build_config(AskTrainConfig, {"data": [str(dialogues)], "output": str(out), "model": str(model_dir),
-                                        "max_length": 260, "lora": True, "add_stop": True},
-                       QUICK, extra_field="trl_args")
+    cfg = build_config(
+        AskTrainConfig,
+        {
+            "data": [str(dialogues)],
+            "output": str(out),
+            "model": str(model_dir),
+            "max_length": 260,
+            "lora": True,
+            "add_stop": True,
+        },
+        QUICK,
+        extra_field="trl_args",
+    )
     result = train_ask(cfg)
     assert result["saved"] == "merged"
     assert not (out / "adapter_config.json").exists() and (out / "config.json").is_file()
     assert result["counts"]["sessions_trained"] == 7
-    assert reloads_and_generates(out, simulator_prompt([{"role": "user", "content": "Hi"},
-                                                       {"role": "assistant", "content": "Hello! How can I help?"}]))
+    assert reloads_and_generates(
+        out,
+        simulator_prompt(
+            [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}]
+        ),
+    )
 
 
 def test_lora_without_merge_saves_only_the_adapter_of_the_chosen_layers(model_dir, dialogues, tmp_path):
     from safetensors import safe_open
 
     out = tmp_path / "adapter"
-    assert main(["train-chat", str(dialogues), "-o", str(out), "--model", str(model_dir), "--lora",
-                 "--no-merge", "--lora-layers", "1", "--max-length", "220", *QUICK]) == 0
+    assert (
+        main(
+            [
+                "train-chat",
+                str(dialogues),
+                "-o",
+                str(out),
+                "--model",
+                str(model_dir),
+                "--lora",
+                "--no-merge",
+                "--lora-layers",
+                "1",
+                "--max-length",
+                "220",
+                *QUICK,
+            ]
+        )
+        == 0
+    )
     assert (out / "adapter_config.json").is_file() and not (out / "config.json").exists()
     assert read_manifest(out)["saved_as"] == "adapter"
     assert json.loads((out / "adapter_config.json").read_text())["layers_to_transform"] == [1]
     with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
         keys = list(f.keys())
     assert keys and all(".layers.1." in k for k in keys)
-
 
 
 def test_a_full_run_into_an_adapters_directory_leaves_no_stale_adapter(model_dir, dialogues, tmp_path):
@@ -110,19 +142,32 @@ def test_a_full_run_into_an_adapters_directory_leaves_no_stale_adapter(model_dir
 
 def test_resume_from_checkpoint_true_continues_from_the_last_checkpoint(model_dir, dialogues, tmp_path):
     out = tmp_path / "chat"
-    args = ["train-chat", str(dialogues), "-o", str(out), "--model", str(model_dir), "--max-length", "220",
-            *QUICK, "save_strategy=steps", "save_steps=1", "resume_from_checkpoint=true"]
-    assert main([*args, "max_steps=2"]) == 0   # no checkpoint yet: starts from the beginning
+    args = [
+        "train-chat",
+        str(dialogues),
+        "-o",
+        str(out),
+        "--model",
+        str(model_dir),
+        "--max-length",
+        "220",
+        *QUICK,
+        "save_strategy=steps",
+        "save_steps=1",
+        "resume_from_checkpoint=true",
+    ]
+    assert main([*args, "max_steps=2"]) == 0  # no checkpoint yet: starts from the beginning
     # Mark checkpoint-2's logged state: a run that resumes from it carries the mark on.
     state_file = out / "checkpoint-2" / "trainer_state.json"
     state = json.loads(state_file.read_text())
     state["log_history"][0]["loss"] = 123.0
     state_file.write_text(json.dumps(state))
-    assert main([*args, "max_steps=3"]) == 0   # goes on from checkpoint-2: one more step
+    assert main([*args, "max_steps=3"]) == 0  # goes on from checkpoint-2: one more step
     history = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
     assert [h["step"] for h in history if "loss" in h] == [1, 2, 3] and history[0]["loss"] == 123.0
     assert read_manifest(out)["losses"]["steps"] == 3
     assert main([*args[:-1], "max_steps=3", f"resume_from_checkpoint={tmp_path / 'nope'}"]) == 2
+
 
 @pytest.mark.parametrize("spec", ["top", "3-1", "-2", "1,,2"])
 def test_bad_lora_layers_is_an_error_naming_the_option(spec):
@@ -139,13 +184,17 @@ def test_lora_layers_ranges():
 
 
 def pair(i, answer_words=3):
-    return {"id": f"p{i}",
-            "prompt": [{"role": "user", "content": f"Tell me about the number {i}."},
-                       {"role": "assistant", "content": f"{i} is a number."},
-                       {"role": "user", "content": "Is it even?"}],
-            "chosen": [{"role": "assistant", "content": "yes" if i % 2 == 0 else "no"}],
-            "rejected": [{"role": "assistant", "content": " ".join(["maybe"] * answer_words)}],
-            "meta": {"strategy": "ignore", "source_id": f"d{i}", "turn": 2}}
+    return {
+        "id": f"p{i}",
+        "prompt": [
+            {"role": "user", "content": f"Tell me about the number {i}."},
+            {"role": "assistant", "content": f"{i} is a number."},
+            {"role": "user", "content": "Is it even?"},
+        ],
+        "chosen": [{"role": "assistant", "content": "yes" if i % 2 == 0 else "no"}],
+        "rejected": [{"role": "assistant", "content": " ".join(["maybe"] * answer_words)}],
+        "meta": {"strategy": "ignore", "source_id": f"d{i}", "turn": 2},
+    }
 
 
 @pytest.mark.parametrize("lora", [True, False], ids=["lora-reference-adapter-off", "full-reference-from-path"])
@@ -178,12 +227,27 @@ def test_a_malformed_pair_names_the_file_and_line(model_dir, tmp_path, capsys):
 
 def test_unknown_key_is_an_error_naming_it_before_anything_loads(dialogues, tmp_path, capsys):
     # The model does not exist: the key is reported before anything would load it.
-    rc = main(["train-chat", str(dialogues), "-o", str(tmp_path / "x"), "--model", str(tmp_path / "none"),
-               "learning_rat=1e-4", *QUICK])
+    rc = main(
+        [
+            "train-chat",
+            str(dialogues),
+            "-o",
+            str(tmp_path / "x"),
+            "--model",
+            str(tmp_path / "none"),
+            "learning_rat=1e-4",
+            *QUICK,
+        ]
+    )
     assert rc == 2
-    assert capsys.readouterr().err.strip().endswith(
-        "command line: unknown key 'learning_rat': neither a Parrot training option nor a field of "
-        "TRL's SFTConfig; did you mean 'learning_rate'?")
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "command line: unknown key 'learning_rat': neither a Parrot training option nor a field of "
+            "TRL's SFTConfig; did you mean 'learning_rate'?"
+        )
+    )
     cfg_file = tmp_path / "dpo.yaml"
     cfg_file.write_text("data: [p.jsonl]\noutput: out\nbeta: 0.1\nlearning_rate: 1.0e-6\nlos_type: ipo\n")
     assert main(["train-dpo", "--config", str(cfg_file)]) == 2
@@ -193,9 +257,10 @@ def test_unknown_key_is_an_error_naming_it_before_anything_loads(dialogues, tmp_
 def test_yaml_and_overrides_reach_trl(tmp_path):
     cfg_file = tmp_path / "train.yaml"
     cfg_file.write_text("data: [a.jsonl]\noutput: out\nlora: true\nlearning_rate: 0.0002\nnum_train_epochs: 2\n")
+    from trl import SFTConfig
+
     from parrot.core.config import load_yaml
     from parrot.train.runtime import make_trl_config, trl_kwargs
-    from trl import SFTConfig
 
     cfg = build_config(SFTTrainConfig, load_yaml(cfg_file), ["num_train_epochs=3"], extra_field="trl_args")
     assert cfg.lora and cfg.trl_args == {"learning_rate": 0.0002, "num_train_epochs": 3}
@@ -219,14 +284,32 @@ def test_unknown_accelerate_config_is_an_error():
 
 def test_accelerate_launch_runs_the_same_command(model_dir, dialogues, tmp_path):
     cpu = tmp_path / "cpu.yaml"
-    cpu.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nmixed_precision: 'no'\n"
-                   "num_machines: 1\nnum_processes: 1\nuse_cpu: true\n")
+    cpu.write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: 'NO'\nmixed_precision: 'no'\n"
+        "num_machines: 1\nnum_processes: 1\nuse_cpu: true\n"
+    )
     out = tmp_path / "launched"
-    assert main(["train-chat", str(dialogues), "-o", str(out), "--model", str(model_dir), "--max-length", "220",
-                 "--accelerate", str(cpu), *QUICK]) == 0
+    assert (
+        main(
+            [
+                "train-chat",
+                str(dialogues),
+                "-o",
+                str(out),
+                "--model",
+                str(model_dir),
+                "--max-length",
+                "220",
+                "--accelerate",
+                str(cpu),
+                *QUICK,
+            ]
+        )
+        == 0
+    )
     assert (out / "config.json").is_file()
     assert read_manifest(out)["config"]["accelerate"] is None  # the child ran the training itself
-    assert not (tmp_path / "launched.launch.yaml").exists()   # the child's settings, tokens and all
+    assert not (tmp_path / "launched.launch.yaml").exists()  # the child's settings, tokens and all
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -242,8 +325,12 @@ def test_cpu_runs_use_bf16_only_where_the_cpu_has_it_and_the_user_wins(monkeypat
     kw = runtime.trl_kwargs(cfg)
     assert kw["bf16"] is native and kw.get("use_cpu", False) is native
     assert kw[runtime.checkpointing_key()] is False
-    cfg = build_config(SFTTrainConfig, {"data": ["a.jsonl"], "output": "o"},
-                       ["bf16=true", "gradient_checkpointing=true"], extra_field="trl_args")
+    cfg = build_config(
+        SFTTrainConfig,
+        {"data": ["a.jsonl"], "output": "o"},
+        ["bf16=true", "gradient_checkpointing=true"],
+        extra_field="trl_args",
+    )
     kw = runtime.trl_kwargs(cfg)
     assert kw["bf16"] is True and kw["use_cpu"] is True  # asked for: transformers needs use_cpu
     assert kw["gradient_checkpointing"] is True and "activation_checkpointing" not in kw
@@ -257,7 +344,7 @@ def test_time_limit_stops_before_the_step_that_would_cross_it(monkeypatch):
     from parrot.train.runtime import callbacks
 
     [limit] = callbacks(build_config(SFTTrainConfig, {"data": ["x.jsonl"], "output": "o", "time_limit": 1.0}, []))
-    clock = iter([0.0, 20.0, 32.0, 44.0, 56.0, 68.0])   # a slow first step, then steps of 12 s
+    clock = iter([0.0, 20.0, 32.0, 44.0, 56.0, 68.0])  # a slow first step, then steps of 12 s
     monkeypatch.setattr(time, "monotonic", lambda: next(clock))
     state, control = TrainerState(), TrainerControl()
     limit.on_train_begin(None, state, control)
@@ -268,7 +355,7 @@ def test_time_limit_stops_before_the_step_that_would_cross_it(monkeypatch):
         if control.should_training_stop:
             stopped_at.append(step)
             break
-    assert stopped_at == [4]          # at 56 s: another 12 s step would end past 60 s
+    assert stopped_at == [4]  # at 56 s: another 12 s step would end past 60 s
     for bad in (0, -1):
         with pytest.raises(ParrotError, match="time_limit: expected a positive number of minutes"):
             build_config(SFTTrainConfig, {"data": ["x.jsonl"], "output": "o", "time_limit": bad}, [])
@@ -276,8 +363,25 @@ def test_time_limit_stops_before_the_step_that_would_cross_it(monkeypatch):
 
 def test_time_limit_ends_a_run_early_and_saves_it(model_dir, dialogues, tmp_path):
     out = tmp_path / "timed"
-    assert main(["train-chat", str(dialogues), "-o", str(out), "--model", str(model_dir), "--max-length", "220",
-                 "--time-limit", "0.002", *QUICK, "max_steps=500"]) == 0
+    assert (
+        main(
+            [
+                "train-chat",
+                str(dialogues),
+                "-o",
+                str(out),
+                "--model",
+                str(model_dir),
+                "--max-length",
+                "220",
+                "--time-limit",
+                "0.002",
+                *QUICK,
+                "max_steps=500",
+            ]
+        )
+        == 0
+    )
     steps = read_manifest(out)["losses"]["steps"]
     assert 1 <= steps < 500
     assert reloads_and_generates(out, [{"role": "user", "content": "Hi"}])
@@ -292,41 +396,48 @@ def test_packed_rows_keep_each_session_to_itself(model_dir, tmp_path):
     from parrot.train.sft import build_dataset, chat_view, sft_trainer
 
     data = write_jsonl(tmp_path / "short.jsonl", [dialogue(i, 1) for i in range(6)])
-    cfg = build_config(SFTTrainConfig, {"data": [str(data)], "output": str(tmp_path / "o"), "model": str(model_dir),
-                                        "max_length": 220}, QUICK, extra_field="trl_args")
+    cfg = build_config(
+        SFTTrainConfig,
+        {"data": [str(data)], "output": str(tmp_path / "o"), "model": str(model_dir), "max_length": 220},
+        QUICK,
+        extra_field="trl_args",
+    )
     tok = load_tokenizer(model_dir)
     ds = build_dataset(cfg.data, tok, chat_view, cfg.max_length, str(tmp_path / "cache"), {})
     trainer = sft_trainer(cfg, tok, model_dir, ds)
     batch = next(iter(trainer.get_train_dataloader()))
     ids, pos, labels = batch["input_ids"], batch["position_ids"], batch["labels"]
-    assert ids.shape[0] == 1 and "attention_mask" not in batch          # flattened, no padding
+    assert ids.shape[0] == 1 and "attention_mask" not in batch  # flattened, no padding
     starts = (pos[0] == 0).nonzero().flatten().tolist()
-    assert len(starts) >= 3                                             # several sessions in the row
+    assert len(starts) >= 3  # several sessions in the row
     model = trainer.model.eval()
     with torch.no_grad():
         packed = model(input_ids=ids, position_ids=pos, use_cache=False).logits[0]
         for s, e in zip(starts, [*starts[1:], ids.shape[1]]):
             alone = model(input_ids=ids[:, s:e], use_cache=False).logits[0]
             assert torch.allclose(packed[s:e], alone, atol=1e-4)
-            assert labels[0, s] == -100                                 # the previous session never predicts it
+            assert labels[0, s] == -100  # the previous session never predicts it
 
 
 def test_remote_code_is_trusted_only_when_the_user_says_so(monkeypatch, tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from parrot.train.runtime import trusts_remote_code
     from parrot.core.checkpoint import load_tokenizer
+    from parrot.train.runtime import trusts_remote_code
 
     def cfg(*overrides):
-        return build_config(SFTTrainConfig, {"data": ["d.jsonl"], "output": "o"}, list(overrides), extra_field="trl_args")
+        return build_config(
+            SFTTrainConfig, {"data": ["d.jsonl"], "output": "o"}, list(overrides), extra_field="trl_args"
+        )
 
     assert not trusts_remote_code(cfg())
     assert trusts_remote_code(cfg("trust_remote_code=true"))
     assert trusts_remote_code(cfg('model_init_kwargs={"trust_remote_code": true}'))
     seen = []
     real = AutoTokenizer.from_pretrained
-    monkeypatch.setattr(AutoTokenizer, "from_pretrained",
-                        lambda path, **kw: seen.append(kw["trust_remote_code"]) or real(path, **kw))
+    monkeypatch.setattr(
+        AutoTokenizer, "from_pretrained", lambda path, **kw: seen.append(kw["trust_remote_code"]) or real(path, **kw)
+    )
     load_tokenizer(tiny_model_dir)
     load_tokenizer(tiny_model_dir, trust_remote_code=trusts_remote_code(cfg("trust_remote_code=true")))
     assert seen == [False, True]
@@ -339,14 +450,17 @@ def test_the_dpo_reference_is_loaded_with_the_users_remote_code_setting(monkeypa
     from parrot.train.dpo import _load_reference
 
     seen = []
-    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda path, **kw: seen.append(kw["trust_remote_code"]))
+    monkeypatch.setattr(
+        AutoModelForCausalLM, "from_pretrained", lambda path, **kw: seen.append(kw["trust_remote_code"])
+    )
     for remote in (False, True):
         _load_reference(tiny_model_dir, DPOConfig(output_dir="o", use_cpu=True, trust_remote_code=remote))
     assert seen == [False, True]
 
 
 def test_on_cpu_the_lm_head_scores_only_labelled_positions_with_the_same_loss_and_gradients(
-        tiny_model_dir, monkeypatch):
+    tiny_model_dir, monkeypatch
+):
     import torch
     import trl.trainer.utils as trl_utils
     from transformers import AutoModelForCausalLM

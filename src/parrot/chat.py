@@ -51,8 +51,14 @@ def read_message(read: Callable[[str], str]) -> str:
         return "\n".join(lines)
 
 
-def chat_session(backend: Backend, params: SamplingParams, system: str | None = None, *,
-                 read: Callable[[str], str] = input, write: Callable[[str], None] = print) -> list[dict]:
+def chat_session(
+    backend: Backend,
+    params: SamplingParams,
+    system: str | None = None,
+    *,
+    read: Callable[[str], str] = input,
+    write: Callable[[str], None] = print,
+) -> list[dict]:
     """Run the read-reply loop until ``/exit`` or end of input; return the final history."""
     base = [{"role": "system", "content": system}] if system else []
     history = list(base)
@@ -86,11 +92,13 @@ def chat_session(backend: Backend, params: SamplingParams, system: str | None = 
 
 
 def chat(config: ChatConfig) -> None:
-    params = config.model.sampling(SamplingParams(temperature=config.temperature, top_p=config.top_p,
-                                                  max_tokens=config.max_tokens, seed=config.seed))
+    params = config.model.sampling(
+        SamplingParams(
+            temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens, seed=config.seed
+        )
+    )
     with load_backend(config.model) as backend:
-        chat_session(backend, params, config.system, read=_terminal_input,
-                     write=lambda s: print(s, flush=True))
+        chat_session(backend, params, config.system, read=_terminal_input, write=lambda s: print(s, flush=True))
 
 
 def _terminal_input(prompt: str) -> str:

@@ -23,8 +23,8 @@ from parrot.core.redact import redact_text
 
 @dataclass(frozen=True)
 class Command:
-    name: str            # "prepare", or "eval answer" for a nested command
-    target: str          # "module:ConfigClass:function"
+    name: str  # "prepare", or "eval answer" for a nested command
+    target: str  # "module:ConfigClass:function"
     help: str
     extra_field: str | None = None  # a dict field collecting unknown keys (passed through to TRL)
 
@@ -33,23 +33,82 @@ GROUP_HELP = {"eval": "MT-Bench and MT-Bench++: answer, judge, report"}
 
 # The pipeline's stages in order, then the tools around them.
 COMMANDS: list[Command] = [
-    Command("prepare", "parrot.prepare.stage:PrepareConfig:prepare",
-            "clean real user-assistant logs (ShareGPT, messages) into Dialogue JSONL"),
-    Command("train-ask", "parrot.train.sft:AskTrainConfig:train_ask", "train the user simulator (Parrot-Ask): loss on user turns by role swap (TRL SFT)", extra_field="trl_args"),
-    Command("synthesize", "parrot.synthesize.stage:SynthesizeConfig:synthesize", "a user simulator talks with an assistant: long multi-turn sessions, resumable"),
-    Command("merge", "parrot.synthesize.merge:MergeConfig:merge", "combine the shard outputs of a sharded synthesize run"),
-    Command("filter", "parrot.synthesize.filter:FilterConfig:filter_sessions", "cut or drop degenerate questions, short and near-duplicate sessions"),
-    Command("stats", "parrot.stats.stage:StatsConfig:stats", "measure datasets side by side: turns, lengths, context dependence, Self-ROUGE, topic diversity, human-likeness"),
-    Command("train-chat", "parrot.train.sft:SFTTrainConfig:train_chat", "SFT a chat model (Parrot-Chat): loss on assistant turns (TRL SFT)", extra_field="trl_args"),
-    Command("capo", "parrot.capo.build:CapoConfig:capo", "CaPO preference pairs: context-dependent turns, three kinds of wrong answer (TRL format, resumable)"),
-    Command("capo select", "parrot.capo.select:SelectConfig:capo_select", "the turns CaPO would build pairs from, with the reasons (JSONL, for inspection)"),
-    Command("train-dpo", "parrot.train.dpo:DPOTrainConfig:train_dpo", "DPO on CaPO preference pairs (TRL DPO; LoRA or full fine-tune)", extra_field="trl_args"),
-    Command("eval answer", "parrot.evaluate.answer:AnswerConfig:answer", "the model under test answers MT-Bench / MT-Bench++ turn by turn (FastChat schema, resumable)"),
-    Command("eval judge", "parrot.evaluate.judge:JudgeConfig:judge", "a judge grades every answered turn 1-10 (FastChat's prompts for MT-Bench; N-turn prompt beyond)"),
-    Command("eval report", "parrot.evaluate.report:ReportConfig:report", "scores per turn, category and overall; judge runs and models side by side; score-by-turn figure"),
-    Command("chat", "parrot.chat:ChatConfig:chat", "talk to any model backend from the terminal (multi-line input, /reset, /exit)"),
-    Command("pipeline", "parrot.pipeline:PipelineConfig:pipeline",
-            "the whole method in one work directory, stage after stage, resumable (configs/demo.yaml)"),
+    Command(
+        "prepare",
+        "parrot.prepare.stage:PrepareConfig:prepare",
+        "clean real user-assistant logs (ShareGPT, messages) into Dialogue JSONL",
+    ),
+    Command(
+        "train-ask",
+        "parrot.train.sft:AskTrainConfig:train_ask",
+        "train the user simulator (Parrot-Ask): loss on user turns by role swap (TRL SFT)",
+        extra_field="trl_args",
+    ),
+    Command(
+        "synthesize",
+        "parrot.synthesize.stage:SynthesizeConfig:synthesize",
+        "a user simulator talks with an assistant: long multi-turn sessions, resumable",
+    ),
+    Command(
+        "merge", "parrot.synthesize.merge:MergeConfig:merge", "combine the shard outputs of a sharded synthesize run"
+    ),
+    Command(
+        "filter",
+        "parrot.synthesize.filter:FilterConfig:filter_sessions",
+        "cut or drop degenerate questions, short and near-duplicate sessions",
+    ),
+    Command(
+        "stats",
+        "parrot.stats.stage:StatsConfig:stats",
+        "measure datasets side by side: turns, lengths, context dependence, Self-ROUGE, topic diversity, human-likeness",
+    ),
+    Command(
+        "train-chat",
+        "parrot.train.sft:SFTTrainConfig:train_chat",
+        "SFT a chat model (Parrot-Chat): loss on assistant turns (TRL SFT)",
+        extra_field="trl_args",
+    ),
+    Command(
+        "capo",
+        "parrot.capo.build:CapoConfig:capo",
+        "CaPO preference pairs: context-dependent turns, three kinds of wrong answer (TRL format, resumable)",
+    ),
+    Command(
+        "capo select",
+        "parrot.capo.select:SelectConfig:capo_select",
+        "the turns CaPO would build pairs from, with the reasons (JSONL, for inspection)",
+    ),
+    Command(
+        "train-dpo",
+        "parrot.train.dpo:DPOTrainConfig:train_dpo",
+        "DPO on CaPO preference pairs (TRL DPO; LoRA or full fine-tune)",
+        extra_field="trl_args",
+    ),
+    Command(
+        "eval answer",
+        "parrot.evaluate.answer:AnswerConfig:answer",
+        "the model under test answers MT-Bench / MT-Bench++ turn by turn (FastChat schema, resumable)",
+    ),
+    Command(
+        "eval judge",
+        "parrot.evaluate.judge:JudgeConfig:judge",
+        "a judge grades every answered turn 1-10 (FastChat's prompts for MT-Bench; N-turn prompt beyond)",
+    ),
+    Command(
+        "eval report",
+        "parrot.evaluate.report:ReportConfig:report",
+        "scores per turn, category and overall; judge runs and models side by side; score-by-turn figure",
+    ),
+    Command(
+        "chat",
+        "parrot.chat:ChatConfig:chat",
+        "talk to any model backend from the terminal (multi-line input, /reset, /exit)",
+    ),
+    Command(
+        "pipeline",
+        "parrot.pipeline:PipelineConfig:pipeline",
+        "the whole method in one work directory, stage after stage, resumable (configs/demo.yaml)",
+    ),
 ]
 
 
@@ -61,7 +120,8 @@ def _resolve(cmd: Command):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="parrot", description="Parrot: better multi-turn instruction following for chat models.")
+        prog="parrot", description="Parrot: better multi-turn instruction following for chat models."
+    )
     parser.add_argument("--version", action="version", version=f"parrot {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -79,8 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                     tops[parts[0]] = sub.add_parser(parts[0], help=GROUP_HELP.get(parts[0], f"{parts[0]} commands"))
                 optional = parts[0] in leaves
                 groups[parts[0]] = tops[parts[0]].add_subparsers(
-                    dest="subcommand", metavar="[SUBCOMMAND]" if optional else "SUBCOMMAND",
-                    required=not optional)
+                    dest="subcommand", metavar="[SUBCOMMAND]" if optional else "SUBCOMMAND", required=not optional
+                )
             target = groups[parts[0]]
         cfg_cls, _ = _resolve(cmd)
         if len(parts) == 1 and parts[0] in tops:

@@ -36,12 +36,12 @@ log = logging.getLogger("parrot.pipeline")
 
 @dataclass
 class Stage:
-    name: str                       # section name in the YAML file
-    target: str                     # "module:ConfigClass:function"
+    name: str  # section name in the YAML file
+    target: str  # "module:ConfigClass:function"
     defaults: Callable[[Path], dict]  # the work directory's paths and sensible settings
-    marker: Callable[[Path], Path]    # the manifest that proves the stage finished
-    inputs: tuple[str, ...] = ()      # the stages whose outputs it reads
-    fresh: dict | None = None         # settings that start it over instead of resuming (None: it always does)
+    marker: Callable[[Path], Path]  # the manifest that proves the stage finished
+    inputs: tuple[str, ...] = ()  # the stages whose outputs it reads
+    fresh: dict | None = None  # settings that start it over instead of resuming (None: it always does)
     linked: Callable[["PipelineConfig"], dict] | None = None  # defaults taken from other stages' sections
 
 
@@ -60,57 +60,130 @@ def _capo_links(cfg: "PipelineConfig") -> dict:
     model DPO trains (train-chat's starting model)."""
     from parrot.train.config import DPOTrainConfig, SFTTrainConfig
 
-    return {"max_length": _setting(cfg, "train_dpo", "max_length", DPOTrainConfig),
-            "tokenizer": _setting(cfg, "train_chat", "model", SFTTrainConfig)}
+    return {
+        "max_length": _setting(cfg, "train_dpo", "max_length", DPOTrainConfig),
+        "tokenizer": _setting(cfg, "train_chat", "model", SFTTrainConfig),
+    }
 
 
 STAGES: list[Stage] = [
-    Stage("prepare", "parrot.prepare.stage:PrepareConfig:prepare",
-          lambda wd: {"source": ["sharegpt"], "output": str(wd / "data/sharegpt.jsonl")},
-          lambda wd: manifest_path(wd / "data/sharegpt.jsonl")),
-    Stage("train_ask", "parrot.train.sft:AskTrainConfig:train_ask",
-          lambda wd: {"data": [str(wd / "data/sharegpt.jsonl")], "output": str(wd / "models/ask"),
-                      "eval_data": str(wd / "data/sharegpt.dev.jsonl"), "add_stop": True},
-          lambda wd: manifest_path(wd / "models/ask"), inputs=("prepare",)),
-    Stage("synthesize", "parrot.synthesize.stage:SynthesizeConfig:synthesize",
-          lambda wd: {"output": str(wd / "data/synth.jsonl"), "seeds": str(wd / "data/sharegpt.jsonl"),
-                      "asker": {"spec": f"hf:{wd / 'models/ask'}"}, "resume": True},
-          lambda wd: manifest_path(wd / "data/synth.jsonl"), inputs=("prepare", "train_ask"),
-          fresh={"resume": False, "overwrite": True}),
-    Stage("filter", "parrot.synthesize.filter:FilterConfig:filter_sessions",
-          lambda wd: {"input": str(wd / "data/synth.jsonl"), "output": str(wd / "data/parrot.jsonl")},
-          lambda wd: manifest_path(wd / "data/parrot.jsonl"), inputs=("synthesize",)),
-    Stage("stats", "parrot.stats.stage:StatsConfig:stats",
-          lambda wd: {"data": [str(wd / "data/sharegpt.dev.jsonl"), str(wd / "data/parrot.jsonl")],
-                      "names": ["ShareGPT (dev)", "Parrot (synthesized)"],
-                      "real": str(wd / "data/sharegpt.dev.jsonl"), "output": str(wd / "stats")},
-          lambda wd: wd / "stats" / "stats.json.manifest.json", inputs=("prepare", "filter")),
-    Stage("train_chat", "parrot.train.sft:SFTTrainConfig:train_chat",
-          lambda wd: {"data": [str(wd / "data/parrot.jsonl")], "output": str(wd / "models/chat")},
-          lambda wd: manifest_path(wd / "models/chat"), inputs=("filter",)),
-    Stage("capo", "parrot.capo.build:CapoConfig:capo",
-          lambda wd: {"dialogues": [str(wd / "data/parrot.jsonl")], "output": str(wd / "data/capo.jsonl"),
-                      "resume": True},
-          lambda wd: manifest_path(wd / "data/capo.jsonl"), inputs=("filter",),
-          fresh={"resume": False, "overwrite": True}, linked=_capo_links),
-    Stage("train_dpo", "parrot.train.dpo:DPOTrainConfig:train_dpo",
-          lambda wd: {"data": [str(wd / "data/capo.jsonl")], "model": str(wd / "models/chat"),
-                      "output": str(wd / "models/dpo")},
-          lambda wd: manifest_path(wd / "models/dpo"), inputs=("train_chat", "capo")),
-    Stage("eval_answer", "parrot.evaluate.answer:AnswerConfig:answer",
-          lambda wd: {"bench": "mt-bench-pp", "model": {"spec": f"hf:{wd / 'models/dpo'}"},
-                      "model_id": "parrot-dpo", "output": str(wd / "eval/answers.jsonl")},
-          lambda wd: manifest_path(wd / "eval/answers.jsonl"), inputs=("train_dpo",),
-          fresh={"overwrite": True}),
-    Stage("eval_judge", "parrot.evaluate.judge:JudgeConfig:judge",
-          lambda wd: {"bench": "mt-bench-pp", "answers": [str(wd / "eval/answers.jsonl")],
-                      "output": str(wd / "eval/judgments.jsonl")},
-          lambda wd: manifest_path(wd / "eval/judgments.jsonl"), inputs=("eval_answer",),
-          fresh={"overwrite": True}),
-    Stage("eval_report", "parrot.evaluate.report:ReportConfig:report",
-          lambda wd: {"bench": "mt-bench-pp", "judgments": [str(wd / "eval/judgments.jsonl")],
-                      "output": str(wd / "eval/report")},
-          lambda wd: wd / "eval/report/report.manifest.json", inputs=("eval_judge",)),
+    Stage(
+        "prepare",
+        "parrot.prepare.stage:PrepareConfig:prepare",
+        lambda wd: {"source": ["sharegpt"], "output": str(wd / "data/sharegpt.jsonl")},
+        lambda wd: manifest_path(wd / "data/sharegpt.jsonl"),
+    ),
+    Stage(
+        "train_ask",
+        "parrot.train.sft:AskTrainConfig:train_ask",
+        lambda wd: {
+            "data": [str(wd / "data/sharegpt.jsonl")],
+            "output": str(wd / "models/ask"),
+            "eval_data": str(wd / "data/sharegpt.dev.jsonl"),
+            "add_stop": True,
+        },
+        lambda wd: manifest_path(wd / "models/ask"),
+        inputs=("prepare",),
+    ),
+    Stage(
+        "synthesize",
+        "parrot.synthesize.stage:SynthesizeConfig:synthesize",
+        lambda wd: {
+            "output": str(wd / "data/synth.jsonl"),
+            "seeds": str(wd / "data/sharegpt.jsonl"),
+            "asker": {"spec": f"hf:{wd / 'models/ask'}"},
+            "resume": True,
+        },
+        lambda wd: manifest_path(wd / "data/synth.jsonl"),
+        inputs=("prepare", "train_ask"),
+        fresh={"resume": False, "overwrite": True},
+    ),
+    Stage(
+        "filter",
+        "parrot.synthesize.filter:FilterConfig:filter_sessions",
+        lambda wd: {"input": str(wd / "data/synth.jsonl"), "output": str(wd / "data/parrot.jsonl")},
+        lambda wd: manifest_path(wd / "data/parrot.jsonl"),
+        inputs=("synthesize",),
+    ),
+    Stage(
+        "stats",
+        "parrot.stats.stage:StatsConfig:stats",
+        lambda wd: {
+            "data": [str(wd / "data/sharegpt.dev.jsonl"), str(wd / "data/parrot.jsonl")],
+            "names": ["ShareGPT (dev)", "Parrot (synthesized)"],
+            "real": str(wd / "data/sharegpt.dev.jsonl"),
+            "output": str(wd / "stats"),
+        },
+        lambda wd: wd / "stats" / "stats.json.manifest.json",
+        inputs=("prepare", "filter"),
+    ),
+    Stage(
+        "train_chat",
+        "parrot.train.sft:SFTTrainConfig:train_chat",
+        lambda wd: {"data": [str(wd / "data/parrot.jsonl")], "output": str(wd / "models/chat")},
+        lambda wd: manifest_path(wd / "models/chat"),
+        inputs=("filter",),
+    ),
+    Stage(
+        "capo",
+        "parrot.capo.build:CapoConfig:capo",
+        lambda wd: {
+            "dialogues": [str(wd / "data/parrot.jsonl")],
+            "output": str(wd / "data/capo.jsonl"),
+            "resume": True,
+        },
+        lambda wd: manifest_path(wd / "data/capo.jsonl"),
+        inputs=("filter",),
+        fresh={"resume": False, "overwrite": True},
+        linked=_capo_links,
+    ),
+    Stage(
+        "train_dpo",
+        "parrot.train.dpo:DPOTrainConfig:train_dpo",
+        lambda wd: {
+            "data": [str(wd / "data/capo.jsonl")],
+            "model": str(wd / "models/chat"),
+            "output": str(wd / "models/dpo"),
+        },
+        lambda wd: manifest_path(wd / "models/dpo"),
+        inputs=("train_chat", "capo"),
+    ),
+    Stage(
+        "eval_answer",
+        "parrot.evaluate.answer:AnswerConfig:answer",
+        lambda wd: {
+            "bench": "mt-bench-pp",
+            "model": {"spec": f"hf:{wd / 'models/dpo'}"},
+            "model_id": "parrot-dpo",
+            "output": str(wd / "eval/answers.jsonl"),
+        },
+        lambda wd: manifest_path(wd / "eval/answers.jsonl"),
+        inputs=("train_dpo",),
+        fresh={"overwrite": True},
+    ),
+    Stage(
+        "eval_judge",
+        "parrot.evaluate.judge:JudgeConfig:judge",
+        lambda wd: {
+            "bench": "mt-bench-pp",
+            "answers": [str(wd / "eval/answers.jsonl")],
+            "output": str(wd / "eval/judgments.jsonl"),
+        },
+        lambda wd: manifest_path(wd / "eval/judgments.jsonl"),
+        inputs=("eval_answer",),
+        fresh={"overwrite": True},
+    ),
+    Stage(
+        "eval_report",
+        "parrot.evaluate.report:ReportConfig:report",
+        lambda wd: {
+            "bench": "mt-bench-pp",
+            "judgments": [str(wd / "eval/judgments.jsonl")],
+            "output": str(wd / "eval/report"),
+        },
+        lambda wd: wd / "eval/report/report.manifest.json",
+        inputs=("eval_judge",),
+    ),
 ]
 STAGE_NAMES = [s.name for s in STAGES]
 
@@ -118,8 +191,7 @@ STAGE_NAMES = [s.name for s in STAGES]
 @dataclass
 class PipelineConfig:
     workdir: str = opt("runs/demo", "work directory: data, models, stats and eval land here")
-    stages: list[str] = opt(lambda: list(STAGE_NAMES),
-                            f"stages to run, in pipeline order ({', '.join(STAGE_NAMES)})")
+    stages: list[str] = opt(lambda: list(STAGE_NAMES), f"stages to run, in pipeline order ({', '.join(STAGE_NAMES)})")
     rerun: list[str] = opt(list, "stages to run again even if their output is complete", hashed=False)
     prepare: dict = opt(dict, "settings for `parrot prepare`", cli=False)
     train_ask: dict = opt(dict, "settings for `parrot train-ask`", cli=False)
@@ -146,7 +218,7 @@ class PipelineConfig:
                     stage_config(stage, self)
                 except ParrotError as e:
                     prefix = f"pipeline: {stage.name}: "
-                    message = str(e)[len(prefix):] if str(e).startswith(prefix) else str(e)
+                    message = str(e)[len(prefix) :] if str(e).startswith(prefix) else str(e)
                     raise ValueError(f"{stage.name}: {message}") from None
 
 
@@ -223,8 +295,9 @@ def stage_state(stage: Stage, stage_cfg: Any, workdir: Path) -> str:
 
 
 def print_stages(workdir: Path, rows: list[dict], started: float) -> None:
-    table = format_table([(r["stage"], r["status"], f"{r['seconds']:.1f}") for r in rows],
-                         ("stage", "status", "seconds"))
+    table = format_table(
+        [(r["stage"], r["status"], f"{r['seconds']:.1f}") for r in rows], ("stage", "status", "seconds")
+    )
     print(f"\nparrot pipeline: {workdir}\n{table}\ntotal {time.monotonic() - started:.0f} s")
 
 
@@ -260,7 +333,12 @@ def pipeline(cfg: PipelineConfig) -> list[dict]:
     report = workdir / "eval/report/report.md"
     if report.exists():
         print(f"\n{report}:\n\n{report.read_text(encoding='utf-8')}")
-    write_manifest(workdir / "pipeline", stage="pipeline", config=cfg,
-                   counts={"stages_run": sum(r["status"] == "done" for r in rows)},
-                   timings={"seconds": round(time.monotonic() - started, 1)}, stages=rows)
+    write_manifest(
+        workdir / "pipeline",
+        stage="pipeline",
+        config=cfg,
+        counts={"stages_run": sum(r["status"] == "done" for r in rows)},
+        timings={"seconds": round(time.monotonic() - started, 1)},
+        stages=rows,
+    )
     return rows

@@ -34,19 +34,25 @@ def load_backend(config: BackendConfig | str | dict, **options) -> Backend:
         config = build_config(BackendConfig, {**config, **options}, where="backend")
     elif options:
         import dataclasses
+
         config = dataclasses.replace(config, **options)
     kind, _, rest = config.spec.partition(":")
     if kind == "openai" and rest:
         from parrot.backends.openai_api import OpenAIBackend
+
         return OpenAIBackend(config)
     if kind == "hf" and rest:
         from parrot.backends.hf import HFBackend
+
         return HFBackend(config)
     if (kind == "gguf" and rest) or config.spec == "smollm2":
         from parrot.backends.gguf import GGUFBackend
+
         return GGUFBackend(config)
     if kind == "vllm" and rest:
         from parrot.backends.vllm_engine import VLLMBackend
+
         return VLLMBackend(config)
-    raise ParrotError(f"unknown model spec {config.spec!r}: expected openai:MODEL, hf:PATH, "
-                      "gguf:PATH, vllm:PATH or smollm2")
+    raise ParrotError(
+        f"unknown model spec {config.spec!r}: expected openai:MODEL, hf:PATH, gguf:PATH, vllm:PATH or smollm2"
+    )

@@ -88,11 +88,15 @@ class BackendConfig:
     ctx_size: int = opt(8192, "context window of the llama.cpp server, shared by its slots")
     threads: int | None = opt(None, "CPU threads for llama.cpp and hf on CPU (default: all cores; 1 on a busy machine)")
     tensor_parallel_size: int = opt(1, "vLLM tensor parallel size")
-    context_length: int | None = opt(None, "tokens one request may hold, prompt plus answer; a longer conversation "
-                                           "is shortened, oldest turns first (default: the model's own for hf/vllm, "
-                                           "ctx_size/slots for gguf, none for openai: not shortened)")
-    tokenizer: str | None = opt(None, "openai with context_length: a local tokenizer directory (or smollm2) "
-                                      "to count prompt tokens with")
+    context_length: int | None = opt(
+        None,
+        "tokens one request may hold, prompt plus answer; a longer conversation "
+        "is shortened, oldest turns first (default: the model's own for hf/vllm, "
+        "ctx_size/slots for gguf, none for openai: not shortened)",
+    )
+    tokenizer: str | None = opt(
+        None, "openai with context_length: a local tokenizer directory (or smollm2) to count prompt tokens with"
+    )
     trust_remote_code: bool = opt(False, "allow custom model code from the checkpoint (hf, vllm)")
     temperature: float | None = opt(None, "default sampling temperature for this role")
     top_p: float | None = opt(None, "default top_p for this role")
@@ -107,8 +111,9 @@ class BackendConfig:
     def sampling(self, base: SamplingParams | None = None) -> SamplingParams:
         """``base`` (a stage's defaults) with this role's non-null sampling options on top."""
         params = base or SamplingParams()
-        changes = {k: getattr(self, k) for k in ("temperature", "top_p", "max_tokens", "seed")
-                   if getattr(self, k) is not None}
+        changes = {
+            k: getattr(self, k) for k in ("temperature", "top_p", "max_tokens", "seed") if getattr(self, k) is not None
+        }
         return params.replace(**changes)
 
 
@@ -135,9 +140,11 @@ class Usage:
         """One line for the end of a stage: ``"120 requests, 118 ok, 2 failed, ..."``."""
         errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
         shortened = f", {self.shortened} shortened to fit the context" if self.shortened else ""
-        return (f"{self.requests} requests, {self.completions} ok, {self.failures} failed, "
-                f"{self.retries} retries{shortened}, {self.prompt_tokens} prompt + {self.completion_tokens} "
-                f"completion tokens; errors: {errors}")
+        return (
+            f"{self.requests} requests, {self.completions} ok, {self.failures} failed, "
+            f"{self.retries} retries{shortened}, {self.prompt_tokens} prompt + {self.completion_tokens} "
+            f"completion tokens; errors: {errors}"
+        )
 
 
 class Backend(abc.ABC):
@@ -159,8 +166,9 @@ class Backend(abc.ABC):
         """The model's name as records show it (``"gpt-4"`` for ``openai:gpt-4``)."""
         return self.config.spec.split(":", 1)[-1]
 
-    async def agenerate(self, conversations: list[Messages],
-                        params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+    async def agenerate(
+        self, conversations: list[Messages], params: SamplingParams | list[SamplingParams]
+    ) -> list[Completion]:
         """One completion per conversation, in order. ``params`` may be one for all or one each.
         A conversation longer than the context is shortened first (see the module docstring)."""
         plist = per_item(params, len(conversations))
@@ -180,8 +188,9 @@ class Backend(abc.ABC):
     async def _agenerate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
         """One completion per conversation (already fitted to the context), in order."""
 
-    def generate(self, conversations: list[Messages],
-                 params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+    def generate(
+        self, conversations: list[Messages], params: SamplingParams | list[SamplingParams]
+    ) -> list[Completion]:
         """Sync entry point around :meth:`agenerate`."""
         return asyncio.run(self.agenerate(conversations, params))
 
@@ -201,10 +210,14 @@ class Backend(abc.ABC):
 
     def count_tokens(self, messages: Messages) -> int:
         """Prompt tokens of ``messages`` as the model's chat template renders them."""
-        raise ParrotError(f"{self.config.spec}: cannot count tokens to fit context_length="
-                          f"{self.config.context_length}; give the role a tokenizer (tokenizer=DIR)")
+        raise ParrotError(
+            f"{self.config.spec}: cannot count tokens to fit context_length="
+            f"{self.config.context_length}; give the role a tokenizer (tokenizer=DIR)"
+        )
 
-    def fit(self, messages: Messages, params: SamplingParams, context: int) -> tuple[Messages, SamplingParams, dict | None]:
+    def fit(
+        self, messages: Messages, params: SamplingParams, context: int
+    ) -> tuple[Messages, SamplingParams, dict | None]:
         """``messages`` shortened to leave room for the answer within ``context`` tokens, the
         params with ``max_tokens`` lowered if it asks for more than is left, and what changed."""
         room = min(params.max_tokens, context // 2)
@@ -220,8 +233,9 @@ class Backend(abc.ABC):
                 note = {**(note or {}), "max_tokens": left}
         return messages, params, note
 
-    def fit_batch(self, conversations: list[Messages], params: list[SamplingParams]
-                  ) -> tuple[list[Messages], list[SamplingParams], list[dict | None]]:
+    def fit_batch(
+        self, conversations: list[Messages], params: list[SamplingParams]
+    ) -> tuple[list[Messages], list[SamplingParams], list[dict | None]]:
         """:meth:`fit` over a batch (blocking: run in a worker thread), counting in :attr:`usage`."""
         self.start()
         context = self.context()
@@ -231,8 +245,7 @@ class Backend(abc.ABC):
             fitted = [self.fit(m, p, context) for m, p in zip(conversations, params)]
         except OSError as e:  # the server that counts is unreachable: the requests go as they are, and
             # fail or are retried there, as any call to a failing server does
-            log.warning("%s: could not count tokens to fit the context (%s); sending unshortened",
-                        self.config.spec, e)
+            log.warning("%s: could not count tokens to fit the context (%s); sending unshortened", self.config.spec, e)
             return conversations, params, [None] * len(conversations)
         self.usage.shortened += sum(1 for f in fitted if f[2])
         return [f[0] for f in fitted], [f[1] for f in fitted], [f[2] for f in fitted]
@@ -255,6 +268,7 @@ class Backend(abc.ABC):
         credentials)."""
         from parrot.core.config import to_dict
         from parrot.core.redact import redact
+
         return {"spec": self.config.spec, "model": self.model_name, "options": redact(to_dict(self.config))}
 
 

@@ -111,13 +111,14 @@ class MicroBatcher:
         for items in groups.values():
             items.sort(key=lambda it: -sum(len(str(m.get("content", ""))) for m in it.messages))
             size = self.max_batch or len(items)
-            batches.extend(items[i:i + size] for i in range(0, len(items), size))
+            batches.extend(items[i : i + size] for i in range(0, len(items), size))
         return batches
 
     async def _run(self, batch: list[_Pending]) -> None:
         try:
-            results = await asyncio.to_thread(self.run_batch, [it.messages for it in batch],
-                                              [it.params for it in batch])
+            results = await asyncio.to_thread(
+                self.run_batch, [it.messages for it in batch], [it.params for it in batch]
+            )
             self.batches_run += 1
         except Exception as e:
             results = await self._one_by_one(batch, e)
@@ -144,8 +145,9 @@ class MicroBatcher:
         others are answered. None when every item fails alone too."""
         if len(batch) == 1:
             return None
-        log.warning("a batch of %d failed (%s: %s); running its requests one by one", len(batch),
-                    type(error).__name__, error)
+        log.warning(
+            "a batch of %d failed (%s: %s); running its requests one by one", len(batch), type(error).__name__, error
+        )
         results, failures = [], 0
         for it in batch:
             try:
@@ -167,8 +169,11 @@ def finish_text(text: str, finish: str | None, stop: list[str]) -> tuple[str, st
 def completion(text: str, finish: str | None, prompt_tokens: int, completion_tokens: int) -> Completion:
     """A Completion, or a failed one when the model produced no text at all."""
     if not text.strip():
-        return Completion(text=None, finish_reason=finish, prompt_tokens=prompt_tokens,
-                          completion_tokens=completion_tokens,
-                          error="empty_reply: the model ended its turn without text")
-    return Completion(text=text, finish_reason=finish, prompt_tokens=prompt_tokens,
-                      completion_tokens=completion_tokens)
+        return Completion(
+            text=None,
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            error="empty_reply: the model ended its turn without text",
+        )
+    return Completion(text=text, finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)

@@ -24,7 +24,6 @@ def busy_machine_threads(engine: str) -> int | None:
         return None
     cores = os.cpu_count() or 1
     if cores > 1 and load >= cores:
-        log.info("machine busy (load %.1f on %d cores): %s uses 1 thread; set threads=N to choose",
-                 load, cores, engine)
+        log.info("machine busy (load %.1f on %d cores): %s uses 1 thread; set threads=N to choose", load, cores, engine)
         return 1
     return None

@@ -41,6 +41,7 @@ def gguf_path(spec: str) -> Path:
     """The model file of ``smollm2`` or ``gguf:PATH`` (checked to exist)."""
     if spec == "smollm2":
         from parrot.core.assets import smollm2_gguf_path
+
         return smollm2_gguf_path()
     path = Path(spec.split(":", 1)[1]).expanduser()
     if not path.is_file():
@@ -96,24 +97,36 @@ class GGUFBackend(Backend):
         try:
             server = xllamacpp.Server(params)
         except RuntimeError as e:
-            raise ParrotError(f"{self.path}: llama.cpp could not load this GGUF "
-                              f"(slots={cfg.slots}, ctx_size={cfg.ctx_size}): {e}") from None
+            raise ParrotError(
+                f"{self.path}: llama.cpp could not load this GGUF (slots={cfg.slots}, ctx_size={cfg.ctx_size}): {e}"
+            ) from None
         self._server = server
         atexit.register(self.close)
         try:
             self.base_url = server.listening_address.rstrip("/") + "/v1"
             self._wait_healthy()
-            client_cfg = BackendConfig(spec=f"openai:{self.model_name}", base_url=self.base_url,
-                                       concurrency=cfg.slots, timeout=cfg.timeout,
-                                       max_retries=cfg.max_retries, extra=dict(cfg.extra))
+            client_cfg = BackendConfig(
+                spec=f"openai:{self.model_name}",
+                base_url=self.base_url,
+                concurrency=cfg.slots,
+                timeout=cfg.timeout,
+                max_retries=cfg.max_retries,
+                extra=dict(cfg.extra),
+            )
             self._client = OpenAIBackend(client_cfg, api_key="local")
             self._client.usage = self.usage  # one set of counts for the role
             self._client.start()
         except BaseException:
             self.close()
             raise
-        log.info("llama.cpp serving %s at %s (%d slots, ctx %d) in %.1fs", self.path.name,
-                 self.base_url, cfg.slots, cfg.ctx_size, time.perf_counter() - t0)
+        log.info(
+            "llama.cpp serving %s at %s (%d slots, ctx %d) in %.1fs",
+            self.path.name,
+            self.base_url,
+            cfg.slots,
+            cfg.ctx_size,
+            time.perf_counter() - t0,
+        )
         return self
 
     def _wait_healthy(self, timeout: float = 60.0) -> None:
@@ -148,8 +161,9 @@ class GGUFBackend(Backend):
             self.start()
         return await self._client.agenerate(conversations, params)
 
-    def generate(self, conversations: list[Messages],
-                 params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+    def generate(
+        self, conversations: list[Messages], params: SamplingParams | list[SamplingParams]
+    ) -> list[Completion]:
         if self._client is None:
             self.start()
 
@@ -158,6 +172,7 @@ class GGUFBackend(Backend):
                 return await self.agenerate(conversations, params)
             finally:  # the client's connections belong to this loop, which ends here
                 await self._client._close_client()
+
         return asyncio.run(run())
 
     # ------------------------------------------------------------------ fitting a slot's context
@@ -176,8 +191,9 @@ class GGUFBackend(Backend):
 
     def _post(self, path: str, body: dict) -> dict:
         url = self.base_url.removesuffix("/v1") + path
-        req = urllib.request.Request(url, data=json.dumps(body).encode("utf-8"),
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            url, data=json.dumps(body).encode("utf-8"), headers={"Content-Type": "application/json"}
+        )
         with _DIRECT.open(req, timeout=self.config.timeout) as resp:
             return json.loads(resp.read())
 
@@ -190,7 +206,12 @@ class GGUFBackend(Backend):
     def describe(self) -> dict:
         out = super().describe()
         out["gguf"] = str(self.path)
-        out["server"] = {"engine": "llama.cpp (xllamacpp)", "slots": self.config.slots,
-                         "ctx_size": self.config.ctx_size, "threads": self.threads,
-                         "top_k": 0, "min_p": 0.0}
+        out["server"] = {
+            "engine": "llama.cpp (xllamacpp)",
+            "slots": self.config.slots,
+            "ctx_size": self.config.ctx_size,
+            "threads": self.threads,
+            "top_k": 0,
+            "min_p": 0.0,
+        }
         return out

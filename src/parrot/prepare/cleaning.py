@@ -34,16 +34,23 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-
 # ---------------------------------------------------------------- roles
 
-ROLE_MAP = {"human": "user", "user": "user",
-            "gpt": "assistant", "chatgpt": "assistant", "bing": "assistant", "bard": "assistant",
-            "assistant": "assistant", "system": "system"}
+ROLE_MAP = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+    "bard": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+}
 
 
 # A surrogate code point on its own (JSON allows "\ud83d"; UTF-8 cannot encode it).
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 def normalize_role(raw: str, where: str) -> str:
     """``human`` -> ``user``, ``gpt``/``chatgpt``/``bing``/``bard`` -> ``assistant`` (any case).
@@ -53,15 +60,17 @@ def normalize_role(raw: str, where: str) -> str:
     role = ROLE_MAP.get(raw.strip().lower())
     if role is None:
         from parrot.prepare.sources import RecordError
-        raise RecordError("unknown_role", f"{where}: unknown role {raw!r} (expected one of "
-                          f"{', '.join(sorted(ROLE_MAP))})")
+
+        raise RecordError(
+            "unknown_role", f"{where}: unknown role {raw!r} (expected one of {', '.join(sorted(ROLE_MAP))})"
+        )
     return role
 
 
 @dataclass
 class Conversation:
     id: str | None
-    messages: list[dict]          # [{"role": "user"|"assistant"|"system", "content": str}]
+    messages: list[dict]  # [{"role": "user"|"assistant"|"system", "content": str}]
     meta: dict = field(default_factory=dict)
 
 
@@ -87,8 +96,9 @@ def looks_like_scraped_html(text: str) -> bool:
         return False
     if _SCRAPED_DIV.match(text):
         return True
-    return bool(_BARE_BLOCK.match(text) and _BLOCK_END.search(text)
-                and "```" not in text and not _PAGE_TAGS.search(text))
+    return bool(
+        _BARE_BLOCK.match(text) and _BLOCK_END.search(text) and "```" not in text and not _PAGE_TAGS.search(text)
+    )
 
 
 def html_to_markdown(text: str) -> str:
@@ -106,15 +116,20 @@ def html_to_markdown(text: str) -> str:
         code = pre.find("code")
         if code is not None:
             classes = code.get("class") or []
-            pre["data-lang"] = next((c[len("language-"):] for c in classes if c.startswith("language-")), "")
+            pre["data-lang"] = next((c[len("language-") :] for c in classes if c.startswith("language-")), "")
             code.extract()
             pre.clear()
             pre.append(code)
     for junk in soup.find_all(["button", "svg"]):
         junk.decompose()
-    conv = MarkdownConverter(escape_underscores=False, escape_asterisks=False, escape_misc=False,
-                             heading_style="ATX", bullets="-",
-                             code_language_callback=lambda el: el.get("data-lang") or "")
+    conv = MarkdownConverter(
+        escape_underscores=False,
+        escape_asterisks=False,
+        escape_misc=False,
+        heading_style="ATX",
+        bullets="-",
+        code_language_callback=lambda el: el.get("data-lang") or "",
+    )
     md = conv.convert_soup(soup)
     return re.sub(r"\n{3,}", "\n\n", md).strip()
 
@@ -137,10 +152,20 @@ for _lang, _words in _STOPWORDS.items():
     for _w in _words.split():
         _WORD_LANGS[_w] = _WORD_LANGS.get(_w, ()) + (_lang,)
 # scripts that mostly name one language, by Unicode range
-_SCRIPTS = [(re.compile(f"[{lo}-{hi}]"), lang) for lo, hi, lang in [
-    ("\u0400", "\u04ff", "ru"), ("\u0370", "\u03ff", "el"), ("\u0590", "\u05ff", "he"),
-    ("\u0600", "\u06ff", "ar"), ("\u0900", "\u097f", "hi"), ("\u0e00", "\u0e7f", "th"),
-    ("\uac00", "\ud7af", "ko"), ("\u3040", "\u30ff", "ja"), ("\u4e00", "\u9fff", "zh")]]
+_SCRIPTS = [
+    (re.compile(f"[{lo}-{hi}]"), lang)
+    for lo, hi, lang in [
+        ("\u0400", "\u04ff", "ru"),
+        ("\u0370", "\u03ff", "el"),
+        ("\u0590", "\u05ff", "he"),
+        ("\u0600", "\u06ff", "ar"),
+        ("\u0900", "\u097f", "hi"),
+        ("\u0e00", "\u0e7f", "th"),
+        ("\uac00", "\ud7af", "ko"),
+        ("\u3040", "\u30ff", "ja"),
+        ("\u4e00", "\u9fff", "zh"),
+    ]
+]
 _LATIN = re.compile("[A-Za-z\u00c0-\u024f]")
 _CODE = re.compile(r"```.*?(```|$)|`[^`\n]*`|https?://\S+", re.S)
 _PUNCT = ".,;:!?¿¡()[]{}\"'«»“”‘’-"
@@ -183,6 +208,7 @@ def detect_language(text: str, sample: int = 1200) -> str:
 
 # ---------------------------------------------------------------- tokens
 
+
 class TokenCounter:
     """Counts tokens of message contents with a named tokenizer: ``smollm2`` (the embedded
     SmolLM2 tokenizer) or a local directory holding a Hugging Face tokenizer."""
@@ -214,7 +240,7 @@ def cut_to_tokens(messages: list[dict], lengths: list[int], max_tokens: int) -> 
         if total > max_tokens:
             return []
     while i < len(messages):
-        j = i + 2 if i + 1 < len(messages) else i + 1   # a user message and its reply
+        j = i + 2 if i + 1 < len(messages) else i + 1  # a user message and its reply
         need = sum(lengths[i:j])
         if total + need > max_tokens:
             break
@@ -225,6 +251,7 @@ def cut_to_tokens(messages: list[dict], lengths: list[int], max_tokens: int) -> 
 
 # ---------------------------------------------------------------- the cleaner
 
+
 @dataclass
 class CleanOptions:
     html: bool = True
@@ -233,7 +260,7 @@ class CleanOptions:
     max_turns: int | None = None
     max_tokens: int | None = None
     tokenizer: str = "smollm2"
-    languages: tuple = ()         # e.g. ("en",); empty keeps every language
+    languages: tuple = ()  # e.g. ("en",); empty keeps every language
     dedupe: bool = True
 
 
@@ -260,7 +287,7 @@ class Cleaner:
         while len(msgs) > start and msgs[start]["role"] == "assistant":
             msgs.pop(start)
             self.changes["leading_assistant"] += 1
-        if len(msgs) - start < 2:   # roles alternate from here: two messages are one exchange
+        if len(msgs) - start < 2:  # roles alternate from here: two messages are one exchange
             return self._drop("no_exchange")
         if self.opts.max_tokens:
             lengths = self._token_lengths(msgs)
@@ -289,7 +316,7 @@ class Cleaner:
         """Token counts from the first message until the running total passes ``max_tokens``;
         what follows is cut anyway, so long sessions cost about ``max_tokens`` to count."""
         limit = self.opts.max_tokens
-        cap = 16 * (limit + 1)   # a prefix this long is over the limit in any real tokenizer
+        cap = 16 * (limit + 1)  # a prefix this long is over the limit in any real tokenizer
         lengths: list[int] = []
         total = i = 0
         while i < len(msgs) and total <= limit:
@@ -345,8 +372,9 @@ class Cleaner:
 
 def content_hash(messages: list[dict]) -> int:
     """A 64-bit hash of the messages, for exact de-duplication."""
-    blob = json.dumps([[m["role"], m["content"]] for m in messages], ensure_ascii=False,
-                      separators=(",", ":")).encode("utf-8")
+    blob = json.dumps([[m["role"], m["content"]] for m in messages], ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8"
+    )
     return int.from_bytes(hashlib.blake2b(blob, digest_size=8).digest(), "big")
 
 
@@ -355,8 +383,9 @@ def content_hash(messages: list[dict]) -> int:
 _PIECE = re.compile(r"^(.+)_(\d+)$")
 
 
-def rejoin_pieces(convs: Iterator[Conversation], changes: Counter, *, window: int = 1000,
-                  across_gaps: bool = False) -> Iterator[Conversation]:
+def rejoin_pieces(
+    convs: Iterator[Conversation], changes: Counter, *, window: int = 1000, across_gaps: bool = False
+) -> Iterator[Conversation]:
     """Stitch ShareGPT pieces ``X_0, X_1, ...`` of one conversation back together, in order.
 
     The joined session keeps the first piece's id and lists the pieces in ``meta["pieces"]``.
@@ -365,7 +394,7 @@ def rejoin_pieces(convs: Iterator[Conversation], changes: Counter, *, window: in
     ``across_gaps``: stitching across it would splice unrelated turns. Conversations whose id is
     not ``X_<n>`` pass through untouched.
     """
-    pending: OrderedDict[str, list] = OrderedDict()   # base id -> [last index, {n: conv}]
+    pending: OrderedDict[str, list] = OrderedDict()  # base id -> [last index, {n: conv}]
     for index, conv in enumerate(convs):
         while pending and next(iter(pending.values()))[0] < index - window:
             yield from _join(pending.popitem(last=False)[1][1], changes, across_gaps)
@@ -375,7 +404,7 @@ def rejoin_pieces(convs: Iterator[Conversation], changes: Counter, *, window: in
             continue
         base, n = m.group(1), int(m.group(2))
         group = pending.get(base)
-        if group is not None and n in group[1]:   # the same id used again: another conversation
+        if group is not None and n in group[1]:  # the same id used again: another conversation
             yield from _join(pending.pop(base)[1], changes, across_gaps)
             group = None
         if group is None:

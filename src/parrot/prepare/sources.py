@@ -52,8 +52,8 @@ class RecordError(ParrotError):
 @dataclass
 class RawRecord:
     record: Any
-    where: str          # "data.json record 12 (byte 3456)", "data.jsonl:12", "ds/train[5]"
-    source: str         # the SOURCE argument as given
+    where: str  # "data.json record 12 (byte 3456)", "data.jsonl:12", "ds/train[5]"
+    source: str  # the SOURCE argument as given
 
 
 @dataclass
@@ -67,15 +67,19 @@ class SourceStats:
 
 # ---------------------------------------------------------------- sources
 
+
 def resolve_source(spec: str) -> Path:
     """``sharegpt`` -> the embedded ShareGPT V3 file; anything else is a local path."""
     if spec == "sharegpt":
         from parrot.core.assets import sharegpt_path
+
         return sharegpt_path()
     path = Path(spec)
     if not path.exists():
-        raise ParrotError(f"{spec}: no such file or directory (expected a JSON/JSONL/Parquet file, "
-                          f"a saved `datasets` directory, or `sharegpt`)")
+        raise ParrotError(
+            f"{spec}: no such file or directory (expected a JSON/JSONL/Parquet file, "
+            f"a saved `datasets` directory, or `sharegpt`)"
+        )
     return path
 
 
@@ -84,8 +88,9 @@ def source_kind(path: Path) -> str:
     if path.is_dir():
         if any((path / n).is_file() for n in ("state.json", "dataset_dict.json", "dataset_info.json")):
             return "datasets"
-        raise ParrotError(f"{path}: expected a directory saved by `datasets` (save_to_disk), "
-                          f"found no state.json or dataset_dict.json")
+        raise ParrotError(
+            f"{path}: expected a directory saved by `datasets` (save_to_disk), found no state.json or dataset_dict.json"
+        )
     with path.open("rb") as fh:
         head = fh.read(4096)
     if head.startswith(b"PAR1"):
@@ -95,12 +100,13 @@ def source_kind(path: Path) -> str:
         return "json-array"
     if text.startswith(b"{") or not text:
         return "jsonl"
-    raise ParrotError(f"{path}: expected a JSON array, JSON Lines, Parquet or a saved `datasets` "
-                      f"directory, found a file starting with {head[:20]!r}")
+    raise ParrotError(
+        f"{path}: expected a JSON array, JSON Lines, Parquet or a saved `datasets` "
+        f"directory, found a file starting with {head[:20]!r}"
+    )
 
 
-def read_source(spec: str, stats: SourceStats, *, on_error: str = "raise",
-                strict: bool = False) -> Iterator[RawRecord]:
+def read_source(spec: str, stats: SourceStats, *, on_error: str = "raise", strict: bool = False) -> Iterator[RawRecord]:
     """Stream the records of one SOURCE (see :func:`resolve_source`)."""
     path = resolve_source(spec)
     kind = source_kind(path)
@@ -110,8 +116,9 @@ def read_source(spec: str, stats: SourceStats, *, on_error: str = "raise",
             stats.read += 1
             yield RawRecord(rec, f"{path} record {index} (byte {offset})", spec)
     elif kind == "jsonl":
-        for lineno, rec in progress(read_jsonl(path, on_error=on_error, counts=stats.invalid),
-                                    desc=f"read {path.name}", unit="rec"):
+        for lineno, rec in progress(
+            read_jsonl(path, on_error=on_error, counts=stats.invalid), desc=f"read {path.name}", unit="rec"
+        ):
             stats.read += 1
             yield RawRecord(rec, f"{path}:{lineno}", spec)
     elif kind == "parquet":
@@ -151,9 +158,14 @@ def _iter_saved_dataset(path: Path, spec: str, stats: SourceStats) -> Iterator[R
 _WS = " \t\n\r"
 
 
-def iter_json_array(path: str | Path, stats: SourceStats | None = None, *, on_error: str = "raise",
-                    strict: bool = False, chunk_bytes: int = 1 << 20
-                    ) -> Iterator[tuple[int, int, Any]]:
+def iter_json_array(
+    path: str | Path,
+    stats: SourceStats | None = None,
+    *,
+    on_error: str = "raise",
+    strict: bool = False,
+    chunk_bytes: int = 1 << 20,
+) -> Iterator[tuple[int, int, Any]]:
     """Yield ``(index, byte_offset, element)`` for each element of a top-level JSON array.
 
     Memory holds one chunk plus the largest element, whatever the file's size: elements are
@@ -169,12 +181,15 @@ def iter_json_array(path: str | Path, stats: SourceStats | None = None, *, on_er
     size = path.stat().st_size
     raw_decode = json.JSONDecoder().raw_decode
     decoder = codecs.getincrementaldecoder("utf-8")()
-    with path.open("rb") as fh, progress(total=size, desc=f"read {path.name}", unit="B",
-                                         unit_scale=True, unit_divisor=1024) as bar:
+    with (
+        path.open("rb") as fh,
+        progress(total=size, desc=f"read {path.name}", unit="B", unit_scale=True, unit_divisor=1024) as bar,
+    ):
         state = _Buffer(fh, decoder, chunk_bytes, bar)
         if not state.skip_ws() or state.buf[state.pos] != "[":
-            raise ParrotError(f"{path}: expected a JSON array starting with '[', "
-                              f"found {state.buf[state.pos:state.pos + 20]!r}")
+            raise ParrotError(
+                f"{path}: expected a JSON array starting with '[', found {state.buf[state.pos : state.pos + 20]!r}"
+            )
         state.pos += 1
         index = 0
         while True:
@@ -223,7 +238,7 @@ class _Buffer:
         self.fh, self.decoder, self.chunk, self.bar = fh, decoder, chunk_bytes, bar
         self.buf = ""
         self.pos = 0
-        self.base = 0        # byte offset of buf[0]
+        self.base = 0  # byte offset of buf[0]
         self.eof = False
         self._mark = (0, 0)  # (pos, bytes from buf[0] to pos): offsets advance incrementally
         head = fh.read(3)
@@ -239,7 +254,7 @@ class _Buffer:
             return False
         if self.pos:
             self.base = self.byte_offset(self.pos)
-            self.buf = self.buf[self.pos:]
+            self.buf = self.buf[self.pos :]
             self.pos = 0
             self._mark = (0, 0)
         # A record larger than a chunk: read as much again as we hold, so retries stay linear.
@@ -279,29 +294,42 @@ def _looks_cut(buf: str, e: json.JSONDecodeError) -> bool:
     """Did decoding fail because the text ends (more may follow), not because it is wrong?"""
     if e.msg.startswith("Unterminated string"):
         return True
-    rest = buf[e.pos:]
+    rest = buf[e.pos :]
     # the end of the text, or a literal/number/escape that stops short ("tru", "12", "\\u00")
     return len(rest) <= 6 and not any(c in rest for c in ',:]}"') and not rest[:1].isspace()
 
 
-def _report_cut(path: Path, offset: int, complete: int, size: int, stats: SourceStats,
-                strict: bool, where: str) -> None:
-    msg = (f"{path}: the JSON array is cut off at byte {offset:,} of {size:,} ({where}); "
-           f"{complete:,} complete records precede the cut")
+def _report_cut(
+    path: Path, offset: int, complete: int, size: int, stats: SourceStats, strict: bool, where: str
+) -> None:
+    msg = (
+        f"{path}: the JSON array is cut off at byte {offset:,} of {size:,} ({where}); "
+        f"{complete:,} complete records precede the cut"
+    )
     if strict:
         raise ParrotError(msg + " (--strict)")
     log.warning("%s; keeping them", msg)
-    stats.truncations.append({"file": str(path), "byte_offset": offset, "complete_records": complete,
-                              "file_bytes": size, "where": where})
+    stats.truncations.append(
+        {"file": str(path), "byte_offset": offset, "complete_records": complete, "file_bytes": size, "where": where}
+    )
     if where == "inside a record":
         stats.invalid["truncated_record"] += 1
 
 
-def _bad_json(path: Path, index: int, state: _Buffer, expected: str, on_error: str,
-              stats: SourceStats, found_at: int | None = None) -> None:
+def _bad_json(
+    path: Path,
+    index: int,
+    state: _Buffer,
+    expected: str,
+    on_error: str,
+    stats: SourceStats,
+    found_at: int | None = None,
+) -> None:
     at = state.pos if found_at is None else found_at
-    msg = (f"{path}: record {index} (byte {state.byte_offset(at):,}): expected {expected}, "
-           f"found {state.buf[at:at + 40]!r}")
+    msg = (
+        f"{path}: record {index} (byte {state.byte_offset(at):,}): expected {expected}, "
+        f"found {state.buf[at : at + 40]!r}"
+    )
     if on_error != "skip":
         raise ParrotError(msg)
     log.warning("%s; skipping the rest of the file", msg)
@@ -309,6 +337,7 @@ def _bad_json(path: Path, index: int, state: _Buffer, expected: str, on_error: s
 
 
 # ---------------------------------------------------------------- record formats
+
 
 def detect_format(record: Any) -> str | None:
     """``"sharegpt"``, ``"messages"`` or None for a record of no known format."""
@@ -330,8 +359,7 @@ def conversation_from_record(record: Any, fmt: str, where: str) -> tuple[str, li
     if fmt != "auto" and found != fmt:
         want = f"a {fmt} record (a '{_CONTAINERS[fmt]}' list)"
     elif found is None:
-        want = ("a ShareGPT record ('conversations' of from/value) or a messages record "
-                "('messages' of role/content)")
+        want = "a ShareGPT record ('conversations' of from/value) or a messages record ('messages' of role/content)"
     else:
         want = None
     if want:
@@ -342,16 +370,23 @@ def conversation_from_record(record: Any, fmt: str, where: str) -> tuple[str, li
     out = []
     for i, m in enumerate(record[_CONTAINERS[found]]):
         if not isinstance(m, dict):
-            raise RecordError("bad_message", f"{where}: message {i}: expected an object with "
-                              f"'{role_key}' and '{content_key}', found {type(m).__name__}")
+            raise RecordError(
+                "bad_message",
+                f"{where}: message {i}: expected an object with "
+                f"'{role_key}' and '{content_key}', found {type(m).__name__}",
+            )
         rk, ck = (role_key, content_key) if role_key in m or alt_role not in m else (alt_role, alt_content)
         role, content = m.get(rk), m.get(ck)
         if not isinstance(role, str):
-            raise RecordError("unknown_role", f"{where}: message {i}: expected a string '{rk}', "
-                              f"found {_show(role) if rk in m else 'no such key'}")
+            raise RecordError(
+                "unknown_role",
+                f"{where}: message {i}: expected a string '{rk}', found {_show(role) if rk in m else 'no such key'}",
+            )
         if not isinstance(content, str):
-            raise RecordError("non_string_content", f"{where}: message {i}: expected a string '{ck}', "
-                              f"found {_show(content) if ck in m else 'no such key'}")
+            raise RecordError(
+                "non_string_content",
+                f"{where}: message {i}: expected a string '{ck}', found {_show(content) if ck in m else 'no such key'}",
+            )
         out.append((role, content))
     return found, out
 

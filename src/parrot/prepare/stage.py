@@ -26,29 +26,44 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.prepare.cleaning import CleanOptions, Cleaner, Conversation, normalize_role, rejoin_pieces
 from parrot.core.config import opt
 from parrot.core.dialogue import dialogue_id
 from parrot.core.jsonl import AtomicWriter
 from parrot.core.log import format_table
 from parrot.core.manifest import describe_input, write_manifest
-from parrot.prepare.sources import FORMATS, RecordError, SourceStats, conversation_from_record, read_source, resolve_source
+from parrot.prepare.cleaning import Cleaner, CleanOptions, Conversation, normalize_role, rejoin_pieces
+from parrot.prepare.sources import (
+    FORMATS,
+    RecordError,
+    SourceStats,
+    conversation_from_record,
+    read_source,
+    resolve_source,
+)
 
 log = logging.getLogger("parrot.prepare")
 
 
 @dataclass
 class PrepareConfig:
-    source: list[str] = opt(help="input files: JSON array, JSONL, Parquet, a saved `datasets` "
-                            "directory, or `sharegpt` (the embedded ShareGPT V3 logs)",
-                            positional=True, nargs="*")
+    source: list[str] = opt(
+        help="input files: JSON array, JSONL, Parquet, a saved `datasets` "
+        "directory, or `sharegpt` (the embedded ShareGPT V3 logs)",
+        positional=True,
+        nargs="*",
+    )
     output: str = opt(help="output Dialogue JSONL (the dev split goes to OUT.dev.jsonl)", flag="-o")
     format: str = opt("auto", "record format: detected per record, or forced", choices=list(FORMATS))
-    dev_fraction: float = opt(0.01, "fraction of sessions, chosen by a hash of the id, written to "
-                              "OUT.dev.jsonl (0: no dev file)")
+    dev_fraction: float = opt(
+        0.01, "fraction of sessions, chosen by a hash of the id, written to OUT.dev.jsonl (0: no dev file)"
+    )
     strict: bool = opt(False, "a JSON array cut off mid-record is an error instead of a warning")
-    on_error: str = opt("raise", "bad input (unparsable line, unknown format or role, non-string "
-                        "content): stop with an error, or skip and count it", choices=["raise", "skip"])
+    on_error: str = opt(
+        "raise",
+        "bad input (unparsable line, unknown format or role, non-string "
+        "content): stop with an error, or skip and count it",
+        choices=["raise", "skip"],
+    )
     rejoin: bool = opt(False, "stitch split ShareGPT pieces X_0, X_1, ... back into one session")
     rejoin_across_gaps: bool = opt(False, "with --rejoin, also stitch across a missing piece")
     rejoin_window: int = opt(1000, "with --rejoin, how many records apart pieces may be")
@@ -58,8 +73,9 @@ class PrepareConfig:
     max_turns: int | None = opt(None, "drop sessions with more user turns")
     max_tokens: int | None = opt(None, "cut sessions to this many content tokens, at a turn boundary")
     tokenizer: str = opt("smollm2", "tokenizer for --max-tokens: `smollm2` or a local tokenizer directory")
-    language: list[str] = opt(list, "keep only sessions in these languages (ISO 639-1: en fr zh ...; "
-                              "`und` for undetermined)")
+    language: list[str] = opt(
+        list, "keep only sessions in these languages (ISO 639-1: en fr zh ...; `und` for undetermined)"
+    )
     dedupe: bool = opt(True, "drop exact duplicate sessions")
     limit: int | None = opt(None, "read at most this many records (a quick look at a big source)")
 
@@ -81,7 +97,7 @@ def dev_path(output: str | Path) -> Path:
 def in_dev_split(dialogue_id: str, fraction: float) -> bool:
     """Deterministic: the first 8 bytes of sha256(id) as a fraction of 2**64, below ``fraction``."""
     h = int.from_bytes(hashlib.sha256(dialogue_id.encode("utf-8")).digest()[:8], "big")
-    return h < fraction * 2 ** 64
+    return h < fraction * 2**64
 
 
 def read_conversations(cfg: PrepareConfig, stats: SourceStats) -> Iterator[Conversation]:
@@ -95,8 +111,10 @@ def read_conversations(cfg: PrepareConfig, stats: SourceStats) -> Iterator[Conve
             taken += 1
             try:
                 fmt, pairs = conversation_from_record(raw.record, cfg.format, raw.where)
-                messages = [{"role": normalize_role(r, f"{raw.where}: message {i}"), "content": c}
-                            for i, (r, c) in enumerate(pairs)]
+                messages = [
+                    {"role": normalize_role(r, f"{raw.where}: message {i}"), "content": c}
+                    for i, (r, c) in enumerate(pairs)
+                ]
             except RecordError as e:
                 if cfg.on_error != "skip":
                     raise
@@ -116,14 +134,21 @@ def prepare(cfg: PrepareConfig) -> dict:
     dev = dev_path(out) if cfg.dev_fraction > 0 else None
     inputs = [describe_input(resolve_source(s)) for s in cfg.source]
     stats = SourceStats()
-    cleaner = Cleaner(CleanOptions(html=cfg.html, keep_system=cfg.keep_system, min_turns=cfg.min_turns,
-                                   max_turns=cfg.max_turns, max_tokens=cfg.max_tokens,
-                                   tokenizer=cfg.tokenizer, languages=tuple(cfg.language),
-                                   dedupe=cfg.dedupe))
+    cleaner = Cleaner(
+        CleanOptions(
+            html=cfg.html,
+            keep_system=cfg.keep_system,
+            min_turns=cfg.min_turns,
+            max_turns=cfg.max_turns,
+            max_tokens=cfg.max_tokens,
+            tokenizer=cfg.tokenizer,
+            languages=tuple(cfg.language),
+            dedupe=cfg.dedupe,
+        )
+    )
     convs = read_conversations(cfg, stats)
     if cfg.rejoin:
-        convs = rejoin_pieces(convs, cleaner.changes, window=cfg.rejoin_window,
-                              across_gaps=cfg.rejoin_across_gaps)
+        convs = rejoin_pieces(convs, cleaner.changes, window=cfg.rejoin_window, across_gaps=cfg.rejoin_across_gaps)
     written = Counter()
     seen_ids: set[str] = set()
     with ExitStack() as stack:
@@ -136,7 +161,7 @@ def prepare(cfg: PrepareConfig) -> dict:
             if clean is None:
                 continue
             did = clean.id or dialogue_id(clean.messages)
-            if did in seen_ids:   # ShareGPT reuses some ids for different conversations
+            if did in seen_ids:  # ShareGPT reuses some ids for different conversations
                 n = 2
                 while f"{did}#{n}" in seen_ids:
                     n += 1
@@ -154,32 +179,45 @@ def prepare(cfg: PrepareConfig) -> dict:
     seconds = time.time() - t0
     summary = _summary(stats, cleaner, written, out, dev, seconds)
     for split, path in summary["outputs"].items():
-        write_manifest(path, stage="prepare", config=cfg, inputs=inputs, counts=summary["counts"],
-                       timings={"total_s": round(seconds, 2)}, split=split,
-                       truncations=stats.truncations)
+        write_manifest(
+            path,
+            stage="prepare",
+            config=cfg,
+            inputs=inputs,
+            counts=summary["counts"],
+            timings={"total_s": round(seconds, 2)},
+            split=split,
+            truncations=stats.truncations,
+        )
     print(format_summary(summary), file=sys.stderr)
     return summary
 
 
 def nothing_kept(cfg: PrepareConfig, stats: SourceStats, cleaner: Cleaner) -> ParrotError:
     """Every record was invalid or dropped: why, and the settings that would change it."""
-    hints = {"too_few_turns": f"lower min_turns={cfg.min_turns}", "too_many_turns": f"raise max_turns={cfg.max_turns}",
-             "language": f"widen language={','.join(cfg.language)}", "too_long": f"raise max_tokens={cfg.max_tokens}"}
+    hints = {
+        "too_few_turns": f"lower min_turns={cfg.min_turns}",
+        "too_many_turns": f"raise max_turns={cfg.max_turns}",
+        "language": f"widen language={','.join(cfg.language)}",
+        "too_long": f"raise max_tokens={cfg.max_tokens}",
+    }
     reasons = Counter({f"invalid {k}": v for k, v in stats.invalid.items()}) + cleaner.dropped
     why = ", ".join(f"{k} {v}" for k, v in reasons.most_common())
     fixes = "; ".join(hints[k] for k in cleaner.dropped if k in hints) or "check the input's format"
-    return ParrotError(f"prepare kept 0 of {stats.read} records of {', '.join(cfg.source)} ({why}): {fixes}; "
-                       "nothing written")
+    return ParrotError(
+        f"prepare kept 0 of {stats.read} records of {', '.join(cfg.source)} ({why}): {fixes}; nothing written"
+    )
 
 
-def _summary(stats: SourceStats, cleaner: Cleaner, written: Counter, out: Path, dev: Path | None,
-             seconds: float) -> dict:
+def _summary(
+    stats: SourceStats, cleaner: Cleaner, written: Counter, out: Path, dev: Path | None, seconds: float
+) -> dict:
     invalid = dict(sorted(stats.invalid.items()))
     dropped = dict(sorted(cleaner.dropped.items()))
     counts = {
         "read": stats.read,
-        "invalid": invalid,                  # records that could not be read (skipped)
-        "dropped": dropped,                  # sessions removed by a cleaning rule
+        "invalid": invalid,  # records that could not be read (skipped)
+        "dropped": dropped,  # sessions removed by a cleaning rule
         "changes": dict(sorted(cleaner.changes.items())),  # edits inside kept sessions
         "written": sum(written.values()),
         "train": written["train"],
@@ -188,8 +226,13 @@ def _summary(stats: SourceStats, cleaner: Cleaner, written: Counter, out: Path, 
     outputs = {"train": str(out)}
     if dev is not None:
         outputs["dev"] = str(dev)
-    return {"counts": counts, "outputs": outputs, "truncations": stats.truncations,
-            "written": counts["written"], "seconds": round(seconds, 2)}
+    return {
+        "counts": counts,
+        "outputs": outputs,
+        "truncations": stats.truncations,
+        "written": counts["written"],
+        "seconds": round(seconds, 2),
+    }
 
 
 def format_summary(summary: dict) -> str:
@@ -202,8 +245,9 @@ def format_summary(summary: dict) -> str:
     rows += [(f"changed: {k}", v) for k, v in c["changes"].items()]
     lines = [format_table(rows, ("prepare", "count"))]
     for t in summary["truncations"]:
-        lines.append(f"cut off: {t['file']} at byte {t['byte_offset']:,} "
-                     f"({t['complete_records']:,} complete records before it)")
+        lines.append(
+            f"cut off: {t['file']} at byte {t['byte_offset']:,} ({t['complete_records']:,} complete records before it)"
+        )
     lines += [f"{split}: {path}" for split, path in summary["outputs"].items()]
     lines.append(f"{summary['seconds']} s")
     return "\n".join(lines)

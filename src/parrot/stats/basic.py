@@ -44,8 +44,7 @@ class TokenCounter:
             return
         t0, c0 = time.perf_counter(), time.process_time()
         texts = [t for t, _ in self._pending]
-        enc = self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False,
-                             return_token_type_ids=False)
+        enc = self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False)
         for ids, (_, hist) in zip(enc["input_ids"], self._pending):
             hist.add(len(ids))
         self._pending = []
@@ -61,13 +60,21 @@ class DatasetAccumulator:
     (history, question) pairs feed the optional LLM context judge.
     """
 
-    def __init__(self, *, sample: int, shift_sessions: int, judge_sample: int, seed: int,
-                 tokens: TokenCounter | None, max_chars: int = 2000):
+    def __init__(
+        self,
+        *,
+        sample: int,
+        shift_sessions: int,
+        judge_sample: int,
+        seed: int,
+        tokens: TokenCounter | None,
+        max_chars: int = 2000,
+    ):
         self.sessions = 0
-        self.turns = Counter()                       # turns per session -> sessions
-        self.context_per_session = Counter()         # dependent follow-ups per session -> sessions
+        self.turns = Counter()  # turns per session -> sessions
+        self.context_per_session = Counter()  # dependent follow-ups per session -> sessions
         self.by_turn = [[0, 0] for _ in range(MAX_TURN_INDEX)]  # [dependent, total] per turn index
-        self.reasons = Counter()                     # reason kind -> count
+        self.reasons = Counter()  # reason kind -> count
         self.user_words, self.assistant_words = LogHistogram(), LogHistogram()
         self.user_tokens, self.assistant_tokens = LogHistogram(), LogHistogram()
         self.with_system = 0
@@ -104,10 +111,15 @@ class DatasetAccumulator:
                         self.reasons[r.split(":", 1)[0]] += 1
                 if turn > 0:
                     dependent += bool(reasons)
-                    self.followup_sample.add({"history": [dict(x, content=x["content"][: self.max_chars])
-                                                          for x in messages[max(0, k - 4):k]],
-                                              "question": text[: self.max_chars],
-                                              "detector": bool(reasons)})
+                    self.followup_sample.add(
+                        {
+                            "history": [
+                                dict(x, content=x["content"][: self.max_chars]) for x in messages[max(0, k - 4) : k]
+                            ],
+                            "question": text[: self.max_chars],
+                            "detector": bool(reasons),
+                        }
+                    )
                 self.question_sample.add(text[: self.max_chars])
             elif m["role"] == "assistant":
                 self.assistant_words.add(count_words(text))
@@ -139,9 +151,11 @@ class DatasetAccumulator:
             "context_dependent_per_session": dep_total / n if n else None,
             "context_dependent_share_of_followups": dep_total / followups if followups else None,
             "context_reasons": dict(self.reasons.most_common()),
-            "context_by_turn": [{"turn": i + 1, "dependent": d, "questions": t,
-                                 "share": d / t if t else None}
-                                for i, (d, t) in enumerate(self.by_turn) if t],
+            "context_by_turn": [
+                {"turn": i + 1, "dependent": d, "questions": t, "share": d / t if t else None}
+                for i, (d, t) in enumerate(self.by_turn)
+                if t
+            ],
         }
         if self.tokens:
             out["user_tokens"] = _hist_summary(self.user_tokens)
@@ -173,5 +187,11 @@ def _counter_median(c: Counter) -> float | None:
 
 
 def _hist_summary(h: LogHistogram) -> dict:
-    return {"count": h.count, "mean": h.mean, "median": h.quantile(0.5), "p90": h.quantile(0.9),
-            "max": h.max, "histogram": h.to_dict()}
+    return {
+        "count": h.count,
+        "mean": h.mean,
+        "median": h.quantile(0.5),
+        "p90": h.quantile(0.9),
+        "max": h.max,
+        "histogram": h.to_dict(),
+    }

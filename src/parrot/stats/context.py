@@ -31,7 +31,8 @@ import re
 __all__ = ["context_reasons", "is_context_dependent"]
 
 # Words that cannot be an antecedent: function words, request verbs and vague nouns.
-_FUNCTION = set("""
+_FUNCTION = set(
+    """
 a an the and or but so if then than because as of in on at to for from with without by about into onto
 over under up down out off again further once here there when where why how what which who whom whose
 all any both each few more most other some such no nor not only own same too very can could will would
@@ -47,10 +48,12 @@ version answer answers response reply again further please give me can you could
 first second third fourth fifth last next previous above below following same new
 year years time times date day days kind type sort part much long
 do don't doesn't didn't isn't aren't wasn't can't won't i'm it's that's what's how's
-""".split())
+""".split()
+)
 
 # Common verbs: content words, but never the thing a pronoun points back to ("install it").
-_VERBS = set("""
+_VERBS = set(
+    """
 install test add write wrote written release understand work believe run ran use fix compare explain describe
 improve create build built call change check choose cook cool cut deploy design draw eat ate edit feed fed find
 found finish follow happen handle implement include keep kept learn leave left lose lost love move open pay paid
@@ -61,7 +64,8 @@ expect pick compile debug execute import export store load print parse measure c
 define summarize summarise rephrase simplify shorten modify refactor optimize clean wash fly flew swim drive
 drove ride rode speak spoke talk ask recommend prefer agree disagree argue invent discover produce come came
 happen happened mention share attach connect configure setup install download upload hear heard watch
-""".split())
+""".split()
+)
 
 
 def _is_verb(word: str) -> bool:
@@ -73,19 +77,37 @@ def _is_verb(word: str) -> bool:
     return False
 
 
-_PERSONAL = {"it", "its", "they", "them", "their", "theirs", "he", "him", "his", "she", "her", "hers",
-             "itself", "themselves", "himself", "herself"}
+_PERSONAL = {
+    "it",
+    "its",
+    "they",
+    "them",
+    "their",
+    "theirs",
+    "he",
+    "him",
+    "his",
+    "she",
+    "her",
+    "hers",
+    "itself",
+    "themselves",
+    "himself",
+    "herself",
+}
 _DEMONSTRATIVE = {"this", "that", "these", "those"}
 
 # Nouns that, after a demonstrative or an ordinal, name something said earlier in the chat.
-_DISCOURSE_NOUNS = ("one|ones|part|parts|code|snippet|answer|response|reply|list|example|examples|story|"
-                    "poem|essay|text|function|script|question|point|points|idea|ideas|article|email|"
-                    "letter|table|paragraph|paragraphs|sentence|sentences|section|step|steps|program|"
-                    "version|solution|approach|method|option|options|suggestion|suggestions|explanation|"
-                    "summary|message|output|query|song|plan|outline|error|bug|problem|issue|case|"
-                    "recipe|character|characters|book|movie|word|words|line|lines|item|items|name|names|"
-                    "title|titles|topic|topics|result|results|class|file|translation|description|design|"
-                    "stuff|thing|things|information|info|data|model|formula|equation|number|numbers")
+_DISCOURSE_NOUNS = (
+    "one|ones|part|parts|code|snippet|answer|response|reply|list|example|examples|story|"
+    "poem|essay|text|function|script|question|point|points|idea|ideas|article|email|"
+    "letter|table|paragraph|paragraphs|sentence|sentences|section|step|steps|program|"
+    "version|solution|approach|method|option|options|suggestion|suggestions|explanation|"
+    "summary|message|output|query|song|plan|outline|error|bug|problem|issue|case|"
+    "recipe|character|characters|book|movie|word|words|line|lines|item|items|name|names|"
+    "title|titles|topic|topics|result|results|class|file|translation|description|design|"
+    "stuff|thing|things|information|info|data|model|formula|equation|number|numbers"
+)
 
 # "it" with no referent at all: "is it possible to", "it takes", "what time is it".
 _EXPLETIVE_IT = re.compile(
@@ -97,30 +119,53 @@ _EXPLETIVE_IT = re.compile(
     r"|\bhow long (?:does|did|will|would) it\b|\bwhat time is it\b|\bhow is it going\b"
     r"|\bwhat (?:does|did) it mean to\b|\bmake it (?:possible|easy|easier|hard|harder) (?:to|for)\b"
     r"|\bis it (?:true|possible|safe|ok|okay|legal|normal|worth|bad|wise|necessary)\b"
-    r"|\bit depends\b|\bwhen it comes to\b|\bhow (?:is|was) it (?:that|possible)\b", re.I)
+    r"|\bit depends\b|\bwhen it comes to\b|\bhow (?:is|was) it (?:that|possible)\b",
+    re.I,
+)
 
 _EXPLICIT = [
-    (re.compile(r"\byou (?:just |previously |earlier |already )?(?:said|mentioned|wrote|suggested|gave|"
-                r"provided|listed|described|recommended|generated|created|showed|explained|told|used|meant)\b", re.I),
-     "reference"),
-    (re.compile(r"(?<!limit )(?<!keep )(?<!start )(?<!begin )(?<!format )(?<!end )(?<!make )(?<!in )"
-                r"(?<!structure )(?<!write )\byour (?:previous |last |first |earlier |latest |original |above |second )?(?:answer|"
-                r"response|reply|code|example|list|suggestion|explanation|solution|story|poem|version|"
-                r"output|essay|text|script|summary|translation|draft|message|point|points|recommendation)s?\b",
-                re.I), "reference"),
-    (re.compile(r"\b(?:the |that )?(?:above|previous|preceding|earlier|prior|last) (?:answer|response|reply|"
-                r"code|example|list|message|one|output|question|prompt|text|story|poem|version|query|"
-                r"script|function|paragraph|table|essay|summary|solution|point|step|suggestion|section)\b"
-                r"|\b(?:as|from|in|of) (?:the )?above\b|\bmentioned (?:above|before|earlier)\b"
-                r"|\b(?:as|like) (?:before|earlier)\b|\bthe rest(?: of (?:it|the|them|your))?\b|\bthe remaining\b"
-                r"|\b(?:different|other|similar|better|new|more) ones\b|\bthe (?:former|latter)\b|\babove (?:code|answer|list|text|example)\b"
-                r"|\bthe (?:\w+ ){1,2}(?:above|you (?:wrote|gave|made|suggested|provided))\b|\babove\s*[?.!]*$",
-                re.I), "reference"),
-    (re.compile(r"\b(?:the|that) (?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|"
-                r"other|next|previous) (?:one|ones|option|point|item|suggestion|idea|example|paragraph|"
-                r"sentence|part|section|answer|version|step)\b(?! (?:of|to)\b)"
-                r"|\b(?:point|step|item|option|idea|#) ?\d{1,2}\b(?! ?(?:%|percent|years?|"
-                r"days?|minutes?|hours?|times?|people|of\b))", re.I), "ordinal"),
+    (
+        re.compile(
+            r"\byou (?:just |previously |earlier |already )?(?:said|mentioned|wrote|suggested|gave|"
+            r"provided|listed|described|recommended|generated|created|showed|explained|told|used|meant)\b",
+            re.I,
+        ),
+        "reference",
+    ),
+    (
+        re.compile(
+            r"(?<!limit )(?<!keep )(?<!start )(?<!begin )(?<!format )(?<!end )(?<!make )(?<!in )"
+            r"(?<!structure )(?<!write )\byour (?:previous |last |first |earlier |latest |original |above |second )?(?:answer|"
+            r"response|reply|code|example|list|suggestion|explanation|solution|story|poem|version|"
+            r"output|essay|text|script|summary|translation|draft|message|point|points|recommendation)s?\b",
+            re.I,
+        ),
+        "reference",
+    ),
+    (
+        re.compile(
+            r"\b(?:the |that )?(?:above|previous|preceding|earlier|prior|last) (?:answer|response|reply|"
+            r"code|example|list|message|one|output|question|prompt|text|story|poem|version|query|"
+            r"script|function|paragraph|table|essay|summary|solution|point|step|suggestion|section)\b"
+            r"|\b(?:as|from|in|of) (?:the )?above\b|\bmentioned (?:above|before|earlier)\b"
+            r"|\b(?:as|like) (?:before|earlier)\b|\bthe rest(?: of (?:it|the|them|your))?\b|\bthe remaining\b"
+            r"|\b(?:different|other|similar|better|new|more) ones\b|\bthe (?:former|latter)\b|\babove (?:code|answer|list|text|example)\b"
+            r"|\bthe (?:\w+ ){1,2}(?:above|you (?:wrote|gave|made|suggested|provided))\b|\babove\s*[?.!]*$",
+            re.I,
+        ),
+        "reference",
+    ),
+    (
+        re.compile(
+            r"\b(?:the|that) (?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|last|"
+            r"other|next|previous) (?:one|ones|option|point|item|suggestion|idea|example|paragraph|"
+            r"sentence|part|section|answer|version|step)\b(?! (?:of|to)\b)"
+            r"|\b(?:point|step|item|option|idea|#) ?\d{1,2}\b(?! ?(?:%|percent|years?|"
+            r"days?|minutes?|hours?|times?|people|of\b))",
+            re.I,
+        ),
+        "ordinal",
+    ),
 ]
 
 # Openings that only make sense as a continuation.
@@ -132,7 +177,9 @@ _ELLIPSIS = re.compile(
     r"|(?:do|try) (?:it |that |this )?again\b[^?.!\n]{0,20}|(?:but|so|then) (?:what|why|how|is|does|can|should|"
     r"would|if)\b[^?.!\n]{0,30}|also\b[^?.!\n]{0,30}|(?:any|what) (?:other|else|more)\b[^?.!\n]{0,30}"
     r"|another (?:one|example|version|way|option|idea)\b[^?.!\n]{0,20}"
-    r"|(?:the )?(?:first|second|third|fourth|fifth|last|other) one\b[^?.!\n]{0,20})", re.I)
+    r"|(?:the )?(?:first|second|third|fourth|fifth|last|other) one\b[^?.!\n]{0,20})",
+    re.I,
+)
 
 # "make it shorter", "rewrite that", "translate them into French" (with no material after).
 _EDIT = re.compile(
@@ -140,7 +187,9 @@ _EDIT = re.compile(
     r"condense|elaborate on|redo|revise|edit|change|modify|fix|improve|convert|format|reformat|polish|"
     r"update|adjust|tweak|turn|put|continue|finish|extend|proofread|correct|refactor|optimize|explain|"
     r"repeat|complete|shorten|cut|trim) (?:it|that|this|them|these|those)\b(?: (?:shorter|longer|simpler|"
-    r"more \w+|less \w+|\w+er|into \w+|in \w+|to \w+|as \w+|again|for me|please|up|down|out))?)", re.I)
+    r"more \w+|less \w+|\w+er|into \w+|in \w+|to \w+|as \w+|again|for me|please|up|down|out))?)",
+    re.I,
+)
 
 # Bare edit instructions: the whole message is the instruction, with no object at all.
 _BARE_EDIT = re.compile(
@@ -154,7 +203,9 @@ _BARE_EDIT = re.compile(
     r"explain (?:more|further|again|in more detail)|tell me more\b.{0,20}|try again|again|one more|next|"
     r"why\??|how\??|really\??|example\??|examples\??|such as\??|like what\??|and\??|what else\??|why not\??|"
     r"which one\??|who\??|where\??|when\??|how so\??|what do you mean\??|are you sure\??))"
-    r"\s*[?.!]*\s*(?:please|thanks|thank you)?[?.!]*$", re.I)
+    r"\s*[?.!]*\s*(?:please|thanks|thank you)?[?.!]*$",
+    re.I,
+)
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’]*|\d+")
 _CATAPHORA = re.compile(r"^\s*(?:\w+\s*){0,3}(?:[:\n`\"“(]|(?<!\w)')|^\s*(?:\w+\s+){0,2}(?:below|following)\b", re.I)
@@ -162,7 +213,9 @@ _DEMONSTRATIVE_NEXT = re.compile(
     rf"^\s*(?:$|[?.!,;)]|(?:{_DISCOURSE_NOUNS})\b|(?:is|was|'s|’s|sounds|seems|looks|works|doesn't|does|"
     rf"didn't|did|makes|would|will|could|should|can|again|too|more|better|way|kind|sort|type|"
     rf"same|specific|particular|for me|in\b|into\b|to\b|so\b|much|bit|mean|means|right|correct|true|"
-    rf"wrong|all|good|ok|okay|two|three|four|both)\b)", re.I)
+    rf"wrong|all|good|ok|okay|two|three|four|both)\b)",
+    re.I,
+)
 _DEMONSTRATIVE_NOUN = re.compile(rf"^\s+({_DISCOURSE_NOUNS})\b", re.I)
 # "add error handling to it": a pronoun object closing a one-sentence request.
 _TRAILING_OBJECT = re.compile(r"^[^.?!\n]{0,60}\b(?:to|on|about|for|with|from|of|into|in) (it|them)\s*[?.!]*$", re.I)
@@ -172,8 +225,11 @@ _PLURAL_NOT_ANAPHORIC = re.compile(r"^\s+(?:who|which|that|whose|days|include|ar
 _ANOTHER = re.compile(r"\b(?:another|one more|a few more|some more)\b", re.I)
 _LONG_WORDS = 80
 # Greetings and pleasantries: short and content-free, yet they ask nothing of the history.
-_SMALL_TALK = re.compile(r"\W*(?:hi|hello|hey|yo|good (?:morning|evening|afternoon|night)|thanks?|thank you|"
-                         r"bye|goodbye|how are you|who are you|what can you do|what are you)\b", re.I)
+_SMALL_TALK = re.compile(
+    r"\W*(?:hi|hello|hey|yo|good (?:morning|evening|afternoon|night)|thanks?|thank you|"
+    r"bye|goodbye|how are you|who are you|what can you do|what are you)\b",
+    re.I,
+)
 
 
 def _words(text: str) -> list[tuple[str, int, int]]:
@@ -206,8 +262,11 @@ def _pronoun_reasons(text: str, material: bool) -> list[str]:
                 # "this solution": anaphoric unless the question introduced a solution itself
                 # or brings the material along ("this sentence: '...'")
                 stem = noun.group(1).lower().rstrip("s")
-                if not (material or _LATER_MATERIAL.search(rest[noun.end():])
-                        or stem in {x.rstrip("s") for x, _, _ in words[:i]}):
+                if not (
+                    material
+                    or _LATER_MATERIAL.search(rest[noun.end() :])
+                    or stem in {x.rstrip("s") for x, _, _ in words[:i]}
+                ):
                     reasons.append(f"demonstrative:{w} {noun.group(1).lower()}")
                 continue
             if seen_content:
@@ -222,7 +281,7 @@ def _pronoun_reasons(text: str, material: bool) -> list[str]:
                     continue
                 reasons.append(f"demonstrative:{w}")
             else:
-                if w == "it" and _EXPLETIVE_IT.search(text[max(0, start - 25):end + 40]):
+                if w == "it" and _EXPLETIVE_IT.search(text[max(0, start - 25) : end + 40]):
                     continue
                 reasons.append(f"pronoun:{w}")
         elif _is_antecedent(w):
@@ -253,7 +312,7 @@ def context_reasons(question: str) -> list[str]:
             reasons.append(reason)
 
     colon = re.search(r":\s+(?:\S+\s+){4}", head)
-    own = head[:colon.start()] if colon else head  # after "...: <pasted text>" is material, not talk
+    own = head[: colon.start()] if colon else head  # after "...: <pasted text>" is material, not talk
     for pattern, kind in _EXPLICIT:
         m = pattern.search(own if kind == "ordinal" else head)
         if m:
@@ -266,8 +325,8 @@ def context_reasons(question: str) -> list[str]:
     if m:
         add(f"imperative_edit:{m.group('e').lower().strip(' ?.!')}")
     m = _EDIT.search(head)
-    if m and not any(_is_content(w) for w, _, _ in _words(head[:m.start()])):
-        after = head[m.end():]
+    if m and not any(_is_content(w) for w, _, _ in _words(head[: m.start()])):
+        after = head[m.end() :]
         if not (_CATAPHORA.match(after) and len(_WORD.findall(after)) >= 3):
             add(f"imperative_edit:{m.group('e').lower()}")
     material = _has_material(text)
@@ -283,8 +342,7 @@ def context_reasons(question: str) -> list[str]:
     words = _WORD.findall(text)
     # A short message with nothing to talk about ("can you give an example?") leans on the chat.
     # The word lists are English: a question in another script has no words here, not few.
-    if not reasons and len(words) <= 8 and not any(_is_content(w.lower()) for w in words) \
-            and _mostly_latin(text):
+    if not reasons and len(words) <= 8 and not any(_is_content(w.lower()) for w in words) and _mostly_latin(text):
         if not _SMALL_TALK.match(text):
             add("short_followup")
     return reasons

@@ -33,7 +33,9 @@ class Embedder:
         pooling = self.path / "1_Pooling" / "config.json"
         if pooling.is_file():
             cfg = json.loads(pooling.read_text())
-            others = [k for k, v in cfg.items() if k.startswith("pooling_mode_") and v and k != "pooling_mode_mean_tokens"]
+            others = [
+                k for k, v in cfg.items() if k.startswith("pooling_mode_") and v and k != "pooling_mode_mean_tokens"
+            ]
             if not cfg.get("pooling_mode_mean_tokens") or others:
                 raise ParrotError(f"{pooling}: expected mean pooling only, found {cfg}")
         sbert = self.path / "sentence_bert_config.json"
@@ -52,9 +54,14 @@ class Embedder:
         order = sorted(range(len(texts)), key=lambda i: len(clipped[i]))  # similar lengths: less padding
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
-                idx = order[start:start + self.batch_size]
-                enc = self.tokenizer([clipped[i] for i in idx], padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt")
+                idx = order[start : start + self.batch_size]
+                enc = self.tokenizer(
+                    [clipped[i] for i in idx],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
                 hidden = self.model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)

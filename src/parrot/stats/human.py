@@ -14,8 +14,19 @@ import re
 
 import numpy as np
 
-STYLE_FEATURES = ("log_chars", "log_words", "has_question_mark", "starts_upper", "ends_punct",
-                  "newline_rate", "upper_rate", "digit_rate", "punct_rate", "mean_word_len", "has_please")
+STYLE_FEATURES = (
+    "log_chars",
+    "log_words",
+    "has_question_mark",
+    "starts_upper",
+    "ends_punct",
+    "newline_rate",
+    "upper_rate",
+    "digit_rate",
+    "punct_rate",
+    "mean_word_len",
+    "has_please",
+)
 
 _PUNCT = re.compile(r"[^\w\s]")
 
@@ -44,8 +55,7 @@ def style_features(text: str) -> list[float]:
     ]
 
 
-def two_sample_auc(features_a: np.ndarray, features_b: np.ndarray, *, folds: int = 5,
-                   seed: int = 0) -> dict:
+def two_sample_auc(features_a: np.ndarray, features_b: np.ndarray, *, folds: int = 5, seed: int = 0) -> dict:
     """Cross-validated AUC of a logistic regression separating rows of ``a`` from rows of ``b``.
 
     The larger sample is cut to the size of the smaller one so the classes are balanced.
@@ -53,8 +63,8 @@ def two_sample_auc(features_a: np.ndarray, features_b: np.ndarray, *, folds: int
     ``folds`` rows per class.
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
     from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 

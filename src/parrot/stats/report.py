@@ -25,21 +25,34 @@ def markdown_table(rows: list[dict]) -> str:
     """One row per dataset; a footnote says which metrics are sampled and how."""
     tok = any("user_tokens" in r for r in rows)
     judge = any("llm_judge" in r for r in rows)
-    headers = ["dataset", "sessions", "turns/session (mean / median)",
-               "user len" + (" (tokens / words)" if tok else " (words)"),
-               "assistant len" + (" (tokens / words)" if tok else " (words)"),
-               "ctx-dep. q/session", "ctx-dep. share of follow-ups"]
+    headers = [
+        "dataset",
+        "sessions",
+        "turns/session (mean / median)",
+        "user len" + (" (tokens / words)" if tok else " (words)"),
+        "assistant len" + (" (tokens / words)" if tok else " (words)"),
+        "ctx-dep. q/session",
+        "ctx-dep. share of follow-ups",
+    ]
     if judge:
         headers.append("LLM judge ctx-dep. share")
     headers += ["Self-ROUGE ↓", "topic diversity ↑", "topic shifts/session", "human-likeness AUC (0.5 = human)"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
     for r in rows:
+
         def length(kind: str) -> str:
             words = _fmt(r[f"{kind}_words"]["mean"], 1)
             return f"{_fmt(r[f'{kind}_tokens']['mean'], 1)} / {words}" if f"{kind}_tokens" in r else words
-        cells = [r["name"], str(r["sessions"]), f"{_fmt(r['turns_mean'])} / {_fmt(r['turns_median'], 1)}",
-                 length("user"), length("assistant"), _fmt(r["context_dependent_per_session"]),
-                 _fmt(r["context_dependent_share_of_followups"])]
+
+        cells = [
+            r["name"],
+            str(r["sessions"]),
+            f"{_fmt(r['turns_mean'])} / {_fmt(r['turns_median'], 1)}",
+            length("user"),
+            length("assistant"),
+            _fmt(r["context_dependent_per_session"]),
+            _fmt(r["context_dependent_share_of_followups"]),
+        ]
         if judge:
             cells.append(_fmt((r.get("llm_judge") or {}).get("dependent_share")))
         shifts = (r.get("topic_shifts") or {}).get("shifts_per_session")
@@ -53,22 +66,31 @@ def sampling_note(rows: list[dict], cfg) -> str:
     parts = []
     for r in rows:
         s = r["sampling"]
-        bits = [f"Self-ROUGE on {r['self_rouge_sample']} of {s['questions_seen']} questions "
-                f"(first {cfg.rouge_max_tokens} word tokens each)"]
+        bits = [
+            f"Self-ROUGE on {r['self_rouge_sample']} of {s['questions_seen']} questions "
+            f"(first {cfg.rouge_max_tokens} word tokens each)"
+        ]
         if r.get("topic_diversity") is not None:
             bits.append(f"topic diversity on {r['topic_diversity_sample']} questions")
         if r.get("topic_shifts"):
-            bits.append(f"topic shifts on {s['sessions_for_shifts']} sessions "
-                        f"(cosine < {cfg.shift_threshold}, later question self-contained)")
+            bits.append(
+                f"topic shifts on {s['sessions_for_shifts']} sessions "
+                f"(cosine < {cfg.shift_threshold}, later question self-contained)"
+            )
         if r.get("human_likeness"):
-            bits.append(f"human-likeness on {r['human_likeness']['n_per_class']} vs "
-                        f"{r['human_likeness']['n_per_class']} real questions, "
-                        f"{r['human_likeness']['folds']}-fold CV")
+            bits.append(
+                f"human-likeness on {r['human_likeness']['n_per_class']} vs "
+                f"{r['human_likeness']['n_per_class']} real questions, "
+                f"{r['human_likeness']['folds']}-fold CV"
+            )
         if r.get("llm_judge"):
             bits.append(f"LLM judge on {r['llm_judge']['judged']} follow-ups")
         parts.append(f"- {r['name']}: " + "; ".join(bits) + f" (sampled uniformly, seed {s['seed']}).")
-    return ("Sampled metrics (quadratic or model-bound; everything else is exact over the whole file):\n"
-            + "\n".join(parts) + "\n")
+    return (
+        "Sampled metrics (quadratic or model-bound; everything else is exact over the whole file):\n"
+        + "\n".join(parts)
+        + "\n"
+    )
 
 
 def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
@@ -140,14 +162,19 @@ def write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_outputs(cfg, rows: list[dict], out_dir: Path, timer, *, tokenizer_path: str | None,
-                  counts: dict) -> dict:
+def write_outputs(cfg, rows: list[dict], out_dir: Path, timer, *, tokenizer_path: str | None, counts: dict) -> dict:
     plots = []
     if cfg.plots:
         with timer("plots"):
             plots = write_plots(rows, out_dir)
-    doc = {"datasets": rows, "tokenizer": tokenizer_path, "config": redact(to_dict(cfg)),
-           "timings_s": timer.rounded(), "cpu_s": timer.rounded_cpu(), "plots": [p.name for p in plots]}
+    doc = {
+        "datasets": rows,
+        "tokenizer": tokenizer_path,
+        "config": redact(to_dict(cfg)),
+        "timings_s": timer.rounded(),
+        "cpu_s": timer.rounded_cpu(),
+        "plots": [p.name for p in plots],
+    }
     json_path, md_path = out_dir / "stats.json", out_dir / "stats.md"
     write_text_atomic(json_path, json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
     md = markdown_table(rows) + "\n" + sampling_note(rows, cfg)
@@ -155,8 +182,19 @@ def write_outputs(cfg, rows: list[dict], out_dir: Path, timer, *, tokenizer_path
         md += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
     write_text_atomic(md_path, md)
     for path in (json_path, md_path):
-        write_manifest(path, stage="stats", config=cfg, inputs=list(cfg.data) + ([cfg.real] if cfg.real else []),
-                       counts=counts, timings={"wall_s": timer.rounded(), "cpu_s": timer.rounded_cpu()}, sampling={"seed": cfg.seed, "sample": cfg.sample,
-                       "rouge_sample": cfg.rouge_sample, "shift_sessions": cfg.shift_sessions},
-                       files=[p.name for p in plots] + ["stats.md", "stats.json"])
+        write_manifest(
+            path,
+            stage="stats",
+            config=cfg,
+            inputs=list(cfg.data) + ([cfg.real] if cfg.real else []),
+            counts=counts,
+            timings={"wall_s": timer.rounded(), "cpu_s": timer.rounded_cpu()},
+            sampling={
+                "seed": cfg.seed,
+                "sample": cfg.sample,
+                "rouge_sample": cfg.rouge_sample,
+                "shift_sessions": cfg.shift_sessions,
+            },
+            files=[p.name for p in plots] + ["stats.md", "stats.json"],
+        )
     return doc

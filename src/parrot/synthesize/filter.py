@@ -56,7 +56,9 @@ class FilterConfig:
     input: str = opt(help="Dialogue JSONL (e.g. synthesize's output)", positional=True)
     output: str = opt(help="filtered Dialogue JSONL", flag="-o")
     min_turns: int = opt(2, "drop sessions with fewer turns (after cuts)")
-    on_bad_question: str = opt("cut", "cut the session before a bad question, or drop the session", choices=["cut", "drop"])
+    on_bad_question: str = opt(
+        "cut", "cut the session before a bad question, or drop the session", choices=["cut", "drop"]
+    )
     min_question_words: int = opt(2, "a question with fewer words is too short")
     min_question_chars: int = opt(6, "a question with fewer characters is too short")
     ngram: int = opt(3, "word n-gram size for the repetition and echo checks")
@@ -64,7 +66,9 @@ class FilterConfig:
     role_confusion: bool = opt(True, "cut at questions that read like an assistant's answer")
     sensitive: bool = opt(True, "cut at questions holding a term of the sensitive-content list")
     sensitive_terms: str | None = opt(None, "sensitive-content list, one term per line (default: the built-in list)")
-    near_duplicate: float = opt(0.8, "Jaccard similarity of two sessions' questions above which the later one is dropped (1 disables)")
+    near_duplicate: float = opt(
+        0.8, "Jaccard similarity of two sessions' questions above which the later one is dropped (1 disables)"
+    )
     num_perm: int = opt(64, "MinHash permutations for near-duplicate detection")
     seed: int = opt(1, "MinHash seed")
 
@@ -78,10 +82,14 @@ _WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
 _ASSISTANT_OPENING = re.compile(
     r"^\W*(sure\b|certainly\b|of course\b|absolutely[,!.]|great question|good question|as an ai\b|"
     r"i'?m sorry,? but|i apologi[sz]e|here (is|are)\b|here'?s\b|i'?d be (happy|glad) to|"
-    r"i would be (happy|glad) to|thank you for (your|the) question)", re.I)
+    r"i would be (happy|glad) to|thank you for (your|the) question)",
+    re.I,
+)
 _ASSISTANT_BOILERPLATE = re.compile(
     r"as an ai language model|i hope (this|that) helps|let me know if you (have|need) any|"
-    r"feel free to ask|is there anything else i can (help|do)", re.I)
+    r"feel free to ask|is there anything else i can (help|do)",
+    re.I,
+)
 
 
 def words(text: str) -> list[str]:
@@ -90,7 +98,7 @@ def words(text: str) -> list[str]:
 
 def ngrams(ws: list[str], n: int) -> set[tuple]:
     n = max(1, min(n, len(ws)))
-    return {tuple(ws[i:i + n]) for i in range(len(ws) - n + 1)}
+    return {tuple(ws[i : i + n]) for i in range(len(ws) - n + 1)}
 
 
 def overlap(question: list[str], other: list[str], n: int) -> float:
@@ -99,7 +107,7 @@ def overlap(question: list[str], other: list[str], n: int) -> float:
     if not mine or not other:
         return 0.0
     k = max(1, min(n, len(question)))
-    theirs = {tuple(other[i:i + k]) for i in range(len(other) - k + 1)}
+    theirs = {tuple(other[i : i + k]) for i in range(len(other) - k + 1)}
     return len(mine & theirs) / len(mine)
 
 
@@ -141,8 +149,11 @@ class QuestionRules:
     def role_confused(self, question: str, ws: list[str], last_answer: str | None) -> bool:
         if _ASSISTANT_OPENING.search(question) or _ASSISTANT_BOILERPLATE.search(question):
             return True
-        return (last_answer is not None and len(ws) >= 20
-                and overlap(ws, words(last_answer), self.cfg.ngram) >= self.cfg.max_overlap)
+        return (
+            last_answer is not None
+            and len(ws) >= 20
+            and overlap(ws, words(last_answer), self.cfg.ngram) >= self.cfg.max_overlap
+        )
 
 
 def first_bad_question(messages: list[dict], rules: QuestionRules) -> tuple[int, str] | None:
@@ -161,6 +172,7 @@ def first_bad_question(messages: list[dict], rules: QuestionRules) -> tuple[int,
 
 
 # ---------------------------------------------------------------- near duplicates
+
 
 class NearDuplicates:
     """MinHash LSH over word 3-gram shingles of a session's questions; the first one seen stays."""
@@ -187,10 +199,13 @@ class NearDuplicates:
 
 # ---------------------------------------------------------------- the command
 
+
 def filter_sessions(cfg: FilterConfig) -> dict:
     """Filter ``cfg.input`` into ``cfg.output``; return the counts (also in the manifest)."""
     if not 0 < cfg.max_overlap <= 1 or not 0 < cfg.near_duplicate <= 1:
-        raise ParrotError(f"max_overlap and near_duplicate must be in (0, 1], found {cfg.max_overlap} and {cfg.near_duplicate}")
+        raise ParrotError(
+            f"max_overlap and near_duplicate must be in (0, 1], found {cfg.max_overlap} and {cfg.near_duplicate}"
+        )
     t0 = time.monotonic()
     rules = QuestionRules(cfg)
     dedup = NearDuplicates(cfg.near_duplicate, cfg.num_perm, cfg.seed) if cfg.near_duplicate < 1 else None
@@ -212,9 +227,14 @@ def filter_sessions(cfg: FilterConfig) -> dict:
                 msgs = msgs[:at]
                 cut[reason] += 1
                 counts["turns_cut"] += turns_in - sum(1 for m in msgs if m["role"] == "assistant")
-                rec["meta"] = {**rec["meta"], "filter": {"cut_reason": reason, "cut_at_turn":
-                                                         sum(1 for m in msgs if m["role"] == "user") + 1,
-                                                         "turns_before": turns_in}}
+                rec["meta"] = {
+                    **rec["meta"],
+                    "filter": {
+                        "cut_reason": reason,
+                        "cut_at_turn": sum(1 for m in msgs if m["role"] == "user") + 1,
+                        "turns_before": turns_in,
+                    },
+                }
             turns = sum(1 for m in msgs if m["role"] == "assistant")
             if turns < cfg.min_turns:
                 dropped["too_few_turns"] += 1
@@ -231,9 +251,16 @@ def filter_sessions(cfg: FilterConfig) -> dict:
     counts.update({f"cut:{k}": v for k, v in cut.items()})
     counts["dropped"] = sum(dropped.values())
     counts["cut"] = sum(cut.values())
-    write_manifest(cfg.output, stage="filter", config=cfg, inputs=[cfg.input], counts=dict(counts),
-                   timings={"seconds": round(time.monotonic() - t0, 3)}, complete=counts["written"] > 0,
-                   sensitive_terms=cfg.sensitive_terms or "built-in data/sensitive_terms.txt")
+    write_manifest(
+        cfg.output,
+        stage="filter",
+        config=cfg,
+        inputs=[cfg.input],
+        counts=dict(counts),
+        timings={"seconds": round(time.monotonic() - t0, 3)},
+        complete=counts["written"] > 0,
+        sensitive_terms=cfg.sensitive_terms or "built-in data/sensitive_terms.txt",
+    )
     print_summary(cfg, counts, dropped, cut)
     if not counts["written"]:
         raise nothing_kept(cfg, counts["read"], dropped)
@@ -244,12 +271,16 @@ def nothing_kept(cfg: FilterConfig, read: int, dropped: Counter) -> ParrotError:
     """Why no session is left, and the settings that would change it."""
     if not read:
         return ParrotError(f"{cfg.input}: holds no sessions to filter (the synthesize stage wrote none)")
-    hints = {"too_few_turns": f"lower min_turns={cfg.min_turns}",
-             "near_duplicate": f"raise near_duplicate={cfg.near_duplicate} (1 turns it off)"}
+    hints = {
+        "too_few_turns": f"lower min_turns={cfg.min_turns}",
+        "near_duplicate": f"raise near_duplicate={cfg.near_duplicate} (1 turns it off)",
+    }
     why = ", ".join(f"{k} {v}" for k, v in dropped.most_common())
     fixes = [hints.get(k, f"on_bad_question=cut instead of drop ({k})") for k in dropped]
-    return ParrotError(f"filter kept 0 of {read} sessions of {cfg.input} ({why}): {'; '.join(dict.fromkeys(fixes))}, "
-                       "or synthesize more or longer sessions (synthesize: num_sessions, max_turns)")
+    return ParrotError(
+        f"filter kept 0 of {read} sessions of {cfg.input} ({why}): {'; '.join(dict.fromkeys(fixes))}, "
+        "or synthesize more or longer sessions (synthesize: num_sessions, max_turns)"
+    )
 
 
 def print_summary(cfg: FilterConfig, counts: Counter, dropped: Counter, cut: Counter) -> None:
@@ -257,8 +288,10 @@ def print_summary(cfg: FilterConfig, counts: Counter, dropped: Counter, cut: Cou
     rows += [(f"dropped: {k}", v) for k, v in sorted(dropped.items())]
     rows += [(f"cut: {k}", v) for k, v in sorted(cut.items())]
     n = counts["written"]
-    rows += [("turns removed by cuts", counts["turns_cut"]),
-             ("turns per session (in)", f"{counts['turns_read'] / counts['read']:.2f}" if counts["read"] else "-"),
-             ("turns per session (out)", f"{counts['turns_written'] / n:.2f}" if n else "-")]
+    rows += [
+        ("turns removed by cuts", counts["turns_cut"]),
+        ("turns per session (in)", f"{counts['turns_read'] / counts['read']:.2f}" if counts["read"] else "-"),
+        ("turns per session (out)", f"{counts['turns_written'] / n:.2f}" if n else "-"),
+    ]
     print(f"parrot filter: {cfg.input} -> {cfg.output}")
     print(format_table(rows, ("", "count")))

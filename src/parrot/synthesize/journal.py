@@ -11,10 +11,10 @@ from parrot.core.jsonl import AtomicWriter, read_jsonl
 if TYPE_CHECKING:
     from parrot.synthesize.session import Session
 
+
 def journal_path(output: str | Path) -> Path:
     output = Path(output)
     return output.with_name(output.name + ".inflight.jsonl")
-
 
 
 def restore_journal(path: Path, done: set[int]) -> dict[int, list[tuple[int, dict]]]:
@@ -48,5 +48,3 @@ def compact_journal(path: Path, sessions: list[Session]) -> None:
             if s.restored:
                 for pos, msg in enumerate(s.messages):
                     w.write({"i": s.index, "n": pos, "m": msg})
-
-

@@ -45,15 +45,19 @@ def check_shards(paths: list[Path]) -> list[dict]:
         if man.get("stage") != "synthesize" or "shard" not in man:
             raise ParrotError(f"{p}: expected a synthesize output's manifest, found stage {man.get('stage')!r}")
         if not man.get("complete"):
-            raise ParrotError(f"{p}: shard {man['shard']['index']}/{man['shard']['of']} is not complete "
-                              f"({man.get('counts', {}).get('sessions', 0)} of {man.get('expected_sessions')} "
-                              f"sessions): finish it with --resume first")
+            raise ParrotError(
+                f"{p}: shard {man['shard']['index']}/{man['shard']['of']} is not complete "
+                f"({man.get('counts', {}).get('sessions', 0)} of {man.get('expected_sessions')} "
+                f"sessions): finish it with --resume first"
+            )
         manifests.append(man)
     first = manifests[0]
     for p, man in zip(paths, manifests):
         if man.get("run_hash") != first.get("run_hash"):
-            raise ParrotError(f"{p}: belongs to a different run than {paths[0]} (run hash "
-                              f"{str(man.get('run_hash'))[:12]} vs {str(first.get('run_hash'))[:12]})")
+            raise ParrotError(
+                f"{p}: belongs to a different run than {paths[0]} (run hash "
+                f"{str(man.get('run_hash'))[:12]} vs {str(first.get('run_hash'))[:12]})"
+            )
     n = first["shard"]["of"]
     seen: dict[int, Path] = {}
     for p, man in zip(paths, manifests):
@@ -81,19 +85,30 @@ def merge(cfg: MergeConfig) -> dict:
             for lineno, rec in read_jsonl(p):
                 rid = rec.get("id")
                 if rid in ids:
-                    raise ParrotError(f"{p}:{lineno}: duplicate session id {rid!r} (already in an earlier shard or line)")
+                    raise ParrotError(
+                        f"{p}:{lineno}: duplicate session id {rid!r} (already in an earlier shard or line)"
+                    )
                 ids.add(rid)
                 writer.write(rec)
                 n_file += 1
                 counts["turns"] += (rec.get("meta") or {}).get("turns", 0)
                 bar.update(1)
             if n_file != man["counts"].get("sessions"):
-                raise ParrotError(f"{p}: holds {n_file} sessions, its manifest counts "
-                                  f"{man['counts'].get('sessions')}: the file changed after the run")
+                raise ParrotError(
+                    f"{p}: holds {n_file} sessions, its manifest counts "
+                    f"{man['counts'].get('sessions')}: the file changed after the run"
+                )
             counts["sessions"] += n_file
     counts["shards"] = len(paths)
-    write_manifest(out, stage="merge", config=cfg, inputs=paths, counts=counts,
-                   timings={"seconds": round(time.monotonic() - t0, 3)},
-                   run_hash=manifests[0]["run_hash"], shards=len(paths))
+    write_manifest(
+        out,
+        stage="merge",
+        config=cfg,
+        inputs=paths,
+        counts=counts,
+        timings={"seconds": round(time.monotonic() - t0, 3)},
+        run_hash=manifests[0]["run_hash"],
+        shards=len(paths),
+    )
     print(f"parrot merge: {counts['sessions']} sessions ({counts['turns']} turns) from {len(paths)} shards -> {out}")
     return counts

@@ -65,19 +65,26 @@ def opening_turn(topic: str | None = None) -> str:
     return text
 
 
-def _swapped(messages: list[dict], system_prompt: str | None, topic: str | None,
-             where: str) -> list[dict]:
+def _swapped(messages: list[dict], system_prompt: str | None, topic: str | None, where: str) -> list[dict]:
     _, turns = split_system(list(messages))
     if turns:
         check_dialogue({"messages": turns}, where)  # roles alternate, starting with user
-    out = [{"role": "system", "content": load_ask_system_prompt() if system_prompt is None else system_prompt},
-           {"role": "user", "content": opening_turn(topic)}]
+    out = [
+        {"role": "system", "content": load_ask_system_prompt() if system_prompt is None else system_prompt},
+        {"role": "user", "content": opening_turn(topic)},
+    ]
     out += [{"role": _SWAP[m["role"]], "content": m["content"]} for m in turns]
     return out
 
 
-def to_simulator(messages: list[dict], *, system_prompt: str | None = None, add_stop: bool = False,
-                 topic: str | None = None, where: str = "dialogue") -> list[dict]:
+def to_simulator(
+    messages: list[dict],
+    *,
+    system_prompt: str | None = None,
+    add_stop: bool = False,
+    topic: str | None = None,
+    where: str = "dialogue",
+) -> list[dict]:
     """The training view of a real dialogue: roles swapped, assistant turns = real user turns.
 
     ``messages`` is a Dialogue's message list (optional system first, then user/assistant
@@ -89,8 +96,9 @@ def to_simulator(messages: list[dict], *, system_prompt: str | None = None, add_
     return out
 
 
-def simulator_prompt(history: list[dict], *, system_prompt: str | None = None,
-                     topic: str | None = None, where: str = "history") -> list[dict]:
+def simulator_prompt(
+    history: list[dict], *, system_prompt: str | None = None, topic: str | None = None, where: str = "history"
+) -> list[dict]:
     """The inference view: a chat whose next assistant completion is the next user question.
 
     ``history`` is empty (ask the first question, optionally about ``topic``) or ends with an
@@ -98,6 +106,8 @@ def simulator_prompt(history: list[dict], *, system_prompt: str | None = None,
     """
     _, turns = split_system(list(history))
     if turns and turns[-1]["role"] != "assistant":
-        raise ParrotError(f"{where}: the simulator asks after an assistant answer; the history "
-                          f"must be empty or end with an assistant message, found {turns[-1]['role']!r}")
+        raise ParrotError(
+            f"{where}: the simulator asks after an assistant answer; the history "
+            f"must be empty or end with an assistant message, found {turns[-1]['role']!r}"
+        )
     return _swapped(history, system_prompt, topic, where)

@@ -44,8 +44,11 @@ def derive_seed(*parts) -> int:
 
 
 def load_prompted_prompt(path: str | None) -> str:
-    text = (Path(path).read_text(encoding="utf-8") if path else
-            resources.files("parrot.prompts").joinpath("synth_prompted_user.txt").read_text(encoding="utf-8"))
+    text = (
+        Path(path).read_text(encoding="utf-8")
+        if path
+        else resources.files("parrot.prompts").joinpath("synth_prompted_user.txt").read_text(encoding="utf-8")
+    )
     return text.strip().replace("{stop_marker}", STOP_MARKER)
 
 
@@ -82,8 +85,8 @@ class Session:
     seed: dict
     messages: list[dict]
     end_reason: str | None = None
-    failures: int = 0          # failed calls so far (each retried up to step_retries times)
-    restored: bool = False     # rebuilt from the journal on --resume
+    failures: int = 0  # failed calls so far (each retried up to step_retries times)
+    restored: bool = False  # rebuilt from the journal on --resume
     shortened: dict = dataclasses.field(default_factory=dict)  # role -> calls shortened to fit the context
 
     @property
@@ -106,8 +109,15 @@ class Session:
 class Synthesizer:
     """The per-session rules, shared by the batched and the concurrent loop."""
 
-    def __init__(self, cfg: SynthesizeConfig, asker, assistant, journal: AppendWriter,
-                 output: AppendWriter, failures: AppendWriter):
+    def __init__(
+        self,
+        cfg: SynthesizeConfig,
+        asker,
+        assistant,
+        journal: AppendWriter,
+        output: AppendWriter,
+        failures: AppendWriter,
+    ):
         self.cfg = cfg
         self.asker, self.assistant = asker, assistant
         self.journal, self.output, self.failures_out = journal, output, failures
@@ -134,8 +144,12 @@ class Synthesizer:
         pos = len(s.messages)
         if role == "asker":
             topic = s.seed["text"] if s.seed["kind"] == "topic" else None
-            conv = simulator_prompt([m for m in s.messages if m["role"] != "system"],
-                                    system_prompt=self.asker_system, topic=topic, where=s.id)
+            conv = simulator_prompt(
+                [m for m in s.messages if m["role"] != "system"],
+                system_prompt=self.asker_system,
+                topic=topic,
+                where=s.id,
+            )
             return self.asker, conv, self._params(self.asker_params, s, pos, role), role
         return self.assistant, list(s.messages), self._params(self.assistant_params, s, pos, role), role
 
@@ -193,8 +207,16 @@ class Synthesizer:
         """Write a finished session to the output, or (no complete turn) to the failures file."""
         msgs = s.dialogue()
         if not any(m["role"] == "assistant" for m in msgs):
-            self.failures_out.write({"id": s.id, "index": s.index, "reason": s.end_reason,
-                                     "error": getattr(s, "last_error", None), "seed": s.seed, "time": time.time()})
+            self.failures_out.write(
+                {
+                    "id": s.id,
+                    "index": s.index,
+                    "reason": s.end_reason,
+                    "error": getattr(s, "last_error", None),
+                    "seed": s.seed,
+                    "time": time.time(),
+                }
+            )
             self.journal.write({"i": s.index, "reset": True})  # --resume starts it afresh
             self.counts["sessions_failed"] += 1
             self.counts[f"sessions_failed:{s.end_reason}"] += 1
@@ -211,21 +233,35 @@ class Synthesizer:
         if s.seed["kind"] == "topic":
             seed["topic"] = s.seed["text"]
         return {
-            "source": "parrot synthesize", "index": s.index, "run_seed": self.cfg.seed, "seed": seed,
-            "turns": sum(1 for m in msgs if m["role"] == "assistant"), "end_reason": s.end_reason,
-            "failed_calls": s.failures, **({"shortened": s.shortened} if s.shortened else {}),
-            "asker": {"spec": self.cfg.asker.spec, "mode": self.cfg.asker_mode,
-                      "sampling": {**self.asker_params.to_dict(), "seed": SEED_NOTE}},
-            "assistant": {"spec": self.cfg.assistant.spec,
-                          "sampling": {**self.assistant_params.to_dict(), "seed": SEED_NOTE}},
+            "source": "parrot synthesize",
+            "index": s.index,
+            "run_seed": self.cfg.seed,
+            "seed": seed,
+            "turns": sum(1 for m in msgs if m["role"] == "assistant"),
+            "end_reason": s.end_reason,
+            "failed_calls": s.failures,
+            **({"shortened": s.shortened} if s.shortened else {}),
+            "asker": {
+                "spec": self.cfg.asker.spec,
+                "mode": self.cfg.asker_mode,
+                "sampling": {**self.asker_params.to_dict(), "seed": SEED_NOTE},
+            },
+            "assistant": {
+                "spec": self.cfg.assistant.spec,
+                "sampling": {**self.assistant_params.to_dict(), "seed": SEED_NOTE},
+            },
         }
 
     def _refresh_bar(self) -> None:
         if self.bar is None:
             return
         elapsed = max(1e-9, time.monotonic() - self.started)
-        self.bar.set_postfix(turns_s=f"{self.turns_done / elapsed:.2f}", tok_s=f"{self.tokens / elapsed:.1f}",
-                             failed=self.counts["sessions_failed"], refresh=False)
+        self.bar.set_postfix(
+            turns_s=f"{self.turns_done / elapsed:.2f}",
+            tok_s=f"{self.tokens / elapsed:.1f}",
+            failed=self.counts["sessions_failed"],
+            refresh=False,
+        )
 
     # -- the two loops
     async def run_batched(self, sessions, window: int) -> None:
@@ -271,5 +307,3 @@ class Synthesizer:
                 self.finish(s)
 
         await asyncio.gather(*(worker() for _ in range(max(1, window))))
-
-

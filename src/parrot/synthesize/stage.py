@@ -39,36 +39,50 @@ from parrot import ParrotError
 from parrot.backends import BackendConfig, load_backend
 from parrot.core.config import opt, to_dict
 from parrot.core.dialogue import read_dialogues, user_questions
+from parrot.core.itemloop import failures_path, failures_writer, locks_output, settle_failures, start_output
 from parrot.core.jsonl import AppendWriter, read_jsonl
 from parrot.core.log import format_table, progress
 from parrot.core.manifest import describe_input, read_manifest, write_manifest
 from parrot.synthesize.journal import apply_journal, compact_journal, journal_path, restore_journal
-from parrot.synthesize.session import (Synthesizer,
-                                       session_id)
-from parrot.core.itemloop import failures_path, failures_writer, locks_output, settle_failures, start_output
+from parrot.synthesize.session import Synthesizer, session_id
 
 log = logging.getLogger("parrot.synthesize")
+
 
 @dataclass
 class SynthesizeConfig:
     output: str = opt(help="output Dialogue JSONL (sessions are appended as they finish)", flag="-o")
-    asker: BackendConfig = opt(BackendConfig, "the user simulator's model (trained Parrot-Ask, or any instruct model with --asker-mode prompted)")
+    asker: BackendConfig = opt(
+        BackendConfig,
+        "the user simulator's model (trained Parrot-Ask, or any instruct model with --asker-mode prompted)",
+    )
     assistant: BackendConfig = opt(BackendConfig, "the assistant's model")
-    asker_mode: str = opt("trained", "trained: the role-swapped Parrot-Ask prompt; prompted: an instruct model told to play a user (self-chat baseline)",
-                          choices=["trained", "prompted"])
+    asker_mode: str = opt(
+        "trained",
+        "trained: the role-swapped Parrot-Ask prompt; prompted: an instruct model told to play a user (self-chat baseline)",
+        choices=["trained", "prompted"],
+    )
     seeds: str | None = opt(None, "Dialogue JSONL whose first user questions open the sessions")
     topics: str | None = opt(None, "text file, one topic per line: the simulator writes the first question")
-    max_seed_chars: int = opt(2000, "skip seed questions longer than this (pasted documents overflow small models' context); 0: no limit")
+    max_seed_chars: int = opt(
+        2000, "skip seed questions longer than this (pasted documents overflow small models' context); 0: no limit"
+    )
     num_sessions: int = opt(100, "sessions in the whole run (all shards together)")
     max_turns: int = opt(10, "maximum assistant answers per session")
     seed: int = opt(0, "run seed: seed choice, sampling seeds and session ids derive from it")
     system_prompt: str | None = opt(None, "system message for the assistant (kept as the Dialogue's first message)")
-    prompted_prompt: str | None = opt(None, "file with the prompted simulator's system prompt (default: the built-in one)")
+    prompted_prompt: str | None = opt(
+        None, "file with the prompted simulator's system prompt (default: the built-in one)"
+    )
     shard: str | None = opt(None, "i/n: run only the session indices i, i+n, i+2n, ... (0-based)")
     in_flight: int | None = opt(None, "sessions in progress at once (default: the backends' batch size or concurrency)")
     step_retries: int = opt(2, "extra tries of a failed call, later in the run, before the session ends", hashed=False)
-    step_retry_delay: float = opt(30.0, "seconds before a failed call is tried again, doubling with each "
-                                        "try (HTTP backends: rides out an endpoint's outage)", hashed=False)
+    step_retry_delay: float = opt(
+        30.0,
+        "seconds before a failed call is tried again, doubling with each "
+        "try (HTTP backends: rides out an endpoint's outage)",
+        hashed=False,
+    )
     id_prefix: str = opt("synth", "session ids are PREFIX-sSEED-INDEX")
     resume: bool = opt(False, "continue an interrupted run of the same config", hashed=False)
     force: bool = opt(False, "with --resume: continue even though the config changed", hashed=False)
@@ -76,6 +90,7 @@ class SynthesizeConfig:
 
 
 # ---------------------------------------------------------------- paths, ids, seeds
+
 
 def parse_shard(shard: str | None) -> tuple[int, int]:
     """``"2/8"`` -> ``(2, 8)``; None -> ``(0, 1)``."""
@@ -155,13 +170,16 @@ def load_seed_pool(cfg: SynthesizeConfig, counts: Counter) -> list[dict]:
                 pool.append({"kind": "topic", "text": line.strip(), "source": f"{path.name}:{lineno}"})
     if not pool:
         where = " and ".join(x for x in (cfg.seeds, cfg.topics) if x)
-        raise ParrotError(f"{where or 'synthesize'}: no seeds: pass --seeds FILE (Dialogue JSONL with user "
-                          f"questions) and/or --topics FILE (one topic per line)")
+        raise ParrotError(
+            f"{where or 'synthesize'}: no seeds: pass --seeds FILE (Dialogue JSONL with user "
+            f"questions) and/or --topics FILE (one topic per line)"
+        )
     random.Random(cfg.seed).shuffle(pool)
     return pool
 
 
 # ---------------------------------------------------------------- the command
+
 
 def same_server(a: BackendConfig, b: BackendConfig) -> bool:
     """Both roles on one in-process model (hf, vllm): load it once. Servers (gguf, openai) are
@@ -177,11 +195,20 @@ def same_server(a: BackendConfig, b: BackendConfig) -> bool:
 def _check_start(cfg: SynthesizeConfig, out: Path, rhash: str) -> None:
     def settings_changed() -> str | None:
         old = (read_manifest(out) or {}).get("run_hash")
-        return None if old == rhash else (f"the config differs from the run that wrote it: "
-                                          f"run hash {str(old)[:12]} vs {rhash[:12]}")
+        return (
+            None
+            if old == rhash
+            else (f"the config differs from the run that wrote it: run hash {str(old)[:12]} vs {rhash[:12]}")
+        )
 
-    start_output(out, resume=cfg.resume, overwrite=cfg.overwrite, force=cfg.force,
-                 settings_changed=settings_changed, also=(journal_path(out),))
+    start_output(
+        out,
+        resume=cfg.resume,
+        overwrite=cfg.overwrite,
+        force=cfg.force,
+        settings_changed=settings_changed,
+        also=(journal_path(out),),
+    )
 
 
 @locks_output
@@ -205,8 +232,12 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     done_ids = {r.get("id") for _, r in read_jsonl(out, on_error="skip")} if out.exists() else set()
     done = {wanted[x] for x in done_ids if x in wanted}
     shard_i, shard_n = parse_shard(cfg.shard)
-    manifest_extra = dict(run_hash=rhash, shard={"index": shard_i, "of": shard_n}, num_sessions=cfg.num_sessions,
-                          expected_sessions=len(indices))
+    manifest_extra = dict(
+        run_hash=rhash,
+        shard={"index": shard_i, "of": shard_n},
+        num_sessions=cfg.num_sessions,
+        expected_sessions=len(indices),
+    )
     inputs = list(files.values())
     write_manifest(out, stage="synthesize", config=cfg, inputs=inputs, complete=False, **manifest_extra)
 
@@ -218,8 +249,12 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     assistant_backend = asker_backend if one else (assistant or load_backend(cfg.assistant))
     one = one or asker_backend is assistant_backend
     t0 = time.monotonic()
-    with asker_backend, (_Null() if one else assistant_backend), \
-            AppendWriter(out) as writer, failures_writer(out) as fails:
+    with (
+        asker_backend,
+        _Null() if one else assistant_backend,
+        AppendWriter(out) as writer,
+        failures_writer(out) as fails,
+    ):
         synth = Synthesizer(cfg, asker_backend, assistant_backend, None, writer, fails)
         seed_for = lambda i: pool[i % len(pool)]  # noqa: E731 - the pool is shuffled by the run seed
         restored = {i: synth.new_session(i, seed_for(i)) for i in to_run if i in states}
@@ -234,15 +269,24 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
             window = cfg.in_flight or _default_window(cfg, local)
             synth.started = time.monotonic()
             synth.bar = progress(total=len(indices), initial=len(done), desc="synthesize", unit="session")
-            log.info("%d sessions to run (%d already done, %d restored from the journal), %s loop, %d in flight",
-                     len(to_run), len(done), len(restored), "batched" if local else "concurrent", window)
+            log.info(
+                "%d sessions to run (%d already done, %d restored from the journal), %s loop, %d in flight",
+                len(to_run),
+                len(done),
+                len(restored),
+                "batched" if local else "concurrent",
+                window,
+            )
             try:
                 runner = synth.run_batched if local else synth.run_concurrent
                 asyncio.run(runner(queue, window))
             finally:
                 synth.bar.close()
-        usage = {"asker": asker_backend.usage.to_dict(), "assistant": assistant_backend.usage.to_dict(),
-                 "shared_backend": one}
+        usage = {
+            "asker": asker_backend.usage.to_dict(),
+            "assistant": assistant_backend.usage.to_dict(),
+            "shared_backend": one,
+        }
         describe = {"asker": asker_backend.describe(), "assistant": assistant_backend.describe()}
     seconds = time.monotonic() - t0
     counts, in_output = summarize_output(out, set(wanted))
@@ -253,17 +297,34 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     complete = counts["sessions"] == len(indices)
     if complete:
         jpath.unlink(missing_ok=True)
-    timings = {"seconds": round(seconds, 3), "turns": synth.turns_done, "completion_tokens": synth.tokens,
-               "turns_per_s": round(synth.turns_done / max(seconds, 1e-9), 3),
-               "tokens_per_s": round(synth.tokens / max(seconds, 1e-9), 2), "started": started_wall}
-    write_manifest(out, stage="synthesize", config=cfg, inputs=inputs, counts=dict(counts), timings=timings,
-                   sampling={"asker": synth.asker_params.to_dict(), "assistant": synth.assistant_params.to_dict()},
-                   complete=complete, usage=usage, models=describe, **manifest_extra)
+    timings = {
+        "seconds": round(seconds, 3),
+        "turns": synth.turns_done,
+        "completion_tokens": synth.tokens,
+        "turns_per_s": round(synth.turns_done / max(seconds, 1e-9), 3),
+        "tokens_per_s": round(synth.tokens / max(seconds, 1e-9), 2),
+        "started": started_wall,
+    }
+    write_manifest(
+        out,
+        stage="synthesize",
+        config=cfg,
+        inputs=inputs,
+        counts=dict(counts),
+        timings=timings,
+        sampling={"asker": synth.asker_params.to_dict(), "assistant": synth.assistant_params.to_dict()},
+        complete=complete,
+        usage=usage,
+        models=describe,
+        **manifest_extra,
+    )
     print_summary(out, counts, timings, len(indices))
     if not complete:
         missing = len(indices) - counts["sessions"]
-        raise ParrotError(f"{out}: {missing} of {len(indices)} sessions failed with no complete turn "
-                          f"(reasons in {failures_path(out)}); rerun with --resume to retry them")
+        raise ParrotError(
+            f"{out}: {missing} of {len(indices)} sessions failed with no complete turn "
+            f"(reasons in {failures_path(out)}); rerun with --resume to retry them"
+        )
     return dict(counts)
 
 
@@ -283,6 +344,7 @@ def _default_window(cfg: SynthesizeConfig, local: bool) -> int:
 
     def parallel(role: BackendConfig) -> int:
         return role.slots if role.spec == "smollm2" or role.spec.startswith("gguf:") else role.concurrency
+
     return min(parallel(cfg.asker), parallel(cfg.assistant))
 
 
@@ -309,11 +371,20 @@ def summarize_output(out: Path, wanted: set[str]) -> tuple[Counter, set[str]]:
 
 def print_summary(out: Path, counts: Counter, timings: dict, expected: int) -> None:
     n = counts["sessions"]
-    rows = [("sessions", f"{n}/{expected}"), ("turns", counts["turns"]),
-            ("turns per session", f"{counts['turns'] / n:.2f}" if n else "-")]
-    rows += sorted((k, v) for k, v in counts.items()
-                   if k.startswith(("end_reason:", "sessions_failed", "call_failed", "calls_shortened")))
-    rows += [("seconds (this run)", timings["seconds"]), ("turns/s", timings["turns_per_s"]),
-             ("tokens/s", timings["tokens_per_s"])]
+    rows = [
+        ("sessions", f"{n}/{expected}"),
+        ("turns", counts["turns"]),
+        ("turns per session", f"{counts['turns'] / n:.2f}" if n else "-"),
+    ]
+    rows += sorted(
+        (k, v)
+        for k, v in counts.items()
+        if k.startswith(("end_reason:", "sessions_failed", "call_failed", "calls_shortened"))
+    )
+    rows += [
+        ("seconds (this run)", timings["seconds"]),
+        ("turns/s", timings["turns_per_s"]),
+        ("tokens/s", timings["tokens_per_s"]),
+    ]
     print(f"parrot synthesize: {out}")
     print(format_table(rows, ("", "value")))

@@ -30,31 +30,49 @@ ACCELERATE_CONFIGS = ("multi-gpu", "deepspeed-zero2", "deepspeed-zero3", "fsdp2"
 @dataclass
 class TrainConfig:
     """What every training command shares."""
+
     data: list[str] = opt(list, "input JSONL file(s)", positional=True)
-    output: str = opt("", "output checkpoint directory (a manifest goes beside it: OUT.manifest.json)",
-                      flag="-o")
-    model: str = opt("smollm2", "starting model: a local checkpoint directory, hf:PATH, or smollm2 "
-                                "(the embedded SmolLM2-135M-Instruct, converted once)")
-    max_length: int = opt(2048, "maximum tokens per training sequence (a longer session is split into "
-                                "examples at turn boundaries, each with as much history as fits; a longer "
-                                "preference pair has its history shortened)")
+    output: str = opt("", "output checkpoint directory (a manifest goes beside it: OUT.manifest.json)", flag="-o")
+    model: str = opt(
+        "smollm2",
+        "starting model: a local checkpoint directory, hf:PATH, or smollm2 "
+        "(the embedded SmolLM2-135M-Instruct, converted once)",
+    )
+    max_length: int = opt(
+        2048,
+        "maximum tokens per training sequence (a longer session is split into "
+        "examples at turn boundaries, each with as much history as fits; a longer "
+        "preference pair has its history shortened)",
+    )
     lora: bool = opt(False, "train a LoRA adapter instead of all weights")
     lora_r: int = opt(16, "LoRA rank")
     lora_alpha: int = opt(32, "LoRA alpha")
-    lora_dropout: float = opt(0.0, "LoRA dropout (0, as in PEFT: on CPU its random draws cost "
-                                      "about a quarter of each step)")
+    lora_dropout: float = opt(
+        0.0, "LoRA dropout (0, as in PEFT: on CPU its random draws cost about a quarter of each step)"
+    )
     lora_targets: str = opt("all-linear", "LoRA target modules (comma-separated names or all-linear)")
-    lora_layers: str | None = opt(None, "LoRA on these transformer layers only, e.g. 20-29 or 0,2,4 "
-                                        "(default: all); the backward pass stops at the lowest one, so "
-                                        "upper layers only train faster")
-    merge: bool = opt(True, "with LoRA: merge the adapter into the weights and save a full checkpoint "
-                            "(--no-merge saves only the adapter)")
+    lora_layers: str | None = opt(
+        None,
+        "LoRA on these transformer layers only, e.g. 20-29 or 0,2,4 "
+        "(default: all); the backward pass stops at the lowest one, so "
+        "upper layers only train faster",
+    )
+    merge: bool = opt(
+        True,
+        "with LoRA: merge the adapter into the weights and save a full checkpoint (--no-merge saves only the adapter)",
+    )
     limit: int | None = opt(None, "use at most this many input records (quick runs)")
-    time_limit: float | None = opt(None, "train for at most this many minutes: stops before the step that "
-                                         "would cross it and saves the model trained so far (set max_steps "
-                                         "so the learning-rate schedule ends in time)")
-    accelerate: str | None = opt(None, "run under `accelerate launch` with this config: a name "
-                                       f"({', '.join(ACCELERATE_CONFIGS)}) or a YAML path", hashed=False)
+    time_limit: float | None = opt(
+        None,
+        "train for at most this many minutes: stops before the step that "
+        "would cross it and saves the model trained so far (set max_steps "
+        "so the learning-rate schedule ends in time)",
+    )
+    accelerate: str | None = opt(
+        None,
+        f"run under `accelerate launch` with this config: a name ({', '.join(ACCELERATE_CONFIGS)}) or a YAML path",
+        hashed=False,
+    )
     num_processes: int | None = opt(None, "with --accelerate: number of processes (GPUs)", hashed=False)
     trl_args: dict = opt(dict, "any other key=value goes to TRL's SFTConfig/DPOConfig", cli=False)
     #: The TRL config class (in ``trl``) that ``trl_args`` go to.
@@ -87,8 +105,10 @@ class TrainConfig:
             close = difflib.get_close_matches(unknown[0], [*ours, *names], n=1)
             more = f" (and {', '.join(map(repr, unknown[1:]))})" if unknown[1:] else ""
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(f"unknown key {unknown[0]!r}{more}: neither a Parrot training option nor a "
-                             f"field of TRL's {self.trl_config}{hint}")
+            raise ValueError(
+                f"unknown key {unknown[0]!r}{more}: neither a Parrot training option nor a "
+                f"field of TRL's {self.trl_config}{hint}"
+            )
 
 
 def layer_indices(spec: str | int) -> list[int]:
@@ -101,8 +121,7 @@ def layer_indices(spec: str | int) -> list[int]:
         except ValueError:
             first = last = -1
         if first < 0 or last < first:
-            raise ParrotError(f"lora_layers: expected layer indices or ranges like 20-29 or 0,2,4, "
-                              f"found {spec!r}")
+            raise ParrotError(f"lora_layers: expected layer indices or ranges like 20-29 or 0,2,4, found {spec!r}")
         out.update(range(first, last + 1))
     return sorted(out)
 
@@ -110,12 +129,17 @@ def layer_indices(spec: str | int) -> list[int]:
 @dataclass
 class SFTTrainConfig(TrainConfig):
     """``train-chat``: loss on the assistant turns of Dialogue records."""
-    eval_data: str | None = opt(None, "held-out Dialogue JSONL: its loss is measured after training")
-    eval_limit: int | None = opt(None, "use at most this many held-out records (quick runs: the held-out "
-                                       "loss is a forward pass over every example)")
-    packing: bool = opt(True, "pack whole sessions into max_length rows (best-fit, padding-free, "
-                              "attention kept within each session); --no-packing pads each batch")
 
+    eval_data: str | None = opt(None, "held-out Dialogue JSONL: its loss is measured after training")
+    eval_limit: int | None = opt(
+        None,
+        "use at most this many held-out records (quick runs: the held-out loss is a forward pass over every example)",
+    )
+    packing: bool = opt(
+        True,
+        "pack whole sessions into max_length rows (best-fit, padding-free, "
+        "attention kept within each session); --no-packing pads each batch",
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -126,17 +150,22 @@ class SFTTrainConfig(TrainConfig):
 @dataclass
 class AskTrainConfig(SFTTrainConfig):
     """``train-ask``: the user simulator, loss on the user turns (by the role swap)."""
-    system_prompt: str | None = opt(None, "a file with the simulator's system prompt (default: the "
-                                          "packaged prompts/ask_system.txt)")
-    add_stop: bool = opt(False, "teach the simulator to end a session: a stop marker after the last "
-                                "real answer")
+
+    system_prompt: str | None = opt(
+        None, "a file with the simulator's system prompt (default: the packaged prompts/ask_system.txt)"
+    )
+    add_stop: bool = opt(False, "teach the simulator to end a session: a stop marker after the last real answer")
 
 
 @dataclass
 class DPOTrainConfig(TrainConfig):
     """``train-dpo``: preference pairs in TRL's conversational format (CaPO output)."""
-    ref_model: str | None = opt(None, "reference model for full fine-tuning (default: the starting "
-                                      "model); with LoRA the reference is the model with the adapter off")
+
+    ref_model: str | None = opt(
+        None,
+        "reference model for full fine-tuning (default: the starting "
+        "model); with LoRA the reference is the model with the adapter off",
+    )
     eval_data: str | None = opt(None, "held-out preference pairs: evaluated after training")
     trl_config: ClassVar[str] = "DPOConfig"
 
@@ -147,6 +176,7 @@ def accelerate_config_path(name_or_path: str) -> Path:
         return Path(str(resources.files("parrot.accelerate").joinpath(f"{name_or_path}.yaml")))
     path = Path(name_or_path)
     if not path.is_file():
-        raise ParrotError(f"{name_or_path}: not a shipped accelerate config ({', '.join(ACCELERATE_CONFIGS)}) "
-                          "and no such file")
+        raise ParrotError(
+            f"{name_or_path}: not a shipped accelerate config ({', '.join(ACCELERATE_CONFIGS)}) and no such file"
+        )
     return path

@@ -29,9 +29,17 @@ from parrot.core.dialogue import check_dialogue
 from parrot.core.jsonl import read_jsonl
 from parrot.core.shorten import count_tokens, shorten
 from parrot.train.config import DPOTrainConfig
-from parrot.train.runtime import (callbacks, dataset_cache, lora_config, make_trl_config,
-                                  relaunch_under_accelerate, stream_dataset, train_and_save, trl_kwargs,
-                                  trusts_remote_code)
+from parrot.train.runtime import (
+    callbacks,
+    dataset_cache,
+    lora_config,
+    make_trl_config,
+    relaunch_under_accelerate,
+    stream_dataset,
+    train_and_save,
+    trl_kwargs,
+    trusts_remote_code,
+)
 
 log = logging.getLogger("parrot.train")
 
@@ -40,18 +48,23 @@ def check_pair(record: dict, where: str) -> dict:
     """Validate a preference pair; return ``{"prompt", "chosen", "rejected"}`` (meta left out)."""
     for key in ("prompt", "chosen", "rejected"):
         if not isinstance(record.get(key), list) or not record[key]:
-            raise ParrotError(f"{where}: expected a non-empty message list in {key!r}, "
-                              f"found {type(record.get(key)).__name__}")
+            raise ParrotError(
+                f"{where}: expected a non-empty message list in {key!r}, found {type(record.get(key)).__name__}"
+            )
     check_dialogue({"messages": record["prompt"]}, f"{where}: prompt")
     if record["prompt"][-1]["role"] != "user":
         raise ParrotError(f"{where}: the prompt must end with a user message, found {record['prompt'][-1]['role']!r}")
     for key in ("chosen", "rejected"):
         msgs = record[key]
         if len(msgs) != 1 or msgs[0].get("role") != "assistant" or not isinstance(msgs[0].get("content"), str):
-            raise ParrotError(f"{where}: {key!r} must hold one assistant message, found "
-                              f"{[m.get('role') for m in msgs if isinstance(m, dict)]}")
-    return {key: [{"role": m["role"], "content": m["content"]} for m in record[key]]
-            for key in ("prompt", "chosen", "rejected")}
+            raise ParrotError(
+                f"{where}: {key!r} must hold one assistant message, found "
+                f"{[m.get('role') for m in msgs if isinstance(m, dict)]}"
+            )
+    return {
+        key: [{"role": m["role"], "content": m["content"]} for m in record[key]]
+        for key in ("prompt", "chosen", "rejected")
+    }
 
 
 def pair_length(tokenizer, pair: dict) -> int:
@@ -73,8 +86,7 @@ def fit_pair(tokenizer, pair: dict, max_length: int, counts: dict) -> dict | Non
     return {**pair, "prompt": prompt}
 
 
-def read_pairs(paths: list[str], tokenizer, max_length: int, counts: dict,
-               limit: int | None = None) -> Iterator[dict]:
+def read_pairs(paths: list[str], tokenizer, max_length: int, counts: dict, limit: int | None = None) -> Iterator[dict]:
     """Stream checked pairs, each shortened to fit ``max_length``, counting reads, shortenings
     and drops in ``counts``."""
     read = 0
@@ -91,16 +103,29 @@ def read_pairs(paths: list[str], tokenizer, max_length: int, counts: dict,
             yield pair
 
 
-def build_pair_dataset(paths: list[str], tokenizer, max_length: int, cache_dir: str, counts: dict,
-                       limit: int | None = None, empty_message: str | None = None):
+def build_pair_dataset(
+    paths: list[str],
+    tokenizer,
+    max_length: int,
+    cache_dir: str,
+    counts: dict,
+    limit: int | None = None,
+    empty_message: str | None = None,
+):
     """A ``datasets.Dataset`` of checked, fitted pairs, streamed to Arrow files in ``cache_dir``."""
     from datasets import Features, List, Value
 
     messages = List({"role": Value("string"), "content": Value("string")})
     features = Features({"prompt": messages, "chosen": messages, "rejected": messages})
-    return stream_dataset(lambda: read_pairs(paths, tokenizer, max_length, counts, limit), features, cache_dir,
-                          empty_message or f"{', '.join(paths)}: no preference pair fits max_length={max_length} "
-                                           "even with its history shortened (the answers alone are longer)", counts)
+    return stream_dataset(
+        lambda: read_pairs(paths, tokenizer, max_length, counts, limit),
+        features,
+        cache_dir,
+        empty_message
+        or f"{', '.join(paths)}: no preference pair fits max_length={max_length} "
+        "even with its history shortened (the answers alone are longer)",
+        counts,
+    )
 
 
 def train_dpo(cfg: DPOTrainConfig) -> dict | None:
@@ -116,21 +141,46 @@ def train_dpo(cfg: DPOTrainConfig) -> dict | None:
         train_ds = build_pair_dataset(cfg.data, tokenizer, cfg.max_length, cache, counts, cfg.limit)
         eval_ds = None
         if cfg.eval_data:
-            eval_ds = build_pair_dataset([cfg.eval_data], tokenizer, cfg.max_length, cache, eval_counts,
-                                         empty_message=f"{cfg.eval_data}: no evaluation pair fits")
+            eval_ds = build_pair_dataset(
+                [cfg.eval_data],
+                tokenizer,
+                cfg.max_length,
+                cache,
+                eval_counts,
+                empty_message=f"{cfg.eval_data}: no evaluation pair fits",
+            )
         if counts.get("pairs_shortened"):
-            log.info("train-dpo: %d of %d pairs longer than max_length=%d: prompts shortened (%d history "
-                     "turns left out, %d questions cut)", counts["pairs_shortened"], counts["pairs_read"],
-                     cfg.max_length, counts.get("turns_dropped", 0), counts.get("messages_cut", 0))
+            log.info(
+                "train-dpo: %d of %d pairs longer than max_length=%d: prompts shortened (%d history "
+                "turns left out, %d questions cut)",
+                counts["pairs_shortened"],
+                counts["pairs_read"],
+                cfg.max_length,
+                counts.get("turns_dropped", 0),
+                counts.get("messages_cut", 0),
+            )
         if counts.get("dropped_answers_too_long"):
-            log.warning("train-dpo: %d of %d pairs dropped: their answers alone are longer than max_length=%d",
-                        counts["dropped_answers_too_long"], counts["pairs_read"], cfg.max_length)
+            log.warning(
+                "train-dpo: %d of %d pairs dropped: their answers alone are longer than max_length=%d",
+                counts["dropped_answers_too_long"],
+                counts["pairs_read"],
+                cfg.max_length,
+            )
         t_data = time.monotonic()
         trainer = dpo_trainer(cfg, tokenizer, model_path, train_ds, eval_ds, counts)
-        return train_and_save(trainer, cfg, tokenizer, stage="train-dpo", model_path=model_path, counts=counts,
-                              eval_counts=eval_counts, timings={"data_s": round(t_data - t0, 2)},
-                              trl_config=trainer.args, has_eval=eval_ds is not None,
-                              extra_log_keys=("rewards/accuracies", "rewards/margins"))
+        return train_and_save(
+            trainer,
+            cfg,
+            tokenizer,
+            stage="train-dpo",
+            model_path=model_path,
+            counts=counts,
+            eval_counts=eval_counts,
+            timings={"data_s": round(t_data - t0, 2)},
+            trl_config=trainer.args,
+            has_eval=eval_ds is not None,
+            extra_log_keys=("rewards/accuracies", "rewards/margins"),
+        )
 
 
 def dpo_trainer(cfg: DPOTrainConfig, tokenizer, model_path, train_ds, eval_ds=None, counts: dict | None = None):
@@ -147,9 +197,16 @@ def dpo_trainer(cfg: DPOTrainConfig, tokenizer, model_path, train_ds, eval_ds=No
         counts["reference"] = str(ref_path)
     else:
         counts["reference"] = "starting model with the LoRA adapter disabled"
-    return DPOTrainer(model=str(model_path), ref_model=ref_model, args=args, train_dataset=train_ds,
-                      eval_dataset=eval_ds, processing_class=tokenizer, peft_config=lora_config(cfg, model_path),
-                      callbacks=callbacks(cfg))
+    return DPOTrainer(
+        model=str(model_path),
+        ref_model=ref_model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg, model_path),
+        callbacks=callbacks(cfg),
+    )
 
 
 def _load_reference(path, args):

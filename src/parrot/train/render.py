@@ -42,9 +42,9 @@ IGNORE = -100
 class Rendered:
     input_ids: list[int] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
-    messages_kept: int = 0       # messages whose tokens are in input_ids
+    messages_kept: int = 0  # messages whose tokens are in input_ids
     messages_total: int = 0
-    drop: str | None = None      # "no_target" when nothing trainable is left
+    drop: str | None = None  # "no_target" when nothing trainable is left
     message_ends: list[int] = field(default_factory=list)  # per message of the whole chat, tokens up to its end
 
     @property
@@ -53,8 +53,7 @@ class Rendered:
 
 
 def _template(tokenizer, messages: list[dict], generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False,
-                                         add_generation_prompt=generation_prompt)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
 def message_spans(tokenizer, messages: list[dict], target: str) -> tuple[str, list[tuple[int, int, int, bool]]]:
@@ -83,9 +82,11 @@ def message_spans(tokenizer, messages: list[dict], target: str) -> tuple[str, li
 
 def _prefix_error(tokenizer, index: int, what: str) -> ParrotError:
     name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
-    return ParrotError(f"{name}: the chat template renders {what} before message {index} differently from "
-                       "the start of the full conversation, so turns cannot be masked from prefixes; use a "
-                       "template whose renderings of prefixes are prefixes (pass chat_template_path=...)")
+    return ParrotError(
+        f"{name}: the chat template renders {what} before message {index} differently from "
+        "the start of the full conversation, so turns cannot be masked from prefixes; use a "
+        "template whose renderings of prefixes are prefixes (pass chat_template_path=...)"
+    )
 
 
 def _special_ids(tokenizer) -> set[int]:
@@ -102,8 +103,9 @@ def render_chat(tokenizer, messages: list[dict], *, target: str = "assistant", c
     with a chat template. Trailing messages that carry no loss are left out.
     """
     if not getattr(tokenizer, "is_fast", False):
-        raise ParrotError(f"{getattr(tokenizer, 'name_or_path', 'tokenizer')}: masking needs a fast tokenizer "
-                          "(tokenizer.json)")
+        raise ParrotError(
+            f"{getattr(tokenizer, 'name_or_path', 'tokenizer')}: masking needs a fast tokenizer (tokenizer.json)"
+        )
     text, spans = message_spans(tokenizer, messages, target)
     enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
@@ -137,8 +139,14 @@ def render_chat(tokenizer, messages: list[dict], *, target: str = "assistant", c
     return out
 
 
-def render_examples(tokenizer, messages: list[dict], *, target: str = "assistant",
-                    max_length: int | None = None, counts: dict | None = None) -> list[Rendered]:
+def render_examples(
+    tokenizer,
+    messages: list[dict],
+    *,
+    target: str = "assistant",
+    max_length: int | None = None,
+    counts: dict | None = None,
+) -> list[Rendered]:
     """The training examples of one chat: the whole chat when it fits ``max_length``, else runs
     of consecutive turns with shortened history (see the module docstring), every target turn
     trained once. ``counts`` gets ``sessions_shortened``, ``turns_dropped`` (history turns left
@@ -186,8 +194,11 @@ class _Budget:
         self.position = {id(m): i for i, m in enumerate(head + flatten(turns))}
 
     def __call__(self, msgs: list[dict]) -> bool:
-        first, last = (self.position.get(id(msgs[self.head])), self.position.get(id(msgs[-1]))) \
-            if len(msgs) > self.head else (None, None)
+        first, last = (
+            (self.position.get(id(msgs[self.head])), self.position.get(id(msgs[-1])))
+            if len(msgs) > self.head
+            else (None, None)
+        )
         if first is None or last is None:
             return self.exactly(msgs)
         if first == self.head:  # a prefix of the whole chat: counted exactly already

@@ -60,8 +60,15 @@ def trl_kwargs(cfg: TrainConfig, **parrot_defaults) -> dict:
     """Keyword arguments for SFTConfig/DPOConfig: Parrot's defaults, then the user's pass-through keys."""
     import torch
 
-    kw = {"output_dir": str(cfg.output), "max_length": cfg.max_length, "report_to": "none",
-          "save_strategy": "no", "logging_steps": 10, "seed": 42, **parrot_defaults}
+    kw = {
+        "output_dir": str(cfg.output),
+        "max_length": cfg.max_length,
+        "report_to": "none",
+        "save_strategy": "no",
+        "logging_steps": 10,
+        "seed": 42,
+        **parrot_defaults,
+    }
     on_cpu = not torch.cuda.is_available() and not torch.backends.mps.is_available()
     if not torch.cuda.is_available():
         # Activation checkpointing only slows a CPU down; bf16 autocast pays off only where the CPU
@@ -130,8 +137,12 @@ def callbacks(cfg: TrainConfig) -> list:
             else:
                 self.slowest = max(self.slowest or 0.0, took)
             if now - self.start + (self.slowest if self.slowest is not None else self.first) > limit_s:
-                log.info("time limit of %g min: stopping after %d steps (%.1f min)", cfg.time_limit,
-                         state.global_step, (now - self.start) / 60)
+                log.info(
+                    "time limit of %g min: stopping after %d steps (%.1f min)",
+                    cfg.time_limit,
+                    state.global_step,
+                    (now - self.start) / 60,
+                )
                 control.should_training_stop = True
 
     return [TimeLimit()]
@@ -149,8 +160,14 @@ def lora_config(cfg: TrainConfig, model_path: str | Path):
         targets = linear_module_names(model_path, cfg)
     else:
         targets = "all-linear"
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        layers_to_transform=layers,
+        task_type="CAUSAL_LM",
+    )
 
 
 def trusts_remote_code(cfg: TrainConfig) -> bool:
@@ -171,8 +188,13 @@ def linear_module_names(model_path: str | Path, cfg: TrainConfig) -> list[str]:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config, trust_remote_code=remote)
     head = model.get_output_embeddings()
-    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                   if isinstance(module, torch.nn.Linear) and module is not head})
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and module is not head
+        }
+    )
 
 
 @contextlib.contextmanager
@@ -243,9 +265,16 @@ def save_output(trainer, cfg: TrainConfig, tokenizer) -> str:
 
 # What a save leaves behind. A later run into the same directory removes them first: a stale
 # adapter_config.json beside new full weights would make every loader apply the old adapter.
-SAVED_WEIGHTS = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "model.safetensors",
-                 "model-*-of-*.safetensors", "model.safetensors.index.json", "pytorch_model*.bin",
-                 "pytorch_model.bin.index.json")
+SAVED_WEIGHTS = (
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "model.safetensors",
+    "model-*-of-*.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model*.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def remove_saved_weights(out: Path) -> None:
@@ -291,9 +320,20 @@ def merge_adapter(out: Path) -> None:
     merged.save_pretrained(str(out), safe_serialization=True)
 
 
-def train_and_save(trainer, cfg: TrainConfig, tokenizer, *, stage: str, model_path: Path, counts: dict,
-                   eval_counts: dict, timings: dict, trl_config, has_eval: bool,
-                   extra_log_keys: tuple[str, ...] = ()) -> dict:
+def train_and_save(
+    trainer,
+    cfg: TrainConfig,
+    tokenizer,
+    *,
+    stage: str,
+    model_path: Path,
+    counts: dict,
+    eval_counts: dict,
+    timings: dict,
+    trl_config,
+    has_eval: bool,
+    extra_log_keys: tuple[str, ...] = (),
+) -> dict:
     """Train, evaluate, save, then (main process) write the manifest and print the summary.
 
     ``timings`` holds what the caller measured before training; train, save and total times are
@@ -317,13 +357,24 @@ def train_and_save(trainer, cfg: TrainConfig, tokenizer, *, stage: str, model_pa
     t_end = time.monotonic()
     if eval_counts:
         counts["eval"] = eval_counts
-    timings = {**timings, "train_s": round(t_train - t_train0, 2), "save_s": round(t_end - t_train, 2),
-               "train_samples_per_second": result.metrics.get("train_samples_per_second")}
+    timings = {
+        **timings,
+        "train_s": round(t_train - t_train0, 2),
+        "save_s": round(t_end - t_train, 2),
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+    }
     if saved:  # the main process
-        write_train_manifest(cfg, stage=stage, model_path=model_path, counts=counts, timings=timings,
-                             losses=losses, saved=saved, trl_config=trl_config)
-        print(format_table([(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)],
-                           ("", stage)))
+        write_train_manifest(
+            cfg,
+            stage=stage,
+            model_path=model_path,
+            counts=counts,
+            timings=timings,
+            losses=losses,
+            saved=saved,
+            trl_config=trl_config,
+        )
+        print(format_table([(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)], ("", stage)))
     return {"counts": counts, "losses": losses, "timings": timings, "saved": saved}
 
 
@@ -362,17 +413,28 @@ def compact_lm_head(enabled: bool = True):
 def final_losses(trainer, train_output) -> dict:
     """``train_loss`` (mean over the run) and the last logged ``loss``."""
     logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"train_loss": train_output.training_loss, "last_logged_loss": logged[-1] if logged else None,
-            "steps": trainer.state.global_step}
+    return {
+        "train_loss": train_output.training_loss,
+        "last_logged_loss": logged[-1] if logged else None,
+        "steps": trainer.state.global_step,
+    }
 
 
-def write_train_manifest(cfg: TrainConfig, *, stage: str, model_path: Path, counts: dict,
-                         timings: dict, losses: dict, saved: str, trl_config) -> Path:
-    return write_manifest(cfg.output, stage=stage, config=cfg, inputs=[*cfg.data, model_path],
-                          counts=counts, timings=timings, losses=losses, saved_as=saved,
-                          trl_config=_plain(trl_config.to_dict()))
+def write_train_manifest(
+    cfg: TrainConfig, *, stage: str, model_path: Path, counts: dict, timings: dict, losses: dict, saved: str, trl_config
+) -> Path:
+    return write_manifest(
+        cfg.output,
+        stage=stage,
+        config=cfg,
+        inputs=[*cfg.data, model_path],
+        counts=counts,
+        timings=timings,
+        losses=losses,
+        saved_as=saved,
+        trl_config=_plain(trl_config.to_dict()),
+    )
 
 
 def _plain(d: dict) -> dict:
-    return {k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v))
-            for k, v in d.items()}
+    return {k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)) for k, v in d.items()}

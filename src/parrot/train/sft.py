@@ -25,9 +25,17 @@ from parrot.core.dialogue import read_dialogues
 from parrot.synthesize.roleswap import STOP_MARKER, to_simulator
 from parrot.train.config import AskTrainConfig, SFTTrainConfig
 from parrot.train.render import render_examples
-from parrot.train.runtime import (callbacks, dataset_cache, lora_config, make_trl_config,
-                                  relaunch_under_accelerate, stream_dataset, train_and_save, trl_kwargs,
-                                  trusts_remote_code)
+from parrot.train.runtime import (
+    callbacks,
+    dataset_cache,
+    lora_config,
+    make_trl_config,
+    relaunch_under_accelerate,
+    stream_dataset,
+    train_and_save,
+    trl_kwargs,
+    trusts_remote_code,
+)
 
 log = logging.getLogger("parrot.train")
 
@@ -41,14 +49,22 @@ def chat_view(record: dict, where: str) -> list[dict]:
 
 def ask_view(system_prompt: str | None = None, add_stop: bool = False) -> View:
     """train-ask trains the role-swapped dialogue; a record's ``meta.topic`` goes into the opening."""
+
     def view(record: dict, where: str) -> list[dict]:
-        return to_simulator(record["messages"], system_prompt=system_prompt, add_stop=add_stop,
-                            topic=record.get("meta", {}).get("topic"), where=where)
+        return to_simulator(
+            record["messages"],
+            system_prompt=system_prompt,
+            add_stop=add_stop,
+            topic=record.get("meta", {}).get("topic"),
+            where=where,
+        )
+
     return view
 
 
-def rendered_sessions(paths: list[str], tokenizer, view: View, max_length: int,
-                      counts: dict, limit: int | None = None) -> Iterator[dict]:
+def rendered_sessions(
+    paths: list[str], tokenizer, view: View, max_length: int, counts: dict, limit: int | None = None
+) -> Iterator[dict]:
     """Stream ``{"input_ids", "labels"}`` examples (one per session, or several for a session
     longer than ``max_length``: see :func:`~parrot.train.render.render_examples`), counting
     reads, shortenings and drops in ``counts``."""
@@ -73,15 +89,20 @@ def rendered_sessions(paths: list[str], tokenizer, view: View, max_length: int,
                 yield {"input_ids": r.input_ids, "labels": r.labels}
 
 
-def build_dataset(paths: list[str], tokenizer, view: View, max_length: int, cache_dir: str,
-                  counts: dict, limit: int | None = None):
+def build_dataset(
+    paths: list[str], tokenizer, view: View, max_length: int, cache_dir: str, counts: dict, limit: int | None = None
+):
     """A ``datasets.Dataset`` of rendered sessions, streamed to Arrow files in ``cache_dir``."""
     from datasets import Features, List, Value
 
     features = Features({"input_ids": List(Value("int32")), "labels": List(Value("int32"))})
-    return stream_dataset(lambda: rendered_sessions(paths, tokenizer, view, max_length, counts, limit),
-                          features, cache_dir,
-                          f"{', '.join(paths)}: no session left to train on (max_length={max_length})", counts)
+    return stream_dataset(
+        lambda: rendered_sessions(paths, tokenizer, view, max_length, counts, limit),
+        features,
+        cache_dir,
+        f"{', '.join(paths)}: no session left to train on (max_length={max_length})",
+        counts,
+    )
 
 
 def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
@@ -93,19 +114,38 @@ def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
     eval_counts: dict = {}
     with dataset_cache(cfg) as cache:
         train_ds = build_dataset(cfg.data, tokenizer, view, cfg.max_length, cache, counts, cfg.limit)
-        eval_ds = (build_dataset([cfg.eval_data], tokenizer, view, cfg.max_length, cache, eval_counts,
-                                 cfg.eval_limit)
-                   if cfg.eval_data else None)
+        eval_ds = (
+            build_dataset([cfg.eval_data], tokenizer, view, cfg.max_length, cache, eval_counts, cfg.eval_limit)
+            if cfg.eval_data
+            else None
+        )
         t_render = time.monotonic()
-        log.info("%s: %d sessions rendered as %d examples (%d longer than max_length=%d, shortened: "
-                 "%d history turns left out, %d messages cut; %d turns too long to train), %d trainable tokens",
-                 stage, counts.get("sessions_trained", 0), counts.get("examples", 0),
-                 counts.get("sessions_shortened", 0), cfg.max_length, counts.get("turns_dropped", 0),
-                 counts.get("messages_cut", 0), counts.get("turns_too_long", 0), counts.get("trainable_tokens", 0))
+        log.info(
+            "%s: %d sessions rendered as %d examples (%d longer than max_length=%d, shortened: "
+            "%d history turns left out, %d messages cut; %d turns too long to train), %d trainable tokens",
+            stage,
+            counts.get("sessions_trained", 0),
+            counts.get("examples", 0),
+            counts.get("sessions_shortened", 0),
+            cfg.max_length,
+            counts.get("turns_dropped", 0),
+            counts.get("messages_cut", 0),
+            counts.get("turns_too_long", 0),
+            counts.get("trainable_tokens", 0),
+        )
         trainer = sft_trainer(cfg, tokenizer, model_path, train_ds, eval_ds)
-        return train_and_save(trainer, cfg, tokenizer, stage=stage, model_path=model_path, counts=counts,
-                              eval_counts=eval_counts, timings={"render_s": round(t_render - t0, 2)},
-                              trl_config=trainer.args, has_eval=eval_ds is not None)
+        return train_and_save(
+            trainer,
+            cfg,
+            tokenizer,
+            stage=stage,
+            model_path=model_path,
+            counts=counts,
+            eval_counts=eval_counts,
+            timings={"render_s": round(t_render - t0, 2)},
+            trl_config=trainer.args,
+            has_eval=eval_ds is not None,
+        )
 
 
 def sft_trainer(cfg: SFTTrainConfig, tokenizer, model_path: Path, train_ds, eval_ds=None):
@@ -113,8 +153,15 @@ def sft_trainer(cfg: SFTTrainConfig, tokenizer, model_path: Path, train_ds, eval
     from trl import SFTConfig, SFTTrainer
 
     args = make_trl_config(SFTConfig, trl_kwargs(cfg, packing=cfg.packing, packing_strategy="bfd"))
-    return SFTTrainer(model=str(model_path), args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      processing_class=tokenizer, peft_config=lora_config(cfg, model_path), callbacks=callbacks(cfg))
+    return SFTTrainer(
+        model=str(model_path),
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg, model_path),
+        callbacks=callbacks(cfg),
+    )
 
 
 def train_chat(cfg: SFTTrainConfig) -> dict | None:
