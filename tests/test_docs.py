@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from parrot import ParrotError
-from parrot.cli import _resolve, parse_args
+from parrot.cli import parse_args
 from parrot.core.config import config_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,8 +51,8 @@ def build(argv: list[str]):
         args = parse_args(argv)
     except SystemExit:
         raise AssertionError(f"argparse refused {argv}") from None
-    cfg_cls, _ = _resolve(args._command)
-    return cfg_cls, config_from_args(cfg_cls, args, extra_field=args._command.extra_field)
+    cfg_cls = args._command.config
+    return cfg_cls, config_from_args(cfg_cls, args, extra_field=args._command.unknown_keys)
 
 
 EXAMPLES = list(examples())

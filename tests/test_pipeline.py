@@ -1,5 +1,6 @@
 """`parrot pipeline`: stage configs from the work directory plus YAML, skip-if-done, reruns."""
 
+import dataclasses
 import json
 
 import pytest
@@ -7,7 +8,7 @@ import pytest
 from parrot import ParrotError
 from parrot.cli import main
 from parrot.core.config import build_config
-from parrot.pipeline import STAGES, PipelineConfig, stage_config
+from parrot.pipeline import STEPS, PipelineConfig, stage_config
 
 
 def _source(tmp_path):
@@ -37,7 +38,7 @@ def _yaml(tmp_path, text):
 
 def test_every_stage_builds_its_config_from_the_work_directory(tmp_path):
     cfg = build_config(PipelineConfig, {"workdir": str(tmp_path)})
-    for stage in STAGES:
+    for stage in STEPS:
         stage_cfg = stage_config(stage, cfg)
         assert str(tmp_path) in json.dumps(stage_cfg, default=lambda o: getattr(o, "__dict__", str(o)))
 
@@ -51,10 +52,10 @@ def test_yaml_section_settings_win_and_nested_roles_merge(tmp_path):
             "train_chat": {"max_steps": 3},
         },
     )
-    synth = stage_config(next(s for s in STAGES if s.name == "synthesize"), cfg)
+    synth = stage_config(next(s for s in STEPS if s.name == "synthesize"), cfg)
     assert synth.num_sessions == 7
     assert synth.asker.temperature == 1.0 and synth.asker.spec == f"hf:{tmp_path / 'models/ask'}"
-    chat = stage_config(next(s for s in STAGES if s.name == "train_chat"), cfg)
+    chat = stage_config(next(s for s in STEPS if s.name == "train_chat"), cfg)
     assert chat.trl_args["max_steps"] == 3
 
 
@@ -132,7 +133,7 @@ def test_a_rerun_upstream_stage_makes_the_stages_reading_from_it_run_again(tmp_p
 
 
 def test_a_resumable_stage_resumes_when_interrupted_and_starts_over_when_out_of_date(tmp_path, monkeypatch):
-    import parrot.evaluate.answer as answer_mod
+    import parrot.pipeline as pipeline_mod
     from parrot.core.manifest import write_manifest
 
     seen = []
@@ -141,10 +142,11 @@ def test_a_resumable_stage_resumes_when_interrupted_and_starts_over_when_out_of_
         seen.append(cfg.overwrite)
         write_manifest(cfg.output, stage="eval answer", config=cfg, complete=complete)
 
-    monkeypatch.setattr(answer_mod, "answer", fake_answer)
+    steps = [dataclasses.replace(s, stage=dataclasses.replace(s.stage, run=fake_answer)) for s in STEPS]
+    monkeypatch.setattr(pipeline_mod, "STEPS", steps)
     config = _yaml(tmp_path, f"workdir: {tmp_path / 'w'}\nstages: [eval_answer]\n")
     cfg = build_config(PipelineConfig, {"workdir": str(tmp_path / "w"), "stages": ["eval_answer"]})
-    [stage] = [s for s in STAGES if s.name == "eval_answer"]
+    [stage] = [s for s in STEPS if s.name == "eval_answer"]
     fake_answer(stage_config(stage, cfg), complete=False)  # a run that crashed half way
     seen.clear()
     assert main(["pipeline", "--config", config]) == 0  # interrupted, same settings: resume
@@ -161,7 +163,7 @@ def test_stage_state_follows_settings_completion_and_input_times(tmp_path):
     from parrot.pipeline import stage_state
 
     cfg = build_config(PipelineConfig, {"workdir": str(tmp_path)})
-    by_name = {s.name: s for s in STAGES}
+    by_name = {s.name: s for s in STEPS}
     dpo, answer = by_name["train_dpo"], by_name["eval_answer"]
     answer_cfg = stage_config(answer, cfg)
     assert stage_state(answer, answer_cfg, tmp_path) == "new"
@@ -256,5 +258,5 @@ def test_workdir_placeholder_in_a_setting_is_the_work_directory(tmp_path):
         PipelineConfig,
         {"workdir": str(tmp_path / "w"), "capo": {"dialogues": ["{workdir}/data/parrot.jsonl", "extra.jsonl"]}},
     )
-    capo_cfg = stage_config(next(s for s in STAGES if s.name == "capo"), cfg)
+    capo_cfg = stage_config(next(s for s in STEPS if s.name == "capo"), cfg)
     assert [str(p) for p in capo_cfg.dialogues] == [str(tmp_path / "w/data/parrot.jsonl"), "extra.jsonl"]

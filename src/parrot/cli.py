@@ -1,4 +1,4 @@
-"""``parrot``: a thin command line over the stage functions.
+"""``parrot``: a thin command line over the stage table (:mod:`parrot.stages`).
 
 Each command is a stage's config dataclass plus the function that runs it; flags,
 ``--config FILE`` and ``key=value`` overrides all come from the dataclass (see
@@ -10,112 +10,30 @@ should be), naming the file and the cause.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
-from dataclasses import dataclass
 
 from parrot import ParrotError, __version__
+from parrot.chat import ChatConfig, chat
 from parrot.core.config import add_config_arguments, config_from_args, flags_without_value, split_overrides
 from parrot.core.log import setup_logging
 from parrot.core.redact import redact_text
-
-
-@dataclass(frozen=True)
-class Command:
-    name: str  # "prepare", or "eval answer" for a nested command
-    target: str  # "module:ConfigClass:function"
-    help: str
-    extra_field: str | None = None  # a dict field collecting unknown keys (passed through to TRL)
-
+from parrot.pipeline import PipelineConfig, pipeline
+from parrot.stages import STAGES, Stage
 
 GROUP_HELP = {"eval": "MT-Bench and MT-Bench++: answer, judge, report"}
 
-# The pipeline's stages in order, then the tools around them.
-COMMANDS: list[Command] = [
-    Command(
-        "prepare",
-        "parrot.prepare.stage:PrepareConfig:prepare",
-        "clean real user-assistant logs (ShareGPT, messages) into Dialogue JSONL",
-    ),
-    Command(
-        "train-ask",
-        "parrot.train.sft:AskTrainConfig:train_ask",
-        "train the user simulator (Parrot-Ask): loss on user turns by role swap (TRL SFT)",
-        extra_field="trl_args",
-    ),
-    Command(
-        "synthesize",
-        "parrot.synthesize.stage:SynthesizeConfig:synthesize",
-        "a user simulator talks with an assistant: long multi-turn sessions, resumable",
-    ),
-    Command(
-        "merge", "parrot.synthesize.merge:MergeConfig:merge", "combine the shard outputs of a sharded synthesize run"
-    ),
-    Command(
-        "filter",
-        "parrot.synthesize.filter:FilterConfig:filter_sessions",
-        "cut or drop degenerate questions, short and near-duplicate sessions",
-    ),
-    Command(
-        "stats",
-        "parrot.stats.stage:StatsConfig:stats",
-        "measure datasets side by side: turns, lengths, context dependence, Self-ROUGE, topic diversity, human-likeness",
-    ),
-    Command(
-        "train-chat",
-        "parrot.train.sft:SFTTrainConfig:train_chat",
-        "SFT a chat model (Parrot-Chat): loss on assistant turns (TRL SFT)",
-        extra_field="trl_args",
-    ),
-    Command(
-        "capo",
-        "parrot.capo.build:CapoConfig:capo",
-        "CaPO preference pairs: context-dependent turns, three kinds of wrong answer (TRL format, resumable)",
-    ),
-    Command(
-        "capo select",
-        "parrot.capo.select:SelectConfig:capo_select",
-        "the turns CaPO would build pairs from, with the reasons (JSONL, for inspection)",
-    ),
-    Command(
-        "train-dpo",
-        "parrot.train.dpo:DPOTrainConfig:train_dpo",
-        "DPO on CaPO preference pairs (TRL DPO; LoRA or full fine-tune)",
-        extra_field="trl_args",
-    ),
-    Command(
-        "eval answer",
-        "parrot.evaluate.answer:AnswerConfig:answer",
-        "the model under test answers MT-Bench / MT-Bench++ turn by turn (FastChat schema, resumable)",
-    ),
-    Command(
-        "eval judge",
-        "parrot.evaluate.judge:JudgeConfig:judge",
-        "a judge grades every answered turn 1-10 (FastChat's prompts for MT-Bench; N-turn prompt beyond)",
-    ),
-    Command(
-        "eval report",
-        "parrot.evaluate.report:ReportConfig:report",
-        "scores per turn, category and overall; judge runs and models side by side; score-by-turn figure",
-    ),
-    Command(
-        "chat",
-        "parrot.chat:ChatConfig:chat",
-        "talk to any model backend from the terminal (multi-line input, /reset, /exit)",
-    ),
-    Command(
+# The stages of the method, in pipeline order, then the tools around them.
+COMMANDS: list[Stage] = [
+    *STAGES,
+    Stage("chat", ChatConfig, chat, "talk to any model backend from the terminal (multi-line input, /reset, /exit)"),
+    Stage(
         "pipeline",
-        "parrot.pipeline:PipelineConfig:pipeline",
+        PipelineConfig,
+        pipeline,
         "the whole method in one work directory, stage after stage, resumable (configs/demo.yaml)",
     ),
 ]
-
-
-def _resolve(cmd: Command):
-    module, cls_name, fn_name = cmd.target.split(":")
-    mod = importlib.import_module(module)
-    return getattr(mod, cls_name), getattr(mod, fn_name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,7 +60,6 @@ def build_parser() -> argparse.ArgumentParser:
                     dest="subcommand", metavar="[SUBCOMMAND]" if optional else "SUBCOMMAND", required=not optional
                 )
             target = groups[parts[0]]
-        cfg_cls, _ = _resolve(cmd)
         if len(parts) == 1 and parts[0] in tops:
             p = tops[parts[0]]
             p.description = cmd.help
@@ -150,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
             p = target.add_parser(parts[-1], help=cmd.help, description=cmd.help)
             if len(parts) == 1:
                 tops[parts[0]] = p
-        add_config_arguments(p, cfg_cls)
+        add_config_arguments(p, cmd.config)
         p.set_defaults(_command=cmd)
     return parser
 
@@ -178,11 +95,10 @@ def file_error(e: OSError) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     setup_logging(args.verbose)
-    cmd: Command = args._command
-    cfg_cls, fn = _resolve(cmd)
+    cmd: Stage = args._command
     try:
-        cfg = config_from_args(cfg_cls, args, extra_field=cmd.extra_field)
-        fn(cfg)
+        cfg = config_from_args(cmd.config, args, extra_field=cmd.unknown_keys)
+        cmd.run(cfg)
     except ParrotError as e:
         print(f"parrot {cmd.name}: error: {redact_text(str(e))}", file=sys.stderr)
         return 2

@@ -18,208 +18,133 @@ it again. A stage that runs again because it is out of date starts over rather t
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from parrot import ParrotError
 from parrot.core.config import build_config, config_hash, opt
 from parrot.core.log import format_table
 from parrot.core.manifest import manifest_path, write_manifest
+from parrot.stages import BY_NAME, Stage
+from parrot.train.config import DPOTrainConfig, SFTTrainConfig
 
 log = logging.getLogger("parrot.pipeline")
 
 
-@dataclass
-class Stage:
-    name: str  # section name in the YAML file
-    target: str  # "module:ConfigClass:function"
+@dataclass(frozen=True)
+class Step:
+    """One stage of the chain, wired into the work directory."""
+
+    name: str  # its section in the YAML file
+    stage: Stage  # the row of the stage table it runs
     defaults: Callable[[Path], dict]  # the work directory's paths and sensible settings
-    marker: Callable[[Path], Path]  # the manifest that proves the stage finished
-    inputs: tuple[str, ...] = ()  # the stages whose outputs it reads
+    inputs: tuple[str, ...] = ()  # the steps whose outputs it reads
     fresh: dict | None = None  # settings that start it over instead of resuming (None: it always does)
-    linked: Callable[["PipelineConfig"], dict] | None = None  # defaults taken from other stages' sections
+    linked: Callable[[PipelineConfig], dict] | None = None  # defaults taken from other steps' sections
+    manifest: str | None = None  # the manifest that proves it finished (default: its output's)
+
+    def marker(self, workdir: Path) -> Path:
+        return workdir / self.manifest if self.manifest else manifest_path(self.defaults(workdir)["output"])
 
 
-def _w(*parts: str) -> Callable[[Path], Path]:
-    return lambda wd: wd.joinpath(*parts)
-
-
-def _setting(cfg: "PipelineConfig", section: str, key: str, cls: type):
+def _setting(cfg: PipelineConfig, section: str, key: str, cls: type):
     """A stage's setting as its YAML section gives it, else the config class's default."""
     given = getattr(cfg, section) or {}
     return given[key] if key in given else next(f.default for f in dataclasses.fields(cls) if f.name == key)
 
 
-def _capo_links(cfg: "PipelineConfig") -> dict:
+def _capo_links(cfg: PipelineConfig) -> dict:
     """CaPO selects turns whose pairs fit train-dpo's max_length, counted with the tokenizer of the
     model DPO trains (train-chat's starting model)."""
-    from parrot.train.config import DPOTrainConfig, SFTTrainConfig
-
     return {
         "max_length": _setting(cfg, "train_dpo", "max_length", DPOTrainConfig),
         "tokenizer": _setting(cfg, "train_chat", "model", SFTTrainConfig),
     }
 
 
-STAGES: list[Stage] = [
-    Stage(
-        "prepare",
-        "parrot.prepare.stage:PrepareConfig:prepare",
-        lambda wd: {"source": ["sharegpt"], "output": str(wd / "data/sharegpt.jsonl")},
-        lambda wd: manifest_path(wd / "data/sharegpt.jsonl"),
-    ),
-    Stage(
-        "train_ask",
-        "parrot.train.sft:AskTrainConfig:train_ask",
-        lambda wd: {
-            "data": [str(wd / "data/sharegpt.jsonl")],
-            "output": str(wd / "models/ask"),
-            "eval_data": str(wd / "data/sharegpt.dev.jsonl"),
-            "add_stop": True,
-        },
-        lambda wd: manifest_path(wd / "models/ask"),
-        inputs=("prepare",),
-    ),
-    Stage(
-        "synthesize",
-        "parrot.synthesize.stage:SynthesizeConfig:synthesize",
-        lambda wd: {
-            "output": str(wd / "data/synth.jsonl"),
-            "seeds": str(wd / "data/sharegpt.jsonl"),
-            "asker": {"spec": f"hf:{wd / 'models/ask'}"},
-            "resume": True,
-        },
-        lambda wd: manifest_path(wd / "data/synth.jsonl"),
-        inputs=("prepare", "train_ask"),
-        fresh={"resume": False, "overwrite": True},
-    ),
-    Stage(
-        "filter",
-        "parrot.synthesize.filter:FilterConfig:filter_sessions",
-        lambda wd: {"input": str(wd / "data/synth.jsonl"), "output": str(wd / "data/parrot.jsonl")},
-        lambda wd: manifest_path(wd / "data/parrot.jsonl"),
-        inputs=("synthesize",),
-    ),
-    Stage(
-        "stats",
-        "parrot.stats.stage:StatsConfig:stats",
-        lambda wd: {
-            "data": [str(wd / "data/sharegpt.dev.jsonl"), str(wd / "data/parrot.jsonl")],
-            "names": ["ShareGPT (dev)", "Parrot (synthesized)"],
-            "real": str(wd / "data/sharegpt.dev.jsonl"),
-            "output": str(wd / "stats"),
-        },
-        lambda wd: wd / "stats" / "stats.json.manifest.json",
-        inputs=("prepare", "filter"),
-    ),
-    Stage(
-        "train_chat",
-        "parrot.train.sft:SFTTrainConfig:train_chat",
-        lambda wd: {"data": [str(wd / "data/parrot.jsonl")], "output": str(wd / "models/chat")},
-        lambda wd: manifest_path(wd / "models/chat"),
-        inputs=("filter",),
-    ),
-    Stage(
-        "capo",
-        "parrot.capo.build:CapoConfig:capo",
-        lambda wd: {
-            "dialogues": [str(wd / "data/parrot.jsonl")],
-            "output": str(wd / "data/capo.jsonl"),
-            "resume": True,
-        },
-        lambda wd: manifest_path(wd / "data/capo.jsonl"),
-        inputs=("filter",),
-        fresh={"resume": False, "overwrite": True},
-        linked=_capo_links,
-    ),
-    Stage(
-        "train_dpo",
-        "parrot.train.dpo:DPOTrainConfig:train_dpo",
-        lambda wd: {
-            "data": [str(wd / "data/capo.jsonl")],
-            "model": str(wd / "models/chat"),
-            "output": str(wd / "models/dpo"),
-        },
-        lambda wd: manifest_path(wd / "models/dpo"),
-        inputs=("train_chat", "capo"),
-    ),
-    Stage(
-        "eval_answer",
-        "parrot.evaluate.answer:AnswerConfig:answer",
-        lambda wd: {
-            "bench": "mt-bench-pp",
-            "model": {"spec": f"hf:{wd / 'models/dpo'}"},
-            "model_id": "parrot-dpo",
-            "output": str(wd / "eval/answers.jsonl"),
-        },
-        lambda wd: manifest_path(wd / "eval/answers.jsonl"),
-        inputs=("train_dpo",),
-        fresh={"overwrite": True},
-    ),
-    Stage(
-        "eval_judge",
-        "parrot.evaluate.judge:JudgeConfig:judge",
-        lambda wd: {
-            "bench": "mt-bench-pp",
-            "answers": [str(wd / "eval/answers.jsonl")],
-            "output": str(wd / "eval/judgments.jsonl"),
-        },
-        lambda wd: manifest_path(wd / "eval/judgments.jsonl"),
-        inputs=("eval_answer",),
-        fresh={"overwrite": True},
-    ),
-    Stage(
-        "eval_report",
-        "parrot.evaluate.report:ReportConfig:report",
-        lambda wd: {
-            "bench": "mt-bench-pp",
-            "judgments": [str(wd / "eval/judgments.jsonl")],
-            "output": str(wd / "eval/report"),
-        },
-        lambda wd: wd / "eval/report/report.manifest.json",
-        inputs=("eval_judge",),
-    ),
+# fmt: off
+STEPS: list[Step] = [
+    Step("prepare", BY_NAME["prepare"],
+         lambda wd: {"source": ["sharegpt"], "output": str(wd / "data/sharegpt.jsonl")}),
+    Step("train_ask", BY_NAME["train-ask"],
+         lambda wd: {"data": [str(wd / "data/sharegpt.jsonl")], "output": str(wd / "models/ask"),
+                     "eval_data": str(wd / "data/sharegpt.dev.jsonl"), "add_stop": True},
+         inputs=("prepare",)),
+    Step("synthesize", BY_NAME["synthesize"],
+         lambda wd: {"output": str(wd / "data/synth.jsonl"), "seeds": str(wd / "data/sharegpt.jsonl"),
+                     "asker": {"spec": f"hf:{wd / 'models/ask'}"}, "resume": True},
+         inputs=("prepare", "train_ask"), fresh={"resume": False, "overwrite": True}),
+    Step("filter", BY_NAME["filter"],
+         lambda wd: {"input": str(wd / "data/synth.jsonl"), "output": str(wd / "data/parrot.jsonl")},
+         inputs=("synthesize",)),
+    Step("stats", BY_NAME["stats"],
+         lambda wd: {"data": [str(wd / "data/sharegpt.dev.jsonl"), str(wd / "data/parrot.jsonl")],
+                     "names": ["ShareGPT (dev)", "Parrot (synthesized)"],
+                     "real": str(wd / "data/sharegpt.dev.jsonl"), "output": str(wd / "stats")},
+         inputs=("prepare", "filter"), manifest="stats/stats.json.manifest.json"),
+    Step("train_chat", BY_NAME["train-chat"],
+         lambda wd: {"data": [str(wd / "data/parrot.jsonl")], "output": str(wd / "models/chat")},
+         inputs=("filter",)),
+    Step("capo", BY_NAME["capo"],
+         lambda wd: {"dialogues": [str(wd / "data/parrot.jsonl")], "output": str(wd / "data/capo.jsonl"),
+                     "resume": True},
+         inputs=("filter",), fresh={"resume": False, "overwrite": True}, linked=_capo_links),
+    Step("train_dpo", BY_NAME["train-dpo"],
+         lambda wd: {"data": [str(wd / "data/capo.jsonl")], "model": str(wd / "models/chat"),
+                     "output": str(wd / "models/dpo")},
+         inputs=("train_chat", "capo")),
+    Step("eval_answer", BY_NAME["eval answer"],
+         lambda wd: {"bench": "mt-bench-pp", "model": {"spec": f"hf:{wd / 'models/dpo'}"},
+                     "model_id": "parrot-dpo", "output": str(wd / "eval/answers.jsonl")},
+         inputs=("train_dpo",), fresh={"overwrite": True}),
+    Step("eval_judge", BY_NAME["eval judge"],
+         lambda wd: {"bench": "mt-bench-pp", "answers": [str(wd / "eval/answers.jsonl")],
+                     "output": str(wd / "eval/judgments.jsonl")},
+         inputs=("eval_answer",), fresh={"overwrite": True}),
+    Step("eval_report", BY_NAME["eval report"],
+         lambda wd: {"bench": "mt-bench-pp", "judgments": [str(wd / "eval/judgments.jsonl")],
+                     "output": str(wd / "eval/report")},
+         inputs=("eval_judge",), manifest="eval/report/report.manifest.json"),
 ]
-STAGE_NAMES = [s.name for s in STAGES]
+# fmt: on
+STEP_NAMES = [s.name for s in STEPS]
 
 
 @dataclass
-class PipelineConfig:
+class _Pipeline:
     workdir: str = opt("runs/demo", "work directory: data, models, stats and eval land here")
-    stages: list[str] = opt(lambda: list(STAGE_NAMES), f"stages to run, in pipeline order ({', '.join(STAGE_NAMES)})")
+    stages: list[str] = opt(lambda: list(STEP_NAMES), f"stages to run, in pipeline order ({', '.join(STEP_NAMES)})")
     rerun: list[str] = opt(list, "stages to run again even if their output is complete", hashed=False)
-    prepare: dict = opt(dict, "settings for `parrot prepare`", cli=False)
-    train_ask: dict = opt(dict, "settings for `parrot train-ask`", cli=False)
-    synthesize: dict = opt(dict, "settings for `parrot synthesize`", cli=False)
-    filter: dict = opt(dict, "settings for `parrot filter`", cli=False)
-    stats: dict = opt(dict, "settings for `parrot stats`", cli=False)
-    train_chat: dict = opt(dict, "settings for `parrot train-chat`", cli=False)
-    capo: dict = opt(dict, "settings for `parrot capo`", cli=False)
-    train_dpo: dict = opt(dict, "settings for `parrot train-dpo`", cli=False)
-    eval_answer: dict = opt(dict, "settings for `parrot eval answer`", cli=False)
-    eval_judge: dict = opt(dict, "settings for `parrot eval judge`", cli=False)
-    eval_report: dict = opt(dict, "settings for `parrot eval report`", cli=False)
 
     def __post_init__(self):
-        unknown = [s for s in [*self.stages, *self.rerun] if s not in STAGE_NAMES]
+        unknown = [s for s in [*self.stages, *self.rerun] if s not in STEP_NAMES]
         if unknown:
-            raise ParrotError(f"stages: unknown stage(s) {', '.join(unknown)} (known: {', '.join(STAGE_NAMES)})")
+            raise ParrotError(f"stages: unknown stage(s) {', '.join(unknown)} (known: {', '.join(STEP_NAMES)})")
         # Every selected stage's settings are checked now, before the first stage runs: a mistyped
         # key under eval_judge is an error at once, not after an hour of synthesis and training.
         # A ValueError "SECTION: ...", so the config builder names the YAML line or the command line.
-        for stage in STAGES:
-            if stage.name in self.stages:
+        for step in STEPS:
+            if step.name in self.stages:
                 try:
-                    stage_config(stage, self)
+                    stage_config(step, self)
                 except ParrotError as e:
-                    prefix = f"pipeline: {stage.name}: "
+                    prefix = f"pipeline: {step.name}: "
                     message = str(e)[len(prefix) :] if str(e).startswith(prefix) else str(e)
-                    raise ValueError(f"{stage.name}: {message}") from None
+                    raise ValueError(f"{step.name}: {message}") from None
+
+
+# The pipeline's settings: the three above, then one section per step holding that stage's settings.
+PipelineConfig = dataclasses.make_dataclass(
+    "PipelineConfig",
+    [(s.name, dict, opt(dict, f"settings for `parrot {s.stage.name}`", cli=False)) for s in STEPS],
+    bases=(_Pipeline,),
+)
+PipelineConfig.__module__ = __name__
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -244,24 +169,21 @@ def _with_workdir(value: Any, workdir: str) -> Any:
     return value
 
 
-def stage_config(stage: Stage, cfg: PipelineConfig):
-    """The stage's config object: work-directory defaults (and settings linked to other stages'),
+def stage_config(step: Step, cfg: PipelineConfig):
+    """The step's config object: work-directory defaults (and settings linked to other steps'),
     then the YAML section on top."""
-    module, cls_name, _ = stage.target.split(":")
-    cls = getattr(importlib.import_module(module), cls_name)
-    defaults = stage.defaults(Path(cfg.workdir))
-    if stage.linked:
-        defaults.update(stage.linked(cfg))
-    data = _with_workdir(_merge(defaults, getattr(cfg, stage.name) or {}), cfg.workdir)
-    extra = "trl_args" if stage.name.startswith("train_") else None
-    return build_config(cls, data, where=f"pipeline: {stage.name}", extra_field=extra)
+    defaults = step.defaults(Path(cfg.workdir))
+    if step.linked:
+        defaults.update(step.linked(cfg))
+    data = _with_workdir(_merge(defaults, getattr(cfg, step.name) or {}), cfg.workdir)
+    return build_config(step.stage.config, data, where=f"pipeline: {step.name}", extra_field=step.stage.unknown_keys)
 
 
-def upstream(stage: Stage) -> list[Stage]:
-    """Every stage ``stage`` reads from, directly or through others."""
-    by_name = {s.name: s for s in STAGES}
-    seen: dict[str, Stage] = {}
-    todo = list(stage.inputs)
+def upstream(step: Step) -> list[Step]:
+    """Every step ``step`` reads from, directly or through others."""
+    by_name = {s.name: s for s in STEPS}
+    seen: dict[str, Step] = {}
+    todo = list(step.inputs)
     while todo:
         name = todo.pop()
         if name not in seen:
@@ -277,7 +199,7 @@ def read_marker(path: Path) -> dict | None:
         return None
 
 
-def stage_state(stage: Stage, stage_cfg: Any, workdir: Path) -> str:
+def stage_state(stage: Step, stage_cfg: Any, workdir: Path) -> str:
     """``up to date``, ``new`` (never ran), ``interrupted`` (same settings, not finished: resume
     it) or why it is out of date (``settings changed``, ``<input> is newer``: start it over)."""
     path = stage.marker(workdir)
@@ -307,7 +229,7 @@ def pipeline(cfg: PipelineConfig) -> list[dict]:
     workdir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     started = time.monotonic()
-    for stage in STAGES:
+    for stage in STEPS:
         if stage.name not in cfg.stages:
             continue
         stage_cfg = stage_config(stage, cfg)
@@ -319,11 +241,9 @@ def pipeline(cfg: PipelineConfig) -> list[dict]:
         if state not in ("new", "interrupted") and stage.fresh:
             stage_cfg = dataclasses.replace(stage_cfg, **stage.fresh)  # start over, do not resume
         log.info("==== %s (%s)", stage.name, state)
-        _, _, fn_name = stage.target.split(":")
-        fn = getattr(importlib.import_module(stage.target.split(":")[0]), fn_name)
         t0 = time.monotonic()
         try:
-            fn(stage_cfg)
+            stage.stage.run(stage_cfg)
         except ParrotError as e:  # a stage left with nothing to work on stops the run here, saying why
             rows.append({"stage": stage.name, "status": "failed", "seconds": round(time.monotonic() - t0, 1)})
             print_stages(workdir, rows, started)

@@ -77,6 +77,8 @@ class TrainConfig:
     trl_args: dict = opt(dict, "any other key=value goes to TRL's SFTConfig/DPOConfig", cli=False)
     #: The TRL config class (in ``trl``) that ``trl_args`` go to.
     trl_config: ClassVar[str] = "SFTConfig"
+    #: Keys the config does not know are collected here (and passed on to TRL), not refused.
+    unknown_keys: ClassVar[str] = "trl_args"
 
     def __post_init__(self):
         if not self.data:
