@@ -84,6 +84,14 @@ def tokenizer_path(spec: str) -> Path:
     return path
 
 
+    """Fill the directory ``out`` atomically: ``save(tmp)`` writes into ``out.tmp-PID``, renamed
+    to ``out`` when it returns (removed on any error, or when another process finished first).
+
+    Not :func:`parrot.core.jsonl.write_text_atomic`: this is a directory of files another library
+    writes (``save_pretrained``), a cache that processes started together may all fill at once
+    (so each has its own temporary name, and the first to finish wins), and model weights are
+    never scrubbed of secrets as Parrot's own text outputs are.
+    """
 def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False, chat_template: bool = False):
     """The transformers tokenizer of ``spec`` (see :func:`tokenizer_path`), from local files only;
     ``chat_template=True`` makes a tokenizer without one an error (rendering chats needs it)."""

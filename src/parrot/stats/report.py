@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from parrot.core.config import to_dict
+from parrot.core.jsonl import write_text_atomic
 from parrot.core.manifest import write_manifest
 from parrot.core.redact import redact
 
@@ -154,12 +154,6 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
     fig.savefig(paths[-1])
     plt.close(fig)
     return paths
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_outputs(cfg, rows: list[dict], out_dir: Path, timer, *, tokenizer_path: str | None, counts: dict) -> dict:
