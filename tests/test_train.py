@@ -392,7 +392,7 @@ def test_packed_rows_keep_each_session_to_itself(model_dir, tmp_path):
     within a session (position ids restart at each), and no label reaches across a boundary."""
     import torch
 
-    from parrot.core.checkpoint import load_tokenizer
+    from parrot.core.tokens import load_tokenizer
     from parrot.train.sft import build_dataset, chat_view, sft_trainer
 
     data = write_jsonl(tmp_path / "short.jsonl", [dialogue(i, 1) for i in range(6)])
@@ -422,7 +422,7 @@ def test_packed_rows_keep_each_session_to_itself(model_dir, tmp_path):
 def test_remote_code_is_trusted_only_when_the_user_says_so(monkeypatch, tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from parrot.core.checkpoint import load_tokenizer
+    from parrot.core.tokens import load_tokenizer
     from parrot.train.runtime import trusts_remote_code
 
     def cfg(*overrides):

@@ -27,7 +27,7 @@ from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
 from parrot.backends.batching import MicroBatcher, batch_seed, completion, finish_text
 from parrot.backends.cpu import busy_machine_threads
-from parrot.core.shorten import count_tokens
+from parrot.core.tokens import count_tokens
 
 log = logging.getLogger("parrot.backends.hf")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
 from parrot.backends.batching import MicroBatcher, completion, finish_text
-from parrot.core.shorten import count_tokens
+from parrot.core.tokens import count_tokens
 
 log = logging.getLogger("parrot.backends.vllm")
 

@@ -43,7 +43,8 @@ from parrot.core.itemloop import ItemFailed, failures_path, locks_output, run_it
 from parrot.core.jsonl import read_jsonl
 from parrot.core.log import format_table
 from parrot.core.manifest import read_manifest, write_manifest
-from parrot.core.shorten import count_tokens, shorten
+from parrot.core.shorten import shorten
+from parrot.core.tokens import count_tokens
 from parrot.stats.context import context_reasons
 
 log = logging.getLogger("parrot.capo")
@@ -167,7 +168,7 @@ class PairBudget:
     """Whether a turn's pair can fit ``max_length`` tokens once train-dpo shortens its history."""
 
     def __init__(self, max_length: int, tokenizer: str, room: int):
-        from parrot.core.checkpoint import load_tokenizer
+        from parrot.core.tokens import load_tokenizer
 
         self.max_length, self.room = max_length, room
         self.tokenizer = load_tokenizer(tokenizer, chat_template=True)

@@ -34,6 +34,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from parrot.core.tokens import TokenCounter
+
 # ---------------------------------------------------------------- roles
 
 ROLE_MAP = {
@@ -207,24 +209,6 @@ def detect_language(text: str, sample: int = 1200) -> str:
 
 
 # ---------------------------------------------------------------- tokens
-
-
-class TokenCounter:
-    """Counts tokens of message contents with a named tokenizer: ``smollm2`` (the embedded
-    SmolLM2 tokenizer) or a local directory holding a Hugging Face tokenizer."""
-
-    def __init__(self, name: str):
-        from parrot.core.checkpoint import load_tokenizer
-
-        self.name = name
-        self.tok = load_tokenizer(name)
-        # The Rust tokenizer directly: the Python wrapper costs more than the counting itself.
-        self._fast = getattr(self.tok, "backend_tokenizer", None)
-
-    def count(self, texts: list[str]) -> list[int]:
-        if self._fast is not None:
-            return [len(e.ids) for e in self._fast.encode_batch(texts, add_special_tokens=False)]
-        return [len(ids) for ids in self.tok(texts, add_special_tokens=False)["input_ids"]]
 
 
 def cut_to_tokens(messages: list[dict], lengths: list[int], max_tokens: int) -> list[dict]:

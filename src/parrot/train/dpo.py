@@ -24,10 +24,11 @@ import time
 from collections.abc import Iterator
 
 from parrot import ParrotError
-from parrot.core.checkpoint import load_tokenizer, resolve_model_path
+from parrot.core.checkpoint import resolve_model_path
 from parrot.core.dialogue import check_dialogue
 from parrot.core.jsonl import read_jsonl
-from parrot.core.shorten import count_tokens, shorten
+from parrot.core.shorten import shorten
+from parrot.core.tokens import count_tokens, load_tokenizer
 from parrot.train.config import DPOTrainConfig
 from parrot.train.runtime import (
     callbacks,

@@ -33,7 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from parrot import ParrotError
-from parrot.core.shorten import count_tokens, flatten, shorten, split_turns
+from parrot.core.shorten import flatten, shorten, split_turns
+from parrot.core.tokens import count_tokens
 
 IGNORE = -100
 

@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.core.checkpoint import load_tokenizer, resolve_model_path
+from parrot.core.checkpoint import resolve_model_path
 from parrot.core.dialogue import read_dialogues
+from parrot.core.tokens import load_tokenizer
 from parrot.synthesize.roleswap import STOP_MARKER, to_simulator
 from parrot.train.config import AskTrainConfig, SFTTrainConfig
 from parrot.train.render import render_examples
