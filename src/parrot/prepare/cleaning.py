@@ -34,6 +34,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from parrot.core.dialogue import asked_turns
 from parrot.core.tokens import TokenCounter
 
 # ---------------------------------------------------------------- roles
@@ -280,7 +281,7 @@ class Cleaner:
                 if len(msgs) - start < 2:
                     return self._drop("too_long")
                 self.changes["cut_max_tokens"] += 1
-        turns = sum(1 for m in msgs if m["role"] == "user")
+        turns = asked_turns(msgs)
         if turns < self.opts.min_turns:
             return self._drop("too_few_turns")
         if self.opts.max_turns is not None and turns > self.opts.max_turns:

@@ -12,7 +12,7 @@ import statistics
 import time
 from collections import Counter
 
-from parrot.core.dialogue import split_system
+from parrot.core.dialogue import asked_turns, split_system
 from parrot.core.tokens import TokenCounter
 from parrot.stats.context import context_reasons
 from parrot.stats.sampling import LogHistogram, Reservoir
@@ -98,7 +98,7 @@ class DatasetAccumulator:
                 if self.tokens:
                     self.tokens.add(text, self.assistant_tokens.add)
         self.sessions += 1
-        self.turns[len(questions)] += 1
+        self.turns[asked_turns(messages)] += 1
         self.context_per_session[dependent] += 1
         self.session_sample.add(questions)
 
