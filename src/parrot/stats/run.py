@@ -15,6 +15,7 @@ from parrot.core.log import format_table, progress
 from parrot.core.tokens import TokenCounter, load_tokenizer, tokenizer_path
 from parrot.stats.basic import DatasetAccumulator
 from parrot.stats.context import is_context_dependent
+from parrot.stats.embed import consecutive_similarities
 from parrot.stats.rouge import self_rouge
 from parrot.stats.sampling import Reservoir
 from parrot.stats.stage import StatsConfig
@@ -104,8 +105,11 @@ def topic_shifts(sessions: list[list[str]], embedder, threshold: float) -> dict:
     for s in sessions:
         e = emb[pos : pos + len(s)]
         pos += len(s)
-        sims = (e[:-1] * e[1:]).sum(1) if len(s) > 1 else []
-        n = sum(1 for t, sim in enumerate(sims, start=1) if sim < threshold and not is_context_dependent(s[t]))
+        n = sum(
+            1
+            for t, sim in enumerate(consecutive_similarities(e), start=1)
+            if sim < threshold and not is_context_dependent(s[t])
+        )
         shifts.append(n)
         transitions += max(len(s) - 1, 0)
     return {
