@@ -188,8 +188,8 @@ def train_run(name: str, model: Path, args) -> dict:
     from parrot.core.tokens import load_tokenizer
     from parrot.train.config import AskTrainConfig, DPOTrainConfig, SFTTrainConfig
     from parrot.train.dpo import build_pair_dataset, dpo_trainer
-    from parrot.train.runtime import train_and_save
     from parrot.train.sft import ask_view, build_dataset, chat_view, sft_trainer
+    from parrot.train.trainer import train_and_save
 
     stage, packing, lora, _ = TRAINING[name]
     cls = {"ask": AskTrainConfig, "chat": SFTTrainConfig, "dpo": DPOTrainConfig}[stage]

@@ -30,7 +30,7 @@ def run_mode(mode: str, view: str, model: Path, args) -> dict:
     from parrot.core.config import build_config
     from parrot.core.tokens import load_tokenizer
     from parrot.train.config import SFTTrainConfig
-    from parrot.train.runtime import compact_lm_head
+    from parrot.train.cpu import compact_lm_head
     from parrot.train.sft import ask_view, build_dataset, chat_view, sft_trainer
 
     tok = load_tokenizer(model)
