@@ -228,7 +228,7 @@ def test_detect_language(text, lang):
 
 
 def test_language_filter_drops_other_languages():
-    c = Cleaner(CleanOptions(languages=("en",)))
+    c = Cleaner(CleanOptions(language=("en",)))
     assert c.clean(
         conv(("user", "What is the capital of France? Tell me about it."), ("assistant", "It is Paris, and it is big."))
     )

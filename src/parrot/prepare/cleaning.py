@@ -34,6 +34,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from parrot.core.config import opt
 from parrot.core.dialogue import asked_turns
 from parrot.core.tokens import TokenCounter
 
@@ -239,14 +240,19 @@ def cut_to_tokens(messages: list[dict], lengths: list[int], max_tokens: int) -> 
 
 @dataclass
 class CleanOptions:
-    html: bool = True
-    keep_system: bool = True
-    min_turns: int = 1
-    max_turns: int | None = None
-    max_tokens: int | None = None
-    tokenizer: str = "smollm2"
-    languages: tuple = ()  # e.g. ("en",); empty keeps every language
-    dedupe: bool = True
+    """The rules' settings; ``prepare`` takes them as they are (``--html``, ``--min-turns``...:
+    :class:`~parrot.prepare.stage.PrepareConfig` inherits these fields)."""
+
+    html: bool = opt(True, "convert scraped HTML (ChatGPT page markup) to markdown")
+    keep_system: bool = opt(True, "keep a leading system message")
+    min_turns: int = opt(1, "drop sessions with fewer user turns")
+    max_turns: int | None = opt(None, "drop sessions with more user turns")
+    max_tokens: int | None = opt(None, "cut sessions to this many content tokens, at a turn boundary")
+    tokenizer: str = opt("smollm2", "tokenizer for --max-tokens: `smollm2` or a local tokenizer directory")
+    language: list[str] = opt(
+        list, "keep only sessions in these languages (ISO 639-1: en fr zh ...; `und` for undetermined)"
+    )
+    dedupe: bool = opt(True, "drop exact duplicate sessions")
 
 
 class Cleaner:
@@ -286,9 +292,9 @@ class Cleaner:
             return self._drop("too_few_turns")
         if self.opts.max_turns is not None and turns > self.opts.max_turns:
             return self._drop("too_many_turns")
-        if self.opts.languages:
+        if self.opts.language:
             lang = detect_language("\n".join(m["content"] for m in msgs if m["role"] != "system"))
-            if lang not in self.opts.languages:
+            if lang not in self.opts.language:
                 return self._drop("language")
         if self.opts.dedupe:
             key = content_hash(msgs)

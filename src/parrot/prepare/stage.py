@@ -45,7 +45,9 @@ log = logging.getLogger("parrot.prepare")
 
 
 @dataclass
-class PrepareConfig:
+class _Input:
+    """``prepare``'s settings before the cleaning rules' (kept first: the order of ``--help``)."""
+
     source: list[str] = opt(
         help="input files: JSON array, JSONL, Parquet, a saved `datasets` "
         "directory, or `sharegpt` (the embedded ShareGPT V3 logs)",
@@ -67,16 +69,13 @@ class PrepareConfig:
     rejoin: bool = opt(False, "stitch split ShareGPT pieces X_0, X_1, ... back into one session")
     rejoin_across_gaps: bool = opt(False, "with --rejoin, also stitch across a missing piece")
     rejoin_window: int = opt(1000, "with --rejoin, how many records apart pieces may be")
-    html: bool = opt(True, "convert scraped HTML (ChatGPT page markup) to markdown")
-    keep_system: bool = opt(True, "keep a leading system message")
-    min_turns: int = opt(1, "drop sessions with fewer user turns")
-    max_turns: int | None = opt(None, "drop sessions with more user turns")
-    max_tokens: int | None = opt(None, "cut sessions to this many content tokens, at a turn boundary")
-    tokenizer: str = opt("smollm2", "tokenizer for --max-tokens: `smollm2` or a local tokenizer directory")
-    language: list[str] = opt(
-        list, "keep only sessions in these languages (ISO 639-1: en fr zh ...; `und` for undetermined)"
-    )
-    dedupe: bool = opt(True, "drop exact duplicate sessions")
+
+
+@dataclass
+class PrepareConfig(CleanOptions, _Input):
+    """``parrot prepare``'s settings: the input and output, the cleaning rules (declared once, in
+    :class:`~parrot.prepare.cleaning.CleanOptions`), and ``limit``."""
+
     limit: int | None = opt(None, "read at most this many records (a quick look at a big source)")
 
     def __post_init__(self):
@@ -134,18 +133,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     dev = dev_path(out) if cfg.dev_fraction > 0 else None
     inputs = [describe_input(resolve_source(s)) for s in cfg.source]
     stats = SourceStats()
-    cleaner = Cleaner(
-        CleanOptions(
-            html=cfg.html,
-            keep_system=cfg.keep_system,
-            min_turns=cfg.min_turns,
-            max_turns=cfg.max_turns,
-            max_tokens=cfg.max_tokens,
-            tokenizer=cfg.tokenizer,
-            languages=tuple(cfg.language),
-            dedupe=cfg.dedupe,
-        )
-    )
+    cleaner = Cleaner(cfg)  # the config is the cleaning options too
     convs = read_conversations(cfg, stats)
     if cfg.rejoin:
         convs = rejoin_pieces(convs, cleaner.changes, window=cfg.rejoin_window, across_gaps=cfg.rejoin_across_gaps)
