@@ -8,7 +8,8 @@ token(s) plus the token the chat template writes after an assistant message (``<
 
 Micro-batching (:mod:`parrot.backends.batching`): concurrent :meth:`HFBackend.agenerate` calls
 from many coroutines are coalesced into batches of up to ``batch_size`` with equal sampling
-parameters, generated in a worker thread. Stage code can fire one coroutine per item:
+parameters, generated in a worker thread. Stage code can fire one coroutine per item (not run
+by the test suite's doctests: it needs a loaded model):
 
 >>> async def ask(q):                                                      # doctest: +SKIP
 ...     [c] = await model.agenerate([[{"role": "user", "content": q}]], params)

@@ -7,10 +7,20 @@ a deterministic dev split ``OUT.dev.jsonl`` chosen by a hash of each id. Every r
 accounted for: written, or counted under the reason it was dropped, in the summary table and
 in each output's manifest.
 
->>> from parrot.prepare.stage import PrepareConfig, prepare               # doctest: +SKIP
->>> summary = prepare(PrepareConfig(source=["sharegpt"], output="data/sharegpt.jsonl"))
->>> summary["written"], summary["outputs"]                          # doctest: +SKIP
-(16532, {'train': 'data/sharegpt.jsonl', 'dev': 'data/sharegpt.dev.jsonl'})
+From Python, ``prepare(PrepareConfig(source=["sharegpt"], output="data/sharegpt.jsonl"))`` does
+what ``parrot prepare sharegpt -o data/sharegpt.jsonl`` does; on a small file of one's own:
+
+>>> import json, tempfile
+>>> from pathlib import Path
+>>> with tempfile.TemporaryDirectory() as d:
+...     _ = Path(d, "logs.json").write_text(json.dumps([
+...         {"id": "a", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]},
+...         {"id": "b", "conversations": [{"from": "gpt", "value": "...and that is all."}]}]))
+...     summary = prepare(PrepareConfig(source=[f"{d}/logs.json"], output=f"{d}/out.jsonl", dev_fraction=0))
+...     print(Path(d, "out.jsonl").read_text(), end="")                     # doctest: +ELLIPSIS
+{"id":"a","messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello!"}],"meta":{...}}
+>>> summary["written"], summary["counts"]["dropped"]
+(1, {'no_exchange': 1})
 """
 
 from __future__ import annotations
