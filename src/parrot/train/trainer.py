@@ -117,8 +117,6 @@ def callbacks(cfg: TrainConfig) -> list:
     """Trainer callbacks for Parrot's own options (``time_limit``)."""
     if not cfg.time_limit:
         return []
-    import time
-
     from transformers import TrainerCallback
 
     limit_s = cfg.time_limit * 60
