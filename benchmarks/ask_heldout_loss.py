@@ -163,7 +163,8 @@ def main() -> int:
     p.add_argument("--only", choices=["ask", "chat"], default=None)
     args = p.parse_args()
 
-    from parrot.core.checkpoint import load_tokenizer, smollm2_checkpoint
+    from parrot.core.checkpoint import smollm2_checkpoint
+    from parrot.core.tokens import load_tokenizer
     from parrot.train.sft import ask_view, chat_view
 
     train_path, dev_path = ensure_data(args.data)

@@ -184,12 +184,12 @@ TRAINING = {  # run name -> (stage, packing, lora, model FLOPs per token in unit
 
 def train_run(name: str, model: Path, args) -> dict:
     """Train with Parrot's own trainer for ``name``, measured batch by batch, then save."""
-    from parrot.core.checkpoint import load_tokenizer
     from parrot.core.config import build_config
+    from parrot.core.tokens import load_tokenizer
     from parrot.train.config import AskTrainConfig, DPOTrainConfig, SFTTrainConfig
     from parrot.train.dpo import build_pair_dataset, dpo_trainer
-    from parrot.train.runtime import train_and_save
     from parrot.train.sft import ask_view, build_dataset, chat_view, sft_trainer
+    from parrot.train.trainer import train_and_save
 
     stage, packing, lora, _ = TRAINING[name]
     cls = {"ask": AskTrainConfig, "chat": SFTTrainConfig, "dpo": DPOTrainConfig}[stage]
@@ -490,7 +490,7 @@ def main() -> int:
         print("no CUDA device: run on a GPU, or pass --device cpu", file=sys.stderr)
         return 2
     sys.path.insert(0, str(ROOT / "src"))
-    from parrot.core.checkpoint import tokenizer_path
+    from parrot.core.tokens import tokenizer_path
 
     peak, device_name = peak_flops(args.device, args.peak_tflops)
     t0 = time.monotonic()

@@ -27,10 +27,10 @@ def run_mode(mode: str, view: str, model: Path, args) -> dict:
     """Train ``args.steps`` packed steps in one mode; return step times, tokens and losses."""
     from transformers import TrainerCallback
 
-    from parrot.core.checkpoint import load_tokenizer
     from parrot.core.config import build_config
+    from parrot.core.tokens import load_tokenizer
     from parrot.train.config import SFTTrainConfig
-    from parrot.train.runtime import compact_lm_head
+    from parrot.train.cpu import compact_lm_head
     from parrot.train.sft import ask_view, build_dataset, chat_view, sft_trainer
 
     tok = load_tokenizer(model)

@@ -65,8 +65,8 @@ def small_model(out: Path) -> Path:
 
 def run_variant(variant: str, model: Path, data: Path, args) -> dict:
     """Train ``args.steps`` steps with one variant; return the measured figures."""
-    from parrot.core.checkpoint import load_tokenizer
     from parrot.core.config import build_config
+    from parrot.core.tokens import load_tokenizer
     from parrot.train.config import SFTTrainConfig
     from parrot.train.sft import build_dataset, chat_view, sft_trainer
 

@@ -187,7 +187,7 @@ def test_max_tokens_cuts_at_a_turn_boundary_or_drops():
 
 
 def test_max_tokens_with_a_local_tokenizer_directory(smollm2_tokenizer_dir):
-    from parrot.prepare.cleaning import TokenCounter
+    from parrot.core.tokens import TokenCounter
 
     tc = TokenCounter(str(smollm2_tokenizer_dir))
     n = tc.count(["Hello world, how are you today?"])[0]
@@ -205,7 +205,7 @@ def test_max_tokens_with_a_local_tokenizer_directory(smollm2_tokenizer_dir):
 
 
 def test_unknown_tokenizer_name_is_an_error():
-    from parrot.prepare.cleaning import TokenCounter
+    from parrot.core.tokens import TokenCounter
 
     with pytest.raises(ParrotError, match="no-such-tok: tokenizer not found"):
         TokenCounter("no-such-tok")
@@ -228,7 +228,7 @@ def test_detect_language(text, lang):
 
 
 def test_language_filter_drops_other_languages():
-    c = Cleaner(CleanOptions(languages=("en",)))
+    c = Cleaner(CleanOptions(language=("en",)))
     assert c.clean(
         conv(("user", "What is the capital of France? Tell me about it."), ("assistant", "It is Paris, and it is big."))
     )

@@ -1,11 +1,13 @@
 """JSONL I/O: errors name file:line, atomic writes leave nothing partial, appends repair torn lines."""
 
+import errno
 import json
+import os
 
 import pytest
 
 from parrot import ParrotError
-from parrot.core.jsonl import AppendWriter, AtomicWriter, read_jsonl, repair_tail
+from parrot.core.jsonl import AppendWriter, AtomicWriter, read_jsonl, repair_tail, write_text_atomic
 
 
 def test_read_jsonl_yields_line_numbers_and_skips_blank_lines(tmp_path):
@@ -59,6 +61,20 @@ def test_atomic_writer_leaves_no_partial_output_on_error(tmp_path):
             raise RuntimeError("boom")
     assert out.read_text() == '{"previous": "complete run"}\n'  # the last good file is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
+
+def test_a_whole_text_is_written_the_same_way(tmp_path, monkeypatch):
+    out = tmp_path / "report.md"
+    assert write_text_atomic(out, "# Report\n") == out and out.read_text() == "# Report\n"
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError) as info:
+        write_text_atomic(out, "# Another\n")
+    assert info.value.filename == str(out)  # the error names the file
+    assert out.read_text() == "# Report\n" and sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]
 
 
 def test_append_writer_repairs_a_torn_last_line(tmp_path):

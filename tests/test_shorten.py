@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from parrot.core.shorten import count_tokens, shorten, split_turns
+from parrot.core.shorten import shorten, split_turns
+from parrot.core.tokens import count_tokens
 from parrot.synthesize.roleswap import STOP_MARKER, to_simulator
 from parrot.train.dpo import fit_pair
 from parrot.train.render import IGNORE, render_chat, render_examples

@@ -8,7 +8,8 @@ import pytest
 
 from parrot import ParrotError
 from parrot.core.config import build_config
-from parrot.stats.basic import DatasetAccumulator, TokenCounter
+from parrot.core.tokens import TokenCounter
+from parrot.stats.basic import DatasetAccumulator
 from parrot.stats.rouge import lcs_length, rouge_l_f1, self_rouge
 from parrot.stats.sampling import LogHistogram, Reservoir
 from parrot.stats.stage import StatsConfig, stats

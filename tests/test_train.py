@@ -260,7 +260,7 @@ def test_yaml_and_overrides_reach_trl(tmp_path):
     from trl import SFTConfig
 
     from parrot.core.config import load_yaml
-    from parrot.train.runtime import make_trl_config, trl_kwargs
+    from parrot.train.trainer import make_trl_config, trl_kwargs
 
     cfg = build_config(SFTTrainConfig, load_yaml(cfg_file), ["num_train_epochs=3"], extra_field="trl_args")
     assert cfg.lora and cfg.trl_args == {"learning_rate": 0.0002, "num_train_epochs": 3}
@@ -316,22 +316,22 @@ def test_accelerate_launch_runs_the_same_command(model_dir, dialogues, tmp_path)
 def test_cpu_runs_use_bf16_only_where_the_cpu_has_it_and_the_user_wins(monkeypatch, native):
     import torch
 
-    from parrot.train import runtime
+    from parrot.train import cpu, trainer
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    monkeypatch.setattr(runtime, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(cpu, "cpu_has_native_bf16", lambda: native)
     cfg = build_config(SFTTrainConfig, {"data": ["a.jsonl"], "output": "o"})
-    kw = runtime.trl_kwargs(cfg)
+    kw = trainer.trl_kwargs(cfg)
     assert kw["bf16"] is native and kw.get("use_cpu", False) is native
-    assert kw[runtime.checkpointing_key()] is False
+    assert kw[cpu.checkpointing_key()] is False
     cfg = build_config(
         SFTTrainConfig,
         {"data": ["a.jsonl"], "output": "o"},
         ["bf16=true", "gradient_checkpointing=true"],
         extra_field="trl_args",
     )
-    kw = runtime.trl_kwargs(cfg)
+    kw = trainer.trl_kwargs(cfg)
     assert kw["bf16"] is True and kw["use_cpu"] is True  # asked for: transformers needs use_cpu
     assert kw["gradient_checkpointing"] is True and "activation_checkpointing" not in kw
 
@@ -341,7 +341,7 @@ def test_time_limit_stops_before_the_step_that_would_cross_it(monkeypatch):
 
     from transformers import TrainerControl, TrainerState
 
-    from parrot.train.runtime import callbacks
+    from parrot.train.trainer import callbacks
 
     [limit] = callbacks(build_config(SFTTrainConfig, {"data": ["x.jsonl"], "output": "o", "time_limit": 1.0}, []))
     clock = iter([0.0, 20.0, 32.0, 44.0, 56.0, 68.0])  # a slow first step, then steps of 12 s
@@ -392,7 +392,7 @@ def test_packed_rows_keep_each_session_to_itself(model_dir, tmp_path):
     within a session (position ids restart at each), and no label reaches across a boundary."""
     import torch
 
-    from parrot.core.checkpoint import load_tokenizer
+    from parrot.core.tokens import load_tokenizer
     from parrot.train.sft import build_dataset, chat_view, sft_trainer
 
     data = write_jsonl(tmp_path / "short.jsonl", [dialogue(i, 1) for i in range(6)])
@@ -422,8 +422,8 @@ def test_packed_rows_keep_each_session_to_itself(model_dir, tmp_path):
 def test_remote_code_is_trusted_only_when_the_user_says_so(monkeypatch, tiny_model_dir):
     from transformers import AutoTokenizer
 
-    from parrot.core.checkpoint import load_tokenizer
-    from parrot.train.runtime import trusts_remote_code
+    from parrot.core.tokens import load_tokenizer
+    from parrot.train.config import trusts_remote_code
 
     def cfg(*overrides):
         return build_config(
@@ -465,7 +465,7 @@ def test_on_cpu_the_lm_head_scores_only_labelled_positions_with_the_same_loss_an
     import trl.trainer.utils as trl_utils
     from transformers import AutoModelForCausalLM
 
-    from parrot.train.runtime import compact_lm_head
+    from parrot.train.cpu import compact_lm_head
 
     rows, real = [], trl_utils._ChunkedLogProbFunction
 

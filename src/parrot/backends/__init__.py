@@ -10,6 +10,8 @@ smollm2        the embedded default: SmolLM2-135M-Instruct GGUF from PyPI       
 vllm:PATH      vLLM's offline engine (optional extra, imported only when used)     vllm_engine
 =============  =================================================================  ===========
 
+Not run by the test suite's doctests (it starts llama.cpp with the embedded model):
+
 >>> with load_backend("smollm2") as model:                       # doctest: +SKIP
 ...     [c] = model.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(max_tokens=20))
 """

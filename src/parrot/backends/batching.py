@@ -5,17 +5,23 @@ single worker task takes what is waiting (letting the event loop run until no mo
 arrive), optionally groups it by sampling parameters, sorts by length to save padding, and
 runs batches of up to ``max_batch`` through a blocking function in a worker thread. Stage code
 can therefore fire one coroutine per item and still get batched generation.
+
+:class:`CheckpointBackend` is what the two in-process backends share: a local checkpoint
+directory, a model loaded once on first use, and this batcher in front of it.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from parrot.backends.base import Completion, Messages, SamplingParams, Usage
+from parrot import ParrotError
+from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, Usage
 
 log = logging.getLogger("parrot.backends")
 
@@ -177,3 +183,73 @@ def completion(text: str, finish: str | None, prompt_tokens: int, completion_tok
             error="empty_reply: the model ended its turn without text",
         )
     return Completion(text=text, finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
+def checkpoint_dir(spec: str) -> Path:
+    """The local directory of ``hf:PATH`` or ``vllm:PATH`` (``...:smollm2``: the converted embedded model)."""
+    rest = spec.split(":", 1)[1]
+    if rest == "smollm2":
+        from parrot.core.checkpoint import smollm2_checkpoint
+
+        return smollm2_checkpoint()
+    path = Path(rest).expanduser()
+    if not (path / "config.json").is_file():
+        raise ParrotError(
+            f"{path}: not a local transformers checkpoint (no config.json) for {spec!r}; "
+            "the Hugging Face hub is never contacted, give a directory"
+        )
+    return path
+
+
+class CheckpointBackend(Backend):
+    """A model of a local checkpoint directory (:func:`checkpoint_dir`) run in this process,
+    loaded once on first use, behind a :class:`MicroBatcher`. Subclasses load it
+    (:meth:`_load`, :meth:`loaded`) and run one batch (:meth:`_run_batch`)."""
+
+    local = True
+
+    def __init__(self, config: BackendConfig, *, max_batch: int | None, same_params: bool):
+        super().__init__(config)
+        self.path = checkpoint_dir(config.spec)
+        self.batcher = MicroBatcher(self._run_batch, self.usage, max_batch=max_batch, same_params=same_params)
+
+    @property
+    def model_name(self) -> str:
+        return "smollm2" if self.config.spec.split(":", 1)[1] == "smollm2" else self.path.name
+
+    @property
+    def batches_run(self) -> int:
+        """Batches run through the model so far (for tests and the benchmark)."""
+        return self.batcher.batches_run
+
+    def start(self) -> "CheckpointBackend":
+        with self._start_lock:  # concurrent first calls (from threads) load the model once
+            if not self.loaded():
+                self._load()
+        return self
+
+    @abc.abstractmethod
+    def _load(self) -> None:
+        """Load the model (once; :meth:`loaded` is True afterwards)."""
+
+    @abc.abstractmethod
+    def loaded(self) -> bool:
+        """Whether the model is loaded."""
+
+    @abc.abstractmethod
+    def _run_batch(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
+        """One batch through the model (blocking: the batcher runs it in a worker thread)."""
+
+    async def _agenerate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
+        if not self.loaded():
+            await asyncio.to_thread(self.start)
+        return await self.batcher.submit(conversations, params)
+
+    def close(self) -> None:
+        if self.usage.requests:
+            log.info("%s: %s", self.config.spec, self.usage.summary())
+
+    def describe(self) -> dict:
+        out = super().describe()
+        out["checkpoint"] = str(self.path)
+        return out

@@ -13,6 +13,8 @@ where one thread is much faster (see :func:`busy_machine_threads`).
 The server's own sampling defaults (top_k 40, min_p 0.05) are neutralised at start-up, so a
 request's explicit ``temperature``/``top_p`` mean what they mean for OpenAI and vLLM.
 
+Not run by the test suite's doctests (it starts llama.cpp with the embedded model):
+
 >>> with load_backend("smollm2", slots=4) as model:            # doctest: +SKIP
 ...     print(model.base_url)                                   # http://127.0.0.1:PORT/v1
 """

@@ -8,7 +8,8 @@ token(s) plus the token the chat template writes after an assistant message (``<
 
 Micro-batching (:mod:`parrot.backends.batching`): concurrent :meth:`HFBackend.agenerate` calls
 from many coroutines are coalesced into batches of up to ``batch_size`` with equal sampling
-parameters, generated in a worker thread. Stage code can fire one coroutine per item:
+parameters, generated in a worker thread. Stage code can fire one coroutine per item (not run
+by the test suite's doctests: it needs a loaded model):
 
 >>> async def ask(q):                                                      # doctest: +SKIP
 ...     [c] = await model.agenerate([[{"role": "user", "content": q}]], params)
@@ -18,36 +19,18 @@ parameters, generated in a worker thread. Stage code can fire one coroutine per 
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from pathlib import Path
 from typing import Any
 
 from parrot import ParrotError
-from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
-from parrot.backends.batching import MicroBatcher, batch_seed, completion, finish_text
+from parrot.backends.base import BackendConfig, Completion, Messages, SamplingParams
+from parrot.backends.batching import CheckpointBackend, batch_seed, completion, finish_text
 from parrot.backends.cpu import busy_machine_threads
-from parrot.core.shorten import count_tokens
+from parrot.core.tokens import count_tokens
 
 log = logging.getLogger("parrot.backends.hf")
 
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def checkpoint_dir(spec: str) -> Path:
-    """The local directory of ``hf:PATH`` (``hf:smollm2`` is the converted embedded model)."""
-    rest = spec.split(":", 1)[1]
-    if rest == "smollm2":
-        from parrot.core.checkpoint import smollm2_checkpoint
-
-        return smollm2_checkpoint()
-    path = Path(rest).expanduser()
-    if not (path / "config.json").is_file():
-        raise ParrotError(
-            f"{path}: not a local transformers checkpoint (no config.json); "
-            "the Hugging Face hub is never contacted, give a directory"
-        )
-    return path
 
 
 def context_length(config) -> int | None:
@@ -58,41 +41,22 @@ def context_length(config) -> int | None:
     return None if scaled else getattr(config, "max_position_embeddings", None)
 
 
-class HFBackend(Backend):
+class HFBackend(CheckpointBackend):
     """transformers ``generate`` behind a micro-batching queue."""
 
-    local = True
-
     def __init__(self, config: BackendConfig):
-        super().__init__(config)
         if config.dtype not in _DTYPES:
             raise ParrotError(f"{config.spec}: dtype must be one of {', '.join(_DTYPES)}, got {config.dtype!r}")
         if config.batch_size < 1:
             raise ParrotError(f"{config.spec}: batch_size must be at least 1, got {config.batch_size}")
-        self.path = checkpoint_dir(config.spec)
+        super().__init__(config, max_batch=config.batch_size, same_params=True)
         self.model = None
         self.tokenizer = None
         self.stop_token_ids: list[int] = []
         self.torch_threads: int | None = None
         self.context_positions: int | None = None  # positions the model knows (None: unknown, not checked)
-        self.batcher = MicroBatcher(self._generate_grouped, self.usage, max_batch=config.batch_size, same_params=True)
-
-    @property
-    def batches_run(self) -> int:
-        """Forward ``generate`` calls made so far (for tests and the benchmark)."""
-        return self.batcher.batches_run
-
-    @property
-    def model_name(self) -> str:
-        return "smollm2" if self.config.spec == "hf:smollm2" else self.path.name
 
     # ------------------------------------------------------------------ loading
-    def start(self) -> "HFBackend":
-        with self._start_lock:  # concurrent first calls (from threads) load the model once
-            if self.model is None:
-                self._load()
-        return self
-
     def _load(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -152,8 +116,7 @@ class HFBackend(Backend):
         return list(dict.fromkeys(ids))
 
     def close(self) -> None:
-        if self.usage.requests:
-            log.info("%s: %s", self.config.spec, self.usage.summary())
+        super().close()
         self.model = None
 
     # ------------------------------------------------------------------ one batch
@@ -206,16 +169,11 @@ class HFBackend(Backend):
             results.append(completion(text, finish, int(mask.sum()), len(tokens) + (end is not None)))
         return results
 
-    def _generate_grouped(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
+    def _run_batch(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
         # The batcher groups equal parameters but keeps each request's seed: the batch is seeded from
         # all of them, so equal prompts with different seeds (two sessions on one topic, in one batch
         # or in two) sample differently, and the same requests in the same batch sample the same.
         return self.generate_batch(conversations, params[0], seed=batch_seed(params))
-
-    async def _agenerate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
-        if self.model is None:
-            await asyncio.to_thread(self.start)
-        return await self.batcher.submit(conversations, params)
 
     def loaded(self) -> bool:
         return self.model is not None
@@ -228,7 +186,6 @@ class HFBackend(Backend):
 
     def describe(self) -> dict:
         out = super().describe()
-        out["checkpoint"] = str(self.path)
         if self.model is not None:
             out["stop_tokens"] = self.tokenizer.convert_ids_to_tokens(self.stop_token_ids)
         return out

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
 from parrot.core.redact import redact_text, redact_url, register_secret
-from parrot.core.shorten import count_tokens
+from parrot.core.tokens import count_tokens
 
 log = logging.getLogger("parrot.backends.openai")
 
@@ -227,7 +227,7 @@ class OpenAIBackend(Backend):
         if self.config.tokenizer is None:
             return super().count_tokens(messages)
         if self._tokenizer is None:
-            from parrot.core.checkpoint import load_tokenizer
+            from parrot.core.tokens import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.config.tokenizer)
         return count_tokens(self._tokenizer, messages, generation_prompt=True)

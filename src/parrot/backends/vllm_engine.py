@@ -14,14 +14,12 @@ engine ignores the checkpoint's ``generation_config.json`` sampling defaults
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from pathlib import Path
 
 from parrot import ParrotError
-from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
-from parrot.backends.batching import MicroBatcher, completion, finish_text
-from parrot.core.shorten import count_tokens
+from parrot.backends.base import BackendConfig, Completion, Messages, SamplingParams
+from parrot.backends.batching import CheckpointBackend, completion, finish_text
+from parrot.core.tokens import count_tokens
 
 log = logging.getLogger("parrot.backends.vllm")
 
@@ -55,34 +53,12 @@ def sampling_kwargs(params: SamplingParams) -> dict:
     return kwargs
 
 
-class VLLMBackend(Backend):
+class VLLMBackend(CheckpointBackend):
     """vLLM's offline engine behind the micro-batcher."""
 
-    local = True
-
     def __init__(self, config: BackendConfig):
-        super().__init__(config)
-        rest = config.spec.split(":", 1)[1]
-        if rest == "smollm2":
-            from parrot.core.checkpoint import smollm2_checkpoint
-
-            self.path = smollm2_checkpoint()
-        else:
-            self.path = Path(rest).expanduser()
-            if not (self.path / "config.json").is_file():
-                raise ParrotError(f"{self.path}: not a local checkpoint directory (no config.json) for {config.spec!r}")
+        super().__init__(config, max_batch=None, same_params=False)
         self.llm = None
-        self.batcher = MicroBatcher(self._chat, self.usage, max_batch=None, same_params=False)
-
-    @property
-    def model_name(self) -> str:
-        return "smollm2" if self.config.spec == "vllm:smollm2" else self.path.name
-
-    def start(self) -> "VLLMBackend":
-        with self._start_lock:  # concurrent first calls (from threads) load the model once
-            if self.llm is None:
-                self._load()
-        return self
 
     def _load(self) -> None:
         try:
@@ -100,11 +76,10 @@ class VLLMBackend(Backend):
             ) from None
 
     def close(self) -> None:
-        if self.usage.requests:
-            log.info("%s: %s", self.config.spec, self.usage.summary())
+        super().close()
         self.llm = None
 
-    def _chat(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
+    def _run_batch(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
         import vllm
 
         self.start()
@@ -118,11 +93,6 @@ class VLLMBackend(Backend):
             results.append(completion(text, finish, len(out.prompt_token_ids or []), len(best.token_ids)))
         return results
 
-    async def _agenerate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
-        if self.llm is None:
-            await asyncio.to_thread(self.start)
-        return await self.batcher.submit(conversations, params)
-
     def loaded(self) -> bool:
         return self.llm is not None
 
@@ -134,6 +104,5 @@ class VLLMBackend(Backend):
 
     def describe(self) -> dict:
         out = super().describe()
-        out["checkpoint"] = str(self.path)
         out["engine"] = {k: v for k, v in engine_kwargs(self.config, str(self.path)).items() if k != "model"}
         return out

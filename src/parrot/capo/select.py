@@ -38,12 +38,13 @@ from parrot import ParrotError
 from parrot.backends import BackendConfig, SamplingParams, load_backend
 from parrot.capo.prompts import Prompts
 from parrot.core.config import opt
-from parrot.core.dialogue import read_dialogues, split_system
+from parrot.core.dialogue import asked_turns, read_dialogues, split_system
 from parrot.core.itemloop import ItemFailed, failures_path, locks_output, run_items, start_output
 from parrot.core.jsonl import read_jsonl
 from parrot.core.log import format_table
 from parrot.core.manifest import read_manifest, write_manifest
-from parrot.core.shorten import count_tokens, shorten
+from parrot.core.shorten import shorten
+from parrot.core.tokens import count_tokens
 from parrot.stats.context import context_reasons
 
 log = logging.getLogger("parrot.capo")
@@ -167,7 +168,7 @@ class PairBudget:
     """Whether a turn's pair can fit ``max_length`` tokens once train-dpo shortens its history."""
 
     def __init__(self, max_length: int, tokenizer: str, room: int):
-        from parrot.core.checkpoint import load_tokenizer
+        from parrot.core.tokens import load_tokenizer
 
         self.max_length, self.room = max_length, room
         self.tokenizer = load_tokenizer(tokenizer, chat_template=True)
@@ -227,7 +228,7 @@ class TurnSelector:
             return []
         self.counts["sessions"] += 1
         cands = candidate_turns(dialogue, need_reply=not self.cfg.regenerate_chosen)
-        self.counts["turns_k2_plus"] += max(0, sum(1 for m in dialogue["messages"] if m["role"] == "user") - 1)
+        self.counts["turns_k2_plus"] += max(0, asked_turns(dialogue["messages"]) - 1)
         self.counts["detector_hits"] += len(cands)
         if self.budget:
             fitting = [t for t in cands if self.budget.fits(t)]

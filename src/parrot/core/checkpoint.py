@@ -68,34 +68,6 @@ def smollm2_checkpoint(out_dir: str | Path | None = None) -> Path:
     return out
 
 
-def tokenizer_path(spec: str) -> Path:
-    """A local tokenizer directory for ``spec``: ``smollm2`` (the embedded one), a path, or ``hf:PATH``.
-
-    The Hugging Face hub is never contacted: a path that is not a directory is an error.
-    """
-    if spec in ("smollm2", "hf:smollm2", "gguf:smollm2"):
-        return smollm2_tokenizer()
-    path = Path(spec.removeprefix("hf:"))
-    if not path.is_dir():
-        raise ParrotError(
-            f"{spec}: tokenizer not found (expected `smollm2` or a local directory with "
-            "tokenizer.json / tokenizer_config.json; the Hugging Face hub is not used)"
-        )
-    return path
-
-
-def load_tokenizer(spec: str | Path, *, trust_remote_code: bool = False, chat_template: bool = False):
-    """The transformers tokenizer of ``spec`` (see :func:`tokenizer_path`), from local files only;
-    ``chat_template=True`` makes a tokenizer without one an error (rendering chats needs it)."""
-    from transformers import AutoTokenizer
-
-    path = tokenizer_path(str(spec))
-    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=trust_remote_code)
-    if chat_template and not tok.chat_template:
-        raise ParrotError(f"{path}: the tokenizer has no chat template (needed to render sessions)")
-    return tok
-
-
 def resolve_model_path(spec: str) -> Path:
     """A trainable local checkpoint for ``spec``: ``smollm2``, ``hf:PATH`` or a plain path.
 
@@ -112,6 +84,14 @@ def resolve_model_path(spec: str) -> Path:
 
 
 def _save_atomically(out: Path, save) -> None:
+    """Fill the directory ``out`` atomically: ``save(tmp)`` writes into ``out.tmp-PID``, renamed
+    to ``out`` when it returns (removed on any error, or when another process finished first).
+
+    Not :func:`parrot.core.jsonl.write_text_atomic`: this is a directory of files another library
+    writes (``save_pretrained``), a cache that processes started together may all fill at once
+    (so each has its own temporary name, and the first to finish wins), and model weights are
+    never scrubbed of secrets as Parrot's own text outputs are.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

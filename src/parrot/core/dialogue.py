@@ -8,11 +8,22 @@ After ``prepare`` the messages start with ``user`` (after an optional ``system``
 user/assistant, and hold no empty message. TRL, LLaMA-Factory, axolotl and
 ``datasets.load_dataset("json")`` read the file as is.
 
+A *turn* is a user message and the assistant's reply to it; a system message is no turn. A
+conversation may end with a question not answered (yet): it is a turn asked, not a turn
+answered. So there are two counts, and every stage uses one of these two functions:
+:func:`asked_turns` (the user messages: what ``prepare``'s ``min_turns``/``max_turns``, ``stats``'
+turns per session and CaPO's follow-ups count) and :func:`answered_turns` (the assistant replies:
+what ``synthesize``'s ``max_turns`` and ``meta.turns`` and ``filter``'s ``min_turns`` count).
+They differ only by a trailing unanswered question.
+
 >>> d = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
 >>> check_dialogue(d, "example")["id"] == dialogue_id(d["messages"])
 True
->>> num_turns(d)
-1
+>>> asked_turns(d["messages"]), answered_turns(d["messages"])
+(1, 1)
+>>> asking = d["messages"] + [{"role": "user", "content": "How are you?"}]   # not answered yet
+>>> asked_turns(asking), answered_turns(asking)
+(2, 1)
 """
 
 from __future__ import annotations
@@ -103,9 +114,14 @@ def split_system(messages: list[dict]) -> tuple[dict | None, list[dict]]:
     return None, messages
 
 
-def num_turns(dialogue: dict) -> int:
-    """The number of user turns (a turn is a user message and the reply to it)."""
-    return sum(1 for m in dialogue["messages"] if m["role"] == "user")
+def asked_turns(messages: list[dict]) -> int:
+    """Turns asked: the user messages, a trailing question not answered (yet) included."""
+    return sum(1 for m in messages if m["role"] == "user")
+
+
+def answered_turns(messages: list[dict]) -> int:
+    """Turns answered: the assistant replies (a trailing unanswered question is not counted)."""
+    return sum(1 for m in messages if m["role"] == "assistant")
 
 
 def user_questions(dialogue: dict) -> list[str]:

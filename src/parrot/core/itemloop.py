@@ -10,12 +10,23 @@ skipped, so nothing is done twice. At the end the failures file holds exactly th
 still stand (:func:`settle_failures`). A stage that appends to an output runs holding its lock
 (:func:`locks_output`): a second run on it stops before it deletes, loads or writes anything.
 
->>> async def work(item):                                               # doctest: +SKIP
-...     [c] = await backend.agenerate([item["messages"]], params)
-...     if not c.ok:
-...         raise ItemFailed("generation_failed", c.error)
-...     return {"id": item["id"], "answer": c.text}
->>> counts = run_items(items, work, output="out.jsonl", key="id")      # doctest: +SKIP
+The work for an item usually awaits a backend (``await backend.agenerate(...)``); here it is
+plain Python:
+
+>>> import tempfile
+>>> async def work(item):
+...     if not item["question"]:
+...         raise ItemFailed("empty_question")
+...     return {"id": item["id"], "answer": item["question"].upper()}
+>>> items = [{"id": 1, "question": "why?"}, {"id": 2, "question": ""}]
+>>> with tempfile.TemporaryDirectory() as d:
+...     counts = run_items(items, work, output=f"{d}/out.jsonl", key=lambda item: item["id"])
+...     print(open(f"{d}/out.jsonl").read(), end="")
+...     print(open(f"{d}/out.jsonl.failures.jsonl").read().count("empty_question"))
+{"id":1,"answer":"WHY?"}
+1
+>>> counts["written"], counts["failed:empty_question"]
+(1, 1)
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 - :func:`read_jsonl` streams records with their line numbers; a bad line is an error naming the
   file and line (or, with ``on_error="skip"``, is counted and skipped).
 - :class:`AtomicWriter` writes ``OUT.tmp`` and renames it to ``OUT`` only on success, so a failed
-  run never leaves a partial file that looks complete.
+  run never leaves a partial file that looks complete; :func:`write_text_atomic` does the same
+  for a whole text (a manifest, a report). Every file Parrot writes whole goes through it.
 - :class:`AppendWriter` appends and flushes record by record, for resumable jobs; it repairs a
   torn last line left by a crash before appending.
 
@@ -92,7 +93,7 @@ def naming(path: str | Path):
 
 
 class AtomicWriter:
-    """Write JSONL to ``path`` through ``path.tmp``; renamed into place by :meth:`commit`.
+    """Write JSONL (or any text) to ``path`` through ``path.tmp``; renamed into place by :meth:`commit`.
 
     Used as a context manager, it commits on success and deletes the temporary file on error
     (a failed commit too: a full disk at the final flush leaves no ``.tmp`` behind).
@@ -112,6 +113,11 @@ class AtomicWriter:
         with naming(self.path):
             self._fh.write(self._scrub(dumps(record)) + "\n")
         self.count += 1
+
+    def write_text(self, text: str) -> None:
+        """Write ``text`` as it is (not a record: :attr:`count` is unchanged)."""
+        with naming(self.path):
+            self._fh.write(self._scrub(text))
 
     def commit(self) -> None:
         try:
@@ -145,6 +151,14 @@ class AtomicWriter:
             self.commit()
         else:
             self.abort()
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through :class:`AtomicWriter`: all of it or, on any error,
+    nothing (no ``.tmp`` left, the previous file untouched); return the path."""
+    with AtomicWriter(path) as writer:
+        writer.write_text(text)
+    return writer.path
 
 
 def repair_tail(path: Path) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 
 from parrot import __version__
 from parrot.core.config import config_hash, to_dict
-from parrot.core.jsonl import naming
+from parrot.core.jsonl import write_text_atomic
 from parrot.core.redact import redact
 
 PACKAGES = (
@@ -127,17 +127,8 @@ def write_manifest(
         "timings": timings or {},
     }
     doc.update(redact(extra))
-    path = manifest_path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with naming(path):
-            tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-    except BaseException:  # a full disk: no half-written manifest left beside the output
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    # a full disk: no half-written manifest left beside the output
+    return write_text_atomic(manifest_path(output), json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def read_manifest(output: str | Path) -> dict | None:

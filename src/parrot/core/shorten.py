@@ -54,13 +54,6 @@ class Shortening:
             counts["messages_cut"] = counts.get("messages_cut", 0) + 1
 
 
-def count_tokens(tokenizer, messages: list[dict], *, generation_prompt: bool = False) -> int:
-    """Tokens of ``messages`` as a transformers tokenizer's chat template renders them (the count
-    every budget here is measured in: training lengths, a model's context)."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
 def split_turns(messages: list[dict]) -> tuple[list[dict], list[list[dict]]]:
     """``(head, turns)``: the system message (if first) and the turns, each starting with a user
     message (a conversation that opens with another role has that opening as its first turn)."""

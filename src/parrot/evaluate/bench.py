@@ -14,8 +14,8 @@ with any number of turns. MT-Bench++ is MT-Bench's turns 1-2 plus six follow-ups
 written for this project (``parrot/data/mt_bench_pp_followups.jsonl``), which re-creates the
 paper's benchmark, whose human-written follow-ups were never released:
 
->>> bench = load_bench("mt-bench-pp")                                  # doctest: +SKIP
->>> q = bench.questions[0]; len(q["turns"]), q["category"]             # doctest: +SKIP
+>>> bench = load_bench("mt-bench-pp")
+>>> q = bench.questions[0]; len(q["turns"]), q["category"]
 (8, 'writing')
 """
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from parrot import ParrotError
 from parrot.core.config import opt
-from parrot.core.jsonl import read_jsonl
+from parrot.core.jsonl import read_jsonl, write_text_atomic
 from parrot.core.manifest import write_manifest
 
 log = logging.getLogger("parrot.evaluate")
@@ -272,8 +272,8 @@ def report(cfg: ReportConfig) -> dict:
         return summary
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text("# Evaluation report\n\n" + text, encoding="utf-8")
-    (out / "report.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_text_atomic(out / "report.md", "# Evaluation report\n\n" + text)
+    write_text_atomic(out / "report.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     png = plot_score_by_turn(models, out / "score_by_turn.png")
     write_manifest(
         out / "report",

@@ -34,6 +34,10 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from parrot.core.config import opt
+from parrot.core.dialogue import asked_turns
+from parrot.core.tokens import TokenCounter
+
 # ---------------------------------------------------------------- roles
 
 ROLE_MAP = {
@@ -209,24 +213,6 @@ def detect_language(text: str, sample: int = 1200) -> str:
 # ---------------------------------------------------------------- tokens
 
 
-class TokenCounter:
-    """Counts tokens of message contents with a named tokenizer: ``smollm2`` (the embedded
-    SmolLM2 tokenizer) or a local directory holding a Hugging Face tokenizer."""
-
-    def __init__(self, name: str):
-        from parrot.core.checkpoint import load_tokenizer
-
-        self.name = name
-        self.tok = load_tokenizer(name)
-        # The Rust tokenizer directly: the Python wrapper costs more than the counting itself.
-        self._fast = getattr(self.tok, "backend_tokenizer", None)
-
-    def count(self, texts: list[str]) -> list[int]:
-        if self._fast is not None:
-            return [len(e.ids) for e in self._fast.encode_batch(texts, add_special_tokens=False)]
-        return [len(ids) for ids in self.tok(texts, add_special_tokens=False)["input_ids"]]
-
-
 def cut_to_tokens(messages: list[dict], lengths: list[int], max_tokens: int) -> list[dict]:
     """The longest prefix of whole turns (system, then user + reply pairs) within ``max_tokens``.
 
@@ -254,14 +240,19 @@ def cut_to_tokens(messages: list[dict], lengths: list[int], max_tokens: int) -> 
 
 @dataclass
 class CleanOptions:
-    html: bool = True
-    keep_system: bool = True
-    min_turns: int = 1
-    max_turns: int | None = None
-    max_tokens: int | None = None
-    tokenizer: str = "smollm2"
-    languages: tuple = ()  # e.g. ("en",); empty keeps every language
-    dedupe: bool = True
+    """The rules' settings; ``prepare`` takes them as they are (``--html``, ``--min-turns``...:
+    :class:`~parrot.prepare.stage.PrepareConfig` inherits these fields)."""
+
+    html: bool = opt(True, "convert scraped HTML (ChatGPT page markup) to markdown")
+    keep_system: bool = opt(True, "keep a leading system message")
+    min_turns: int = opt(1, "drop sessions with fewer user turns")
+    max_turns: int | None = opt(None, "drop sessions with more user turns")
+    max_tokens: int | None = opt(None, "cut sessions to this many content tokens, at a turn boundary")
+    tokenizer: str = opt("smollm2", "tokenizer for --max-tokens: `smollm2` or a local tokenizer directory")
+    language: list[str] = opt(
+        list, "keep only sessions in these languages (ISO 639-1: en fr zh ...; `und` for undetermined)"
+    )
+    dedupe: bool = opt(True, "drop exact duplicate sessions")
 
 
 class Cleaner:
@@ -296,14 +287,14 @@ class Cleaner:
                 if len(msgs) - start < 2:
                     return self._drop("too_long")
                 self.changes["cut_max_tokens"] += 1
-        turns = sum(1 for m in msgs if m["role"] == "user")
+        turns = asked_turns(msgs)
         if turns < self.opts.min_turns:
             return self._drop("too_few_turns")
         if self.opts.max_turns is not None and turns > self.opts.max_turns:
             return self._drop("too_many_turns")
-        if self.opts.languages:
+        if self.opts.language:
             lang = detect_language("\n".join(m["content"] for m in msgs if m["role"] != "system"))
-            if lang not in self.opts.languages:
+            if lang not in self.opts.language:
                 return self._drop("language")
         if self.opts.dedupe:
             key = content_hash(msgs)

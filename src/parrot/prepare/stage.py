@@ -7,10 +7,20 @@ a deterministic dev split ``OUT.dev.jsonl`` chosen by a hash of each id. Every r
 accounted for: written, or counted under the reason it was dropped, in the summary table and
 in each output's manifest.
 
->>> from parrot.prepare.stage import PrepareConfig, prepare               # doctest: +SKIP
->>> summary = prepare(PrepareConfig(source=["sharegpt"], output="data/sharegpt.jsonl"))
->>> summary["written"], summary["outputs"]                          # doctest: +SKIP
-(16532, {'train': 'data/sharegpt.jsonl', 'dev': 'data/sharegpt.dev.jsonl'})
+From Python, ``prepare(PrepareConfig(source=["sharegpt"], output="data/sharegpt.jsonl"))`` does
+what ``parrot prepare sharegpt -o data/sharegpt.jsonl`` does; on a small file of one's own:
+
+>>> import json, tempfile
+>>> from pathlib import Path
+>>> with tempfile.TemporaryDirectory() as d:
+...     _ = Path(d, "logs.json").write_text(json.dumps([
+...         {"id": "a", "conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello!"}]},
+...         {"id": "b", "conversations": [{"from": "gpt", "value": "...and that is all."}]}]))
+...     summary = prepare(PrepareConfig(source=[f"{d}/logs.json"], output=f"{d}/out.jsonl", dev_fraction=0))
+...     print(Path(d, "out.jsonl").read_text(), end="")                     # doctest: +ELLIPSIS
+{"id":"a","messages":[{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello!"}],"meta":{...}}
+>>> summary["written"], summary["counts"]["dropped"]
+(1, {'no_exchange': 1})
 """
 
 from __future__ import annotations
@@ -45,7 +55,9 @@ log = logging.getLogger("parrot.prepare")
 
 
 @dataclass
-class PrepareConfig:
+class _Input:
+    """``prepare``'s settings before the cleaning rules' (kept first: the order of ``--help``)."""
+
     source: list[str] = opt(
         help="input files: JSON array, JSONL, Parquet, a saved `datasets` "
         "directory, or `sharegpt` (the embedded ShareGPT V3 logs)",
@@ -67,16 +79,13 @@ class PrepareConfig:
     rejoin: bool = opt(False, "stitch split ShareGPT pieces X_0, X_1, ... back into one session")
     rejoin_across_gaps: bool = opt(False, "with --rejoin, also stitch across a missing piece")
     rejoin_window: int = opt(1000, "with --rejoin, how many records apart pieces may be")
-    html: bool = opt(True, "convert scraped HTML (ChatGPT page markup) to markdown")
-    keep_system: bool = opt(True, "keep a leading system message")
-    min_turns: int = opt(1, "drop sessions with fewer user turns")
-    max_turns: int | None = opt(None, "drop sessions with more user turns")
-    max_tokens: int | None = opt(None, "cut sessions to this many content tokens, at a turn boundary")
-    tokenizer: str = opt("smollm2", "tokenizer for --max-tokens: `smollm2` or a local tokenizer directory")
-    language: list[str] = opt(
-        list, "keep only sessions in these languages (ISO 639-1: en fr zh ...; `und` for undetermined)"
-    )
-    dedupe: bool = opt(True, "drop exact duplicate sessions")
+
+
+@dataclass
+class PrepareConfig(CleanOptions, _Input):
+    """``parrot prepare``'s settings: the input and output, the cleaning rules (declared once, in
+    :class:`~parrot.prepare.cleaning.CleanOptions`), and ``limit``."""
+
     limit: int | None = opt(None, "read at most this many records (a quick look at a big source)")
 
     def __post_init__(self):
@@ -134,18 +143,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     dev = dev_path(out) if cfg.dev_fraction > 0 else None
     inputs = [describe_input(resolve_source(s)) for s in cfg.source]
     stats = SourceStats()
-    cleaner = Cleaner(
-        CleanOptions(
-            html=cfg.html,
-            keep_system=cfg.keep_system,
-            min_turns=cfg.min_turns,
-            max_turns=cfg.max_turns,
-            max_tokens=cfg.max_tokens,
-            tokenizer=cfg.tokenizer,
-            languages=tuple(cfg.language),
-            dedupe=cfg.dedupe,
-        )
-    )
+    cleaner = Cleaner(cfg)  # the config is the cleaning options too
     convs = read_conversations(cfg, stats)
     if cfg.rejoin:
         convs = rejoin_pieces(convs, cleaner.changes, window=cfg.rejoin_window, across_gaps=cfg.rejoin_across_gaps)

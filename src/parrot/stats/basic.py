@@ -12,7 +12,8 @@ import statistics
 import time
 from collections import Counter
 
-from parrot.core.dialogue import split_system
+from parrot.core.dialogue import asked_turns, split_system
+from parrot.core.tokens import TokenCounter
 from parrot.stats.context import context_reasons
 from parrot.stats.sampling import LogHistogram, Reservoir
 
@@ -21,35 +22,6 @@ MAX_TURN_INDEX = 20  # context dependence by turn index: turns 20 and later shar
 
 def count_words(text: str) -> int:
     return len(text.split())
-
-
-class TokenCounter:
-    """Counts tokens of many texts at once (the fast tokenizers parallelise a batch)."""
-
-    def __init__(self, tokenizer, batch_size: int = 256, max_chars: int = 200_000):
-        self.tokenizer = tokenizer
-        self.batch_size = batch_size
-        self.max_chars = max_chars  # guard against a single pathological message
-        self._pending: list[tuple[str, LogHistogram]] = []
-        self.seconds = 0.0
-        self.cpu_seconds = 0.0
-
-    def add(self, text: str, hist: LogHistogram) -> None:
-        self._pending.append((text[: self.max_chars], hist))
-        if len(self._pending) >= self.batch_size:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        t0, c0 = time.perf_counter(), time.process_time()
-        texts = [t for t, _ in self._pending]
-        enc = self.tokenizer(texts, add_special_tokens=False, return_attention_mask=False, return_token_type_ids=False)
-        for ids, (_, hist) in zip(enc["input_ids"], self._pending):
-            hist.add(len(ids))
-        self._pending = []
-        self.seconds += time.perf_counter() - t0
-        self.cpu_seconds += time.process_time() - c0
 
 
 class DatasetAccumulator:
@@ -98,7 +70,7 @@ class DatasetAccumulator:
                 questions.append(text[: self.max_chars])
                 self.user_words.add(count_words(text))
                 if self.tokens:
-                    self.tokens.add(text, self.user_tokens)
+                    self.tokens.add(text, self.user_tokens.add)
                 t0, c0 = time.perf_counter(), time.process_time()
                 reasons = context_reasons(text)
                 self.detector_seconds += time.perf_counter() - t0
@@ -124,9 +96,9 @@ class DatasetAccumulator:
             elif m["role"] == "assistant":
                 self.assistant_words.add(count_words(text))
                 if self.tokens:
-                    self.tokens.add(text, self.assistant_tokens)
+                    self.tokens.add(text, self.assistant_tokens.add)
         self.sessions += 1
-        self.turns[len(questions)] += 1
+        self.turns[asked_turns(messages)] += 1
         self.context_per_session[dependent] += 1
         self.session_sample.add(questions)
 

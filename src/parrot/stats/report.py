@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from parrot.core.config import to_dict
+from parrot.core.jsonl import write_text_atomic
 from parrot.core.manifest import write_manifest
 from parrot.core.redact import redact
-
-PLOTS = ("turns_histogram.png", "lengths.png", "context_by_turn.png")
 
 
 def _fmt(v, digits: int = 2) -> str:
@@ -101,6 +99,15 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
     from matplotlib.ticker import MaxNLocator
 
     paths = []
+
+    def save(fig, axes, name: str) -> None:
+        for ax in axes:
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        paths.append(out_dir / name)
+        fig.savefig(paths[-1])
+        plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(6, 3.4), dpi=90)
     for r in rows:
         hist = {int(k): v for k, v in r["turns_histogram"].items()}
@@ -112,11 +119,7 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("turns per session (20 = 20 or more)")
     ax.set_ylabel("share of sessions")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out_dir / "turns_histogram.png")
-    fig.savefig(paths[-1])
-    plt.close(fig)
+    save(fig, [ax], "turns_histogram.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90)
     for ax, kind in zip(axes, ("user", "assistant")):
@@ -133,11 +136,7 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
         ax.set_xlabel(f"{kind} message length ({unit}, log scale)")
         ax.set_ylabel("share of messages this long or shorter")
         ax.set_ylim(0, 1.02)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out_dir / "lengths.png")
-    fig.savefig(paths[-1])
-    plt.close(fig)
+    save(fig, axes, "lengths.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.4), dpi=90)
     for r in rows:
@@ -148,18 +147,8 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
     ax.set_xlabel("turn index (20 = 20 or later; points with 20+ questions)")
     ax.set_ylabel("context-dependent share")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths.append(out_dir / "context_by_turn.png")
-    fig.savefig(paths[-1])
-    plt.close(fig)
+    save(fig, [ax], "context_by_turn.png")
     return paths
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_outputs(cfg, rows: list[dict], out_dir: Path, timer, *, tokenizer_path: str | None, counts: dict) -> dict:

@@ -12,8 +12,10 @@ import numpy as np
 from parrot import ParrotError
 from parrot.core.dialogue import read_dialogues, user_questions
 from parrot.core.log import format_table, progress
-from parrot.stats.basic import DatasetAccumulator, TokenCounter
+from parrot.core.tokens import TokenCounter, load_tokenizer, tokenizer_path
+from parrot.stats.basic import DatasetAccumulator
 from parrot.stats.context import is_context_dependent
+from parrot.stats.embed import consecutive_similarities
 from parrot.stats.rouge import self_rouge
 from parrot.stats.sampling import Reservoir
 from parrot.stats.stage import StatsConfig
@@ -52,15 +54,6 @@ class Timer:
         return {k: round(v, 3) for k, v in self.cpu.items()}
 
 
-def load_tokenizer(spec: str):
-    """``smollm2`` (the embedded tokenizer), a local directory, or ``none``."""
-    if spec.lower() in ("none", ""):
-        return None, None
-    from parrot.core.checkpoint import load_tokenizer, tokenizer_path
-
-    return load_tokenizer(spec), str(tokenizer_path(spec))
-
-
 def dataset_names(cfg: StatsConfig) -> list[str]:
     if cfg.names and len(cfg.names) != len(cfg.data):
         raise ParrotError(f"--names: expected {len(cfg.data)} names (one per dataset), found {len(cfg.names)}")
@@ -75,7 +68,8 @@ def scan(path: str, cfg: StatsConfig, tokenizer, timer: Timer, index: int) -> tu
     UTF-8 are an error naming the line, as for every JSONL file)."""
     if not Path(path).is_file():
         raise ParrotError(f"{path}: dataset file not found")
-    tokens = TokenCounter(tokenizer) if tokenizer is not None else None
+    # a guard against a single pathological message
+    tokens = TokenCounter(tokenizer, max_chars=200_000) if tokenizer is not None else None
     acc = DatasetAccumulator(
         sample=cfg.sample,
         shift_sessions=cfg.shift_sessions,
@@ -111,8 +105,11 @@ def topic_shifts(sessions: list[list[str]], embedder, threshold: float) -> dict:
     for s in sessions:
         e = emb[pos : pos + len(s)]
         pos += len(s)
-        sims = (e[:-1] * e[1:]).sum(1) if len(s) > 1 else []
-        n = sum(1 for t, sim in enumerate(sims, start=1) if sim < threshold and not is_context_dependent(s[t]))
+        n = sum(
+            1
+            for t, sim in enumerate(consecutive_similarities(e), start=1)
+            if sim < threshold and not is_context_dependent(s[t])
+        )
         shifts.append(n)
         transitions += max(len(s) - 1, 0)
     return {
@@ -147,8 +144,10 @@ def run_stats(cfg: StatsConfig) -> dict:
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     timer = Timer()
+    tokenizer = tok_path = None
     with timer("load_tokenizer"):
-        tokenizer, tok_path = load_tokenizer(cfg.tokenizer)
+        if cfg.tokenizer.lower() not in ("none", ""):  # `none`: words only
+            tokenizer, tok_path = load_tokenizer(cfg.tokenizer), str(tokenizer_path(cfg.tokenizer))
     embedder = None
     if cfg.embeddings:
         from parrot.stats.embed import Embedder

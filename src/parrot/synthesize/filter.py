@@ -41,7 +41,7 @@ from pathlib import Path
 
 from parrot import ParrotError
 from parrot.core.config import opt
-from parrot.core.dialogue import read_dialogues
+from parrot.core.dialogue import answered_turns, asked_turns, read_dialogues
 from parrot.core.jsonl import AtomicWriter
 from parrot.core.log import format_table, progress
 from parrot.core.manifest import write_manifest
@@ -216,7 +216,7 @@ def filter_sessions(cfg: FilterConfig) -> dict:
         for rec in progress(read_dialogues(cfg.input, counts=counts), desc="filter", unit="session"):
             counts["read"] += 1
             msgs = rec["messages"]
-            turns_in = sum(1 for m in msgs if m["role"] == "assistant")
+            turns_in = answered_turns(msgs)
             counts["turns_read"] += turns_in
             bad = first_bad_question(msgs, rules)
             if bad is not None:
@@ -226,16 +226,16 @@ def filter_sessions(cfg: FilterConfig) -> dict:
                     continue
                 msgs = msgs[:at]
                 cut[reason] += 1
-                counts["turns_cut"] += turns_in - sum(1 for m in msgs if m["role"] == "assistant")
+                counts["turns_cut"] += turns_in - answered_turns(msgs)
                 rec["meta"] = {
                     **rec["meta"],
                     "filter": {
                         "cut_reason": reason,
-                        "cut_at_turn": sum(1 for m in msgs if m["role"] == "user") + 1,
+                        "cut_at_turn": asked_turns(msgs) + 1,
                         "turns_before": turns_in,
                     },
                 }
-            turns = sum(1 for m in msgs if m["role"] == "assistant")
+            turns = answered_turns(msgs)
             if turns < cfg.min_turns:
                 dropped["too_few_turns"] += 1
                 continue

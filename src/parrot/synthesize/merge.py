@@ -6,7 +6,9 @@ checks every shard's manifest: the shard finished (``complete``), all shards bel
 exactly once, and each file holds exactly the sessions its manifest counted. While copying it
 checks that no session id appears twice. Any violation is an error naming the file.
 
->>> merge(MergeConfig(inputs=["a.jsonl", "b.jsonl"], output="all.jsonl"))   # doctest: +SKIP
+From Python (``a.jsonl`` and ``b.jsonl`` being the shards, each with its manifest)::
+
+    merge(MergeConfig(inputs=["a.jsonl", "b.jsonl"], output="all.jsonl"))
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from parrot.backends import Completion, SamplingParams
+from parrot.core.dialogue import answered_turns
 from parrot.core.jsonl import AppendWriter
 from parrot.synthesize.roleswap import STOP_MARKER, is_stop, simulator_prompt
 
@@ -91,7 +92,7 @@ class Session:
 
     @property
     def turns(self) -> int:
-        return sum(1 for m in self.messages if m["role"] == "assistant")
+        return answered_turns(self.messages)
 
     @property
     def next_role(self) -> str:
@@ -206,7 +207,7 @@ class Synthesizer:
     def finish(self, s: Session) -> None:
         """Write a finished session to the output, or (no complete turn) to the failures file."""
         msgs = s.dialogue()
-        if not any(m["role"] == "assistant" for m in msgs):
+        if not answered_turns(msgs):
             self.failures_out.write(
                 {
                     "id": s.id,
@@ -237,7 +238,7 @@ class Synthesizer:
             "index": s.index,
             "run_seed": self.cfg.seed,
             "seed": seed,
-            "turns": sum(1 for m in msgs if m["role"] == "assistant"),
+            "turns": answered_turns(msgs),
             "end_reason": s.end_reason,
             "failed_calls": s.failures,
             **({"shortened": s.shortened} if s.shortened else {}),

@@ -26,6 +26,7 @@ each session runs as its own coroutine, ``in_flight`` sessions at a time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -251,7 +252,7 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     t0 = time.monotonic()
     with (
         asker_backend,
-        _Null() if one else assistant_backend,
+        contextlib.nullcontext() if one else assistant_backend,
         AppendWriter(out) as writer,
         failures_writer(out) as fails,
     ):
@@ -326,14 +327,6 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
             f"(reasons in {failures_path(out)}); rerun with --resume to retry them"
         )
     return dict(counts)
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
 
 
 def _default_window(cfg: SynthesizeConfig, local: bool) -> int:

@@ -128,6 +128,13 @@ def layer_indices(spec: str | int) -> list[int]:
     return sorted(out)
 
 
+def trusts_remote_code(cfg: TrainConfig) -> bool:
+    """Whether the user allowed the checkpoint's own code: TRL's ``trust_remote_code=true`` or
+    ``model_init_kwargs.trust_remote_code`` (off unless given)."""
+    init = cfg.trl_args.get("model_init_kwargs") or {}
+    return bool(cfg.trl_args.get("trust_remote_code") or (isinstance(init, dict) and init.get("trust_remote_code")))
+
+
 @dataclass
 class SFTTrainConfig(TrainConfig):
     """``train-chat``: loss on the assistant turns of Dialogue records."""

@@ -20,26 +20,18 @@ with full fine-tuning, a frozen copy loaded from ``ref_model`` (default: the sta
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 
 from parrot import ParrotError
-from parrot.core.checkpoint import load_tokenizer, resolve_model_path
+from parrot.core.checkpoint import resolve_model_path
 from parrot.core.dialogue import check_dialogue
 from parrot.core.jsonl import read_jsonl
-from parrot.core.shorten import count_tokens, shorten
+from parrot.core.shorten import shorten
+from parrot.core.tokens import count_tokens
 from parrot.train.config import DPOTrainConfig
-from parrot.train.runtime import (
-    callbacks,
-    dataset_cache,
-    lora_config,
-    make_trl_config,
-    relaunch_under_accelerate,
-    stream_dataset,
-    train_and_save,
-    trl_kwargs,
-    trusts_remote_code,
-)
+from parrot.train.dataset import stream_dataset
+from parrot.train.launch import relaunch_under_accelerate
+from parrot.train.trainer import make_trl_config, run_training, trl_kwargs, trl_trainer
 
 log = logging.getLogger("parrot.train")
 
@@ -132,12 +124,8 @@ def train_dpo(cfg: DPOTrainConfig) -> dict | None:
     """``parrot train-dpo``: DPO on preference pairs; returns the manifest's numbers."""
     if relaunch_under_accelerate(cfg, "train-dpo"):
         return None
-    t0 = time.monotonic()
-    model_path = resolve_model_path(cfg.model)
-    tokenizer = load_tokenizer(model_path, trust_remote_code=trusts_remote_code(cfg), chat_template=True)
-    counts: dict = {}
-    eval_counts: dict = {}
-    with dataset_cache(cfg) as cache:
+
+    def datasets(tokenizer, cache: str, counts: dict, eval_counts: dict):
         train_ds = build_pair_dataset(cfg.data, tokenizer, cfg.max_length, cache, counts, cfg.limit)
         eval_ds = None
         if cfg.eval_data:
@@ -166,21 +154,16 @@ def train_dpo(cfg: DPOTrainConfig) -> dict | None:
                 counts["pairs_read"],
                 cfg.max_length,
             )
-        t_data = time.monotonic()
-        trainer = dpo_trainer(cfg, tokenizer, model_path, train_ds, eval_ds, counts)
-        return train_and_save(
-            trainer,
-            cfg,
-            tokenizer,
-            stage="train-dpo",
-            model_path=model_path,
-            counts=counts,
-            eval_counts=eval_counts,
-            timings={"data_s": round(t_data - t0, 2)},
-            trl_config=trainer.args,
-            has_eval=eval_ds is not None,
-            extra_log_keys=("rewards/accuracies", "rewards/margins"),
-        )
+        return train_ds, eval_ds
+
+    return run_training(
+        cfg,
+        "train-dpo",
+        datasets,
+        dpo_trainer,
+        data_timing="data_s",
+        extra_log_keys=("rewards/accuracies", "rewards/margins"),
+    )
 
 
 def dpo_trainer(cfg: DPOTrainConfig, tokenizer, model_path, train_ds, eval_ds=None, counts: dict | None = None):
@@ -197,16 +180,7 @@ def dpo_trainer(cfg: DPOTrainConfig, tokenizer, model_path, train_ds, eval_ds=No
         counts["reference"] = str(ref_path)
     else:
         counts["reference"] = "starting model with the LoRA adapter disabled"
-    return DPOTrainer(
-        model=str(model_path),
-        ref_model=ref_model,
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
-        processing_class=tokenizer,
-        peft_config=lora_config(cfg, model_path),
-        callbacks=callbacks(cfg),
-    )
+    return trl_trainer(DPOTrainer, cfg, args, tokenizer, model_path, train_ds, eval_ds, ref_model=ref_model)
 
 
 def _load_reference(path, args):

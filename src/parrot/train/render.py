@@ -22,9 +22,11 @@ question cut, keeping its end). So a late, context-dependent turn is trained wit
 it depends on, every target turn is trained exactly once, and one whose own message cannot fit
 is dropped and counted.
 
+>>> from parrot.core.tokens import load_tokenizer
+>>> tok = load_tokenizer("smollm2")                    # the embedded SmolLM2 tokenizer
 >>> r = render_chat(tok, [{"role": "user", "content": "Hi"},
-...                       {"role": "assistant", "content": "Hello!"}])       # doctest: +SKIP
->>> tok.decode([t for t, l in zip(r.input_ids, r.labels) if l != -100])      # doctest: +SKIP
+...                       {"role": "assistant", "content": "Hello!"}])
+>>> tok.decode([t for t, l in zip(r.input_ids, r.labels) if l != -100])
 'Hello!<|im_end|>'
 """
 
@@ -33,7 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from parrot import ParrotError
-from parrot.core.shorten import count_tokens, flatten, shorten, split_turns
+from parrot.core.shorten import flatten, shorten, split_turns
+from parrot.core.tokens import count_tokens
 
 IGNORE = -100
 

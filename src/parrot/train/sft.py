@@ -15,27 +15,17 @@ position ids restart at each session so attention never crosses sessions.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.core.checkpoint import load_tokenizer, resolve_model_path
 from parrot.core.dialogue import read_dialogues
 from parrot.synthesize.roleswap import STOP_MARKER, to_simulator
 from parrot.train.config import AskTrainConfig, SFTTrainConfig
+from parrot.train.dataset import stream_dataset
+from parrot.train.launch import relaunch_under_accelerate
 from parrot.train.render import render_examples
-from parrot.train.runtime import (
-    callbacks,
-    dataset_cache,
-    lora_config,
-    make_trl_config,
-    relaunch_under_accelerate,
-    stream_dataset,
-    train_and_save,
-    trl_kwargs,
-    trusts_remote_code,
-)
+from parrot.train.trainer import make_trl_config, run_training, trl_kwargs, trl_trainer
 
 log = logging.getLogger("parrot.train")
 
@@ -107,19 +97,14 @@ def build_dataset(
 
 def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
     """Render, train with SFTTrainer, save, write the manifest; return the manifest's numbers."""
-    t0 = time.monotonic()
-    model_path = resolve_model_path(cfg.model)
-    tokenizer = load_tokenizer(model_path, trust_remote_code=trusts_remote_code(cfg), chat_template=True)
-    counts: dict = {}
-    eval_counts: dict = {}
-    with dataset_cache(cfg) as cache:
+
+    def datasets(tokenizer, cache: str, counts: dict, eval_counts: dict):
         train_ds = build_dataset(cfg.data, tokenizer, view, cfg.max_length, cache, counts, cfg.limit)
         eval_ds = (
             build_dataset([cfg.eval_data], tokenizer, view, cfg.max_length, cache, eval_counts, cfg.eval_limit)
             if cfg.eval_data
             else None
         )
-        t_render = time.monotonic()
         log.info(
             "%s: %d sessions rendered as %d examples (%d longer than max_length=%d, shortened: "
             "%d history turns left out, %d messages cut; %d turns too long to train), %d trainable tokens",
@@ -133,19 +118,12 @@ def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
             counts.get("turns_too_long", 0),
             counts.get("trainable_tokens", 0),
         )
-        trainer = sft_trainer(cfg, tokenizer, model_path, train_ds, eval_ds)
-        return train_and_save(
-            trainer,
-            cfg,
-            tokenizer,
-            stage=stage,
-            model_path=model_path,
-            counts=counts,
-            eval_counts=eval_counts,
-            timings={"render_s": round(t_render - t0, 2)},
-            trl_config=trainer.args,
-            has_eval=eval_ds is not None,
-        )
+        return train_ds, eval_ds
+
+    def trainer(cfg, tokenizer, model_path, train_ds, eval_ds, counts):
+        return sft_trainer(cfg, tokenizer, model_path, train_ds, eval_ds)
+
+    return run_training(cfg, stage, datasets, trainer, data_timing="render_s")
 
 
 def sft_trainer(cfg: SFTTrainConfig, tokenizer, model_path: Path, train_ds, eval_ds=None):
@@ -153,15 +131,7 @@ def sft_trainer(cfg: SFTTrainConfig, tokenizer, model_path: Path, train_ds, eval
     from trl import SFTConfig, SFTTrainer
 
     args = make_trl_config(SFTConfig, trl_kwargs(cfg, packing=cfg.packing, packing_strategy="bfd"))
-    return SFTTrainer(
-        model=str(model_path),
-        args=args,
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
-        processing_class=tokenizer,
-        peft_config=lora_config(cfg, model_path),
-        callbacks=callbacks(cfg),
-    )
+    return trl_trainer(SFTTrainer, cfg, args, tokenizer, model_path, train_ds, eval_ds)
 
 
 def train_chat(cfg: SFTTrainConfig) -> dict | None:

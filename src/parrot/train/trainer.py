@@ -1,0 +1,221 @@
+"""TRL's trainers with Parrot's settings, and the run every training command makes with one.
+
+:func:`run_training` loads the tokenizer, renders the datasets into a throw-away cache, builds the
+trainer (:func:`trl_trainer`: the starting model, LoRA, Parrot's callbacks, the TRL config of
+:func:`trl_kwargs`), then trains, evaluates, saves and writes the manifest
+(:func:`train_and_save`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from parrot import ParrotError
+from parrot.core.checkpoint import resolve_model_path
+from parrot.core.log import format_table
+from parrot.core.manifest import write_manifest
+from parrot.core.tokens import load_tokenizer
+from parrot.train.config import TrainConfig, trusts_remote_code
+from parrot.train.cpu import compact_lm_head, device_settings
+from parrot.train.dataset import dataset_cache
+from parrot.train.lora import lora_config
+from parrot.train.save import resume_checkpoint, save_output
+
+log = logging.getLogger("parrot.train")
+
+#: ``datasets(tokenizer, cache_dir, counts, eval_counts) -> (train dataset, eval dataset or None)``
+Datasets = Callable[[object, str, dict, dict], tuple]
+#: ``trainer(cfg, tokenizer, model_path, train dataset, eval dataset, counts) -> a TRL trainer``
+MakeTrainer = Callable[..., object]
+
+
+def run_training(
+    cfg: TrainConfig,
+    stage: str,
+    datasets: Datasets,
+    trainer: MakeTrainer,
+    *,
+    data_timing: str,
+    extra_log_keys: tuple[str, ...] = (),
+) -> dict:
+    """One training command from its config: the starting model's tokenizer, the datasets (in a
+    private cache, removed afterwards), the trainer, then :func:`train_and_save`. The time spent
+    on the data is recorded as ``data_timing``; returns the manifest's numbers."""
+    t0 = time.monotonic()
+    model_path = resolve_model_path(cfg.model)
+    tokenizer = load_tokenizer(model_path, trust_remote_code=trusts_remote_code(cfg), chat_template=True)
+    counts: dict = {}
+    eval_counts: dict = {}
+    with dataset_cache(cfg) as cache:
+        train_ds, eval_ds = datasets(tokenizer, cache, counts, eval_counts)
+        t_data = time.monotonic()
+        made = trainer(cfg, tokenizer, model_path, train_ds, eval_ds, counts)
+        return train_and_save(
+            made,
+            cfg,
+            tokenizer,
+            stage=stage,
+            model_path=model_path,
+            counts=counts,
+            eval_counts=eval_counts,
+            timings={data_timing: round(t_data - t0, 2)},
+            trl_config=made.args,
+            has_eval=eval_ds is not None,
+            extra_log_keys=extra_log_keys,
+        )
+
+
+def trl_trainer(
+    trainer_cls, cfg: TrainConfig, args, tokenizer, model_path: str | Path, train_ds, eval_ds=None, **extra
+):
+    """TRL's ``trainer_cls`` (SFTTrainer, DPOTrainer) with the TRL config ``args``: the starting
+    model, its tokenizer, the LoRA config (none: all weights train) and Parrot's callbacks."""
+    return trainer_cls(
+        model=str(model_path),
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg, model_path),
+        callbacks=callbacks(cfg),
+        **extra,
+    )
+
+
+def trl_kwargs(cfg: TrainConfig, **parrot_defaults) -> dict:
+    """Keyword arguments for SFTConfig/DPOConfig: Parrot's defaults (and this machine's: see
+    :mod:`parrot.train.cpu`), then the user's pass-through keys."""
+    defaults = {
+        "output_dir": str(cfg.output),
+        "max_length": cfg.max_length,
+        "report_to": "none",
+        "save_strategy": "no",
+        "logging_steps": 10,
+        "seed": 42,
+        **parrot_defaults,
+    }
+    return device_settings(defaults, cfg.trl_args)
+
+
+def make_trl_config(config_cls, kwargs: dict):
+    """Build the TRL config (pass-through key names were checked with the Parrot config), turning a
+    bad value into a clear error."""
+    # YAML 1.1 reads `save_strategy: no` as False; TRL's strategy fields want the string "no".
+    strategies = {f.name for f in dataclasses.fields(config_cls) if f.name.endswith("_strategy")}
+    kwargs = {k: ("no" if k in strategies and v is False else v) for k, v in kwargs.items()}
+    try:
+        return config_cls(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise ParrotError(f"{config_cls.__name__}: {e}") from None
+
+
+def callbacks(cfg: TrainConfig) -> list:
+    """Trainer callbacks for Parrot's own options (``time_limit``)."""
+    if not cfg.time_limit:
+        return []
+    from transformers import TrainerCallback
+
+    limit_s = cfg.time_limit * 60
+
+    class TimeLimit(TrainerCallback):
+        """Stops before the step that would cross the limit, judging by the slowest step so far
+        (the first step, which carries one-off costs, only until there is another)."""
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.start = self.last = time.monotonic()
+            self.first = self.slowest = None  # seconds of the first step; of the slowest one after it
+
+        def on_step_end(self, args, state, control, **kw):
+            now = time.monotonic()
+            took, self.last = now - self.last, now
+            if self.first is None:
+                self.first = took
+            else:
+                self.slowest = max(self.slowest or 0.0, took)
+            if now - self.start + (self.slowest if self.slowest is not None else self.first) > limit_s:
+                log.info(
+                    "time limit of %g min: stopping after %d steps (%.1f min)",
+                    cfg.time_limit,
+                    state.global_step,
+                    (now - self.start) / 60,
+                )
+                control.should_training_stop = True
+
+    return [TimeLimit()]
+
+
+def train_and_save(
+    trainer,
+    cfg: TrainConfig,
+    tokenizer,
+    *,
+    stage: str,
+    model_path: Path,
+    counts: dict,
+    eval_counts: dict,
+    timings: dict,
+    trl_config,
+    has_eval: bool,
+    extra_log_keys: tuple[str, ...] = (),
+) -> dict:
+    """Train, evaluate, save, then (main process) write the manifest and print the summary.
+
+    ``timings`` holds what the caller measured before training; train, save and total times are
+    added here. ``extra_log_keys`` are logged metrics whose last value joins the losses
+    (``rewards/margins`` for DPO).
+    """
+    t_train0 = time.monotonic()
+    with compact_lm_head(enabled=not trainer.args.torch_compile):
+        result = trainer.train(resume_from_checkpoint=resume_checkpoint(trainer.args))
+        t_train = time.monotonic()
+        if has_eval:
+            eval_loss = trainer.evaluate()["eval_loss"]
+    losses = final_losses(trainer, result)
+    for key in extra_log_keys:
+        logged = [h[key] for h in trainer.state.log_history if key in h]
+        if logged:
+            losses[key] = logged[-1]
+    if has_eval:
+        losses["eval_loss"] = eval_loss
+    saved = save_output(trainer, cfg, tokenizer)
+    t_end = time.monotonic()
+    if eval_counts:
+        counts["eval"] = eval_counts
+    timings = {
+        **timings,
+        "train_s": round(t_train - t_train0, 2),
+        "save_s": round(t_end - t_train, 2),
+        "train_samples_per_second": result.metrics.get("train_samples_per_second"),
+    }
+    if saved:  # the main process
+        write_manifest(
+            cfg.output,
+            stage=stage,
+            config=cfg,
+            inputs=[*cfg.data, model_path],
+            counts=counts,
+            timings=timings,
+            losses=losses,
+            saved_as=saved,
+            trl_config=_plain(trl_config.to_dict()),
+        )
+        print(format_table([(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)], ("", stage)))
+    return {"counts": counts, "losses": losses, "timings": timings, "saved": saved}
+
+
+def final_losses(trainer, train_output) -> dict:
+    """``train_loss`` (mean over the run) and the last logged ``loss``."""
+    logged = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {
+        "train_loss": train_output.training_loss,
+        "last_logged_loss": logged[-1] if logged else None,
+        "steps": trainer.state.global_step,
+    }
+
+
+def _plain(d: dict) -> dict:
+    return {k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)) for k, v in d.items()}
