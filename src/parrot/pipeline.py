@@ -10,9 +10,11 @@ work directory (``capo: {dialogues: ["{workdir}/data/parrot.jsonl", more.jsonl]}
 
 A stage is skipped when it is up to date, as with ``make``: its output manifest is complete, its
 config hash is unchanged, and it is newer than the outputs of the stages it reads from. So an
-interrupted pipeline picks up where it stopped (synthesis, CaPO and the eval stages also resume
-inside a stage), and changing a stage's settings runs that stage and everything downstream of
-it again. A stage that runs again because it is out of date starts over rather than resuming.
+interrupted pipeline picks up where it stopped: an interrupted stage runs with ``--resume``
+(synthesis, CaPO and the eval stages go on inside the stage, training from its latest
+checkpoint), as does one asked for more items (``eval_answer: {limit: ...}``). Changing a stage's
+settings runs that stage and everything downstream of it again: a stage that is new or out of
+date runs with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from parrot import ParrotError
 from parrot.core.config import build_config, config_hash, opt
 from parrot.core.log import format_table
 from parrot.core.manifest import manifest_path, write_manifest
+from parrot.core.outputs import same_selection
 
 log = logging.getLogger("parrot.pipeline")
 
@@ -41,7 +44,6 @@ class Stage:
     defaults: Callable[[Path], dict]  # the work directory's paths and sensible settings
     marker: Callable[[Path], Path]  # the manifest that proves the stage finished
     inputs: tuple[str, ...] = ()  # the stages whose outputs it reads
-    fresh: dict | None = None  # settings that start it over instead of resuming (None: it always does)
     linked: Callable[["PipelineConfig"], dict] | None = None  # defaults taken from other stages' sections
 
 
@@ -92,11 +94,9 @@ STAGES: list[Stage] = [
             "output": str(wd / "data/synth.jsonl"),
             "seeds": str(wd / "data/sharegpt.jsonl"),
             "asker": {"spec": f"hf:{wd / 'models/ask'}"},
-            "resume": True,
         },
         lambda wd: manifest_path(wd / "data/synth.jsonl"),
         inputs=("prepare", "train_ask"),
-        fresh={"resume": False, "overwrite": True},
     ),
     Stage(
         "filter",
@@ -130,11 +130,9 @@ STAGES: list[Stage] = [
         lambda wd: {
             "dialogues": [str(wd / "data/parrot.jsonl")],
             "output": str(wd / "data/capo.jsonl"),
-            "resume": True,
         },
         lambda wd: manifest_path(wd / "data/capo.jsonl"),
         inputs=("filter",),
-        fresh={"resume": False, "overwrite": True},
         linked=_capo_links,
     ),
     Stage(
@@ -159,7 +157,6 @@ STAGES: list[Stage] = [
         },
         lambda wd: manifest_path(wd / "eval/answers.jsonl"),
         inputs=("train_dpo",),
-        fresh={"overwrite": True},
     ),
     Stage(
         "eval_judge",
@@ -171,7 +168,6 @@ STAGES: list[Stage] = [
         },
         lambda wd: manifest_path(wd / "eval/judgments.jsonl"),
         inputs=("eval_answer",),
-        fresh={"overwrite": True},
     ),
     Stage(
         "eval_report",
@@ -278,8 +274,9 @@ def read_marker(path: Path) -> dict | None:
 
 
 def stage_state(stage: Stage, stage_cfg: Any, workdir: Path) -> str:
-    """``up to date``, ``new`` (never ran), ``interrupted`` (same settings, not finished: resume
-    it) or why it is out of date (``settings changed``, ``<input> is newer``: start it over)."""
+    """``up to date``, ``new`` (never ran), ``interrupted`` (same settings, not finished) or
+    ``more items`` (same settings, more questions or files selected): resume it; or why it is
+    out of date (``settings changed``, ``<input> is newer``): start it over."""
     path = stage.marker(workdir)
     doc = read_marker(path)
     if doc is None:
@@ -291,7 +288,9 @@ def stage_state(stage: Stage, stage_cfg: Any, workdir: Path) -> str:
         up_path = up.marker(workdir)
         if up_path.exists() and up_path.stat().st_mtime_ns > mtime:
             return f"{up.name} is newer"
-    return "up to date" if doc.get("complete", True) else "interrupted"
+    if not doc.get("complete", True):
+        return "interrupted"
+    return "up to date" if same_selection(stage_cfg, doc) else "more items"
 
 
 def print_stages(workdir: Path, rows: list[dict], started: float) -> None:
@@ -316,8 +315,8 @@ def pipeline(cfg: PipelineConfig) -> list[dict]:
             log.info("%s: up to date (%s), skipped", stage.name, stage.marker(workdir))
             rows.append({"stage": stage.name, "status": "up to date", "seconds": 0.0})
             continue
-        if state not in ("new", "interrupted") and stage.fresh:
-            stage_cfg = dataclasses.replace(stage_cfg, **stage.fresh)  # start over, do not resume
+        resume = state in ("interrupted", "more items")  # else new or out of date: start it over
+        stage_cfg = dataclasses.replace(stage_cfg, resume=resume, overwrite=not resume)
         log.info("==== %s (%s)", stage.name, state)
         _, _, fn_name = stage.target.split(":")
         fn = getattr(importlib.import_module(stage.target.split(":")[0]), fn_name)

@@ -27,6 +27,7 @@ from parrot import ParrotError
 from parrot.core.checkpoint import load_tokenizer, resolve_model_path
 from parrot.core.dialogue import check_dialogue
 from parrot.core.jsonl import read_jsonl
+from parrot.core.outputs import writes_output
 from parrot.core.shorten import count_tokens, shorten
 from parrot.train.config import DPOTrainConfig
 from parrot.train.runtime import (
@@ -128,6 +129,7 @@ def build_pair_dataset(
     )
 
 
+@writes_output
 def train_dpo(cfg: DPOTrainConfig) -> dict | None:
     """``parrot train-dpo``: DPO on preference pairs; returns the manifest's numbers."""
     if relaunch_under_accelerate(cfg, "train-dpo"):

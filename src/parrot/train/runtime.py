@@ -69,6 +69,8 @@ def trl_kwargs(cfg: TrainConfig, **parrot_defaults) -> dict:
         "seed": 42,
         **parrot_defaults,
     }
+    if cfg.resume:  # --resume: from the latest checkpoint-N, if there is one
+        kw["resume_from_checkpoint"] = True
     on_cpu = not torch.cuda.is_available() and not torch.backends.mps.is_available()
     if not torch.cuda.is_available():
         # Activation checkpointing only slows a CPU down; bf16 autocast pays off only where the CPU
