@@ -7,6 +7,7 @@ stand-in body that writes what the stage would: the real stages' own tests run t
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -296,3 +297,32 @@ def test_training_resume_goes_on_from_the_latest_checkpoint_unless_told_where():
 
     assert kw(resume=True) is True and kw(resume=False) is None
     assert kw("resume_from_checkpoint=ckpt/checkpoint-5", resume=True) == "ckpt/checkpoint-5"
+
+
+def test_a_real_one_pass_stage_is_up_to_date_until_its_input_changes(tmp_path):
+    from parrot.prepare.stage import PrepareConfig, prepare
+
+    src = tmp_path / "logs.jsonl"
+    row = {"id": "a", "messages": [{"role": "user", "content": "q?"}, {"role": "assistant", "content": "a."}]}
+    src.write_text(json.dumps(row) + "\n")
+    out = tmp_path / "data.jsonl"
+
+    def run(**kw):
+        return prepare(
+            build_config(PrepareConfig, {"source": [str(src)], "output": str(out), "dev_fraction": 0.0, **kw})
+        )
+
+    assert run()["written"] == 1
+    made = (out.stat().st_ino, out.stat().st_mtime_ns)
+    assert (
+        run(resume=True)["written"] == 1 and (out.stat().st_ino, out.stat().st_mtime_ns) == made
+    )  # up to date: the recorded counts
+    src.write_text(
+        json.dumps(row)
+        + "\n"
+        + json.dumps(
+            {"id": "b", "messages": [{"role": "user", "content": "r?"}, {"role": "assistant", "content": "b."}]}
+        )
+        + "\n"
+    )  # same name, new contents
+    assert run(resume=True)["written"] == 2 and len(out.read_text().splitlines()) == 2  # made again
