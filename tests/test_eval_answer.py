@@ -6,7 +6,7 @@ import pytest
 
 from parrot import ParrotError
 from parrot.backends import BackendConfig
-from parrot.core.itemloop import failures_path
+from parrot.core.outputs import failures_path
 from parrot.evaluate.answer import AnswerConfig, answer, model_id_for
 from parrot.evaluate.bench import load_bench
 
@@ -74,7 +74,7 @@ def test_resume_answers_only_what_is_missing(fault_server, tmp_path):
     assert counts["failed"] == 1 and len(read(out)) == 2
     assert read(failures_path(out))[0]["reason"] == "generation_failed"
     fault_server.requests.clear()
-    counts = answer(answer_cfg(fault_server, out, limit=3))
+    counts = answer(answer_cfg(fault_server, out, limit=3, resume=True))
     assert counts["skipped_done"] == 2 and counts["written"] == 1
     assert len(fault_server.requests) == 2  # the failed question's two turns, nothing else
     assert [r["question_id"] for r in read(out)] == [81, 82, 83]
@@ -100,20 +100,20 @@ def test_resuming_into_another_models_file_is_an_error(fault_server, tmp_path):
     out = tmp_path / "A.jsonl"
     answer(answer_cfg(fault_server, out, limit=1))
     with pytest.raises(ParrotError, match="holds answers of model 'model-a'"):
-        answer(answer_cfg(fault_server, out, limit=1, model_id="model-b"))
+        answer(answer_cfg(fault_server, out, limit=1, model_id="model-b", resume=True))
 
 
 def test_adding_to_a_file_answered_with_other_settings_is_an_error(fault_server, tmp_path):
     out = tmp_path / "A.jsonl"
     answer(answer_cfg(fault_server, out, limit=1))
-    assert answer(answer_cfg(fault_server, out, limit=2, concurrency=1))["written"] == 1  # more questions: fine
+    assert answer(answer_cfg(fault_server, out, limit=2, concurrency=1, resume=True))["written"] == 1  # more: fine
     with pytest.raises(
         ParrotError,
         match=r"A\.jsonl: holds eval answer records made with other settings "
         r"\(bench 'mt-bench' → 'mt-bench-pp'; max_tokens 1024 → 64\); "
         r"pass --overwrite to start over",
     ):
-        answer(answer_cfg(fault_server, out, limit=2, bench="mt-bench-pp", max_tokens=64))
+        answer(answer_cfg(fault_server, out, limit=2, bench="mt-bench-pp", max_tokens=64, resume=True))
     counts = answer(answer_cfg(fault_server, out, limit=2, bench="mt-bench-pp", max_tokens=64, overwrite=True))
     assert counts["written"] == 2 and all(len(r["choices"][0]["turns"]) == 8 for r in read(out))
 

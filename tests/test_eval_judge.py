@@ -8,7 +8,7 @@ from eval_helpers import TRICKY, fastchat_messages, import_fastchat_common
 
 from parrot import cli
 from parrot.backends import BackendConfig
-from parrot.core.itemloop import failures_path
+from parrot.core.outputs import failures_path
 from parrot.evaluate.bench import load_bench
 from parrot.evaluate.judge import JudgeConfig, judge
 
@@ -146,7 +146,7 @@ def test_server_errors_are_retried_and_a_judge_that_gives_up_is_a_failure_not_a_
     judge(judge_cfg(fault_server, answers, out, question_ids=["81"], turns=[1]))
     assert [r["score"] for r in read(out)] == [6] and len(fault_server.requests) == 3
     fault_server.add_faults("500", "500", "500")  # every attempt fails: the backend gives up
-    counts = judge(judge_cfg(fault_server, answers, out, question_ids=["81"], turns=[2]))
+    counts = judge(judge_cfg(fault_server, answers, out, question_ids=["81"], turns=[2], resume=True))
     assert counts["failed"] == 1 and [r["turn"] for r in read(out)] == [1]
     assert read(failures_path(out))[0]["reason"] == "judge_failed"
 
@@ -158,7 +158,7 @@ def test_a_failed_judgment_judged_on_the_next_run_leaves_no_failures_file(fault_
     fault_server.add_faults("500", "500", "500")  # every attempt fails
     assert judge(judge_cfg(fault_server, answers, out, question_ids=["81"], turns=[1]))["failed"] == 1
     assert failures_path(out).exists()
-    judge(judge_cfg(fault_server, answers, out, question_ids=["81"]))
+    judge(judge_cfg(fault_server, answers, out, question_ids=["81"], resume=True))
     assert sorted(r["turn"] for r in read(out)) == [1, 2] and not failures_path(out).exists()
 
 
@@ -171,11 +171,11 @@ def test_resume_skips_scored_judgments_and_asks_again_for_minus_one(fault_server
     assert sorted(r["score"] for r in read(out)) == [-1, 5, 5, 5]
     fault_server.requests.clear()
     fault_server.responder = lambda req: "[[8]]"
-    counts = judge(judge_cfg(fault_server, answers, out, parse_retries=0))
+    counts = judge(judge_cfg(fault_server, answers, out, parse_retries=0, resume=True))
     assert len(fault_server.requests) == 1 and counts["skipped_done"] == 3 and counts["written"] == 1
     assert "answer 2 to 82" in fault_server.requests[0]["messages"][-1]["content"]
     fault_server.requests.clear()
-    judge(judge_cfg(fault_server, answers, out))
+    judge(judge_cfg(fault_server, answers, out, resume=True))
     assert fault_server.requests == []
     judge(judge_cfg(fault_server, answers, out, overwrite=True))  # start over: every turn again
     assert len(fault_server.requests) == 4 and sorted(r["score"] for r in read(out)) == [8, 8, 8, 8]
@@ -250,11 +250,11 @@ def test_a_judgment_file_takes_more_models_but_not_another_judge_setting(fault_s
     a = write_answers(tmp_path / "A.jsonl", q, model="model-a")
     b = write_answers(tmp_path / "B.jsonl", q, model="model-b")
     judge(judge_cfg(fault_server, a, tmp_path / "J.jsonl", limit=1))
-    judge(judge_cfg(fault_server, b, tmp_path / "J.jsonl", limit=1))  # another model, same judge: added
+    judge(judge_cfg(fault_server, b, tmp_path / "J.jsonl", limit=1, resume=True))  # another model, same judge: added
     assert sorted({r["model"] for r in read(tmp_path / "J.jsonl")}) == ["model-a", "model-b"]
-    cfg = judge_cfg(fault_server, a, tmp_path / "J.jsonl", limit=1)
+    cfg = judge_cfg(fault_server, a, tmp_path / "J.jsonl", limit=1, resume=True)
     cfg.judge.temperature = 0.7
-    with pytest.raises(ParrotError, match=r"holds eval judge records made with other settings \(sampling"):
+    with pytest.raises(ParrotError, match=r"holds eval judge records made with other settings \(judge\.temperature"):
         judge(cfg)
 
 

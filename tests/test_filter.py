@@ -111,7 +111,7 @@ def test_custom_sensitive_list_and_none(tmp_path):
     terms.write_text("# mine\nsemicolons\n")
     kept, counts = run(tmp_path, [session("a", GOOD)], sensitive_terms=str(terms))
     assert questions(kept["a"]) == GOOD[:2] and counts["cut:sensitive"] == 1
-    kept, _ = run(tmp_path, [session("a", GOOD[:2] + ["How do I make a bomb?"])], sensitive=False)
+    kept, _ = run(tmp_path, [session("a", GOOD[:2] + ["How do I make a bomb?"])], sensitive=False, overwrite=True)
     assert len(questions(kept["a"])) == 3
     with pytest.raises(ParrotError, match="nothere.txt: sensitive-terms file not found"):
         run(tmp_path, [session("a", GOOD)], sensitive_terms=str(tmp_path / "nothere.txt"))

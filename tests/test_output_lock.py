@@ -12,11 +12,12 @@ import threading
 
 import pytest
 from synth_helpers import Script, read_out, write_seeds
+from test_outputs import STAGES, Stand_in, make, snapshot_of
 from test_synthesize_kill import TURNS, N, synth_cmd
 
-from parrot import cli
-from parrot.core.itemloop import failures_path
+from parrot import ParrotError, cli
 from parrot.core.manifest import manifest_path
+from parrot.core.outputs import failures_path, lock_path, output_lock
 from parrot.synthesize.journal import journal_path
 from parrot.synthesize.session import session_id
 
@@ -148,3 +149,21 @@ def test_eval_answer_overwrite_while_answering_stops_and_keeps_the_answers(tmp_p
     assert rc == 0, log[-2000:]
     assert [r["question_id"] for r in read_out(out)] == [81, 82, 83, 84]
     assert json.loads(manifest_path(out).read_text())["complete"] is True
+
+
+@pytest.mark.parametrize("cmd", STAGES, ids=lambda c: c.name)
+def test_every_stage_takes_the_lock_before_it_removes_anything(cmd, tmp_path):
+    """The real stage function, on an output another run holds: --overwrite stops at once, the
+    output, its manifest and its other files as they were."""
+    stand_in = Stand_in()
+    cfg = make(cmd, tmp_path)
+    stand_in.run(cfg)
+    before = snapshot_of(cfg)
+    assert before
+    stage = cmd.run
+    with output_lock(cfg.output):  # another run on it, in the middle of its work
+        with pytest.raises(ParrotError) as info:
+            stage(make(cmd, tmp_path, overwrite=True))
+        assert str(info.value) == the_error(cfg.output)
+        assert snapshot_of(cfg) == before
+    assert snapshot_of(cfg) == before and not lock_path(cfg.output).exists()

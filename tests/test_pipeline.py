@@ -260,3 +260,29 @@ def test_workdir_placeholder_in_a_setting_is_the_work_directory(tmp_path):
     )
     capo_cfg = stage_config(next(s for s in STEPS if s.name == "capo"), cfg)
     assert [str(p) for p in capo_cfg.dialogues] == [str(tmp_path / "w/data/parrot.jsonl"), "extra.jsonl"]
+
+
+def test_a_stage_asked_for_more_items_resumes_and_one_with_other_settings_starts_over(tmp_path, monkeypatch):
+    import parrot.pipeline as pipeline_mod
+    from parrot.core.manifest import write_manifest
+    from parrot.pipeline import stage_state
+
+    cfg = build_config(PipelineConfig, {"workdir": str(tmp_path / "w"), "stages": ["eval_answer"]})
+    [answer] = [s for s in STEPS if s.name == "eval_answer"]
+    answer_cfg = stage_config(answer, cfg)
+    write_manifest(answer_cfg.output, stage="eval answer", config=answer_cfg)
+    assert stage_state(answer, answer_cfg, tmp_path / "w") == "up to date"
+    more = build_config(type(answer_cfg), {**vars(answer_cfg), "limit": 5})  # fewer or more questions
+    assert stage_state(answer, more, tmp_path / "w") == "more items"
+    served = build_config(
+        type(answer_cfg), {**vars(answer_cfg), "model": {"spec": answer_cfg.model.spec, "concurrency": 1}}
+    )
+    assert stage_state(answer, served, tmp_path / "w") == "up to date"  # how it is served is not a setting
+    seen = []
+    record = lambda c: seen.append((c.resume, c.overwrite))  # noqa: E731
+    steps = [dataclasses.replace(s, stage=dataclasses.replace(s.stage, run=record)) for s in STEPS]
+    monkeypatch.setattr(pipeline_mod, "STEPS", steps)
+    config = _yaml(tmp_path, f"workdir: {tmp_path / 'w'}\nstages: [eval_answer]\n")
+    assert main(["pipeline", "--config", config, "eval_answer.limit=5"]) == 0
+    assert main(["pipeline", "--config", config, "eval_answer.max_tokens=64"]) == 0
+    assert seen == [(True, False), (False, True)]

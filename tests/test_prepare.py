@@ -214,7 +214,7 @@ def test_rejoin_and_limit_from_the_command_line(tmp_path):
     assert run(src, "-o", out, "--rejoin", "dev_fraction=0") == 0
     [k, m] = read(out)
     assert k["meta"]["pieces"] == ["k_0", "k_1"] and len(k["messages"]) == 4
-    assert run(src, "-o", out, "limit=1", "dev_fraction=0") == 0
+    assert run(src, "-o", out, "limit=1", "dev_fraction=0", "--overwrite") == 0
     assert [d["id"] for d in read(out)] == ["k_0"]
 
 

@@ -10,8 +10,8 @@ from fixtures.servers import FaultServer
 from synth_helpers import SEED_QUESTIONS, Script, make_cfg, read_out, stop_after, write_seeds
 
 from parrot import ParrotError
-from parrot.core.itemloop import failures_path
 from parrot.core.manifest import read_manifest
+from parrot.core.outputs import failures_path
 from parrot.synthesize.journal import journal_path
 from parrot.synthesize.session import degenerate_reason, session_id
 from parrot.synthesize.stage import shard_indices, synthesize

@@ -133,7 +133,7 @@ def test_a_full_run_into_an_adapters_directory_leaves_no_stale_adapter(model_dir
     args = ["train-chat", str(dialogues), "-o", str(out), "--model", str(model_dir), "--max-length", "220", *QUICK]
     assert main([*args, "--lora", "--no-merge"]) == 0 and (out / "adapter_config.json").is_file()
     (out / "notes.txt").write_text("mine")
-    assert main(args) == 0
+    assert main([*args, "--overwrite"]) == 0
     # Loaders prefer adapter_config.json: left there, it would hide the new weights.
     assert not (out / "adapter_config.json").exists() and not (out / "adapter_model.safetensors").exists()
     assert (out / "model.safetensors").is_file() and (out / "notes.txt").read_text() == "mine"
@@ -162,11 +162,11 @@ def test_resume_from_checkpoint_true_continues_from_the_last_checkpoint(model_di
     state = json.loads(state_file.read_text())
     state["log_history"][0]["loss"] = 123.0
     state_file.write_text(json.dumps(state))
-    assert main([*args, "max_steps=3"]) == 0  # goes on from checkpoint-2: one more step
+    assert main([*args, "max_steps=3", "--resume", "--force"]) == 0  # goes on from checkpoint-2: one more step
     history = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
     assert [h["step"] for h in history if "loss" in h] == [1, 2, 3] and history[0]["loss"] == 123.0
     assert read_manifest(out)["losses"]["steps"] == 3
-    assert main([*args[:-1], "max_steps=3", f"resume_from_checkpoint={tmp_path / 'nope'}"]) == 2
+    assert main([*args[:-1], "max_steps=3", f"resume_from_checkpoint={tmp_path / 'nope'}", "--resume", "--force"]) == 2
 
 
 @pytest.mark.parametrize("spec", ["top", "3-1", "-2", "1,,2"])

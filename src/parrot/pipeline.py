@@ -10,9 +10,11 @@ work directory (``capo: {dialogues: ["{workdir}/data/parrot.jsonl", more.jsonl]}
 
 A stage is skipped when it is up to date, as with ``make``: its output manifest is complete, its
 config hash is unchanged, and it is newer than the outputs of the stages it reads from. So an
-interrupted pipeline picks up where it stopped (synthesis, CaPO and the eval stages also resume
-inside a stage), and changing a stage's settings runs that stage and everything downstream of
-it again. A stage that runs again because it is out of date starts over rather than resuming.
+interrupted pipeline picks up where it stopped: an interrupted stage runs with ``--resume``
+(synthesis, CaPO and the eval stages go on inside the stage, training from its latest
+checkpoint), as does one asked for more items (``eval_answer: {limit: ...}``). Changing a stage's
+settings runs that stage and everything downstream of it again: a stage that is new or out of
+date runs with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from parrot import ParrotError
 from parrot.core.config import build_config, config_hash, opt
 from parrot.core.log import format_table
 from parrot.core.manifest import manifest_path, write_manifest
+from parrot.core.outputs import same_selection
 from parrot.stages import BY_NAME, Stage
 from parrot.train.config import DPOTrainConfig, SFTTrainConfig
 
@@ -44,7 +47,6 @@ class Step:
     stage: Stage  # the row of the stage table it runs
     defaults: Callable[[Path], dict]  # the work directory's paths and sensible settings
     inputs: tuple[str, ...] = ()  # the steps whose outputs it reads
-    fresh: dict | None = None  # settings that start it over instead of resuming (None: it always does)
     linked: Callable[[PipelineConfig], dict] | None = None  # defaults taken from other steps' sections
     manifest: str | None = None  # the manifest that proves it finished (default: its output's)
 
@@ -77,8 +79,8 @@ STEPS: list[Step] = [
          inputs=("prepare",)),
     Step("synthesize", BY_NAME["synthesize"],
          lambda wd: {"output": str(wd / "data/synth.jsonl"), "seeds": str(wd / "data/sharegpt.jsonl"),
-                     "asker": {"spec": f"hf:{wd / 'models/ask'}"}, "resume": True},
-         inputs=("prepare", "train_ask"), fresh={"resume": False, "overwrite": True}),
+                     "asker": {"spec": f"hf:{wd / 'models/ask'}"}},
+         inputs=("prepare", "train_ask")),
     Step("filter", BY_NAME["filter"],
          lambda wd: {"input": str(wd / "data/synth.jsonl"), "output": str(wd / "data/parrot.jsonl")},
          inputs=("synthesize",)),
@@ -91,9 +93,8 @@ STEPS: list[Step] = [
          lambda wd: {"data": [str(wd / "data/parrot.jsonl")], "output": str(wd / "models/chat")},
          inputs=("filter",)),
     Step("capo", BY_NAME["capo"],
-         lambda wd: {"dialogues": [str(wd / "data/parrot.jsonl")], "output": str(wd / "data/capo.jsonl"),
-                     "resume": True},
-         inputs=("filter",), fresh={"resume": False, "overwrite": True}, linked=_capo_links),
+         lambda wd: {"dialogues": [str(wd / "data/parrot.jsonl")], "output": str(wd / "data/capo.jsonl")},
+         inputs=("filter",), linked=_capo_links),
     Step("train_dpo", BY_NAME["train-dpo"],
          lambda wd: {"data": [str(wd / "data/capo.jsonl")], "model": str(wd / "models/chat"),
                      "output": str(wd / "models/dpo")},
@@ -101,11 +102,11 @@ STEPS: list[Step] = [
     Step("eval_answer", BY_NAME["eval answer"],
          lambda wd: {"bench": "mt-bench-pp", "model": {"spec": f"hf:{wd / 'models/dpo'}"},
                      "model_id": "parrot-dpo", "output": str(wd / "eval/answers.jsonl")},
-         inputs=("train_dpo",), fresh={"overwrite": True}),
+         inputs=("train_dpo",)),
     Step("eval_judge", BY_NAME["eval judge"],
          lambda wd: {"bench": "mt-bench-pp", "answers": [str(wd / "eval/answers.jsonl")],
                      "output": str(wd / "eval/judgments.jsonl")},
-         inputs=("eval_answer",), fresh={"overwrite": True}),
+         inputs=("eval_answer",)),
     Step("eval_report", BY_NAME["eval report"],
          lambda wd: {"bench": "mt-bench-pp", "judgments": [str(wd / "eval/judgments.jsonl")],
                      "output": str(wd / "eval/report")},
@@ -200,8 +201,9 @@ def read_marker(path: Path) -> dict | None:
 
 
 def stage_state(stage: Step, stage_cfg: Any, workdir: Path) -> str:
-    """``up to date``, ``new`` (never ran), ``interrupted`` (same settings, not finished: resume
-    it) or why it is out of date (``settings changed``, ``<input> is newer``: start it over)."""
+    """``up to date``, ``new`` (never ran), ``interrupted`` (same settings, not finished) or
+    ``more items`` (same settings, more questions or files selected): resume it; or why it is
+    out of date (``settings changed``, ``<input> is newer``): start it over."""
     path = stage.marker(workdir)
     doc = read_marker(path)
     if doc is None:
@@ -213,7 +215,9 @@ def stage_state(stage: Step, stage_cfg: Any, workdir: Path) -> str:
         up_path = up.marker(workdir)
         if up_path.exists() and up_path.stat().st_mtime_ns > mtime:
             return f"{up.name} is newer"
-    return "up to date" if doc.get("complete", True) else "interrupted"
+    if not doc.get("complete", True):
+        return "interrupted"
+    return "up to date" if same_selection(stage_cfg, doc) else "more items"
 
 
 def print_stages(workdir: Path, rows: list[dict], started: float) -> None:
@@ -238,8 +242,8 @@ def pipeline(cfg: PipelineConfig) -> list[dict]:
             log.info("%s: up to date (%s), skipped", stage.name, stage.marker(workdir))
             rows.append({"stage": stage.name, "status": "up to date", "seconds": 0.0})
             continue
-        if state not in ("new", "interrupted") and stage.fresh:
-            stage_cfg = dataclasses.replace(stage_cfg, **stage.fresh)  # start over, do not resume
+        resume = state in ("interrupted", "more items")  # else new or out of date: start it over
+        stage_cfg = dataclasses.replace(stage_cfg, resume=resume, overwrite=not resume)
         log.info("==== %s (%s)", stage.name, state)
         t0 = time.monotonic()
         try:

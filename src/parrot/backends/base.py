@@ -73,20 +73,24 @@ class Completion:
 
 @dataclass
 class BackendConfig:
-    """A role's model: a spec string plus options."""
+    """A role's model: a spec string plus options. The options that say how it is served
+    (``hashed=False``: the endpoint, concurrency, timeouts, retries, batch size, slots, threads)
+    are not part of a stage's fingerprint; the rest is."""
 
     spec: str = opt("smollm2", "openai:MODEL | hf:PATH | gguf:PATH | vllm:PATH | smollm2")
-    base_url: str | None = opt(None, "OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)")
-    api_key_env: str = opt("OPENAI_API_KEY", "name of the environment variable holding the API key")
-    concurrency: int = opt(8, "requests in flight at once (HTTP backends)")
-    timeout: float = opt(120.0, "seconds per request before it is retried")
-    max_retries: int = opt(5, "retries on 429/5xx/timeouts/empty replies before an item fails")
-    batch_size: int = opt(8, "conversations per forward pass (hf, vllm)")
+    base_url: str | None = opt(None, "OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)", hashed=False)
+    api_key_env: str = opt("OPENAI_API_KEY", "name of the environment variable holding the API key", hashed=False)
+    concurrency: int = opt(8, "requests in flight at once (HTTP backends)", hashed=False)
+    timeout: float = opt(120.0, "seconds per request before it is retried", hashed=False)
+    max_retries: int = opt(5, "retries on 429/5xx/timeouts/empty replies before an item fails", hashed=False)
+    batch_size: int = opt(8, "conversations per forward pass (hf, vllm)", hashed=False)
     dtype: str = opt("auto", "hf/vllm weights dtype: auto | float32 | bfloat16 | float16")
     device: str = opt("auto", "hf device: auto | cpu | cuda | cuda:N")
-    slots: int = opt(4, "parallel decoding slots of the in-process llama.cpp server (gguf, smollm2)")
+    slots: int = opt(4, "parallel decoding slots of the in-process llama.cpp server (gguf, smollm2)", hashed=False)
     ctx_size: int = opt(8192, "context window of the llama.cpp server, shared by its slots")
-    threads: int | None = opt(None, "CPU threads for llama.cpp and hf on CPU (default: all cores; 1 on a busy machine)")
+    threads: int | None = opt(
+        None, "CPU threads for llama.cpp and hf on CPU (default: all cores; 1 on a busy machine)", hashed=False
+    )
     tensor_parallel_size: int = opt(1, "vLLM tensor parallel size")
     context_length: int | None = opt(
         None,

@@ -30,17 +30,19 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from parrot import ParrotError
 from parrot.backends import BackendConfig, SamplingParams, load_backend
 from parrot.capo.negatives import STRATEGIES, WRITERS, similarity, unrelated_turn
 from parrot.capo.prompts import Prompts
-from parrot.capo.select import SelectConfig, prepare_output, select_turns, selection_table
+from parrot.capo.select import SelectConfig, select_turns, selection_table
 from parrot.core.config import config_hash, opt
-from parrot.core.itemloop import ItemFailed, done_keys, failures_path, locks_output, run_items
+from parrot.core.itemloop import ItemFailed, done_keys, run_items
 from parrot.core.jsonl import read_jsonl
 from parrot.core.log import format_table
-from parrot.core.manifest import read_manifest, write_manifest
+from parrot.core.manifest import manifest_path, write_manifest
+from parrot.core.outputs import begin, failures_path, writes_output
 
 log = logging.getLogger("parrot.capo")
 
@@ -54,7 +56,7 @@ SKIPS = ("already_done", "no_unrelated_turn")
 class CapoConfig(SelectConfig):
     """``parrot capo``: preference pairs from context-dependent turns and three kinds of wrong answer."""
 
-    output: Path = opt(help="preference pairs, JSONL (TRL's conversational preference format)", flag="-o")
+    output: Path = opt(help="preference pairs, JSONL (TRL's conversational preference format)", flag="-o", hashed=False)
     generator: BackendConfig = opt(
         BackendConfig, "model that writes the rejected answers (and the chosen ones with --regenerate-chosen)"
     )
@@ -65,6 +67,19 @@ class CapoConfig(SelectConfig):
     temperature: float = opt(0.7, "sampling temperature for the generator")
     max_tokens: int = opt(512, "maximum new tokens of an answer")
     guess_max_tokens: int = opt(48, "maximum new tokens of a hallucination guess")
+
+    STAGE: ClassVar[str] = "capo"
+    RECORDS: ClassVar[str] = "pairs"
+
+    def output_files(self) -> list[Path]:
+        return [Path(self.output), selection_path(self.output)]
+
+    def side_files(self) -> list[Path]:
+        sel = selection_path(self.output)
+        return [*super().side_files(), manifest_path(sel), failures_path(sel)]
+
+    def check_inputs(self) -> None:
+        Prompts(self.prompt_dir)  # a broken prompt override fails before anything is removed
 
     def __post_init__(self):
         super().__post_init__()
@@ -93,19 +108,21 @@ def discarded_keys(output: Path) -> set:
     return {r.get("key") for _, r in read_jsonl(path, on_error="skip") if r.get("reason") in FINAL_DISCARDS}
 
 
-def run_selection(cfg: CapoConfig, resuming: bool) -> dict:
-    """Write (or, when resuming onto a complete one, reuse) ``<output>.selection.jsonl``."""
+def run_selection(cfg: CapoConfig) -> dict:
+    """Write ``<output>.selection.jsonl``, or continue the one an interrupted run left (a
+    complete one is reused). Runs under the capo run's lock, after its rule: a capo run that
+    starts over has removed the selection."""
     path = selection_path(cfg.output)
     names = {f.name for f in dataclasses.fields(SelectConfig)}
     sel_cfg = SelectConfig(
         **{n: getattr(cfg, n) for n in names if n not in ("output", "resume", "force", "overwrite")},
         output=path,
-        resume=resuming,
-        overwrite=not resuming,
+        resume=True,
         force=cfg.force,
     )
-    old = read_manifest(path)
-    if resuming and path.exists() and old and old.get("complete") and old.get("config_hash") == config_hash(sel_cfg):
+    start = begin(sel_cfg)
+    old = start.manifest or {}
+    if start.how == "continue" and old.get("complete") and old.get("config_hash") == config_hash(sel_cfg):
         log.info("reusing the selection in %s", path)
         return old.get("counts", {})
     return select_turns(sel_cfg, path, room=cfg.max_tokens)
@@ -271,16 +288,15 @@ def no_pairs(cfg: CapoConfig, selection: dict, discarded: dict) -> ParrotError:
     return ParrotError(f"capo wrote 0 pairs to {cfg.output}: {why}; {fix}")
 
 
-@locks_output
+@writes_output
 def capo(cfg: CapoConfig) -> dict:
     """``parrot capo``: select turns, write the negatives, keep the pairs. Returns the counts."""
     started = time.monotonic()
-    resuming = prepare_output(cfg.output, cfg, "capo")
     prompts = Prompts(cfg.prompt_dir)  # a broken prompt override fails before any work
     write_manifest(cfg.output, stage="capo", config=cfg, inputs=list(cfg.dialogues), complete=False)
-    sel_counts = run_selection(cfg, resuming)
+    sel_counts = run_selection(cfg)
     print(selection_table(sel_counts))
-    done = (done_keys(cfg.output, "id") | discarded_keys(cfg.output)) if resuming else set()
+    done = done_keys(cfg.output, "id") | discarded_keys(cfg.output)  # none when it starts over
     t_select = time.monotonic() - started
     with load_backend(cfg.generator) as gen:
         writer = PairWriter(cfg, gen, prompts)

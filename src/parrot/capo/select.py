@@ -33,16 +33,18 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from parrot import ParrotError
 from parrot.backends import BackendConfig, SamplingParams, load_backend
 from parrot.capo.prompts import Prompts
 from parrot.core.config import opt
 from parrot.core.dialogue import asked_turns, read_dialogues, split_system
-from parrot.core.itemloop import ItemFailed, failures_path, locks_output, run_items, start_output
+from parrot.core.itemloop import ItemFailed, run_items
 from parrot.core.jsonl import read_jsonl
 from parrot.core.log import format_table
-from parrot.core.manifest import read_manifest, write_manifest
+from parrot.core.manifest import write_manifest
+from parrot.core.outputs import WritesOutput, failures_path, writes_output
 from parrot.core.shorten import shorten
 from parrot.core.tokens import count_tokens
 from parrot.stats.context import context_reasons
@@ -57,14 +59,14 @@ _YES_NO = re.compile(r"\b(yes|no)\b", re.I)
 
 
 @dataclass
-class SelectConfig:
+class SelectConfig(WritesOutput):
     """``parrot capo select``: the turns CaPO would build pairs from, with the reasons."""
 
     dialogues: list[Path] = opt(
         help="Dialogue JSONL file(s) (from `parrot synthesize` or `parrot prepare`), read "
         "in order: with max_turns_total the first files fill the selection first"
     )
-    output: Path = opt(help="selected turns, JSONL", flag="-o")
+    output: Path = opt(help="selected turns, JSONL", flag="-o", hashed=False)
     verifier: BackendConfig | None = opt(
         None, "LLM that confirms each detected turn needs the history (capo_verify.txt); off by default"
     )
@@ -83,9 +85,9 @@ class SelectConfig:
     )
     seed: int = opt(0, "seed for which turns fill the per-session cap (and for sampling)")
     prompt_dir: Path | None = opt(None, "a directory whose capo_*.txt files replace the packaged prompts")
-    resume: bool = opt(False, "continue an interrupted run: keep the output, skip what is done", hashed=False)
-    force: bool = opt(False, "with --resume: continue even though the settings changed", hashed=False)
-    overwrite: bool = opt(False, "replace an existing output instead of refusing", hashed=False)
+
+    STAGE: ClassVar[str] = "capo select"
+    RECORDS: ClassVar[str] = "selected turns"
 
     def __post_init__(self):
         if not self.dialogues:
@@ -277,29 +279,14 @@ class TurnSelector:
         return kept
 
 
-def prepare_output(output: Path, cfg, stage: str) -> bool:
-    """Check ``output`` against ``--resume``/``--overwrite``/``--force``; True when resuming onto it."""
-    from parrot.core.config import config_hash
-
-    def settings_changed() -> str | None:
-        old = read_manifest(output)
-        if old and old.get("stage") == stage and old.get("config_hash") != config_hash(cfg):
-            return f"see {output}.manifest.json"
-        return None
-
-    return start_output(
-        output, resume=cfg.resume, overwrite=cfg.overwrite, force=cfg.force, settings_changed=settings_changed
-    )
-
-
 def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select", room: int = 0) -> dict:
-    """Write the selected turns of ``cfg.dialogues`` to ``output``; return the counts. ``room``:
-    tokens a pair needs besides the chosen answer (the rejected one), for ``max_length``."""
+    """Write the selected turns of ``cfg.dialogues`` to ``output``, after the rule for an existing
+    output was applied (what is there is continued); return the counts. ``room``: tokens a pair
+    needs besides the chosen answer (the rejected one), for ``max_length``."""
     started = time.monotonic()
-    resuming = prepare_output(output, cfg, stage)
     done: set = set()
     already = 0
-    if resuming:
+    if Path(output).exists():
         for _, rec in read_jsonl(output, on_error="skip"):
             done.add(rec.get("source_id"))
             already += 1
@@ -365,7 +352,7 @@ def selection_table(counts: dict) -> str:
     return format_table([(k, counts.get(k, 0)) for k in keys if k in counts or k in keys[:3]], ("selection", "count"))
 
 
-@locks_output
+@writes_output
 def capo_select(cfg: SelectConfig) -> dict:
     """``parrot capo select``: write the selected turns with their reasons (JSONL)."""
     counts = select_turns(cfg, cfg.output)

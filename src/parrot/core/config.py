@@ -43,6 +43,8 @@ def opt(
     nargs: str | None = None,
     choices: list | None = None,
     hashed: bool = True,
+    selects: bool = False,
+    digest: bool = False,
     cli: bool = True,
     passthrough: bool = False,
 ) -> Any:
@@ -50,10 +52,17 @@ def opt(
 
     ``default`` may be a value or a zero-argument factory (``list``, ``dict``, a dataclass).
     ``flag`` adds a short flag (``"-o"``); ``positional`` makes it a positional argument;
-    ``hashed=False`` keeps the field out of the config hash (``resume``, ``force``, log options:
-    they do not change what a stage produces); ``cli=False`` keeps it off the command line
-    (still settable from YAML and ``key=value``); ``passthrough=True`` (a dict handed on as is, such
-    as a backend's ``extra``) reads its command-line values as YAML: ``extra.top_k=40`` is 40, not "40".
+    ``cli=False`` keeps it off the command line (still settable from YAML and ``key=value``);
+    ``passthrough=True`` (a dict handed on as is, such as a backend's ``extra``) reads its
+    command-line values as YAML: ``extra.top_k=40`` is 40, not "40".
+
+    What :func:`config_hash` (a stage's fingerprint) covers: every field, unless
+    ``hashed=False`` (a serving option or a run control: concurrency, timeouts, retries, the
+    output path, ``--resume``; it does not change what a stage produces) or ``selects=True`` (it
+    chooses *which* items a resumable stage does, not what a record says: ``--limit``, the
+    question ids, the answer files to judge; a run that selects more adds to the same output).
+    ``digest=True`` (a field naming input files) adds the files' contents: a seed file
+    regenerated under the same name is another input.
     """
     meta = {
         "help": help,
@@ -61,7 +70,9 @@ def opt(
         "positional": positional,
         "nargs": nargs,
         "choices": choices,
-        "hashed": hashed,
+        "hashed": hashed and not selects,
+        "selects": selects,
+        "digest": digest,
         "cli": cli,
         "passthrough": passthrough,
     }
@@ -359,14 +370,71 @@ def to_dict(cfg: Any) -> dict:
     return conv(cfg)
 
 
+def fingerprint(cfg: Any) -> dict:
+    """What a stage's output depends on, flat: ``{"bench": "mt-bench", "model.spec": "...",
+    "model.temperature": 0.7, "seeds": "s.jsonl", "seeds (contents)": "<sha256>", ...}``.
+
+    Every field, recursing into nested dataclasses (a role's :class:`BackendConfig`) and dicts
+    (pass-through options), except those marked ``hashed=False`` or ``selects=True`` (see
+    :func:`opt`); a ``digest=True`` field adds the contents of the files it names. Secrets are
+    redacted (a new token does not change what a stage produces). A plain dict is taken whole.
+    """
+    from parrot.core.redact import redact
+
+    def kept(value: Any) -> Any:
+        if not dataclasses.is_dataclass(value) or isinstance(value, type):
+            return to_dict(value)
+        out = {}
+        for f in dataclasses.fields(value):
+            if f.metadata.get("hashed", True):
+                out[f.name] = kept(getattr(value, f.name))
+                if f.metadata.get("digest"):
+                    out[f"{f.name} (contents)"] = _contents(getattr(value, f.name))
+        return out
+
+    flat: dict[str, Any] = {}
+
+    def flatten(value: Any, key: str) -> None:
+        if isinstance(value, dict) and value:
+            for k, v in value.items():
+                flatten(v, f"{key}.{k}" if key else str(k))
+        else:
+            flat[key] = value
+
+    flatten(redact(kept(cfg)), "")  # redacted while the keys still name the secrets
+    return json.loads(json.dumps(flat, default=str))  # as a manifest holds it: tuples are lists
+
+
 def config_hash(cfg: Any) -> str:
-    """sha256 of the config's canonical JSON, without fields marked ``hashed=False``."""
-    data = to_dict(cfg)
-    for f in dataclasses.fields(cfg):
-        if not f.metadata.get("hashed", True):
-            data.pop(f.name, None)
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    """sha256 of the canonical JSON of :func:`fingerprint`: the one fingerprint of a stage's
+    settings, recorded in its manifest and compared by ``--resume`` and ``parrot pipeline``."""
+    blob = json.dumps(fingerprint(cfg), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+_DIGESTS: dict[tuple, str | int | None] = {}
+
+
+def _contents(value: Any) -> Any:
+    """The sha256 of each file ``value`` names (a path or a list of them), cached per file
+    version; a file too large to hash goes by its size, a directory by a digest of its files, a
+    name that is no local path (``sharegpt``, ``smollm2``) by nothing."""
+    from parrot.core.manifest import describe_input
+
+    if isinstance(value, (list, tuple)):
+        return [_contents(v) for v in value]
+    if value is None:
+        return None
+    path = Path(value)
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    if path.is_dir() or key not in _DIGESTS:
+        described = describe_input(path)
+        _DIGESTS[key] = described.get("sha256") or described.get("bytes")
+    return _DIGESTS[key]
 
 
 # ---------------------------------------------------------------- command line

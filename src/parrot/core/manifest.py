@@ -1,7 +1,8 @@
 """``<output>.manifest.json``: what produced a file, from what, with which settings.
 
-Every stage writes one beside each output: the stage, the full effective config and its hash,
-inputs with sha256, package versions, sampling parameters, counts (read / written / dropped by
+Every stage writes one beside each output: the stage, the full effective config, its
+fingerprint (what the output depends on) and the fingerprint's hash (``config_hash``: what
+``--resume`` and ``parrot pipeline`` compare), inputs with sha256, package versions, sampling parameters, counts (read / written / dropped by
 reason), timings, and anything stage-specific. Secrets never appear: keys that name a secret
 are replaced by ``"<redacted>"`` wherever they occur, and secrets in text are scrubbed
 (:mod:`parrot.core.redact`).
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from parrot import __version__
-from parrot.core.config import config_hash, to_dict
+from parrot.core.config import config_hash, fingerprint, to_dict
 from parrot.core.jsonl import write_text_atomic
 from parrot.core.redact import redact
 
@@ -116,9 +117,8 @@ def write_manifest(
         "complete": complete,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": redact(cfg),
-        "config_hash": config_hash(config)
-        if not isinstance(config, dict)
-        else hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest(),
+        "config_hash": config_hash(config),
+        "fingerprint": fingerprint(config),
         "inputs": [i if isinstance(i, dict) else describe_input(i) for i in inputs],
         "versions": package_versions(),
         "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},

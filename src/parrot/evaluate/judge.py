@@ -13,9 +13,10 @@ Records are FastChat's (``model_judgment/*_single.jsonl``), with ``turn`` runnin
     {"question_id": 81, "model": "smollm2", "judge": ["gpt-4", "single-v1"],
      "user_prompt": "...", "judgment": "... Rating: [[6]]", "score": 6, "turn": 1, "tstamp": ...}
 
-Resumable: a judgment whose (question_id, model, turn, judge model, prompt name) is already in
-the output with a score is not asked again; like FastChat, a -1 is asked again on the next run
-(the report keeps the scored record).
+Resumable (``--resume``): a judgment whose (question_id, model, turn, judge model, prompt name) is
+already in the output with a score is not asked again; like FastChat, a -1 is asked again on the
+next run (the report keeps the scored record). So one judgment file collects several models'
+judgments, run after run; another judge setting is refused (the file's fingerprint).
 """
 
 from __future__ import annotations
@@ -24,14 +25,16 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from parrot import ParrotError
 from parrot.backends import BackendConfig, SamplingParams, load_backend
 from parrot.core.assets import mtbench_data_dir
 from parrot.core.config import opt
-from parrot.core.itemloop import ItemFailed, check_record_settings, locks_output, remove_output, run_items
+from parrot.core.itemloop import ItemFailed, run_items, summary
 from parrot.core.jsonl import read_jsonl
 from parrot.core.manifest import read_manifest, write_manifest
+from parrot.core.outputs import WritesOutput, writes_output
 from parrot.evaluate.answer import model_id_for
 from parrot.evaluate.bench import NEED_REF_CATS, Bench, bench_name, load_bench, load_judge_prompts
 from parrot.evaluate.render import (
@@ -50,9 +53,9 @@ JUDGE_MAX_TOKENS = 2048
 
 
 @dataclass
-class JudgeConfig:
-    answers: list[str] = opt(help="answer files (FastChat schema), one per model", nargs="+")
-    output: str = opt(help="judgments JSONL (appended to; resumable)", flag="-o")
+class JudgeConfig(WritesOutput):
+    answers: list[str] = opt(help="answer files (FastChat schema), one per model", nargs="+", selects=True)
+    output: str = opt(help="judgments JSONL (appended to; resumable)", flag="-o", hashed=False)
     bench: str = opt("mt-bench", "mt-bench | mt-bench-pp | a question FILE (FastChat schema)")
     judge: BackendConfig = opt(
         lambda: BackendConfig(spec="openai:gpt-4"),
@@ -63,15 +66,12 @@ class JudgeConfig:
     )
     followups: str | None = opt(None, "MT-Bench++ follow-ups JSONL (default: the packaged file)")
     reference_model: str = opt("gpt-4", "reference answers: <data>/mt_bench/reference_answer/<NAME>.jsonl")
-    parse_retries: int = opt(2, "ask again this many times when no [[rating]] can be read, then score -1")
-    limit: int | None = opt(None, "judge only the first N questions (smoke runs)")
-    question_ids: list[str] = opt(list, "judge only these question ids")
-    turns: list[int] = opt(list, "judge only these turns (1-based; default all)")
-    overwrite: bool = opt(
-        False,
-        "replace an existing judgment file (default: add to it, skipping the turns it already scores)",
-        hashed=False,
-    )
+    parse_retries: int = opt(2, "ask again this many times when no [[rating]] can be read, then score -1", hashed=False)
+    limit: int | None = opt(None, "judge only the first N questions (smoke runs)", selects=True)
+    question_ids: list[str] = opt(list, "judge only these question ids", selects=True)
+    turns: list[int] = opt(list, "judge only these turns (1-based; default all)", selects=True)
+
+    STAGE: ClassVar[str] = "eval judge"
 
 
 @dataclass
@@ -145,7 +145,7 @@ def answered_bench(path: str | Path) -> str | None:
     manifest = read_manifest(path) or {}
     if manifest.get("stage") != "eval answer":
         return None
-    made_for = manifest.get("bench") or (manifest.get("record_settings") or {}).get("bench")
+    made_for = manifest.get("bench") or (manifest.get("config") or {}).get("bench")
     return bench_name(str(made_for)) if made_for else None
 
 
@@ -225,20 +225,7 @@ def scored_keys(output: str | Path) -> set:
     return {judgment_key(r) for _, r in read_jsonl(output, on_error="skip") if r.get("score", -1) != -1}
 
 
-def judge_settings(cfg: JudgeConfig) -> dict:
-    """What a judgment depends on (not which answer files, questions or turns a run takes: a
-    judgment file collects several models' judgments over runs)."""
-    j = cfg.judge
-    return {
-        "bench": cfg.bench,
-        "followups": cfg.followups,
-        "judge": j.spec,
-        "reference_model": cfg.reference_model,
-        "sampling": [j.temperature, j.top_p, j.max_tokens, j.seed],
-    }
-
-
-@locks_output
+@writes_output
 def judge(cfg: JudgeConfig) -> dict:
     """Run ``parrot eval judge``; return the counts."""
     started = time.monotonic()
@@ -271,13 +258,8 @@ def judge(cfg: JudgeConfig) -> dict:
             "%d judgment(s) of math/reasoning/coding turns have no reference answer: graded with the general prompt",
             counts["no_reference"],
         )
-    if cfg.overwrite:
-        remove_output(cfg.output)
-    settings = judge_settings(cfg)
-    check_record_settings(cfg.output, settings, "eval judge")
     done = scored_keys(cfg.output)
     inputs = list(cfg.answers) + [str(p) for p in bench.sources] + prompt_files(cfg.data_dir)
-    write_manifest(cfg.output, stage="eval judge", config=cfg, inputs=inputs, complete=False, record_settings=settings)
     params = cfg.judge.sampling(SamplingParams(temperature=JUDGE_TEMPERATURE, max_tokens=JUDGE_MAX_TOKENS))
     log.info(
         "judging %d turn(s) of %d model(s) with %s (%d already done)",
@@ -321,14 +303,6 @@ def judge(cfg: JudgeConfig) -> dict:
         judge=described,
         usage=usage,
         complete=not run_counts.get("failed"),
-        record_settings=settings,
     )
-    log.info(
-        "judgments: %s written, %s skipped (done), %s failed, %s unparsable (-1) in %s",
-        counts.get("written", 0),
-        counts.get("skipped_done", 0),
-        counts.get("failed", 0),
-        counts["unparsable"],
-        cfg.output,
-    )
+    log.info("judgments: %s, %s unparsable (-1) in %s", summary(counts), counts["unparsable"], cfg.output)
     return counts

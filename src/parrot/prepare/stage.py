@@ -34,13 +34,15 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from parrot import ParrotError
 from parrot.core.config import opt
 from parrot.core.dialogue import dialogue_id
 from parrot.core.jsonl import AtomicWriter
 from parrot.core.log import format_table
-from parrot.core.manifest import describe_input, write_manifest
+from parrot.core.manifest import describe_input, manifest_path, write_manifest
+from parrot.core.outputs import ONE_PASS, WritesOutput, writes_output
 from parrot.prepare.cleaning import Cleaner, CleanOptions, Conversation, normalize_role, rejoin_pieces
 from parrot.prepare.sources import (
     FORMATS,
@@ -63,8 +65,9 @@ class _Input:
         "directory, or `sharegpt` (the embedded ShareGPT V3 logs)",
         positional=True,
         nargs="*",
+        digest=True,
     )
-    output: str = opt(help="output Dialogue JSONL (the dev split goes to OUT.dev.jsonl)", flag="-o")
+    output: str = opt(help="output Dialogue JSONL (the dev split goes to OUT.dev.jsonl)", flag="-o", hashed=False)
     format: str = opt("auto", "record format: detected per record, or forced", choices=list(FORMATS))
     dev_fraction: float = opt(
         0.01, "fraction of sessions, chosen by a hash of the id, written to OUT.dev.jsonl (0: no dev file)"
@@ -82,11 +85,24 @@ class _Input:
 
 
 @dataclass
-class PrepareConfig(CleanOptions, _Input):
+class PrepareConfig(CleanOptions, _Input, WritesOutput):
     """``parrot prepare``'s settings: the input and output, the cleaning rules (declared once, in
     :class:`~parrot.prepare.cleaning.CleanOptions`), and ``limit``."""
 
     limit: int | None = opt(None, "read at most this many records (a quick look at a big source)")
+
+    STAGE: ClassVar[str] = "prepare"
+    RESUMES: ClassVar[str] = ONE_PASS
+
+    def output_files(self) -> list[Path]:
+        return [Path(self.output), dev_path(self.output)]  # a dev split of an earlier run too
+
+    def side_files(self) -> list[Path]:
+        return [*super().side_files(), manifest_path(dev_path(self.output))]
+
+    def check_inputs(self) -> None:
+        for spec in self.source:
+            resolve_source(spec)
 
     def __post_init__(self):
         if not 0.0 <= self.dev_fraction < 1.0:
@@ -136,6 +152,7 @@ def read_conversations(cfg: PrepareConfig, stats: SourceStats) -> Iterator[Conve
             yield Conversation(str(rid) if rid not in (None, "") else None, messages, meta)
 
 
+@writes_output
 def prepare(cfg: PrepareConfig) -> dict:
     """Run the stage; return the summary (counts by reason, output paths, timings)."""
     t0 = time.time()

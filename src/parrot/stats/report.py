@@ -10,6 +10,9 @@ from parrot.core.jsonl import write_text_atomic
 from parrot.core.manifest import write_manifest
 from parrot.core.redact import redact
 
+#: The plots a stats run writes beside stats.json and stats.md.
+PLOTS = ("turns_histogram.png", "lengths.png", "context_by_turn.png")
+
 
 def _fmt(v, digits: int = 2) -> str:
     if v is None:

@@ -135,12 +135,8 @@ def real_questions(path: str, size: int, seed: int) -> list[str]:
 def run_stats(cfg: StatsConfig) -> dict:
     from parrot.stats.report import write_outputs
 
-    if not cfg.data:
-        raise ParrotError("give at least one dataset file")
+    cfg.check_inputs()  # fail before loading any model
     names = dataset_names(cfg)
-    for path in list(cfg.data) + ([cfg.real] if cfg.real else []):  # fail before loading any model
-        if not Path(path).is_file():
-            raise ParrotError(f"{path}: {'--real' if path == cfg.real else 'dataset'} file not found")
     out_dir = Path(cfg.output)
     out_dir.mkdir(parents=True, exist_ok=True)
     timer = Timer()

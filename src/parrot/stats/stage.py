@@ -13,25 +13,33 @@ Heavy imports (torch, transformers, scikit-learn, matplotlib) happen inside the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
 
+from parrot import ParrotError
 from parrot.backends.base import BackendConfig
 from parrot.core.config import opt
+from parrot.core.manifest import manifest_path
+from parrot.core.outputs import ONE_PASS, WritesOutput, writes_output
 from parrot.stats.context import context_reasons, is_context_dependent
+from parrot.stats.report import PLOTS
 
 __all__ = ["StatsConfig", "stats", "context_reasons", "is_context_dependent"]
 
 
 @dataclass
-class StatsConfig:
-    data: list[str] = opt(help="Dialogue JSONL files, one dataset each", positional=True)
-    output: str = opt(help="output directory (stats.md, stats.json, plots)", flag="-o")
+class StatsConfig(WritesOutput):
+    data: list[str] = opt(help="Dialogue JSONL files, one dataset each", positional=True, digest=True)
+    output: str = opt(help="output directory (stats.md, stats.json, plots)", flag="-o", hashed=False)
     names: list[str] = opt(list, "dataset names for the table (default: file names)")
     tokenizer: str = opt(
         "smollm2",
         "tokenizer for lengths in tokens: a local tokenizer directory, 'smollm2' (the embedded default) or 'none'",
     )
     real: str | None = opt(
-        None, "Dialogue JSONL of real user sessions (e.g. a held-out ShareGPT split) for the human-likeness test"
+        None,
+        "Dialogue JSONL of real user sessions (e.g. a held-out ShareGPT split) for the human-likeness test",
+        digest=True,
     )
     judge: BackendConfig | None = opt(None, "optional LLM context-dependence check on a sample of follow-ups")
     judge_sample: int = opt(100, "follow-up questions sent to --judge per dataset")
@@ -52,7 +60,28 @@ class StatsConfig:
     seed: int = opt(0, "sampling seed")
     plots: bool = opt(True, "write PNG plots")
 
+    STAGE: ClassVar[str] = "stats"
+    RESUMES: ClassVar[str] = ONE_PASS
+    RECORDS: ClassVar[str] = "statistics"
 
+    def output_files(self) -> list[Path]:
+        return [Path(self.output) / name for name in ("stats.json", "stats.md", *PLOTS)]
+
+    def manifest_of(self) -> Path:
+        return Path(self.output) / "stats.json"
+
+    def side_files(self) -> list[Path]:
+        return [manifest_path(Path(self.output) / name) for name in ("stats.json", "stats.md")]
+
+    def check_inputs(self) -> None:
+        if not self.data:
+            raise ParrotError("give at least one dataset file")
+        for path in list(self.data) + ([self.real] if self.real else []):
+            if not Path(path).is_file():
+                raise ParrotError(f"{path}: {'--real' if path == self.real else 'dataset'} file not found")
+
+
+@writes_output
 def stats(cfg: StatsConfig) -> dict:
     """Run ``parrot stats``; returns the JSON document it writes."""
     from parrot.stats.run import run_stats

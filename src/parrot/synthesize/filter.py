@@ -38,6 +38,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from parrot import ParrotError
 from parrot.core.config import opt
@@ -45,6 +46,7 @@ from parrot.core.dialogue import answered_turns, asked_turns, read_dialogues
 from parrot.core.jsonl import AtomicWriter
 from parrot.core.log import format_table, progress
 from parrot.core.manifest import write_manifest
+from parrot.core.outputs import ONE_PASS, WritesOutput, writes_output
 
 log = logging.getLogger("parrot.filter")
 
@@ -52,9 +54,9 @@ DEFAULT_TERMS = Path(__file__).resolve().parent.parent / "data" / "sensitive_ter
 
 
 @dataclass
-class FilterConfig:
-    input: str = opt(help="Dialogue JSONL (e.g. synthesize's output)", positional=True)
-    output: str = opt(help="filtered Dialogue JSONL", flag="-o")
+class FilterConfig(WritesOutput):
+    input: str = opt(help="Dialogue JSONL (e.g. synthesize's output)", positional=True, digest=True)
+    output: str = opt(help="filtered Dialogue JSONL", flag="-o", hashed=False)
     min_turns: int = opt(2, "drop sessions with fewer turns (after cuts)")
     on_bad_question: str = opt(
         "cut", "cut the session before a bad question, or drop the session", choices=["cut", "drop"]
@@ -65,12 +67,23 @@ class FilterConfig:
     max_overlap: float = opt(0.7, "share of a question's n-grams seen in one earlier question that makes it repetitive")
     role_confusion: bool = opt(True, "cut at questions that read like an assistant's answer")
     sensitive: bool = opt(True, "cut at questions holding a term of the sensitive-content list")
-    sensitive_terms: str | None = opt(None, "sensitive-content list, one term per line (default: the built-in list)")
+    sensitive_terms: str | None = opt(
+        None, "sensitive-content list, one term per line (default: the built-in list)", digest=True
+    )
     near_duplicate: float = opt(
         0.8, "Jaccard similarity of two sessions' questions above which the later one is dropped (1 disables)"
     )
     num_perm: int = opt(64, "MinHash permutations for near-duplicate detection")
     seed: int = opt(1, "MinHash seed")
+
+    STAGE: ClassVar[str] = "filter"
+    RESUMES: ClassVar[str] = ONE_PASS
+
+    def check_inputs(self) -> None:
+        if not Path(self.input).is_file():
+            raise ParrotError(f"{self.input}: file not found")
+        if self.sensitive:
+            load_terms(self.sensitive_terms)
 
 
 # ---------------------------------------------------------------- question checks
@@ -200,6 +213,7 @@ class NearDuplicates:
 # ---------------------------------------------------------------- the command
 
 
+@writes_output
 def filter_sessions(cfg: FilterConfig) -> dict:
     """Filter ``cfg.input`` into ``cfg.output``; return the counts (also in the manifest)."""
     if not 0 < cfg.max_overlap <= 1 or not 0 < cfg.near_duplicate <= 1:

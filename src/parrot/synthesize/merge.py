@@ -2,7 +2,7 @@
 
 Each shard was run with ``--shard i/n`` on its own machine. Before writing anything, the merge
 checks every shard's manifest: the shard finished (``complete``), all shards belong to one run
-(the same run hash: the same config apart from the shard), each ``i`` of ``0..n-1`` appears
+(the same config hash: the same settings apart from the shard), each ``i`` of ``0..n-1`` appears
 exactly once, and each file holds exactly the sessions its manifest counted. While copying it
 checks that no session id appears twice. Any violation is an error naming the file.
 
@@ -17,20 +17,30 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from parrot import ParrotError
 from parrot.core.config import opt
 from parrot.core.jsonl import AtomicWriter, read_jsonl
 from parrot.core.log import progress
 from parrot.core.manifest import read_manifest, write_manifest
+from parrot.core.outputs import ONE_PASS, WritesOutput, writes_output
 
 log = logging.getLogger("parrot.merge")
 
 
 @dataclass
-class MergeConfig:
-    inputs: list[str] = opt(list, "shard outputs of one synthesize run (each with its manifest)", positional=True)
-    output: str = opt("merged.jsonl", "merged Dialogue JSONL", flag="-o")
+class MergeConfig(WritesOutput):
+    inputs: list[str] = opt(
+        list, "shard outputs of one synthesize run (each with its manifest)", positional=True, digest=True
+    )
+    output: str = opt("merged.jsonl", "merged Dialogue JSONL", flag="-o", hashed=False)
+
+    STAGE: ClassVar[str] = "merge"
+    RESUMES: ClassVar[str] = ONE_PASS
+
+    def check_inputs(self) -> None:
+        check_shards([Path(p) for p in self.inputs])
 
 
 def check_shards(paths: list[Path]) -> list[dict]:
@@ -55,10 +65,10 @@ def check_shards(paths: list[Path]) -> list[dict]:
         manifests.append(man)
     first = manifests[0]
     for p, man in zip(paths, manifests):
-        if man.get("run_hash") != first.get("run_hash"):
+        if man.get("config_hash") != first.get("config_hash"):
             raise ParrotError(
-                f"{p}: belongs to a different run than {paths[0]} (run hash "
-                f"{str(man.get('run_hash'))[:12]} vs {str(first.get('run_hash'))[:12]})"
+                f"{p}: belongs to a different run than {paths[0]} (config hash "
+                f"{str(man.get('config_hash'))[:12]} vs {str(first.get('config_hash'))[:12]})"
             )
     n = first["shard"]["of"]
     seen: dict[int, Path] = {}
@@ -73,6 +83,7 @@ def check_shards(paths: list[Path]) -> list[dict]:
     return manifests
 
 
+@writes_output
 def merge(cfg: MergeConfig) -> dict:
     paths = [Path(p) for p in cfg.inputs]
     t0 = time.monotonic()
@@ -109,7 +120,7 @@ def merge(cfg: MergeConfig) -> dict:
         inputs=paths,
         counts=counts,
         timings={"seconds": round(time.monotonic() - t0, 3)},
-        run_hash=manifests[0]["run_hash"],
+        shards_config_hash=manifests[0]["config_hash"],
         shards=len(paths),
     )
     print(f"parrot merge: {counts['sessions']} sessions ({counts['turns']} turns) from {len(paths)} shards -> {out}")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
+import dataclasses
 import logging
 import random
 import re
@@ -35,15 +35,16 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from parrot import ParrotError
 from parrot.backends import BackendConfig, load_backend
 from parrot.core.config import opt, to_dict
 from parrot.core.dialogue import read_dialogues, user_questions
-from parrot.core.itemloop import failures_path, failures_writer, locks_output, settle_failures, start_output
 from parrot.core.jsonl import AppendWriter, read_jsonl
 from parrot.core.log import format_table, progress
-from parrot.core.manifest import describe_input, read_manifest, write_manifest
+from parrot.core.manifest import describe_input, write_manifest
+from parrot.core.outputs import WritesOutput, failures_path, failures_writer, settle_failures, writes_output
 from parrot.synthesize.journal import apply_journal, compact_journal, journal_path, restore_journal
 from parrot.synthesize.session import Synthesizer, session_id
 
@@ -51,8 +52,8 @@ log = logging.getLogger("parrot.synthesize")
 
 
 @dataclass
-class SynthesizeConfig:
-    output: str = opt(help="output Dialogue JSONL (sessions are appended as they finish)", flag="-o")
+class SynthesizeConfig(WritesOutput):
+    output: str = opt(help="output Dialogue JSONL (sessions are appended as they finish)", flag="-o", hashed=False)
     asker: BackendConfig = opt(
         BackendConfig,
         "the user simulator's model (trained Parrot-Ask, or any instruct model with --asker-mode prompted)",
@@ -63,8 +64,8 @@ class SynthesizeConfig:
         "trained: the role-swapped Parrot-Ask prompt; prompted: an instruct model told to play a user (self-chat baseline)",
         choices=["trained", "prompted"],
     )
-    seeds: str | None = opt(None, "Dialogue JSONL whose first user questions open the sessions")
-    topics: str | None = opt(None, "text file, one topic per line: the simulator writes the first question")
+    seeds: str | None = opt(None, "Dialogue JSONL whose first user questions open the sessions", digest=True)
+    topics: str | None = opt(None, "text file, one topic per line: the simulator writes question 1", digest=True)
     max_seed_chars: int = opt(
         2000, "skip seed questions longer than this (pasted documents overflow small models' context); 0: no limit"
     )
@@ -73,10 +74,12 @@ class SynthesizeConfig:
     seed: int = opt(0, "run seed: seed choice, sampling seeds and session ids derive from it")
     system_prompt: str | None = opt(None, "system message for the assistant (kept as the Dialogue's first message)")
     prompted_prompt: str | None = opt(
-        None, "file with the prompted simulator's system prompt (default: the built-in one)"
+        None, "file with the prompted simulator's system prompt (default: the built-in one)", digest=True
     )
-    shard: str | None = opt(None, "i/n: run only the session indices i, i+n, i+2n, ... (0-based)")
-    in_flight: int | None = opt(None, "sessions in progress at once (default: the backends' batch size or concurrency)")
+    shard: str | None = opt(None, "i/n: run only the session indices i, i+n, i+2n, ... (0-based)", selects=True)
+    in_flight: int | None = opt(
+        None, "sessions in progress at once (default: the backends' batch size or concurrency)", hashed=False
+    )
     step_retries: int = opt(2, "extra tries of a failed call, later in the run, before the session ends", hashed=False)
     step_retry_delay: float = opt(
         30.0,
@@ -85,9 +88,15 @@ class SynthesizeConfig:
         hashed=False,
     )
     id_prefix: str = opt("synth", "session ids are PREFIX-sSEED-INDEX")
-    resume: bool = opt(False, "continue an interrupted run of the same config", hashed=False)
-    force: bool = opt(False, "with --resume: continue even though the config changed", hashed=False)
-    overwrite: bool = opt(False, "replace an existing output instead of refusing", hashed=False)
+
+    STAGE: ClassVar[str] = "synthesize"
+    RECORDS: ClassVar[str] = "sessions"
+
+    def output_files(self) -> list[Path]:
+        return [Path(self.output), journal_path(self.output)]
+
+    def check_inputs(self) -> None:
+        input_files(self)
 
 
 # ---------------------------------------------------------------- paths, ids, seeds
@@ -108,46 +117,18 @@ def shard_indices(num_sessions: int, shard: str | None) -> list[int]:
     return list(range(i, num_sessions, n))
 
 
-INPUT_FILES = ("seeds", "topics", "prompted_prompt")
-
-
 def input_files(cfg: SynthesizeConfig) -> dict[str, dict]:
-    """The run's seed, topic and prompt files, each described (hashed) once: for the run hash and
-    both manifests. A missing one is an error before any model loads or any file is written."""
+    """The run's seed, topic and prompt files (the fields whose contents its fingerprint covers),
+    described (hashed) for the manifests. A missing one is an error before any model loads or any
+    file is written."""
     files = {}
-    for name in INPUT_FILES:
-        path = getattr(cfg, name)
+    for f in dataclasses.fields(cfg):
+        path = getattr(cfg, f.name) if f.metadata.get("digest") else None
         if path and not Path(path).is_file():
-            raise ParrotError(f"--{name.replace('_', '-')} {path}: file not found")
+            raise ParrotError(f"--{f.name.replace('_', '-')} {path}: file not found")
         if path:
-            files[name] = describe_input(path)
+            files[f.name] = describe_input(path)
     return files
-
-
-def run_hash(cfg: SynthesizeConfig, files: dict[str, dict]) -> str:
-    """What makes two runs (or shards) the same run: the config without shard and run controls,
-    and the contents of its input ``files`` (see :func:`input_files`)."""
-    data = to_dict(cfg)
-    for k in ("shard", "resume", "force", "overwrite", "step_retries", "step_retry_delay", "in_flight", "output"):
-        data.pop(k, None)
-    for role in ("asker", "assistant"):  # how fast a role is served does not change what it says
-        for k in ("concurrency", "timeout", "max_retries", "batch_size", "slots", "threads", "base_url"):
-            data[role].pop(k, None)
-    # By content: a seed file regenerated under the same name is another pool (files too large
-    # to hash go by size).
-    data["input_sha256"] = {k: d.get("sha256") or d.get("bytes") for k, d in files.items()}
-    blob = repr(sorted(_flatten(data).items()))
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def load_seed_pool(cfg: SynthesizeConfig, counts: Counter) -> list[dict]:
@@ -193,26 +174,7 @@ def same_server(a: BackendConfig, b: BackendConfig) -> bool:
     return {k: v for k, v in da.items() if k not in skip} == {k: v for k, v in db.items() if k not in skip}
 
 
-def _check_start(cfg: SynthesizeConfig, out: Path, rhash: str) -> None:
-    def settings_changed() -> str | None:
-        old = (read_manifest(out) or {}).get("run_hash")
-        return (
-            None
-            if old == rhash
-            else (f"the config differs from the run that wrote it: run hash {str(old)[:12]} vs {rhash[:12]}")
-        )
-
-    start_output(
-        out,
-        resume=cfg.resume,
-        overwrite=cfg.overwrite,
-        force=cfg.force,
-        settings_changed=settings_changed,
-        also=(journal_path(out),),
-    )
-
-
-@locks_output
+@writes_output
 def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     """Run (or resume) a synthesis run; return its counts.
 
@@ -223,8 +185,6 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
         raise ParrotError(f"max_turns must be >= 1 and num_sessions >= 0, found {cfg.max_turns} and {cfg.num_sessions}")
     out = Path(cfg.output)
     files = input_files(cfg)
-    rhash = run_hash(cfg, files)
-    _check_start(cfg, out, rhash)
     started_wall = time.time()
     read_counts: Counter = Counter()
     pool = load_seed_pool(cfg, read_counts)
@@ -234,7 +194,6 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     done = {wanted[x] for x in done_ids if x in wanted}
     shard_i, shard_n = parse_shard(cfg.shard)
     manifest_extra = dict(
-        run_hash=rhash,
         shard={"index": shard_i, "of": shard_n},
         num_sessions=cfg.num_sessions,
         expected_sessions=len(indices),

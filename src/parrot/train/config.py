@@ -22,17 +22,52 @@ from typing import ClassVar
 
 from parrot import ParrotError
 from parrot.core.config import opt
+from parrot.core.outputs import CHECKPOINT, WritesOutput
 
 #: The accelerate configs shipped in ``parrot/accelerate/`` (by name).
 ACCELERATE_CONFIGS = ("multi-gpu", "deepspeed-zero2", "deepspeed-zero3", "fsdp2")
 
+#: The weights a save leaves behind. A later save into the same directory removes them first: a
+#: stale adapter_config.json beside new full weights would make every loader apply the old adapter.
+SAVED_WEIGHTS = (
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+    "model.safetensors",
+    "model-*-of-*.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model*.bin",
+    "pytorch_model.bin.index.json",
+)
+
+#: What a training run writes into its output directory (--overwrite removes these; any other file
+#: there is left alone): the weights, their config and tokenizer, PEFT's model card, TRL's
+#: checkpoints and logs.
+TRAINED_FILES = (
+    *SAVED_WEIGHTS,
+    "config.json",
+    "generation_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "chat_template.jinja",
+    "training_args.bin",
+    "README.md",
+    "checkpoint-*",
+    "runs",
+)
+
 
 @dataclass
-class TrainConfig:
+class TrainConfig(WritesOutput):
     """What every training command shares."""
 
-    data: list[str] = opt(list, "input JSONL file(s)", positional=True)
-    output: str = opt("", "output checkpoint directory (a manifest goes beside it: OUT.manifest.json)", flag="-o")
+    data: list[str] = opt(list, "input JSONL file(s)", positional=True, digest=True)
+    output: str = opt(
+        "", "output checkpoint directory (a manifest goes beside it: OUT.manifest.json)", flag="-o", hashed=False
+    )
     model: str = opt(
         "smollm2",
         "starting model: a local checkpoint directory, hf:PATH, or smollm2 "
@@ -79,6 +114,12 @@ class TrainConfig:
     trl_config: ClassVar[str] = "SFTConfig"
     #: Keys the config does not know are collected here (and passed on to TRL), not refused.
     unknown_keys: ClassVar[str] = "trl_args"
+    RESUMES: ClassVar[str] = CHECKPOINT
+    RECORDS: ClassVar[str] = "weights"
+
+    def output_files(self) -> list[Path]:
+        out = Path(self.output)
+        return sorted({p for pattern in TRAINED_FILES for p in out.glob(pattern)}) if out.is_dir() else []
 
     def __post_init__(self):
         if not self.data:
@@ -139,7 +180,7 @@ def trusts_remote_code(cfg: TrainConfig) -> bool:
 class SFTTrainConfig(TrainConfig):
     """``train-chat``: loss on the assistant turns of Dialogue records."""
 
-    eval_data: str | None = opt(None, "held-out Dialogue JSONL: its loss is measured after training")
+    eval_data: str | None = opt(None, "held-out Dialogue JSONL: its loss is measured after training", digest=True)
     eval_limit: int | None = opt(
         None,
         "use at most this many held-out records (quick runs: the held-out loss is a forward pass over every example)",
@@ -149,6 +190,7 @@ class SFTTrainConfig(TrainConfig):
         "pack whole sessions into max_length rows (best-fit, padding-free, "
         "attention kept within each session); --no-packing pads each batch",
     )
+    STAGE: ClassVar[str] = "train-chat"
 
     def __post_init__(self):
         super().__post_init__()
@@ -161,9 +203,10 @@ class AskTrainConfig(SFTTrainConfig):
     """``train-ask``: the user simulator, loss on the user turns (by the role swap)."""
 
     system_prompt: str | None = opt(
-        None, "a file with the simulator's system prompt (default: the packaged prompts/ask_system.txt)"
+        None, "a file with the simulator's system prompt (default: the packaged prompts/ask_system.txt)", digest=True
     )
     add_stop: bool = opt(False, "teach the simulator to end a session: a stop marker after the last real answer")
+    STAGE: ClassVar[str] = "train-ask"
 
 
 @dataclass
@@ -175,8 +218,9 @@ class DPOTrainConfig(TrainConfig):
         "reference model for full fine-tuning (default: the starting "
         "model); with LoRA the reference is the model with the adapter off",
     )
-    eval_data: str | None = opt(None, "held-out preference pairs: evaluated after training")
+    eval_data: str | None = opt(None, "held-out preference pairs: evaluated after training", digest=True)
     trl_config: ClassVar[str] = "DPOConfig"
+    STAGE: ClassVar[str] = "train-dpo"
 
 
 def accelerate_config_path(name_or_path: str) -> Path:

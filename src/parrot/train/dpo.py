@@ -26,6 +26,7 @@ from parrot import ParrotError
 from parrot.core.checkpoint import resolve_model_path
 from parrot.core.dialogue import check_dialogue
 from parrot.core.jsonl import read_jsonl
+from parrot.core.outputs import writes_output
 from parrot.core.shorten import shorten
 from parrot.core.tokens import count_tokens
 from parrot.train.config import DPOTrainConfig
@@ -120,6 +121,7 @@ def build_pair_dataset(
     )
 
 
+@writes_output
 def train_dpo(cfg: DPOTrainConfig) -> dict | None:
     """``parrot train-dpo``: DPO on preference pairs; returns the manifest's numbers."""
     if relaunch_under_accelerate(cfg, "train-dpo"):

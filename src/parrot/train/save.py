@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.train.config import TrainConfig
+from parrot.train.config import SAVED_WEIGHTS, TrainConfig
 
 log = logging.getLogger("parrot.train")
 
@@ -35,20 +35,6 @@ def save_output(trainer, cfg: TrainConfig, tokenizer) -> str:
     if (out / "training_args.bin").exists():
         (out / "training_args.bin").unlink()  # pickled TRL config: the manifest records it as JSON
     return kind
-
-
-# What a save leaves behind. A later run into the same directory removes them first: a stale
-# adapter_config.json beside new full weights would make every loader apply the old adapter.
-SAVED_WEIGHTS = (
-    "adapter_config.json",
-    "adapter_model.safetensors",
-    "adapter_model.bin",
-    "model.safetensors",
-    "model-*-of-*.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model*.bin",
-    "pytorch_model.bin.index.json",
-)
 
 
 def remove_saved_weights(out: Path) -> None:

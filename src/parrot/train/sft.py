@@ -20,6 +20,7 @@ from pathlib import Path
 
 from parrot import ParrotError
 from parrot.core.dialogue import read_dialogues
+from parrot.core.outputs import writes_output
 from parrot.synthesize.roleswap import STOP_MARKER, to_simulator
 from parrot.train.config import AskTrainConfig, SFTTrainConfig
 from parrot.train.dataset import stream_dataset
@@ -134,6 +135,7 @@ def sft_trainer(cfg: SFTTrainConfig, tokenizer, model_path: Path, train_ds, eval
     return trl_trainer(SFTTrainer, cfg, args, tokenizer, model_path, train_ds, eval_ds)
 
 
+@writes_output
 def train_chat(cfg: SFTTrainConfig) -> dict | None:
     """``parrot train-chat``: Parrot-Chat, loss on every assistant turn."""
     if relaunch_under_accelerate(cfg, "train-chat"):
@@ -141,6 +143,7 @@ def train_chat(cfg: SFTTrainConfig) -> dict | None:
     return run_sft(cfg, chat_view, "train-chat")
 
 
+@writes_output
 def train_ask(cfg: AskTrainConfig) -> dict | None:
     """``parrot train-ask``: Parrot-Ask, loss on every real user turn (role swap)."""
     if relaunch_under_accelerate(cfg, "train-ask"):

@@ -98,6 +98,8 @@ def trl_kwargs(cfg: TrainConfig, **parrot_defaults) -> dict:
         "seed": 42,
         **parrot_defaults,
     }
+    if cfg.resume:  # --resume: from the latest checkpoint-N, if there is one
+        defaults["resume_from_checkpoint"] = True
     return device_settings(defaults, cfg.trl_args)
 
 

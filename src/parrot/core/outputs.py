@@ -1,0 +1,356 @@
+"""One rule for a stage's existing output, and the guarantees that come with writing one.
+
+Every stage that writes an output (prepare, merge, filter, stats, train-*, synthesize, capo,
+capo select, eval answer, eval judge, eval report) has a config that inherits
+:class:`WritesOutput` and a function decorated with :func:`writes_output`. On an output that
+already exists:
+
+- ``--overwrite`` starts over: the files that belong to the output (the config says which:
+  :meth:`WritesOutput.output_files` and :meth:`WritesOutput.side_files`) are removed, exactly
+  those, and the stage runs;
+- ``--resume`` continues it. What that means depends on the stage (:attr:`WritesOutput.RESUMES`):
+  a stage that adds records item by item (synthesize, capo, eval answer...) skips what is done
+  and does the rest; a training stage goes on from the latest ``checkpoint-N``; a stage that
+  writes its output in one pass (prepare, filter, stats...) has nothing partial to continue: a
+  complete output made with the same settings is up to date (the run does nothing and returns
+  the counts its manifest recorded), any other is made again. Settings that differ from those
+  the output was made with (its manifest's :func:`~parrot.core.config.config_hash`) are an
+  error naming what changed, unless ``--force``;
+- neither is an error naming both, and nothing is touched.
+
+The decorator takes the output's lock first (:func:`output_lock`: a second run on the same output
+stops before it removes, loads or writes anything), then applies the rule, then runs the stage.
+The failures file (``<output>.failures.jsonl``) always matches the output (:func:`settle_failures`).
+
+>>> @dataclass                                                        # doctest: +SKIP
+... class ThingConfig(WritesOutput):
+...     output: str = opt(help="out.jsonl", hashed=False)
+...     STAGE: ClassVar[str] = "thing"
+>>> @writes_output                                                    # doctest: +SKIP
+... def thing(cfg: ThingConfig) -> dict: ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import functools
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from parrot import ParrotError
+from parrot.core.config import config_hash, fingerprint, opt
+from parrot.core.jsonl import AppendWriter, AtomicWriter, lock_file, read_jsonl
+from parrot.core.manifest import manifest_path, read_manifest, write_manifest
+
+log = logging.getLogger("parrot")
+
+#: What ``--resume`` does (:attr:`WritesOutput.RESUMES`).
+CONTINUES = "continues"  # items already in the output are skipped, the rest is done
+CHECKPOINT = "checkpoint"  # training goes on from the latest checkpoint-N
+ONE_PASS = "one pass"  # nothing partial to continue: up to date, or made again
+
+# Set while a stage runs holding its output's lock: a process it starts (the workers of
+# `accelerate launch`) runs the same stage on the same output under that lock.
+_HELD = "PARROT_OUTPUT_LOCK_HELD"
+
+
+# ---------------------------------------------------------------- what a stage declares
+
+
+@dataclass(kw_only=True)
+class WritesOutput:
+    """The settings and the files of a stage that writes an output (``cfg.output``).
+
+    A subclass names its stage (:attr:`STAGE`), says what ``--resume`` does (:attr:`RESUMES`)
+    and, when its output is more than ``cfg.output``, which files belong to it.
+    """
+
+    resume: bool = opt(
+        False,
+        "continue an existing output: skip what is done (training: from the latest checkpoint-N); a "
+        "complete one-pass output made with the same settings is left as it is",
+        hashed=False,
+    )
+    overwrite: bool = opt(False, "start an existing output over: its files are removed first", hashed=False)
+    force: bool = opt(False, "with --resume: continue although the settings changed", hashed=False)
+
+    STAGE: ClassVar[str] = ""  # the stage's name, as its manifest records it
+    RESUMES: ClassVar[str] = CONTINUES
+    RECORDS: ClassVar[str] = "records"  # what the output holds, for messages
+
+    def output_files(self) -> list[Path]:
+        """The files (or directories) that make up the output: the output exists when one of
+        them does, and ``--overwrite`` removes them."""
+        return [Path(self.output)]
+
+    def manifest_of(self) -> Path:
+        """The file whose manifest (``<file>.manifest.json``) records how the output was made."""
+        return Path(self.output)
+
+    def side_files(self) -> list[Path]:
+        """What goes with the output, removed with it: its manifest and its failures file."""
+        return [manifest_path(self.manifest_of()), failures_path(self.output)]
+
+    def check_inputs(self) -> None:
+        """Raise a ParrotError naming an input that cannot be read: called under the lock, before
+        ``--overwrite`` removes anything (a mistyped input path costs no finished output)."""
+
+    def check_existing(self) -> None:
+        """Raise a ParrotError when the existing output cannot be continued although the
+        settings are the same (an answer file of another model): called before ``--resume``
+        continues it."""
+
+
+# ---------------------------------------------------------------- the rule
+
+
+@dataclass(frozen=True)
+class Start:
+    """How a run begins: ``"start"`` (a new output), ``"continue"`` or ``"up to date"``."""
+
+    how: str
+    manifest: dict | None = None
+
+
+def begin(cfg: WritesOutput, *, remove: bool = True) -> Start:
+    """Apply the ``--resume`` / ``--overwrite`` / ``--force`` rule to ``cfg``'s output (see the
+    module docstring). ``remove=False`` only decides (a distributed worker beside the main one)."""
+    out = Path(cfg.output)
+    files = cfg.output_files()
+    if cfg.overwrite or not any(p.exists() for p in files):
+        if remove:  # with --overwrite, or what a run that wrote nothing left (a manifest)
+            remove_files([*files, *cfg.side_files()])
+        return Start("start")
+    if not cfg.resume:
+        raise ParrotError(f"{out}: already exists; pass --resume to continue it or --overwrite to start over")
+    manifest = read_manifest(cfg.manifest_of())
+    changed = settings_changed(cfg, manifest)
+    complete = bool(manifest and manifest.get("complete"))
+    if cfg.RESUMES == ONE_PASS:
+        if complete and not changed:
+            return Start("up to date", manifest)
+        log.info("%s: %s: made again", out, changed or "not complete")
+        if remove:
+            remove_files([*files, *cfg.side_files()])
+        return Start("start")
+    if changed and not cfg.force:
+        raise ParrotError(
+            f"{out}: holds {cfg.STAGE} {cfg.RECORDS} made with other settings ({changed}); pass --overwrite "
+            "to start over; to continue under different settings anyway (the config differs), pass --force"
+        )
+    if changed:
+        log.warning("%s: made with other settings (%s); continued anyway (--force)", out, changed)
+    if manifest is None:
+        log.warning("%s: no manifest beside it: the settings it was made with cannot be checked", out)
+    if cfg.RESUMES == CHECKPOINT and complete and not changed:
+        return Start("up to date", manifest)
+    cfg.check_existing()
+    return Start("continue", manifest)
+
+
+def settings_changed(cfg: Any, manifest: dict | None) -> str | None:
+    """How ``cfg``'s fingerprint differs from the one ``manifest`` records (``"max_tokens 1024 →
+    64"``), or None when they are the same, or when there is no manifest to tell (a file written
+    elsewhere, such as FastChat's answers)."""
+    if manifest is None:
+        return None
+    stage = getattr(cfg, "STAGE", "")
+    if stage and manifest.get("stage") not in (None, stage):
+        return f"written by {manifest.get('stage')}, not {stage}"
+    new_hash = config_hash(cfg)
+    if manifest.get("config_hash") == new_hash:
+        return None
+    hashes = f"config hash {str(manifest.get('config_hash'))[:12]} → {new_hash[:12]}"
+    old, new = manifest.get("fingerprint"), fingerprint(cfg)
+    if old is None:  # the manifest of an earlier Parrot
+        return hashes
+    keys = [*new, *(k for k in old if k not in new)]
+    return "; ".join(f"{k} {_shown(old, k)} → {_shown(new, k)}" for k in keys if _differs(old, new, k)) or hashes
+
+
+def _differs(old: dict, new: dict, key: str) -> bool:
+    return (key in old) != (key in new) or old.get(key) != new.get(key)
+
+
+def _shown(values: dict, key: str) -> str:
+    if key not in values:
+        return "(unset)"
+    text = repr(values[key])
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def same_selection(cfg: Any, manifest: dict) -> bool:
+    """Whether the fields that choose which items a stage does (``selects=True``: ``--limit``,
+    question ids, answer files) are as the manifest recorded them."""
+    from parrot.core.config import to_dict
+    from parrot.core.redact import redact
+
+    recorded = manifest.get("config") or {}
+    now = json.loads(json.dumps(redact(to_dict(cfg)), default=str))
+    return all(recorded.get(f.name) == now.get(f.name) for f in dataclasses.fields(cfg) if f.metadata.get("selects"))
+
+
+def remove_files(paths: list[Path]) -> None:
+    """Remove each file (a directory with what is in it) that exists."""
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- the decorator
+
+
+def writes_output(stage: Callable) -> Callable:
+    """Decorate a stage function ``stage(cfg, ...)``: it runs holding :func:`output_lock` on
+    ``cfg.output``, after the rule (:func:`begin`) said how. An up-to-date output returns the
+    counts its manifest recorded, and the stage does not run. A stage that can be continued
+    leaves an incomplete manifest from its start on (``parrot pipeline`` resumes it)."""
+
+    @functools.wraps(stage)
+    def run(cfg: WritesOutput, *args, **kwargs):
+        if not getattr(cfg, "output", None):  # `eval report` without -o prints and writes nothing
+            return stage(cfg, *args, **kwargs)
+        out = str(Path(cfg.output).resolve())
+        if os.environ.get(_HELD) == out:  # started by the run holding the lock: it applied the rule
+            return stage(cfg, *args, **kwargs)
+        if not _main_process():  # a distributed worker: the main process locks and removes
+            start = begin(cfg, remove=False)
+            return _up_to_date(cfg, start) if start.how == "up to date" else stage(cfg, *args, **kwargs)
+        with output_lock(cfg.output):
+            cfg.check_inputs()
+            start = begin(cfg)
+            if start.how == "up to date":
+                return _up_to_date(cfg, start)
+            if cfg.RESUMES != ONE_PASS:
+                write_manifest(cfg.manifest_of(), stage=cfg.STAGE, config=cfg, complete=False)
+            os.environ[_HELD] = out
+            try:
+                return stage(cfg, *args, **kwargs)
+            finally:
+                os.environ.pop(_HELD, None)
+
+    run.writes_output = True  # type: ignore[attr-defined]
+    return run
+
+
+def _up_to_date(cfg: WritesOutput, start: Start) -> Any:
+    log.info("%s: up to date (complete, made with the same settings): nothing to do", cfg.output)
+    return (start.manifest or {}).get("counts", {})
+
+
+def _main_process() -> bool:
+    """False in a distributed worker other than the first (``accelerate launch``, torchrun)."""
+    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"
+
+
+# ---------------------------------------------------------------- the lock
+
+
+def lock_path(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".lock")
+
+
+@contextmanager
+def output_lock(output: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<output>.lock`` while the block runs: a second run on the same
+    output (``--overwrite`` or ``--resume`` included) stops with an error naming ``output``
+    before it deletes, starts or writes anything. The lock goes with the process, however it
+    ends; the lock file is removed when the block ends (a run that locks a removed file's
+    inode finds out and locks the new file), and so are the directories made for it, if empty.
+    Where no file can be made (a read-only directory) nothing can be written either: the stage
+    runs unlocked and says so itself, naming the file it could not write."""
+    path = lock_path(output)
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = _locked(path, Path(output))
+    except OSError as e:
+        if not isinstance(e, PermissionError) and e.errno != errno.EROFS:
+            raise
+        fh = None
+    try:
+        yield
+    finally:
+        if fh is not None:
+            path.unlink(missing_ok=True)  # while holding it
+            fh.close()
+        _remove_empty(made)
+
+
+def _locked(path: Path, output: Path):
+    """``path`` opened and locked; the lock is on the file the path names now."""
+    while True:
+        fh = path.open("a", encoding="utf-8")
+        lock_file(fh, output)  # closes the file and raises when another run holds it
+        try:
+            same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fh
+        fh.close()  # locked a lock file that its holder removed as it finished: lock the new one
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:  # not empty (the output is in it): kept, with those above it
+            break
+
+
+# ---------------------------------------------------------------- the failures file
+
+
+def failures_path(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(output.name + ".failures.jsonl")
+
+
+def failures_writer(output: str | Path) -> AppendWriter:
+    """The appender of ``<output>.failures.jsonl``: its records are redacted (a server's error
+    text can echo the request's key)."""
+    return AppendWriter(failures_path(output), fsync=False, redact=True)
+
+
+def failure_key(key: Any) -> str:
+    """A failure's key as the file holds it and as a run holds it (tuples read back as lists)."""
+    return json.dumps(key, sort_keys=True, default=str)
+
+
+def settle_failures(output: str | Path, settled: Callable[[dict], bool], key: str = "key") -> int:
+    """Rewrite ``<output>.failures.jsonl`` to hold the failures that still stand, so that it
+    always matches the output; return how many stand.
+
+    Per ``record[key]`` the last record stands (a retry that failed again replaces the one
+    before it), unless ``settled(record)`` says the item is done now (it is in the output). With
+    none left the file is removed.
+    """
+    path = failures_path(output)
+    if not path.exists():
+        return 0
+    last: dict = {}
+    lines = 0
+    for lineno, rec in read_jsonl(path, on_error="skip"):
+        lines += 1
+        k = rec.get(key)
+        last[lineno if k is None else failure_key(k)] = (lineno, rec)  # no key: each record stands alone
+    standing = [rec for _, rec in sorted(last.values(), key=lambda x: x[0]) if not settled(rec)]
+    if not standing:
+        path.unlink()
+    elif len(standing) != lines:
+        with AtomicWriter(path) as out:
+            for rec in standing:
+                out.write(rec)
+    return len(standing)
