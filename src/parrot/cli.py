@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 
 from parrot import ParrotError, __version__
-from parrot.core.config import add_config_arguments, config_from_args, flags_without_value, split_overrides
+from parrot.core.cmdline import add_config_arguments, config_from_args, flags_without_value, split_overrides
 from parrot.core.log import setup_logging
 from parrot.core.redact import redact_text
 

@@ -211,32 +211,25 @@ class PipelineConfig:
             raise ParrotError(f"stages: unknown stage(s) {', '.join(unknown)} (known: {', '.join(STAGE_NAMES)})")
         # Every selected stage's settings are checked now, before the first stage runs: a mistyped
         # key under eval_judge is an error at once, not after an hour of synthesis and training.
-        # A ValueError "SECTION: ...", so the config builder names the YAML line or the command line.
+        # The sections' keys remember where they were given: errors name the YAML line or the command line.
         for stage in STAGES:
             if stage.name in self.stages:
-                try:
-                    stage_config(stage, self)
-                except ParrotError as e:
-                    prefix = f"pipeline: {stage.name}: "
-                    message = str(e)[len(prefix) :] if str(e).startswith(prefix) else str(e)
-                    raise ValueError(f"{stage.name}: {message}") from None
+                stage_config(stage, self)
 
-
-def _merge(base: dict, over: dict) -> dict:
-    """``over`` on top of ``base``; nested mappings merge (``asker: {temperature: 1}`` keeps the spec)."""
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
+    @staticmethod
+    def section_config(name: str) -> type:
+        """The config class of a stage's section: the config builder merges the YAML file's and the
+        command line's settings for it by that class's fields (``synthesize.asker=SPEC`` keeps the file's
+        other asker options)."""
+        module, cls_name, _ = next(s for s in STAGES if s.name == name).target.split(":")
+        return getattr(importlib.import_module(module), cls_name)
 
 
 def _with_workdir(value: Any, workdir: str) -> Any:
     """``{workdir}`` in a setting's strings replaced by the work directory (``"{workdir}/data/x.jsonl"``)."""
     if isinstance(value, str):
-        return value.replace("{workdir}", str(workdir))
+        # only where it occurs: another string stays the very object (YAML's bare `no` stays what it is)
+        return value.replace("{workdir}", str(workdir)) if "{workdir}" in value else value
     if isinstance(value, list):
         return [_with_workdir(v, workdir) for v in value]
     if isinstance(value, dict):
@@ -247,14 +240,12 @@ def _with_workdir(value: Any, workdir: str) -> Any:
 def stage_config(stage: Stage, cfg: PipelineConfig):
     """The stage's config object: work-directory defaults (and settings linked to other stages'),
     then the YAML section on top."""
-    module, cls_name, _ = stage.target.split(":")
-    cls = getattr(importlib.import_module(module), cls_name)
     defaults = stage.defaults(Path(cfg.workdir))
     if stage.linked:
         defaults.update(stage.linked(cfg))
-    data = _with_workdir(_merge(defaults, getattr(cfg, stage.name) or {}), cfg.workdir)
+    layers = _with_workdir([defaults, getattr(cfg, stage.name) or {}], cfg.workdir)
     extra = "trl_args" if stage.name.startswith("train_") else None
-    return build_config(cls, data, where=f"pipeline: {stage.name}", extra_field=extra)
+    return build_config(PipelineConfig.section_config(stage.name), layers, within=stage.name, extra_field=extra)
 
 
 def upstream(stage: Stage) -> list[Stage]:

@@ -102,9 +102,6 @@ def cpu_has_native_bf16() -> bool:
 def make_trl_config(config_cls, kwargs: dict):
     """Build the TRL config (pass-through key names were checked with the Parrot config), turning a
     bad value into a clear error."""
-    # YAML 1.1 reads `save_strategy: no` as False; TRL's strategy fields want the string "no".
-    strategies = {f.name for f in dataclasses.fields(config_cls) if f.name.endswith("_strategy")}
-    kwargs = {k: ("no" if k in strategies and v is False else v) for k, v in kwargs.items()}
     try:
         return config_cls(**kwargs)
     except (TypeError, ValueError) as e:
