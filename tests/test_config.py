@@ -7,16 +7,9 @@ from pathlib import Path
 import pytest
 
 from parrot import ParrotError
-from parrot.core.config import (
-    add_config_arguments,
-    build_config,
-    config_from_args,
-    config_hash,
-    flags_without_value,
-    opt,
-    split_overrides,
-    to_dict,
-)
+from parrot.core.cmdline import add_config_arguments, config_from_args, flags_without_value, split_overrides
+from parrot.core.config import build_config, opt, to_dict
+from parrot.core.fingerprint import config_hash
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 
 from parrot import ParrotError
 from parrot.cli import parse_args
-from parrot.core.config import config_from_args
+from parrot.core.cmdline import config_from_args
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -15,7 +15,8 @@ import pytest
 
 from parrot import ParrotError
 from parrot.cli import COMMANDS
-from parrot.core.config import build_config, config_hash, fingerprint
+from parrot.core.config import build_config
+from parrot.core.fingerprint import config_hash, fingerprint
 from parrot.core.manifest import read_manifest, write_manifest
 from parrot.core.outputs import (
     CHECKPOINT,

@@ -26,5 +26,5 @@ def test_unknown_keys_are_collected_or_refused_alike_on_the_command_line_and_in_
         assert stage_config(step, cfg).trl_args == {"logging_steps": 5}
         assert step.name.startswith("train_")
     else:
-        with pytest.raises(ParrotError, match=f"pipeline: {step.name}: unknown key 'logging_steps'"):
+        with pytest.raises(ParrotError, match=f": {step.name}: unknown key 'logging_steps'"):
             stage_config(step, cfg)

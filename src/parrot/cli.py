@@ -15,7 +15,7 @@ import sys
 
 from parrot import ParrotError, __version__
 from parrot.chat import ChatConfig, chat
-from parrot.core.config import add_config_arguments, config_from_args, flags_without_value, split_overrides
+from parrot.core.cmdline import add_config_arguments, config_from_args, flags_without_value, split_overrides
 from parrot.core.log import setup_logging
 from parrot.core.redact import redact_text
 from parrot.pipeline import PipelineConfig, pipeline

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from parrot import ParrotError
-from parrot.core.config import build_config, config_hash, opt
+from parrot.core.config import build_config, opt
+from parrot.core.fingerprint import config_hash
 from parrot.core.log import format_table
 from parrot.core.manifest import manifest_path, write_manifest
 from parrot.core.outputs import same_selection
@@ -128,15 +129,17 @@ class _Pipeline:
             raise ParrotError(f"stages: unknown stage(s) {', '.join(unknown)} (known: {', '.join(STEP_NAMES)})")
         # Every selected stage's settings are checked now, before the first stage runs: a mistyped
         # key under eval_judge is an error at once, not after an hour of synthesis and training.
-        # A ValueError "SECTION: ...", so the config builder names the YAML line or the command line.
+        # The sections' keys remember where they were given: errors name the YAML line or the command line.
         for step in STEPS:
             if step.name in self.stages:
-                try:
-                    stage_config(step, self)
-                except ParrotError as e:
-                    prefix = f"pipeline: {step.name}: "
-                    message = str(e)[len(prefix) :] if str(e).startswith(prefix) else str(e)
-                    raise ValueError(f"{step.name}: {message}") from None
+                stage_config(step, self)
+
+    @staticmethod
+    def section_config(name: str) -> type:
+        """The config class of a stage's section: the config builder merges the YAML file's and the
+        command line's settings for it by that class's fields (``synthesize.asker=SPEC`` keeps the file's
+        other asker options)."""
+        return next(s for s in STEPS if s.name == name).stage.config
 
 
 # The pipeline's settings: the three above, then one section per step holding that stage's settings.
@@ -148,21 +151,11 @@ PipelineConfig = dataclasses.make_dataclass(
 PipelineConfig.__module__ = __name__
 
 
-def _merge(base: dict, over: dict) -> dict:
-    """``over`` on top of ``base``; nested mappings merge (``asker: {temperature: 1}`` keeps the spec)."""
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
 def _with_workdir(value: Any, workdir: str) -> Any:
     """``{workdir}`` in a setting's strings replaced by the work directory (``"{workdir}/data/x.jsonl"``)."""
     if isinstance(value, str):
-        return value.replace("{workdir}", str(workdir))
+        # only where it occurs: another string stays the very object (YAML's bare `no` stays what it is)
+        return value.replace("{workdir}", str(workdir)) if "{workdir}" in value else value
     if isinstance(value, list):
         return [_with_workdir(v, workdir) for v in value]
     if isinstance(value, dict):
@@ -176,8 +169,8 @@ def stage_config(step: Step, cfg: PipelineConfig):
     defaults = step.defaults(Path(cfg.workdir))
     if step.linked:
         defaults.update(step.linked(cfg))
-    data = _with_workdir(_merge(defaults, getattr(cfg, step.name) or {}), cfg.workdir)
-    return build_config(step.stage.config, data, where=f"pipeline: {step.name}", extra_field=step.stage.unknown_keys)
+    layers = _with_workdir([defaults, getattr(cfg, step.name) or {}], cfg.workdir)
+    return build_config(step.stage.config, layers, within=step.name, extra_field=step.stage.unknown_keys)
 
 
 def upstream(step: Step) -> list[Step]:

@@ -37,7 +37,8 @@ from parrot.backends import BackendConfig, SamplingParams, load_backend
 from parrot.capo.negatives import STRATEGIES, WRITERS, similarity, unrelated_turn
 from parrot.capo.prompts import Prompts
 from parrot.capo.select import SelectConfig, select_turns, selection_table
-from parrot.core.config import config_hash, opt
+from parrot.core.config import opt
+from parrot.core.fingerprint import config_hash
 from parrot.core.itemloop import ItemFailed, done_keys, run_items
 from parrot.core.jsonl import read_jsonl
 from parrot.core.log import format_table

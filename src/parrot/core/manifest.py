@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from parrot import __version__
-from parrot.core.config import config_hash, fingerprint, to_dict
+from parrot.core.config import to_dict
+from parrot.core.fingerprint import config_hash, fingerprint
 from parrot.core.jsonl import write_text_atomic
 from parrot.core.redact import redact
 

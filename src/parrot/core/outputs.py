@@ -14,7 +14,7 @@ already exists:
   writes its output in one pass (prepare, filter, stats...) has nothing partial to continue: a
   complete output made with the same settings is up to date (the run does nothing and returns
   the counts its manifest recorded), any other is made again. Settings that differ from those
-  the output was made with (its manifest's :func:`~parrot.core.config.config_hash`) are an
+  the output was made with (its manifest's :func:`~parrot.core.fingerprint.config_hash`) are an
   error naming what changed, unless ``--force``;
 - neither is an error naming both, and nothing is touched.
 
@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from parrot import ParrotError
-from parrot.core.config import config_hash, fingerprint, opt
+from parrot.core.config import opt
+from parrot.core.fingerprint import config_hash, fingerprint
 from parrot.core.jsonl import AppendWriter, AtomicWriter, lock_file, read_jsonl
 from parrot.core.manifest import manifest_path, read_manifest, write_manifest
 

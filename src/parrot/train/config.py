@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from parrot import ParrotError
-from parrot.core.config import opt
+from parrot.core.config import SettingError, coerce, opt, strip_optional
 from parrot.core.outputs import CHECKPOINT, WritesOutput
 
 #: The accelerate configs shipped in ``parrot/accelerate/`` (by name).
@@ -137,21 +137,30 @@ class TrainConfig(WritesOutput):
 
     def _check_trl_keys(self) -> None:
         """A mistyped pass-through key is an error now, not after the model loads (or, in the
-        pipeline, after the stages before this one have run). A ValueError, so the config builder
-        names where the key was given (the YAML line, or the command line)."""
+        pipeline, after the stages before this one have run): a SettingError, so the config builder
+        names where the key was given (the YAML line, or the command line). A yes/no/on/off given
+        for one of TRL's boolean fields is that boolean (``bf16=no``); elsewhere it stays the word
+        (``save_strategy=no``)."""
         import trl
 
-        names = {f.name for f in dataclasses.fields(getattr(trl, self.trl_config))}
-        unknown = sorted(set(self.trl_args) - names)
+        fields = {f.name: f for f in dataclasses.fields(getattr(trl, self.trl_config))}
+        unknown = sorted(set(self.trl_args) - set(fields))
         if unknown:
             ours = [f.name for f in dataclasses.fields(self) if f.init and f.name != "trl_args"]
-            close = difflib.get_close_matches(unknown[0], [*ours, *names], n=1)
+            close = difflib.get_close_matches(unknown[0], [*ours, *fields], n=1)
             more = f" (and {', '.join(map(repr, unknown[1:]))})" if unknown[1:] else ""
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
+            raise SettingError(
                 f"unknown key {unknown[0]!r}{more}: neither a Parrot training option nor a "
-                f"field of TRL's {self.trl_config}{hint}"
+                f"field of TRL's {self.trl_config}{hint}",
+                unknown[0],
             )
+        for key, value in self.trl_args.items():
+            if isinstance(value, str) and strip_optional(fields[key].type)[0] is bool:
+                try:
+                    self.trl_args[key] = coerce(value, bool, key)
+                except ParrotError as e:
+                    raise SettingError(str(e), key) from None
 
 
 def layer_indices(spec: str | int) -> list[int]:

@@ -8,7 +8,6 @@ trainer (:func:`trl_trainer`: the starting model, LoRA, Parrot's callbacks, the 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -106,9 +105,6 @@ def trl_kwargs(cfg: TrainConfig, **parrot_defaults) -> dict:
 def make_trl_config(config_cls, kwargs: dict):
     """Build the TRL config (pass-through key names were checked with the Parrot config), turning a
     bad value into a clear error."""
-    # YAML 1.1 reads `save_strategy: no` as False; TRL's strategy fields want the string "no".
-    strategies = {f.name for f in dataclasses.fields(config_cls) if f.name.endswith("_strategy")}
-    kwargs = {k: ("no" if k in strategies and v is False else v) for k, v in kwargs.items()}
     try:
         return config_cls(**kwargs)
     except (TypeError, ValueError) as e:
