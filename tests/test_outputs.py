@@ -17,7 +17,7 @@ from parrot import ParrotError
 from parrot.cli import COMMANDS
 from parrot.core.config import build_config
 from parrot.core.fingerprint import config_hash, fingerprint
-from parrot.core.manifest import read_manifest, write_manifest
+from parrot.core.manifest import manifest_path, read_manifest, write_manifest
 from parrot.core.outputs import (
     CHECKPOINT,
     CONTINUES,
@@ -161,13 +161,14 @@ def test_an_existing_output_is_refused_without_a_flag_overwritten_or_resumed(cmd
         assert result == {"made": 1} and len(stage.calls) == 1 and snapshot_of(cfg) == before
 
     # --overwrite: its files, and only those, are gone before the stage starts (a stage that can be
-    # continued has a new manifest saying it is not complete)
+    # continued has a new manifest saying it is not complete); a one-pass stage writes each file
+    # whole, so the old ones stay while it works (see the next test)
     stage.run(make(cmd, tmp_path, overwrite=True))
     left = {str(p.relative_to(out.parent)) for p in mine}
     if cfg.RESUMES != ONE_PASS:
         left.add(cfg.side_files()[0].name)
         assert read_manifest(cfg.manifest_of())["counts"] == {"made": len(stage.calls)}
-    assert stage.calls[-1]["existing"] == sorted(left)
+    assert stage.calls[-1]["existing"] == sorted(made if cfg.RESUMES == ONE_PASS else left)
     assert all(p.read_text() == "mine" for p in mine)
     assert not lock_path(out).exists()  # the lock file goes with the run
 
@@ -327,3 +328,29 @@ def test_a_real_one_pass_stage_is_up_to_date_until_its_input_changes(tmp_path):
         + "\n"
     )  # same name, new contents
     assert run(resume=True)["written"] == 2 and len(out.read_text().splitlines()) == 2  # made again
+
+
+def test_a_one_pass_stage_started_over_keeps_the_previous_output_until_it_succeeds(tmp_path):
+    """prepare --overwrite that fails leaves the previous output as it was; one that succeeds
+    replaces it and removes what it did not write again (a dev split it no longer makes)."""
+    from parrot.prepare.stage import PrepareConfig, dev_path, prepare
+
+    src = tmp_path / "logs.jsonl"
+    rows = [
+        {"id": f"s{i}", "messages": [{"role": "user", "content": f"q{i}?"}, {"role": "assistant", "content": "a."}]}
+        for i in range(40)
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "data.jsonl"
+
+    def run(**kw):
+        return prepare(build_config(PrepareConfig, {"source": [str(src)], "output": str(out), **kw}))
+
+    run(dev_fraction=0.5)
+    before = {p: p.read_bytes() for p in (out, dev_path(out), manifest_path(out)) if p.exists()}
+    assert dev_path(out) in before
+    with pytest.raises(ParrotError, match="kept 0 of 40"):
+        run(overwrite=True, min_turns=5)  # nothing kept: the run fails
+    assert {p: p.read_bytes() for p in before} == before  # the previous output, as it was
+    run(overwrite=True, dev_fraction=0.0)
+    assert len(out.read_text().splitlines()) == 40 and not dev_path(out).exists()

@@ -7,7 +7,8 @@ already exists:
 
 - ``--overwrite`` starts over: the files that belong to the output (the config says which:
   :meth:`WritesOutput.output_files` and :meth:`WritesOutput.side_files`) are removed, exactly
-  those, and the stage runs;
+  those, and the stage runs (a one-pass output's files are removed only once the new run has
+  succeeded, those it did not write again: a run that fails leaves the previous output);
 - ``--resume`` continues it. What that means depends on the stage (:attr:`WritesOutput.RESUMES`):
   a stage that adds records item by item (synthesize, capo, eval answer...) skips what is done
   and does the rest; a training stage goes on from the latest ``checkpoint-N``; a stage that
@@ -115,10 +116,12 @@ class WritesOutput:
 
 @dataclass(frozen=True)
 class Start:
-    """How a run begins: ``"start"`` (a new output), ``"continue"`` or ``"up to date"``."""
+    """How a run begins: ``"start"`` (a new output), ``"continue"`` or ``"up to date"``.
+    ``replaces``: the files of a one-pass output made again, kept until the new run succeeds."""
 
     how: str
     manifest: dict | None = None
+    replaces: tuple[Path, ...] = ()
 
 
 def begin(cfg: WritesOutput, *, remove: bool = True) -> Start:
@@ -127,9 +130,7 @@ def begin(cfg: WritesOutput, *, remove: bool = True) -> Start:
     out = Path(cfg.output)
     files = cfg.output_files()
     if cfg.overwrite or not any(p.exists() for p in files):
-        if remove:  # with --overwrite, or what a run that wrote nothing left (a manifest)
-            remove_files([*files, *cfg.side_files()])
-        return Start("start")
+        return _start_over(cfg, remove)  # with --overwrite, or what a run that wrote nothing left
     if not cfg.resume:
         raise ParrotError(f"{out}: already exists; pass --resume to continue it or --overwrite to start over")
     manifest = read_manifest(cfg.manifest_of())
@@ -139,9 +140,7 @@ def begin(cfg: WritesOutput, *, remove: bool = True) -> Start:
         if complete and not changed:
             return Start("up to date", manifest)
         log.info("%s: %s: made again", out, changed or "not complete")
-        if remove:
-            remove_files([*files, *cfg.side_files()])
-        return Start("start")
+        return _start_over(cfg, remove)
     if changed and not cfg.force:
         raise ParrotError(
             f"{out}: holds {cfg.STAGE} {cfg.RECORDS} made with other settings ({changed}); pass --overwrite "
@@ -155,6 +154,32 @@ def begin(cfg: WritesOutput, *, remove: bool = True) -> Start:
         return Start("up to date", manifest)
     cfg.check_existing()
     return Start("continue", manifest)
+
+
+def _start_over(cfg: WritesOutput, remove: bool) -> Start:
+    """Start the output over. Its files go now, except a one-pass output's: it writes each file
+    whole (atomically), so the old ones stay until the new run has succeeded, and a run that
+    fails leaves the previous output as it was (:func:`remove_stale` then removes what the new
+    run did not write again)."""
+    old = [p for p in (*cfg.output_files(), *cfg.side_files()) if p.exists()]
+    if cfg.RESUMES == ONE_PASS and any(p.exists() for p in cfg.output_files()):
+        return Start("start", replaces=tuple(old))
+    if remove:
+        remove_files(old)
+    return Start("start")
+
+
+def remove_stale(before: dict[Path, tuple[int, int]]) -> None:
+    """Remove the files of ``before`` (path -> (inode, mtime)) that a run did not write again."""
+    remove_files([p for p, seen in before.items() if _identity(p) == seen])
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
 
 
 def settings_changed(cfg: Any, manifest: dict | None) -> str | None:
@@ -234,11 +259,14 @@ def writes_output(stage: Callable) -> Callable:
                 return _up_to_date(cfg, start)
             if cfg.RESUMES != ONE_PASS:
                 write_manifest(cfg.manifest_of(), stage=cfg.STAGE, config=cfg, complete=False)
+            before = {p: _identity(p) for p in start.replaces}
             os.environ[_HELD] = out
             try:
-                return stage(cfg, *args, **kwargs)
+                result = stage(cfg, *args, **kwargs)
             finally:
                 os.environ.pop(_HELD, None)
+            remove_stale(before)  # reached only when the stage succeeded
+            return result
 
     run.writes_output = True  # type: ignore[attr-defined]
     return run
