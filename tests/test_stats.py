@@ -278,6 +278,8 @@ def test_stats_command_writes_table_json_plots_and_manifests(tmp_path, smollm2_t
     assert rows["dep"]["sessions"] == 40 and rows["dep"]["user_tokens"]["count"] > 40
     assert rows["dep"]["self_rouge_sample"] == 30 and 0 < rows["dep"]["self_rouge"] < 1
     assert rows["indep"]["human_likeness"]["n_per_class"] > 5
+    # the --real file against itself: two disjoint halves of its sample, never its questions twice
+    assert rows["indep"]["human_likeness"]["halves"] is True and "halves" not in rows["dep"]["human_likeness"]
     md = (out / "stats.md").read_text()
     assert md.count("\n| dep |") == 1 and "| indep |" in md and "Sampled metrics" in md
     for name in ("turns_histogram.png", "lengths.png", "context_by_turn.png"):

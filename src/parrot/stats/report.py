@@ -83,6 +83,11 @@ def sampling_note(rows: list[dict], cfg) -> str:
                 f"human-likeness on {r['human_likeness']['n_per_class']} vs "
                 f"{r['human_likeness']['n_per_class']} real questions, "
                 f"{r['human_likeness']['folds']}-fold CV"
+                + (
+                    " (the real file itself: two disjoint halves of its sample)"
+                    if r["human_likeness"].get("halves")
+                    else ""
+                )
             )
         if r.get("llm_judge"):
             bits.append(f"LLM judge on {r['llm_judge']['judged']} follow-ups")

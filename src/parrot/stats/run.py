@@ -132,6 +132,25 @@ def real_questions(path: str, size: int, seed: int) -> list[str]:
     return r.items
 
 
+def human_likeness(questions: list[str], emb, real, *, same: bool, seed: int) -> dict:
+    """How well a classifier tells the dataset's questions from real ones (AUC 0.5: it cannot).
+    The real file itself (``same``) is measured as two disjoint halves of its real sample, each
+    question on one side only: its own questions against themselves would score below chance."""
+    import numpy as np
+
+    from parrot.stats.human import question_features, two_sample_auc
+
+    if same:
+        order = np.random.default_rng(seed).permutation(len(real))
+        half = len(order) // 2
+        return {**two_sample_auc(real[order[half:]], real[order[:half]], seed=seed), "halves": True}
+    return two_sample_auc(question_features(questions, emb), real, seed=seed)
+
+
+def _same_file(a: str, b: str) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
 def run_stats(cfg: StatsConfig) -> dict:
     from parrot.stats.report import write_outputs
 
@@ -184,10 +203,10 @@ def run_stats(cfg: StatsConfig) -> dict:
             with timer("topic_shifts"):
                 row["topic_shifts"] = topic_shifts(acc.session_sample.items, embedder, cfg.shift_threshold)
             if real is not None:
-                from parrot.stats.human import question_features, two_sample_auc
-
                 with timer("human_likeness"):
-                    row["human_likeness"] = two_sample_auc(question_features(questions, emb), real, seed=cfg.seed)
+                    row["human_likeness"] = human_likeness(
+                        questions, emb, real, same=_same_file(path, cfg.real), seed=cfg.seed
+                    )
         if cfg.judge:
             from parrot.stats.judge import judge_context
 
