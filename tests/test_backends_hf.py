@@ -4,6 +4,7 @@ import asyncio
 import shutil
 
 import pytest
+from fixtures.models import tiny_llama_config
 
 from parrot import ParrotError
 from parrot.backends import SamplingParams, load_backend
@@ -31,24 +32,13 @@ def build_scripted_model(out, tokenizer_dir, script: dict[str, str], eos_token: 
     (token -> next token): every layer's output projection is zero, so the residual stream is
     the current token's embedding, a basis vector the untied head maps to the scripted token."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     if eos_token:
         tok.eos_token = eos_token
     ids = {t: tok.convert_tokens_to_ids(t) for pair in script.items() for t in pair}
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
-    )
+    config = tiny_llama_config(tok, num_hidden_layers=1, tie_word_embeddings=False)
     model = LlamaForCausalLM(config)
     with torch.no_grad():
         for layer in model.model.layers:
@@ -70,23 +60,11 @@ def random_dir(tmp_path_factory, smollm2_tokenizer_dir):
     """Random weights with an untied head, so greedy text varies with the prompt (the shared
     tied-embedding tiny model mostly repeats its last token)."""
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(smollm2_tokenizer_dir)
     torch.manual_seed(1)
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
-        initializer_range=0.5,
-    )
+    config = tiny_llama_config(tok, tie_word_embeddings=False, initializer_range=0.5)
     out = tmp_path_factory.mktemp("random") / "m"
     LlamaForCausalLM(config).save_pretrained(out)
     tok.save_pretrained(out)
