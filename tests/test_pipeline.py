@@ -1,33 +1,36 @@
-"""`parrot pipeline`: stage configs from the work directory plus YAML, skip-if-done, reruns."""
+"""`parrot pipeline`: named steps, their wiring and settings, skip-if-done, and reruns of what changed."""
 
 import dataclasses
 import json
+import os
 
 import pytest
 
+import parrot.pipeline as pipeline_mod
 from parrot import ParrotError
 from parrot.cli import main
 from parrot.core.config import build_config
-from parrot.pipeline import STEPS, PipelineConfig, stage_config
+from parrot.core.manifest import write_manifest
+from parrot.pipeline import PipelineConfig, stage_config, step_state
 
 
-def _source(tmp_path):
+def _source(tmp_path, n=20):
     path = tmp_path / "logs.jsonl"
     rows = [
         {
             "id": f"c{i}",
             "conversations": [{"from": "human", "value": f"question {i}?"}, {"from": "gpt", "value": f"answer {i}."}],
         }
-        for i in range(20)
+        for i in range(n)
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
 
 def _statuses(out):
-    """{stage: status} from the last stage table printed."""
-    table = out.rsplit("parrot pipeline:", 1)[1].split("total")[0].splitlines()[3:]
-    return {line.split()[0]: " ".join(line.split()[1:-1]) for line in table if line.strip()}
+    """{step: status} from the last step table printed."""
+    table = out.rsplit("parrot pipeline:", 1)[1].split("\ntotal")[0].splitlines()[3:]
+    return {line.split()[0]: line.rsplit(None, 1)[0].split("  ")[-1].strip() for line in table if line.strip()}
 
 
 def _yaml(tmp_path, text):
@@ -36,151 +39,210 @@ def _yaml(tmp_path, text):
     return str(path)
 
 
-def test_every_stage_builds_its_config_from_the_work_directory(tmp_path):
-    cfg = build_config(PipelineConfig, {"workdir": str(tmp_path)})
-    for stage in STEPS:
-        stage_cfg = stage_config(stage, cfg)
-        assert str(tmp_path) in json.dumps(stage_cfg, default=lambda o: getattr(o, "__dict__", str(o)))
+def _cfg(tmp_path, steps=None, overrides=None, **top):
+    return build_config(PipelineConfig, {"workdir": str(tmp_path), "steps": steps or {}, **top}, overrides)
 
 
-def test_yaml_section_settings_win_and_nested_roles_merge(tmp_path):
-    cfg = build_config(
-        PipelineConfig,
-        {
-            "workdir": str(tmp_path),
-            "synthesize": {"num_sessions": 7, "asker": {"temperature": 1.0}},
-            "train_chat": {"max_steps": 3},
+def test_the_default_experiment_wires_every_arm_into_the_work_directory(tmp_path):
+    cfg = _cfg(tmp_path)
+    names = [s.name for s in cfg.graph]
+    assert {"synth_parrot", "synth_selfchat", "sft_selfchat", "sft_parrot", "capo_dpo", "report"} <= set(names)
+    for step in cfg.graph:  # every input comes before the step that reads it
+        assert all(names.index(i) < names.index(step.name) for i in step.inputs)
+    by = {s.name: stage_config(s, cfg) for s in cfg.graph}
+    assert by["ask"].eval_data == str(tmp_path / "data/sharegpt.dev.jsonl")
+    assert by["synth_parrot"].asker.spec == f"hf:{tmp_path / 'models/ask'}"
+    selfchat = by["synth_selfchat"]
+    assert selfchat.asker_mode == "prompted" and selfchat.assistant == by["synth_parrot"].assistant
+    assert by["capo"].max_length == by["capo_dpo"].max_length and by["capo"].tokenizer == by["sft_parrot"].model
+    assert by["capo_dpo"].model == str(tmp_path / "models/sft_parrot")
+    judged = [stage_config(cfg.step(n), cfg).output for n in ("mtbenchpp_base", "mtbenchpp_capo")]
+    assert set(judged) <= set(by["judge_mtbenchpp"].answers)
+    assert cfg.step("capo_dpo").inputs == ("capo", "sft_parrot")
+
+
+def test_a_config_merges_into_steps_adds_drops_and_sets_defaults_per_stage(tmp_path):
+    cfg = _cfg(
+        tmp_path,
+        steps={
+            "synth_parrot": {"num_sessions": 7, "asker": {"temperature": 1.0}},
+            "capo_ignore": {"stage": "capo", "dialogues": ["{parrot}"], "strategies": ["ignore"]},
+            "report": None,
         },
+        defaults={"eval_answer": {"limit": 3}, "train-chat": {"max_steps": 2}},
+        serve="gguf",
+        overrides=["steps.capo_dpo.beta=0.2"],
     )
-    synth = stage_config(next(s for s in STEPS if s.name == "synthesize"), cfg)
-    assert synth.num_sessions == 7
-    assert synth.asker.temperature == 1.0 and synth.asker.spec == f"hf:{tmp_path / 'models/ask'}"
-    chat = stage_config(next(s for s in STEPS if s.name == "train_chat"), cfg)
-    assert chat.trl_args["max_steps"] == 3
+    synth = stage_config(cfg.step("synth_parrot"), cfg)
+    assert synth.num_sessions == 7 and synth.asker.temperature == 1.0
+    assert synth.asker.spec == f"gguf:{tmp_path / 'models/ask'}"  # {serve}
+    assert stage_config(cfg.step("synth_selfchat"), cfg).num_sessions == 7  # "{synth_parrot.num_sessions}"
+    assert str(stage_config(cfg.step("capo_ignore"), cfg).output) == str(tmp_path / "data/capo_ignore.jsonl")
+    assert "report" not in [s.name for s in cfg.graph]
+    assert stage_config(cfg.step("mtbenchpp_parrot"), cfg).limit == 3
+    assert stage_config(cfg.step("sft_parrot"), cfg).trl_args["max_steps"] == 2
+    assert stage_config(cfg.step("capo_dpo"), cfg).trl_args["beta"] == 0.2
+    # the order is the experiment's, whichever layer last touched a step
+    names = [s.name for s in cfg.graph]
+    assert names.index("synth_parrot") < names.index("synth_selfchat") < names.index("capo_dpo")
+    with pytest.raises(ParrotError, match=r"mtbenchpp_base: '\{mtbench_base.model\}' names no step"):
+        _cfg(tmp_path, steps={"mtbench_base": None})  # a step others read cannot go alone
 
 
-def test_a_bad_stage_setting_names_the_stage(tmp_path):
-    with pytest.raises(ParrotError, match="config: filter: unknown key 'min_turnz'.*did you mean 'min_turns'"):
-        build_config(PipelineConfig, {"workdir": str(tmp_path), "filter": {"min_turnz": 2}})
-    # A stage that is not selected is not checked.
-    build_config(PipelineConfig, {"workdir": str(tmp_path), "filter": {"min_turnz": 2}, "stages": ["prepare"]})
-
-
-def test_a_later_stages_typo_stops_the_run_before_the_first_stage(tmp_path, capsys):
+def test_a_mistyped_setting_names_the_step_and_the_line_before_anything_runs(tmp_path, capsys):
     workdir = tmp_path / "wd"
-    source = f"prepare.source=[{_source(tmp_path)}]"
-    rc = main(["pipeline", f"workdir={workdir}", "eval_judge.judje=openai:x", source])
-    assert rc == 2 and "error: command line: eval_judge: unknown key 'judje'" in capsys.readouterr().err
-    rc = main(["pipeline", f"workdir={workdir}", "train_dpo.bta=0.1", source])
-    err = capsys.readouterr().err
-    assert rc == 2 and "command line: train_dpo: unknown key 'bta'" in err and "did you mean 'beta'?" in err
-    config = _yaml(tmp_path, f"workdir: {workdir}\ntrain_dpo:\n  beta: 0.1\n  bta: 0.2\n")
+    source = f"steps.sharegpt.source=[{_source(tmp_path)}]"
+    rc = main(["pipeline", f"workdir={workdir}", "steps.judge_mtbench.judje=openai:x", source])
+    assert rc == 2 and "error: command line: judge_mtbench: unknown key 'judje'" in capsys.readouterr().err
+    config = _yaml(tmp_path, f"workdir: {workdir}\nsteps:\n  capo_dpo:\n    beta: 0.1\n    bta: 0.2\n")
     assert main(["pipeline", "--config", config, source]) == 2
-    assert f"{config}:4: train_dpo: unknown key 'bta'" in capsys.readouterr().err  # the YAML line
+    err = capsys.readouterr().err
+    assert f"{config}:5: capo_dpo: unknown key 'bta'" in err and "did you mean 'beta'?" in err
     assert not workdir.exists()  # prepare never ran
+    # a step left out with `only` is not checked
+    _cfg(tmp_path, steps={"parrot": {"min_turnz": 2}}, only=["sharegpt"])
+    with pytest.raises(ParrotError, match="parrot: unknown key 'min_turnz'.*did you mean 'min_turns'"):
+        _cfg(tmp_path, steps={"parrot": {"min_turnz": 2}})
 
 
-def test_unknown_stage_name_is_an_error():
-    with pytest.raises(ParrotError, match="unknown stage"):
-        build_config(PipelineConfig, {"stages": ["prepare", "trainask"]})
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ({"x": {"stage": "synthesise"}}, r"steps: x: stage: expected one of prepare, .*found 'synthesise'"),
+        ({"x": {"stage": "filter", "input": "{synth_parot}"}}, r"steps: x: '\{synth_parot\}' names no step"),
+        ({"x": {"stage": "filter", "input": "{parrot:dev}"}}, r"'\{parrot:dev\}': a filter step has no side outputs"),
+        ({"a": {"stage": "filter", "input": "{b}"}, "b": {"stage": "filter", "input": "{a}"}}, "in a cycle"),
+        ({"x-y": {"stage": "filter", "input": "a.jsonl"}}, "a step's name is letters, digits and underscores"),
+        ({"x": ["filter"]}, "expected a mapping of settings with a stage"),
+    ],
+)
+def test_a_bad_step_is_an_error_naming_it(tmp_path, steps, message):
+    with pytest.raises(ParrotError, match=message):
+        _cfg(tmp_path, steps=steps)
 
 
-def test_finished_stage_is_skipped_and_a_changed_one_reruns(tmp_path, capsys):
+def test_unknown_step_names_in_only_and_rerun_are_errors(tmp_path):
+    with pytest.raises(ParrotError, match="unknown step.*trainask"):
+        _cfg(tmp_path, only=["sharegpt", "trainask"])
+    with pytest.raises(ParrotError, match="defaults: 'synthesise' is not a stage"):
+        _cfg(tmp_path, defaults={"synthesise": {"num_sessions": 2}})
+
+
+def _prepare_only(tmp_path, extra=""):
     src = _source(tmp_path)
-    config = _yaml(
-        tmp_path, f"workdir: {tmp_path / 'w'}\nstages: [prepare]\nprepare: {{source: [{src}], dev_fraction: 0.0}}\n"
+    return _yaml(
+        tmp_path,
+        f"workdir: {tmp_path / 'w'}\nonly: [sharegpt]\n"
+        f"steps:\n  sharegpt: {{source: [{src}], dev_fraction: 0.0}}\n{extra}",
     )
+
+
+def test_a_finished_step_is_skipped_and_a_changed_one_reruns(tmp_path, capsys):
+    config = _prepare_only(tmp_path)
     assert main(["pipeline", "--config", config]) == 0
     out = tmp_path / "w/data/sharegpt.jsonl"
     assert len(out.read_text().splitlines()) == 20
-    assert "prepare    done" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "[1/1] sharegpt (prepare): new" in printed and _statuses(printed) == {"sharegpt": "done"}
     assert main(["pipeline", "--config", config]) == 0
-    assert "up to date" in capsys.readouterr().out
-    assert main(["pipeline", "--config", config, "prepare.dev_fraction=0.5"]) == 0
-    assert "prepare    done" in capsys.readouterr().out
+    assert _statuses(capsys.readouterr().out) == {"sharegpt": "up to date"}
+    assert main(["pipeline", "--config", config, "steps.sharegpt.dev_fraction=0.5"]) == 0
+    assert "sharegpt (prepare): settings changed" in capsys.readouterr().out
     assert len(out.read_text().splitlines()) < 20
     # every session has one turn: a setting that drops them all stops the run, saying so
-    assert main(["pipeline", "--config", config, "prepare.min_turns=2"]) == 2
+    assert main(["pipeline", "--config", config, "steps.sharegpt.min_turns=2"]) == 2
     err = capsys.readouterr().err
-    assert "stopped at prepare: prepare kept 0 of 20 records" in err and "lower min_turns=2" in err
+    assert "stopped at sharegpt: prepare kept 0 of 20 records" in err and "lower min_turns=2" in err
     manifest = json.loads((tmp_path / "w/pipeline.manifest.json").read_text())
-    assert manifest["stages"][0]["stage"] == "prepare"
+    assert manifest["steps"][0]["step"] == "sharegpt"
 
 
-def test_a_rerun_upstream_stage_makes_the_stages_reading_from_it_run_again(tmp_path, capsys):
-    src = _source(tmp_path)
-    w = tmp_path / "w"
-    config = _yaml(
-        tmp_path,
-        f"workdir: {w}\nstages: [prepare, filter]\n"
-        f"prepare: {{source: [{src}], dev_fraction: 0.0}}\n"
-        f"filter: {{input: {w / 'data/sharegpt.jsonl'}, min_turns: 1}}\n",
-    )
-    assert main(["pipeline", "--config", config]) == 0
-    assert len((w / "data/parrot.jsonl").read_text().splitlines()) == 20
-    capsys.readouterr()
-    assert main(["pipeline", "--config", config]) == 0
-    assert _statuses(capsys.readouterr().out) == {"prepare": "up to date", "filter": "up to date"}
-    # filter reads prepare's output (through synthesize): a changed prepare reruns both
-    assert main(["pipeline", "--config", config, "prepare.dev_fraction=0.5"]) == 0
-    assert _statuses(capsys.readouterr().out) == {"prepare": "done", "filter": "done"}
-    assert len((w / "data/parrot.jsonl").read_text().splitlines()) < 20
-    # and asking for prepare alone leaves filter out of date for the next full run
-    assert main(["pipeline", "--config", config, "--stages", "prepare", "prepare.dev_fraction=0.0"]) == 0
-    assert main(["pipeline", "--config", config]) == 0
-    assert _statuses(capsys.readouterr().out) == {"prepare": "up to date", "filter": "done"}
-    assert len((w / "data/parrot.jsonl").read_text().splitlines()) == 20
+def test_plan_prints_each_steps_stage_inputs_and_state_and_runs_nothing(tmp_path, capsys):
+    assert main(["pipeline", f"workdir={tmp_path / 'w'}", "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "capo_dpo" in out and "capo, sft_parrot" in out and "new" in out
+    assert not (tmp_path / "w").exists()
 
 
-def test_a_resumable_stage_resumes_when_interrupted_and_starts_over_when_out_of_date(tmp_path, monkeypatch):
-    import parrot.pipeline as pipeline_mod
-    from parrot.core.manifest import write_manifest
+def _recording_stages(monkeypatch, seen: list):
+    """Every stage's run replaced by one that records the step and writes a complete manifest."""
 
+    def record(cfg):
+        seen.append((cfg.output, cfg.resume))
+        write_manifest(cfg.manifest_of(), stage=cfg.STAGE, config=cfg)
+
+    stages = [dataclasses.replace(s, run=record) for s in pipeline_mod.STAGES]
+    monkeypatch.setattr(pipeline_mod, "STAGES", stages)
+
+
+def test_changing_one_arm_reruns_that_arm_and_what_reads_it_and_nothing_else(tmp_path, monkeypatch, capsys):
     seen = []
+    _recording_stages(monkeypatch, seen)
+    w = tmp_path / "w"
+    assert main(["pipeline", f"workdir={w}"]) == 0
+    cfg = _cfg(w)
+    assert len(seen) == len(cfg.graph)
+    capsys.readouterr()
+    assert main(["pipeline", f"workdir={w}"]) == 0
+    assert set(_statuses(capsys.readouterr().out).values()) == {"up to date"}
+    # the self-chat arm's filter changes: its data, its model, that model's answers, both judges, the report
+    assert main(["pipeline", f"workdir={w}", "steps.selfchat.min_turns=3"]) == 0
+    done = {k for k, v in _statuses(capsys.readouterr().out).items() if v == "done"}
+    assert done == {
+        "selfchat", "stats", "sft_selfchat", "mtbench_selfchat", "mtbenchpp_selfchat",
+        "judge_mtbench", "judge_mtbenchpp", "report",
+    }  # fmt: skip
+    # a setting another step reads ("{capo_dpo.max_length}") reruns that step too
+    assert main(["pipeline", f"workdir={w}", "steps.selfchat.min_turns=3", "steps.capo_dpo.max_length=256"]) == 0
+    done = {k for k, v in _statuses(capsys.readouterr().out).items() if v == "done"}
+    assert {"capo", "capo_dpo", "mtbench_capo", "report"} <= done and "sft_parrot" not in done
 
-    def fake_answer(cfg, complete=True):
-        seen.append(cfg.overwrite)
-        write_manifest(cfg.output, stage="eval answer", config=cfg, complete=complete)
 
-    steps = [dataclasses.replace(s, stage=dataclasses.replace(s.stage, run=fake_answer)) for s in STEPS]
-    monkeypatch.setattr(pipeline_mod, "STEPS", steps)
-    config = _yaml(tmp_path, f"workdir: {tmp_path / 'w'}\nstages: [eval_answer]\n")
-    cfg = build_config(PipelineConfig, {"workdir": str(tmp_path / "w"), "stages": ["eval_answer"]})
-    [stage] = [s for s in STEPS if s.name == "eval_answer"]
-    fake_answer(stage_config(stage, cfg), complete=False)  # a run that crashed half way
-    seen.clear()
-    assert main(["pipeline", "--config", config]) == 0  # interrupted, same settings: resume
-    assert main(["pipeline", "--config", config]) == 0  # up to date: not called
-    assert main(["pipeline", "--config", config, "eval_answer.max_tokens=64"]) == 0  # changed: over
-    assert main(["pipeline", "--config", config, "eval_answer.max_tokens=64", "--rerun", "eval_answer"]) == 0
-    assert seen == [False, True, True]
+def test_an_interrupted_step_resumes_and_one_out_of_date_starts_over(tmp_path, monkeypatch):
+    seen = []
+    _recording_stages(monkeypatch, seen)
+    w = tmp_path / "w"
+    cfg = _cfg(w, only=["mtbench_base"])
+    answer = stage_config(cfg.step("mtbench_base"), cfg)
+    write_manifest(answer.output, stage="eval answer", config=answer, complete=False)  # a run that crashed
+    args = ["pipeline", f"workdir={w}", "--only", "mtbench_base"]
+    assert main(args) == 0  # interrupted, same settings: resume
+    assert main(args) == 0  # up to date: not called
+    assert main([*args, "steps.mtbench_base.max_tokens=64"]) == 0  # changed: over
+    assert main([*args, "steps.mtbench_base.max_tokens=64", "steps.mtbench_base.limit=5"]) == 0  # more items
+    assert (
+        main([*args, "steps.mtbench_base.max_tokens=64", "steps.mtbench_base.limit=5", "--rerun", "mtbench_base"]) == 0
+    )
+    assert [resume for _, resume in seen] == [True, False, True, False]
 
 
-def test_stage_state_follows_settings_completion_and_input_times(tmp_path):
-    import os
-
-    from parrot.core.manifest import write_manifest
-    from parrot.pipeline import stage_state
-
-    cfg = build_config(PipelineConfig, {"workdir": str(tmp_path)})
-    by_name = {s.name: s for s in STEPS}
-    dpo, answer = by_name["train_dpo"], by_name["eval_answer"]
+def test_step_state_follows_settings_completion_and_input_times(tmp_path):
+    cfg = _cfg(tmp_path)
+    answer = cfg.step("mtbench_capo")
     answer_cfg = stage_config(answer, cfg)
-    assert stage_state(answer, answer_cfg, tmp_path) == "new"
-    write_manifest(tmp_path / "eval/answers.jsonl", stage="eval answer", config=answer_cfg, complete=False)
-    assert stage_state(answer, answer_cfg, tmp_path) == "interrupted"
-    write_manifest(tmp_path / "eval/answers.jsonl", stage="eval answer", config=answer_cfg)
-    assert stage_state(answer, answer_cfg, tmp_path) == "up to date"
+    assert step_state(answer, cfg) == "new"
+    write_manifest(answer_cfg.output, stage="eval answer", config=answer_cfg, complete=False)
+    assert step_state(answer, cfg) == "interrupted"
+    write_manifest(answer_cfg.output, stage="eval answer", config=answer_cfg)
+    assert step_state(answer, cfg) == "up to date"
     changed = build_config(type(answer_cfg), {**vars(answer_cfg), "max_tokens": 7})
-    assert stage_state(answer, changed, tmp_path) == "settings changed"
-    # a newer model two stages up (capo feeds train-dpo) puts the answers out of date
-    capo_marker = by_name["capo"].marker(tmp_path)
-    capo_marker.parent.mkdir(parents=True, exist_ok=True)
-    capo_marker.write_text("{}")
-    later = answer.marker(tmp_path).stat().st_mtime_ns + 10**9
-    os.utime(capo_marker, ns=(later, later))
-    assert stage_state(answer, answer_cfg, tmp_path) == "capo is newer"
-    assert dpo.name in {s.name for s in __import__("parrot.pipeline").pipeline.upstream(answer)}
+    assert step_state(answer, cfg, changed) == "settings changed"
+    served = build_config(type(answer_cfg), {**vars(answer_cfg), "model": {"spec": answer_cfg.model.spec, "slots": 1}})
+    assert step_state(answer, cfg, served) == "up to date"  # how it is served is not a setting
+    # a newer CaPO file two steps up (capo feeds capo_dpo) puts the answers out of date
+    capo = pipeline_mod.marker(stage_config(cfg.step("capo"), cfg))
+    capo.parent.mkdir(parents=True, exist_ok=True)
+    capo.write_text("{}")
+    later = pipeline_mod.marker(answer_cfg).stat().st_mtime_ns + 10**9
+    os.utime(capo, ns=(later, later))
+    assert step_state(answer, cfg) == "capo is newer"
+
+
+def test_placeholders_name_the_work_directory_and_other_steps_outputs(tmp_path):
+    cfg = _cfg(tmp_path / "w", steps={"capo": {"dialogues": ["{workdir}/x.jsonl", "{selfchat}", "extra.jsonl"]}})
+    capo = stage_config(cfg.step("capo"), cfg)
+    assert capo.dialogues == [str(tmp_path / "w/x.jsonl"), str(tmp_path / "w/data/selfchat.jsonl"), "extra.jsonl"]
+    assert cfg.step("capo").inputs == ("selfchat",)  # a file named in a setting is not a step
 
 
 FOLLOW_UPS = [
@@ -211,78 +273,43 @@ def _long_sessions(tmp_path, n=4):
 
 def test_long_sessions_flow_from_prepare_through_capo_into_dpo_training(tmp_path, tiny_model_dir, capsys):
     """Histories of ~1,000 tokens against max_length 256: SFT splits the sessions, CaPO selects
-    late turns that fit train-dpo's budget, and DPO trains on pairs with shortened prompts."""
+    late turns that fit the DPO step's budget, and DPO trains on pairs with shortened prompts."""
     w = tmp_path / "w"
-    data = w / "data/sharegpt.jsonl"
     config = _yaml(
         tmp_path,
         f"""workdir: {w}
-stages: [prepare, train_chat, capo, train_dpo]
-prepare: {{source: [{_long_sessions(tmp_path)}], dev_fraction: 0.0}}
-train_chat: {{data: [{data}], model: {tiny_model_dir}, max_length: 256, max_steps: 1,
-             per_device_train_batch_size: 2, disable_tqdm: true}}
-capo: {{dialogues: {data}, generator: {{spec: "hf:{tiny_model_dir}", temperature: 1.0}}, max_tokens: 16,
-       similarity_threshold: 1.0}}
-train_dpo: {{max_length: 256, max_steps: 1, per_device_train_batch_size: 1, disable_tqdm: true}}
+only: [sharegpt, sft_parrot, capo, capo_dpo]
+steps:
+  sharegpt: {{source: [{_long_sessions(tmp_path)}], dev_fraction: 0.0}}
+  sft_parrot: {{data: ["{{sharegpt}}"], model: {tiny_model_dir}, max_length: 256, max_steps: 1,
+               per_device_train_batch_size: 2, disable_tqdm: true}}
+  capo: {{dialogues: ["{{sharegpt}}"], generator: {{spec: "hf:{tiny_model_dir}", temperature: 1.0}}, max_tokens: 16,
+         similarity_threshold: 1.0}}
+  capo_dpo: {{max_length: 256, max_steps: 1, per_device_train_batch_size: 1, disable_tqdm: true}}
 """,
     )
     assert main(["pipeline", "--config", config]) == 0
-    chat = json.loads((w / "models/chat.manifest.json").read_text())["counts"]
+    chat = json.loads((w / "models/sft_parrot.manifest.json").read_text())["counts"]
     assert chat["sessions_shortened"] == 4 and chat["sessions_trained"] == 4 and "dropped_too_long" not in chat
     capo_counts = json.loads((w / "data/capo.jsonl.manifest.json").read_text())
     assert capo_counts["config"]["max_length"] == 256 and capo_counts["config"]["tokenizer"] == str(tiny_model_dir)
     pairs = [json.loads(line) for line in (w / "data/capo.jsonl").read_text().splitlines()]
     assert pairs and max(p["meta"]["turn"] for p in pairs) >= 4
-    dpo = json.loads((w / "models/dpo.manifest.json").read_text())["counts"]
+    dpo = json.loads((w / "models/capo_dpo.manifest.json").read_text())["counts"]
     assert dpo["pairs_trained"] == len(pairs) and dpo["pairs_shortened"] > 0 and dpo["turns_dropped"] > 0
-    assert _statuses(capsys.readouterr().out)["train_dpo"] == "done"
+    assert _statuses(capsys.readouterr().out)["capo_dpo"] == "done"
 
 
-def test_a_stage_left_with_nothing_stops_the_pipeline_before_the_next_one(tmp_path, capsys):
+def test_a_step_left_with_nothing_stops_the_pipeline_before_the_next_one(tmp_path, capsys):
     w = tmp_path / "w"
     config = _yaml(
         tmp_path,
-        f"workdir: {w}\nstages: [prepare, filter, train_chat]\n"
-        f"prepare: {{source: [{_source(tmp_path)}], dev_fraction: 0.0}}\n"
-        f"filter: {{input: {w / 'data/sharegpt.jsonl'}, min_turns: 2}}\n",
+        f"workdir: {w}\nonly: [sharegpt, parrot, sft_parrot]\n"
+        f"steps:\n  sharegpt: {{source: [{_source(tmp_path)}], dev_fraction: 0.0}}\n"
+        f"  parrot: {{input: '{{sharegpt}}', min_turns: 2}}\n",
     )
     assert main(["pipeline", "--config", config]) == 2
     captured = capsys.readouterr()
-    assert "stopped at filter: filter kept 0 of 20 sessions" in captured.err and "lower min_turns=2" in captured.err
-    assert _statuses(captured.out) == {"prepare": "done", "filter": "failed"}
+    assert "stopped at parrot: filter kept 0 of 20 sessions" in captured.err and "lower min_turns=2" in captured.err
+    assert _statuses(captured.out) == {"sharegpt": "done", "parrot": "failed"}
     assert not (w / "models").exists()  # train-chat never started
-
-
-def test_workdir_placeholder_in_a_setting_is_the_work_directory(tmp_path):
-    cfg = build_config(
-        PipelineConfig,
-        {"workdir": str(tmp_path / "w"), "capo": {"dialogues": ["{workdir}/data/parrot.jsonl", "extra.jsonl"]}},
-    )
-    capo_cfg = stage_config(next(s for s in STEPS if s.name == "capo"), cfg)
-    assert [str(p) for p in capo_cfg.dialogues] == [str(tmp_path / "w/data/parrot.jsonl"), "extra.jsonl"]
-
-
-def test_a_stage_asked_for_more_items_resumes_and_one_with_other_settings_starts_over(tmp_path, monkeypatch):
-    import parrot.pipeline as pipeline_mod
-    from parrot.core.manifest import write_manifest
-    from parrot.pipeline import stage_state
-
-    cfg = build_config(PipelineConfig, {"workdir": str(tmp_path / "w"), "stages": ["eval_answer"]})
-    [answer] = [s for s in STEPS if s.name == "eval_answer"]
-    answer_cfg = stage_config(answer, cfg)
-    write_manifest(answer_cfg.output, stage="eval answer", config=answer_cfg)
-    assert stage_state(answer, answer_cfg, tmp_path / "w") == "up to date"
-    more = build_config(type(answer_cfg), {**vars(answer_cfg), "limit": 5})  # fewer or more questions
-    assert stage_state(answer, more, tmp_path / "w") == "more items"
-    served = build_config(
-        type(answer_cfg), {**vars(answer_cfg), "model": {"spec": answer_cfg.model.spec, "concurrency": 1}}
-    )
-    assert stage_state(answer, served, tmp_path / "w") == "up to date"  # how it is served is not a setting
-    seen = []
-    record = lambda c: seen.append((c.resume, c.overwrite))  # noqa: E731
-    steps = [dataclasses.replace(s, stage=dataclasses.replace(s.stage, run=record)) for s in STEPS]
-    monkeypatch.setattr(pipeline_mod, "STEPS", steps)
-    config = _yaml(tmp_path, f"workdir: {tmp_path / 'w'}\nstages: [eval_answer]\n")
-    assert main(["pipeline", "--config", config, "eval_answer.limit=5"]) == 0
-    assert main(["pipeline", "--config", config, "eval_answer.max_tokens=64"]) == 0
-    assert seen == [(True, False), (False, True)]

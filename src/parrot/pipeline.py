@@ -1,20 +1,33 @@
-"""``parrot pipeline``: the whole method, stage after stage, in one work directory.
+"""``parrot pipeline``: the paper's experiment as named steps in one work directory.
 
-    prepare -> train-ask -> synthesize -> filter -> stats -> train-chat -> capo -> train-dpo
-            -> eval answer -> eval judge -> eval report
+A step is a stage of the stage table (:mod:`parrot.stages`), its settings and the steps it reads;
+the default experiment (``experiment.yaml`` beside this module) holds every arm the paper compares,
+and a config changes it by step name::
 
-Each stage is the same function its own command runs, given the paths of the work directory
-plus the settings of its section in the YAML file (``synthesize: {num_sessions: 50}``), so
-anything a stage's command accepts can be set here; ``{workdir}`` in a setting stands for the
-work directory (``capo: {dialogues: ["{workdir}/data/parrot.jsonl", more.jsonl]}``).
+    workdir: runs/demo
+    serve: gguf                               # how the trained models are served: hf, vllm, gguf
+    defaults:                                 # settings for every step of a stage
+      eval answer: {limit: 2, max_tokens: 128}
+    steps:
+      synth_parrot: {num_sessions: 12}        # merges into the step
+      capo_only_ignore:                       # a new step: one more arm
+        stage: capo
+        dialogues: ["{parrot}"]
+        strategies: [ignore]
+      mtbench_base: null                      # drops a step
 
-A stage is skipped when it is up to date, as with ``make``: its output manifest is complete, its
-config hash is unchanged, and it is newer than the outputs of the stages it reads from. So an
-interrupted pipeline picks up where it stopped: an interrupted stage runs with ``--resume``
+In a setting, ``{NAME}`` is step NAME's output, ``{NAME:dev}`` one of its side outputs (the dev
+split of a prepare step; ``{NAME:gguf}``, the llama.cpp file of a training step), ``{NAME.KEY}`` one
+of its settings, and ``{workdir}`` / ``{serve}`` the pipeline's own. The steps a step names with
+``{NAME}`` or ``{NAME:...}`` are its inputs, so the steps run in an order where every input comes first.
+
+A step is skipped when it is up to date, as with ``make``: its output manifest is complete, its
+config hash is unchanged, and it is newer than the outputs of the steps it reads from. So an
+interrupted pipeline picks up where it stopped: an interrupted step runs with ``--resume``
 (synthesis, CaPO and the eval stages go on inside the stage, training from its latest
-checkpoint), as does one asked for more items (``eval_answer: {limit: ...}``). Changing a stage's
-settings runs that stage and everything downstream of it again: a stage that is new or out of
-date runs with ``--overwrite``.
+checkpoint), as does one asked for more items (``limit`` raised). Changing a step's settings runs
+that step and every step that reads from it again, nothing else: a step that is new or out of date
+runs with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -22,167 +35,267 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from parrot import ParrotError
-from parrot.core.config import build_config, opt
+from parrot.core.config import build_config, opt, to_dict
 from parrot.core.fingerprint import config_hash
 from parrot.core.log import format_table
 from parrot.core.manifest import manifest_path, write_manifest
 from parrot.core.outputs import same_selection
-from parrot.stages import BY_NAME, Stage
-from parrot.train.config import DPOTrainConfig, SFTTrainConfig
+from parrot.core.yamlfile import load_yaml
+from parrot.stages import STAGES, Stage
 
 log = logging.getLogger("parrot.pipeline")
+
+EXPERIMENT = Path(__file__).with_name("experiment.yaml")
+STEP_NAME = re.compile(r"[A-Za-z_]\w*")
+# {NAME}, {NAME:SIDE} (a side output) or {NAME.KEY} (a setting)
+REFERENCE = re.compile(r"\{([A-Za-z_]\w*)(?:([:.])(\w+))?\}")
+
+# Where a step's output goes in the work directory when its settings do not say (NAME: the step's).
+OUTPUT = {
+    "prepare": "data/{}.jsonl",
+    "synthesize": "data/{}.jsonl",
+    "merge": "data/{}.jsonl",
+    "filter": "data/{}.jsonl",
+    "capo": "data/{}.jsonl",
+    "capo select": "data/{}.jsonl",
+    "stats": "stats/{}",
+    "train-ask": "models/{}",
+    "train-chat": "models/{}",
+    "train-dpo": "models/{}",
+    "eval answer": "eval/{}.jsonl",
+    "eval judge": "eval/{}.jsonl",
+    "eval report": "eval/{}",
+    "report": "{}",
+}
+
+
+def stage_named(name: str) -> Stage | None:
+    """The stage table's row for ``name``; ``eval answer``, ``eval-answer`` and ``eval_answer`` alike."""
+    key = re.sub(r"[-_ ]+", " ", str(name).strip())
+    return next((s for s in STAGES if re.sub(r"[-_ ]+", " ", s.name) == key), None)
 
 
 @dataclass(frozen=True)
 class Step:
-    """One stage of the chain, wired into the work directory."""
+    """One step of the experiment: a stage, its settings (keys remembering where they were given)
+    and the steps whose outputs it reads."""
 
-    name: str  # its section in the YAML file
-    stage: Stage  # the row of the stage table it runs
-    defaults: Callable[[Path], dict]  # the work directory's paths and sensible settings
-    inputs: tuple[str, ...] = ()  # the steps whose outputs it reads
-    linked: Callable[[PipelineConfig], dict] | None = None  # defaults taken from other steps' sections
-    manifest: str | None = None  # the manifest that proves it finished (default: its output's)
+    name: str
+    stage: Stage
+    settings: dict
+    inputs: tuple[str, ...] = ()
 
-    def marker(self, workdir: Path) -> Path:
-        return workdir / self.manifest if self.manifest else manifest_path(self.defaults(workdir)["output"])
-
-
-def _setting(cfg: PipelineConfig, section: str, key: str, cls: type):
-    """A stage's setting as its YAML section gives it, else the config class's default."""
-    given = getattr(cfg, section) or {}
-    return given[key] if key in given else next(f.default for f in dataclasses.fields(cls) if f.name == key)
+    def where(self) -> str:
+        """The place its section was given (``cfg.yaml:12``)."""
+        return getattr(self.name, "place", "") or "config"
 
 
-def _capo_links(cfg: PipelineConfig) -> dict:
-    """CaPO selects turns whose pairs fit train-dpo's max_length, counted with the tokenizer of the
-    model DPO trains (train-chat's starting model)."""
-    return {
-        "max_length": _setting(cfg, "train_dpo", "max_length", DPOTrainConfig),
-        "tokenizer": _setting(cfg, "train_chat", "model", SFTTrainConfig),
-    }
+class _Steps:
+    """The ``steps`` mapping: each step's settings are those of its stage's config."""
+
+    @staticmethod
+    def section_config(name: str, value: dict) -> type | None:
+        stage = stage_named(value.get("stage", "")) if isinstance(value, dict) else None
+        return stage.config if stage else None
 
 
-# fmt: off
-STEPS: list[Step] = [
-    Step("prepare", BY_NAME["prepare"],
-         lambda wd: {"source": ["sharegpt"], "output": str(wd / "data/sharegpt.jsonl")}),
-    Step("train_ask", BY_NAME["train-ask"],
-         lambda wd: {"data": [str(wd / "data/sharegpt.jsonl")], "output": str(wd / "models/ask"),
-                     "eval_data": str(wd / "data/sharegpt.dev.jsonl"), "add_stop": True},
-         inputs=("prepare",)),
-    Step("synthesize", BY_NAME["synthesize"],
-         lambda wd: {"output": str(wd / "data/synth.jsonl"), "seeds": str(wd / "data/sharegpt.jsonl"),
-                     "asker": {"spec": f"hf:{wd / 'models/ask'}"}},
-         inputs=("prepare", "train_ask")),
-    Step("filter", BY_NAME["filter"],
-         lambda wd: {"input": str(wd / "data/synth.jsonl"), "output": str(wd / "data/parrot.jsonl")},
-         inputs=("synthesize",)),
-    Step("stats", BY_NAME["stats"],
-         lambda wd: {"data": [str(wd / "data/sharegpt.dev.jsonl"), str(wd / "data/parrot.jsonl")],
-                     "names": ["ShareGPT (dev)", "Parrot (synthesized)"],
-                     "real": str(wd / "data/sharegpt.dev.jsonl"), "output": str(wd / "stats")},
-         inputs=("prepare", "filter"), manifest="stats/stats.json.manifest.json"),
-    Step("train_chat", BY_NAME["train-chat"],
-         lambda wd: {"data": [str(wd / "data/parrot.jsonl")], "output": str(wd / "models/chat")},
-         inputs=("filter",)),
-    Step("capo", BY_NAME["capo"],
-         lambda wd: {"dialogues": [str(wd / "data/parrot.jsonl")], "output": str(wd / "data/capo.jsonl")},
-         inputs=("filter",), linked=_capo_links),
-    Step("train_dpo", BY_NAME["train-dpo"],
-         lambda wd: {"data": [str(wd / "data/capo.jsonl")], "model": str(wd / "models/chat"),
-                     "output": str(wd / "models/dpo")},
-         inputs=("train_chat", "capo")),
-    Step("eval_answer", BY_NAME["eval answer"],
-         lambda wd: {"bench": "mt-bench-pp", "model": {"spec": f"hf:{wd / 'models/dpo'}"},
-                     "model_id": "parrot-dpo", "output": str(wd / "eval/answers.jsonl")},
-         inputs=("train_dpo",)),
-    Step("eval_judge", BY_NAME["eval judge"],
-         lambda wd: {"bench": "mt-bench-pp", "answers": [str(wd / "eval/answers.jsonl")],
-                     "output": str(wd / "eval/judgments.jsonl")},
-         inputs=("eval_answer",)),
-    Step("eval_report", BY_NAME["eval report"],
-         lambda wd: {"bench": "mt-bench-pp", "judgments": [str(wd / "eval/judgments.jsonl")],
-                     "output": str(wd / "eval/report")},
-         inputs=("eval_judge",), manifest="eval/report/report.manifest.json"),
-]
-# fmt: on
-STEP_NAMES = [s.name for s in STEPS]
+class _Defaults:
+    """The ``defaults`` mapping: a stage's settings for each of its steps."""
+
+    @staticmethod
+    def section_config(name: str, value: dict) -> type | None:
+        stage = stage_named(name)
+        return stage.config if stage else None
+
+
+def default_steps() -> dict:
+    return load_yaml(EXPERIMENT)["steps"]
 
 
 @dataclass
-class _Pipeline:
-    workdir: str = opt("runs/demo", "work directory: data, models, stats and eval land here")
-    stages: list[str] = opt(lambda: list(STEP_NAMES), f"stages to run, in pipeline order ({', '.join(STEP_NAMES)})")
-    rerun: list[str] = opt(list, "stages to run again even if their output is complete", hashed=False)
+class PipelineConfig:
+    workdir: str = opt("runs/demo", "work directory: data, models, stats, eval and the report land here")
+    serve: str = opt(
+        "hf", "backend kind serving the trained models ({serve}): hf, vllm or gguf", choices=["hf", "vllm", "gguf"]
+    )
+    steps: dict = opt(default_steps, "the experiment's steps: NAME: {stage: STAGE, ...settings}", cli=False)
+    defaults: dict = opt(dict, "settings for every step of a stage: STAGE: {...settings}", cli=False)
+    only: list[str] = opt(list, "run only these steps (default: every step)", hashed=False)
+    rerun: list[str] = opt(list, "steps to run again even if their output is complete", hashed=False)
+    plan: bool = opt(False, "print each step's stage, inputs and state, then stop: nothing runs", hashed=False)
 
     def __post_init__(self):
-        unknown = [s for s in [*self.stages, *self.rerun] if s not in STEP_NAMES]
-        if unknown:
-            raise ParrotError(f"stages: unknown stage(s) {', '.join(unknown)} (known: {', '.join(STEP_NAMES)})")
-        # Every selected stage's settings are checked now, before the first stage runs: a mistyped
-        # key under eval_judge is an error at once, not after an hour of synthesis and training.
-        # The sections' keys remember where they were given: errors name the YAML line or the command line.
-        for step in STEPS:
-            if step.name in self.stages:
-                stage_config(step, self)
+        self.graph = [step for step in ordered(parse_steps(self.steps))]
+        self._configs: dict[str, Any] = {}
+        names = [s.name for s in self.graph]
+        if unknown := [s for s in [*self.only, *self.rerun] if s not in names]:
+            raise ParrotError(f"only/rerun: unknown step(s) {', '.join(unknown)} (steps: {', '.join(names)})")
+        for stage, settings in self.defaults.items():
+            if stage_named(stage) is None or not isinstance(settings, dict):
+                raise ParrotError(
+                    f"{getattr(stage, 'place', 'config')}: defaults: {stage!r} is not a stage "
+                    f"with a mapping of settings (stages: {', '.join(s.name for s in STAGES)})"
+                )
+        # Every selected step's settings are checked now, before the first step runs: a mistyped key
+        # in a judge step is an error at once, not after an hour of synthesis and training. Keys
+        # remember where they were given: errors name the YAML line or the command line.
+        for step in self.selected():
+            stage_config(step, self)
 
     @staticmethod
-    def section_config(name: str) -> type:
-        """The config class of a stage's section: the config builder merges the YAML file's and the
-        command line's settings for it by that class's fields (``synthesize.asker=SPEC`` keeps the file's
-        other asker options)."""
-        return next(s for s in STEPS if s.name == name).stage.config
+    def section_config(name: str, value: dict) -> type | None:
+        """The config builder merges the file's and the command line's settings for a section by
+        this: ``steps.synth_parrot.asker=SPEC`` keeps the file's other asker options."""
+        return {"steps": _Steps, "defaults": _Defaults}.get(name)
+
+    def selected(self) -> list[Step]:
+        return [s for s in self.graph if not self.only or s.name in self.only]
+
+    def step(self, name: str) -> Step:
+        return next(s for s in self.graph if s.name == name)
 
 
-# The pipeline's settings: the three above, then one section per step holding that stage's settings.
-PipelineConfig = dataclasses.make_dataclass(
-    "PipelineConfig",
-    [(s.name, dict, opt(dict, f"settings for `parrot {s.stage.name}`", cli=False)) for s in STEPS],
-    bases=(_Pipeline,),
-)
-PipelineConfig.__module__ = __name__
-
-
-def _with_workdir(value: Any, workdir: str) -> Any:
-    """``{workdir}`` in a setting's strings replaced by the work directory (``"{workdir}/data/x.jsonl"``)."""
+def _references(value: Any):
+    """Every ``(name, kind, key)`` reference in a setting's strings."""
     if isinstance(value, str):
-        # only where it occurs: another string stays the very object (YAML's bare `no` stays what it is)
-        return value.replace("{workdir}", str(workdir)) if "{workdir}" in value else value
+        yield from REFERENCE.findall(value)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _references(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _references(v)
+
+
+def parse_steps(sections: dict) -> list[Step]:
+    """The steps of a ``steps`` mapping (``NAME: null`` dropped), each checked: a name, a known stage,
+    references to steps that exist."""
+    given = {name: section for name, section in sections.items() if section is not None}
+    steps = []
+    for name, section in given.items():
+        where = f"{getattr(name, 'place', 'config')}: steps: {name}"
+        if not STEP_NAME.fullmatch(name):
+            raise ParrotError(f"{where}: a step's name is letters, digits and underscores")
+        if not isinstance(section, dict):
+            raise ParrotError(f"{where}: expected a mapping of settings with a stage, found {section!r}")
+        stage = stage_named(section.get("stage", ""))
+        if stage is None or stage.name not in OUTPUT:
+            known = ", ".join(s.name for s in STAGES if s.name in OUTPUT)
+            raise ParrotError(f"{where}: stage: expected one of {known}, found {section.get('stage')!r}")
+        settings = {k: v for k, v in section.items() if k != "stage"}
+        for ref, kind, key in _references(settings):
+            if ref not in given and ref not in ("workdir", "serve"):
+                raise ParrotError(f"{where}: '{{{ref}{kind}{key}}}' names no step (steps: {', '.join(given)})")
+        inputs = {ref: None for ref, kind, _ in _references(settings) if ref in given and kind != "." and ref != name}
+        steps.append(Step(name, stage, settings, tuple(inputs)))
+    return steps
+
+
+def ordered(steps: list[Step]) -> list[Step]:
+    """The steps in an order where each comes after the steps it reads (given order otherwise)."""
+    done: dict[str, Step] = {}
+    todo = list(steps)
+    while todo:
+        ready = [s for s in todo if all(i in done for i in s.inputs)]
+        if not ready:
+            raise ParrotError(f"steps: {' -> '.join(s.name for s in todo)}: the steps read each other in a cycle")
+        done[ready[0].name] = ready[0]
+        todo.remove(ready[0])
+    return list(done.values())
+
+
+def stage_defaults(cfg: PipelineConfig, stage: Stage) -> dict:
+    """The ``defaults`` a config gives every step of ``stage``."""
+    return next((v for k, v in cfg.defaults.items() if stage_named(k) is stage), {})
+
+
+def output_of(step: Step, cfg: PipelineConfig) -> str:
+    """Where a step's output goes: its ``output`` setting, else a place in the work directory by stage."""
+    given = step.settings.get("output") or stage_defaults(cfg, step.stage).get("output")
+    if given:
+        return str(given).replace("{workdir}", cfg.workdir)
+    return str(Path(cfg.workdir) / OUTPUT[step.stage.name].format(step.name))
+
+
+def _resolve(value: Any, step: Step, cfg: PipelineConfig, building: tuple[str, ...]) -> Any:
+    """A setting with its ``{...}`` references replaced: a whole-string reference to a setting keeps
+    that setting's type (``max_length: "{capo_dpo.max_length}"`` is an int)."""
     if isinstance(value, list):
-        return [_with_workdir(v, workdir) for v in value]
+        return [_resolve(v, step, cfg, building) for v in value]
     if isinstance(value, dict):
-        return {k: _with_workdir(v, workdir) for k, v in value.items()}
-    return value
+        out = {k: _resolve(v, step, cfg, building) for k, v in value.items()}
+        if len(out) == 1 and isinstance(next(iter(out.values())), dict) and isinstance(next(iter(value.values())), str):
+            # a model role given as a reference to another step's role ("{synth_parrot.assistant}"),
+            # which the config builder read as that role's spec: the whole role it names
+            return next(iter(out.values()))
+        return out
+    if not isinstance(value, str) or "{" not in value:
+        return value  # the very object: YAML's bare `no` stays what it is
+
+    def one(name: str, kind: str, key: str) -> Any:
+        if not kind and name in ("workdir", "serve"):
+            return getattr(cfg, name)
+        other = cfg.step(name)
+        if kind == ".":
+            if name in building:
+                raise ParrotError(f"steps: {' -> '.join(building)}: the settings name each other in a cycle")
+            value = getattr(stage_config(other, cfg, (*building, step.name)), key, _MISSING)
+            if value is _MISSING:
+                raise ParrotError(f"{step.where()}: steps: {step.name}: {other.name} has no setting {key!r}")
+            return to_dict(value)
+        out = output_of(other, cfg)
+        if not kind:
+            return out
+        sides = getattr(other.stage.config, "side_outputs", {})
+        if key not in sides:
+            raise ParrotError(
+                f"{step.where()}: steps: {step.name}: '{{{name}:{key}}}': a {other.stage.name} step has "
+                f"{'side outputs ' + ', '.join(sides) if sides else 'no side outputs'}"
+            )
+        return str(sides[key](out))
+
+    whole = REFERENCE.fullmatch(value)
+    if whole:
+        return one(*whole.groups())
+    return REFERENCE.sub(lambda m: str(one(*m.groups())), value)
 
 
-def stage_config(step: Step, cfg: PipelineConfig):
-    """The step's config object: work-directory defaults (and settings linked to other steps'),
-    then the YAML section on top."""
-    defaults = step.defaults(Path(cfg.workdir))
-    if step.linked:
-        defaults.update(step.linked(cfg))
-    layers = _with_workdir([defaults, getattr(cfg, step.name) or {}], cfg.workdir)
-    return build_config(step.stage.config, layers, within=step.name, extra_field=step.stage.unknown_keys)
+_MISSING = object()
 
 
-def upstream(step: Step) -> list[Step]:
+def stage_config(step: Step, cfg: PipelineConfig, building: tuple[str, ...] = ()):
+    """The step's config object: its output in the work directory, the stage's ``defaults``, then
+    its own settings, every ``{...}`` resolved."""
+    if step.name not in cfg._configs:
+        layers = [{"output": output_of(step, cfg)}, stage_defaults(cfg, step.stage), step.settings]
+        layers = [_resolve(layer, step, cfg, (*building, step.name)) for layer in layers]
+        cfg._configs[step.name] = build_config(
+            step.stage.config, layers, within=step.name, extra_field=step.stage.unknown_keys
+        )
+    return cfg._configs[step.name]
+
+
+def marker(stage_cfg: Any) -> Path:
+    """The manifest that proves a step finished."""
+    return manifest_path(stage_cfg.manifest_of())
+
+
+def upstream(step: Step, cfg: PipelineConfig) -> list[Step]:
     """Every step ``step`` reads from, directly or through others."""
-    by_name = {s.name: s for s in STEPS}
     seen: dict[str, Step] = {}
     todo = list(step.inputs)
     while todo:
         name = todo.pop()
         if name not in seen:
-            seen[name] = by_name[name]
-            todo += by_name[name].inputs
+            seen[name] = cfg.step(name)
+            todo += seen[name].inputs
     return list(seen.values())
 
 
@@ -193,19 +306,20 @@ def read_marker(path: Path) -> dict | None:
         return None
 
 
-def stage_state(stage: Step, stage_cfg: Any, workdir: Path) -> str:
+def step_state(step: Step, cfg: PipelineConfig, stage_cfg: Any | None = None) -> str:
     """``up to date``, ``new`` (never ran), ``interrupted`` (same settings, not finished) or
     ``more items`` (same settings, more questions or files selected): resume it; or why it is
     out of date (``settings changed``, ``<input> is newer``): start it over."""
-    path = stage.marker(workdir)
+    stage_cfg = stage_cfg or stage_config(step, cfg)
+    path = marker(stage_cfg)
     doc = read_marker(path)
     if doc is None:
         return "new"
     if doc.get("config_hash") != config_hash(stage_cfg):
         return "settings changed"
     mtime = path.stat().st_mtime_ns
-    for up in upstream(stage):
-        up_path = up.marker(workdir)
+    for up in upstream(step, cfg):
+        up_path = marker(stage_config(up, cfg))
         if up_path.exists() and up_path.stat().st_mtime_ns > mtime:
             return f"{up.name} is newer"
     if not doc.get("complete", True):
@@ -213,49 +327,69 @@ def stage_state(stage: Step, stage_cfg: Any, workdir: Path) -> str:
     return "up to date" if same_selection(stage_cfg, doc) else "more items"
 
 
-def print_stages(workdir: Path, rows: list[dict], started: float) -> None:
+def print_steps(workdir: Path, rows: list[dict], started: float) -> None:
     table = format_table(
-        [(r["stage"], r["status"], f"{r['seconds']:.1f}") for r in rows], ("stage", "status", "seconds")
+        [(r["step"], r["stage"], r["status"], f"{r['seconds']:.1f}") for r in rows],
+        ("step", "stage", "status", "seconds"),
     )
-    print(f"\nparrot pipeline: {workdir}\n{table}\ntotal {time.monotonic() - started:.0f} s")
+    print(f"\nparrot pipeline: {workdir}\n{table}\ntotal {time.monotonic() - started:.0f} s", flush=True)
+
+
+def print_plan(cfg: PipelineConfig) -> list[dict]:
+    """What a run would do: each step, its stage, the steps it reads and its state."""
+    rows = [
+        {"step": s.name, "stage": s.stage.name, "reads": ", ".join(s.inputs) or "-", "state": step_state(s, cfg)}
+        for s in cfg.selected()
+    ]
+    print(format_table([tuple(r.values()) for r in rows], ("step", "stage", "reads", "state")))
+    return rows
+
+
+def reports(cfg: PipelineConfig) -> list[Path]:
+    """The report files the run's report steps wrote."""
+    out = []
+    for step in cfg.selected():
+        if step.stage.name in ("report", "eval report"):
+            folder = Path(stage_config(step, cfg).output)
+            out += [p for p in (folder / "report.md", folder / "report.html") if p.exists()]
+    return out
 
 
 def pipeline(cfg: PipelineConfig) -> list[dict]:
-    """Run the selected stages in order; return one summary row per stage."""
+    """Run the selected steps in order; return one summary row per step."""
+    if cfg.plan:
+        return print_plan(cfg)
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     started = time.monotonic()
-    for stage in STEPS:
-        if stage.name not in cfg.stages:
-            continue
-        stage_cfg = stage_config(stage, cfg)
-        state = "rerun requested" if stage.name in cfg.rerun else stage_state(stage, stage_cfg, workdir)
-        if state == "up to date":
-            log.info("%s: up to date (%s), skipped", stage.name, stage.marker(workdir))
-            rows.append({"stage": stage.name, "status": "up to date", "seconds": 0.0})
-            continue
-        resume = state in ("interrupted", "more items")  # else new or out of date: start it over
-        stage_cfg = dataclasses.replace(stage_cfg, resume=resume, overwrite=not resume)
-        log.info("==== %s (%s)", stage.name, state)
-        t0 = time.monotonic()
-        try:
-            stage.stage.run(stage_cfg)
-        except ParrotError as e:  # a stage left with nothing to work on stops the run here, saying why
-            rows.append({"stage": stage.name, "status": "failed", "seconds": round(time.monotonic() - t0, 1)})
-            print_stages(workdir, rows, started)
-            raise ParrotError(f"stopped at {stage.name}: {e}") from None
-        rows.append({"stage": stage.name, "status": "done", "seconds": round(time.monotonic() - t0, 1)})
-    print_stages(workdir, rows, started)
-    report = workdir / "eval/report/report.md"
-    if report.exists():
-        print(f"\n{report}:\n\n{report.read_text(encoding='utf-8')}")
+    selected = cfg.selected()
+    for i, step in enumerate(selected, 1):
+        stage_cfg = stage_config(step, cfg)
+        state = "rerun requested" if step.name in cfg.rerun else step_state(step, cfg, stage_cfg)
+        row = {"step": step.name, "stage": step.stage.name, "status": "up to date", "seconds": 0.0}
+        print(f"[{i}/{len(selected)}] {step.name} ({step.stage.name}): {state}", flush=True)
+        if state != "up to date":
+            resume = state in ("interrupted", "more items")  # else new or out of date: start it over
+            stage_cfg = dataclasses.replace(stage_cfg, resume=resume, overwrite=not resume)
+            t0 = time.monotonic()
+            try:
+                step.stage.run(stage_cfg)
+            except ParrotError as e:  # a step left with nothing to work on stops the run here, saying why
+                rows.append({**row, "status": "failed", "seconds": round(time.monotonic() - t0, 1)})
+                print_steps(workdir, rows, started)
+                raise ParrotError(f"stopped at {step.name}: {e}") from None
+            row.update(status="done", seconds=round(time.monotonic() - t0, 1))
+        rows.append(row)
+    print_steps(workdir, rows, started)
     write_manifest(
         workdir / "pipeline",
         stage="pipeline",
         config=cfg,
-        counts={"stages_run": sum(r["status"] == "done" for r in rows)},
+        counts={"steps_run": sum(r["status"] == "done" for r in rows)},
         timings={"seconds": round(time.monotonic() - started, 1)},
-        stages=rows,
+        steps=rows,
     )
+    if found := reports(cfg):
+        print("\nreport: " + "  ".join(str(p) for p in found))
     return rows

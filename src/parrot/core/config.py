@@ -156,11 +156,22 @@ def _merge(cls: type | None, base: dict, over: dict, place: str) -> dict:
         if _role(tp) and isinstance(value, str):
             value = {dataclasses.fields(_role(tp))[0].name: value}
         if isinstance(value, dict):  # a pipeline section (a dict) holds the settings of a stage's config
-            of = _role(tp) or (cls.section_config(key) if tp is dict and hasattr(cls, "section_config") else None)
-            value = _merge(of, out[key] if isinstance(out.get(key), dict) else {}, value, getattr(key, "place", place))
-        out.pop(key, None)  # the new key knows where it was given
-        out[key] = value
+            base_value = out[key] if isinstance(out.get(key), dict) else {}
+            of = _role(tp) or _section(cls, key, tp, {**base_value, **value})
+            value = _merge(of, base_value, value, getattr(key, "place", place))
+        if key in out:  # in its place (the order of a pipeline's steps), the new key knowing where it was given
+            out = {(key if k == key else k): (value if k == key else v) for k, v in out.items()}
+        else:
+            out[key] = value
     return out
+
+
+def _section(cls: type | None, key: str, tp: Any, value: dict) -> type | None:
+    """The config class whose settings a mapping under ``key`` holds, where ``cls`` says (its
+    ``section_config(key, value)``: the pipeline's steps, each a stage's settings), else None."""
+    if cls is None or not hasattr(cls, "section_config") or tp not in (dict, None):
+        return None
+    return cls.section_config(key, value)
 
 
 def build_config(cls, data=None, overrides=None, *, where="config", extra_field=None, within=None):
@@ -172,9 +183,15 @@ def build_config(cls, data=None, overrides=None, *, where="config", extra_field=
     SettingError, for the pipeline config's builder to place.
     """
     hints = typing.get_type_hints(cls)
-    roles = [f for f in dataclasses.fields(cls) if f.default_factory is not _MISSING and _role(hints[f.name])]
-    # a config's default (the judge's model) is a layer too: judge.max_tokens=100 keeps its spec
-    merged = _merge(cls, {}, {f.name: to_dict(f.default_factory()) for f in roles}, "defaults")
+    # a config's default (the judge's model, the pipeline's steps) is a layer too: judge.max_tokens=100
+    # keeps its spec, and a config's steps merge into the default experiment's
+    layered = {
+        f.name: to_dict(f.default_factory()) if _role(hints[f.name]) else f.default_factory()
+        for f in dataclasses.fields(cls)
+        if f.default_factory is not _MISSING
+        and (_role(hints[f.name]) or (hints[f.name] is dict and hasattr(cls, "section_config")))
+    }
+    merged = _merge(cls, {}, layered, "defaults")
     for layer in data if isinstance(data, list) else [data or {}]:
         merged = _merge(cls, merged, layer, where)
     for item in overrides or []:

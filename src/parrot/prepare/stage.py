@@ -92,6 +92,8 @@ class PrepareConfig(CleanOptions, _Input, WritesOutput):
     limit: int | None = opt(None, "read at most this many records (a quick look at a big source)")
 
     STAGE: ClassVar[str] = "prepare"
+    # what a pipeline step names as {NAME:dev}
+    side_outputs: ClassVar[dict] = {"dev": lambda output: dev_path(output)}
     RESUMES: ClassVar[str] = ONE_PASS
 
     def output_files(self) -> list[Path]:

@@ -1,0 +1,124 @@
+"""Where ``make demo``'s time goes: each step's seconds, and synthesis against raw llama.cpp.
+
+Runs the demo pipeline (``configs/demo.yaml``) in a fresh work directory, or reads a finished one
+(``--workdir runs/demo``), then prints:
+
+- each step's time, as the pipeline recorded it;
+- this machine's reference speeds, measured in the same run: llama.cpp tokens/s serving the
+  embedded SmolLM2 with all requests queued at once, and seconds per training step of each
+  training step (these 2-core machines differ up to ~3x, so a stage time means little without them);
+- each synthesize step's generated tokens/s against the raw llama.cpp throughput of the same models
+  (the asker's and the assistant's GGUF files) for the same token volume: the loop's efficiency.
+
+    .venv/bin/python benchmarks/demo_stages.py                    # runs the whole demo (~15 min)
+    .venv/bin/python benchmarks/demo_stages.py --workdir runs/demo  # reads a finished run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from parrot.backends import BackendConfig, load_backend
+from parrot.backends.base import SamplingParams
+from parrot.core.config import build_config
+from parrot.core.log import format_table, setup_logging
+
+PROMPTS = [
+    "Explain how a hash map works.",
+    "Write a short story about a lighthouse keeper.",
+    "What are the causes of inflation?",
+    "How do I set up a Python virtual environment?",
+    "Summarise the plot of Hamlet.",
+    "Give me three tips for public speaking.",
+]
+
+
+def raw_tokens_per_s(spec: str, slots: int, max_tokens: int, requests: int = 24) -> float:
+    """Generated tokens/s of a GGUF model served by llama.cpp with every request queued at once."""
+    backend = load_backend(build_config(BackendConfig, {"spec": spec, "slots": slots, "timeout": 900})).start()
+    try:
+        convs = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}] for i in range(requests)]
+        params = [SamplingParams(temperature=0.7, top_p=0.95, max_tokens=max_tokens, seed=i) for i in range(requests)]
+        t0 = time.perf_counter()
+        out = asyncio.run(backend.agenerate(convs, params))
+        seconds = time.perf_counter() - t0
+        return sum(c.completion_tokens for c in out if c.ok) / seconds
+    finally:
+        backend.close()
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workdir", help="a finished demo's work directory (default: run the demo in a fresh one)")
+    ap.add_argument("--config", default="configs/demo.yaml")
+    args = ap.parse_args()
+    setup_logging(0)
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="demo-bench-"))
+    if not args.workdir:
+        parrot = Path(sys.executable).with_name("parrot")
+        t0 = time.monotonic()
+        subprocess.run([str(parrot), "pipeline", "--config", args.config, f"workdir={workdir}"], check=True)
+        print(f"\ndemo pipeline: {time.monotonic() - t0:.0f} s in {workdir}")
+    run = read(workdir / "pipeline.manifest.json")
+    rows = [(s["step"], s["stage"], s["status"], f"{s['seconds']:.1f}") for s in run["steps"]]
+    print("\n" + format_table(rows, ("step", "stage", "status", "seconds")))
+    print(f"total {sum(s['seconds'] for s in run['steps']):.0f} s")
+
+    # This machine's reference speeds.
+    ref = raw_tokens_per_s("smollm2", slots=6, max_tokens=128)
+    speeds = [("llama.cpp, SmolLM2-135M Q4_1, 6 slots", f"{ref:.1f} tokens/s")]
+    for manifest in sorted((workdir / "models").glob("*.manifest.json")):
+        doc = read(manifest)
+        steps = (doc.get("losses") or {}).get("steps")
+        if steps:
+            speeds.append(
+                (f"{doc['stage']} {manifest.name.split('.')[0]}", f"{doc['timings']['train_s'] / steps:.2f} s/step")
+            )
+    print("\n" + format_table(speeds, ("this machine", "speed")))
+
+    # Synthesis against raw llama.cpp of the same models, for the same token volume.
+    rows = []
+    for manifest in sorted((workdir / "data").glob("*.jsonl.manifest.json")):
+        doc = read(manifest)
+        if doc.get("stage") != "synthesize":
+            continue
+        models, usage = doc["models"], doc["usage"]
+        raw_seconds = 0.0
+        for role in ("asker", "assistant"):
+            spec, slots = models[role]["spec"], models[role]["options"]["slots"]
+            if not (spec == "smollm2" or spec.startswith("gguf:")):
+                break
+            rate = raw_tokens_per_s(spec, slots=slots, max_tokens=doc["sampling"][role]["max_tokens"])
+            raw_seconds += usage[role]["completion_tokens"] / rate
+        else:
+            tokens = doc["timings"]["completion_tokens"]
+            synth = doc["timings"]["tokens_per_s"]
+            raw = tokens / raw_seconds
+            rows.append((manifest.name.split(".")[0], tokens, f"{synth:.1f}", f"{raw:.1f}", f"{synth / raw:.2f}x"))
+            continue
+        rows.append(
+            (
+                manifest.name.split(".")[0],
+                doc["timings"]["completion_tokens"],
+                doc["timings"]["tokens_per_s"],
+                "-",
+                "not llama.cpp",
+            )
+        )
+    print("\n" + format_table(rows, ("synthesis", "tokens", "tokens/s", "raw llama.cpp tokens/s", "ratio")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
