@@ -497,3 +497,37 @@ def test_on_cpu_the_lm_head_scores_only_labelled_positions_with_the_same_loss_an
     with compact_lm_head(enabled=False) as on:  # torch_compile: shapes stay fixed
         loss_and_grads()
     assert not on and rows[-1] == 39
+
+
+# ---------------------------------------------------------------- curves and the base model's held-out loss
+
+
+def test_train_ask_records_its_loss_curve_and_the_untrained_models_heldout_loss(model_dir, dialogues, tmp_path):
+    held_out = write_jsonl(tmp_path / "dev.jsonl", [dialogue(20 + i, 2) for i in range(3)])
+    out = tmp_path / "ask"
+    args = ["train-ask", str(dialogues), "-o", str(out), "--model", str(model_dir), "--max-length", "260"]
+    args += ["--eval-data", str(held_out), "--eval-limit", "2", "learning_rate=1e-3"]
+    args += ["per_device_train_batch_size=2", "disable_tqdm=true"]  # logging_steps left to Parrot's default
+    assert main([*args, "max_steps=3", "save_strategy=steps", "save_steps=1"]) == 0
+    m = read_manifest(out)
+    assert [s for s, _ in m["loss_curve"]] == [1, 2, 3] and all(loss > 0 for _, loss in m["loss_curve"])
+    base, trained = m["losses"]["eval_loss_base"], m["losses"]["eval_loss"]
+    assert isinstance(base, float) and isinstance(trained, float) and base != trained
+    assert m["eval_curve"] == [[0, base], [3, trained]]  # before any step, and after the last
+    assert m["counts"]["eval"]["sessions_read"] == 2  # eval_limit: both passes on the same 2 sessions
+
+    # Resumed from a checkpoint, the recorded value is reused, not measured on the checkpoint's weights.
+    state_file = out / "checkpoint-3" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    [entry] = [h for h in state["log_history"] if "eval_loss_base" in h]
+    entry["eval_loss_base"] = 123.0
+    state_file.write_text(json.dumps(state))
+    assert main([*args, "max_steps=4", "resume_from_checkpoint=true", "--resume", "--force"]) == 0
+    m = read_manifest(out)
+    assert m["losses"]["eval_loss_base"] == 123.0 and m["losses"]["steps"] == 4
+    assert [s for s, _ in m["loss_curve"]] == [1, 2, 3, 4]
+
+    # --no-eval-base: one evaluation, after training
+    assert main([*args, "max_steps=3", "--no-eval-base", "--overwrite"]) == 0
+    m = read_manifest(out)
+    assert "eval_loss_base" not in m["losses"] and m["eval_curve"] == [[3, m["losses"]["eval_loss"]]]

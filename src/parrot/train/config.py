@@ -217,6 +217,7 @@ class AskTrainConfig(SFTTrainConfig):
         None, "a file with the simulator's system prompt (default: the packaged prompts/ask_system.txt)", digest=True
     )
     add_stop: bool = opt(False, "teach the simulator to end a session: a stop marker after the last real answer")
+    eval_base: bool = opt(True, "also measure the untrained model's held-out loss (the prompted-simulator baseline)")
     STAGE: ClassVar[str] = "train-ask"
 
 

@@ -4,6 +4,15 @@
 trainer (:func:`trl_trainer`: the starting model, LoRA, Parrot's callbacks, the TRL config of
 :func:`trl_kwargs`), then trains, evaluates, saves and writes the manifest
 (:func:`train_and_save`).
+
+The manifest records the run's curves from the trainer's log: ``loss_curve`` (``[[step, loss],
+...]``, the training loss as logged) and, when there is held-out data, ``eval_curve`` (``[[step,
+eval_loss], ...]``: every evaluation, the starting model's at step 0 included when it was
+measured). Unless the user sets ``logging_steps``, the loss is logged every 2% of the run's steps
+(``logging_steps=0.02``, at least every step), so even a 10-step demo run draws a curve.
+With ``eval_base`` (train-ask), the untrained model's held-out loss is measured once as training
+begins, on the same held-out examples (:func:`base_eval_callback`), and recorded beside ``eval_loss`` as
+``eval_loss_base``.
 """
 
 from __future__ import annotations
@@ -25,6 +34,12 @@ from parrot.train.lora import lora_config
 from parrot.train.save import resume_checkpoint, save_output
 
 log = logging.getLogger("parrot.train")
+
+#: Default ``logging_steps``: a share of the run's steps (TRL rounds it up to whole steps), so a
+#: run of any length logs about 50 points of its loss curve.
+LOGGING_STEPS = 0.02
+#: The key under which the starting model's held-out loss is kept in the trainer's log history.
+BASE_KEY = "eval_loss_base"
 
 #: ``datasets(tokenizer, cache_dir, counts, eval_counts) -> (train dataset, eval dataset or None)``
 Datasets = Callable[[object, str, dict, dict], tuple]
@@ -73,16 +88,20 @@ def trl_trainer(
 ):
     """TRL's ``trainer_cls`` (SFTTrainer, DPOTrainer) with the TRL config ``args``: the starting
     model, its tokenizer, the LoRA config (none: all weights train) and Parrot's callbacks."""
-    return trainer_cls(
+    base = base_eval_callback() if eval_ds is not None and getattr(cfg, "eval_base", False) else None
+    trainer = trainer_cls(
         model=str(model_path),
         args=args,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,
         peft_config=lora_config(cfg, model_path),
-        callbacks=callbacks(cfg),
+        callbacks=[*([base] if base else []), *callbacks(cfg)],  # first: the time limit counts training only
         **extra,
     )
+    if base is not None:
+        base.trainer = trainer
+    return trainer
 
 
 def trl_kwargs(cfg: TrainConfig, **parrot_defaults) -> dict:
@@ -93,7 +112,7 @@ def trl_kwargs(cfg: TrainConfig, **parrot_defaults) -> dict:
         "max_length": cfg.max_length,
         "report_to": "none",
         "save_strategy": "no",
-        "logging_steps": 10,
+        "logging_steps": LOGGING_STEPS,
         "seed": 42,
         **parrot_defaults,
     }
@@ -146,6 +165,44 @@ def callbacks(cfg: TrainConfig) -> list:
     return [TimeLimit()]
 
 
+def base_eval_callback():
+    """A trainer callback that measures the starting model's held-out loss once, as training
+    begins: the same evaluation pass as after training (same examples, same rendering), before
+    any step. Its ``trainer`` is set once the trainer exists; ``loss`` holds the result.
+
+    The value goes into the trainer's log history (``{"eval_loss_base": x, "step": 0}``), so every
+    checkpoint carries it and a run resumed from one reuses it instead of measuring the
+    checkpoint's weights. A checkpoint without it (saved with ``eval_base`` off) leaves the value
+    unknown (None): the starting weights are no longer in memory.
+    """
+    from transformers import TrainerCallback
+
+    class BaseEval(TrainerCallback):
+        base_eval = True
+
+        def __init__(self):
+            self.trainer = None
+            self.loss: float | None = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            recorded = [h[BASE_KEY] for h in state.log_history if BASE_KEY in h]
+            if recorded:
+                self.loss = recorded[-1]
+                return
+            if state.global_step > 0:
+                log.warning(
+                    "eval_base: the checkpoint resumed from (step %d) holds no held-out loss of the "
+                    "untrained model, and its weights are no longer the starting model's: not measured",
+                    state.global_step,
+                )
+                return
+            self.loss = self.trainer.evaluate()["eval_loss"]
+            state.log_history.append({BASE_KEY: self.loss, "step": 0})
+            log.info("held-out loss of the untrained model: %.4f", self.loss)
+
+    return BaseEval()
+
+
 def train_and_save(
     trainer,
     cfg: TrainConfig,
@@ -179,6 +236,10 @@ def train_and_save(
             losses[key] = logged[-1]
     if has_eval:
         losses["eval_loss"] = eval_loss
+        base = next((c for c in trainer.callback_handler.callbacks if getattr(c, "base_eval", False)), None)
+        if base is not None:
+            losses[BASE_KEY] = base.loss
+    curves = loss_curves(trainer.state.log_history)
     saved = save_output(trainer, cfg, tokenizer)
     t_end = time.monotonic()
     if eval_counts:
@@ -198,11 +259,27 @@ def train_and_save(
             counts=counts,
             timings=timings,
             losses=losses,
+            **curves,
             saved_as=saved,
             trl_config=_plain(trl_config.to_dict()),
         )
         print(format_table([(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)], ("", stage)))
-    return {"counts": counts, "losses": losses, "timings": timings, "saved": saved}
+    return {"counts": counts, "losses": losses, **curves, "timings": timings, "saved": saved}
+
+
+def loss_curves(log_history: list[dict]) -> dict:
+    """``{"loss_curve": [[step, loss], ...]}`` from the trainer's log, and ``eval_curve`` (``[[step,
+    eval_loss], ...]``) when there was an evaluation (the starting model's, at step 0, included).
+
+    >>> loss_curves([{"loss": 2.5, "step": 1}, {"loss": 2.0, "step": 2}, {"eval_loss": 2.2, "step": 2},
+    ...              {"train_loss": 2.25, "step": 2}])
+    {'loss_curve': [[1, 2.5], [2, 2.0]], 'eval_curve': [[2, 2.2]]}
+    """
+    out = {"loss_curve": [[h.get("step"), h["loss"]] for h in log_history if "loss" in h]}
+    evals = [[h.get("step"), h["eval_loss"]] for h in log_history if "eval_loss" in h]
+    if evals:
+        out["eval_curve"] = evals
+    return out
 
 
 def final_losses(trainer, train_output) -> dict:
