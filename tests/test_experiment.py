@@ -1,0 +1,105 @@
+"""The default experiment, end to end, with tiny random-weight models: every arm's output and
+every section of the report; then one arm changed, and only that arm and what reads it run again."""
+
+import hashlib
+import json
+import re
+
+from parrot.cli import main
+from parrot.core.config import build_config
+from parrot.pipeline import PipelineConfig, stage_config
+
+FOLLOW_UPS = ["Can you make it shorter?", "What about the second one?", "Why is that?", "And the last one?"]
+
+
+def _logs(tmp_path, n=16):
+    """ShareGPT-style logs of 2-5 turns whose follow-ups lean on the history (CaPO needs those)."""
+    answer = "The first is the river, the second is the mill, and the last is the hall of records."
+    rows = []
+    for i in range(n):
+        turns = [f"Tell me about place number {i} in the old town, please."] + FOLLOW_UPS[: 1 + i % 4]
+        conv = [m for q in turns for m in ({"from": "human", "value": q}, {"from": "gpt", "value": f"({i}) {answer}"})]
+        rows.append({"id": f"log{i}", "conversations": conv})
+    path = tmp_path / "logs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _judge(request: dict) -> str:
+    """A judge that reads what it grades: a rating from a hash of the prompt."""
+    digest = hashlib.sha256(json.dumps(request["messages"]).encode()).digest()
+    return f"Graded. Rating: [[{1 + digest[0] % 10}]]"
+
+
+def _statuses(out):
+    table = out.rsplit("parrot pipeline:", 1)[1].split("\ntotal")[0].splitlines()[3:]
+    return {line.split()[0]: line.rsplit(None, 1)[0].split("  ")[-1].strip() for line in table if line.strip()}
+
+
+def test_the_default_experiment_runs_every_arm_and_reports_on_all_of_them(
+    tmp_path, tiny_model_dir, fault_server, capsys
+):
+    fault_server.responder = _judge
+    tiny, w = str(tiny_model_dir), tmp_path / "w"
+    train = f"{{model: {tiny}, max_length: 256, max_steps: 1, per_device_train_batch_size: 2, disable_tqdm: true}}"
+    config = tmp_path / "experiment.yaml"
+    config.write_text(
+        f"""workdir: {w}
+defaults:
+  train-ask: {train}
+  train-chat: {train}
+  train-dpo: {{max_length: 256, max_steps: 1, per_device_train_batch_size: 1, disable_tqdm: true}}
+  synthesize: {{num_sessions: 4, max_turns: 3, asker: {{max_tokens: 8}},
+               assistant: {{spec: "hf:{tiny}", max_tokens: 8}}}}
+  filter: {{min_turns: 1}}
+  eval answer: {{limit: 2, max_tokens: 8}}
+  eval judge: {{judge: {{spec: "openai:judge", base_url: "{fault_server.base_url}"}}, limit: 2}}
+steps:
+  sharegpt: {{source: [{_logs(tmp_path)}], dev_fraction: 0.25}}
+  ask: {{eval_limit: 2}}
+  synth_selfchat: {{asker: "hf:{tiny}"}}
+  stats: {{embeddings: false}}
+  capo: {{dialogues: ["{{parrot}}", "{{sharegpt}}"], generator: "hf:{tiny}", max_tokens: 8,
+         similarity_threshold: 1.0}}
+  mtbench_base: {{model: "hf:{tiny}"}}
+"""
+    )
+    assert main(["pipeline", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    cfg = build_config(PipelineConfig, {"workdir": str(w), "steps": {}})
+    statuses = _statuses(out)
+    assert set(statuses) == {s.name for s in cfg.graph} and set(statuses.values()) == {"done"}
+    assert f"report: {w / 'report/report.md'}  {w / 'report/report.html'}" in out
+
+    # every arm's output is there
+    for name in ("synth_parrot", "synth_selfchat", "parrot", "selfchat", "capo"):
+        assert (w / f"data/{name}.jsonl").stat().st_size > 0
+    for name in ("ask", "sft_selfchat", "sft_parrot", "capo_dpo"):
+        assert (w / f"models/{name}/config.json").is_file()
+    for bench in ("mtbench", "mtbenchpp"):
+        judged = [json.loads(line) for line in (w / f"eval/judge_{bench}.jsonl").read_text().splitlines()]
+        assert {j["model"] for j in judged} == {"base", "sft_selfchat", "sft_parrot", "capo_dpo"}
+    prompted = json.loads((w / "data/synth_selfchat.jsonl.manifest.json").read_text())["config"]
+    assert prompted["asker_mode"] == "prompted"
+
+    # every section of the report, naming every arm
+    md = (w / "report/report.md").read_text()
+    for heading in (
+        "Data", "Simulators", "Training", "CaPO pairs", "MT-Bench", "MT-Bench++", "Comparisons",
+        "What the numbers support",
+    ):  # fmt: skip
+        assert re.search(rf"^#+ {re.escape(heading)}\s*$", md, re.M), heading
+    for arm in ("Parrot-Ask", "Self-chat", "base", "sft_selfchat", "sft_parrot", "capo_dpo"):
+        assert arm in md
+    assert "sft_parrot vs sft_selfchat" in md and "capo_dpo vs sft_parrot" in md
+    html = (w / "report/report.html").read_text()
+    assert "data:image/png;base64," in html and not re.search(r"""(src|href)=["']https?://""", html)
+
+    # one arm changed: that arm, what reads it, and nothing else runs again
+    assert main(["pipeline", "--config", str(config), "steps.selfchat.min_turns=2"]) == 0
+    done = {k for k, v in _statuses(capsys.readouterr().out).items() if v == "done"}
+    assert done == {
+        "selfchat", "stats", "sft_selfchat", "mtbench_selfchat", "mtbenchpp_selfchat",
+        "judge_mtbench", "judge_mtbenchpp", "report",
+    }  # fmt: skip
+    assert stage_config(cfg.step("capo"), cfg).output.exists()
