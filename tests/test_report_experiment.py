@@ -361,6 +361,20 @@ def test_a_report_of_nothing_says_what_was_not_run_and_is_up_to_date_when_run_ag
     assert (out / "report.md").stat().st_mtime_ns == before
 
 
+def test_a_retrained_model_makes_the_report_stale_its_weights_are_not_read(tmp_path):
+    from parrot.core.fingerprint import config_hash
+
+    model = training_dir(tmp_path / "ask", "train-ask", {"train_loss": 2.0})
+    (tmp_path / "ask" / "model.safetensors").write_bytes(b"weights")
+    cfg = ExperimentReportConfig(output=str(tmp_path / "r"), training=[model])
+    before = config_hash(cfg)
+    (tmp_path / "ask" / "model.safetensors").write_bytes(b"other weights")
+    assert config_hash(ExperimentReportConfig(output=str(tmp_path / "r"), training=[model])) == before
+    training_dir(tmp_path / "ask2", "train-ask", {"train_loss": 1.0})
+    (tmp_path / "ask.manifest.json").write_text((tmp_path / "ask2.manifest.json").read_text())
+    assert config_hash(ExperimentReportConfig(output=str(tmp_path / "r"), training=[model])) != before
+
+
 def test_pair_counts_by_strategy_and_turn(tmp_path):
     path = write_jsonl(
         tmp_path / "p.jsonl", [{"meta": {"strategy": "ignore", "turn": 4}}, {"meta": {"strategy": "ignore"}}]

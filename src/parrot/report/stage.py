@@ -12,6 +12,7 @@ MT-Bench, MT-Bench++, Comparisons, What the numbers support. Every input is opti
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,12 @@ class ExperimentReportConfig(WritesOutput):
         "judge specs (or parts of them) too small to rank models, besides those under ~1B parameters (smollm2)",
     )
 
+    # What the fingerprint reads of the model directories: their manifests (losses, loss curves), not
+    # their weights; set from `training` and `asker_models`, so a retrained model makes the report stale.
+    model_manifests: list[str] = dataclasses.field(
+        init=False, default_factory=list, metadata={"digest": True, "hashed": True, "cli": False}
+    )
+
     STAGE: ClassVar[str] = "report"
     RESUMES: ClassVar[str] = ONE_PASS
     RECORDS: ClassVar[str] = "report"
@@ -101,6 +108,8 @@ class ExperimentReportConfig(WritesOutput):
                 raise ParrotError(f"{name}: expected {n} entries (one per simulator), found {len(given)}")
         for text in self.compare:
             parse_comparison(text)
+        dirs = [p for p in [*self.training, *self.asker_models] if p]
+        self.model_manifests = [str(manifest_path(p)) for p in dict.fromkeys(dirs)]
         if self.n_boot < 1:
             raise ParrotError(f"n_boot: expected at least 1, found {self.n_boot}")
 
