@@ -47,6 +47,7 @@ def settings(name: str, tmp_path: Path) -> dict:
         "eval answer": {"output": out + ".jsonl"},
         "eval judge": {"answers": [str(src)], "output": out + ".jsonl"},
         "eval report": {"judgments": [str(src)], "output": out},
+        "report": {"output": out},
     }
     return by_stage.get(name, {"data": [str(src)], "output": out})  # train-ask, train-chat, train-dpo
 
@@ -80,6 +81,7 @@ CHANGED = {
     "eval answer": {"max_tokens": 64},
     "eval judge": {"bench": "mt-bench-pp"},
     "eval report": {"bench": "mt-bench-pp"},
+    "report": {"n_boot": 500},
 }
 
 

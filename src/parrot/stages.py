@@ -5,7 +5,7 @@ by these rows (:mod:`parrot.pipeline`). A stage's traits are said on its config 
 field collects unknown keys (``unknown_keys``: training passes them on to TRL), and what it writes.
 
     prepare -> train-ask -> synthesize (-> merge) -> filter -> stats -> train-chat
-            -> capo (capo select) -> train-dpo -> eval answer -> eval judge -> eval report
+            -> capo (capo select) -> train-dpo -> eval answer -> eval judge -> eval report -> report
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from parrot.evaluate.answer import AnswerConfig, answer
 from parrot.evaluate.judge import JudgeConfig, judge
 from parrot.evaluate.report import ReportConfig, report
 from parrot.prepare.stage import PrepareConfig, prepare
+from parrot.report.stage import ExperimentReportConfig, experiment_report
 from parrot.stats.stage import StatsConfig, stats
 from parrot.synthesize.filter import FilterConfig, filter_sessions
 from parrot.synthesize.merge import MergeConfig, merge
@@ -70,6 +71,9 @@ STAGES: list[Stage] = [
           "a judge grades every answered turn 1-10 (FastChat's prompts for MT-Bench; N-turn prompt beyond)"),
     Stage("eval report", ReportConfig, report,
           "scores per turn, category and overall; judge runs and models side by side; score-by-turn figure"),
+    Stage("report", ExperimentReportConfig, experiment_report,
+          "the experiment's one report: data, simulators, training, CaPO pairs, MT-Bench(++) by turn, paired "
+          "bootstrap comparisons (report.md + self-contained report.html)"),
 ]
 # fmt: on
 

@@ -24,6 +24,14 @@ def _fmt(v, digits: int = 2) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     """One row per dataset; a footnote says which metrics are sampled and how."""
+    headers, cells = table_cells(rows)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
+    lines += ["| " + " | ".join(c) + " |" for c in cells]
+    return "\n".join(lines) + "\n"
+
+
+def table_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The data table's headers and cells, one row per dataset (``parrot report`` shows them too)."""
     tok = any("user_tokens" in r for r in rows)
     judge = any("llm_judge" in r for r in rows)
     headers = [
@@ -38,7 +46,7 @@ def markdown_table(rows: list[dict]) -> str:
     if judge:
         headers.append("LLM judge ctx-dep. share")
     headers += ["Self-ROUGE ↓", "topic diversity ↑", "topic shifts/session", "human-likeness AUC (0.5 = human)"]
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
+    table = []
     for r in rows:
 
         def length(kind: str) -> str:
@@ -59,8 +67,8 @@ def markdown_table(rows: list[dict]) -> str:
         shifts = (r.get("topic_shifts") or {}).get("shifts_per_session")
         auc = (r.get("human_likeness") or {}).get("auc")
         cells += [_fmt(r.get("self_rouge"), 3), _fmt(r.get("topic_diversity"), 3), _fmt(shifts), _fmt(auc, 3)]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        table.append(cells)
+    return headers, table
 
 
 def sampling_note(rows: list[dict], cfg) -> str:
@@ -108,22 +116,23 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
 
     paths = []
 
-    def save(fig, axes, name: str) -> None:
+    def save(fig, axes, name: str, layout: bool = True) -> None:
         for ax in axes:
             ax.legend(fontsize=8)
-        fig.tight_layout()
+        if layout:
+            fig.tight_layout()
         paths.append(out_dir / name)
         fig.savefig(paths[-1])
         plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 3.4), dpi=90)
-    for r in rows:
+    for i, r in enumerate(rows):
         hist = {int(k): v for k, v in r["turns_histogram"].items()}
         top = 20
         xs = list(range(1, top + 1))
         ys = [hist.get(x, 0) for x in xs[:-1]] + [sum(v for k, v in hist.items() if k >= top)]
         total = sum(hist.values()) or 1
-        ax.plot(xs, [y / total for y in ys], marker="o", ms=3, label=r["name"])
+        ax.plot(xs, [y / total for y in ys], marker="os^Dv"[i % 5], ms=max(7 - 1.5 * i, 3), mfc="none", label=r["name"])
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("turns per session (20 = 20 or more)")
     ax.set_ylabel("share of sessions")
@@ -147,16 +156,69 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
     save(fig, axes, "lengths.png")
 
     fig, ax = plt.subplots(figsize=(6, 3.4), dpi=90)
-    for r in rows:
-        pts = [(p["turn"], p["share"]) for p in r["context_by_turn"] if p["questions"] >= 20]
-        if pts:
-            ax.plot(*zip(*pts), marker="o", ms=3, label=r["name"])
+    for i, r in enumerate(rows):
+        pts = [(p["turn"], p["share"]) for p in r["context_by_turn"] if p["questions"] >= CONTEXT_MIN_QUESTIONS]
+        if pts:  # own marker and size per dataset: lines that coincide stay visible
+            marker = "os^Dv"[i % 5]
+            ax.plot(*zip(*pts), marker=marker, ms=max(8 - 1.5 * i, 3), mfc="none", label=r["name"] + _short_suffix(r))
+        else:  # every dataset is in the legend: one with no turn to plot says so
+            ax.plot([], [], ls="none", marker="x", label=f"{r['name']}: not plotted{_short_suffix(r)}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("turn index (20 = 20 or later; points with 20+ questions)")
+    ax.set_xlabel(f"turn index (20 = 20 or later; points with {CONTEXT_MIN_QUESTIONS}+ questions)")
     ax.set_ylabel("context-dependent share")
     ax.set_ylim(0, 1)
-    save(fig, [ax], "context_by_turn.png")
+    notes = context_plot_notes(rows)
+    if notes:
+        fig.text(0.01, 0.01, "\n".join(notes), fontsize=7, va="bottom", wrap=True)
+        fig.tight_layout(rect=(0, 0.04 + 0.05 * len(notes), 1, 1))
+    save(fig, [ax], "context_by_turn.png", layout=not notes)
     return paths
+
+
+#: A turn's context-dependent share is plotted when the dataset has this many questions at that turn.
+CONTEXT_MIN_QUESTIONS = 20
+
+
+def _short_turns(row: dict) -> tuple[list[int], int]:
+    """The turns of ``row`` with too few questions to plot, and its most questions at any turn."""
+    points = row.get("context_by_turn") or []
+    short = [p["turn"] for p in points if p["questions"] < CONTEXT_MIN_QUESTIONS]
+    return short, max((p["questions"] for p in points), default=0)
+
+
+def _short_suffix(row: dict) -> str:
+    short, most = _short_turns(row)
+    points = row.get("context_by_turn") or []
+    if not short:
+        return ""
+    if len(short) == len(points):
+        return f" (no turn with {CONTEXT_MIN_QUESTIONS}+ questions; most {most})"
+    return f" (turns {_turn_span(short)}: < {CONTEXT_MIN_QUESTIONS} questions, not plotted)"
+
+
+def _turn_span(turns: list[int]) -> str:
+    return (
+        f"{turns[0]}"
+        if len(turns) == 1
+        else f"{turns[0]}–{turns[-1]}"
+        if turns == list(range(turns[0], turns[-1] + 1))
+        else ", ".join(map(str, turns))
+    )
+
+
+def context_plot_notes(rows: list[dict]) -> list[str]:
+    """What ``context_by_turn.png`` leaves out, naming each dataset: a dataset with no turn of
+    ``CONTEXT_MIN_QUESTIONS`` questions has no line at all, and the plot must not be silent about it.
+
+    >>> context_plot_notes([{"name": "synth", "context_by_turn": [{"turn": 1, "questions": 12}]}])
+    ['synth: not plotted, no turn has 20+ questions (most: 12)']
+    """
+    notes = []
+    for r in rows:
+        short, most = _short_turns(r)
+        if short and len(short) == len(r.get("context_by_turn") or []):
+            notes.append(f"{r['name']}: not plotted, no turn has {CONTEXT_MIN_QUESTIONS}+ questions (most: {most})")
+    return notes
 
 
 def write_outputs(cfg, rows: list[dict], out_dir: Path, timer, *, tokenizer_path: str | None, counts: dict) -> dict:
@@ -175,6 +237,8 @@ def write_outputs(cfg, rows: list[dict], out_dir: Path, timer, *, tokenizer_path
     json_path, md_path = out_dir / "stats.json", out_dir / "stats.md"
     write_text_atomic(json_path, json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
     md = markdown_table(rows) + "\n" + sampling_note(rows, cfg)
+    if plots and (notes := context_plot_notes(rows)):
+        md += "\ncontext_by_turn.png: " + "; ".join(notes) + ".\n"
     if plots:
         md += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
     write_text_atomic(md_path, md)

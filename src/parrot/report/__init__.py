@@ -1,0 +1,1 @@
+"""``parrot report``: the experiment's one report (report.md, a self-contained report.html, report.json)."""
