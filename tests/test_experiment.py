@@ -4,9 +4,12 @@ every section of the report; then one arm changed, and only that arm and what re
 import hashlib
 import json
 import re
+from pathlib import Path
+
+import pytest
 
 from parrot.cli import main
-from parrot.core.config import build_config
+from parrot.core.config import build_config, load_yaml
 from parrot.pipeline import PipelineConfig, stage_config
 
 FOLLOW_UPS = ["Can you make it shorter?", "What about the second one?", "Why is that?", "And the last one?"]
@@ -103,3 +106,17 @@ steps:
         "judge_mtbench", "judge_mtbenchpp", "report",
     }  # fmt: skip
     assert stage_config(cfg.step("capo"), cfg).output.exists()
+
+
+@pytest.mark.parametrize("name", ["demo", "single-gpu", "paper"])
+def test_the_shipped_configs_are_valid_in_every_step_and_say_how_to_run_them(name):
+    """The GPU configs cannot run here; they are parsed and every step's settings checked (every key
+    known, TRL's included, every value valid) so they cannot rot."""
+    path = Path(__file__).parents[1] / f"configs/{name}.yaml"
+    cfg = build_config(PipelineConfig, load_yaml(path), where=str(path))
+    for step in cfg.graph:
+        stage_config(step, cfg)
+    header = path.read_text().split("\nworkdir:")[0]
+    assert "parrot pipeline --config $C" in header or "make demo" in header
+    assert re.search(r"(?i)\b(hardware|cpu)\b", header) and re.search(r"(?i)\b(min|hours?|day|time)\b", header)
+    assert "7.04" in header  # the paper's numbers to read the results against

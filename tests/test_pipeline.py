@@ -241,7 +241,11 @@ def test_step_state_follows_settings_completion_and_input_times(tmp_path):
 def test_placeholders_name_the_work_directory_and_other_steps_outputs(tmp_path):
     cfg = _cfg(tmp_path / "w", steps={"capo": {"dialogues": ["{workdir}/x.jsonl", "{selfchat}", "extra.jsonl"]}})
     capo = stage_config(cfg.step("capo"), cfg)
-    assert capo.dialogues == [str(tmp_path / "w/x.jsonl"), str(tmp_path / "w/data/selfchat.jsonl"), "extra.jsonl"]
+    assert [str(p) for p in capo.dialogues] == [
+        str(tmp_path / "w/x.jsonl"),
+        str(tmp_path / "w/data/selfchat.jsonl"),
+        "extra.jsonl",
+    ]
     assert cfg.step("capo").inputs == ("selfchat",)  # a file named in a setting is not a step
 
 

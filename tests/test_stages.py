@@ -22,7 +22,7 @@ def test_every_stage_is_a_command_and_every_pipeline_step_runs_a_row_of_the_tabl
 @pytest.mark.parametrize("stage", [s for s in STAGES if s.name in OUTPUT], ids=lambda s: s.name)
 def test_unknown_keys_are_collected_or_refused_alike_on_the_command_line_and_in_the_pipeline(stage, tmp_path):
     """Training stages pass unknown keys on to TRL (``trl_args``); every other stage refuses them."""
-    step = {"stage": stage.name, "logging_steps": 5}
+    step = {"stage": stage.name, "logging_steps": 5, **({"data": ["x.jsonl"]} if stage.unknown_keys else {})}
     cfg = build_config(PipelineConfig, {"workdir": str(tmp_path), "steps": {"x": step}, "only": ["sharegpt"]})
     if stage.unknown_keys:
         assert stage_config(cfg.step("x"), cfg).trl_args == {"logging_steps": 5}
