@@ -80,6 +80,7 @@ def test_train_ask_lora_merged_serves_as_a_simulator(model_dir, dialogues, tmp_p
             "max_length": 260,
             "lora": True,
             "add_stop": True,
+            "gguf": True,
         },
         QUICK,
         extra_field="trl_args",
@@ -88,12 +89,33 @@ def test_train_ask_lora_merged_serves_as_a_simulator(model_dir, dialogues, tmp_p
     assert result["saved"] == "merged"
     assert not (out / "adapter_config.json").exists() and (out / "config.json").is_file()
     assert result["counts"]["sessions_trained"] == 7
-    assert reloads_and_generates(
-        out,
-        simulator_prompt(
-            [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}]
-        ),
+    prompt = simulator_prompt(
+        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}]
     )
+    assert reloads_and_generates(out, prompt)
+    # gguf=true: the merged model also as model.gguf, recorded in the manifest, served by llama.cpp
+    assert read_manifest(out)["gguf"]["path"] == str(out / "model.gguf")
+    assert out / "model.gguf" in cfg.output_files()  # --overwrite removes it
+    from transformers import AutoTokenizer
+
+    ids = AutoTokenizer.from_pretrained(out).apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)
+    with load_backend(f"gguf:{out / 'model.gguf'}", slots=1, ctx_size=512) as model:
+        assert model.count_tokens(prompt) == len(ids["input_ids"])
+
+
+def test_gguf_needs_full_weights_and_a_llama(model_dir, dialogues, tmp_path):
+    """gguf with an unmerged adapter is refused with the settings; a starting model llama.cpp
+    cannot take, before any training."""
+    settings = {"data": [str(dialogues)], "output": str(tmp_path / "o"), "gguf": True}
+    with pytest.raises(ParrotError, match="merge the adapter"):
+        build_config(SFTTrainConfig, {**settings, "lora": True, "merge": False})
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "architectures": ["GPT2LMHeadModel"]}))
+    from parrot.train.sft import train_chat
+
+    with pytest.raises(ParrotError, match="GPT2LMHeadModel cannot be exported"):
+        train_chat(build_config(SFTTrainConfig, {**settings, "model": str(model_dir)}, QUICK, extra_field="trl_args"))
+    assert not (tmp_path / "o").exists()
 
 
 def test_lora_without_merge_saves_only_the_adapter_of_the_chosen_layers(model_dir, dialogues, tmp_path):

@@ -38,6 +38,8 @@ SAVED_WEIGHTS = (
     "model.safetensors.index.json",
     "pytorch_model*.bin",
     "pytorch_model.bin.index.json",
+    "model.gguf",
+    "model.gguf.tmp-*",
 )
 
 #: What a training run writes into its output directory (--overwrite removes these; any other file
@@ -96,6 +98,11 @@ class TrainConfig(WritesOutput):
         True,
         "with LoRA: merge the adapter into the weights and save a full checkpoint (--no-merge saves only the adapter)",
     )
+    gguf: bool = opt(
+        False,
+        "also write model.gguf (llama.cpp) beside the checkpoint, for the gguf backend "
+        "(Llama-family models; float16; with LoRA only when merged)",
+    )
     limit: int | None = opt(None, "use at most this many input records (quick runs)")
     time_limit: float | None = opt(
         None,
@@ -130,6 +137,10 @@ class TrainConfig(WritesOutput):
             raise ParrotError("no output directory given (-o OUT)")
         if self.max_length < 16:
             raise ParrotError(f"max_length: expected at least 16 tokens, found {self.max_length}")
+        if self.gguf and self.lora and not self.merge:
+            raise ParrotError(
+                "gguf: a GGUF file needs full weights; with LoRA, merge the adapter (merge=true) or drop gguf"
+            )
         if self.lora_layers is not None:
             layer_indices(self.lora_layers)  # a bad list is an error now, not after loading the model
         if self.time_limit is not None and self.time_limit <= 0:

@@ -17,7 +17,8 @@ def save_output(trainer, cfg: TrainConfig, tokenizer) -> str:
 
     Full fine-tune: the model. LoRA + merge: the adapter merged into the weights (loads like
     any checkpoint: ``hf:OUT``, vLLM). LoRA without merge: the adapter only
-    (``adapter_config.json``), to load with PEFT or vLLM's LoRA support.
+    (``adapter_config.json``), to load with PEFT or vLLM's LoRA support. With ``gguf``, the
+    saved checkpoint is also written as ``OUT/model.gguf`` (float16) for the ``gguf:`` backend.
     """
     out = Path(cfg.output)
     if trainer.is_world_process_zero():
@@ -34,7 +35,16 @@ def save_output(trainer, cfg: TrainConfig, tokenizer) -> str:
     tokenizer.save_pretrained(str(out))
     if (out / "training_args.bin").exists():
         (out / "training_args.bin").unlink()  # pickled TRL config: the manifest records it as JSON
+    if cfg.gguf:
+        from parrot.backends.gguf_export import export_gguf
+
+        export_gguf(out, gguf_file(cfg), "f16")
     return kind
+
+
+def gguf_file(cfg: TrainConfig) -> Path:
+    """Where ``gguf=true`` writes the llama.cpp copy of the trained model."""
+    return Path(cfg.output) / "model.gguf"
 
 
 def remove_saved_weights(out: Path) -> None:

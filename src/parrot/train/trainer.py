@@ -31,7 +31,7 @@ from parrot.train.config import TrainConfig, trusts_remote_code
 from parrot.train.cpu import compact_lm_head, device_settings
 from parrot.train.dataset import dataset_cache
 from parrot.train.lora import lora_config
-from parrot.train.save import resume_checkpoint, save_output
+from parrot.train.save import gguf_file, resume_checkpoint, save_output
 
 log = logging.getLogger("parrot.train")
 
@@ -61,6 +61,10 @@ def run_training(
     on the data is recorded as ``data_timing``; returns the manifest's numbers."""
     t0 = time.monotonic()
     model_path = resolve_model_path(cfg.model)
+    if cfg.gguf:  # a model llama.cpp cannot take is refused now, not after training
+        from parrot.backends.gguf_export import read_config
+
+        read_config(model_path)
     tokenizer = load_tokenizer(model_path, trust_remote_code=trusts_remote_code(cfg), chat_template=True)
     counts: dict = {}
     eval_counts: dict = {}
@@ -251,6 +255,9 @@ def train_and_save(
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
     }
     if saved:  # the main process
+        extra = {}
+        if cfg.gguf:
+            extra["gguf"] = {"path": str(gguf_file(cfg)), "dtype": "f16", "bytes": gguf_file(cfg).stat().st_size}
         write_manifest(
             cfg.output,
             stage=stage,
@@ -262,6 +269,7 @@ def train_and_save(
             **curves,
             saved_as=saved,
             trl_config=_plain(trl_config.to_dict()),
+            **extra,
         )
         print(format_table([(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)], ("", stage)))
     return {"counts": counts, "losses": losses, **curves, "timings": timings, "saved": saved}
