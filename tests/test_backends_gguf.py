@@ -67,6 +67,16 @@ def test_server_stops_on_close_and_on_error_inside_the_block():
 def test_missing_gguf_file_is_a_clear_error(tmp_path):
     with pytest.raises(ParrotError, match="not found"):
         load_backend(f"gguf:{tmp_path / 'nope.gguf'}")
+    with pytest.raises(ParrotError, match="without model.gguf.*train it with gguf: true"):
+        load_backend(f"gguf:{tmp_path}")  # a checkpoint directory names its model.gguf
+
+
+def test_a_checkpoint_directory_serves_its_model_gguf(tmp_path):
+    from parrot.backends.gguf import gguf_path
+    from parrot.core.assets import smollm2_gguf_path
+
+    (tmp_path / "model.gguf").symlink_to(smollm2_gguf_path())
+    assert gguf_path(f"gguf:{tmp_path}") == tmp_path / "model.gguf"
 
 
 def test_describe_names_the_file_and_slots(llamacpp_server):

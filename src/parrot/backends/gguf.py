@@ -40,12 +40,20 @@ log = logging.getLogger("parrot.backends.gguf")
 
 
 def gguf_path(spec: str) -> Path:
-    """The model file of ``smollm2`` or ``gguf:PATH`` (checked to exist)."""
+    """The model file of ``smollm2`` or ``gguf:PATH`` (checked to exist); a PATH that is a checkpoint
+    directory means its ``model.gguf``, the file training writes with ``gguf: true``."""
     if spec == "smollm2":
         from parrot.core.assets import smollm2_gguf_path
 
         return smollm2_gguf_path()
     path = Path(spec.split(":", 1)[1]).expanduser()
+    if path.is_dir():
+        if not (path / "model.gguf").is_file():
+            raise ParrotError(
+                f"{path}: a checkpoint directory without model.gguf (spec {spec!r}): train it with gguf: true, "
+                "or name a GGUF file"
+            )
+        path = path / "model.gguf"
     if not path.is_file():
         raise ParrotError(f"{path}: GGUF model file not found (spec {spec!r})")
     return path
