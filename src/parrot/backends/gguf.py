@@ -40,12 +40,15 @@ log = logging.getLogger("parrot.backends.gguf")
 
 
 def gguf_path(spec: str) -> Path:
-    """The model file of ``smollm2`` or ``gguf:PATH`` (checked to exist)."""
+    """The model file of ``smollm2`` or ``gguf:PATH`` (checked to exist); PATH may be a trained
+    checkpoint directory holding ``model.gguf`` (``train-* --gguf``)."""
     if spec == "smollm2":
         from parrot.core.assets import smollm2_gguf_path
 
         return smollm2_gguf_path()
     path = Path(spec.split(":", 1)[1]).expanduser()
+    if path.is_dir() and (path / "model.gguf").is_file():
+        path = path / "model.gguf"
     if not path.is_file():
         raise ParrotError(f"{path}: GGUF model file not found (spec {spec!r})")
     return path
@@ -66,7 +69,9 @@ class GGUFBackend(Backend):
 
     @property
     def model_name(self) -> str:
-        return "smollm2" if self.config.spec == "smollm2" else self.path.stem
+        if self.config.spec == "smollm2":
+            return "smollm2"
+        return self.path.parent.name if self.path.name == "model.gguf" else self.path.stem
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "GGUFBackend":
