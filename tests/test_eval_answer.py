@@ -137,6 +137,7 @@ def test_n_turn_question_file_is_answered_through_every_turn(fault_server, tmp_p
         ("smollm2", "smollm2"),
         ("gguf:/m/tiny.Q4_K.gguf", "tiny.Q4_K"),
         ("hf:/ckpt/parrot-chat/", "parrot-chat"),
+        ("gguf:runs/demo/models/ask/model.gguf", "ask"),  # train-* --gguf
     ],
 )
 def test_model_id_from_spec(spec, name):

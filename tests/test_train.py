@@ -99,7 +99,8 @@ def test_train_ask_lora_merged_serves_as_a_simulator(model_dir, dialogues, tmp_p
     from transformers import AutoTokenizer
 
     ids = AutoTokenizer.from_pretrained(out).apply_chat_template(prompt, add_generation_prompt=True, return_dict=True)
-    with load_backend(f"gguf:{out / 'model.gguf'}", slots=1, ctx_size=512) as model:
+    with load_backend(f"gguf:{out}", slots=1, ctx_size=512) as model:  # the directory holding model.gguf
+        assert model.path == out / "model.gguf" and model.model_name == "ask"
         assert model.count_tokens(prompt) == len(ids["input_ids"])
 
 

@@ -74,7 +74,9 @@ class GGUFBackend(Backend):
 
     @property
     def model_name(self) -> str:
-        return "smollm2" if self.config.spec == "smollm2" else self.path.stem
+        if self.config.spec == "smollm2":
+            return "smollm2"
+        return self.path.parent.name if self.path.name == "model.gguf" else self.path.stem
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "GGUFBackend":

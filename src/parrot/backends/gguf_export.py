@@ -16,8 +16,8 @@ weights, ``tokenizer.json``) and writes one GGUF file with the ``gguf`` package:
 
 Matrices are written as float16 (``dtype="f16"``, the default: half the size, the speed
 llama.cpp is quick at on CPU) or float32; norms always as float32. Only ``LlamaForCausalLM``
-with the default rope is handled (SmolLM, SmolLM2, TinyLlama-like BPE models); anything else is
-refused with a ParrotError naming what is not supported.
+with the default rope and a byte-level BPE tokenizer is handled (SmolLM, SmolLM2 and their
+fine-tunes); anything else is refused with a ParrotError naming what is not supported.
 
 >>> export_gguf("runs/demo/models/ask", "runs/demo/models/ask/model.gguf")    # doctest: +SKIP
 """

@@ -74,13 +74,16 @@ class AnswerConfig(WritesOutput):
 
 def model_id_for(spec: str) -> str:
     """The name a spec goes by in records: ``openai:gpt-4`` → ``gpt-4``,
-    ``gguf:/m/tiny.Q4.gguf`` → ``tiny.Q4``, ``hf:/ckpt/parrot-chat`` → ``parrot-chat``."""
+    ``gguf:/m/tiny.Q4.gguf`` → ``tiny.Q4``, ``hf:/ckpt/parrot-chat`` → ``parrot-chat``, and a
+    trained model's ``gguf:/ckpt/parrot-chat/model.gguf`` (``--gguf``) → ``parrot-chat``."""
     kind, sep, rest = spec.partition(":")
     if not sep:
         return spec
     if kind == "openai":
         return rest
     path = Path(rest.rstrip("/"))
+    if path.name == "model.gguf" and path.parent.name:
+        return path.parent.name
     return path.stem if path.suffix == ".gguf" else path.name
 
 
