@@ -71,6 +71,8 @@ def main() -> int:
         subprocess.run([str(parrot), "pipeline", "--config", args.config, f"workdir={workdir}"], check=True)
         print(f"\ndemo pipeline: {time.monotonic() - t0:.0f} s in {workdir}")
     run = read(workdir / "pipeline.manifest.json")
+    if not any(s["status"] == "done" for s in run["steps"]):
+        sys.exit(f"{workdir}: its last pipeline run had every step up to date: read it right after a run that made it")
     rows = [(s["step"], s["stage"], s["status"], f"{s['seconds']:.1f}") for s in run["steps"]]
     print("\n" + format_table(rows, ("step", "stage", "status", "seconds")))
     print(f"total {sum(s['seconds'] for s in run['steps']):.0f} s")

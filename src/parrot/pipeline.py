@@ -65,7 +65,7 @@ OUTPUT = {
     "filter": "data/{}.jsonl",
     "capo": "data/{}.jsonl",
     "capo select": "data/{}.jsonl",
-    "stats": "stats/{}",
+    "stats": "{}",
     "train-ask": "models/{}",
     "train-chat": "models/{}",
     "train-dpo": "models/{}",

@@ -584,7 +584,7 @@ def conclusions(cfg: ExperimentReportConfig, results: list[dict], bench_data: di
             sentences.append(f"{a} vs {b} on {title}: cannot be compared, no judgments of {', '.join(r['missing'])}.")
             continue
         o = r["overall"]
-        shown = f"{_signed(o['mean_diff'])} (95% interval {o['low']:+.2f} to {o['high']:+.2f}, {o['n']} questions)"
+        shown = f"{_signed(o['mean_diff'])} (95% interval {o['low']:+.2f} to {o['high']:+.2f}, {_questions(o['n'])})"
         if small.get(r["bench"]):
             judges = ", ".join(f"`{j}`" for j in small[r["bench"]])
             sentences.append(
@@ -598,7 +598,7 @@ def conclusions(cfg: ExperimentReportConfig, results: list[dict], bench_data: di
             sentences.append(
                 f"{a} vs {b} on {title}: **supported**: {better} scores higher than {worse} by "
                 f"{abs(o['mean_diff']):.2f} points (95% interval of {a} − {b}: {o['low']:+.2f} to {o['high']:+.2f}, "
-                f"{o['n']} questions)."
+                f"{_questions(o['n'])})."
             )
         else:
             sentences.append(
@@ -683,3 +683,7 @@ def build_report(cfg: ExperimentReportConfig) -> dict:
     log.info("report: %s", out / "report.html")
     print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
     return doc
+
+
+def _questions(n: int) -> str:
+    return f"{n} question" + ("" if n == 1 else "s")

@@ -116,7 +116,8 @@ code { background: #f4f4f4; padding: 0 .2rem; border-radius: 3px; }
 
 
 def _anchor(title: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    """``MT-Bench++`` -> ``mt-bench-pp`` (not ``mt-bench``, the anchor of MT-Bench)."""
+    return re.sub(r"[^a-z0-9]+", "-", title.lower().replace("++", " pp")).strip("-")
 
 
 def html_page(title: str, sections: list[dict], images: str | Path, intro: list[dict] = ()) -> str:
