@@ -27,34 +27,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import _prompts as prompts
+
 from parrot.backends import SamplingParams, load_backend
 from parrot.backends.base import BackendConfig
 from parrot.backends.openai_api import OpenAIBackend
 
-TOPICS = [
-    "the water cycle",
-    "how a bicycle works",
-    "why the sky is blue",
-    "the history of tea",
-    "photosynthesis",
-    "how to learn a language",
-    "what a compiler does",
-    "volcanoes",
-    "the moon's phases",
-    "how bread rises",
-    "saving money",
-    "the Roman empire",
-    "how vaccines work",
-    "black holes",
-    "keeping houseplants alive",
-    "chess openings",
-]
-
 
 def conversations(n: int) -> list[list[dict]]:
-    return [
-        [{"role": "user", "content": f"Explain {TOPICS[i % len(TOPICS)]} in a few sentences. ({i})"}] for i in range(n)
-    ]
+    return prompts.conversations(n, numbered=True)
 
 
 def bare_client(base_url: str, bodies: list[dict], workers: int) -> tuple[float, int]:

@@ -25,26 +25,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from _prompts import conversations
+
 from parrot.backends import BackendConfig, load_backend
 from parrot.backends.base import SamplingParams
 from parrot.core.config import build_config
 from parrot.core.log import format_table, setup_logging
-
-PROMPTS = [
-    "Explain how a hash map works.",
-    "Write a short story about a lighthouse keeper.",
-    "What are the causes of inflation?",
-    "How do I set up a Python virtual environment?",
-    "Summarise the plot of Hamlet.",
-    "Give me three tips for public speaking.",
-]
 
 
 def raw_tokens_per_s(spec: str, slots: int, max_tokens: int, requests: int = 24) -> float:
     """Generated tokens/s of a GGUF model served by llama.cpp with every request queued at once."""
     backend = load_backend(build_config(BackendConfig, {"spec": spec, "slots": slots, "timeout": 900})).start()
     try:
-        convs = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}] for i in range(requests)]
+        convs = conversations(requests, numbered=True)
         params = [SamplingParams(temperature=0.7, top_p=0.95, max_tokens=max_tokens, seed=i) for i in range(requests)]
         t0 = time.perf_counter()
         out = asyncio.run(backend.agenerate(convs, params))

@@ -31,32 +31,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import _prompts as prompts
+
 from parrot.backends import SamplingParams, load_backend
 from parrot.backends.gguf_export import export_gguf
 from parrot.core.checkpoint import resolve_model_path
 
-TOPICS = [
-    "the water cycle",
-    "how a bicycle works",
-    "why the sky is blue",
-    "the history of tea",
-    "photosynthesis",
-    "how to learn a language",
-    "what a compiler does",
-    "volcanoes",
-    "the moon's phases",
-    "how bread rises",
-    "saving money",
-    "the Roman empire",
-    "how vaccines work",
-    "black holes",
-    "keeping houseplants alive",
-    "chess openings",
-]
-
 
 def conversations(n: int) -> list[list[dict]]:
-    return [[{"role": "user", "content": f"Explain {TOPICS[i % len(TOPICS)]} in a few sentences."}] for i in range(n)]
+    return prompts.conversations(n, numbered=False)
 
 
 def timed(model, convs, params) -> tuple[float, int, list]:
