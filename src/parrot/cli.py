@@ -31,7 +31,8 @@ COMMANDS: list[Stage] = [
         "pipeline",
         PipelineConfig,
         pipeline,
-        "the whole method in one work directory, stage after stage, resumable (configs/demo.yaml)",
+        "the paper's experiment in one work directory: named steps, every arm, one report; resumable "
+        "(configs/demo.yaml, docs/experiment.md)",
     ),
 ]
 

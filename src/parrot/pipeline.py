@@ -338,10 +338,10 @@ def print_steps(workdir: Path, rows: list[dict], started: float) -> None:
 def print_plan(cfg: PipelineConfig) -> list[dict]:
     """What a run would do: each step, its stage, the steps it reads and its state."""
     rows = [
-        {"step": s.name, "stage": s.stage.name, "reads": ", ".join(s.inputs) or "-", "state": step_state(s, cfg)}
+        {"step": s.name, "stage": s.stage.name, "state": step_state(s, cfg), "reads": ", ".join(s.inputs) or "-"}
         for s in cfg.selected()
     ]
-    print(format_table([tuple(r.values()) for r in rows], ("step", "stage", "reads", "state")))
+    print(format_table([tuple(r.values()) for r in rows], ("step", "stage", "state", "reads"), left=(0, 1, 2, 3)))
     return rows
 
 

@@ -79,10 +79,14 @@ def progress(
     )
 
 
-def format_table(rows: list[tuple], headers: tuple[str, ...]) -> str:
-    """A plain-text table (for summaries printed at the end of a stage)."""
+def format_table(rows: list[tuple], headers: tuple[str, ...], left: tuple[int, ...] = (0,)) -> str:
+    """A plain-text table (for summaries printed at the end of a stage); the ``left`` columns are
+    aligned left, the others (numbers) right."""
     cells = [tuple(str(c) for c in headers)] + [tuple(str(c) for c in r) for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in cells]
+    lines = [
+        "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+        for r in cells
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
