@@ -78,7 +78,11 @@ class BackendConfig:
     are not part of a stage's fingerprint; the rest is."""
 
     spec: str = opt("smollm2", "openai:MODEL | hf:PATH | gguf:PATH | vllm:PATH | smollm2")
-    base_url: str | None = opt(None, "OpenAI-compatible endpoint (default: $OPENAI_BASE_URL)", hashed=False)
+    base_url: str | list[str] | None = opt(
+        None,
+        "OpenAI-compatible endpoint, or a list of them sharing the role's requests (default: $OPENAI_BASE_URL)",
+        hashed=False,
+    )
     api_key_env: str = opt("OPENAI_API_KEY", "name of the environment variable holding the API key", hashed=False)
     concurrency: int = opt(8, "requests in flight at once (HTTP backends)", hashed=False)
     timeout: float = opt(120.0, "seconds per request before it is retried", hashed=False)
@@ -109,6 +113,7 @@ class BackendConfig:
     extra: dict = opt(dict, "backend-specific options passed through (e.g. vLLM engine args)", passthrough=True)
 
     def __post_init__(self):
+        self.base_url = _base_urls(self.base_url)
         if self.context_length is not None and self.context_length < 16:
             raise ParrotError(f"context_length: expected at least 16 tokens, found {self.context_length}")
 
@@ -133,21 +138,31 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     errors: dict = field(default_factory=dict)  # reason -> count
+    # several endpoints behind one role (openai): per endpoint, its redacted url, requests, ok,
+    # failures and set_aside (times it was set aside); empty, and left out, for one endpoint
+    endpoints: list = field(default_factory=list)
 
     def count_error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not out["endpoints"]:
+            del out["endpoints"]
+        return out
 
     def summary(self) -> str:
         """One line for the end of a stage: ``"120 requests, 118 ok, 2 failed, ..."``."""
         errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
         shortened = f", {self.shortened} shortened to fit the context" if self.shortened else ""
+        endpoints = "".join(
+            f"; {e['url']}: {e['requests']} requests, {e['ok']} ok, {e['failures']} failed, set aside {e['set_aside']}x"
+            for e in self.endpoints
+        )
         return (
             f"{self.requests} requests, {self.completions} ok, {self.failures} failed, "
             f"{self.retries} retries{shortened}, {self.prompt_tokens} prompt + {self.completion_tokens} "
-            f"completion tokens; errors: {errors}"
+            f"completion tokens; errors: {errors}{endpoints}"
         )
 
 
@@ -274,6 +289,23 @@ class Backend(abc.ABC):
         from parrot.core.redact import redact
 
         return {"spec": self.config.spec, "model": self.model_name, "options": redact(to_dict(self.config))}
+
+
+def _base_urls(value: Any) -> str | list[str] | None:
+    """``base_url`` as a string (one endpoint, as ever) or a list of strings (several): YAML gives a
+    list, the command line ``base_url=[URL,URL]``."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        from parrot.core.yamlfile import read_yaml
+
+        try:
+            value = read_yaml(value)
+        except Exception:
+            raise ParrotError(f"base_url: expected a URL or a list of URLs, found {value!r}") from None
+    if value is None or (isinstance(value, str) and not isinstance(value, bool)):
+        return None if value is None else str(value)
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) and v.strip() for v in value):
+        return [str(v).strip() for v in value]
+    raise ParrotError(f"base_url: expected a URL or a non-empty list of URLs, found {value!r}")
 
 
 def per_item(params: SamplingParams | list[SamplingParams], n: int) -> list[SamplingParams]:

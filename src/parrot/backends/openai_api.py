@@ -16,6 +16,17 @@ starts and lives only inside the SDK client: it is never logged, described or pu
 is registered with :mod:`parrot.core.redact`, and every error detail is redacted, so a server whose
 error body echoes the request's ``Authorization`` header cannot carry it into a failures file,
 a log or an error message.
+
+Several endpoints behind one role (``base_url: [URL, URL, ...]``): each request goes to the endpoint
+with the fewest requests in flight (ties in turn), and ``concurrency`` stays the total across them
+(one semaphore per backend; every endpoint has its own client). A retry goes to another endpoint
+when there is a healthy one, without waiting out the backoff. An endpoint whose attempts fail
+``endpoint_failures`` times in a row (connection errors, timeouts, 5xx; ``extra``, default 3) is set
+aside for ``endpoint_cooldown`` seconds (default 30) and then tried again; one more failure sets it
+aside again, one success clears it. With every endpoint set aside, requests go to the one whose
+cool-down ends first: a run never waits on the router. The usage gains ``endpoints``: per URL
+(redacted) the attempts sent, ok, failed and the times it was set aside. A single string is one
+endpoint, exactly as before (no ``endpoints`` in the usage).
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import math
 import os
 import random
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,7 +51,11 @@ log = logging.getLogger("parrot.backends.openai")
 
 # Options in ``config.extra`` this backend reads itself; every other key goes into the
 # request body (``extra_body``), e.g. ``extra: {top_k: 20}`` for vLLM or llama.cpp.
-_OWN_EXTRA = ("backoff_base", "backoff_max", "max_tokens_field")
+_OWN_EXTRA = ("backoff_base", "backoff_max", "max_tokens_field", "endpoint_failures", "endpoint_cooldown")
+
+# Failures that say an endpoint is unwell (not the request, not the load): they count towards
+# setting it aside.
+_UNHEALTHY = ("connection", "timeout", "server_error")
 
 # Cap on a server's Retry-After, so one bad header cannot park a worker for hours.
 MAX_RETRY_AFTER = 600.0
@@ -99,6 +115,33 @@ def safe_url(url: str | None) -> str | None:
     return redact_url(url) if url else url
 
 
+@dataclass
+class Endpoint:
+    """One URL behind a role, with its counts and health."""
+
+    url: str | None
+    in_flight: int = 0
+    requests: int = 0  # attempts sent
+    ok: int = 0
+    failures: int = 0  # attempts that failed (any reason)
+    set_aside: int = 0  # times it was set aside
+    streak: int = 0  # unhealthy failures in a row
+    until: float = 0.0  # time.monotonic() when its cool-down ends
+    client: Any = None
+
+    def resting(self, now: float) -> bool:
+        return now < self.until
+
+    def usage(self) -> dict:
+        return {
+            "url": safe_url(self.url),
+            "requests": self.requests,
+            "ok": self.ok,
+            "failures": self.failures,
+            "set_aside": self.set_aside,
+        }
+
+
 class OpenAIBackend(Backend):
     """Concurrent chat completions against an OpenAI-compatible endpoint."""
 
@@ -117,6 +160,13 @@ class OpenAIBackend(Backend):
         self._semaphore: asyncio.Semaphore | None = None
         self._api_key: str | None = None
         self._tokenizer = None  # loaded on first count (context_length + tokenizer)
+        self.endpoint_failures = max(1, int(config.extra.get("endpoint_failures", 3)))
+        self.endpoint_cooldown = float(config.extra.get("endpoint_cooldown", 30.0))
+        self._clock = time.monotonic  # tests may replace it
+        urls = config.base_url if isinstance(config.base_url, list) else [self.base_url]
+        self.endpoints = [Endpoint(u) for u in urls]
+        self._several = isinstance(config.base_url, list)
+        self._turn = 0  # round robin among ties
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -146,29 +196,85 @@ class OpenAIBackend(Backend):
         return self
 
     def _client_for_loop(self):
-        """The SDK client and semaphore of the running event loop.
+        """The SDK client (of the first endpoint) and semaphore of the running event loop.
 
         httpx connection pools belong to the loop that opened them, and :meth:`generate`
-        runs a fresh loop per call, so a new loop gets a new client.
+        runs a fresh loop per call, so a new loop gets new clients, one per endpoint.
         """
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:
-            from openai import AsyncOpenAI, DefaultAsyncHttpxClient
-
             self.start()
-            # A server on this machine is reached directly, whatever HTTP(S)_PROXY says (cluster
-            # nodes often set a proxy and no NO_PROXY; the proxy cannot reach our 127.0.0.1).
-            http_client = DefaultAsyncHttpxClient(trust_env=False) if is_loopback(self.base_url) else None
-            self._client = AsyncOpenAI(
-                api_key=self._api_key,
-                base_url=self.base_url,
-                max_retries=0,
-                timeout=self.config.timeout,
-                http_client=http_client,
-            )
+            if not self._several:  # read now: the config or $OPENAI_BASE_URL may have changed since
+                self.endpoints[0].url = self.base_url
+            for ep in self.endpoints:
+                ep.client = self._new_client(ep.url)
+            self._client = self.endpoints[0].client
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
             self._loop = loop
         return self._client, self._semaphore
+
+    def _new_client(self, url: str | None):
+        from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+
+        # A server on this machine is reached directly, whatever HTTP(S)_PROXY says (cluster
+        # nodes often set a proxy and no NO_PROXY; the proxy cannot reach our 127.0.0.1).
+        http_client = DefaultAsyncHttpxClient(trust_env=False) if is_loopback(url) else None
+        return AsyncOpenAI(
+            api_key=self._api_key,
+            base_url=url,
+            max_retries=0,
+            timeout=self.config.timeout,
+            http_client=http_client,
+        )
+
+    # ------------------------------------------------------------------ routing
+    def _healthy_other(self, avoid: Endpoint | None) -> bool:
+        """Whether an endpoint other than ``avoid`` is not set aside now."""
+        now = self._clock()
+        return any(ep is not avoid and not ep.resting(now) for ep in self.endpoints)
+
+    def _pick(self, avoid: Endpoint | None = None) -> Endpoint:
+        """The endpoint for the next attempt: fewest in flight among those not set aside (not
+        ``avoid``, the one that just failed this request, while another is there), ties in turn;
+        with every endpoint set aside, the one whose cool-down ends first."""
+        if len(self.endpoints) == 1:
+            return self.endpoints[0]
+        now = self._clock()
+        ready = [ep for ep in self.endpoints if not ep.resting(now)]
+        if len(ready) > 1 and avoid in ready:
+            ready.remove(avoid)
+        if not ready:
+            return min(self.endpoints, key=lambda ep: ep.until)
+        n = len(self.endpoints)
+        order = [self.endpoints[(self._turn + i) % n] for i in range(n)]
+        best = min((ep for ep in order if ep in ready), key=lambda ep: ep.in_flight)
+        self._turn = (self.endpoints.index(best) + 1) % n
+        return best
+
+    def _failed(self, ep: Endpoint, reason: str) -> None:
+        ep.failures += 1
+        self._count_endpoints()
+        if reason not in _UNHEALTHY or len(self.endpoints) == 1:
+            return
+        ep.streak += 1
+        now = self._clock()
+        if ep.streak >= self.endpoint_failures and not ep.resting(now):
+            ep.set_aside += 1
+            ep.until = now + self.endpoint_cooldown
+            ep.streak = self.endpoint_failures - 1  # back from its rest, one more failure sets it aside
+            log.warning(
+                "%s: endpoint %s set aside for %gs after %d failures in a row (%s)",
+                self.config.spec,
+                safe_url(ep.url),
+                self.endpoint_cooldown,
+                self.endpoint_failures,
+                reason,
+            )
+            self._count_endpoints()
+
+    def _count_endpoints(self) -> None:
+        if self._several:
+            self.usage.endpoints = [ep.usage() for ep in self.endpoints]
 
     def generate(
         self, conversations: list[Messages], params: SamplingParams | list[SamplingParams]
@@ -182,21 +288,28 @@ class OpenAIBackend(Backend):
         return asyncio.run(run())
 
     async def _close_client(self) -> None:
-        client, self._client, self._loop = self._client, None, None
-        if client is not None:
-            await client.close()
+        self._client, self._loop = None, None
+        for ep in self.endpoints:
+            client, ep.client = ep.client, None
+            if client is not None:
+                await client.close()
 
     def close(self) -> None:
         if self.usage.requests:
             log.info("%s: %s", self.config.spec, self.usage.summary())
-        loop, client = self._loop, self._client
+        loop = self._loop
         self._client, self._loop = None, None
-        if client is not None and loop is not None and not loop.is_closed() and not loop.is_running():
-            loop.run_until_complete(client.close())
+        for ep in self.endpoints:
+            client, ep.client = ep.client, None
+            if client is not None and loop is not None and not loop.is_closed() and not loop.is_running():
+                loop.run_until_complete(client.close())
 
     def describe(self) -> dict:
         out = super().describe()
-        out["base_url"] = safe_url(self.base_url)
+        if self._several:
+            out["base_url"] = [safe_url(ep.url) for ep in self.endpoints]
+        else:
+            out["base_url"] = safe_url(self.base_url)
         return out
 
     # ------------------------------------------------------------------ requests
@@ -233,36 +346,52 @@ class OpenAIBackend(Backend):
         return count_tokens(self._tokenizer, messages, generation_prompt=True)
 
     async def _complete(self, messages: Messages, params: SamplingParams) -> Completion:
-        client, semaphore = self._client_for_loop()
+        _, semaphore = self._client_for_loop()
         body = self.request_body(messages, params)
         attempts = self.config.max_retries + 1
         last: _Retry | None = None
+        last_ep: Endpoint | None = None
         for attempt in range(attempts):
             if attempt:
                 self.usage.retries += 1
+                # Another endpoint takes the retry at once; the same one after the backoff.
+                elsewhere = last is not None and last.reason in _UNHEALTHY and self._healthy_other(last_ep)
                 delay = last.retry_after if last and last.retry_after is not None else self._backoff(attempt)
                 log.debug(
                     "%s: retry %d/%d in %.2fs after %s",
                     self.config.spec,
                     attempt,
                     self.config.max_retries,
-                    delay,
+                    0.0 if elsewhere else delay,
                     last.reason if last else "?",
                 )
-                await self._sleep(delay)
+                if not elsewhere:
+                    await self._sleep(delay)
                 if last and last.reason == "empty_reply" and body.get("seed") is not None:
                     # The same seed would draw the same empty reply again on servers that honour it
                     body = {**body, "seed": (params.seed + attempt) & 0x7FFFFFFF}
             try:
                 async with semaphore:
+                    ep = last_ep = self._pick(avoid=last_ep)
                     self.usage.requests += 1
-                    return self._accept(await self._attempt(client, body))
+                    ep.requests += 1
+                    ep.in_flight += 1
+                    try:
+                        done = self._accept(await self._attempt(ep, body))
+                    finally:
+                        ep.in_flight -= 1
+                    ep.ok += 1
+                    ep.streak = 0
+                    self._count_endpoints()
+                    return done
             except _Retry as e:
                 self.usage.count_error(e.reason)
+                self._failed(ep, e.reason)
                 last = e
             except _Fail as e:
                 self.usage.count_error(e.reason)
                 self.usage.failures += 1
+                self._failed(ep, e.reason)
                 return Completion(text=None, error=f"{e.reason}: {e.detail}")
         self.usage.failures += 1
         assert last is not None
@@ -273,9 +402,10 @@ class OpenAIBackend(Backend):
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
 
-    async def _attempt(self, client, body: dict):
+    async def _attempt(self, ep: Endpoint, body: dict):
         import openai
 
+        client = ep.client
         try:
             # The SDK's timeout bounds each read; wait_for bounds the whole request.
             return await asyncio.wait_for(client.chat.completions.create(**body), timeout=self.config.timeout)
@@ -294,7 +424,7 @@ class OpenAIBackend(Backend):
                 raise _Retry("server_error", detail, parse_retry_after(e.response.headers)) from None
             if status in (401, 403, 404):
                 raise ParrotError(
-                    f"{self.config.spec} at {safe_url(self.base_url) or 'api.openai.com'}: "
+                    f"{self.config.spec} at {safe_url(ep.url) or 'api.openai.com'}: "
                     f"{detail} (check the model name, base_url and "
                     f"${self.config.api_key_env})"
                 ) from None
