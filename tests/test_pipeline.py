@@ -105,6 +105,15 @@ def test_a_mistyped_setting_names_the_step_and_the_line_before_anything_runs(tmp
         _cfg(tmp_path, steps={"parrot": {"min_turnz": 2}})
 
 
+def test_a_config_from_before_named_steps_is_told_where_its_settings_go(tmp_path, capsys):
+    config = _yaml(tmp_path, f"workdir: {tmp_path / 'w'}\nsynthesize:\n  num_sessions: 3\n")
+    assert main(["pipeline", "--config", config]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"{config}:2: unknown key 'synthesize' for PipelineConfig; a stage's settings go under one of its steps" in err
+    )
+
+
 @pytest.mark.parametrize(
     ("steps", "message"),
     [

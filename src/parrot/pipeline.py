@@ -150,6 +150,17 @@ class PipelineConfig:
             stage_config(step, self)
 
     @staticmethod
+    def moved_key_hint(key: str) -> str | None:
+        """A config written for the chain before named steps (``synthesize: {...}`` at top level)."""
+        if stage_named(key):
+            return (
+                "a stage's settings go under one of its steps now (steps: {synth_parrot: {...}}), or under "
+                "defaults: {STAGE: {...}} for each of its steps; `parrot pipeline --plan` lists the steps "
+                "(docs/experiment.md)"
+            )
+        return None
+
+    @staticmethod
     def section_config(name: str, value: dict) -> type | None:
         """The config builder merges the file's and the command line's settings for a section by
         this: ``steps.synth_parrot.asker=SPEC`` keeps the file's other asker options."""

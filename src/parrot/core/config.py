@@ -218,6 +218,8 @@ def _build(cls: type, data: dict, place: str, path: str, extra_field: str | None
     if (unknown := [key for name, key in keys.items() if name not in fields]) and not extra_field:
         name = unknown[0].replace("-", "_")
         close = "".join(f"; did you mean {c!r}?" for c in difflib.get_close_matches(name, fields, n=1))
+        if hint := getattr(cls, "moved_key_hint", lambda key: None)(name):  # a key that used to exist
+            close = f"; {hint}"
         known = ", ".join(sorted(fields))
         raise ParrotError(
             f"{unknown[0].place}: {path}unknown key {unknown[0]!r} for {cls.__name__}{close} (known keys: {known})"
