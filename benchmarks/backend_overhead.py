@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import _prompts as prompts
+import _common
 
 from parrot.backends import SamplingParams, load_backend
 from parrot.backends.base import BackendConfig
@@ -35,7 +35,7 @@ from parrot.backends.openai_api import OpenAIBackend
 
 
 def conversations(n: int) -> list[list[dict]]:
-    return prompts.conversations(n, numbered=True)
+    return _common.conversations(n, numbered=True)
 
 
 def bare_client(base_url: str, bodies: list[dict], workers: int) -> tuple[float, int]:
@@ -61,17 +61,6 @@ def bare_client(base_url: str, bodies: list[dict], workers: int) -> tuple[float,
     return time.perf_counter() - t0, tokens
 
 
-def through_backend(backend: OpenAIBackend, convs, params) -> tuple[float, int]:
-    before = backend.usage.completion_tokens
-    t0 = time.perf_counter()
-    out = backend.generate(convs, params)
-    seconds = time.perf_counter() - t0
-    failed = sum(not c.ok for c in out)
-    if failed:
-        print(f"warning: {failed} failed completions through the backend", file=sys.stderr)
-    return seconds, backend.usage.completion_tokens - before
-
-
 def openai_vs_bare(args) -> None:
     params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=args.max_tokens, seed=0)
     convs = conversations(args.requests)
@@ -87,7 +76,7 @@ def openai_vs_bare(args) -> None:
                 if name == "bare":
                     sec, tok = bare_client(server.base_url, bodies, args.slots)
                 else:
-                    sec, tok = through_backend(client, convs, params)
+                    sec, tok = _common.timed_generate(client, convs, params)
                 rates[name].append(tok / sec)
                 print(f"  round {r + 1} {name:6s}: {tok} tokens in {sec:.2f}s = {tok / sec:.1f} tok/s")
             # Each round's two passes ran back to back: their ratio is what machine load

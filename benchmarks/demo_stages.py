@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _prompts import conversations
+from _common import conversations
 
 from parrot.backends import BackendConfig, load_backend
 from parrot.backends.base import SamplingParams

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import _prompts as prompts
+import _common
 
 from parrot.backends import SamplingParams, load_backend
 from parrot.backends.gguf_export import export_gguf
@@ -39,7 +39,7 @@ from parrot.core.checkpoint import resolve_model_path
 
 
 def conversations(n: int) -> list[list[dict]]:
-    return prompts.conversations(n, numbered=False)
+    return _common.conversations(n, numbered=False)
 
 
 def timed(model, convs, params) -> tuple[float, int, list]:

@@ -32,7 +32,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-import _prompts as prompts
+import _common
 
 from parrot.backends import SamplingParams, load_backend
 
@@ -72,14 +72,8 @@ def run(base_url, convs, params, concurrency: int) -> tuple[float, int, dict]:
     backend = load_backend("openai:smollm2", base_url=base_url, concurrency=concurrency)
     with backend:
         backend.generate(convs[:concurrency], params.replace(max_tokens=4))  # warm-up: connections
-        before = backend.usage.completion_tokens
-        t0 = time.perf_counter()
-        out = backend.generate(convs, params)
-        seconds = time.perf_counter() - t0
-    failed = sum(not c.ok for c in out)
-    if failed:
-        print(f"warning: {failed} failed completions", file=sys.stderr)
-    return seconds, backend.usage.completion_tokens - before, backend.usage.to_dict()
+        seconds, tokens = _common.timed_generate(backend, convs, params)
+    return seconds, tokens, backend.usage.to_dict()
 
 
 def main() -> None:
@@ -95,7 +89,7 @@ def main() -> None:
     requests = args.requests or (400 if args.server == "fault" else 16)
     rounds = args.rounds if args.server == "fault" else min(args.rounds, 3)
     params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=args.max_tokens, seed=0)
-    convs = prompts.conversations(requests, numbered=True)
+    convs = _common.conversations(requests, numbered=True)
     total = 2 * slots
 
     rates = {"one": [], "router": []}

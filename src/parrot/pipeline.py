@@ -57,6 +57,8 @@ STEP_NAME = re.compile(r"[A-Za-z_]\w*")
 # {NAME}, {NAME:SIDE} (a side output) or {NAME.KEY} (a setting)
 REFERENCE = re.compile(r"\{([A-Za-z_]\w*)(?:([:.])(\w+))?\}")
 
+_MISSING = object()
+
 # Where a step's output goes in the work directory when its settings do not say (NAME: the step's).
 OUTPUT = {
     "prepare": "data/{}.jsonl",
@@ -132,7 +134,7 @@ class PipelineConfig:
     plan: bool = opt(False, "print each step's stage, inputs and state, then stop: nothing runs", hashed=False)
 
     def __post_init__(self):
-        self.graph = [step for step in ordered(parse_steps(self.steps))]
+        self.graph = ordered(parse_steps(self.steps))
         self._configs: dict[str, Any] = {}
         names = [s.name for s in self.graph]
         if unknown := [s for s in [*self.only, *self.rerun] if s not in names]:
@@ -276,9 +278,6 @@ def _resolve(value: Any, step: Step, cfg: PipelineConfig, building: tuple[str, .
     if whole:
         return one(*whole.groups())
     return REFERENCE.sub(lambda m: str(one(*m.groups())), value)
-
-
-_MISSING = object()
 
 
 def stage_config(step: Step, cfg: PipelineConfig, building: tuple[str, ...] = ()):
