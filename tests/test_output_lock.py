@@ -106,7 +106,7 @@ def test_resume_while_the_same_output_is_being_written_stops_before_loading_a_mo
     run, argv, out = first_synth
     before = snapshot(out, journal_path(out), manifest_path(out))
     loaded = []
-    monkeypatch.setattr("parrot.synthesize.stage.load_backend", lambda cfg: loaded.append(cfg))  # a server start
+    monkeypatch.setattr("parrot.backends.executor.load_backend", lambda cfg: loaded.append(cfg))  # a server start
 
     assert cli.main(argv[3:] + ["--resume"]) == 2
     assert capsys.readouterr().err.splitlines() == [f"parrot synthesize: error: {the_error(out)}"]

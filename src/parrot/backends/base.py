@@ -141,14 +141,18 @@ class Usage:
     # several endpoints behind one role (openai): per endpoint, its redacted url, requests, ok,
     # failures and set_aside (times it was set aside); empty, and left out, for one endpoint
     endpoints: list = field(default_factory=list)
+    # an in-process model on Ray replicas (--executor ray): per replica, its node, requests and
+    # lost (calls that died with its process and went to another); empty, and left out, otherwise
+    replicas: list = field(default_factory=list)
 
     def count_error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
-        if not out["endpoints"]:
-            del out["endpoints"]
+        for key in ("endpoints", "replicas"):
+            if not out[key]:
+                del out[key]
         return out
 
     def summary(self) -> str:
@@ -158,6 +162,10 @@ class Usage:
         endpoints = "".join(
             f"; {e['url']}: {e['requests']} requests, {e['ok']} ok, {e['failures']} failed, set aside {e['set_aside']}x"
             for e in self.endpoints
+        )
+        endpoints += "".join(
+            f"; replica {r['replica']} on {r['node']}: {r['requests']} requests, {r['lost']} lost"
+            for r in self.replicas
         )
         return (
             f"{self.requests} requests, {self.completions} ok, {self.failures} failed, "
@@ -174,6 +182,9 @@ class Backend(abc.ABC):
     #: True for backends that batch in-process (hf, vllm): callers send whole batches.
     #: False for HTTP backends: callers keep ``config.concurrency`` single requests in flight.
     local: bool = False
+    #: How many copies of the model answer the calls (Ray replicas): loops keep that many times
+    #: more calls in flight.
+    copies: int = 1
 
     def __init__(self, config: BackendConfig):
         self.config = config

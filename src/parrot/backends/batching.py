@@ -56,6 +56,24 @@ def batch_seed(params: list[SamplingParams]) -> int | None:
     return int(digest[:8], 16) & 0x7FFFFFFF
 
 
+def plan_batches(
+    conversations: list[Messages], params: list[SamplingParams], max_batch: int | None, same_params: bool
+) -> list[list[int]]:
+    """How requests are cut into forward passes, as lists of their positions: grouped by sampling
+    parameters when ``same_params``, longest prompts first (less padding), at most ``max_batch``
+    each (None: one batch per group). The Ray executor cuts a batch with it too, so each replica
+    runs the batches this process would have run."""
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(params):
+        groups.setdefault(params_key(p) if same_params else (), []).append(i)
+    batches = []
+    for items in groups.values():
+        items.sort(key=lambda i: -sum(len(str(m.get("content", ""))) for m in conversations[i]))
+        size = max_batch or len(items)
+        batches.extend(items[k : k + size] for k in range(0, len(items), size))
+    return batches
+
+
 class MicroBatcher:
     """Coalesces concurrent requests into calls of ``run_batch(messages, params)``.
 
@@ -107,18 +125,11 @@ class MicroBatcher:
                 await self._run(batch)
 
     def plan(self, pending: list[_Pending]) -> list[list[_Pending]]:
-        """Groups (by parameters when required), longest prompts first, cut to ``max_batch``."""
-        groups: dict[tuple, list[_Pending]] = {}
-        for item in pending:
-            if not item.future.done():  # its caller was cancelled
-                key = params_key(item.params) if self.same_params else ()
-                groups.setdefault(key, []).append(item)
-        batches = []
-        for items in groups.values():
-            items.sort(key=lambda it: -sum(len(str(m.get("content", ""))) for m in it.messages))
-            size = self.max_batch or len(items)
-            batches.extend(items[i : i + size] for i in range(0, len(items), size))
-        return batches
+        pending = [it for it in pending if not it.future.done()]  # a cancelled caller's are left out
+        plan = plan_batches(
+            [it.messages for it in pending], [it.params for it in pending], self.max_batch, self.same_params
+        )
+        return [[pending[i] for i in batch] for batch in plan]
 
     async def _run(self, batch: list[_Pending]) -> None:
         try:

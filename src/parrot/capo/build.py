@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from parrot import ParrotError
-from parrot.backends import BackendConfig, SamplingParams, load_backend
+from parrot.backends import BackendConfig, SamplingParams
 from parrot.capo.negatives import STRATEGIES, WRITERS, similarity, unrelated_turn
 from parrot.capo.prompts import Prompts
 from parrot.capo.select import SelectConfig, select_turns, selection_table
@@ -299,9 +299,9 @@ def capo(cfg: CapoConfig) -> dict:
     print(selection_table(sel_counts))
     done = done_keys(cfg.output, "id") | discarded_keys(cfg.output)  # none when it starts over
     t_select = time.monotonic() - started
-    with load_backend(cfg.generator) as gen:
+    with cfg.load_backend(cfg.generator) as gen:
         writer = PairWriter(cfg, gen, prompts)
-        concurrency = max(gen.config.concurrency, gen.config.batch_size if gen.local else 1)
+        concurrency = max(gen.config.concurrency, gen.config.batch_size if gen.local else 1) * gen.copies
         sel = selection_path(cfg.output)
         run = run_items(
             writer.items(sel, done),

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from parrot import ParrotError
-from parrot.backends import BackendConfig, SamplingParams, load_backend
+from parrot.backends import BackendConfig, SamplingParams
+from parrot.backends.executor import Executor
 from parrot.capo.prompts import Prompts
 from parrot.core.config import opt
 from parrot.core.dialogue import asked_turns, read_dialogues, split_system
@@ -59,7 +60,7 @@ _YES_NO = re.compile(r"\b(yes|no)\b", re.I)
 
 
 @dataclass
-class SelectConfig(WritesOutput):
+class SelectConfig(WritesOutput, Executor):
     """``parrot capo select``: the turns CaPO would build pairs from, with the reasons."""
 
     dialogues: list[Path] = opt(
@@ -291,13 +292,13 @@ def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select",
             done.add(rec.get("source_id"))
             already += 1
     write_manifest(output, stage=stage, config=cfg, inputs=list(cfg.dialogues), complete=False)
-    verifier = load_backend(cfg.verifier) if cfg.verifier else None
+    verifier = cfg.load_backend(cfg.verifier) if cfg.verifier else None
     prompts = Prompts(cfg.prompt_dir, names=("capo_verify",)) if verifier else None
     selector = TurnSelector(cfg, verifier, prompts, already=already, room=room)
     try:
         if verifier:
             verifier.start()
-        concurrency = verifier.config.concurrency if verifier else 1
+        concurrency = verifier.config.concurrency * verifier.copies if verifier else 1
         run = run_items(
             selector.sessions(cfg.dialogues, done),
             selector.select,

@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from parrot import ParrotError
-from parrot.backends import BackendConfig, SamplingParams, load_backend
+from parrot.backends import BackendConfig, SamplingParams
+from parrot.backends.executor import Executor
 from parrot.core.config import opt
 from parrot.core.itemloop import ItemFailed, done_keys, run_items, summary
 from parrot.core.jsonl import AtomicWriter, read_jsonl
@@ -48,7 +49,7 @@ log = logging.getLogger("parrot.evaluate")
 
 
 @dataclass
-class AnswerConfig(WritesOutput):
+class AnswerConfig(WritesOutput, Executor):
     output: str = opt(help="answers JSONL (FastChat schema; appended to, resumable)", flag="-o", hashed=False)
     bench: str = opt("mt-bench", "mt-bench | mt-bench-pp | a question FILE (FastChat schema)")
     model: BackendConfig = opt(BackendConfig, "the model under test")
@@ -146,7 +147,7 @@ def answer(cfg: AnswerConfig) -> dict:
     model_id = cfg.model_id or model_id_for(cfg.model.spec)
     done = done_keys(cfg.output, "question_id")
     golden_used = 0
-    with load_backend(cfg.model) as backend:
+    with cfg.load_backend(cfg.model) as backend:
 
         async def work(question: dict) -> dict:
             nonlocal golden_used
@@ -178,7 +179,7 @@ def answer(cfg: AnswerConfig) -> dict:
             output=cfg.output,
             key=lambda q: q["question_id"],
             done=done,
-            concurrency=cfg.model.concurrency,
+            concurrency=cfg.model.concurrency * backend.copies,
             desc="answer",
             total=len(bench.questions),
             unit="question",

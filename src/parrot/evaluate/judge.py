@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from parrot import ParrotError
-from parrot.backends import BackendConfig, SamplingParams, load_backend
+from parrot.backends import BackendConfig, SamplingParams
+from parrot.backends.executor import Executor
 from parrot.core.assets import mtbench_data_dir
 from parrot.core.config import opt
 from parrot.core.itemloop import ItemFailed, run_items, summary
@@ -53,7 +54,7 @@ JUDGE_MAX_TOKENS = 2048
 
 
 @dataclass
-class JudgeConfig(WritesOutput):
+class JudgeConfig(WritesOutput, Executor):
     answers: list[str] = opt(help="answer files (FastChat schema), one per model", nargs="+", selects=True)
     output: str = opt(help="judgments JSONL (appended to; resumable)", flag="-o", hashed=False)
     bench: str = opt("mt-bench", "mt-bench | mt-bench-pp | a question FILE (FastChat schema)")
@@ -268,7 +269,7 @@ def judge(cfg: JudgeConfig) -> dict:
         judge_model,
         sum(m.key(judge_model) in done for m in matches),
     )
-    with load_backend(cfg.judge) as backend:
+    with cfg.load_backend(cfg.judge) as backend:
 
         async def work(match: Match) -> dict:
             rec = await judge_match(backend, match, params, judge_model, cfg.parse_retries)
@@ -282,7 +283,7 @@ def judge(cfg: JudgeConfig) -> dict:
             output=cfg.output,
             key=lambda m: m.key(judge_model),
             done=done,
-            concurrency=cfg.judge.concurrency,
+            concurrency=cfg.judge.concurrency * backend.copies,
             desc="judge",
             total=len(matches),
             unit="turn",

@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from parrot import ParrotError
-from parrot.backends import BackendConfig, load_backend
+from parrot.backends import Backend, BackendConfig
+from parrot.backends.executor import Executor, in_process
 from parrot.core.config import opt, to_dict
 from parrot.core.dialogue import read_dialogues, user_questions
 from parrot.core.jsonl import AppendWriter, read_jsonl
@@ -52,7 +53,7 @@ log = logging.getLogger("parrot.synthesize")
 
 
 @dataclass
-class SynthesizeConfig(WritesOutput):
+class SynthesizeConfig(WritesOutput, Executor):
     output: str = opt(help="output Dialogue JSONL (sessions are appended as they finish)", flag="-o", hashed=False)
     asker: BackendConfig = opt(
         BackendConfig,
@@ -205,8 +206,9 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     states = restore_journal(jpath, done)
     to_run = [i for i in indices if i not in done]
     one = asker is None and assistant is None and same_server(cfg.asker, cfg.assistant)
-    asker_backend = asker or load_backend(cfg.asker)
-    assistant_backend = asker_backend if one else (assistant or load_backend(cfg.assistant))
+    models = 1 if one else in_process(cfg.asker) + in_process(cfg.assistant)
+    asker_backend = asker or cfg.load_backend(cfg.asker, models=models)
+    assistant_backend = asker_backend if one else (assistant or cfg.load_backend(cfg.assistant, models=models))
     one = one or asker_backend is assistant_backend
     t0 = time.monotonic()
     with (
@@ -226,7 +228,7 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
             # Built lazily: a million-session run holds only the live window in memory.
             queue = (restored.get(i) or synth.new_session(i, seed_for(i)) for i in to_run)
             local = asker_backend.local or assistant_backend.local
-            window = cfg.in_flight or _default_window(cfg, local)
+            window = cfg.in_flight or _default_window(cfg, local, asker_backend, assistant_backend)
             synth.started = time.monotonic()
             synth.bar = progress(total=len(indices), initial=len(done), desc="synthesize", unit="session")
             log.info(
@@ -288,16 +290,18 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     return dict(counts)
 
 
-def _default_window(cfg: SynthesizeConfig, local: bool) -> int:
-    """Local: a full batch per role. Servers: as many sessions as the narrower role serves at
-    once (a llama.cpp server's slots), so each session keeps its slot and its prompt cache."""
+def _default_window(cfg: SynthesizeConfig, local: bool, asker: Backend, assistant: Backend) -> int:
+    """Local: a full batch per role (per replica, on Ray). Servers: as many sessions as the
+    narrower role serves at once (a llama.cpp server's slots), so each session keeps its slot and
+    its prompt cache."""
     if local:
-        return max(cfg.asker.batch_size, cfg.assistant.batch_size)
+        return max(cfg.asker.batch_size * asker.copies, cfg.assistant.batch_size * assistant.copies)
 
-    def parallel(role: BackendConfig) -> int:
-        return role.slots if role.spec == "smollm2" or role.spec.startswith("gguf:") else role.concurrency
+    def parallel(role: BackendConfig, backend: Backend) -> int:
+        gguf = role.spec == "smollm2" or role.spec.startswith("gguf:")
+        return (role.slots if gguf else role.concurrency) * backend.copies
 
-    return min(parallel(cfg.asker), parallel(cfg.assistant))
+    return min(parallel(cfg.asker, asker), parallel(cfg.assistant, assistant))
 
 
 def summarize_output(out: Path, wanted: set[str]) -> tuple[Counter, set[str]]:

@@ -1,0 +1,299 @@
+"""``--executor ray``: an in-process model (hf, vllm, gguf) served by replicas on a Ray cluster.
+
+The stage's loop stays in the driver (the process that runs the command): sessions, ids, seeds,
+the journal, the output and the failures file are kept by one process, exactly as with the local
+executor. What moves is the model. :class:`RayBackend` starts ``replicas`` Ray actors that each
+load the role's model (:class:`Replica`), and sends every call to the replica with the fewest
+conversations in flight. A batch from the batched loop is cut the way a replica's own batcher cuts
+it (:func:`~parrot.backends.batching.plan_batches`), so the replicas run the batches the local
+executor would have run: with greedy decoding the records are the same, whichever executor made
+them.
+
+Resources. On a cluster with GPUs an hf or vllm replica takes one GPU (vllm:
+``tensor_parallel_size`` of them) and the default is one replica per GPU; elsewhere a replica
+takes ``threads`` CPUs (default 1, and the model then uses that many threads) and the default is
+one per CPU. Several in-process models in one run (a synthesis with two) share the cluster.
+
+A lost replica. When a replica's process dies during a call (killed, out of memory, its node
+gone), the call is sent to another replica at once and Ray restarts the lost one
+(:data:`MAX_RESTARTS` times), which then takes calls again. Records are only written by the
+driver, so nothing is duplicated; a call that no replica could answer comes back as a failed
+Completion (``replica_lost``), which the stage treats like any failed call. A killed driver takes
+its actors with it; ``--resume`` continues as with the local executor.
+
+Needs ``pip install 'parrot-chat[ray]'``; Ray is imported only here, when a stage asks for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+
+from parrot import ParrotError
+from parrot.backends import Backend, BackendConfig, Completion, load_backend
+from parrot.backends.base import Messages, SamplingParams, per_item
+from parrot.backends.batching import plan_batches
+
+log = logging.getLogger("parrot.backends")
+
+MAX_RESTARTS = 3  # a replica whose process died is started again this many times, then given up
+WAIT_LOG_SECONDS = 30.0  # while replicas wait for resources or load, say so this often
+
+
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ParrotError("--executor ray needs Ray: pip install 'parrot-chat[ray]'") from None
+    return ray
+
+
+def connect():
+    """Ray, connected: to ``$RAY_ADDRESS`` when it is set, else to a Ray instance started here."""
+    ray = import_ray()
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS")
+        if address:
+            log.info("connecting to the Ray cluster at %s", address)
+            ray.init(address=address)
+        else:
+            log.info("starting a local Ray instance (set RAY_ADDRESS to use a cluster)")
+            ray.init(include_dashboard=False)
+    return ray
+
+
+def uses_gpu(config: BackendConfig, cluster_gpus: int) -> bool:
+    """Whether a replica of this model takes GPUs: vllm always, hf when its device asks for CUDA
+    or is ``auto`` on a cluster with GPUs; llama.cpp (gguf) replicas run on CPUs."""
+    if config.spec.startswith("vllm:"):
+        return True
+    if config.spec.startswith("hf:"):
+        return config.device.startswith("cuda") or (config.device == "auto" and cluster_gpus > 0)
+    return False
+
+
+def replica_plan(config: BackendConfig, cluster: dict, *, replicas: int | None, models: int) -> tuple[int, dict]:
+    """(how many replicas, the Ray resources of one) for a model on a cluster whose resources are
+    ``cluster`` (``ray.cluster_resources()``), ``models`` in-process models sharing it."""
+    gpus, cpus = int(cluster.get("GPU", 0)), int(cluster.get("CPU", 0))
+    if replicas is not None and replicas < 1:
+        raise ParrotError(f"replicas: expected at least 1, found {replicas}")
+    if uses_gpu(config, gpus):
+        per = config.tensor_parallel_size if config.spec.startswith("vllm:") else 1
+        if gpus < per:
+            raise ParrotError(
+                f"{config.spec}: a replica needs {per} GPU(s) and the Ray cluster has {gpus} "
+                f"(on CPUs: device=cpu for hf; vllm needs GPUs)"
+            )
+        return replicas or max(1, gpus // (per * models)), {"num_gpus": per, "num_cpus": 1}
+    per = config.threads or 1
+    return replicas or max(1, cpus // (per * models)), {"num_cpus": per}
+
+
+class Replica:
+    """One copy of the model, in a Ray actor (``ray.remote(Replica)``): loaded when it starts."""
+
+    def __init__(self, config: BackendConfig):
+        self.backend = load_backend(config).start()
+
+    def ready(self) -> dict:
+        import ray
+
+        return {"pid": os.getpid(), "node": ray.util.get_node_ip_address()}
+
+    async def generate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
+        return await self.backend.agenerate(conversations, params)
+
+
+@dataclass
+class _Handle:
+    """The driver's view of one replica."""
+
+    index: int
+    actor: object
+    node: str = "?"
+    pid: int = 0
+    in_flight: int = 0  # conversations sent and not yet answered
+    requests: int = 0
+    lost: int = 0  # calls that died with the replica's process
+    lost_in_a_row: int = 0
+
+    @property
+    def given_up(self) -> bool:
+        return self.lost_in_a_row > MAX_RESTARTS
+
+
+class RayBackend(Backend):
+    """A role's in-process model as ``replicas`` Ray actors; calls go to the least busy one."""
+
+    def __init__(self, config: BackendConfig, *, replicas: int | None = None, models: int = 1):
+        super().__init__(config)
+        # the model as the local executor would load it, never started: how its calls are batched
+        self.inner = load_backend(config)
+        self.local = self.inner.local
+        self.wanted, self.models = replicas, models
+        self.handles: list[_Handle] = []
+        self._turn = 0  # round robin among equally busy replicas
+
+    @property
+    def model_name(self) -> str:
+        return self.inner.model_name
+
+    @property
+    def copies(self) -> int:  # type: ignore[override]
+        return max(1, len(self.handles))
+
+    def shortens(self) -> bool:
+        return False  # each replica fits the conversations to its model's context
+
+    def loaded(self) -> bool:
+        return bool(self.handles)
+
+    # ------------------------------------------------------------------ starting and stopping
+    def start(self) -> "RayBackend":
+        with self._start_lock:
+            if not self.handles:
+                self._start()
+        return self
+
+    def _start(self) -> None:
+        ray = connect()
+        n, resources = replica_plan(self.config, ray.cluster_resources(), replicas=self.wanted, models=self.models)
+        config = self.config
+        if "num_gpus" not in resources and not config.threads:  # one model thread per CPU it holds
+            config = dataclasses.replace(config, threads=resources["num_cpus"])
+        actor_class = ray.remote(max_restarts=MAX_RESTARTS, max_task_retries=0, **resources)(Replica)
+        self.handles = [_Handle(k, actor_class.remote(config)) for k in range(n)]
+        log.info("%s: starting %d replica(s) on Ray, each with %s", self.config.spec, n, resources)
+        refs = {h.actor.ready.remote(): h for h in self.handles}
+        started, waiting = time.monotonic(), list(refs)
+        try:
+            while waiting:
+                done, waiting = ray.wait(waiting, num_returns=len(waiting), timeout=WAIT_LOG_SECONDS)
+                for ref in done:
+                    info = ray.get(ref)
+                    refs[ref].node, refs[ref].pid = info["node"], info["pid"]
+                if waiting:
+                    log.warning(
+                        "%s: %d of %d replicas not ready after %.0f s (loading, or waiting for %s on the "
+                        "cluster; it has %s)",
+                        self.config.spec,
+                        len(waiting),
+                        n,
+                        time.monotonic() - started,
+                        resources,
+                        ray.available_resources(),
+                    )
+        except ray.exceptions.RayActorError as e:
+            self.close()
+            raise ParrotError(f"{self.config.spec}: a replica could not load the model on the Ray cluster: {e}") from e
+        nodes = sorted({h.node for h in self.handles})
+        log.info("%s: %d replica(s) ready on %s", self.config.spec, n, ", ".join(nodes))
+
+    def close(self) -> None:
+        if self.handles:
+            ray = import_ray()
+            for h in self.handles:
+                ray.kill(h.actor, no_restart=True)
+            self.handles = []
+
+    def replica_pids(self) -> list[int]:
+        """The replicas' process ids as they started (for tests that kill one)."""
+        return [h.pid for h in self.handles]
+
+    # ------------------------------------------------------------------ calls
+    async def agenerate(
+        self, conversations: list[Messages], params: SamplingParams | list[SamplingParams]
+    ) -> list[Completion]:
+        plist = per_item(params, len(conversations))
+        if not conversations:
+            return []
+        self.start()
+        batcher = getattr(self.inner, "batcher", None)
+        size = (batcher and batcher.max_batch) or math.ceil(len(conversations) / len(self.handles))
+        same = bool(batcher and batcher.same_params)
+        out: list[Completion | None] = [None] * len(conversations)
+
+        async def one(batch: list[int]) -> None:
+            got = await self._call([conversations[i] for i in batch], [plist[i] for i in batch])
+            for i, c in zip(batch, got):
+                out[i] = c
+
+        await asyncio.gather(*(one(b) for b in plan_batches(conversations, plist, size, same)))
+        self._count(out)
+        return out  # type: ignore[return-value]
+
+    async def _agenerate(self, conversations, params):  # pragma: no cover - agenerate is overridden
+        raise NotImplementedError
+
+    async def _call(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
+        """One batch on one replica; on another when that one's process dies meanwhile."""
+        ray = import_ray()
+        tried: set[int] = set()
+        error = "no replica left"
+        for _ in range(len(self.handles) * (MAX_RESTARTS + 1)):
+            h = self._pick(tried)
+            if h is None:
+                break
+            tried.add(h.index)
+            h.in_flight += len(conversations)
+            h.requests += len(conversations)
+            try:
+                got = await h.actor.generate.remote(conversations, params)
+            except ray.exceptions.RayActorError as e:
+                h.lost += 1
+                h.lost_in_a_row += 1
+                error = f"replica_lost: {type(e).__name__}"
+                log.warning(
+                    "%s: replica %d (node %s) was lost during a call (%s); sending its %d conversation(s) to another%s",
+                    self.config.spec,
+                    h.index,
+                    h.node,
+                    type(e).__name__,
+                    len(conversations),
+                    "; it is given up" if h.given_up else "",
+                )
+                continue
+            finally:
+                h.in_flight -= len(conversations)
+            h.lost_in_a_row = 0
+            return got
+        return [Completion(text=None, error=error) for _ in conversations]
+
+    def _pick(self, tried: set[int]) -> _Handle | None:
+        """The least busy replica not tried yet for this call (all tried: any left), ties in turn."""
+        alive = [h for h in self.handles if not h.given_up]
+        fresh = [h for h in alive if h.index not in tried] or alive
+        if not fresh:
+            return None
+        self._turn += 1
+        return min(fresh, key=lambda h: (h.in_flight, (h.index - self._turn) % len(self.handles)))
+
+    def _count(self, completions: list[Completion]) -> None:
+        """The role's usage, counted here from what came back (a restarted replica's own counts
+        start again at zero)."""
+        u = self.usage
+        for c in completions:
+            u.requests += 1
+            u.completions += c.ok
+            u.failures += not c.ok
+            if not c.ok:
+                u.count_error((c.error or "failed").split(":", 1)[0])
+            u.shortened += bool(c.shortened)
+            u.prompt_tokens += c.prompt_tokens
+            u.completion_tokens += c.completion_tokens
+        u.replicas = [{"replica": h.index, "node": h.node, "requests": h.requests, "lost": h.lost} for h in self.handles]
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(),
+            "model": self.model_name,
+            "executor": "ray",
+            "replicas": len(self.handles) or len(self.usage.replicas),
+            "nodes": sorted({h.node for h in self.handles} or {r["node"] for r in self.usage.replicas}),
+        }

@@ -1,0 +1,192 @@
+"""``--executor ray`` on a real local Ray cluster (one node, 2 CPUs: two replicas of one CPU each):
+the same records as the local executor, a replica killed mid-run, endpoints shared beside it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fixtures.servers import FaultServer
+from synth_helpers import read_out, write_seeds
+
+from parrot import ParrotError
+from parrot.backends import BackendConfig
+from parrot.backends.ray_pool import RayBackend, replica_plan
+from parrot.core.config import build_config
+from parrot.core.manifest import read_manifest
+from parrot.evaluate.answer import AnswerConfig, answer
+from parrot.synthesize.journal import journal_path
+from parrot.synthesize.stage import SynthesizeConfig, synthesize
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray cluster with 2 CPUs, shared by this module's tests."""
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def synth_cfg(tmp_path, name, spec, **kw):
+    role = {"spec": spec, "batch_size": kw.pop("batch_size", 2), "max_tokens": kw.pop("max_tokens", 8)}
+    return build_config(
+        SynthesizeConfig,
+        {
+            "output": str(tmp_path / f"{name}.jsonl"),
+            "seeds": str(write_seeds(tmp_path / "seeds.jsonl")),
+            "num_sessions": 6,
+            "max_turns": 3,
+            "asker_mode": "prompted",
+            "asker": role,
+            "assistant": role,
+            **kw,
+        },
+    )
+
+
+def sessions(path):
+    return {r["id"]: r["messages"] for r in read_out(path)}
+
+
+def test_synthesis_on_two_replicas_writes_the_records_of_the_local_executor(cluster, tmp_path, tiny_model_dir):
+    spec = f"hf:{tiny_model_dir}"
+    # the same sessions in flight (by default the window grows with the replicas: a batch each)
+    synthesize(synth_cfg(tmp_path, "local", spec, in_flight=6))
+    synthesize(synth_cfg(tmp_path, "ray", spec, in_flight=6, executor="ray", replicas=2))
+
+    local, on_ray = sessions(tmp_path / "local.jsonl"), sessions(tmp_path / "ray.jsonl")
+    # same ids, and the same words: the replicas run the batches this process would have run, each
+    # seeded from its calls' seeds
+    assert len(local) == 6 and on_ray == local
+    manifest = read_manifest(tmp_path / "ray.jsonl")
+    usage = manifest["usage"]["asker"]  # one model for both roles: one set of replicas
+    assert manifest["usage"]["shared_backend"] is True
+    assert [r["replica"] for r in usage["replicas"]] == [0, 1]
+    assert all(r["requests"] > 0 and r["lost"] == 0 for r in usage["replicas"])  # both served
+    assert usage["requests"] == sum(r["requests"] for r in usage["replicas"]) and usage["failures"] == 0
+    assert manifest["models"]["asker"]["executor"] == "ray" and manifest["models"]["asker"]["replicas"] == 2
+    assert manifest["counts"]["sessions"] == 6
+
+
+def test_a_replica_killed_mid_run_loses_no_session_and_duplicates_none(cluster, tmp_path, tiny_model_dir):
+    spec = f"hf:{tiny_model_dir}"
+    # batch size 1: each conversation is generated alone, so the words do not depend on which
+    # replica ran which call, or on the calls resent after the kill
+    options = dict(batch_size=1, max_tokens=24, num_sessions=8, in_flight=8)
+    synthesize(synth_cfg(tmp_path, "local", spec, **options))
+    cfg = synth_cfg(tmp_path, "ray", spec, executor="ray", **options)
+    backend = RayBackend(cfg.asker, replicas=2).start()
+    victim = backend.replica_pids()[0]
+    killed = threading.Event()
+
+    def kill_mid_run():
+        journal = journal_path(cfg.output)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # a few messages in: calls are queued on both replicas
+            if journal.exists() and journal.read_text().count("\n") >= 6:
+                os.kill(victim, signal.SIGKILL)
+                killed.set()
+                return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_mid_run)
+    killer.start()
+    with backend:
+        synthesize(cfg, asker=backend, assistant=backend)
+    killer.join()
+
+    assert killed.is_set()
+    on_ray = [r["id"] for r in read_out(Path(cfg.output))]
+    assert len(on_ray) == len(set(on_ray)) == 8  # every session once
+    assert sessions(Path(cfg.output)) == sessions(tmp_path / "local.jsonl")
+    replicas = read_manifest(cfg.output)["usage"]["asker"]["replicas"]
+    assert replicas[0]["lost"] >= 1 and replicas[1]["lost"] == 0
+    assert read_manifest(cfg.output)["counts"]["sessions"] == 8
+
+
+def test_endpoint_roles_are_shared_and_a_failing_endpoint_is_set_aside(cluster, tmp_path, tiny_model_dir):
+    """The asker runs on Ray replicas; the assistant is three servers, one always failing."""
+    servers = [FaultServer().start() for _ in range(3)]
+    servers[1].add_faults(*["500"] * 200)
+    try:
+        cfg = synth_cfg(tmp_path, "mixed", f"hf:{tiny_model_dir}", executor="ray", replicas=1)
+        cfg.assistant = BackendConfig(
+            spec="openai:assistant",
+            base_url=[s.base_url for s in servers],
+            concurrency=4,
+            max_retries=2,
+            extra={"endpoint_cooldown": 600.0},
+        )
+        synthesize(cfg)
+    finally:
+        for s in servers:
+            s.stop()
+    records = read_out(Path(cfg.output))
+    assert len(records) == 6
+    assert all(m["content"].startswith("echo: ") for r in records for m in r["messages"][1::2])
+    usage = read_manifest(cfg.output)["usage"]
+    endpoints = usage["assistant"]["endpoints"]
+    assert endpoints[1]["ok"] == 0 and endpoints[1]["set_aside"] >= 1
+    assert endpoints[0]["ok"] + endpoints[2]["ok"] == usage["assistant"]["completions"] > 0
+    assert [r["replica"] for r in usage["asker"]["replicas"]] == [0]
+    assert "replicas" not in usage["assistant"]
+
+
+def test_eval_answer_on_ray_answers_as_the_local_executor(cluster, tmp_path, tiny_model_dir):
+    def run(name, **kw):
+        # one question per forward pass, seeded: the words do not depend on which calls met in a batch
+        model = BackendConfig(spec=f"hf:{tiny_model_dir}", seed=1, batch_size=1)
+        answer(AnswerConfig(output=str(tmp_path / name), bench="mt-bench", limit=4, max_tokens=12, model=model, **kw))
+        return {r["question_id"]: r["choices"][0]["turns"] for r in map(json.loads, open(tmp_path / name))}
+
+    local = run("local.jsonl")
+    assert len(local) == 4 and run("ray.jsonl", executor="ray", replicas=2) == local
+
+
+def test_a_model_a_replica_cannot_load_is_an_error_naming_it(cluster, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(ParrotError, match=r"a replica could not load the model"):
+        RayBackend(BackendConfig(spec=f"hf:{broken}"), replicas=1).start()
+
+
+def test_without_ray_installed_the_error_names_the_extra(monkeypatch, tmp_path, tiny_model_dir):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ParrotError, match=r"pip install 'parrot-chat\[ray\]'"):
+        RayBackend(BackendConfig(spec=f"hf:{tiny_model_dir}")).start()
+
+
+GPU_NODE = {"GPU": 8.0, "CPU": 64.0}
+
+
+@pytest.mark.parametrize(
+    "options, cluster_resources, models, replicas, expected",
+    [
+        ({"spec": "hf:m"}, GPU_NODE, 1, None, (8, {"num_gpus": 1, "num_cpus": 1})),
+        ({"spec": "hf:m"}, GPU_NODE, 2, None, (4, {"num_gpus": 1, "num_cpus": 1})),  # two models share
+        ({"spec": "vllm:m", "tensor_parallel_size": 2}, GPU_NODE, 1, None, (4, {"num_gpus": 2, "num_cpus": 1})),
+        ({"spec": "hf:m"}, GPU_NODE, 1, 3, (3, {"num_gpus": 1, "num_cpus": 1})),
+        ({"spec": "hf:m"}, {"CPU": 16.0}, 1, None, (16, {"num_cpus": 1})),
+        ({"spec": "hf:m", "device": "cpu"}, GPU_NODE, 1, None, (64, {"num_cpus": 1})),
+        ({"spec": "gguf:m.gguf", "threads": 4}, GPU_NODE, 2, None, (8, {"num_cpus": 4})),  # llama.cpp: CPUs
+    ],
+)
+def test_replicas_default_to_one_per_gpu_or_per_threads_cpus(options, cluster_resources, models, replicas, expected):
+    config = BackendConfig(**options)
+    assert replica_plan(config, cluster_resources, replicas=replicas, models=models) == expected
+
+
+def test_a_replica_that_needs_more_gpus_than_the_cluster_has_is_an_error():
+    with pytest.raises(ParrotError, match=r"needs 4 GPU\(s\) and the Ray cluster has 2"):
+        replica_plan(BackendConfig(spec="vllm:m", tensor_parallel_size=4), {"GPU": 2, "CPU": 8}, replicas=None, models=1)
+    with pytest.raises(ParrotError, match="has 0"):
+        replica_plan(BackendConfig(spec="hf:m", device="cuda"), {"CPU": 8}, replicas=None, models=1)
