@@ -21,8 +21,13 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	$(VENV)/bin/parrot pipeline --config configs/demo.yaml
 
+# The tests also run the Ray executor on a local cluster: Ray is installed for them (not for the demo).
+$(VENV)/.parrot-ray: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)" -e '.[test,ray]'
+	touch $@
+
 # Lint and format are checked first: a change that breaks them fails like a failing test.
-test: setup
+test: setup $(VENV)/.parrot-ray
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(PY) -m pytest -q

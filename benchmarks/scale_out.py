@@ -1,32 +1,38 @@
-"""Scaling out: the multi-endpoint router against one endpoint with the same total slots, same run.
+"""Scaling out, two comparisons on the same machine and backends, each in one run:
 
-Only the router half of issue 17's benchmark is built: the Ray executor (``--executor ray``
-against the in-process loop, target >= 0.8x) is not built yet, so it is not measured here.
+1. ``--part ray``: synthesis with ``--executor ray`` (the model as 2 Ray replicas of one CPU
+   thread each, on a local Ray instance) against the in-process loop (one copy of the model with
+   every thread), the same sessions and window: sessions/s, target >= 0.8x (what Ray may cost on
+   one machine). The model is SmolLM2-135M through transformers (``hf:smollm2``, the in-process
+   backend a GPU node would run as vllm); models are loaded before the clock starts.
+2. ``--part router``: the multi-endpoint router against one endpoint with the same total slots.
+   The same requests go out once through an ``openai:`` role with ``base_url: [A, B]`` (two
+   servers of ``slots`` slots each) and once through a role with one ``base_url`` (one server of
+   ``2 x slots`` slots), both with ``concurrency = 2 x slots`` (target >= 0.95x).
 
-The same requests go out once through an ``openai:`` role with ``base_url: [A, B]`` (two
-servers of ``slots`` slots each) and once through a role with one ``base_url`` (one server of
-``2 x slots`` slots), both with ``concurrency = 2 x slots``. Rounds alternate between the two so
-machine load hits both alike; the ratio is the median of the per-round ratios (target >= 0.95x).
+   - ``--server fault`` (default, seconds): the test suite's OpenAI-compatible FaultServer, each
+     request taking ``--latency`` seconds in one of the server's slots (a semaphore), like a
+     decoding server at full batch. The servers cost nothing, so this measures what the router
+     itself costs: picking an endpoint, one client per endpoint.
+   - ``--server llamacpp``: the embedded SmolLM2 behind llama.cpp (xllamacpp), two servers of
+     ``slots`` slots and half the CPU threads each against one server of ``2 x slots`` slots and
+     every thread. On one machine this also measures how llama.cpp shares the cores.
 
-- ``--server fault`` (default, seconds): the test suite's OpenAI-compatible FaultServer, each
-  request taking ``--latency`` seconds in one of the server's slots (a semaphore), like a
-  decoding server at full batch. The servers cost nothing, so this measures what the router
-  itself costs: picking an endpoint, one client per endpoint.
-- ``--server llamacpp``: the embedded SmolLM2 behind llama.cpp (xllamacpp), two servers of
-  ``slots`` slots and half the CPU threads each against one server of ``2 x slots`` slots and
-  every thread. On one machine this also measures how llama.cpp shares the cores, not only the
-  router.
+Rounds alternate the two sides so machine load hits both alike; each ratio is the median of the
+per-round ratios.
 
-    python benchmarks/scale_out.py                     # FaultServers, a few seconds
-    python benchmarks/scale_out.py --server llamacpp   # SmolLM2, about a minute on 2 cores
+    python benchmarks/scale_out.py                     # both parts, about 3 minutes on 2 cores
+    python benchmarks/scale_out.py --part router --server llamacpp   # SmolLM2, about a minute
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from contextlib import ExitStack
@@ -34,7 +40,9 @@ from pathlib import Path
 
 import _common
 
-from parrot.backends import SamplingParams, load_backend
+from parrot.backends import BackendConfig, SamplingParams, load_backend
+from parrot.core.config import build_config
+from parrot.synthesize.stage import SynthesizeConfig, synthesize
 
 
 def fault_servers(stack: ExitStack, slots: list[int], latency: float) -> list[str]:
@@ -76,15 +84,7 @@ def run(base_url, convs, params, concurrency: int) -> tuple[float, int, dict]:
     return seconds, tokens, backend.usage.to_dict()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--server", choices=["fault", "llamacpp"], default="fault")
-    ap.add_argument("--slots", type=int, default=None, help="slots per server of the pair (fault 8, llamacpp 2)")
-    ap.add_argument("--requests", type=int, default=None, help="requests per pass (fault 400, llamacpp 16)")
-    ap.add_argument("--latency", type=float, default=0.02, help="fault: seconds per request")
-    ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=5)
-    args = ap.parse_args()
+def router_part(args) -> None:
     slots = args.slots or (8 if args.server == "fault" else 2)
     requests = args.requests or (400 if args.server == "fault" else 16)
     rounds = args.rounds if args.server == "fault" else min(args.rounds, 3)
@@ -132,7 +132,106 @@ def main() -> None:
         f"  ratio router/one    : {statistics.median(ratios):8.3f}x  median of per-round ratios "
         f"{', '.join(f'{x:.3f}' for x in ratios)}  (target >= 0.95x)"
     )
-    print("  Ray executor vs in-process loop: not built yet")
+
+
+def synthesis_pass(workdir: Path, name: str, model, sessions: int, turns: int, window: int, max_tokens: int) -> float:
+    """One synthesis run through a started backend (both roles): its seconds, from its manifest."""
+    seeds = workdir / "seeds.jsonl"
+    if not seeds.exists():
+        seeds.write_text(
+            "".join(
+                json.dumps({"id": f"q{i}", "messages": c}) + "\n" for i, c in enumerate(_common.conversations(sessions))
+            )
+        )
+    role = {"spec": model.config.spec, "max_tokens": max_tokens}
+    cfg = build_config(
+        SynthesizeConfig,
+        {
+            "output": str(workdir / f"{name}.jsonl"),
+            "seeds": str(seeds),
+            "num_sessions": sessions,
+            "max_turns": turns,
+            "asker_mode": "prompted",
+            "in_flight": window,
+            "asker": role,
+            "assistant": role,
+            "overwrite": True,
+        },
+    )
+    synthesize(cfg, asker=model, assistant=model)
+    manifest = json.loads((workdir / f"{name}.jsonl.manifest.json").read_text())
+    return manifest["timings"]["seconds"]
+
+
+def ray_part(args) -> None:
+    import ray
+
+    from parrot.backends.ray_pool import RayBackend
+
+    cores = os.cpu_count() or 2
+    replicas = 2
+    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+    spec = "hf:smollm2"
+    batch = max(1, args.window // replicas)  # each replica runs its share of the window as one batch
+    # in-process: the whole window as one batch, every thread (the local executor's best)
+    local = load_backend(BackendConfig(spec=spec, batch_size=args.window, threads=cores)).start()
+    on_ray = RayBackend(
+        BackendConfig(spec=spec, batch_size=batch, threads=max(1, cores // replicas)), replicas=replicas
+    )
+    on_ray.start()
+    rates = {"local": [], "ray": []}
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp, local, on_ray:
+        for r in range(args.rounds):
+            order = ["local", "ray"] if r % 2 == 0 else ["ray", "local"]
+            for name in order:
+                model = local if name == "local" else on_ray
+                sec = synthesis_pass(Path(tmp), name, model, args.sessions, args.turns, args.window, args.max_tokens)
+                rates[name].append(args.sessions / sec)
+                print(
+                    f"  round {r + 1} {name:5s}: {args.sessions} sessions in {sec:.2f}s = {args.sessions / sec:.3f} sessions/s"
+                )
+            ratios.append(rates["ray"][-1] / rates["local"][-1])
+        per_replica = on_ray.usage.to_dict()["replicas"]
+    ray.shutdown()
+    print(
+        f"synthesis, {spec}: {args.sessions} sessions x {args.turns} turns, {args.window} in flight, "
+        f"{args.max_tokens} tokens per call, {args.rounds} rounds, {cores} cores"
+    )
+    print(
+        f"  in-process loop (1 copy, {cores} threads, batches of {args.window}) : "
+        f"{statistics.median(rates['local']):.3f} sessions/s (median)"
+    )
+    print(
+        f"  --executor ray ({replicas} replicas x {max(1, cores // replicas)} thread(s), batches of {batch}) : "
+        f"{statistics.median(rates['ray']):.3f} sessions/s (median)"
+    )
+    print("  calls per replica (all rounds) : " + ", ".join(str(x["requests"]) for x in per_replica))
+    print(
+        f"  ratio ray/in-process  : {statistics.median(ratios):8.3f}x  median of per-round ratios "
+        f"{', '.join(f'{x:.3f}' for x in ratios)}  (target >= 0.8x)"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=["ray", "router", "both"], default="both")
+    ap.add_argument("--server", choices=["fault", "llamacpp"], default="fault", help="router: the servers")
+    ap.add_argument(
+        "--slots", type=int, default=None, help="router: slots per server of the pair (fault 8, llamacpp 2)"
+    )
+    ap.add_argument("--requests", type=int, default=None, help="router: requests per pass (fault 400, llamacpp 16)")
+    ap.add_argument("--latency", type=float, default=0.02, help="router, fault: seconds per request")
+    ap.add_argument("--max-tokens", type=int, default=32, help="tokens per call")
+    ap.add_argument("--rounds", type=int, default=None, help="rounds (router 5, ray 3)")
+    ap.add_argument("--sessions", type=int, default=16, help="ray: sessions per pass")
+    ap.add_argument("--turns", type=int, default=2, help="ray: turns per session")
+    ap.add_argument("--window", type=int, default=16, help="ray: sessions in flight")
+    args = ap.parse_args()
+    if args.part in ("ray", "both"):
+        ray_part(argparse.Namespace(**{**vars(args), "rounds": args.rounds or 3}))
+    if args.part in ("router", "both"):
+        router_part(argparse.Namespace(**{**vars(args), "rounds": args.rounds or 5}))
 
 
 if __name__ == "__main__":

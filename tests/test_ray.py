@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from fixtures.servers import FaultServer
-from synth_helpers import read_out, write_seeds
+from synth_helpers import Script, read_out, write_seeds
 
 from parrot import ParrotError
 from parrot.backends import BackendConfig
@@ -112,6 +113,47 @@ def test_a_replica_killed_mid_run_loses_no_session_and_duplicates_none(cluster, 
     assert read_manifest(cfg.output)["counts"]["sessions"] == 8
 
 
+def test_a_driver_killed_mid_run_resumes_as_with_the_local_executor(cluster, tmp_path, tiny_model_dir, fault_server):
+    """``parrot synthesize --executor ray`` in a process of its own, connected to the cluster by
+    $RAY_ADDRESS, SIGKILLed while a call is in flight; ``--resume`` finishes the run."""
+    script, reached, release = Script(), threading.Event(), threading.Event()
+
+    def responder(body):
+        if len(fault_server.requests) >= 7:  # hold a call in flight: the kill lands mid-run
+            reached.set()
+            release.wait(60)
+        return script(body)
+
+    fault_server.responder = responder
+    cfg = synth_cfg(tmp_path, "out", f"hf:{tiny_model_dir}", executor="ray", replicas=1)
+    argv = ["synthesize", "-o", cfg.output, "--seeds", cfg.seeds, "--num-sessions", "6", "--max-turns", "3"]
+    argv += ["--asker", f"hf:{tiny_model_dir}", "--asker-mode", "prompted", "asker.max_tokens=8", "asker.batch_size=2"]
+    argv += ["--assistant", "openai:chat", f"assistant.base_url={fault_server.base_url}", "assistant.max_retries=0"]
+    argv += ["--executor", "ray", "--replicas", "1"]
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PARROT_NO_PROGRESS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parrot", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        assert reached.wait(120), proc.communicate(timeout=5)[0].decode()[-3000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        release.set()
+    out = Path(cfg.output)
+    assert len(read_out(out)) < 6 if out.exists() else True
+    assert journal_path(out).stat().st_size > 0  # the sessions in flight were journaled
+
+    fault_server.responder = script
+    from parrot import cli
+
+    assert cli.main([*argv, "--resume"]) == 0
+    ids = [r["id"] for r in read_out(out)]
+    assert len(ids) == len(set(ids)) == 6
+    assert all(r["meta"]["turns"] >= 1 for r in read_out(out)) and read_manifest(out)["counts"]["sessions"] == 6
+    assert read_manifest(out)["complete"] and not journal_path(out).exists()
+
+
 def test_endpoint_roles_are_shared_and_a_failing_endpoint_is_set_aside(cluster, tmp_path, tiny_model_dir):
     """The asker runs on Ray replicas; the assistant is three servers, one always failing."""
     servers = [FaultServer().start() for _ in range(3)]
@@ -187,6 +229,8 @@ def test_replicas_default_to_one_per_gpu_or_per_threads_cpus(options, cluster_re
 
 def test_a_replica_that_needs_more_gpus_than_the_cluster_has_is_an_error():
     with pytest.raises(ParrotError, match=r"needs 4 GPU\(s\) and the Ray cluster has 2"):
-        replica_plan(BackendConfig(spec="vllm:m", tensor_parallel_size=4), {"GPU": 2, "CPU": 8}, replicas=None, models=1)
+        replica_plan(
+            BackendConfig(spec="vllm:m", tensor_parallel_size=4), {"GPU": 2, "CPU": 8}, replicas=None, models=1
+        )
     with pytest.raises(ParrotError, match="has 0"):
         replica_plan(BackendConfig(spec="hf:m", device="cuda"), {"CPU": 8}, replicas=None, models=1)

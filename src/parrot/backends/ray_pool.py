@@ -287,7 +287,9 @@ class RayBackend(Backend):
             u.shortened += bool(c.shortened)
             u.prompt_tokens += c.prompt_tokens
             u.completion_tokens += c.completion_tokens
-        u.replicas = [{"replica": h.index, "node": h.node, "requests": h.requests, "lost": h.lost} for h in self.handles]
+        u.replicas = [
+            {"replica": h.index, "node": h.node, "requests": h.requests, "lost": h.lost} for h in self.handles
+        ]
 
     def describe(self) -> dict:
         return {
