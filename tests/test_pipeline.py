@@ -10,6 +10,7 @@ import parrot.pipeline as pipeline_mod
 from parrot import ParrotError
 from parrot.cli import main
 from parrot.core.config import build_config
+from parrot.core.fingerprint import config_hash
 from parrot.core.manifest import write_manifest
 from parrot.pipeline import PipelineConfig, stage_config, step_state
 
@@ -87,6 +88,22 @@ def test_a_config_merges_into_steps_adds_drops_and_sets_defaults_per_stage(tmp_p
     assert names.index("synth_parrot") < names.index("synth_selfchat") < names.index("capo_dpo")
     with pytest.raises(ParrotError, match=r"mtbenchpp_base: '\{mtbench_base.model\}' names no step"):
         _cfg(tmp_path, steps={"mtbench_base": None})  # a step others read cannot go alone
+
+
+def test_executor_ray_reaches_every_step_that_calls_models_item_by_item_unless_a_step_says_otherwise(tmp_path):
+    cfg = _cfg(tmp_path, steps={"judge_mtbench": {"executor": "local"}}, executor="ray")
+    on = {s.name: getattr(stage_config(s, cfg), "executor", None) for s in cfg.graph}
+    assert {n for n, e in on.items() if e == "ray"} == {
+        "synth_parrot",
+        "synth_selfchat",
+        "capo",
+        *(n for n in on if n.startswith(("mtbench_", "mtbenchpp_"))),
+        "judge_mtbenchpp",
+    }
+    assert on["judge_mtbench"] == "local" and on["sft_parrot"] is None and on["stats"] is None
+    # where the models run is not part of what a step makes: no step goes out of date
+    local = _cfg(tmp_path)
+    assert all(config_hash(stage_config(s, cfg)) == config_hash(stage_config(s, local)) for s in cfg.graph)
 
 
 def test_a_mistyped_setting_names_the_step_and_the_line_before_anything_runs(tmp_path, capsys):

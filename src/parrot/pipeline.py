@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from parrot import ParrotError
+from parrot.backends.executor import Executor
 from parrot.core.config import build_config, opt, to_dict
 from parrot.core.fingerprint import config_hash
 from parrot.core.log import format_table
@@ -126,6 +127,13 @@ class PipelineConfig:
     workdir: str = opt("runs/demo", "work directory: data, models, stats, eval and the report land here")
     serve: str = opt(
         "hf", "backend kind serving the trained models ({serve}): hf, vllm or gguf", choices=["hf", "vllm", "gguf"]
+    )
+    executor: str = opt(
+        "local",
+        "where the steps that call models item by item (synthesize, capo, eval answer, eval judge) run "
+        "in-process models: local, or ray (replicas on a Ray cluster); a step's own setting wins",
+        choices=["local", "ray"],
+        hashed=False,
     )
     steps: dict = opt(default_steps, "the experiment's steps: NAME: {stage: STAGE, ...settings}", cli=False)
     defaults: dict = opt(dict, "settings for every step of a stage: STAGE: {...settings}", cli=False)
@@ -284,7 +292,10 @@ def stage_config(step: Step, cfg: PipelineConfig, building: tuple[str, ...] = ()
     """The step's config object: its output in the work directory, the stage's ``defaults``, then
     its own settings, every ``{...}`` resolved."""
     if step.name not in cfg._configs:
-        layers = [{"output": output_of(step, cfg)}, stage_defaults(cfg, step.stage), step.settings]
+        first = {"output": output_of(step, cfg)}
+        if issubclass(step.stage.config, Executor):
+            first["executor"] = cfg.executor
+        layers = [first, stage_defaults(cfg, step.stage), step.settings]
         layers = [_resolve(layer, step, cfg, (*building, step.name)) for layer in layers]
         cfg._configs[step.name] = build_config(
             step.stage.config, layers, within=step.name, extra_field=step.stage.unknown_keys
