@@ -28,6 +28,8 @@ per-round ratios.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import statistics
@@ -158,13 +160,16 @@ def synthesis_pass(workdir: Path, name: str, model, sessions: int, turns: int, w
             "overwrite": True,
         },
     )
-    synthesize(cfg, asker=model, assistant=model)
+    with contextlib.redirect_stdout(io.StringIO()):  # the run's own summary table
+        synthesize(cfg, asker=model, assistant=model)
     manifest = json.loads((workdir / f"{name}.jsonl.manifest.json").read_text())
     return manifest["timings"]["seconds"]
 
 
 def ray_part(args) -> None:
     import ray
+
+    os.environ.setdefault("PARROT_NO_PROGRESS", "1")
 
     from parrot.backends.ray_pool import RayBackend
 
@@ -181,7 +186,12 @@ def ray_part(args) -> None:
     on_ray.start()
     rates = {"local": [], "ray": []}
     ratios = []
-    with tempfile.TemporaryDirectory() as tmp, local, on_ray:
+    release = [local.close, on_ray.close]
+    for model in (local, on_ray):  # kept loaded across passes: a pass times its sessions, not a model load
+        model.close = lambda: None
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        for close in release:
+            stack.callback(close)
         for r in range(args.rounds):
             order = ["local", "ray"] if r % 2 == 0 else ["ray", "local"]
             for name in order:

@@ -201,6 +201,18 @@ def test_a_model_a_replica_cannot_load_is_an_error_naming_it(cluster, tmp_path):
         RayBackend(BackendConfig(spec=f"hf:{broken}"), replicas=1).start()
 
 
+def test_ray_is_imported_only_when_a_stage_asks_for_it(tmp_path, tiny_model_dir):
+    """A local run (and the command line, the pipeline) never imports Ray: the extra is optional."""
+    code = (
+        "import sys; from parrot import cli; import parrot.pipeline; "
+        f"assert cli.main(['eval', 'answer', '-o', {str(tmp_path / 'a.jsonl')!r}, '--bench', 'mt-bench', "
+        f"'--limit', '1', '--max-tokens', '4', '--model', 'hf:{tiny_model_dir}']) == 0; "
+        "assert 'ray' not in sys.modules, 'ray imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_without_ray_installed_the_error_names_the_extra(monkeypatch, tmp_path, tiny_model_dir):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(ParrotError, match=r"pip install 'parrot-chat\[ray\]'"):
