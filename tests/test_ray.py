@@ -17,7 +17,7 @@ from fixtures.servers import FaultServer
 from synth_helpers import Script, read_out, write_seeds
 
 from parrot import ParrotError
-from parrot.backends import BackendConfig
+from parrot.backends import BackendConfig, SamplingParams
 from parrot.backends.ray_pool import RayBackend, replica_plan
 from parrot.core.config import build_config
 from parrot.core.manifest import read_manifest
@@ -111,6 +111,20 @@ def test_a_replica_killed_mid_run_loses_no_session_and_duplicates_none(cluster, 
     replicas = read_manifest(cfg.output)["usage"]["asker"]["replicas"]
     assert replicas[0]["lost"] >= 1 and replicas[1]["lost"] == 0
     assert read_manifest(cfg.output)["counts"]["sessions"] == 8
+
+
+def test_a_lost_replica_is_started_again_and_takes_calls_again(cluster, tiny_model_dir):
+    params = SamplingParams(temperature=0.7, max_tokens=8, seed=1)
+    convs = [[{"role": "user", "content": f"question {i}"}] for i in range(4)]
+    with RayBackend(BackendConfig(spec=f"hf:{tiny_model_dir}", batch_size=1), replicas=2) as pool:
+        os.kill(pool.replica_pids()[0], signal.SIGKILL)
+        first = pool.generate(convs, params)  # replica 0's share fails over to replica 1
+        lost = pool.usage.replicas[0]["lost"]
+        served = pool.usage.replicas[0]["requests"] - lost
+        again = pool.generate(convs, params)  # replica 0 is back (Ray restarted it): it takes its share
+        replica = pool.usage.replicas[0]
+    assert all(c.ok for c in first + again) and [c.text for c in again] == [c.text for c in first]
+    assert replica["lost"] == lost and replica["requests"] - replica["lost"] > served
 
 
 def test_a_driver_killed_mid_run_resumes_as_with_the_local_executor(cluster, tmp_path, tiny_model_dir, fault_server):

@@ -121,11 +121,12 @@ class _Handle:
     in_flight: int = 0  # conversations sent and not yet answered
     requests: int = 0
     lost: int = 0  # calls that died with the replica's process
-    lost_in_a_row: int = 0
+    deaths: int = 0  # times its process died (the calls in flight then all fail: one death)
+    deaths_in_a_row: int = 0  # with no call answered in between
 
     @property
     def given_up(self) -> bool:
-        return self.lost_in_a_row > MAX_RESTARTS
+        return self.deaths_in_a_row > MAX_RESTARTS
 
 
 class RayBackend(Backend):
@@ -243,11 +244,14 @@ class RayBackend(Backend):
             tried.add(h.index)
             h.in_flight += len(conversations)
             h.requests += len(conversations)
+            deaths = h.deaths
             try:
                 got = await h.actor.generate.remote(conversations, params)
             except ray.exceptions.RayActorError as e:
                 h.lost += 1
-                h.lost_in_a_row += 1
+                if h.deaths == deaths:  # the first of this death's calls to come back
+                    h.deaths += 1
+                    h.deaths_in_a_row += 1
                 error = f"replica_lost: {type(e).__name__}"
                 log.warning(
                     "%s: replica %d (node %s) was lost during a call (%s); sending its %d conversation(s) to another%s",
@@ -261,7 +265,7 @@ class RayBackend(Backend):
                 continue
             finally:
                 h.in_flight -= len(conversations)
-            h.lost_in_a_row = 0
+            h.deaths_in_a_row = 0
             return got
         return [Completion(text=None, error=error) for _ in conversations]
 
