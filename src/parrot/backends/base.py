@@ -141,8 +141,9 @@ class Usage:
     # several endpoints behind one role (openai): per endpoint, its redacted url, requests, ok,
     # failures and set_aside (times it was set aside); empty, and left out, for one endpoint
     endpoints: list = field(default_factory=list)
-    # an in-process model on Ray replicas (--executor ray): per replica, its node, requests and
-    # lost (calls that died with its process and went to another); empty, and left out, otherwise
+    # an in-process model on Ray replicas (--executor ray): per replica, its node, requests, lost
+    # (calls that died with its process and went to another) and deaths (times it was lost); empty,
+    # and left out, otherwise
     replicas: list = field(default_factory=list)
 
     def count_error(self, reason: str) -> None:
@@ -164,7 +165,7 @@ class Usage:
             for e in self.endpoints
         )
         endpoints += "".join(
-            f"; replica {r['replica']} on {r['node']}: {r['requests']} requests, {r['lost']} lost"
+            f"; replica {r['replica']} on {r['node']}: {r['requests']} requests, {r['lost']} lost, down {r['deaths']}x"
             for r in self.replicas
         )
         return (

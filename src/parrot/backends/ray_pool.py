@@ -14,11 +14,13 @@ Resources. On a cluster with GPUs an hf or vllm replica takes one GPU (vllm:
 takes ``threads`` CPUs (default 1, and the model then uses that many threads) and the default is
 one per CPU. Several in-process models in one run (a synthesis with two) share the cluster.
 
-A lost replica. When a replica's process dies during a call (killed, out of memory, its node
-gone), the call is sent to another replica at once and Ray restarts the lost one
-(:data:`MAX_RESTARTS` times), which then takes calls again. Records are only written by the
-driver, so nothing is duplicated; a call that no replica could answer comes back as a failed
-Completion (``replica_lost``), which the stage treats like any failed call. A killed driver takes
+A lost replica. When a replica's process dies (killed, out of memory, its node gone), the calls
+it was running are sent to other replicas at once and it gets no more calls; Ray starts it again
+(:data:`MAX_RESTARTS` times), and once it answers a ``ready`` call it takes calls again. A replica
+whose restarts are used up is given up; while every replica is down, calls wait for one to come
+back. Records are only written by the driver, so nothing is duplicated; a call that no replica
+could answer comes back as a failed Completion (``replica_lost``), which the stage treats like any
+failed call. A killed driver takes
 its actors with it; ``--resume`` continues as with the local executor.
 
 Needs ``pip install 'parrot-chat[ray]'``; Ray is imported only here, when a stage asks for it.
@@ -43,6 +45,7 @@ log = logging.getLogger("parrot.backends")
 
 MAX_RESTARTS = 3  # a replica whose process died is started again this many times, then given up
 WAIT_LOG_SECONDS = 30.0  # while replicas wait for resources or load, say so this often
+PROBE_SECONDS = 0.5  # while every replica is down, look for one back this often
 
 
 def import_ray():
@@ -120,13 +123,11 @@ class _Handle:
     pid: int = 0
     in_flight: int = 0  # conversations sent and not yet answered
     requests: int = 0
-    lost: int = 0  # calls that died with the replica's process
-    deaths: int = 0  # times its process died (the calls in flight then all fail: one death)
-    deaths_in_a_row: int = 0  # with no call answered in between
-
-    @property
-    def given_up(self) -> bool:
-        return self.deaths_in_a_row > MAX_RESTARTS
+    lost: int = 0  # calls that failed because its process died (each was sent to another)
+    deaths: int = 0  # times it was lost
+    down: bool = False  # lost and not back yet: no calls go to it
+    given_up: bool = False  # dead for good: Ray's restarts are used up
+    probe: object = None  # a pending ``ready`` call while it is down
 
 
 class RayBackend(Backend):
@@ -235,48 +236,68 @@ class RayBackend(Backend):
     async def _call(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
         """One batch on one replica; on another when that one's process dies meanwhile."""
         ray = import_ray()
-        tried: set[int] = set()
         error = "no replica left"
-        for _ in range(len(self.handles) * (MAX_RESTARTS + 1)):
-            h = self._pick(tried)
+        for _ in range(len(self.handles) * (MAX_RESTARTS + 2)):
+            h = await self._pick()
             if h is None:
                 break
-            tried.add(h.index)
             h.in_flight += len(conversations)
             h.requests += len(conversations)
-            deaths = h.deaths
             try:
-                got = await h.actor.generate.remote(conversations, params)
+                return await h.actor.generate.remote(conversations, params)
             except ray.exceptions.RayActorError as e:
                 h.lost += 1
-                if h.deaths == deaths:  # the first of this death's calls to come back
-                    h.deaths += 1
-                    h.deaths_in_a_row += 1
                 error = f"replica_lost: {type(e).__name__}"
-                log.warning(
-                    "%s: replica %d (node %s) was lost during a call (%s); sending its %d conversation(s) to another%s",
-                    self.config.spec,
-                    h.index,
-                    h.node,
-                    type(e).__name__,
-                    len(conversations),
-                    "; it is given up" if h.given_up else "",
-                )
-                continue
+                if not h.down:
+                    h.down, h.probe = True, None
+                    h.deaths += 1
+                    log.warning(
+                        "%s: replica %d (node %s) was lost (%s); its calls go to the others until it is back",
+                        self.config.spec,
+                        h.index,
+                        h.node,
+                        type(e).__name__,
+                    )
             finally:
                 h.in_flight -= len(conversations)
-            h.deaths_in_a_row = 0
-            return got
         return [Completion(text=None, error=error) for _ in conversations]
 
-    def _pick(self, tried: set[int]) -> _Handle | None:
-        """The least busy replica not tried yet for this call (all tried: any left), ties in turn."""
-        alive = [h for h in self.handles if not h.given_up]
-        fresh = [h for h in alive if h.index not in tried] or alive
-        if not fresh:
-            return None
-        self._turn += 1
-        return min(fresh, key=lambda h: (h.in_flight, (h.index - self._turn) % len(self.handles)))
+    async def _pick(self) -> _Handle | None:
+        """The least busy replica that is up (ties in turn); while every one is down, wait for one
+        to come back. None when every replica is gone for good."""
+        while True:
+            for h in self.handles:
+                if h.down and not h.given_up:
+                    self._probe(h)
+            up = [h for h in self.handles if not h.down]
+            if up:
+                self._turn += 1
+                return min(up, key=lambda h: (h.in_flight, (h.index - self._turn) % len(self.handles)))
+            if all(h.given_up for h in self.handles):
+                return None
+            await asyncio.sleep(PROBE_SECONDS)
+
+    def _probe(self, h: _Handle) -> None:
+        """Whether a lost replica is back (Ray restarts it): one ``ready`` call in flight at a time,
+        checked without waiting. Back: it takes calls again; dead for good (its restarts used up):
+        given up."""
+        ray = import_ray()
+        if h.probe is None:
+            h.probe = h.actor.ready.remote()
+            return
+        done, _ = ray.wait([h.probe], timeout=0)
+        if not done:
+            return
+        try:
+            info = ray.get(h.probe)
+        except ray.exceptions.ActorDiedError:
+            h.given_up = True
+            log.warning("%s: replica %d is gone for good (Ray's restarts used up)", self.config.spec, h.index)
+        except ray.exceptions.RayActorError:
+            h.probe = None  # still restarting: ask again next time
+        else:
+            h.node, h.pid, h.down, h.probe = info["node"], info["pid"], False, None
+            log.info("%s: replica %d is back (node %s)", self.config.spec, h.index, h.node)
 
     def _count(self, completions: list[Completion]) -> None:
         """The role's usage, counted here from what came back (a restarted replica's own counts
@@ -292,7 +313,8 @@ class RayBackend(Backend):
             u.prompt_tokens += c.prompt_tokens
             u.completion_tokens += c.completion_tokens
         u.replicas = [
-            {"replica": h.index, "node": h.node, "requests": h.requests, "lost": h.lost} for h in self.handles
+            {"replica": h.index, "node": h.node, "requests": h.requests, "lost": h.lost, "deaths": h.deaths}
+            for h in self.handles
         ]
 
     def describe(self) -> dict:
