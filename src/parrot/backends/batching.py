@@ -102,6 +102,13 @@ class MicroBatcher:
             futures.append(fut)
         return list(await asyncio.gather(*futures))
 
+    def stop(self) -> None:
+        """Cancel the worker task. Call it from the worker's own loop, while that loop runs on (a Ray
+        replica's); a loop that ends (``asyncio.run``) cancels it by itself."""
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+        self._worker = None
+
     def _queue_for_loop(self) -> asyncio.Queue:
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._worker is None or self._worker.done():

@@ -112,6 +112,13 @@ class Replica:
     async def generate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
         return await self.backend.agenerate(conversations, params)
 
+    async def shutdown(self) -> None:
+        """Release the model, and stop the batcher's task on this actor's loop (which never ends)."""
+        batcher = getattr(self.backend, "batcher", None)
+        if batcher is not None:
+            batcher.stop()
+        self.backend.close()
+
 
 @dataclass
 class _Handle:
@@ -200,6 +207,10 @@ class RayBackend(Backend):
     def close(self) -> None:
         if self.handles:
             ray = import_ray()
+            try:  # a clean stop first (a replica down or gone is simply killed)
+                ray.get([h.actor.shutdown.remote() for h in self.handles if not h.down], timeout=30)
+            except (ray.exceptions.RayError, TimeoutError):
+                pass
             for h in self.handles:
                 ray.kill(h.actor, no_restart=True)
             self.handles = []
