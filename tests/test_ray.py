@@ -3,6 +3,7 @@ the same records as the local executor, a replica killed mid-run, endpoints shar
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ from parrot.backends.ray_pool import RayBackend, replica_plan
 from parrot.core.config import build_config
 from parrot.core.manifest import read_manifest
 from parrot.evaluate.answer import AnswerConfig, answer
+from parrot.evaluate.judge import JudgeConfig, judge
 from parrot.synthesize.journal import journal_path
 from parrot.synthesize.stage import SynthesizeConfig, synthesize
 
@@ -201,15 +203,28 @@ def test_endpoint_roles_are_shared_and_a_failing_endpoint_is_set_aside(cluster, 
     assert "replicas" not in usage["assistant"]
 
 
-def test_eval_answer_on_ray_answers_as_the_local_executor(cluster, tmp_path, tiny_model_dir):
-    def run(name, **kw):
-        # one question per forward pass, seeded: the words do not depend on which calls met in a batch
-        model = BackendConfig(spec=f"hf:{tiny_model_dir}", seed=1, batch_size=1)
+def test_eval_answer_and_judge_on_ray_write_what_the_local_executor_writes(cluster, tmp_path, tiny_model_dir):
+    # one question per forward pass, seeded: the words do not depend on which calls met in a batch
+    model = BackendConfig(spec=f"hf:{tiny_model_dir}", seed=1, batch_size=1)
+
+    def answers(name, **kw):
         answer(AnswerConfig(output=str(tmp_path / name), bench="mt-bench", limit=4, max_tokens=12, model=model, **kw))
         return {r["question_id"]: r["choices"][0]["turns"] for r in map(json.loads, open(tmp_path / name))}
 
-    local = run("local.jsonl")
-    assert len(local) == 4 and run("ray.jsonl", executor="ray", replicas=2) == local
+    def judgments(name, **kw):
+        judge_model = dataclasses.replace(model, max_tokens=8, temperature=0.7)  # greedy: this model says nothing
+        out = tmp_path / name
+        judge(
+            JudgeConfig(
+                answers=[str(tmp_path / "local.jsonl")], output=str(out), judge=judge_model, parse_retries=0, **kw
+            )
+        )
+        return {(r["question_id"], r["turn"]): r["judgment"] for r in map(json.loads, open(out))}
+
+    local = answers("local.jsonl")
+    assert len(local) == 4 and answers("ray.jsonl", executor="ray", replicas=2) == local
+    judged = judgments("judged-local.jsonl")
+    assert len(judged) == 8 and judgments("judged-ray.jsonl", executor="ray", replicas=2) == judged
 
 
 def test_a_model_a_replica_cannot_load_is_an_error_naming_it(cluster, tmp_path):
