@@ -20,7 +20,9 @@ and keeps its complete turns. A session with no complete turn is not written: it
 
 Scheduling. With a local (in-process batching) backend the loop is turn-synchronous: every live
 session asks in one batch, then every live session is answered in one batch. With HTTP backends
-each session runs as its own coroutine, ``in_flight`` sessions at a time.
+each session runs as its own coroutine, ``in_flight`` sessions at a time. With ``--executor ray``
+the in-process models run as replicas on a Ray cluster (:mod:`parrot.backends.ray_pool`) and the
+default window grows with them; the loop, the journal and the output stay in this process.
 """
 
 from __future__ import annotations
