@@ -15,7 +15,7 @@ from parrot.core.config import build_config
 from parrot.core.manifest import read_manifest, write_manifest
 from parrot.report.bootstrap import paired_bootstrap, question_means
 from parrot.report.build import judge_too_small, pair_counts
-from parrot.report.stage import ExperimentReportConfig, experiment_report
+from parrot.report.stage import REPORT_FILES, ExperimentReportConfig, experiment_report
 from parrot.stats.stage import StatsConfig, stats
 from parrot.synthesize.filter import FilterConfig, filter_sessions
 
@@ -329,6 +329,8 @@ def test_every_arm_is_in_every_plot_or_named_under_it(experiment):
         "score_by_turn_mt-bench-pp.png",
     ):
         assert f"]({png})" in md and (experiment["out"] / png).read_bytes()[:4] == b"\x89PNG"
+    # every plot written is one the stage knows (and removes when it starts over)
+    assert {p.name for p in experiment["out"].glob("*.png")} <= set(REPORT_FILES)
     # the self-chat data had 5 sessions: fewer than 20 questions at every turn, named, not silently left out
     note = "self-chat: not plotted, no turn has 20+ questions (most: 5)"
     assert f"*{note}*" in md
@@ -344,7 +346,7 @@ def test_the_html_is_self_contained(experiment):
     assert "<script" not in page and "<link" not in page
     assert page.count('src="data:image/png;base64,') == len(experiment["doc"]["plots"]) == 8
     for title in SECTIONS:
-        assert f">{title.replace('+', '+')}</h2>" in page
+        assert f">{title}</h2>" in page
     assert "<strong>supported</strong>" in page
 
 
@@ -359,6 +361,27 @@ def test_a_report_of_nothing_says_what_was_not_run_and_is_up_to_date_when_run_ag
     before = (out / "report.md").stat().st_mtime_ns
     assert cli.main(["report", "-o", str(out), "--resume"]) == 0  # one pass, same settings: nothing to do
     assert (out / "report.md").stat().st_mtime_ns == before
+
+
+def test_a_broken_stats_file_is_an_error_naming_it_and_its_line(tmp_path, capsys):
+    (tmp_path / "stats").mkdir()
+    (tmp_path / "stats" / "stats.json").write_text('{"datasets": [\n  {"name": "a",\n  oops}\n]}')
+    assert cli.main(["report", "-o", str(tmp_path / "r"), "--stats", str(tmp_path / "stats")]) == 2
+    assert f"{tmp_path / 'stats' / 'stats.json'}:3: not JSON" in capsys.readouterr().err
+    (tmp_path / "stats" / "stats.json").write_text('{"rows": []}')
+    assert cli.main(["report", "-o", str(tmp_path / "r"), "--stats", str(tmp_path / "stats")]) == 2
+    assert "not the stats.json of `parrot stats`" in capsys.readouterr().err
+
+
+def test_a_loss_curve_comes_from_the_latest_numbered_checkpoint(tmp_path):
+    from parrot.report.build import loss_curve
+
+    for name, loss in (("checkpoint-2", 2.0), ("checkpoint-10", 1.0), ("checkpoint-best", 9.0)):
+        (tmp_path / name).mkdir()
+        state = {"log_history": [{"loss": loss, "step": 1}, {"eval_loss": 5.0, "step": 1}, {"loss": loss}]}
+        (tmp_path / name / "trainer_state.json").write_text(json.dumps(state))
+    assert loss_curve(tmp_path, None) == [[1.0, 1.0]]  # checkpoint-10, not -2 (text order) nor -best
+    assert loss_curve(tmp_path, {"loss_curve": [[3, 0.5]]}) == [[3.0, 0.5]]  # the manifest's first
 
 
 def test_a_retrained_model_makes_the_report_stale_its_weights_are_not_read(tmp_path):

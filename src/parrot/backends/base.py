@@ -149,6 +149,17 @@ class Usage:
     def count_error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
 
+    def count(self, c: Completion) -> None:
+        """One request's result: ok or failed (by the reason before its ``:``), and its tokens."""
+        self.requests += 1
+        if c.ok:
+            self.completions += 1
+        else:
+            self.failures += 1
+            self.count_error((c.error or "failed").split(":", 1)[0])
+        self.prompt_tokens += c.prompt_tokens
+        self.completion_tokens += c.completion_tokens
+
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         for key in ("endpoints", "replicas"):

@@ -152,14 +152,7 @@ class MicroBatcher:
                         it.future.set_exception(e)
                 return
         for it, c in zip(batch, results):
-            self.usage.requests += 1
-            if c.ok:
-                self.usage.completions += 1
-            else:
-                self.usage.failures += 1
-                self.usage.count_error((c.error or "failed").split(":", 1)[0])
-            self.usage.prompt_tokens += c.prompt_tokens
-            self.usage.completion_tokens += c.completion_tokens
+            self.usage.count(c)
             if not it.future.done():
                 it.future.set_result(c)
 

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from parrot import ParrotError
 from parrot.backends import Backend, BackendConfig, Completion, load_backend
-from parrot.backends.base import Messages, SamplingParams, per_item
+from parrot.backends.base import Messages, SamplingParams
 from parrot.backends.batching import plan_batches
 
 log = logging.getLogger("parrot.backends")
@@ -220,12 +220,7 @@ class RayBackend(Backend):
         return [h.pid for h in self.handles]
 
     # ------------------------------------------------------------------ calls
-    async def agenerate(
-        self, conversations: list[Messages], params: SamplingParams | list[SamplingParams]
-    ) -> list[Completion]:
-        plist = per_item(params, len(conversations))
-        if not conversations:
-            return []
+    async def _agenerate(self, conversations: list[Messages], plist: list[SamplingParams]) -> list[Completion]:
         self.start()
         batcher = getattr(self.inner, "batcher", None)
         size = (batcher and batcher.max_batch) or math.ceil(len(conversations) / len(self.handles))
@@ -240,9 +235,6 @@ class RayBackend(Backend):
         await asyncio.gather(*(one(b) for b in plan_batches(conversations, plist, size, same)))
         self._count(out)
         return out  # type: ignore[return-value]
-
-    async def _agenerate(self, conversations, params):  # pragma: no cover - agenerate is overridden
-        raise NotImplementedError
 
     async def _call(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
         """One batch on one replica; on another when that one's process dies meanwhile."""
@@ -315,14 +307,8 @@ class RayBackend(Backend):
         start again at zero)."""
         u = self.usage
         for c in completions:
-            u.requests += 1
-            u.completions += c.ok
-            u.failures += not c.ok
-            if not c.ok:
-                u.count_error((c.error or "failed").split(":", 1)[0])
+            u.count(c)
             u.shortened += bool(c.shortened)
-            u.prompt_tokens += c.prompt_tokens
-            u.completion_tokens += c.completion_tokens
         u.replicas = [
             {"replica": h.index, "node": h.node, "requests": h.requests, "lost": h.lost, "deaths": h.deaths}
             for h in self.handles
@@ -331,7 +317,6 @@ class RayBackend(Backend):
     def describe(self) -> dict:
         return {
             **super().describe(),
-            "model": self.model_name,
             "executor": "ray",
             "replicas": len(self.handles) or len(self.usage.replicas),
             "nodes": sorted({h.node for h in self.handles} or {r["node"] for r in self.usage.replicas}),

@@ -76,6 +76,15 @@ def read_jsonl(
             yield lineno, rec
 
 
+def read_json(path: str | Path) -> Any:
+    """One JSON document (a stats.json, a trainer_state.json); a broken one is an error naming the
+    file and line."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ParrotError(f"{path}:{e.lineno}: not JSON ({e.msg})") from None
+
+
 def dumps(record: Any) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 

@@ -11,7 +11,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 
-from parrot.core.jsonl import read_jsonl, write_text_atomic
+from parrot import ParrotError
+from parrot.core.jsonl import read_json, read_jsonl, write_text_atomic
 from parrot.core.manifest import read_manifest, write_manifest
 from parrot.report import plots
 from parrot.report.bootstrap import paired_bootstrap, question_means
@@ -50,20 +51,17 @@ def data_section(cfg: ExperimentReportConfig, out: Path) -> dict:
         return _section("data", "Data", [], None)
     from parrot.stats.report import context_plot_notes, sampling_note, table_cells, write_plots
 
-    doc = json.loads((Path(cfg.stats) / "stats.json").read_text(encoding="utf-8"))
+    path = Path(cfg.stats) / "stats.json"
+    doc = read_json(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("datasets"), list) or "config" not in doc:
+        raise ParrotError(f"{path}: not the stats.json of `parrot stats` (no datasets or config)")
     rows = doc["datasets"]
     headers, cells = table_cells(rows)
     blocks = [
         {"p": f"Datasets side by side, from `{cfg.stats}` (`parrot stats`)."},
         {"table": {"headers": headers, "rows": cells}},
     ]
-    settings = doc.get("config") or {}
-    note = sampling_note(
-        rows,
-        SimpleNamespace(
-            rouge_max_tokens=settings.get("rouge_max_tokens", 128), shift_threshold=settings.get("shift_threshold", 0.2)
-        ),
-    ).splitlines()
+    note = sampling_note(rows, SimpleNamespace(**doc["config"])).splitlines()  # the settings stats ran with
     blocks += [{"p": note[0]}, {"list": [line.removeprefix("- ") for line in note[1:] if line.strip()]}]
     made = []
     for path in write_plots(rows, out):
@@ -95,15 +93,21 @@ def _heldout(asker: str | None) -> dict | None:
 def simulators_section(cfg: ExperimentReportConfig, out: Path) -> dict:
     if not cfg.simulators:
         return _section("simulators", "Simulators", [], None)
-    from parrot.stats.simulator import simulator_measures
+    from parrot.stats.simulator import real_turn_counts, simulator_measures
 
     names = cfg.simulator_names or [Path(p).name.removesuffix(".jsonl") for p in cfg.simulators]
     filtered = cfg.filtered or [None] * len(cfg.simulators)
     askers = cfg.asker_models or [None] * len(cfg.simulators)
     arms = []
+    real_counts = real_turn_counts(cfg.real)  # read once for every arm
     for name, path, filt, asker in zip(names, cfg.simulators, filtered, askers):
         m = simulator_measures(
-            path, cfg.real, filtered=filt, seed=cfg.seed, embed_model=None if cfg.embeddings else "none"
+            path,
+            cfg.real,
+            filtered=filt,
+            seed=cfg.seed,
+            embed_model=None if cfg.embeddings else "none",
+            real_counts=real_counts,
         )
         arms.append(
             {
@@ -237,14 +241,17 @@ def loss_curve(directory: str | Path, manifest: dict | None) -> list[list[float]
     (the run's own, or its latest checkpoint's)."""
     if manifest and manifest.get("loss_curve"):
         return [[float(s), float(v)] for s, v in manifest["loss_curve"]]
+    from parrot.train.trainer import loss_curves
+
     d = Path(directory)
-    states = [d / "trainer_state.json"] + sorted(
-        d.glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[-1] or 0), reverse=True
-    )
+    checkpoints = [
+        p for p in d.glob("checkpoint-*/trainer_state.json") if re.fullmatch(r"checkpoint-\d+", p.parent.name)
+    ]
+    states = [d / "trainer_state.json"] + sorted(checkpoints, key=lambda p: int(p.parent.name[11:]), reverse=True)
     for state in states:
         if state.is_file():
-            history = json.loads(state.read_text(encoding="utf-8")).get("log_history") or []
-            return [[float(h["step"]), float(h["loss"])] for h in history if "loss" in h and "step" in h]
+            history = read_json(state).get("log_history") or []
+            return [[float(s), float(v)] for s, v in loss_curves(history)["loss_curve"] if s is not None]
     return []
 
 
@@ -491,25 +498,29 @@ def bench_section(cfg: ExperimentReportConfig, out: Path, bench: str, data: dict
 
 def compare(cfg: ExperimentReportConfig, benches: dict) -> list[dict]:
     """One result per comparison and bench: overall and per turn intervals."""
-    results = []
-    for text in cfg.compare:
-        a, b = parse_comparison(text)
-        for bench in sorted(benches, key=_bench_order):
-            records = scored_records(benches[bench]["runs"])
-            means = question_means(records)
+    pairs = [parse_comparison(text) for text in cfg.compare]
+    results = {}
+    for bench in sorted(benches, key=_bench_order):  # each bench's scores are read once
+        records = scored_records(benches[bench]["runs"])
+        means = question_means(records)
+        turns = {
+            t: question_means([r for r in records if int(r["turn"]) == t]) for t in {int(r["turn"]) for r in records}
+        }
+        for a, b in pairs:
             result = {"comparison": f"{a} vs {b}", "a": a, "b": b, "bench": bench}
             missing = [m for m in (a, b) if m not in means]
             if missing:
-                results.append({**result, "missing": missing})
+                results[a, b, bench] = {**result, "missing": missing}
                 continue
             result["overall"] = paired_bootstrap(means[a], means[b], n_boot=cfg.n_boot, seed=cfg.seed)
-            by_turn = {}
-            for turn in sorted({int(r["turn"]) for r in records}):
-                m = question_means([r for r in records if int(r["turn"]) == turn])
-                if a in m and b in m:
-                    by_turn[turn] = paired_bootstrap(m[a], m[b], n_boot=cfg.n_boot, seed=cfg.seed)
-            results.append({**result, "by_turn": by_turn})
-    return results
+            by_turn = {
+                t: paired_bootstrap(m[a], m[b], n_boot=cfg.n_boot, seed=cfg.seed)
+                for t, m in sorted(turns.items())
+                if a in m and b in m
+            }
+            results[a, b, bench] = {**result, "by_turn": by_turn}
+    # in the order asked for: comparison by comparison, each on every bench
+    return [results[a, b, bench] for a, b in pairs for bench in sorted(benches, key=_bench_order)]
 
 
 def _bench_order(bench: str) -> tuple:
@@ -576,7 +587,7 @@ def conclusions(cfg: ExperimentReportConfig, results: list[dict], bench_data: di
     """The sentences: for each comparison and bench, whether the data supports a difference."""
     small = {b: d["too_small_judges"] for b, d in bench_data.items() if d}
     flat = {b: d["warning"] for b, d in bench_data.items() if d and d.get("warning")}
-    sentences, blocks = [], []
+    sentences, blocks, supported = [], [], 0
     for r in results:
         title = BENCH_TITLES.get(r["bench"], r["bench"])
         a, b = r["a"], r["b"]
@@ -594,6 +605,7 @@ def conclusions(cfg: ExperimentReportConfig, results: list[dict], bench_data: di
         elif flat.get(r["bench"]):
             sentences.append(f"{a} vs {b} on {title}: **not supported**: the judge gave every turn the same score.")
         elif o["excludes_zero"]:
+            supported += 1
             better, worse = (a, b) if o["mean_diff"] > 0 else (b, a)
             sentences.append(
                 f"{a} vs {b} on {title}: **supported**: {better} scores higher than {worse} by "
@@ -625,7 +637,6 @@ def conclusions(cfg: ExperimentReportConfig, results: list[dict], bench_data: di
     if not cfg.compare:
         blocks.append({"p": "No comparisons were asked for (`compare`): nothing to support or reject."})
     elif sentences:
-        supported = sum("**supported**" in s for s in sentences)
         blocks.append({"p": f"{supported} of {len(sentences)} comparison(s) supported by this data."})
         blocks.append({"list": sentences})
     return blocks, sentences
@@ -670,7 +681,7 @@ def build_report(cfg: ExperimentReportConfig) -> dict:
     }
     write_text_atomic(out / "report.json", json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
     inputs = [p for p in [cfg.stats, *cfg.simulators, *cfg.filtered, cfg.real, *cfg.capo, *cfg.judgments] if p]
-    inputs += [str(Path(p).with_name(Path(p).name + ".manifest.json")) for p in [*cfg.training, *cfg.asker_models] if p]
+    inputs += cfg.model_manifests
     write_manifest(
         out / "report",
         stage="report",

@@ -57,13 +57,13 @@ give ``None`` for what cannot be computed.
 from __future__ import annotations
 
 import logging
-import random
 import statistics
 from collections import Counter
 from pathlib import Path
 
 from parrot.core.dialogue import asked_turns, read_dialogues
 from parrot.core.manifest import read_manifest
+from parrot.stats.sampling import Reservoir
 
 log = logging.getLogger("parrot.stats")
 
@@ -95,8 +95,12 @@ def simulator_measures(
     seed: int = 0,
     sample: int = 300,
     embed_model: str | None = None,
+    real_counts: Counter | None = None,
 ) -> dict:
     """The simulator measures of one synthesize output (definitions: the module docstring).
+
+    ``real_counts``: :func:`real_turn_counts` of ``real``, when the caller measures several arms
+    against the same real sessions (read once).
 
     ``embed_model``: a sentence-transformers folder for the first-question embeddings (default:
     the packaged all-MiniLM-L6-v2; ``"none"`` skips the embeddings).
@@ -115,9 +119,7 @@ def simulator_measures(
     turns: Counter = Counter()
     by_reason: Counter = Counter()
     asked = 0
-    topic_firsts: list[str] = []
-    seen_topic = 0
-    rng = random.Random(seed)
+    firsts = Reservoir(sample, seed)  # the first questions of topic-seeded sessions
     asker = None
     for rec in _dialogues(sessions):
         n += 1
@@ -131,13 +133,7 @@ def simulator_measures(
         kind = (meta.get("seed") or {}).get("kind") or default_kind
         questions = [m for m in msgs if m["role"] == "user"]
         if kind == "topic" and questions:
-            seen_topic += 1  # reservoir sample of the first questions
-            if len(topic_firsts) < sample:
-                topic_firsts.append(questions[0]["content"])
-            else:
-                j = rng.randrange(seen_topic)
-                if j < sample:
-                    topic_firsts[j] = questions[0]["content"]
+            firsts.add(questions[0]["content"])
         asked += len(questions) - (kind != "topic" and bool(questions))
         for r in _simulator_question_reasons(msgs, rules, skip_first=kind != "topic"):
             by_reason[r] += 1
@@ -156,7 +152,7 @@ def simulator_measures(
             by_reason[reason] += v
 
     max_turns = config.get("max_turns")
-    real_counts = Counter(asked_turns(r["messages"]) for r in _dialogues(real))
+    real_counts = real_turn_counts(real) if real_counts is None else real_counts
     capped = Counter()
     for t, v in real_counts.items():
         capped[min(t, max_turns) if max_turns else t] += v
@@ -186,7 +182,7 @@ def simulator_measures(
             "share": degenerate / asked if asked else None,
             "by_reason": dict(by_reason.most_common()),
         },
-        "first_questions": _first_questions(seen_topic, topic_firsts, embed_model),
+        "first_questions": _first_questions(firsts.seen, firsts.items, embed_model),
         "note": NOTE,
     }
     if unwritten:
@@ -197,6 +193,11 @@ def simulator_measures(
 
 
 # ---------------------------------------------------------------- pieces
+
+
+def real_turn_counts(real: str | None) -> Counter:
+    """Sessions by number of turns in the real sessions file (nothing for a missing one)."""
+    return Counter(asked_turns(r["messages"]) for r in _dialogues(real))
 
 
 def _dialogues(path: str | None):
