@@ -34,10 +34,6 @@ from parrot.backends.base import BackendConfig
 from parrot.backends.openai_api import OpenAIBackend
 
 
-def conversations(n: int) -> list[list[dict]]:
-    return _common.conversations(n, numbered=True)
-
-
 def bare_client(base_url: str, bodies: list[dict], workers: int) -> tuple[float, int]:
     """Send ``bodies`` with ``workers`` threads over keep-alive connections: (seconds, tokens)."""
     url = urlsplit(base_url)
@@ -63,11 +59,11 @@ def bare_client(base_url: str, bodies: list[dict], workers: int) -> tuple[float,
 
 def openai_vs_bare(args) -> None:
     params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=args.max_tokens, seed=0)
-    convs = conversations(args.requests)
+    convs = _common.conversations(args.requests, numbered=True)
     with load_backend("smollm2", slots=args.slots, ctx_size=args.slots * 2048) as server:
         client = OpenAIBackend(BackendConfig(spec="openai:smollm2", base_url=server.base_url, concurrency=args.slots))
         bodies = [{k: v for k, v in client.request_body(c, params).items() if k != "extra_body"} for c in convs]
-        client.generate(conversations(args.slots), params.replace(max_tokens=8))  # warm-up
+        client.generate(_common.conversations(args.slots, numbered=True), params.replace(max_tokens=8))  # warm-up
         rates = {"bare": [], "openai": []}
         ratios = []
         for r in range(args.rounds):
@@ -106,7 +102,7 @@ def hf_batching(args) -> None:
     else:
         spec = "hf:smollm2"  # the embedded GGUF converted once to a plain checkpoint (cached)
     params = SamplingParams(temperature=0.0, max_tokens=args.hf_max_tokens, seed=0)
-    convs = conversations(8)
+    convs = _common.conversations(8, numbered=True)
     rates = {}
     for batch in (1, 8):
         with load_backend(spec, batch_size=batch, dtype=args.hf_dtype) as model:

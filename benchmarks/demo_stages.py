@@ -17,7 +17,6 @@ Runs the demo pipeline (``configs/demo.yaml``) in a fresh work directory, or rea
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import conversations
+import _common
 
 from parrot.backends import BackendConfig, load_backend
 from parrot.backends.base import SamplingParams
@@ -37,12 +36,10 @@ def raw_tokens_per_s(spec: str, slots: int, max_tokens: int, requests: int = 24)
     """Generated tokens/s of a GGUF model served by llama.cpp with every request queued at once."""
     backend = load_backend(build_config(BackendConfig, {"spec": spec, "slots": slots, "timeout": 900})).start()
     try:
-        convs = conversations(requests, numbered=True)
+        convs = _common.conversations(requests, numbered=True)
         params = [SamplingParams(temperature=0.7, top_p=0.95, max_tokens=max_tokens, seed=i) for i in range(requests)]
-        t0 = time.perf_counter()
-        out = asyncio.run(backend.agenerate(convs, params))
-        seconds = time.perf_counter() - t0
-        return sum(c.completion_tokens for c in out if c.ok) / seconds
+        seconds, tokens = _common.timed_generate(backend, convs, params, what=spec)
+        return tokens / seconds
     finally:
         backend.close()
 

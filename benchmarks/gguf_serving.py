@@ -38,10 +38,6 @@ from parrot.backends.gguf_export import export_gguf
 from parrot.core.checkpoint import resolve_model_path
 
 
-def conversations(n: int) -> list[list[dict]]:
-    return _common.conversations(n, numbered=False)
-
-
 def timed(model, convs, params) -> tuple[float, int, list]:
     """Generate ``convs`` (one coroutine each): (seconds, completion tokens, completions)."""
     before = model.usage.completion_tokens
@@ -68,7 +64,7 @@ def main() -> None:
 
     checkpoint = resolve_model_path(args.model)
     params = SamplingParams(temperature=0.0, top_p=1.0, max_tokens=args.max_tokens, seed=0)
-    convs = conversations(args.requests)
+    convs = _common.conversations(args.requests)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         gguf = export_gguf(checkpoint, Path(tmp) / "model.gguf", args.dtype)

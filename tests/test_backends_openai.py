@@ -5,6 +5,7 @@ import json
 import logging
 
 import pytest
+from fixtures.servers import openai_backend
 
 from parrot import ParrotError
 from parrot.backends import SamplingParams, load_backend
@@ -19,14 +20,7 @@ def user(text):
 
 def make_backend(server, **options):
     """An openai backend at the fault server that records its backoff delays instead of waiting."""
-    backend = load_backend("openai:test-model", base_url=server.base_url, **options)
-    backend.delays = []
-
-    async def no_wait(seconds):
-        backend.delays.append(seconds)
-
-    backend._sleep = no_wait
-    return backend
+    return openai_backend(server.base_url, **options)
 
 
 def test_happy_path_returns_text_usage_and_sends_every_sampling_param(fault_server):

@@ -5,7 +5,7 @@ import json
 import time
 
 import pytest
-from fixtures.servers import FaultServer
+from fixtures.servers import FaultServer, openai_backend
 
 from parrot import ParrotError
 from parrot.backends import SamplingParams, load_backend
@@ -34,14 +34,7 @@ def servers():
 def router(servers, **options):
     """An openai backend over ``servers`` that records its backoff delays instead of waiting."""
     extra = {"endpoint_cooldown": 60.0, **options.pop("extra", {})}
-    backend = load_backend("openai:test-model", base_url=[s.base_url for s in servers], extra=extra, **options)
-    backend.delays = []
-
-    async def no_wait(seconds):
-        backend.delays.append(seconds)
-
-    backend._sleep = no_wait
-    return backend
+    return openai_backend([s.base_url for s in servers], extra=extra, **options)
 
 
 def slow(request):
@@ -150,6 +143,9 @@ def test_an_endpoint_back_from_its_rest_is_set_aside_again_after_one_failure(ser
     now[0] = 122.0
     backend.generate([user("e"), user("f")], PARAMS)  # back, and well: a success clears it
     assert per_endpoint(backend, "ok")[0] >= 1
+    assert per_endpoint(backend, "set_aside") == [2, 0]
+    servers[0].add_faults("500")  # cleared: one failure alone does not set it aside again
+    backend.generate([user("g"), user("h")], PARAMS)
     assert per_endpoint(backend, "set_aside") == [2, 0]
 
 

@@ -106,6 +106,12 @@ def test_executor_ray_reaches_every_step_that_calls_models_item_by_item_unless_a
     assert all(config_hash(stage_config(s, cfg)) == config_hash(stage_config(s, local)) for s in cfg.graph)
 
 
+def test_an_output_setting_is_resolved_alike_for_its_step_and_for_the_steps_that_read_it(tmp_path):
+    cfg = _cfg(tmp_path, steps={"parrot": {"output": "{workdir}/{serve}/p.jsonl"}}, serve="gguf")
+    assert stage_config(cfg.step("parrot"), cfg).output == str(tmp_path / "gguf/p.jsonl")
+    assert stage_config(cfg.step("sft_parrot"), cfg).data == [str(tmp_path / "gguf/p.jsonl")]
+
+
 def test_a_mistyped_setting_names_the_step_and_the_line_before_anything_runs(tmp_path, capsys):
     workdir = tmp_path / "wd"
     source = f"steps.sharegpt.source=[{_source(tmp_path)}]"

@@ -240,8 +240,8 @@ def stage_defaults(cfg: PipelineConfig, stage: Stage) -> dict:
 def output_of(step: Step, cfg: PipelineConfig) -> str:
     """Where a step's output goes: its ``output`` setting, else a place in the work directory by stage."""
     given = step.settings.get("output") or stage_defaults(cfg, step.stage).get("output")
-    if given:
-        return str(given).replace("{workdir}", cfg.workdir)
+    if given:  # its references resolved as in any other setting, for the steps that read it too
+        return str(_resolve(str(given), step, cfg, (step.name,)))
     return str(Path(cfg.workdir) / OUTPUT[step.stage.name].format(step.name))
 
 

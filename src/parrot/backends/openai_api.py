@@ -155,8 +155,7 @@ class OpenAIBackend(Backend):
         self.max_tokens_field = str(config.extra.get("max_tokens_field", "max_tokens"))
         self.extra_body = {k: v for k, v in config.extra.items() if k not in _OWN_EXTRA}
         self._sleep = asyncio.sleep  # tests replace it to see the delays without waiting
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the endpoints' clients belong to
         self._semaphore: asyncio.Semaphore | None = None
         self._api_key: str | None = None
         self._tokenizer = None  # loaded on first count (context_length + tokenizer)
@@ -195,23 +194,22 @@ class OpenAIBackend(Backend):
             raise ParrotError(f"{self.config.spec}: concurrency must be at least 1, got {self.config.concurrency}")
         return self
 
-    def _client_for_loop(self):
-        """The SDK client (of the first endpoint) and semaphore of the running event loop.
+    def _clients_for_loop(self) -> asyncio.Semaphore:
+        """The running event loop's semaphore, each endpoint's SDK client made for that loop.
 
         httpx connection pools belong to the loop that opened them, and :meth:`generate`
         runs a fresh loop per call, so a new loop gets new clients, one per endpoint.
         """
         loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
+        if self._loop is not loop:
             self.start()
             if not self._several:  # read now: the config or $OPENAI_BASE_URL may have changed since
                 self.endpoints[0].url = self.base_url
             for ep in self.endpoints:
                 ep.client = self._new_client(ep.url)
-            self._client = self.endpoints[0].client
             self._semaphore = asyncio.Semaphore(self.config.concurrency)
             self._loop = loop
-        return self._client, self._semaphore
+        return self._semaphore
 
     def _new_client(self, url: str | None):
         from openai import AsyncOpenAI, DefaultAsyncHttpxClient
@@ -246,14 +244,15 @@ class OpenAIBackend(Backend):
         if not ready:
             return min(self.endpoints, key=lambda ep: ep.until)
         n = len(self.endpoints)
-        order = [self.endpoints[(self._turn + i) % n] for i in range(n)]
-        best = min((ep for ep in order if ep in ready), key=lambda ep: ep.in_flight)
-        self._turn = (self.endpoints.index(best) + 1) % n
-        return best
+        i = min(
+            (i for i, ep in enumerate(self.endpoints) if ep in ready),
+            key=lambda i: (self.endpoints[i].in_flight, (i - self._turn) % n),
+        )
+        self._turn = (i + 1) % n
+        return self.endpoints[i]
 
     def _failed(self, ep: Endpoint, reason: str) -> None:
         ep.failures += 1
-        self._count_endpoints()
         if reason not in _UNHEALTHY or len(self.endpoints) == 1:
             return
         ep.streak += 1
@@ -270,7 +269,6 @@ class OpenAIBackend(Backend):
                 self.endpoint_failures,
                 reason,
             )
-            self._count_endpoints()
 
     def _count_endpoints(self) -> None:
         if self._several:
@@ -288,7 +286,7 @@ class OpenAIBackend(Backend):
         return asyncio.run(run())
 
     async def _close_client(self) -> None:
-        self._client, self._loop = None, None
+        self._loop = None
         for ep in self.endpoints:
             client, ep.client = ep.client, None
             if client is not None:
@@ -298,7 +296,7 @@ class OpenAIBackend(Backend):
         if self.usage.requests:
             log.info("%s: %s", self.config.spec, self.usage.summary())
         loop = self._loop
-        self._client, self._loop = None, None
+        self._loop = None
         for ep in self.endpoints:
             client, ep.client = ep.client, None
             if client is not None and loop is not None and not loop.is_closed() and not loop.is_running():
@@ -333,7 +331,10 @@ class OpenAIBackend(Backend):
         return body
 
     async def _agenerate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
-        return list(await asyncio.gather(*(self._complete(m, p) for m, p in zip(conversations, params))))
+        try:
+            return list(await asyncio.gather(*(self._complete(m, p) for m, p in zip(conversations, params))))
+        finally:
+            self._count_endpoints()  # per endpoint, for the manifest: once a call, not once an attempt
 
     def count_tokens(self, messages: Messages) -> int:
         """With ``context_length`` set: the prompt tokens as the role's local ``tokenizer`` renders them."""
@@ -346,7 +347,7 @@ class OpenAIBackend(Backend):
         return count_tokens(self._tokenizer, messages, generation_prompt=True)
 
     async def _complete(self, messages: Messages, params: SamplingParams) -> Completion:
-        _, semaphore = self._client_for_loop()
+        semaphore = self._clients_for_loop()
         body = self.request_body(messages, params)
         attempts = self.config.max_retries + 1
         last: _Retry | None = None
@@ -382,7 +383,6 @@ class OpenAIBackend(Backend):
                         ep.in_flight -= 1
                     ep.ok += 1
                     ep.streak = 0
-                    self._count_endpoints()
                     return done
             except _Retry as e:
                 self.usage.count_error(e.reason)
