@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from test_pipeline import _statuses
 
 from parrot.cli import main
 from parrot.core.config import build_config, load_yaml
@@ -32,11 +33,6 @@ def _judge(request: dict) -> str:
     """A judge that reads what it grades: a rating from a hash of the prompt."""
     digest = hashlib.sha256(json.dumps(request["messages"]).encode()).digest()
     return f"Graded. Rating: [[{1 + digest[0] % 10}]]"
-
-
-def _statuses(out):
-    table = out.rsplit("parrot pipeline:", 1)[1].split("\ntotal")[0].splitlines()[3:]
-    return {line.split()[0]: line.rsplit(None, 1)[0].split("  ")[-1].strip() for line in table if line.strip()}
 
 
 def test_the_default_experiment_runs_every_arm_and_reports_on_all_of_them(
