@@ -94,11 +94,11 @@ steps:
     html = (w / "report/report.html").read_text()
     assert "data:image/png;base64," in html and not re.search(r"""(src|href)=["']https?://""", html)
 
-    # one arm changed: that arm, what reads it, and nothing else runs again
-    assert main(["pipeline", "--config", str(config), "steps.selfchat.min_turns=2"]) == 0
+    # one arm changed (other sessions): that arm, what reads it, and nothing else runs again
+    assert main(["pipeline", "--config", str(config), "steps.synth_selfchat.seed=5"]) == 0
     done = {k for k, v in _statuses(capsys.readouterr().out).items() if v == "done"}
     assert done == {
-        "selfchat", "stats", "sft_selfchat", "mtbench_selfchat", "mtbenchpp_selfchat",
+        "synth_selfchat", "selfchat", "stats", "sft_selfchat", "mtbench_selfchat", "mtbenchpp_selfchat",
         "judge_mtbench", "judge_mtbenchpp", "report",
     }  # fmt: skip
     assert stage_config(cfg.step("capo"), cfg).output.exists()

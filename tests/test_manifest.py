@@ -5,7 +5,8 @@ import json
 from dataclasses import dataclass
 
 from parrot.core.config import opt
-from parrot.core.manifest import describe_input, manifest_path, read_manifest, write_manifest
+from parrot.core.digest import describe
+from parrot.core.manifest import manifest_path, read_manifest, write_manifest
 from parrot.core.redact import is_secret_key
 
 
@@ -129,11 +130,11 @@ def test_directory_input_digest_changes_with_content(tmp_path):
     d = tmp_path / "model"
     d.mkdir()
     (d / "a.txt").write_text("one")
-    first = describe_input(d)
+    first = describe(d)
     (d / "a.txt").write_text("two")
-    second = describe_input(d)
+    second = describe(d)
     assert first["kind"] == "directory" and first["sha256"] != second["sha256"]
-    assert describe_input("openai:gpt-4") == {"path": "openai:gpt-4", "note": "not a local path"}
+    assert describe("openai:gpt-4") == {"path": "openai:gpt-4", "note": "not a local path"}
 
 
 def test_config_hash_is_the_same_for_the_same_config(tmp_path):

@@ -78,7 +78,7 @@ def first_synth(tmp_path, fault_server):
 
 
 def the_error(out) -> str:
-    return f"{out}: another process is writing it (the same command running twice?); wait for it to finish or stop it"
+    return f"{out}: another process is writing it, or reading it as an input (the same command running twice?); wait for it to finish or stop it"
 
 
 def test_overwrite_while_the_same_output_is_being_written_stops_and_keeps_the_first_run(first_synth, fault_server):

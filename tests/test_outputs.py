@@ -52,9 +52,9 @@ def settings(name: str, tmp_path: Path) -> dict:
     return by_stage.get(name, {"data": [str(src)], "output": out})  # train-ask, train-chat, train-dpo
 
 
-def shard(path: Path) -> Path:
-    """An empty file that is also a finished one-shard synthesize output (what merge reads)."""
-    path.write_text("")
+def shard(path: Path, text: str = "") -> Path:
+    """A file (empty by default) that is also a finished one-shard synthesize output (what merge reads)."""
+    path.write_text(text)
     write_manifest(
         path,
         stage="synthesize",
@@ -170,7 +170,13 @@ def test_an_existing_output_is_refused_without_a_flag_overwritten_or_resumed(cmd
     if cfg.RESUMES != ONE_PASS:
         left.add(cfg.side_files()[0].name)
         assert read_manifest(cfg.manifest_of())["counts"] == {"made": len(stage.calls)}
-    assert stage.calls[-1]["existing"] == sorted(made if cfg.RESUMES == ONE_PASS else left)
+    existing = stage.calls[-1]["existing"]
+    aside = {name for name in existing if name.endswith(".replaced")}  # the previous output, set aside
+    assert sorted(set(existing) - aside) == sorted(made if cfg.RESUMES == ONE_PASS else left)
+    if cfg.RESUMES == CONTINUES:  # until the new run has written something; then gone
+        ours = set(made) - {str(p.relative_to(out.parent)) for p in mine}
+        assert aside == {str(Path(n).with_name(f".{Path(n).name}.replaced")) for n in ours}
+    assert not any(name.endswith(".replaced") for name in files(cfg))
     assert all(p.read_text() == "mine" for p in mine)
     assert not lock_path(out).exists()  # the lock file goes with the run
 
@@ -181,7 +187,7 @@ def test_resume_with_changed_settings_is_an_error_naming_them_or_a_new_one_pass_
     stage.run(make(cmd, tmp_path))
     [(key, value)] = CHANGED[cmd.name].items()
     if cmd.name == "merge":
-        value = [str(shard(tmp_path / value[0]))]
+        value = [str(shard(tmp_path / value[0], "\n"))]  # other contents: where a file sits does not count
     changed = make(cmd, tmp_path, resume=True, **{key: value})
     before = snapshot_of(changed)
     if changed.RESUMES == ONE_PASS:  # nothing partial to continue: made again with the new settings
@@ -260,7 +266,16 @@ def test_a_seed_file_regenerated_under_the_same_name_changes_the_fingerprint(tmp
     (tmp_path / "seeds.jsonl").write_text('{"id": "b", "messages": [{"role": "user", "content": "other"}]}\n')
     after = synth(tmp_path)
     assert config_hash(after) != before
-    assert fingerprint(after)["seeds (contents)"] is not None
+    assert fingerprint(after)["seeds"].startswith("sha256:")  # what it holds, not where it is
+
+
+def test_inputs_count_by_what_they_hold_not_where_they_sit(tmp_path):
+    """The same seed file at another path (a run directory moved): the same fingerprint."""
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    before = config_hash(synth(tmp_path))
+    (moved / "seeds.jsonl").write_bytes((tmp_path / "seeds.jsonl").read_bytes())
+    assert config_hash(synth(moved)) == before
 
 
 def test_the_fields_that_choose_items_are_not_in_the_fingerprint():

@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -122,10 +123,9 @@ def test_a_mistyped_setting_names_the_step_and_the_line_before_anything_runs(tmp
     err = capsys.readouterr().err
     assert f"{config}:5: capo_dpo: unknown key 'bta'" in err and "did you mean 'beta'?" in err
     assert not workdir.exists()  # prepare never ran
-    # a step left out with `only` is not checked
-    _cfg(tmp_path, steps={"parrot": {"min_turnz": 2}}, only=["sharegpt"])
+    # a step left out with `only` is checked too: every step's settings before the first step runs
     with pytest.raises(ParrotError, match="parrot: unknown key 'min_turnz'.*did you mean 'min_turns'"):
-        _cfg(tmp_path, steps={"parrot": {"min_turnz": 2}})
+        _cfg(tmp_path, steps={"parrot": {"min_turnz": 2}}, only=["sharegpt"])
 
 
 def test_a_config_from_before_named_steps_is_told_where_its_settings_go(tmp_path, capsys):
@@ -196,11 +196,20 @@ def test_plan_prints_each_steps_stage_inputs_and_state_and_runs_nothing(tmp_path
     assert not (tmp_path / "w").exists()
 
 
+def _write_output(cfg, text: str):
+    """A stand-in output: a file, or a file in the output folder (a model, stats, a report)."""
+    out = cfg.output_files()[0] if cfg.output_files() else Path(cfg.output) / "made.txt"
+    out = out if out.suffix else Path(cfg.output) / "made.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+
+
 def _recording_stages(monkeypatch, seen: list):
     """Every stage's run replaced by one that records the step and writes a complete manifest."""
 
     def record(cfg):
         seen.append((cfg.output, cfg.resume))
+        _write_output(cfg, config_hash(cfg))  # what it makes depends on its settings and inputs
         write_manifest(cfg.manifest_of(), stage=cfg.STAGE, config=cfg)
 
     stages = [dataclasses.replace(s, run=record) for s in pipeline_mod.STAGES]
@@ -240,18 +249,21 @@ def test_an_interrupted_step_resumes_and_one_out_of_date_starts_over(tmp_path, m
     args = ["pipeline", f"workdir={w}", "--only", "mtbench_base"]
     assert main(args) == 0  # interrupted, same settings: resume
     assert main(args) == 0  # up to date: not called
-    assert main([*args, "steps.mtbench_base.max_tokens=64"]) == 0  # changed: over
-    assert main([*args, "steps.mtbench_base.max_tokens=64", "steps.mtbench_base.limit=5"]) == 0  # more items
-    assert (
-        main([*args, "steps.mtbench_base.max_tokens=64", "steps.mtbench_base.limit=5", "--rerun", "mtbench_base"]) == 0
-    )
-    assert [resume for _, resume in seen] == [True, False, True, False]
+    changed = [*args, "steps.mtbench_base.max_tokens=64"]
+    assert main([*changed, "steps.mtbench_base.limit=2"]) == 0  # changed: over
+    assert main([*changed, "steps.mtbench_base.limit=5"]) == 0  # more items: resumed
+    assert main([*changed, "steps.mtbench_base.limit=3"]) == 0  # fewer: over, so it holds only those
+    assert main([*changed, "steps.mtbench_base.limit=3", "--rerun", "mtbench_base"]) == 0
+    assert [resume for _, resume in seen] == [True, False, True, False, False]
 
 
-def test_step_state_follows_settings_completion_and_input_times(tmp_path):
+def test_step_state_follows_settings_completion_and_what_inputs_hold(tmp_path):
     cfg = _cfg(tmp_path)
     answer = cfg.step("mtbench_capo")
     answer_cfg = stage_config(answer, cfg)
+    model = Path(stage_config(cfg.step("capo_dpo"), cfg).output)  # the model it answers with
+    model.mkdir(parents=True)
+    (model / "model.safetensors").write_text("weights")
     assert step_state(answer, cfg) == "new"
     write_manifest(answer_cfg.output, stage="eval answer", config=answer_cfg, complete=False)
     assert step_state(answer, cfg) == "interrupted"
@@ -261,13 +273,8 @@ def test_step_state_follows_settings_completion_and_input_times(tmp_path):
     assert step_state(answer, cfg, changed) == "settings changed"
     served = build_config(type(answer_cfg), {**vars(answer_cfg), "model": {"spec": answer_cfg.model.spec, "slots": 1}})
     assert step_state(answer, cfg, served) == "up to date"  # how it is served is not a setting
-    # a newer CaPO file two steps up (capo feeds capo_dpo) puts the answers out of date
-    capo = pipeline_mod.marker(stage_config(cfg.step("capo"), cfg))
-    capo.parent.mkdir(parents=True, exist_ok=True)
-    capo.write_text("{}")
-    later = pipeline_mod.marker(answer_cfg).stat().st_mtime_ns + 10**9
-    os.utime(capo, ns=(later, later))
-    assert step_state(answer, cfg) == "capo is newer"
+    (model / "model.safetensors").write_text("new weights")  # trained again: other contents
+    assert step_state(answer, cfg) == "input changed: model.spec"
 
 
 def test_placeholders_name_the_work_directory_and_other_steps_outputs(tmp_path):

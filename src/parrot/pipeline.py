@@ -33,7 +33,6 @@ runs with ``--overwrite``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 import time
@@ -44,10 +43,12 @@ from typing import Any
 from parrot import ParrotError
 from parrot.backends.executor import Executor
 from parrot.core.config import build_config, opt, to_dict
-from parrot.core.fingerprint import config_hash
+from parrot.core.digest import changed_outputs
+from parrot.core.fingerprint import config_hash, digested, fingerprint
+from parrot.core.jsonl import read_json
 from parrot.core.log import format_table
-from parrot.core.manifest import manifest_path, write_manifest
-from parrot.core.outputs import same_selection
+from parrot.core.manifest import manifest_path, read_manifest, write_manifest
+from parrot.core.outputs import selection_state
 from parrot.core.yamlfile import load_yaml
 from parrot.stages import STAGES, Stage
 
@@ -153,11 +154,13 @@ class PipelineConfig:
                     f"{getattr(stage, 'place', 'config')}: defaults: {stage!r} is not a stage "
                     f"with a mapping of settings (stages: {', '.join(s.name for s in STAGES)})"
                 )
-        # Every selected step's settings are checked now, before the first step runs: a mistyped key
-        # in a judge step is an error at once, not after an hour of synthesis and training. Keys
-        # remember where they were given: errors name the YAML line or the command line.
-        for step in self.selected():
+        # Every step's settings are checked now, before the first step runs (those --only leaves out
+        # too): a mistyped key or a negative size in a judge step is an error at once, not after an
+        # hour of synthesis and training. Keys remember where they were given: errors name the YAML
+        # line or the command line. Then no two steps may write the same place.
+        for step in self.graph:
             stage_config(step, self)
+        check_outputs(self)
 
     @staticmethod
     def moved_key_hint(key: str) -> str | None:
@@ -214,7 +217,9 @@ def parse_steps(sections: dict) -> list[Step]:
         for ref, kind, key in _references(settings):
             if ref not in given and ref not in ("workdir", "serve"):
                 raise ParrotError(f"{where}: '{{{ref}{kind}{key}}}' names no step (steps: {', '.join(given)})")
-        inputs = {ref: None for ref, kind, _ in _references(settings) if ref in given and kind != "." and ref != name}
+        if any(ref == name and kind != "." for ref, kind, _ in _references(settings)):
+            raise ParrotError(f"{where}: a step cannot read its own output ('{{{name}}}' in its settings)")
+        inputs = {ref: None for ref, kind, _ in _references(settings) if ref in given and kind != "."}
         steps.append(Step(name, stage, settings, tuple(inputs)))
     return steps
 
@@ -303,6 +308,45 @@ def stage_config(step: Step, cfg: PipelineConfig, building: tuple[str, ...] = ()
     return cfg._configs[step.name]
 
 
+def written_places(step: Step, cfg: PipelineConfig) -> list[Path]:
+    """Where a step writes: its output and its side outputs (a dev split, a GGUF file)."""
+    out = output_of(step, cfg)
+    sides = getattr(step.stage.config, "side_outputs", {})
+    return [Path(out).resolve(), *(Path(side(out)).resolve() for side in sides.values())]
+
+
+def check_outputs(cfg: PipelineConfig) -> None:
+    """No two steps write the same place, none writes inside another's output folder or over the
+    work directory, and none reads what it writes: each is an error naming both steps."""
+    workdir = Path(cfg.workdir).resolve()
+    owner: dict[Path, Step] = {}
+    for step in cfg.graph:
+        where = f"{step.where()}: steps: {step.name}"
+        places = written_places(step, cfg)
+        out = places[0]
+        if out == workdir or out in workdir.parents:
+            raise ParrotError(f"{where}: its output {out} would hold the whole work directory {workdir}")
+        if out in _named_paths(stage_config(step, cfg)):
+            raise ParrotError(f"{where}: its output {out} is also one of its inputs")
+        for place in places:
+            for other_place, other in owner.items():
+                if place == other_place or place in other_place.parents or other_place in place.parents:
+                    raise ParrotError(
+                        f"{where}: writes {place}, where step {other.name} ({other.where()}) writes {other_place}"
+                    )
+        owner.update({p: step for p in places})
+
+
+def _named_paths(stage_cfg: Any) -> set[Path]:
+    """Every path the inputs of a step's config name, whether or not it exists yet."""
+    found = set()
+    for _, value in digested(stage_cfg):
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and item:
+                found |= {Path(item).resolve(), Path(item.partition(":")[2] or item).resolve()}
+    return found
+
+
 def marker(stage_cfg: Any) -> Path:
     """The manifest that proves a step finished."""
     return manifest_path(stage_cfg.manifest_of())
@@ -320,32 +364,43 @@ def upstream(step: Step, cfg: PipelineConfig) -> list[Step]:
     return list(seen.values())
 
 
-def read_marker(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def step_state(step: Step, cfg: PipelineConfig, stage_cfg: Any | None = None) -> str:
     """``up to date``, ``new`` (never ran), ``interrupted`` (same settings, not finished) or
     ``more items`` (same settings, more questions or files selected): resume it; or why it is
-    out of date (``settings changed``, ``<input> is newer``): start it over."""
+    out of date (``settings changed``, ``input changed: data``, ``changed on disk: FILE``,
+    ``selection changed``): start it over. What it compares is contents and settings, never
+    where files sit or when they were written: a work directory copied elsewhere is up to date."""
     stage_cfg = stage_cfg or stage_config(step, cfg)
     path = marker(stage_cfg)
-    doc = read_marker(path)
-    if doc is None:
+    if not path.exists():
         return "new"
+    try:
+        doc = read_json(path)
+    except ParrotError:
+        return "manifest unreadable"
+    if not isinstance(doc, dict):
+        return "manifest unreadable"
     if doc.get("config_hash") != config_hash(stage_cfg):
-        return "settings changed"
-    mtime = path.stat().st_mtime_ns
-    for up in upstream(step, cfg):
-        up_path = marker(stage_config(up, cfg))
-        if up_path.exists() and up_path.stat().st_mtime_ns > mtime:
-            return f"{up.name} is newer"
+        return _what_changed(doc.get("fingerprint"), fingerprint(stage_cfg))
     if not doc.get("complete", True):
         return "interrupted"
-    return "up to date" if same_selection(stage_cfg, doc) else "more items"
+    if on_disk := changed_outputs(path):
+        return f"changed on disk: {on_disk[0]}"
+    return {"same": "up to date", "more": "more items"}.get(selection_state(stage_cfg, doc), "selection changed")
+
+
+def _what_changed(old: dict | None, new: dict) -> str:
+    """``input changed: data`` when only what inputs hold changed, else ``settings changed``."""
+    keys = [k for k in {**(old or {}), **new} if (old or {}).get(k, _MISSING) != new.get(k, _MISSING)]
+    if old and keys and all(_is_contents(old.get(k)) and _is_contents(new.get(k)) for k in keys):
+        return "input changed: " + ", ".join(keys)
+    return "settings changed"
+
+
+def _is_contents(value: Any) -> bool:
+    """Whether a fingerprint value is what inputs hold (``sha256:...``, ``hf:sha256:...``, lists of them)."""
+    values = value if isinstance(value, list) else [value]
+    return bool(values) and all(isinstance(v, str) and "sha256:" in v for v in values)
 
 
 def print_steps(workdir: Path, rows: list[dict], started: float) -> None:
@@ -357,13 +412,35 @@ def print_steps(workdir: Path, rows: list[dict], started: float) -> None:
 
 
 def print_plan(cfg: PipelineConfig) -> list[dict]:
-    """What a run would do: each step, its stage, the steps it reads and its state."""
+    """What a run would do: each step, its stage, the steps it reads and its state. A step up to
+    date now that reads a step which will run first says so: it runs again if that step's output
+    comes out different."""
+    states: dict[str, str] = {}
+    for step in cfg.selected():
+        state = step_state(step, cfg)
+        ahead = [u.name for u in upstream(step, cfg) if states.get(u.name, "up to date") != "up to date"]
+        states[step.name] = (
+            f"up to date unless {', '.join(sorted(ahead))} changes it" if state == "up to date" and ahead else state
+        )
     rows = [
-        {"step": s.name, "stage": s.stage.name, "state": step_state(s, cfg), "reads": ", ".join(s.inputs) or "-"}
+        {"step": s.name, "stage": s.stage.name, "state": states[s.name], "reads": ", ".join(s.inputs) or "-"}
         for s in cfg.selected()
     ]
     print(format_table([tuple(r.values()) for r in rows], ("step", "stage", "state", "reads"), left=(0, 1, 2, 3)))
     return rows
+
+
+def _with_earlier_rows(cfg: PipelineConfig, workdir: Path, rows: list[dict]) -> list[dict]:
+    """This run's rows, and the last recorded row of each step it did not run (``--only``), in
+    the steps' order: the pipeline's manifest always speaks of every step."""
+    try:
+        earlier = read_manifest(workdir / "pipeline") or {}
+    except ParrotError:
+        earlier = {}
+    by_step = {r.get("step"): r for r in earlier.get("steps") or [] if isinstance(r, dict)}
+    by_step.update({r["step"]: r for r in rows})
+    order = [s.name for s in cfg.graph]
+    return sorted(by_step.values(), key=lambda r: order.index(r["step"]) if r.get("step") in order else len(order))
 
 
 def reports(cfg: PipelineConfig) -> list[Path]:
@@ -409,7 +486,7 @@ def pipeline(cfg: PipelineConfig) -> list[dict]:
         config=cfg,
         counts={"steps_run": sum(r["status"] == "done" for r in rows)},
         timings={"seconds": round(time.monotonic() - started, 1)},
-        steps=rows,
+        steps=_with_earlier_rows(cfg, workdir, rows),
     )
     if found := reports(cfg):
         print("\nreport: " + "  ".join(str(p) for p in found))

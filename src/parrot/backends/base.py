@@ -77,7 +77,7 @@ class BackendConfig:
     (``hashed=False``: the endpoint, concurrency, timeouts, retries, batch size, slots, threads)
     are not part of a stage's fingerprint; the rest is."""
 
-    spec: str = opt("smollm2", "openai:MODEL | hf:PATH | gguf:PATH | vllm:PATH | smollm2")
+    spec: str = opt("smollm2", "openai:MODEL | hf:PATH | gguf:PATH | vllm:PATH | smollm2", digest=True)
     base_url: str | list[str] | None = opt(
         None,
         "OpenAI-compatible endpoint, or a list of them sharing the role's requests (default: $OPENAI_BASE_URL)",

@@ -65,7 +65,8 @@ class SelectConfig(WritesOutput, Executor):
 
     dialogues: list[Path] = opt(
         help="Dialogue JSONL file(s) (from `parrot synthesize` or `parrot prepare`), read "
-        "in order: with max_turns_total the first files fill the selection first"
+        "in order: with max_turns_total the first files fill the selection first",
+        digest=True,
     )
     output: Path = opt(help="selected turns, JSONL", flag="-o", hashed=False)
     verifier: BackendConfig | None = opt(
@@ -82,10 +83,12 @@ class SelectConfig(WritesOutput, Executor):
         "answer (and a rejected one of max_tokens) cannot fit it with any history",
     )
     tokenizer: str = opt(
-        "smollm2", "with max_length: the tokenizer to count with (the model DPO trains: a local directory, or smollm2)"
+        "smollm2",
+        "with max_length: the tokenizer to count with (the model DPO trains: a local directory, or smollm2)",
+        digest=True,
     )
     seed: int = opt(0, "seed for which turns fill the per-session cap (and for sampling)")
-    prompt_dir: Path | None = opt(None, "a directory whose capo_*.txt files replace the packaged prompts")
+    prompt_dir: Path | None = opt(None, "a directory whose capo_*.txt files replace the packaged prompts", digest=True)
 
     STAGE: ClassVar[str] = "capo select"
     RECORDS: ClassVar[str] = "selected turns"

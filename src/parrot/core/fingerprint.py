@@ -6,7 +6,9 @@ covers every field of the config, recursing into nested configs (a model role) a
 dicts, except the fields marked in their metadata (:func:`parrot.core.config.opt`): serving
 options and run controls (``hashed=False``: concurrency, timeouts, retries, base_url, the output
 path, --resume) and item selections (``selects=True``: --limit, question ids, the answer files to
-judge). A field marked ``digest=True`` adds the contents of the files it names.
+judge). A field marked ``digest=True`` names inputs (files, directories, model specs with a local
+path): the fingerprint holds what they contain, not where they are (:func:`parrot.core.digest.contents`),
+so a run directory moved elsewhere keeps its fingerprints, and an input rewritten changes them.
 """
 
 from __future__ import annotations
@@ -14,19 +16,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from parrot.core.config import to_dict
+from parrot.core.digest import contents, local_path
 
 
 def fingerprint(cfg: Any) -> dict:
-    """What a stage's output depends on, flat: ``{"bench": "mt-bench", "model.spec": "...",
-    "model.temperature": 0.7, "seeds": "s.jsonl", "seeds (contents)": "<sha256>", ...}``.
+    """What a stage's output depends on, flat: ``{"bench": "mt-bench", "model.spec":
+    "hf:sha256:...", "model.temperature": 0.7, "seeds": "sha256:...", ...}``.
 
     Every field, recursing into nested dataclasses (a role's :class:`BackendConfig`) and dicts
     (pass-through options), except those marked ``hashed=False`` or ``selects=True`` (see
-    :func:`opt`); a ``digest=True`` field adds the contents of the files it names. Secrets are
+    :func:`opt`); a ``digest=True`` field by the contents of the inputs it names. Secrets are
     redacted (a new token does not change what a stage produces). A plain dict is taken whole.
     """
     from parrot.core.redact import redact
@@ -37,9 +41,8 @@ def fingerprint(cfg: Any) -> dict:
         out = {}
         for f in dataclasses.fields(value):
             if f.metadata.get("hashed", True):
-                out[f.name] = kept(getattr(value, f.name))
-                if f.metadata.get("digest"):
-                    out[f"{f.name} (contents)"] = _contents(getattr(value, f.name))
+                field_value = getattr(value, f.name)
+                out[f.name] = contents(to_dict(field_value)) if f.metadata.get("digest") else kept(field_value)
         return out
 
     flat: dict[str, Any] = {}
@@ -58,30 +61,62 @@ def fingerprint(cfg: Any) -> dict:
 def config_hash(cfg: Any) -> str:
     """sha256 of the canonical JSON of :func:`fingerprint`: the one fingerprint of a stage's
     settings, recorded in its manifest and compared by ``--resume`` and ``parrot pipeline``."""
-    blob = json.dumps(fingerprint(cfg), sort_keys=True, separators=(",", ":"), default=str)
+    return hash_of(fingerprint(cfg))
+
+
+def hash_of(flat: dict) -> str:
+    """The hash of a fingerprint (:func:`config_hash` of the config it was taken from)."""
+    blob = json.dumps(flat, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-_DIGESTS: dict[tuple, str | int | None] = {}
+def digested(cfg: Any) -> Iterator[tuple[str, Any]]:
+    """``(name, value)`` of every ``digest=True`` field, nested roles included (``asker.spec``)."""
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+        return
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.metadata.get("digest"):
+            yield f.name, to_dict(value)
+        elif dataclasses.is_dataclass(value):
+            yield from ((f"{f.name}.{k}", v) for k, v in digested(value))
 
 
-def _contents(value: Any) -> Any:
-    """The sha256 of each file ``value`` names (a path or a list of them), cached per file
-    version; a file too large to hash goes by its size, a directory by a digest of its files, a
-    name that is no local path (``sharegpt``, ``smollm2``) by nothing."""
-    from parrot.core.manifest import describe_input
+def input_paths(cfg: Any) -> list[Path]:
+    """The local files and directories a stage's config names as its inputs (its ``digest=True``
+    fields), each once, in order."""
+    found: dict[str, Path] = {}
+    for _, value in digested(cfg):
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            path = local_path(item) if isinstance(item, str) else None
+            if path is not None:
+                found.setdefault(str(path), path)
+    return list(found.values())
 
-    if isinstance(value, (list, tuple)):
-        return [_contents(v) for v in value]
-    if value is None:
-        return None
-    path = Path(value)
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
-    if path.is_dir() or key not in _DIGESTS:
-        described = describe_input(path)
-        _DIGESTS[key] = described.get("sha256") or described.get("bytes")
-    return _DIGESTS[key]
+
+def selection(cfg: Any) -> dict:
+    """The fields that choose which items a resumable stage does (``selects=True``), as a manifest
+    records them: a field that names files (the answer files a judge grades) by what they hold."""
+    if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
+        return {}
+    out = {}
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("selects"):
+            value = to_dict(getattr(cfg, f.name))
+            out[f.name] = contents(value) if f.metadata.get("digest") else value
+    return json.loads(json.dumps(out, default=str))
+
+
+def widened(old: Any, new: Any) -> bool:
+    """Whether a selection ``new`` holds every item ``old`` held (so what was done stays valid):
+    a list that keeps every old item (an empty list selects everything), a limit raised or lifted
+    (None: no limit), or the same value.
+
+    >>> widened([1, 2], [1, 2, 3]), widened([1, 2], [2]), widened([1], []), widened(2, None), widened(None, 2)
+    (True, False, True, True, False)
+    """
+    if isinstance(old, list) and isinstance(new, list):
+        return not new or (bool(old) and all(item in new for item in old))
+    if isinstance(old, int) and (new is None or (isinstance(new, int) and new >= old)):
+        return not isinstance(old, bool)
+    return old == new

@@ -223,7 +223,7 @@ def lock_file(fh, path: Path) -> None:
     except BlockingIOError:
         fh.close()
         raise ParrotError(
-            f"{path}: another process is writing it (the same command running twice?); wait for it to finish or stop it"
+            f"{path}: another process is writing it, or reading it as an input (the same command running twice?); wait for it to finish or stop it"
         ) from None
     except OSError as e:  # a file system without locks (some NFS/Lustre mounts): go on unlocked
         log.warning("%s: cannot lock it (%s); a second run on it would not be stopped", path, e)

@@ -10,20 +10,22 @@ are replaced by ``"<redacted>"`` wherever they occur, and secrets in text are sc
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from parrot import __version__
 from parrot.core.config import to_dict
-from parrot.core.fingerprint import config_hash, fingerprint
-from parrot.core.jsonl import write_text_atomic
+from parrot.core.digest import SKIPPED_DIRS, describe, record, tree_files
+from parrot.core.fingerprint import fingerprint, hash_of, selection
+from parrot.core.jsonl import read_json, write_text_atomic
 from parrot.core.redact import redact
 
 PACKAGES = (
@@ -39,44 +41,6 @@ PACKAGES = (
     "numpy",
     "tokenizers",
 )
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-# Files above this size (model shards) are identified by size and mtime, not hashed.
-_HASH_LIMIT = 512 << 20
-
-
-def describe_input(path: str | Path) -> dict:
-    """``{"path", "sha256", "bytes"}`` for a file; for a directory, a digest over its files."""
-    p = Path(path)
-    if p.is_file():
-        size = p.stat().st_size
-        if size <= _HASH_LIMIT:
-            return {"path": str(p), "bytes": size, "sha256": sha256_file(p)}
-        return {
-            "path": str(p),
-            "bytes": size,
-            "mtime": p.stat().st_mtime,
-            "sha256": None,
-            "note": "large file: identified by size and mtime",
-        }
-    if p.is_dir():
-        h = hashlib.sha256()
-        total = 0
-        for f in sorted(x for x in p.rglob("*") if x.is_file()):
-            st = f.stat()
-            total += st.st_size
-            digest = sha256_file(f) if st.st_size <= _HASH_LIMIT else f"{st.st_size}:{st.st_mtime}"
-            h.update(f"{f.relative_to(p)}\0{digest}\n".encode())
-        return {"path": str(p), "bytes": total, "sha256": h.hexdigest(), "kind": "directory"}
-    return {"path": str(p), "note": "not a local path"}
 
 
 def package_versions() -> dict[str, str]:
@@ -110,17 +74,25 @@ def write_manifest(
 
     ``config`` is the stage's dataclass config (or a plain dict); ``inputs`` are paths (hashed
     here) or ready-made dicts; ``extra`` holds stage-specific sections (backend usage, cuts...).
+    While the stage runs under :func:`pinned`, the fingerprint and inputs are the ones pinned when
+    it started. A complete manifest records its ``outputs`` (path relative to the manifest's
+    folder -> size, mtime, sha256), so that a file changed on disk since is noticed
+    (:func:`parrot.core.digest.changed_outputs`).
     """
     cfg = to_dict(config) if not isinstance(config, dict) else config
+    pin = _PINNED.get(_key(config))
+    flat = pin["fingerprint"] if pin else fingerprint(config)
+    described = [*(pin["inputs"] if pin else []), *(i if isinstance(i, dict) else describe(i) for i in inputs)]
     doc = {
         "stage": stage,
         "output": str(output),
         "complete": complete,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": redact(cfg),
-        "config_hash": config_hash(config),
-        "fingerprint": fingerprint(config),
-        "inputs": [i if isinstance(i, dict) else describe_input(i) for i in inputs],
+        "config_hash": hash_of(flat),
+        "fingerprint": flat,
+        "selection": selection(config),
+        "inputs": list({i.get("path", n): i for n, i in enumerate(described)}.values()),
         "versions": package_versions(),
         "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
         "sampling": redact(sampling or {}),
@@ -128,12 +100,56 @@ def write_manifest(
         "timings": timings or {},
     }
     doc.update(redact(extra))
+    path = manifest_path(output)
+    if complete:
+        doc["outputs"] = {os.path.relpath(p, path.parent): record(p) for p in product_files(output, config)}
     # a full disk: no half-written manifest left beside the output
-    return write_text_atomic(manifest_path(output), json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
+    return write_text_atomic(path, json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def product_files(output: str | Path, config: Any) -> list[Path]:
+    """The files a manifest beside ``output`` vouches for: the stage's output files when it is the
+    stage's own manifest (a model's folder: what it saved, not its ``checkpoint-N`` folders), else
+    ``output`` itself (a dev split, a selection file)."""
+    own = hasattr(config, "manifest_of") and manifest_path(config.manifest_of()) == manifest_path(output)
+    paths = config.output_files() if own else [Path(output)]
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir() and not p.name.startswith(SKIPPED_DIRS):
+            files += tree_files(p)
+        elif p.is_file():
+            files.append(p)
+    return files
+
+
+# ---------------------------------------------------------------- what a running stage pinned
+
+#: The fingerprint and inputs of each stage running in this process, by its output (see :func:`pinned`).
+_PINNED: dict[str | None, dict] = {}
+
+
+def _key(config: Any) -> str | None:
+    output = getattr(config, "output", None)
+    return str(Path(output).resolve()) if output and not isinstance(config, dict) else None
+
+
+@contextmanager
+def pinned(config: Any, inputs: list[dict]) -> Iterator[dict]:
+    """Pin a stage's fingerprint (its settings and what its inputs hold) and its inputs' descriptions
+    now, as it starts: every manifest it writes while the block runs records these, so an input
+    rewritten while the stage runs cannot pass as the one it read."""
+    key = _key(config)
+    flat = fingerprint(config)
+    _PINNED[key] = {"fingerprint": flat, "config_hash": hash_of(flat), "inputs": inputs}
+    try:
+        yield _PINNED[key]
+    finally:
+        _PINNED.pop(key, None)
 
 
 def read_manifest(output: str | Path) -> dict | None:
+    """The manifest beside ``output``, or None; a broken one is an error naming the file and line."""
     path = manifest_path(output)
     if not path.exists():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path)

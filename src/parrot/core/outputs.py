@@ -33,7 +33,6 @@ The failures file (``<output>.failures.jsonl``) always matches the output (:func
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import functools
 import json
@@ -48,9 +47,10 @@ from typing import Any, ClassVar
 
 from parrot import ParrotError
 from parrot.core.config import opt
-from parrot.core.fingerprint import config_hash, fingerprint
+from parrot.core.digest import changed_outputs, describe, manifest_doc, owner_manifest
+from parrot.core.fingerprint import config_hash, fingerprint, input_paths, selection, widened
 from parrot.core.jsonl import AppendWriter, AtomicWriter, lock_file, read_jsonl
-from parrot.core.manifest import manifest_path, read_manifest, write_manifest
+from parrot.core.manifest import manifest_path, pinned, read_manifest, write_manifest
 
 log = logging.getLogger("parrot")
 
@@ -101,6 +101,16 @@ class WritesOutput:
         """What goes with the output, removed with it: its manifest and its failures file."""
         return [manifest_path(self.manifest_of()), failures_path(self.output)]
 
+    def kept_until_replaced(self) -> list[Path]:
+        """The output files ``--overwrite`` leaves in place until the new run replaces them (a
+        trained model, kept until the new one is saved); by default none."""
+        return []
+
+    def input_paths(self) -> list[Path]:
+        """The local files and directories the stage reads (its ``digest=True`` settings): pinned,
+        locked and checked as it starts (:func:`writes_output`)."""
+        return input_paths(self)
+
     def check_inputs(self) -> None:
         """Raise a ParrotError naming an input that cannot be read: called under the lock, before
         ``--overwrite`` removes anything (a mistyped input path costs no finished output)."""
@@ -117,11 +127,14 @@ class WritesOutput:
 @dataclass(frozen=True)
 class Start:
     """How a run begins: ``"start"`` (a new output), ``"continue"`` or ``"up to date"``.
-    ``replaces``: the files of a one-pass output made again, kept until the new run succeeds."""
+    ``replaces``: the files of a one-pass output made again, kept until the new run succeeds;
+    ``aside``: the files of an item-by-item output started over, set aside until the new run has
+    written something (:func:`settle_aside`)."""
 
     how: str
     manifest: dict | None = None
     replaces: tuple[Path, ...] = ()
+    aside: tuple[Path, ...] = ()
 
 
 def begin(cfg: WritesOutput, *, remove: bool = True) -> Start:
@@ -136,10 +149,15 @@ def begin(cfg: WritesOutput, *, remove: bool = True) -> Start:
     manifest = read_manifest(cfg.manifest_of())
     changed = settings_changed(cfg, manifest)
     complete = bool(manifest and manifest.get("complete"))
+    on_disk = changed_outputs(manifest_path(cfg.manifest_of())) if complete else []
     if cfg.RESUMES == ONE_PASS:
-        if complete and not changed:
+        if complete and not changed and not on_disk:
             return Start("up to date", manifest)
-        log.info("%s: %s: made again", out, changed or "not complete")
+        log.info(
+            "%s: %s: made again",
+            out,
+            changed or ("changed on disk: " + ", ".join(on_disk) if on_disk else "not complete"),
+        )
         return _start_over(cfg, remove)
     if changed and not cfg.force:
         raise ParrotError(
@@ -150,23 +168,69 @@ def begin(cfg: WritesOutput, *, remove: bool = True) -> Start:
         log.warning("%s: made with other settings (%s); continued anyway (--force)", out, changed)
     if manifest is None:
         log.warning("%s: no manifest beside it: the settings it was made with cannot be checked", out)
-    if cfg.RESUMES == CHECKPOINT and complete and not changed:
+    if on_disk:
+        log.warning("%s: changed on disk since it was written (%s); continued as it is now", out, ", ".join(on_disk))
+    if cfg.RESUMES == CHECKPOINT and complete and not changed and not on_disk:
         return Start("up to date", manifest)
     cfg.check_existing()
     return Start("continue", manifest)
 
 
 def _start_over(cfg: WritesOutput, remove: bool) -> Start:
-    """Start the output over. Its files go now, except a one-pass output's: it writes each file
-    whole (atomically), so the old ones stay until the new run has succeeded, and a run that
-    fails leaves the previous output as it was (:func:`remove_stale` then removes what the new
-    run did not write again)."""
+    """Start the output over. Nothing finished goes before the new run has something to put in
+    its place: a one-pass output writes each file whole (atomically), so the old ones stay until
+    the new run has succeeded (:func:`remove_stale` then removes what it did not write again); an
+    item-by-item output is set aside (:func:`settle_aside`); a training output keeps its model
+    (:meth:`WritesOutput.kept_until_replaced`) until the new one is saved."""
     old = [p for p in (*cfg.output_files(), *cfg.side_files()) if p.exists()]
     if cfg.RESUMES == ONE_PASS and any(p.exists() for p in cfg.output_files()):
         return Start("start", replaces=tuple(old))
-    if remove:
-        remove_files(old)
+    if not remove:
+        return Start("start")
+    if cfg.RESUMES == CONTINUES:
+        for p in old:
+            os.replace(p, aside_path(p))
+        return Start("start", aside=tuple(old))
+    kept = set(cfg.kept_until_replaced())
+    remove_files([p for p in old if p not in kept])
     return Start("start")
+
+
+def aside_path(path: Path) -> Path:
+    """Where a file of an output started over waits (hidden, beside it) until the new run has written something."""
+    return path.with_name(f".{path.name}.replaced")
+
+
+def wrote_nothing(cfg: WritesOutput) -> bool:
+    """Whether no output file holds anything (a run that failed before its first record)."""
+    for p in cfg.output_files():
+        if p.is_file() and p.stat().st_size > 0 or p.is_dir() and any(p.iterdir()):
+            return False
+    return True
+
+
+def settle_aside(cfg: WritesOutput, paths: tuple[Path, ...] | list[Path], succeeded: bool) -> None:
+    """The previous output set aside by :func:`_start_over`: dropped once the new run succeeded or
+    wrote something (a partial new output is what ``--resume`` continues), put back otherwise (a
+    run that failed before its first record leaves the previous output as it was)."""
+    aside = [p for p in paths if aside_path(p).exists()]
+    if not aside:
+        return
+    if succeeded or not wrote_nothing(cfg):
+        remove_files([aside_path(p) for p in aside])
+        return
+    remove_files([p for p in cfg.output_files() if p.exists()])  # empty files the failed run made
+    for p in aside:
+        os.replace(aside_path(p), p)
+    log.info("%s: the new run wrote nothing: the previous output is back in place", cfg.output)
+
+
+def clean_leftovers(cfg: WritesOutput) -> None:
+    """What a killed run left beside the output: its set-aside files (put back when the killed run
+    wrote nothing, else dropped) and one-pass temporary files (``OUT.tmp``)."""
+    files = [*cfg.output_files(), *cfg.side_files()]
+    settle_aside(cfg, files, succeeded=False)
+    remove_files([p.with_name(p.name + ".tmp") for p in files if p.with_name(p.name + ".tmp").exists()])
 
 
 def remove_stale(before: dict[Path, tuple[int, int]]) -> None:
@@ -213,15 +277,18 @@ def _shown(values: dict, key: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def same_selection(cfg: Any, manifest: dict) -> bool:
-    """Whether the fields that choose which items a stage does (``selects=True``: ``--limit``,
-    question ids, answer files) are as the manifest recorded them."""
-    from parrot.core.config import to_dict
-    from parrot.core.redact import redact
-
-    recorded = manifest.get("config") or {}
-    now = json.loads(json.dumps(redact(to_dict(cfg)), default=str))
-    return all(recorded.get(f.name) == now.get(f.name) for f in dataclasses.fields(cfg) if f.metadata.get("selects"))
+def selection_state(cfg: Any, manifest: dict) -> str:
+    """How the items a stage is asked for (its ``selects=True`` fields: ``--limit``, question ids,
+    the answer files and what they hold) compare with what ``manifest`` recorded: ``"same"``,
+    ``"more"`` (every item done before is still asked for: ``--resume`` adds the rest) or
+    ``"other"`` (some item done before is no longer asked for, or has changed: start over)."""
+    recorded = manifest.get("selection")
+    if recorded is None:  # a manifest of an earlier Parrot: its config holds the selection as given
+        recorded = {k: (manifest.get("config") or {}).get(k) for k in selection(cfg)}
+    now = selection(cfg)
+    if all(recorded.get(k) == v for k, v in now.items()):
+        return "same"
+    return "more" if all(widened(recorded.get(k), v) for k, v in now.items()) else "other"
 
 
 def remove_files(paths: list[Path]) -> None:
@@ -253,20 +320,26 @@ def writes_output(stage: Callable) -> Callable:
             start = begin(cfg, remove=False)
             return _up_to_date(cfg, start) if start.how == "up to date" else stage(cfg, *args, **kwargs)
         with output_lock(cfg.output):
+            clean_leftovers(cfg)
             cfg.check_inputs()
-            start = begin(cfg)
-            if start.how == "up to date":
-                return _up_to_date(cfg, start)
-            if cfg.RESUMES != ONE_PASS:
-                write_manifest(cfg.manifest_of(), stage=cfg.STAGE, config=cfg, complete=False)
-            before = {p: _identity(p) for p in start.replaces}
-            os.environ[_HELD] = out
-            try:
-                result = stage(cfg, *args, **kwargs)
-            finally:
-                os.environ.pop(_HELD, None)
-            remove_stale(before)  # reached only when the stage succeeded
-            return result
+            with reading(cfg.input_paths(), cfg.output) as inputs, pinned(cfg, inputs):
+                start = begin(cfg)
+                if start.how == "up to date":
+                    return _up_to_date(cfg, start)
+                before = {p: _identity(p) for p in start.replaces}
+                os.environ[_HELD] = out
+                try:
+                    if cfg.RESUMES != ONE_PASS:
+                        write_manifest(cfg.manifest_of(), stage=cfg.STAGE, config=cfg, complete=False)
+                    result = stage(cfg, *args, **kwargs)
+                except BaseException:
+                    settle_aside(cfg, start.aside, succeeded=False)
+                    raise
+                finally:
+                    os.environ.pop(_HELD, None)
+                settle_aside(cfg, start.aside, succeeded=True)
+                remove_stale(before)  # reached only when the stage succeeded
+                return result
 
     run.writes_output = True  # type: ignore[attr-defined]
     return run
@@ -337,6 +410,98 @@ def _remove_empty(dirs: list[Path]) -> None:
             d.rmdir()
         except OSError:  # not empty (the output is in it): kept, with those above it
             break
+
+
+# ---------------------------------------------------------------- the inputs
+
+
+def input_owner(path: Path) -> Path | None:
+    """The output of a Parrot stage that ``path`` is (or is in: a model's folder), found by its
+    manifest or by the lock of a run writing it now; None for a file no stage wrote."""
+    for candidate in (path, *list(path.parents)[:3]):
+        if candidate.name and (manifest_path(candidate).is_file() or lock_path(candidate).exists()):
+            return candidate
+    return None
+
+
+@contextmanager
+def reading(paths: list[Path], output: str | Path) -> Iterator[list[dict]]:
+    """Pin a stage's inputs as it starts: hold a shared lock on each one another stage writes (a
+    run that would rewrite it stops at its own lock until this one ends, and one writing it now
+    stops this one), check each is still what that stage wrote (:func:`check_input`), and yield
+    their descriptions (digests) as read now, for the manifest."""
+    own = lock_path(Path(output).resolve())
+    held: list[tuple[Path, Any]] = []
+    try:
+        for path in paths:
+            owner = input_owner(path)
+            if owner is not None and lock_path(owner.resolve()) != own:
+                fh = _shared_lock(lock_path(owner), path)
+                if fh is not None:
+                    held.append((lock_path(owner), fh))
+            check_input(path)
+        yield [describe(p) for p in paths]
+    finally:
+        for lock, fh in held:
+            _release_shared(lock, fh)
+
+
+def check_input(path: Path) -> None:
+    """An input another stage wrote must be what it wrote: a file changed or missing since is an
+    error naming it, before anything of this stage's output is touched."""
+    manifest = owner_manifest(path)
+    if manifest is None:
+        return
+    doc = manifest_doc(manifest)
+    if problems := changed_outputs(manifest, under=path):
+        raise ParrotError(
+            f"{path}: changed on disk since {doc.get('stage', 'its stage')} wrote it ({', '.join(problems)}); "
+            "make it again first (in a pipeline, its step runs again by itself)"
+        )
+    if doc and not doc.get("complete", True):
+        log.warning("%s: its manifest says it is not complete (an interrupted run?): read as it is", path)
+
+
+def _shared_lock(path: Path, shown: Path):
+    """``path`` opened with a shared lock (None where no lock file can be made: a read-only folder)."""
+    import fcntl
+
+    while True:
+        try:
+            fh = path.open("a", encoding="utf-8")
+        except OSError as e:
+            if isinstance(e, PermissionError) or e.errno == errno.EROFS:
+                return None
+            raise
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise ParrotError(
+                f"{shown}: another process is writing it; wait for it to finish (or stop it), then run this again"
+            ) from None
+        except OSError:  # a file system without locks: go on unlocked (the writer warns)
+            return fh
+        try:
+            same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fh
+        fh.close()  # its writer removed it as it finished: lock the new one
+
+
+def _release_shared(path: Path, fh) -> None:
+    """Let go of a shared lock; the last holder removes the lock file (while holding it alone)."""
+    import fcntl
+
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
+            path.unlink()
+    except OSError:  # another reader holds it (BlockingIOError), or it is gone already
+        pass
+    fh.close()
 
 
 # ---------------------------------------------------------------- the failures file

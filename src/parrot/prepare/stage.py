@@ -39,9 +39,10 @@ from typing import ClassVar
 from parrot import ParrotError
 from parrot.core.config import opt
 from parrot.core.dialogue import dialogue_id
+from parrot.core.digest import describe
 from parrot.core.jsonl import AtomicWriter
 from parrot.core.log import format_table
-from parrot.core.manifest import describe_input, manifest_path, write_manifest
+from parrot.core.manifest import manifest_path, write_manifest
 from parrot.core.outputs import ONE_PASS, WritesOutput, writes_output
 from parrot.prepare.cleaning import Cleaner, CleanOptions, Conversation, normalize_role, rejoin_pieces
 from parrot.prepare.sources import (
@@ -160,7 +161,7 @@ def prepare(cfg: PrepareConfig) -> dict:
     t0 = time.time()
     out = Path(cfg.output)
     dev = dev_path(out) if cfg.dev_fraction > 0 else None
-    inputs = [describe_input(resolve_source(s)) for s in cfg.source]
+    inputs = [describe(resolve_source(s)) for s in cfg.source]
     stats = SourceStats()
     cleaner = Cleaner(cfg)  # the config is the cleaning options too
     convs = read_conversations(cfg, stats)

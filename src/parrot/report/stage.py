@@ -65,9 +65,12 @@ class ExperimentReportConfig(WritesOutput):
     asker_models: list[str | None] = opt(
         list,
         "the train-ask output of each asker arm (null for a prompted one): its held-out loss against the base model's",
+        digest=True,
     )
     embeddings: bool = opt(True, "simulators: first-question diversity by sentence embeddings (topic-seeded arms)")
-    training: list[str] = opt(list, "training output directories (train-ask, train-chat, train-dpo): loss curves")
+    training: list[str] = opt(
+        list, "training output directories (train-ask, train-chat, train-dpo): loss curves", digest=True
+    )
     capo: list[str] = opt(list, "CaPO pair files: counts by strategy and by turn", digest=True)
     judgments: list[str] = opt(list, "eval judge outputs; the bench of each from its manifest", digest=True)
     compare: list[str] = opt(list, "model pairs to compare, as 'MODEL_A vs MODEL_B': paired bootstrap intervals")

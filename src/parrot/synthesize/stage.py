@@ -44,9 +44,10 @@ from parrot.backends import Backend, BackendConfig
 from parrot.backends.executor import Executor, in_process
 from parrot.core.config import opt, to_dict
 from parrot.core.dialogue import read_dialogues, user_questions
+from parrot.core.digest import describe
 from parrot.core.jsonl import AppendWriter, read_jsonl
 from parrot.core.log import format_table, progress
-from parrot.core.manifest import describe_input, write_manifest
+from parrot.core.manifest import write_manifest
 from parrot.core.outputs import WritesOutput, failures_path, failures_writer, settle_failures, writes_output
 from parrot.synthesize.journal import apply_journal, compact_journal, journal_path, restore_journal
 from parrot.synthesize.session import Synthesizer, session_id
@@ -130,7 +131,7 @@ def input_files(cfg: SynthesizeConfig) -> dict[str, dict]:
         if path and not Path(path).is_file():
             raise ParrotError(f"--{f.name.replace('_', '-')} {path}: file not found")
         if path:
-            files[f.name] = describe_input(path)
+            files[f.name] = describe(path)
     return files
 
 

@@ -74,6 +74,7 @@ class TrainConfig(WritesOutput):
         "smollm2",
         "starting model: a local checkpoint directory, hf:PATH, or smollm2 "
         "(the embedded SmolLM2-135M-Instruct, converted once)",
+        digest=True,
     )
     max_length: int = opt(
         2048,
@@ -240,6 +241,7 @@ class DPOTrainConfig(TrainConfig):
         None,
         "reference model for full fine-tuning (default: the starting "
         "model); with LoRA the reference is the model with the adapter off",
+        digest=True,
     )
     eval_data: str | None = opt(None, "held-out preference pairs: evaluated after training", digest=True)
     trl_config: ClassVar[str] = "DPOConfig"
