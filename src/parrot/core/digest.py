@@ -132,8 +132,7 @@ def owner_manifest(path: Path) -> Path | None:
     """The manifest that records ``path`` as (part of) its output: ``PATH.manifest.json``, or that
     of a directory above it (a model's folder) within three levels."""
     for candidate in (path, *list(path.parents)[:3]):
-        m = candidate.with_name(candidate.name + ".manifest.json")
-        if candidate.name and m.is_file():
+        if candidate.name and (m := candidate.with_name(candidate.name + ".manifest.json")).is_file():
             return m
     return None
 
