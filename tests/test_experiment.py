@@ -4,6 +4,7 @@ every section of the report; then one arm changed, and only that arm and what re
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,12 @@ steps:
         "judge_mtbench", "judge_mtbenchpp", "report",
     }  # fmt: skip
     assert stage_config(cfg.step("capo"), cfg).output.exists()
+
+    # the work directory copied elsewhere (new paths, new mtimes): every step up to date there
+    moved = tmp_path / "moved"
+    shutil.copytree(w, moved, copy_function=shutil.copy)
+    assert main(["pipeline", "--config", str(config), "steps.synth_selfchat.seed=5", f"workdir={moved}"]) == 0
+    assert set(_statuses(capsys.readouterr().out).values()) == {"up to date"}
 
 
 @pytest.mark.parametrize("name", ["demo", "single-gpu", "paper"])

@@ -10,8 +10,9 @@ import parrot.pipeline as pipeline_mod
 from parrot import ParrotError
 from parrot.cli import main
 from parrot.core.config import build_config
-from parrot.core.fingerprint import config_hash
+from parrot.core.fingerprint import config_hash, selection
 from parrot.core.manifest import write_manifest
+from parrot.core.outputs import writes_output
 from parrot.pipeline import PipelineConfig, stage_config, step_state
 
 
@@ -196,22 +197,22 @@ def test_plan_prints_each_steps_stage_inputs_and_state_and_runs_nothing(tmp_path
 
 
 def _write_output(cfg, text: str):
-    """A stand-in output: a file, or a file in the output folder (a model, stats, a report)."""
-    out = cfg.output_files()[0] if cfg.output_files() else Path(cfg.output) / "made.txt"
-    out = out if out.suffix else Path(cfg.output) / "made.txt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    """Stand-in outputs: the stage's output files, or a file in its output folder (a model)."""
+    files = [p for p in cfg.output_files() if p.suffix] or [Path(cfg.output) / "made.txt"]
+    for path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
 
 
 def _recording_stages(monkeypatch, seen: list):
-    """Every stage's run replaced by one that records the step and writes a complete manifest."""
+    """Every stage's run replaced by one that records the step and writes its output and a complete manifest."""
 
     def record(cfg):
         seen.append((cfg.output, cfg.resume))
-        _write_output(cfg, config_hash(cfg))  # what it makes depends on its settings and inputs
+        _write_output(cfg, config_hash(cfg) + json.dumps(selection(cfg)))  # its settings, inputs and items
         write_manifest(cfg.manifest_of(), stage=cfg.STAGE, config=cfg)
 
-    stages = [dataclasses.replace(s, run=record) for s in pipeline_mod.STAGES]
+    stages = [dataclasses.replace(s, run=writes_output(record)) for s in pipeline_mod.STAGES]  # under the real rule
     monkeypatch.setattr(pipeline_mod, "STAGES", stages)
 
 
