@@ -356,3 +356,19 @@ def test_a_step_left_with_nothing_stops_the_pipeline_before_the_next_one(tmp_pat
     assert "stopped at parrot: filter kept 0 of 20 sessions" in captured.err and "lower min_turns=2" in captured.err
     assert _statuses(captured.out) == {"sharegpt": "done", "parrot": "failed"}
     assert not (w / "models").exists()  # train-chat never started
+
+
+@pytest.mark.parametrize("config", [None, "demo", "single-gpu", "paper"])
+def test_every_setting_that_reads_another_steps_output_names_an_input(tmp_path, config):
+    """What a step reads from another step is in a ``digest=True`` setting: it counts by contents in
+    the fingerprint (a moved run stays up to date) and is pinned and locked as the step starts."""
+    from parrot.core.config import load_yaml
+    from parrot.core.fingerprint import digested
+
+    data = load_yaml(f"configs/{config}.yaml") if config else {}
+    cfg = build_config(PipelineConfig, [data, {"workdir": str(tmp_path)}])
+    for step in cfg.graph:
+        named = json.dumps([value for _, value in digested(stage_config(step, cfg))])
+        for name in step.inputs:  # its output or one of its side outputs (a dev split, a GGUF file)
+            places = pipeline_mod.written_places(cfg.step(name), cfg)
+            assert any(str(p) in named for p in places), f"{step.name} reads {name}"
