@@ -260,3 +260,16 @@ def test_a_failed_start_over_leaves_the_previous_output_in_place(tmp_path, fault
     assert "no-such-model" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in before} == before
     assert not list(tmp_path.glob(".*.replaced"))
+
+
+def test_reading_a_side_output_holds_the_lock_of_the_run_that_writes_it(tmp_path, capsys):
+    """A dev split is written by its prepare run: reading it keeps that run from starting over."""
+    from parrot.core.outputs import reading
+    from parrot.prepare.stage import dev_path
+
+    src = _prepared(tmp_path, n=10).with_suffix(".jsonl.src.jsonl")
+    data = tmp_path / "data.jsonl"
+    assert main(["prepare", str(src), "-o", str(data), "dev_fraction=0.3"]) == 0
+    with reading([dev_path(data)], tmp_path / "elsewhere.jsonl"):
+        assert main(["prepare", str(src), "-o", str(data), "dev_fraction=0.3", "--overwrite"]) == 2
+    assert f"{data}: another process is writing it, or reading it as an input" in capsys.readouterr().err

@@ -101,6 +101,8 @@ def write_manifest(
     }
     doc.update(redact(extra))
     path = manifest_path(output)
+    if _key(config):  # the output whose lock guards this file (a dev split's is its prepare output's)
+        doc["owner"] = os.path.relpath(Path(config.output), path.parent)
     if complete:
         doc["outputs"] = {os.path.relpath(p, path.parent): record(p) for p in product_files(output, config)}
     # a full disk: no half-written manifest left beside the output

@@ -418,8 +418,16 @@ def _remove_empty(dirs: list[Path]) -> None:
 def input_owner(path: Path) -> Path | None:
     """The output of a Parrot stage that ``path`` is (or is in: a model's folder), found by its
     manifest or by the lock of a run writing it now; None for a file no stage wrote."""
+    manifest = owner_manifest(path)
+    if manifest is not None:
+        owner = manifest_doc(manifest).get("owner")
+        return (
+            manifest.parent / owner
+            if isinstance(owner, str)
+            else manifest.with_name(manifest.name[: -len(".manifest.json")])
+        )
     for candidate in (path, *list(path.parents)[:3]):
-        if candidate.name and (manifest_path(candidate).is_file() or lock_path(candidate).exists()):
+        if candidate.name and lock_path(candidate).exists():
             return candidate
     return None
 
