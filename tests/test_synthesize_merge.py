@@ -8,10 +8,18 @@ import pytest
 from synth_helpers import Script, make_cfg, read_out, write_seeds
 
 from parrot import ParrotError
+from parrot.core.digest import record
 from parrot.core.manifest import manifest_path, read_manifest
 from parrot.synthesize.merge import MergeConfig, merge
 from parrot.synthesize.session import session_id
 from parrot.synthesize.stage import synthesize
+
+
+def vouch_for(shard):
+    """A shard edited on purpose, its manifest made to record the edit (as if the run had made it)."""
+    doc = read_manifest(shard)
+    doc["outputs"] = {shard.name: record(shard)}
+    manifest_path(shard).write_text(json.dumps(doc))
 
 
 @pytest.fixture
@@ -52,6 +60,7 @@ def test_merge_refuses_duplicate_ids(tmp_path, shards):
     first = shards[0].read_text().splitlines()[0]
     with shards[2].open("a") as fh:
         fh.write(first + "\n")
+    vouch_for(shards[2])
     with pytest.raises(ParrotError, match="duplicate session id"):
         merge(MergeConfig(inputs=[str(p) for p in shards], output=str(tmp_path / "all.jsonl")))
     assert not (tmp_path / "all.jsonl").exists()

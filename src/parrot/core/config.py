@@ -45,7 +45,7 @@ def opt(
     choices: list | None = None,
     hashed: bool = True,
     selects: bool = False,
-    digest: bool = False,
+    digest: bool | str = False,
     cli: bool = True,
     passthrough: bool = False,
 ) -> Any:
@@ -58,7 +58,8 @@ def opt(
     command-line values as YAML: ``extra.top_k=40`` is 40, not "40". What the fingerprint
     (:func:`parrot.core.fingerprint.config_hash`) leaves out: ``hashed=False`` (a serving option or
     a run control) and ``selects=True`` (it chooses which items a resumable stage does);
-    ``digest=True`` adds the contents of the files the field names.
+    ``digest=True``: the field names inputs (files, folders, a model spec's path), which count by
+    what they hold (``digest="manifest"``: by their manifest, for an output of another stage).
     """
     meta = {name: value for name, value in locals().items() if name != "default"}
     meta["hashed"] = hashed and not selects

@@ -112,16 +112,21 @@ def local_path(value: str) -> Path | None:
     return Path(candidate) if candidate and Path(candidate).exists() else None
 
 
-def contents(value: Any) -> Any:
+def contents(value: Any, by_manifest: bool = False) -> Any:
     """``value`` with each local path it names replaced by what the path holds: a path by its
     digest, a model spec by its prefix and the digest (``hf:sha256:...``), a list item by item;
-    what names no local path stays as it is. This is what a fingerprint records of an input."""
+    what names no local path stays as it is. This is what a fingerprint records of an input.
+    ``by_manifest``: an output another stage made counts by its manifest (what a report reads of a
+    model's folder is its losses, not its weights)."""
     if isinstance(value, (list, tuple)):
-        return [contents(v) for v in value]
+        return [contents(v, by_manifest) for v in value]
     path = local_path(value) if isinstance(value, str) else None
     if path is None:
         return value
-    prefix = "" if str(path) == value else value.partition(":")[0] + ":"
+    manifest = path.with_name(path.name + ".manifest.json")
+    if by_manifest and manifest.is_file():
+        path = manifest
+    prefix = "" if value in (str(path), str(manifest)) else value.partition(":")[0] + ":"
     return f"{prefix}sha256:{digest(path)}"
 
 

@@ -8,7 +8,8 @@ options and run controls (``hashed=False``: concurrency, timeouts, retries, base
 path, --resume) and item selections (``selects=True``: --limit, question ids, the answer files to
 judge). A field marked ``digest=True`` names inputs (files, directories, model specs with a local
 path): the fingerprint holds what they contain, not where they are (:func:`parrot.core.digest.contents`),
-so a run directory moved elsewhere keeps its fingerprints, and an input rewritten changes them.
+so a run directory moved elsewhere keeps its fingerprints, and an input rewritten changes them;
+``digest="manifest"``: what another stage's output holds, as its manifest says (a model's losses).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def fingerprint(cfg: Any) -> dict:
         for f in dataclasses.fields(value):
             if f.metadata.get("hashed", True):
                 field_value = getattr(value, f.name)
-                out[f.name] = contents(to_dict(field_value)) if f.metadata.get("digest") else kept(field_value)
+                how = f.metadata.get("digest")
+                out[f.name] = contents(to_dict(field_value), how == "manifest") if how else kept(field_value)
         return out
 
     flat: dict[str, Any] = {}

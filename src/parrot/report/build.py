@@ -680,16 +680,12 @@ def build_report(cfg: ExperimentReportConfig) -> dict:
         "plots": plots_made,
     }
     write_text_atomic(out / "report.json", json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
-    inputs = [p for p in [cfg.stats, *cfg.simulators, *cfg.filtered, cfg.real, *cfg.capo, *cfg.judgments] if p]
-    inputs += cfg.model_manifests
     write_manifest(
         out / "report",
         stage="report",
         config=cfg,
-        inputs=[p for p in inputs if Path(p).exists()],
         counts={"sections_run": sum(doc["run"].values()), "plots": len(plots_made), "comparisons": len(results)},
         timings={"seconds": round(time.monotonic() - started, 3)},
-        outputs=[str(out / n) for n in ("report.md", "report.html", "report.json", *plots_made)],
     )
     log.info("report: %s", out / "report.html")
     print(f"wrote {out / 'report.md'} and {out / 'report.html'}")

@@ -12,7 +12,6 @@ MT-Bench, MT-Bench++, Comparisons, What the numbers support. Every input is opti
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,11 +64,11 @@ class ExperimentReportConfig(WritesOutput):
     asker_models: list[str | None] = opt(
         list,
         "the train-ask output of each asker arm (null for a prompted one): its held-out loss against the base model's",
-        digest=True,
+        digest="manifest",  # what the report reads of a model is its manifest (losses), not its weights
     )
     embeddings: bool = opt(True, "simulators: first-question diversity by sentence embeddings (topic-seeded arms)")
     training: list[str] = opt(
-        list, "training output directories (train-ask, train-chat, train-dpo): loss curves", digest=True
+        list, "training output directories (train-ask, train-chat, train-dpo): loss curves", digest="manifest"
     )
     capo: list[str] = opt(list, "CaPO pair files: counts by strategy and by turn", digest=True)
     judgments: list[str] = opt(list, "eval judge outputs; the bench of each from its manifest", digest=True)
@@ -82,12 +81,6 @@ class ExperimentReportConfig(WritesOutput):
     small_judges: list[str] = opt(
         list,
         "judge specs (or parts of them) too small to rank models, besides those under ~1B parameters (smollm2)",
-    )
-
-    # What the fingerprint reads of the model directories: their manifests (losses, loss curves), not
-    # their weights; set from `training` and `asker_models`, so a retrained model makes the report stale.
-    model_manifests: list[str] = dataclasses.field(
-        init=False, default_factory=list, metadata={"digest": True, "hashed": True, "cli": False}
     )
 
     STAGE: ClassVar[str] = "report"
@@ -111,8 +104,6 @@ class ExperimentReportConfig(WritesOutput):
                 raise ParrotError(f"{name}: expected {n} entries (one per simulator), found {len(given)}")
         for text in self.compare:
             parse_comparison(text)
-        dirs = [p for p in [*self.training, *self.asker_models] if p]
-        self.model_manifests = [str(manifest_path(p)) for p in dict.fromkeys(dirs)]
         if self.n_boot < 1:
             raise ParrotError(f"n_boot: expected at least 1, found {self.n_boot}")
 
