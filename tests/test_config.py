@@ -1,6 +1,7 @@
 """Typed configs: defaults < YAML (--config) < flags < key=value, nested shorthand, clear errors."""
 
 import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from parrot import ParrotError
 from parrot.core.cmdline import add_config_arguments, config_from_args, flags_without_value, split_overrides
 from parrot.core.config import build_config, opt, to_dict
 from parrot.core.fingerprint import config_hash
+from parrot.core.yamlfile import read_yaml
 
 
 @dataclass
@@ -276,3 +278,64 @@ def test_a_list_option_that_swallowed_the_positional_arguments_says_so():
     with pytest.raises(ParrotError) as e:  # nothing swallowed: no hint
         parse([], NeedsInputs)
     assert "takes every word" not in str(e.value)
+
+
+# ---------------------------------------------------------------- YAML that cannot be settings
+
+
+def test_a_config_file_that_is_not_utf8_names_the_file_line_and_byte(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_bytes(b"turns: 3\nnames: [caf\xe9]\n")  # Latin-1
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:2: not UTF-8 text \(byte 0xe9 at offset 20\)"):
+        parse(["--config", str(path)])
+
+
+def billion_laughs(levels: int = 8, width: int = 9) -> str:
+    """Each level a list of ``width`` aliases of the one before: width**levels values once expanded."""
+    lines = [f"a0: &a0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_at_the_alias_that_goes_too_far(tmp_path):
+    # 9 + 9*10 + 9*91 + ... values: the first alias of a5 (line 6) takes the count past 100,000
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:6: aliases expand to more than 100000 values"):
+        parse(["--config", yaml_file(tmp_path, billion_laughs())])
+
+
+def test_a_few_anchors_and_aliases_still_load(tmp_path):
+    text = "names: &n [a, b]\nasker: &role {spec: hf:/m, concurrency: 3}\n"
+    assert read_yaml(text + "more: *n\nother: *role\n")["other"] == {"spec": "hf:/m", "concurrency": 3}
+    assert read_yaml(billion_laughs(levels=3))["a3"][8][8][8] == ["lol"] * 9  # 7380 values
+
+
+def test_values_nested_too_deep_are_refused_naming_the_line(tmp_path):
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:2: values nested more than 64 levels deep"):
+        parse(["--config", yaml_file(tmp_path, "turns: 3\nnames: " + "[" * 500 + "]" * 500 + "\n")])
+
+
+def test_aliases_that_nest_too_deep_together_are_refused(tmp_path):
+    lines = ["a0: &a0 " + "[" * 40 + "]" * 40] + [f"a{i}: &a{i} [[[[[[[[[[*a{i - 1}]]]]]]]]]]" for i in range(1, 4)]
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:4: values nested more than 64 levels deep \(aliases"):
+        parse(["--config", yaml_file(tmp_path, "\n".join(lines) + "\n")])
+
+
+def test_an_alias_inside_its_own_anchor_is_refused(tmp_path):
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:1: alias \*n refers to a value that holds it"):
+        parse(["--config", yaml_file(tmp_path, "names: &n [a, *n]\n")])
+
+
+def test_a_key_given_twice_names_both_lines(tmp_path):
+    path = yaml_file(tmp_path, "turns: 3\nratio: 0.5\nturns: 4\n")
+    with pytest.raises(ParrotError, match=rf"^{re.escape(f'{path}:1 and {path}:3')}: duplicate key 'turns'$"):
+        parse(["--config", path])
+
+
+def test_a_key_given_twice_in_a_nested_mapping_names_both_lines(tmp_path):
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:3 and \S*cfg\.yaml:4: duplicate key 'concurrency'$"):
+        parse(["--config", yaml_file(tmp_path, "asker:\n  spec: hf:/m\n  concurrency: 3\n  concurrency: 4\n")])
+
+
+def test_a_merged_key_given_again_is_not_a_duplicate():
+    data = read_yaml("base: &b {spec: hf:/m, concurrency: 3}\nasker:\n  <<: *b\n  concurrency: 5\n")
+    assert data["asker"] == {"spec": "hf:/m", "concurrency": 5}
