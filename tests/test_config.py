@@ -339,3 +339,43 @@ def test_a_key_given_twice_in_a_nested_mapping_names_both_lines(tmp_path):
 def test_a_merged_key_given_again_is_not_a_duplicate():
     data = read_yaml("base: &b {spec: hf:/m, concurrency: 3}\nasker:\n  <<: *b\n  concurrency: 5\n")
     assert data["asker"] == {"spec": "hf:/m", "concurrency": 5}
+
+
+def test_a_key_given_twice_in_a_mapping_on_the_command_line_is_an_error():
+    from parrot.synthesize.stage import SynthesizeConfig
+
+    with pytest.raises(ParrotError, match=r"^command line: assistant: extra: duplicate key 'a'$"):
+        build_config(SynthesizeConfig, {"output": "x"}, ['assistant.extra={"a": 1, "a": 2}'])
+
+
+# ---------------------------------------------------------------- integers never go through a float
+
+
+def test_a_big_integer_stays_exact(tmp_path):
+    big = 99999999999999999999999
+    assert parse([f"turns={big}"]).turns == big
+    assert parse(["--turns", str(big)]).turns == big
+    assert parse(["--config", yaml_file(tmp_path, f"turns: {big}\n")]).turns == big
+
+
+def test_an_integer_in_scientific_notation_is_read_exactly(tmp_path):
+    assert parse(["turns=1e3"]).turns == 1000
+    assert parse(["turns=1e23"]).turns == 10**23
+    assert parse(["turns=1.5e1"]).turns == 15
+    assert parse(["--config", yaml_file(tmp_path, "turns: 1e23\n")]).turns == 10**23
+    for bad in ("2.5", "1e-3", "1.25e1"):
+        with pytest.raises(ParrotError, match=rf"^command line: turns: expected int, found '{re.escape(bad)}'$"):
+            parse([f"turns={bad}"])
+
+
+def test_an_exponent_too_large_to_write_out_is_refused_at_once():
+    with pytest.raises(ParrotError, match=r"^command line: turns: expected int, found '1e999999999'$"):
+        parse(["turns=1e999999999"])
+
+
+def test_a_float_setting_refuses_nan_and_infinity(tmp_path):
+    for bad in ("nan", "inf", "-inf"):
+        with pytest.raises(ParrotError, match=rf"^command line: ratio: expected float, found '{bad}'$"):
+            parse([f"ratio={bad}"])
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:1: ratio: expected float, found inf$"):
+        parse(["--config", yaml_file(tmp_path, "ratio: .inf\n")])

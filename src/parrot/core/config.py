@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import decimal
 import difflib
+import math
 import re
 import types
 import typing
@@ -27,7 +29,7 @@ from typing import Any
 import yaml
 
 from parrot import ParrotError
-from parrot.core.yamlfile import Key, Word, read_yaml
+from parrot.core.yamlfile import Key, Refused, Word, read_yaml
 from parrot.core.yamlfile import load_yaml as load_yaml  # part of this module's interface
 
 _MISSING = dataclasses.MISSING
@@ -77,6 +79,31 @@ class SettingError(ParrotError):
         self.key = key
 
 
+_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", re.I)
+_MAX_DIGITS = 4300  # Python's own limit on the digits of an int read from text
+
+
+def exact_int(value: Any) -> int:
+    """An int setting's value, exactly, never through a float: ``"99999999999999999999999"`` as
+    written, ``"1e3"`` is 1000 and ``"1.5e1"`` 15 (read as a decimal); a YAML float such as ``1e23``
+    by its shortest decimal form. A fraction, or a number of more than 4300 digits, is a ValueError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return int(value)  # digits as written ("1_000" too)
+    if isinstance(value, float) and math.isfinite(value):
+        text = repr(value)
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        text = value.strip()
+    else:
+        raise ValueError(value)
+    number = decimal.Decimal(text)
+    if number.adjusted() >= _MAX_DIGITS or number != number.to_integral_value():
+        raise ValueError(value)
+    return int(number)
+
+
 def strip_optional(tp: Any) -> tuple[Any, bool]:
     """``(int, True)`` for ``int | None``; ``(tp, False)`` for a type that is not optional."""
     args = typing.get_args(tp)
@@ -120,13 +147,16 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             return value.lower() in _TRUE
         if isinstance(value, bool) != (tp is bool) and tp in (bool, int, float, Path):
             raise ValueError
-        if tp is int and isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.0*)?(e\+?\d+)?", value.strip(), re.I):
-            value = float(value)
-        if tp is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError
+        if tp is int:
+            return exact_int(value)
+        if tp is float:
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
         if tp is str and isinstance(value, (dict, list)):
             raise ValueError
-        if tp in (int, float, str, Path):
+        if tp in (str, Path):
             return tp(value)
         if origin in (list, tuple):
             if isinstance(value, str):
@@ -138,7 +168,9 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             if not isinstance(value, dict):
                 raise ValueError
             return dict(value)
-    except (ValueError, TypeError, yaml.YAMLError):
+    except Refused as e:
+        raise ParrotError(f"{where}: {e}") from None
+    except (ValueError, TypeError, OverflowError, yaml.YAMLError):
         raise ParrotError(f"{where}: expected {getattr(tp, '__name__', tp)}, found {value!r}") from None
     return value
 
@@ -231,10 +263,12 @@ def _build(cls: type, data: dict, place: str, path: str, extra_field: str | None
             kwargs[name] = _build(role, value, key.place, f"{path}{name}: ", None, within)
         else:
             value = coerce(value, hints[name], f"{key.place}: {path}{name}")
-            kwargs[name] = _plain(value) if fields[name].metadata.get("passthrough") else value
+            kwargs[name] = (
+                _plain(value, prefix=f"{path}{name}: ") if fields[name].metadata.get("passthrough") else value
+            )
     if extra_field:
         extra = {Key(key.replace("-", "_"), key.place): data[key] for key in unknown}
-        kwargs[extra_field] = _plain({**kwargs.get(extra_field, {}), **extra})
+        kwargs[extra_field] = _plain({**kwargs.get(extra_field, {}), **extra}, prefix=path)
     if missing := [name for name, f in fields.items() if name not in kwargs and required(f)]:
         raise error(f"missing required setting(s) {', '.join(missing)} for {cls.__name__}")
     try:
@@ -250,13 +284,18 @@ def _build(cls: type, data: dict, place: str, path: str, extra_field: str | None
         raise error(str(e)) from None
 
 
-def _plain(value: Any, from_command_line: bool = False) -> Any:
-    """Pass-through data: command-line strings read as YAML (``extra.top_k=40`` is 40), bare yes/no words kept."""
+def _plain(value: Any, from_command_line: bool = False, prefix: str = "") -> Any:
+    """Pass-through data: command-line strings read as YAML (``extra.top_k=40`` is 40), bare yes/no words
+    kept; ``prefix`` names the value in errors (``assistant: extra: ``)."""
     if from_command_line and type(value) is str:
-        with contextlib.suppress(yaml.YAMLError):
+        try:
             value = read_yaml(value)
+        except Refused as e:  # a duplicate key or an alias bomb: an error, not a string
+            raise ParrotError(f"{COMMAND_LINE}: {prefix}{e}") from None
+        except yaml.YAMLError:
+            pass
     if isinstance(value, dict):
-        return {k: _plain(v, getattr(k, "place", None) == COMMAND_LINE) for k, v in value.items()}
+        return {k: _plain(v, getattr(k, "place", None) == COMMAND_LINE, f"{prefix}{k}: ") for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return str(value) if isinstance(value, Word) else value
