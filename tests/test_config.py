@@ -1,7 +1,9 @@
 """Typed configs: defaults < YAML (--config) < flags < key=value, nested shorthand, clear errors."""
 
 import argparse
+import dataclasses
 import re
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -346,6 +348,115 @@ def test_a_key_given_twice_in_a_mapping_on_the_command_line_is_an_error():
 
     with pytest.raises(ParrotError, match=r"^command line: assistant: extra: duplicate key 'a'$"):
         build_config(SynthesizeConfig, {"output": "x"}, ['assistant.extra={"a": 1, "a": 2}'])
+
+
+# ---------------------------------------------------------------- ranges, said where a setting is declared
+
+
+def synth(*overrides, data=None):
+    from parrot.synthesize.stage import SynthesizeConfig
+
+    return build_config(SynthesizeConfig, {"output": "x", **(data or {})}, list(overrides))
+
+
+def test_a_count_below_its_range_on_the_command_line_says_so():
+    with pytest.raises(ParrotError, match=r"^command line: num_sessions: expected at least 1, found -3$"):
+        synth("num_sessions=-3")
+
+
+def test_a_flag_below_its_range_names_the_command_line():
+    from parrot.synthesize.stage import SynthesizeConfig
+
+    with pytest.raises(ParrotError, match=r"^command line: max_turns: expected at least 1, found 0$"):
+        parse(["-o", "x", "--max-turns", "0"], SynthesizeConfig)
+
+
+def test_a_number_out_of_range_in_yaml_names_the_file_and_line(tmp_path):
+    from parrot.synthesize.stage import SynthesizeConfig
+
+    with pytest.raises(ParrotError, match=r"cfg\.yaml:2: num_sessions: expected at least 1, found 0$"):
+        parse(["--config", yaml_file(tmp_path, "output: x\nnum_sessions: 0\n")], SynthesizeConfig)
+
+
+def test_a_model_roles_setting_out_of_range_names_the_role():
+    with pytest.raises(ParrotError, match=r"^command line: asker: concurrency: expected at least 1, found 0$"):
+        synth("asker.concurrency=0")
+
+
+def test_an_optional_limit_may_be_null_but_not_below_one():
+    from parrot.evaluate.answer import AnswerConfig
+
+    assert build_config(AnswerConfig, {"output": "a.jsonl", "limit": None}).limit is None
+    with pytest.raises(ParrotError, match=r"^command line: limit: expected at least 1, found 0$"):
+        build_config(AnswerConfig, {"output": "a.jsonl"}, ["limit=0"])
+
+
+def test_an_open_bound_refuses_the_bound_itself():
+    assert synth("assistant.top_p=1").assistant.top_p == 1.0
+    for bad in ("0", "1.5"):
+        with pytest.raises(ParrotError, match=r"^command line: assistant: top_p: expected a number in \(0, 1\], found"):
+            synth(f"assistant.top_p={bad}")
+
+
+def test_each_item_of_a_list_of_numbers_is_range_checked():
+    from parrot.evaluate.judge import JudgeConfig
+
+    with pytest.raises(ParrotError, match=r"^command line: turns\[1\]: expected at least 1, found 0$"):
+        build_config(JudgeConfig, {"answers": ["a.jsonl"], "output": "j.jsonl"}, ["turns=[2, 0]"])
+
+
+def test_a_range_checked_by_its_declaration_is_checked_in_a_pipeline_step():
+    from parrot.pipeline import PipelineConfig
+
+    with pytest.raises(
+        ParrotError, match=r"^command line: synth_selfchat: num_sessions: expected at least 1, found -3$"
+    ):
+        build_config(PipelineConfig, {}, ["steps.synth_selfchat.num_sessions=-3"])
+
+
+def test_the_range_shows_in_the_help():
+    from parrot.synthesize.stage import SynthesizeConfig
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, SynthesizeConfig)
+    text = " ".join(parser.format_help().split())
+    assert "(all shards together) (at least 1; default: 100)" in text
+
+
+def test_a_default_outside_its_declared_range_is_a_mistake_at_declaration():
+    with pytest.raises(ValueError, match="default 0 is not at least 1"):
+        opt(0, "sessions", min=1)
+
+
+def test_a_config_made_in_python_is_held_to_its_declared_ranges():
+    from parrot.synthesize.filter import FilterConfig
+
+    with pytest.raises(ParrotError, match=r"^ngram: expected at least 1, found 0$"):
+        FilterConfig(input="in.jsonl", output="out.jsonl", ngram=0)
+
+
+def numeric_fields():
+    """Every int or float setting (lists of them too) of every stage config, a model role's and chat's."""
+    from parrot.backends import BackendConfig
+    from parrot.chat import ChatConfig
+    from parrot.core.config import strip_optional
+    from parrot.stages import STAGES
+
+    for cls in dict.fromkeys([*(s.config for s in STAGES), BackendConfig, ChatConfig]):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = strip_optional(hints[f.name])[0]
+            if tp in (int, float) or typing.get_args(tp) in ((int,), (float,)):
+                yield cls, f
+
+
+def test_every_numeric_setting_declares_its_range():
+    undeclared = [
+        f"{cls.__name__}.{f.name}"
+        for cls, f in numeric_fields()
+        if all(f.metadata.get(bound) is None for bound in ("min", "max", "above", "below"))
+    ]
+    assert not undeclared
 
 
 # ---------------------------------------------------------------- integers never go through a float

@@ -129,6 +129,21 @@ def test_a_mistyped_setting_names_the_step_and_the_line_before_anything_runs(tmp
         _cfg(tmp_path, steps={"parrot": {"min_turnz": 2}})
 
 
+def test_a_step_setting_out_of_range_in_yaml_stops_the_plan_naming_its_line(tmp_path, capsys):
+    config = _yaml(tmp_path, f"workdir: {tmp_path / 'w'}\nsteps:\n  synth_selfchat:\n    num_sessions: -3\n")
+    assert main(["pipeline", "--config", config, "--plan"]) == 2
+    assert error_line(capsys) == (
+        f"parrot pipeline: error: {config}:4: synth_selfchat: num_sessions: expected at least 1, found -3"
+    )
+
+
+def test_a_step_setting_out_of_range_on_the_command_line_stops_the_plan(tmp_path, capsys):
+    assert main(["pipeline", f"workdir={tmp_path / 'w'}", "steps.synth_selfchat.num_sessions=-3", "--plan"]) == 2
+    assert error_line(capsys) == (
+        "parrot pipeline: error: command line: synth_selfchat: num_sessions: expected at least 1, found -3"
+    )
+
+
 def test_a_step_given_twice_in_a_config_names_both_lines(tmp_path, capsys):
     text = (
         f"workdir: {tmp_path / 'w'}\nsteps:\n  synth_parrot:\n    num_sessions: 3\n  synth_parrot:\n    max_turns: 2\n"

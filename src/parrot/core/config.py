@@ -1,16 +1,20 @@
 """Typed stage configs: dataclass defaults < YAML file (``--config``) < command line (:mod:`parrot.core.cmdline`).
 
 The layers merge as nested mappings whose keys remember where they were given (``cfg.yaml:4``,
-``command line``); the dataclass is then built once, each value coerced to its field's type, so a bad
-key or value is an error that names its place.
+``command line``); the dataclass is then built once, each value coerced to its field's type and
+checked against the range its field declares (``opt(..., min=1)``), so a bad key or value is an
+error that names its place, wherever the config is built: flags, ``key=value``, YAML, a pipeline step.
 
 >>> from dataclasses import dataclass
 >>> @dataclass
 ... class Demo:
-...     turns: int = opt(10, "maximum turns")
+...     turns: int = opt(10, "maximum turns", min=1)
 ...     names: list = opt(list, "dataset names")
 >>> build_config(Demo, overrides=["turns=3", "names=[a, b]"])
 Demo(turns=3, names=['a', 'b'])
+>>> build_config(Demo, overrides=["turns=0"])
+Traceback (most recent call last):
+parrot.ParrotError: command line: turns: expected at least 1, found 0
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ def opt(
     digest: bool = False,
     cli: bool = True,
     passthrough: bool = False,
+    min: float | None = None,
+    max: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
 ) -> Any:
     """A config field with its help text.
 
@@ -60,10 +68,15 @@ def opt(
     command-line values as YAML: ``extra.top_k=40`` is 40, not "40". What the fingerprint
     (:func:`parrot.core.fingerprint.config_hash`) leaves out: ``hashed=False`` (a serving option or
     a run control) and ``selects=True`` (it chooses which items a resumable stage does);
-    ``digest=True`` adds the contents of the files the field names.
+    ``digest=True`` adds the contents of the files the field names. A number's range: ``min`` and
+    ``max`` (inclusive), ``above`` and ``below`` (exclusive); the builder checks it wherever the
+    config is built (each item of a list of numbers; null, where allowed, is not checked) and
+    ``--help`` shows it.
     """
     meta = {name: value for name, value in locals().items() if name != "default"}
     meta["hashed"] = hashed and not selects
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and not in_range(default, meta):
+        raise ValueError(f"{help!r}: default {default} is not {range_text(meta)}")
     if default is _MISSING:
         return dataclasses.field(metadata=meta)
     if callable(default) and not isinstance(default, (str, int, float, bool)):
@@ -77,6 +90,48 @@ class SettingError(ParrotError):
     def __init__(self, message: str, key: str):
         super().__init__(message)
         self.key = key
+
+
+def range_text(meta: Any) -> str:
+    """A field's declared range in words (``at least 1``, ``in (0, 1]``); "" if it declares none."""
+    lo = ("[", meta["min"]) if meta.get("min") is not None else ("(", meta.get("above"))
+    hi = ("]", meta["max"]) if meta.get("max") is not None else (")", meta.get("below"))
+    if lo[1] is not None and hi[1] is not None:
+        return f"in {lo[0]}{lo[1]}, {hi[1]}{hi[0]}"
+    if lo[1] is not None:
+        return f"{'at least' if lo[0] == '[' else 'more than'} {lo[1]}"
+    if hi[1] is not None:
+        return f"{'at most' if hi[0] == ']' else 'less than'} {hi[1]}"
+    return ""
+
+
+def in_range(value: float, meta: Any) -> bool:
+    """Whether ``value`` is within the range a field's metadata declares."""
+    bounds = {name: meta.get(name) for name in ("min", "max", "above", "below")}
+    return (
+        (bounds["min"] is None or value >= bounds["min"])
+        and (bounds["max"] is None or value <= bounds["max"])
+        and (bounds["above"] is None or value > bounds["above"])
+        and (bounds["below"] is None or value < bounds["below"])
+    )
+
+
+def check_range(value: Any, meta: Any, where: str) -> None:
+    """A ParrotError naming ``where`` if a number (or an item of a list of them) is outside its field's range."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            check_range(item, meta, f"{where}[{i}]")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and not in_range(value, meta):
+        text = range_text(meta)
+        raise ParrotError(f"{where}: expected {'a number ' if text.startswith('in ') else ''}{text}, found {value}")
+
+
+def check_ranges(cfg: Any) -> None:
+    """Every field of a config object within its declared range: the builder checks each value as it is
+    given (naming its place); a config's ``__post_init__`` calls this for a config made in Python."""
+    for f in dataclasses.fields(cfg):
+        if range_text(f.metadata):
+            check_range(getattr(cfg, f.name), f.metadata, f.name)
 
 
 _DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", re.I)
@@ -263,6 +318,7 @@ def _build(cls: type, data: dict, place: str, path: str, extra_field: str | None
             kwargs[name] = _build(role, value, key.place, f"{path}{name}: ", None, within)
         else:
             value = coerce(value, hints[name], f"{key.place}: {path}{name}")
+            check_range(value, fields[name].metadata, f"{key.place}: {path}{name}")
             kwargs[name] = (
                 _plain(value, prefix=f"{path}{name}: ") if fields[name].metadata.get("passthrough") else value
             )
