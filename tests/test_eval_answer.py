@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from test_file_errors import error_line
 
 from parrot import ParrotError
 from parrot.backends import BackendConfig
@@ -164,3 +165,22 @@ def test_eight_turns_against_a_1024_token_model_complete_with_the_shortening_rec
     assert later == list(range(min(later), 9))  # once the history outgrows the context, it stays shortened
     manifest = json.loads((tmp_path / "A.jsonl.manifest.json").read_text())
     assert manifest["counts"]["turns_shortened"] == len(shortened) == manifest["usage"]["shortened"]
+
+
+def test_a_limit_below_one_is_an_error_and_nothing_is_written(tmp_path, capsys):
+    from parrot.cli import main
+
+    out = tmp_path / "a.jsonl"
+    assert main(["eval", "answer", "--model", "openai:m", "--limit", "-1", "-o", str(out)]) == 2
+    assert error_line(capsys) == "parrot eval answer: error: command line: limit: expected at least 1, found -1"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_negative_max_tokens_is_an_error_and_nothing_is_written(tmp_path, capsys):
+    from parrot.cli import main
+
+    out = tmp_path / "a.jsonl"
+    dead = ["model.base_url=http://127.0.0.1:9/v1", "model.max_retries=0"]
+    assert main(["eval", "answer", "--model", "openai:m", *dead, "--limit", "1", "max_tokens=-5", "-o", str(out)]) == 2
+    assert error_line(capsys) == "parrot eval answer: error: command line: max_tokens: expected at least 1, found -5"
+    assert list(tmp_path.iterdir()) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_file_errors import error_line
 
 from parrot import ParrotError
 from parrot.core.config import build_config
@@ -144,3 +145,13 @@ def test_keeping_no_session_is_an_error_naming_the_setting_to_change(tmp_path):
     ):
         run(tmp_path, [session("a", GOOD[:2]), session("b", GOOD[:1])], min_turns=3)
     assert read_manifest(tmp_path / "out.jsonl")["complete"] is False  # a pipeline runs it again
+
+
+def test_a_negative_min_turns_is_an_error_naming_the_command_line(tmp_path, capsys):
+    from parrot.cli import main
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("")
+    assert main(["filter", str(src), "-o", str(tmp_path / "out.jsonl"), "--min-turns", "-1"]) == 2
+    assert error_line(capsys) == "parrot filter: error: command line: min_turns: expected at least 1, found -1"
+    assert not (tmp_path / "out.jsonl").exists()

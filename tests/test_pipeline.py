@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from test_file_errors import error_line
 
 import parrot.pipeline as pipeline_mod
 from parrot import ParrotError
@@ -126,6 +127,50 @@ def test_a_mistyped_setting_names_the_step_and_the_line_before_anything_runs(tmp
     # a step left out with `only` is checked too: every step's settings before the first step runs
     with pytest.raises(ParrotError, match="parrot: unknown key 'min_turnz'.*did you mean 'min_turns'"):
         _cfg(tmp_path, steps={"parrot": {"min_turnz": 2}}, only=["sharegpt"])
+
+
+def test_a_step_setting_out_of_range_in_yaml_stops_the_plan_naming_its_line(tmp_path, capsys):
+    config = _yaml(tmp_path, f"workdir: {tmp_path / 'w'}\nsteps:\n  synth_selfchat:\n    num_sessions: -3\n")
+    assert main(["pipeline", "--config", config, "--plan"]) == 2
+    assert error_line(capsys) == (
+        f"parrot pipeline: error: {config}:4: synth_selfchat: num_sessions: expected at least 1, found -3"
+    )
+
+
+def test_a_step_setting_out_of_range_on_the_command_line_stops_the_plan(tmp_path, capsys):
+    assert main(["pipeline", f"workdir={tmp_path / 'w'}", "steps.synth_selfchat.num_sessions=-3", "--plan"]) == 2
+    assert error_line(capsys) == (
+        "parrot pipeline: error: command line: synth_selfchat: num_sessions: expected at least 1, found -3"
+    )
+
+
+def test_a_step_given_twice_in_a_config_names_both_lines(tmp_path, capsys):
+    text = (
+        f"workdir: {tmp_path / 'w'}\nsteps:\n  synth_parrot:\n    num_sessions: 3\n  synth_parrot:\n    max_turns: 2\n"
+    )
+    config = _yaml(tmp_path, text)
+    assert main(["pipeline", "--config", config, "--plan"]) == 2
+    assert error_line(capsys) == f"parrot pipeline: error: {config}:3 and {config}:5: duplicate key 'synth_parrot'"
+
+
+def test_an_alias_bomb_in_a_config_is_one_error_naming_the_file(tmp_path, capsys):
+    lines = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]  # 9**9 values expanded
+    config = _yaml(tmp_path, "\n".join(lines) + "\n")
+    assert main(["pipeline", "--config", config, "--plan"]) == 2
+    assert error_line(capsys) == (
+        f"parrot pipeline: error: {config}:6: aliases expand to more than 100000 values (an alias bomb?)"
+    )
+
+
+def test_a_config_that_is_not_utf8_is_one_error_naming_the_file(tmp_path, capsys):
+    config = tmp_path / "pipe.yaml"
+    config.write_bytes(f"workdir: {tmp_path / 'w'}\nserve: gguf # caf\xe9\n".encode("latin-1"))
+    assert main(["pipeline", "--config", str(config), "--plan"]) == 2
+    offset = config.read_bytes().index(b"\xe9")
+    assert error_line(capsys) == (
+        f"parrot pipeline: error: {config}:2: not UTF-8 text (byte 0xe9 at offset {offset}): save the file as UTF-8"
+    )
 
 
 def test_a_config_from_before_named_steps_is_told_where_its_settings_go(tmp_path, capsys):

@@ -213,9 +213,9 @@ def test_a_context_or_held_out_limit_that_cannot_work_is_an_error_naming_the_set
     from parrot.core.config import build_config
     from parrot.train.config import SFTTrainConfig
 
-    with pytest.raises(ParrotError, match="context_length: expected at least 16 tokens, found 0"):
+    with pytest.raises(ParrotError, match="context_length: expected at least 16, found 0"):
         build_config(BackendConfig, {"spec": "openai:m", "context_length": 0})
-    with pytest.raises(ParrotError, match="eval_limit: expected at least 1 held-out record, found 0"):
+    with pytest.raises(ParrotError, match="eval_limit: expected at least 1, found 0"):
         build_config(SFTTrainConfig, {"data": ["d.jsonl"], "output": "o", "eval_limit": 0}, extra_field="trl_args")
 
 

@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import pytest
+from test_file_errors import error_line
 
 from parrot import ParrotError
 from parrot.core.config import build_config
@@ -379,3 +380,13 @@ def test_cli_runs_stats_and_reports_user_errors(tmp_path, capsys):
     assert json.loads((tmp_path / "o" / "stats.json").read_text())["config"]["sample"] == 10
     assert main(["stats", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "o"), "--tokenizer", "none"]) == 2
     assert "missing.jsonl: dataset file not found" in capsys.readouterr().err
+
+
+def test_a_negative_sample_is_an_error_naming_the_command_line(tmp_path, capsys):
+    from parrot.cli import main
+
+    src = tmp_path / "d.jsonl"
+    src.write_text("")
+    assert main(["stats", str(src), "-o", str(tmp_path / "o"), "--tokenizer", "none", "sample=-2"]) == 2
+    assert error_line(capsys) == "parrot stats: error: command line: sample: expected at least 1, found -2"
+    assert not (tmp_path / "o").exists()

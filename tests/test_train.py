@@ -380,7 +380,7 @@ def test_time_limit_stops_before_the_step_that_would_cross_it(monkeypatch):
             break
     assert stopped_at == [4]  # at 56 s: another 12 s step would end past 60 s
     for bad in (0, -1):
-        with pytest.raises(ParrotError, match="time_limit: expected a positive number of minutes"):
+        with pytest.raises(ParrotError, match="time_limit: expected more than 0, found"):
             build_config(SFTTrainConfig, {"data": ["x.jsonl"], "output": "o", "time_limit": bad}, [])
 
 

@@ -28,10 +28,10 @@ HELP = "commands: /reset (forget the conversation), /exit (quit), /help; end a l
 class ChatConfig:
     model: BackendConfig = opt(BackendConfig, "the model to talk to (spec, e.g. smollm2, hf:PATH, openai:MODEL)")
     system: str | None = opt(None, "system prompt sent first in every request")
-    temperature: float = opt(0.7, "sampling temperature")
-    top_p: float = opt(1.0, "nucleus sampling top_p")
-    max_tokens: int = opt(512, "maximum tokens per reply")
-    seed: int | None = opt(None, "sampling seed")
+    temperature: float = opt(0.7, "sampling temperature", min=0)
+    top_p: float = opt(1.0, "nucleus sampling top_p", above=0, max=1)
+    max_tokens: int = opt(512, "maximum tokens per reply", min=1)
+    seed: int | None = opt(None, "sampling seed", min=0, max=2**32 - 1)
 
 
 def read_message(read: Callable[[str], str]) -> str:

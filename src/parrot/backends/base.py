@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from parrot import ParrotError
-from parrot.core.config import opt
+from parrot.core.config import check_ranges, opt
 from parrot.core.shorten import shorten
 
 Messages = list[dict]
@@ -84,38 +84,40 @@ class BackendConfig:
         hashed=False,
     )
     api_key_env: str = opt("OPENAI_API_KEY", "name of the environment variable holding the API key", hashed=False)
-    concurrency: int = opt(8, "requests in flight at once (HTTP backends)", hashed=False)
-    timeout: float = opt(120.0, "seconds per request before it is retried", hashed=False)
-    max_retries: int = opt(5, "retries on 429/5xx/timeouts/empty replies before an item fails", hashed=False)
-    batch_size: int = opt(8, "conversations per forward pass (hf, vllm)", hashed=False)
+    concurrency: int = opt(8, "requests in flight at once (HTTP backends)", hashed=False, min=1)
+    timeout: float = opt(120.0, "seconds per request before it is retried", hashed=False, above=0)
+    max_retries: int = opt(5, "retries on 429/5xx/timeouts/empty replies before an item fails", hashed=False, min=0)
+    batch_size: int = opt(8, "conversations per forward pass (hf, vllm)", hashed=False, min=1)
     dtype: str = opt("auto", "hf/vllm weights dtype: auto | float32 | bfloat16 | float16")
     device: str = opt("auto", "hf device: auto | cpu | cuda | cuda:N")
-    slots: int = opt(4, "parallel decoding slots of the in-process llama.cpp server (gguf, smollm2)", hashed=False)
-    ctx_size: int = opt(8192, "context window of the llama.cpp server, shared by its slots")
-    threads: int | None = opt(
-        None, "CPU threads for llama.cpp and hf on CPU (default: all cores; 1 on a busy machine)", hashed=False
+    slots: int = opt(
+        4, "parallel decoding slots of the in-process llama.cpp server (gguf, smollm2)", hashed=False, min=1
     )
-    tensor_parallel_size: int = opt(1, "vLLM tensor parallel size")
+    ctx_size: int = opt(8192, "context window of the llama.cpp server, shared by its slots", min=16)
+    threads: int | None = opt(
+        None, "CPU threads for llama.cpp and hf on CPU (default: all cores; 1 on a busy machine)", hashed=False, min=1
+    )
+    tensor_parallel_size: int = opt(1, "vLLM tensor parallel size", min=1)
     context_length: int | None = opt(
         None,
         "tokens one request may hold, prompt plus answer; a longer conversation "
         "is shortened, oldest turns first (default: the model's own for hf/vllm, "
         "ctx_size/slots for gguf, none for openai: not shortened)",
+        min=16,
     )
     tokenizer: str | None = opt(
         None, "openai with context_length: a local tokenizer directory (or smollm2) to count prompt tokens with"
     )
     trust_remote_code: bool = opt(False, "allow custom model code from the checkpoint (hf, vllm)")
-    temperature: float | None = opt(None, "default sampling temperature for this role")
-    top_p: float | None = opt(None, "default top_p for this role")
-    max_tokens: int | None = opt(None, "default maximum new tokens for this role")
-    seed: int | None = opt(None, "default sampling seed for this role")
+    temperature: float | None = opt(None, "default sampling temperature for this role", min=0)
+    top_p: float | None = opt(None, "default top_p for this role", above=0, max=1)
+    max_tokens: int | None = opt(None, "default maximum new tokens for this role", min=1)
+    seed: int | None = opt(None, "default sampling seed for this role", min=0, max=2**32 - 1)
     extra: dict = opt(dict, "backend-specific options passed through (e.g. vLLM engine args)", passthrough=True)
 
     def __post_init__(self):
+        check_ranges(self)
         self.base_url = _base_urls(self.base_url)
-        if self.context_length is not None and self.context_length < 16:
-            raise ParrotError(f"context_length: expected at least 16 tokens, found {self.context_length}")
 
     def sampling(self, base: SamplingParams | None = None) -> SamplingParams:
         """``base`` (a stage's defaults) with this role's non-null sampling options on top."""

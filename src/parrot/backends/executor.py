@@ -39,6 +39,7 @@ class Executor:
         "ray: replicas of each in-process model (default: one per GPU of the cluster, or one per "
         "`threads` CPUs on a cluster without GPUs, shared out between the run's models)",
         hashed=False,
+        min=1,
     )
 
     def load_backend(self, role: BackendConfig, *, models: int = 1) -> Backend:

@@ -63,11 +63,14 @@ class CapoConfig(SelectConfig):
     )
     strategies: list[str] = opt(lambda: list(STRATEGIES), "negative strategies to use", choices=list(STRATEGIES))
     similarity_threshold: float = opt(
-        0.9, "discard a pair when similarity(rejected, chosen) (word-level difflib ratio) is at least this"
+        0.9,
+        "discard a pair when similarity(rejected, chosen) (word-level difflib ratio) is at least this",
+        above=0,
+        max=1,
     )
-    temperature: float = opt(0.7, "sampling temperature for the generator")
-    max_tokens: int = opt(512, "maximum new tokens of an answer")
-    guess_max_tokens: int = opt(48, "maximum new tokens of a hallucination guess")
+    temperature: float = opt(0.7, "sampling temperature for the generator", min=0)
+    max_tokens: int = opt(512, "maximum new tokens of an answer", min=1)
+    guess_max_tokens: int = opt(48, "maximum new tokens of a hallucination guess", min=1)
 
     STAGE: ClassVar[str] = "capo"
     RECORDS: ClassVar[str] = "pairs"
@@ -88,8 +91,6 @@ class CapoConfig(SelectConfig):
         if unknown or not self.strategies:
             raise ParrotError(f"strategies: expected some of {', '.join(STRATEGIES)}, found {self.strategies}")
         self.strategies = [s for s in STRATEGIES if s in self.strategies]  # canonical order, no repeats
-        if not 0.0 < self.similarity_threshold <= 1.0:
-            raise ParrotError(f"similarity_threshold: expected a number in (0, 1], found {self.similarity_threshold}")
 
 
 def selection_path(output: Path) -> Path:

@@ -39,7 +39,7 @@ from parrot import ParrotError
 from parrot.backends import BackendConfig, SamplingParams
 from parrot.backends.executor import Executor
 from parrot.capo.prompts import Prompts
-from parrot.core.config import opt
+from parrot.core.config import check_ranges, opt
 from parrot.core.dialogue import asked_turns, read_dialogues, split_system
 from parrot.core.itemloop import ItemFailed, run_items
 from parrot.core.jsonl import read_jsonl
@@ -72,8 +72,8 @@ class SelectConfig(WritesOutput, Executor):
     verifier: BackendConfig | None = opt(
         None, "LLM that confirms each detected turn needs the history (capo_verify.txt); off by default"
     )
-    max_per_session: int = opt(3, "at most this many selected turns per session (0: no cap)")
-    max_turns_total: int | None = opt(None, "stop once this many turns are selected in all")
+    max_per_session: int = opt(3, "at most this many selected turns per session (0: no cap)", min=0)
+    max_turns_total: int | None = opt(None, "stop once this many turns are selected in all", min=1)
     regenerate_chosen: bool = opt(
         False, "the chosen answer is generated with the full history instead of taken from the session"
     )
@@ -81,27 +81,23 @@ class SelectConfig(WritesOutput, Executor):
         None,
         "token budget of a pair (train-dpo's max_length): skip turns whose chosen "
         "answer (and a rejected one of max_tokens) cannot fit it with any history",
+        min=16,
     )
     tokenizer: str = opt(
         "smollm2",
         "with max_length: the tokenizer to count with (the model DPO trains: a local directory, or smollm2)",
         digest=True,
     )
-    seed: int = opt(0, "seed for which turns fill the per-session cap (and for sampling)")
+    seed: int = opt(0, "seed for which turns fill the per-session cap (and for sampling)", min=0, max=2**32 - 1)
     prompt_dir: Path | None = opt(None, "a directory whose capo_*.txt files replace the packaged prompts", digest=True)
 
     STAGE: ClassVar[str] = "capo select"
     RECORDS: ClassVar[str] = "selected turns"
 
     def __post_init__(self):
+        check_ranges(self)
         if not self.dialogues:
             raise ParrotError("dialogues: expected one or more Dialogue JSONL files, found none")
-        if self.max_per_session < 0:
-            raise ParrotError(f"max_per_session: expected 0 (no cap) or more, found {self.max_per_session}")
-        if self.max_turns_total is not None and self.max_turns_total < 1:
-            raise ParrotError(f"max_turns_total: expected at least 1, found {self.max_turns_total}")
-        if self.max_length is not None and self.max_length < 16:
-            raise ParrotError(f"max_length: expected at least 16 tokens, found {self.max_length}")
 
 
 def candidate_turns(dialogue: dict, *, need_reply: bool = True) -> list[dict]:

@@ -11,7 +11,7 @@ import typing
 from typing import Any
 
 from parrot import ParrotError
-from parrot.core.config import COMMAND_LINE, build_config, required, strip_optional
+from parrot.core.config import COMMAND_LINE, build_config, range_text, required, strip_optional
 from parrot.core.yamlfile import load_yaml
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.\-]*=")
@@ -29,7 +29,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default):
             default = getattr(default, dataclasses.fields(default)[0].name)
-        shown = f" (default: {default})" if default not in (None, dataclasses.MISSING, "", [], {}) else ""
+        shown = [range_text(meta)] if range_text(meta) else []
+        shown += [f"default: {default}"] if default not in (None, dataclasses.MISSING, "", [], {}) else []
+        shown = f" ({'; '.join(shown)})" if shown else ""
         kw: dict[str, Any] = {"help": meta.get("help", "").replace("%", "%%") + shown, "default": argparse.SUPPRESS}
         if meta.get("choices"):
             kw["choices"] = meta["choices"]

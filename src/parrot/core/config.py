@@ -1,23 +1,29 @@
 """Typed stage configs: dataclass defaults < YAML file (``--config``) < command line (:mod:`parrot.core.cmdline`).
 
 The layers merge as nested mappings whose keys remember where they were given (``cfg.yaml:4``,
-``command line``); the dataclass is then built once, each value coerced to its field's type, so a bad
-key or value is an error that names its place.
+``command line``); the dataclass is then built once, each value coerced to its field's type and
+checked against the range its field declares (``opt(..., min=1)``), so a bad key or value is an
+error that names its place, wherever the config is built: flags, ``key=value``, YAML, a pipeline step.
 
 >>> from dataclasses import dataclass
 >>> @dataclass
 ... class Demo:
-...     turns: int = opt(10, "maximum turns")
+...     turns: int = opt(10, "maximum turns", min=1)
 ...     names: list = opt(list, "dataset names")
 >>> build_config(Demo, overrides=["turns=3", "names=[a, b]"])
 Demo(turns=3, names=['a', 'b'])
+>>> build_config(Demo, overrides=["turns=0"])
+Traceback (most recent call last):
+parrot.ParrotError: command line: turns: expected at least 1, found 0
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import decimal
 import difflib
+import math
 import re
 import types
 import typing
@@ -27,7 +33,7 @@ from typing import Any
 import yaml
 
 from parrot import ParrotError
-from parrot.core.yamlfile import Key, Word, read_yaml
+from parrot.core.yamlfile import Key, Refused, Word, read_yaml
 from parrot.core.yamlfile import load_yaml as load_yaml  # part of this module's interface
 
 _MISSING = dataclasses.MISSING
@@ -48,6 +54,10 @@ def opt(
     digest: bool | str = False,
     cli: bool = True,
     passthrough: bool = False,
+    min: float | None = None,
+    max: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
 ) -> Any:
     """A config field with its help text.
 
@@ -59,10 +69,15 @@ def opt(
     (:func:`parrot.core.fingerprint.config_hash`) leaves out: ``hashed=False`` (a serving option or
     a run control) and ``selects=True`` (it chooses which items a resumable stage does);
     ``digest=True``: the field names inputs (files, folders, a model spec's path), which count by
-    what they hold (``digest="manifest"``: by their manifest, for an output of another stage).
+    what they hold (``digest="manifest"``: by their manifest, for an output of another stage). A
+    number's range: ``min`` and ``max`` (inclusive), ``above`` and ``below`` (exclusive); the
+    builder checks it wherever the config is built (each item of a list of numbers; null, where
+    allowed, is not checked) and ``--help`` shows it.
     """
     meta = {name: value for name, value in locals().items() if name != "default"}
     meta["hashed"] = hashed and not selects
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and not in_range(default, meta):
+        raise ValueError(f"{help!r}: default {default} is not {range_text(meta)}")
     if default is _MISSING:
         return dataclasses.field(metadata=meta)
     if callable(default) and not isinstance(default, (str, int, float, bool)):
@@ -76,6 +91,73 @@ class SettingError(ParrotError):
     def __init__(self, message: str, key: str):
         super().__init__(message)
         self.key = key
+
+
+def range_text(meta: Any) -> str:
+    """A field's declared range in words (``at least 1``, ``in (0, 1]``); "" if it declares none."""
+    lo = ("[", meta["min"]) if meta.get("min") is not None else ("(", meta.get("above"))
+    hi = ("]", meta["max"]) if meta.get("max") is not None else (")", meta.get("below"))
+    if lo[1] is not None and hi[1] is not None:
+        return f"in {lo[0]}{lo[1]}, {hi[1]}{hi[0]}"
+    if lo[1] is not None:
+        return f"{'at least' if lo[0] == '[' else 'more than'} {lo[1]}"
+    if hi[1] is not None:
+        return f"{'at most' if hi[0] == ']' else 'less than'} {hi[1]}"
+    return ""
+
+
+def in_range(value: float, meta: Any) -> bool:
+    """Whether ``value`` is within the range a field's metadata declares."""
+    bounds = {name: meta.get(name) for name in ("min", "max", "above", "below")}
+    return (
+        (bounds["min"] is None or value >= bounds["min"])
+        and (bounds["max"] is None or value <= bounds["max"])
+        and (bounds["above"] is None or value > bounds["above"])
+        and (bounds["below"] is None or value < bounds["below"])
+    )
+
+
+def check_range(value: Any, meta: Any, where: str) -> None:
+    """A ParrotError naming ``where`` if a number (or an item of a list of them) is outside its field's range."""
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            check_range(item, meta, f"{where}[{i}]")
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and not in_range(value, meta):
+        text = range_text(meta)
+        raise ParrotError(f"{where}: expected {'a number ' if text.startswith('in ') else ''}{text}, found {value}")
+
+
+def check_ranges(cfg: Any) -> None:
+    """Every field of a config object within its declared range: the builder checks each value as it is
+    given (naming its place); a config's ``__post_init__`` calls this for a config made in Python."""
+    for f in dataclasses.fields(cfg):
+        if range_text(f.metadata):
+            check_range(getattr(cfg, f.name), f.metadata, f.name)
+
+
+_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", re.I)
+_MAX_DIGITS = 4300  # Python's own limit on the digits of an int read from text
+
+
+def exact_int(value: Any) -> int:
+    """An int setting's value, exactly, never through a float: ``"99999999999999999999999"`` as
+    written, ``"1e3"`` is 1000 and ``"1.5e1"`` 15 (read as a decimal); a YAML float such as ``1e23``
+    by its shortest decimal form. A fraction, or a number of more than 4300 digits, is a ValueError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return int(value)  # digits as written ("1_000" too)
+    if isinstance(value, float) and math.isfinite(value):
+        text = repr(value)
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        text = value.strip()
+    else:
+        raise ValueError(value)
+    number = decimal.Decimal(text)
+    if number.adjusted() >= _MAX_DIGITS or number != number.to_integral_value():
+        raise ValueError(value)
+    return int(number)
 
 
 def strip_optional(tp: Any) -> tuple[Any, bool]:
@@ -121,13 +203,16 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             return value.lower() in _TRUE
         if isinstance(value, bool) != (tp is bool) and tp in (bool, int, float, Path):
             raise ValueError
-        if tp is int and isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.0*)?(e\+?\d+)?", value.strip(), re.I):
-            value = float(value)
-        if tp is int and isinstance(value, float) and not value.is_integer():
-            raise ValueError
+        if tp is int:
+            return exact_int(value)
+        if tp is float:
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
         if tp is str and isinstance(value, (dict, list)):
             raise ValueError
-        if tp in (int, float, str, Path):
+        if tp in (str, Path):
             return tp(value)
         if origin in (list, tuple):
             if isinstance(value, str):
@@ -139,7 +224,9 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
             if not isinstance(value, dict):
                 raise ValueError
             return dict(value)
-    except (ValueError, TypeError, yaml.YAMLError):
+    except Refused as e:
+        raise ParrotError(f"{where}: {e}") from None
+    except (ValueError, TypeError, OverflowError, yaml.YAMLError):
         raise ParrotError(f"{where}: expected {getattr(tp, '__name__', tp)}, found {value!r}") from None
     return value
 
@@ -232,10 +319,13 @@ def _build(cls: type, data: dict, place: str, path: str, extra_field: str | None
             kwargs[name] = _build(role, value, key.place, f"{path}{name}: ", None, within)
         else:
             value = coerce(value, hints[name], f"{key.place}: {path}{name}")
-            kwargs[name] = _plain(value) if fields[name].metadata.get("passthrough") else value
+            check_range(value, fields[name].metadata, f"{key.place}: {path}{name}")
+            kwargs[name] = (
+                _plain(value, prefix=f"{path}{name}: ") if fields[name].metadata.get("passthrough") else value
+            )
     if extra_field:
         extra = {Key(key.replace("-", "_"), key.place): data[key] for key in unknown}
-        kwargs[extra_field] = _plain({**kwargs.get(extra_field, {}), **extra})
+        kwargs[extra_field] = _plain({**kwargs.get(extra_field, {}), **extra}, prefix=path)
     if missing := [name for name, f in fields.items() if name not in kwargs and required(f)]:
         raise error(f"missing required setting(s) {', '.join(missing)} for {cls.__name__}")
     try:
@@ -251,13 +341,18 @@ def _build(cls: type, data: dict, place: str, path: str, extra_field: str | None
         raise error(str(e)) from None
 
 
-def _plain(value: Any, from_command_line: bool = False) -> Any:
-    """Pass-through data: command-line strings read as YAML (``extra.top_k=40`` is 40), bare yes/no words kept."""
+def _plain(value: Any, from_command_line: bool = False, prefix: str = "") -> Any:
+    """Pass-through data: command-line strings read as YAML (``extra.top_k=40`` is 40), bare yes/no words
+    kept; ``prefix`` names the value in errors (``assistant: extra: ``)."""
     if from_command_line and type(value) is str:
-        with contextlib.suppress(yaml.YAMLError):
+        try:
             value = read_yaml(value)
+        except Refused as e:  # a duplicate key or an alias bomb: an error, not a string
+            raise ParrotError(f"{COMMAND_LINE}: {prefix}{e}") from None
+        except yaml.YAMLError:
+            pass
     if isinstance(value, dict):
-        return {k: _plain(v, getattr(k, "place", None) == COMMAND_LINE) for k, v in value.items()}
+        return {k: _plain(v, getattr(k, "place", None) == COMMAND_LINE, f"{prefix}{k}: ") for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return str(value) if isinstance(value, Word) else value

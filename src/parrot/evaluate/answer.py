@@ -64,9 +64,9 @@ class AnswerConfig(WritesOutput, Executor):
     followups: str | None = opt(None, "MT-Bench++ follow-ups JSONL (default: the packaged file)", digest=True)
     reference_model: str = opt("gpt-4", "reference answers used by --golden-history")
     golden_history: bool = opt(False, "put reference answers (where present) in the context instead of the model's own")
-    max_tokens: int = opt(1024, "new tokens per answer (FastChat's default)")
+    max_tokens: int = opt(1024, "new tokens per answer (FastChat's default)", min=1)
     system_prompt: str | None = opt(None, "a system message for the model under test (default: none)")
-    limit: int | None = opt(None, "answer only the first N questions (smoke runs)", selects=True)
+    limit: int | None = opt(None, "answer only the first N questions (smoke runs)", selects=True, min=1)
     question_ids: list[str] = opt(list, "answer only these question ids", selects=True)
 
     STAGE: ClassVar[str] = "eval answer"

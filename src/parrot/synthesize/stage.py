@@ -71,25 +71,30 @@ class SynthesizeConfig(WritesOutput, Executor):
     seeds: str | None = opt(None, "Dialogue JSONL whose first user questions open the sessions", digest=True)
     topics: str | None = opt(None, "text file, one topic per line: the simulator writes question 1", digest=True)
     max_seed_chars: int = opt(
-        2000, "skip seed questions longer than this (pasted documents overflow small models' context); 0: no limit"
+        2000,
+        "skip seed questions longer than this (pasted documents overflow small models' context); 0: no limit",
+        min=0,
     )
-    num_sessions: int = opt(100, "sessions in the whole run (all shards together)")
-    max_turns: int = opt(10, "maximum assistant answers per session")
-    seed: int = opt(0, "run seed: seed choice, sampling seeds and session ids derive from it")
+    num_sessions: int = opt(100, "sessions in the whole run (all shards together)", min=1)
+    max_turns: int = opt(10, "maximum assistant answers per session", min=1)
+    seed: int = opt(0, "run seed: seed choice, sampling seeds and session ids derive from it", min=0, max=2**32 - 1)
     system_prompt: str | None = opt(None, "system message for the assistant (kept as the Dialogue's first message)")
     prompted_prompt: str | None = opt(
         None, "file with the prompted simulator's system prompt (default: the built-in one)", digest=True
     )
     shard: str | None = opt(None, "i/n: run only the session indices i, i+n, i+2n, ... (0-based)", selects=True)
     in_flight: int | None = opt(
-        None, "sessions in progress at once (default: the backends' batch size or concurrency)", hashed=False
+        None, "sessions in progress at once (default: the backends' batch size or concurrency)", hashed=False, min=1
     )
-    step_retries: int = opt(2, "extra tries of a failed call, later in the run, before the session ends", hashed=False)
+    step_retries: int = opt(
+        2, "extra tries of a failed call, later in the run, before the session ends", hashed=False, min=0
+    )
     step_retry_delay: float = opt(
         30.0,
         "seconds before a failed call is tried again, doubling with each "
         "try (HTTP backends: rides out an endpoint's outage)",
         hashed=False,
+        min=0,
     )
     id_prefix: str = opt("synth", "session ids are PREFIX-sSEED-INDEX")
 

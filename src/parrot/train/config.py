@@ -81,12 +81,13 @@ class TrainConfig(WritesOutput):
         "maximum tokens per training sequence (a longer session is split into "
         "examples at turn boundaries, each with as much history as fits; a longer "
         "preference pair has its history shortened)",
+        min=16,
     )
     lora: bool = opt(False, "train a LoRA adapter instead of all weights")
-    lora_r: int = opt(16, "LoRA rank")
-    lora_alpha: int = opt(32, "LoRA alpha")
+    lora_r: int = opt(16, "LoRA rank", min=1)
+    lora_alpha: int = opt(32, "LoRA alpha", min=1)
     lora_dropout: float = opt(
-        0.0, "LoRA dropout (0, as in PEFT: on CPU its random draws cost about a quarter of each step)"
+        0.0, "LoRA dropout (0, as in PEFT: on CPU its random draws cost about a quarter of each step)", min=0, below=1
     )
     lora_targets: str = opt("all-linear", "LoRA target modules (comma-separated names or all-linear)")
     lora_layers: str | None = opt(
@@ -104,19 +105,20 @@ class TrainConfig(WritesOutput):
         "also write model.gguf (llama.cpp) beside the checkpoint, for the gguf backend "
         "(Llama-family models; float16; with LoRA only when merged)",
     )
-    limit: int | None = opt(None, "use at most this many input records (quick runs)")
+    limit: int | None = opt(None, "use at most this many input records (quick runs)", min=1)
     time_limit: float | None = opt(
         None,
         "train for at most this many minutes: stops before the step that "
         "would cross it and saves the model trained so far (set max_steps "
         "so the learning-rate schedule ends in time)",
+        above=0,
     )
     accelerate: str | None = opt(
         None,
         f"run under `accelerate launch` with this config: a name ({', '.join(ACCELERATE_CONFIGS)}) or a YAML path",
         hashed=False,
     )
-    num_processes: int | None = opt(None, "with --accelerate: number of processes (GPUs)", hashed=False)
+    num_processes: int | None = opt(None, "with --accelerate: number of processes (GPUs)", hashed=False, min=1)
     trl_args: dict = opt(dict, "any other key=value goes to TRL's SFTConfig/DPOConfig", cli=False)
     #: The TRL config class (in ``trl``) that ``trl_args`` go to.
     trl_config: ClassVar[str] = "SFTConfig"
@@ -207,6 +209,7 @@ class SFTTrainConfig(TrainConfig):
     eval_limit: int | None = opt(
         None,
         "use at most this many held-out records (quick runs: the held-out loss is a forward pass over every example)",
+        min=1,
     )
     packing: bool = opt(
         True,
