@@ -273,3 +273,15 @@ def test_reading_a_side_output_holds_the_lock_of_the_run_that_writes_it(tmp_path
     with reading([dev_path(data)], tmp_path / "elsewhere.jsonl"):
         assert main(["prepare", str(src), "-o", str(data), "dev_fraction=0.3", "--overwrite"]) == 2
     assert f"{data}: another process is writing it, or reading it as an input" in capsys.readouterr().err
+
+
+def test_a_path_counts_by_what_it_holds_however_it_is_written(tmp_path, monkeypatch):
+    from parrot.core.digest import contents
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "w.bin").write_bytes(b"weights")
+    same = {contents(v) for v in ("m", "./m", "m/", str(tmp_path / "m"))}
+    assert len(same) == 1 and next(iter(same)).startswith("sha256:")
+    assert contents("hf:m") == "hf:" + contents("m") and contents("openai:m") == "openai:m"
+    assert contents("sharegpt") == "sharegpt"

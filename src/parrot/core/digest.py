@@ -123,10 +123,11 @@ def contents(value: Any, by_manifest: bool = False) -> Any:
     path = local_path(value) if isinstance(value, str) else None
     if path is None:
         return value
+    kind, sep, _ = value.partition(":")
+    prefix = f"{kind}:" if sep and kind in LOCAL_KINDS and not Path(value).exists() else ""
     manifest = path.with_name(path.name + ".manifest.json")
     if by_manifest and manifest.is_file():
         path = manifest
-    prefix = "" if value in (str(path), str(manifest)) else value.partition(":")[0] + ":"
     return f"{prefix}sha256:{digest(path)}"
 
 

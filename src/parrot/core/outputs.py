@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from parrot import ParrotError
-from parrot.core.config import opt
+from parrot.core.config import check_ranges, opt
 from parrot.core.digest import changed_outputs, describe, manifest_doc, owner_manifest
 from parrot.core.fingerprint import config_hash, fingerprint, input_paths, selection, widened
 from parrot.core.jsonl import AppendWriter, AtomicWriter, lock_file, read_jsonl
@@ -311,6 +311,7 @@ def writes_output(stage: Callable) -> Callable:
 
     @functools.wraps(stage)
     def run(cfg: WritesOutput, *args, **kwargs):
+        check_ranges(cfg)  # a config made in Python is held to its declared ranges too
         if not getattr(cfg, "output", None):  # `eval report` without -o prints and writes nothing
             return stage(cfg, *args, **kwargs)
         out = str(Path(cfg.output).resolve())
