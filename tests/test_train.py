@@ -1,6 +1,7 @@
 """train-ask, train-chat, train-dpo end to end on a tiny random model, reloaded through ``hf:``."""
 
 import json
+import random
 import shutil
 
 import pytest
@@ -554,3 +555,25 @@ def test_train_ask_records_its_loss_curve_and_the_untrained_models_heldout_loss(
     assert main([*args, "max_steps=3", "--no-eval-base", "--overwrite"]) == 0
     m = read_manifest(out)
     assert "eval_loss_base" not in m["losses"] and m["eval_curve"] == [[3, m["losses"]["eval_loss"]]]
+
+
+# ---------------------------------------------------------------- damaged weights
+
+
+def error_line(capsys) -> str:
+    """The CLI's error: one line, no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    [line] = [line for line in err.splitlines() if line.startswith("parrot ")]
+    return line
+
+
+@pytest.mark.parametrize("stage", ["train-chat", "train-dpo"])
+def test_weights_that_cannot_be_read_are_one_line_naming_the_file(model_dir, dialogues, tmp_path, capsys, stage):
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(random.Random(0).randbytes(4096))
+    data = dialogues if stage == "train-chat" else write_jsonl(tmp_path / "pairs.jsonl", [pair(0), pair(1)])
+    assert main([stage, str(data), "-o", str(tmp_path / "out"), "--model", str(model_dir), *QUICK]) == 2
+    line = error_line(capsys)
+    assert line.startswith(f"parrot {stage}: error: {weights}: cannot be read as safetensors (")
+    assert line.endswith("): the file is damaged; train it again")

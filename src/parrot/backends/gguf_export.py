@@ -127,10 +127,13 @@ def iter_tensors(checkpoint: Path):
     """``(name, float32 array)`` for every tensor in the checkpoint's safetensors file(s)."""
     from safetensors import safe_open
 
+    from parrot.core.checkpoint import check_weights
+
     files = sorted(checkpoint.glob("model*.safetensors"))
     if not files:
         raise ParrotError(f"{checkpoint}: no safetensors weights (model.safetensors) to export")
     for file in files:
+        check_weights(file)
         with safe_open(str(file), framework="pt") as f:
             for name in f.keys():
                 yield name, f.get_tensor(name).float().numpy()

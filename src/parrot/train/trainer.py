@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.core.checkpoint import resolve_model_path
+from parrot.core.checkpoint import check_weights, resolve_model_path
 from parrot.core.log import format_table
 from parrot.core.manifest import write_manifest
 from parrot.core.tokens import load_tokenizer
@@ -61,6 +61,7 @@ def run_training(
     on the data is recorded as ``data_timing``; returns the manifest's numbers."""
     t0 = time.monotonic()
     model_path = resolve_model_path(cfg.model)
+    check_weights(model_path)  # damaged weights: one line naming the file, not the loader's traceback
     if cfg.gguf:  # a model llama.cpp cannot take is refused now, not after training
         from parrot.backends.gguf_export import read_config
 
