@@ -1,8 +1,13 @@
 """train-ask, train-chat, train-dpo end to end on a tiny random model, reloaded through ``hf:``."""
 
 import json
+import logging
 import random
+import re
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -10,7 +15,7 @@ from parrot import ParrotError
 from parrot.backends import SamplingParams, load_backend
 from parrot.cli import main
 from parrot.core.config import build_config
-from parrot.core.manifest import read_manifest
+from parrot.core.manifest import manifest_path, read_manifest
 from parrot.synthesize.roleswap import simulator_prompt
 from parrot.train.config import ACCELERATE_CONFIGS, SFTTrainConfig, accelerate_config_path
 
@@ -557,7 +562,38 @@ def test_train_ask_records_its_loss_curve_and_the_untrained_models_heldout_loss(
     assert "eval_loss_base" not in m["losses"] and m["eval_curve"] == [[3, m["losses"]["eval_loss"]]]
 
 
-# ---------------------------------------------------------------- damaged weights
+# ---------------------------------------------------------------- finished work kept, no litter left
+
+
+CHECKPOINTS = ["save_strategy=steps", "save_steps=1"]
+LITTER = re.compile(r"^\.tmp|\.tmp-|^\..+\.data-")
+
+
+def chat_args(dialogues, out, model_dir, *extra) -> list[str]:
+    return [
+        "train-chat",
+        str(dialogues),
+        "-o",
+        str(out),
+        "--model",
+        str(model_dir),
+        "--max-length",
+        "220",
+        *QUICK,
+        *extra,
+    ]
+
+
+def litter(root) -> list[str]:
+    """What a run must not leave: temporary files (safetensors' ``.tmpXXXXXX``, the GGUF export's
+    ``model.gguf.tmp-PID``) and the rendered datasets' caches (``.OUT.data-*``)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if LITTER.search(p.name))
+
+
+def stopped_mid_run(out) -> None:
+    """The manifest a killed run leaves: the incomplete one written as it started."""
+    path = manifest_path(out)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "complete": False}))
 
 
 def error_line(capsys) -> str:
@@ -577,3 +613,81 @@ def test_weights_that_cannot_be_read_are_one_line_naming_the_file(model_dir, dia
     line = error_line(capsys)
     assert line.startswith(f"parrot {stage}: error: {weights}: cannot be read as safetensors (")
     assert line.endswith("): the file is damaged; train it again")
+
+
+@pytest.mark.parametrize("torn", ["no-state", "half-written-state"])
+def test_resume_takes_the_latest_complete_checkpoint_and_removes_a_torn_one(
+    model_dir, dialogues, tmp_path, caplog, torn
+):
+    out = tmp_path / "chat"
+    args = chat_args(dialogues, out, model_dir, *CHECKPOINTS, "max_steps=3")
+    assert main(args) == 0
+    # A mark in checkpoint-2's log: a run resumed from it carries the mark on.
+    state_file = out / "checkpoint-2" / "trainer_state.json"
+    marked = json.loads(state_file.read_text())
+    marked["log_history"][0]["loss"] = 123.0
+    state_file.write_text(json.dumps(marked))
+    # Killed while saving checkpoint-3: the trainer state (TRL's last write) missing or cut short.
+    state = out / "checkpoint-3" / "trainer_state.json"
+    if torn == "no-state":
+        state.unlink()
+    else:
+        state.write_text(state.read_text()[:100])
+    (out / "checkpoint-3" / ".tmpAb12Cd").write_bytes(b"\0" * 64)  # safetensors' temporary file
+    stopped_mid_run(out)
+    with caplog.at_level(logging.INFO):
+        assert main([*args, "--resume"]) == 0
+    assert f"{out / 'checkpoint-3'}: incomplete checkpoint" in caplog.text  # removed as the run started
+    assert f"resuming from {out / 'checkpoint-2'}, the latest complete checkpoint" in caplog.text
+    history = json.loads(state.read_text())["log_history"]
+    assert [h["step"] for h in history if "loss" in h] == [1, 2, 3] and history[0]["loss"] == 123.0
+    m = read_manifest(out)
+    assert m["complete"] and m["losses"]["steps"] == 3
+    assert litter(tmp_path) == []
+
+
+def test_resume_from_a_named_checkpoint_that_is_incomplete_is_an_error(model_dir, dialogues, tmp_path, capsys):
+    out = tmp_path / "chat"
+    args = chat_args(dialogues, out, model_dir, *CHECKPOINTS, "max_steps=2")
+    assert main(args) == 0
+    named = shutil.copytree(out / "checkpoint-2", tmp_path / "kept-checkpoint")
+    (named / "trainer_state.json").unlink()
+    stopped_mid_run(out)
+    assert main([*args, "--resume", "--force", f"resume_from_checkpoint={named}"]) == 2
+    assert error_line(capsys).endswith(f"{named}: incomplete checkpoint (no readable trainer_state.json)")
+
+
+def test_a_run_killed_while_it_saves_a_checkpoint_resumes_and_leaves_no_litter(model_dir, dialogues, tmp_path):
+    """A real ``parrot train-chat`` killed with SIGKILL as ``checkpoint-2/`` appears (mid-save, or
+    just after), then resumed: it finishes, from a complete checkpoint, and nothing is left over."""
+    out = tmp_path / "chat"
+    args = chat_args(dialogues, out, model_dir, *CHECKPOINTS, "max_steps=4")
+    proc = subprocess.Popen([sys.executable, "-m", "parrot", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoint-2").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0].decode()[-3000:]
+            time.sleep(0.005)
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert main([*args, "--resume"]) == 0
+    m = read_manifest(out)
+    assert m["complete"] and m["losses"]["steps"] == 4
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{n}" for n in range(1, 5)]
+    assert all((p / "trainer_state.json").is_file() for p in out.glob("checkpoint-*"))
+    assert litter(tmp_path) == []
+
+
+def test_what_a_killed_run_left_is_removed_at_the_next_start(model_dir, dialogues, tmp_path):
+    out = tmp_path / "chat"
+    out.mkdir()
+    (out / ".tmpX1y2Z3").write_bytes(b"\0" * 1024)  # safetensors' temporary file, killed mid-write
+    (out / "model.gguf.tmp-12345").write_bytes(b"GGUF")  # the GGUF export's
+    for cache in (".chat.data-k1ll3d", ".chat.data-0"):  # the rendered datasets' caches
+        (tmp_path / cache / "generator").mkdir(parents=True)
+        (tmp_path / cache / "generator" / "data.arrow").write_bytes(b"\0" * 1024)
+    (tmp_path / ".other.data-abc").mkdir()  # another output's: not this run's business
+    assert main(chat_args(dialogues, out, model_dir)) == 0
+    assert read_manifest(out)["complete"]
+    assert litter(tmp_path) == [".other.data-abc"]

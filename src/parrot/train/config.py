@@ -39,7 +39,6 @@ SAVED_WEIGHTS = (
     "pytorch_model*.bin",
     "pytorch_model.bin.index.json",
     "model.gguf",
-    "model.gguf.tmp-*",
 )
 
 #: What a training run writes into its output directory (--overwrite removes these; any other file
