@@ -34,7 +34,7 @@ from parrot.train.cpu import compact_lm_head, device_settings
 from parrot.train.dataset import dataset_cache
 from parrot.train.launch import process_rank
 from parrot.train.lora import lora_config
-from parrot.train.save import gguf_file, remove_leftovers, resume_checkpoint, save_output
+from parrot.train.save import gguf_file, remove_leftovers, resume_checkpoint, save_output, write_errors
 
 log = logging.getLogger("parrot.train")
 
@@ -250,7 +250,7 @@ def train_and_save(
     (``rewards/margins`` for DPO).
     """
     t_train0 = time.monotonic()
-    with compact_lm_head(enabled=not trainer.args.torch_compile):
+    with compact_lm_head(enabled=not trainer.args.torch_compile), write_errors(cfg.output):
         result = trainer.train(resume_from_checkpoint=resume_checkpoint(trainer.args))
         t_train = time.monotonic()
         if has_eval:
@@ -266,7 +266,8 @@ def train_and_save(
         if base is not None:
             losses[BASE_KEY] = base.loss
     curves = loss_curves(trainer.state.log_history)
-    saved = save_output(trainer, cfg, tokenizer)
+    with write_errors(cfg.output):
+        saved = save_output(trainer, cfg, tokenizer)
     t_end = time.monotonic()
     if eval_counts:
         counts["eval"] = eval_counts
