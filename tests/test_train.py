@@ -1,7 +1,16 @@
 """train-ask, train-chat, train-dpo end to end on a tiny random model, reloaded through ``hf:``."""
 
+import errno
 import json
+import logging
+import os
+import random
+import re
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -9,7 +18,7 @@ from parrot import ParrotError
 from parrot.backends import SamplingParams, load_backend
 from parrot.cli import main
 from parrot.core.config import build_config
-from parrot.core.manifest import read_manifest
+from parrot.core.manifest import manifest_path, read_manifest
 from parrot.synthesize.roleswap import simulator_prompt
 from parrot.train.config import ACCELERATE_CONFIGS, SFTTrainConfig, accelerate_config_path
 
@@ -554,3 +563,283 @@ def test_train_ask_records_its_loss_curve_and_the_untrained_models_heldout_loss(
     assert main([*args, "max_steps=3", "--no-eval-base", "--overwrite"]) == 0
     m = read_manifest(out)
     assert "eval_loss_base" not in m["losses"] and m["eval_curve"] == [[3, m["losses"]["eval_loss"]]]
+
+
+# ---------------------------------------------------------------- finished work kept, no litter left
+
+
+CHECKPOINTS = ["save_strategy=steps", "save_steps=1"]
+LITTER = re.compile(r"^\.tmp|\.tmp-|^\..+\.data-|\.saving")
+
+
+def chat_args(dialogues, out, model_dir, *extra) -> list[str]:
+    return [
+        "train-chat",
+        str(dialogues),
+        "-o",
+        str(out),
+        "--model",
+        str(model_dir),
+        "--max-length",
+        "220",
+        *QUICK,
+        *extra,
+    ]
+
+
+def litter(root) -> list[str]:
+    """What a run must not leave: temporary files and folders (safetensors' ``.tmpXXXXXX``, the
+    GGUF export's ``model.gguf.tmp-PID``, the folder a new model is saved in before it replaces
+    the old one) and the rendered datasets' caches (``.OUT.data-*``)."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if LITTER.search(p.name))
+
+
+def stopped_mid_run(out) -> None:
+    """The manifest a killed run leaves: the incomplete one written as it started."""
+    path = manifest_path(out)
+    path.write_text(json.dumps({**json.loads(path.read_text()), "complete": False}))
+
+
+def error_line(capsys) -> str:
+    """The CLI's error: one line, no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    [line] = [line for line in err.splitlines() if line.startswith("parrot ")]
+    return line
+
+
+@pytest.mark.parametrize("stage", ["train-chat", "train-dpo"])
+def test_weights_that_cannot_be_read_are_one_line_naming_the_file(model_dir, dialogues, tmp_path, capsys, stage):
+    weights = model_dir / "model.safetensors"
+    weights.write_bytes(random.Random(0).randbytes(4096))
+    data = dialogues if stage == "train-chat" else write_jsonl(tmp_path / "pairs.jsonl", [pair(0), pair(1)])
+    assert main([stage, str(data), "-o", str(tmp_path / "out"), "--model", str(model_dir), *QUICK]) == 2
+    line = error_line(capsys)
+    assert line.startswith(f"parrot {stage}: error: {weights}: cannot be read as safetensors (")
+    assert line.endswith("): the file is damaged; train it again")
+    assert litter(tmp_path) == []
+
+
+@pytest.mark.parametrize("torn", ["no-state", "half-written-state"])
+def test_resume_takes_the_latest_complete_checkpoint_and_removes_a_torn_one(
+    model_dir, dialogues, tmp_path, caplog, torn
+):
+    out = tmp_path / "chat"
+    args = chat_args(dialogues, out, model_dir, *CHECKPOINTS, "max_steps=3")
+    assert main(args) == 0
+    # A mark in checkpoint-2's log: a run resumed from it carries the mark on.
+    state_file = out / "checkpoint-2" / "trainer_state.json"
+    marked = json.loads(state_file.read_text())
+    marked["log_history"][0]["loss"] = 123.0
+    state_file.write_text(json.dumps(marked))
+    # Killed while saving checkpoint-3: the trainer state (TRL's last write) missing or cut short.
+    state = out / "checkpoint-3" / "trainer_state.json"
+    if torn == "no-state":
+        state.unlink()
+    else:
+        state.write_text(state.read_text()[:100])
+    (out / "checkpoint-3" / ".tmpAb12Cd").write_bytes(b"\0" * 64)  # safetensors' temporary file
+    stopped_mid_run(out)
+    with caplog.at_level(logging.INFO):
+        assert main([*args, "--resume"]) == 0
+    assert f"{out / 'checkpoint-3'}: incomplete checkpoint" in caplog.text  # removed as the run started
+    assert f"resuming from {out / 'checkpoint-2'}, the latest complete checkpoint" in caplog.text
+    history = json.loads(state.read_text())["log_history"]
+    assert [h["step"] for h in history if "loss" in h] == [1, 2, 3] and history[0]["loss"] == 123.0
+    m = read_manifest(out)
+    assert m["complete"] and m["losses"]["steps"] == 3
+    assert litter(tmp_path) == []
+
+
+def test_resume_from_a_named_checkpoint_that_is_incomplete_is_an_error(model_dir, dialogues, tmp_path, capsys):
+    out = tmp_path / "chat"
+    args = chat_args(dialogues, out, model_dir, *CHECKPOINTS, "max_steps=2")
+    assert main(args) == 0
+    named = shutil.copytree(out / "checkpoint-2", tmp_path / "kept-checkpoint")
+    (named / "trainer_state.json").unlink()
+    stopped_mid_run(out)
+    assert main([*args, "--resume", "--force", f"resume_from_checkpoint={named}"]) == 2
+    assert error_line(capsys).endswith(f"{named}: incomplete checkpoint (no readable trainer_state.json)")
+
+
+def test_a_run_killed_while_it_saves_a_checkpoint_resumes_and_leaves_no_litter(model_dir, dialogues, tmp_path):
+    """A real ``parrot train-chat`` killed with SIGKILL as ``checkpoint-2/`` appears (mid-save, or
+    just after), then resumed: it finishes, from a complete checkpoint, and nothing is left over."""
+    out = tmp_path / "chat"
+    args = chat_args(dialogues, out, model_dir, *CHECKPOINTS, "max_steps=4")
+    proc = subprocess.Popen([sys.executable, "-m", "parrot", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoint-2").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0].decode()[-3000:]
+            time.sleep(0.005)
+    finally:
+        proc.kill()
+        proc.wait(30)
+    assert main([*args, "--resume"]) == 0
+    m = read_manifest(out)
+    assert m["complete"] and m["losses"]["steps"] == 4
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == [f"checkpoint-{n}" for n in range(1, 5)]
+    assert all((p / "trainer_state.json").is_file() for p in out.glob("checkpoint-*"))
+    assert litter(tmp_path) == []
+
+
+def test_what_a_killed_run_left_is_removed_at_the_next_start(model_dir, dialogues, tmp_path):
+    out = tmp_path / "chat"
+    out.mkdir()
+    (out / ".tmpX1y2Z3").write_bytes(b"\0" * 1024)  # safetensors' temporary file, killed mid-write
+    (out / "model.gguf.tmp-12345").write_bytes(b"GGUF")  # the GGUF export's
+    (out / ".saving.tmp").mkdir()  # a new model being saved
+    (out / ".saving.tmp" / "model.safetensors").write_bytes(b"\0" * 1024)
+    for cache in (".chat.data-k1ll3d", ".chat.data-0"):  # the rendered datasets' caches
+        (tmp_path / cache / "generator").mkdir(parents=True)
+        (tmp_path / cache / "generator" / "data.arrow").write_bytes(b"\0" * 1024)
+    (tmp_path / ".other.data-abc").mkdir()  # another output's: not this run's business
+    assert main(chat_args(dialogues, out, model_dir)) == 0
+    assert read_manifest(out)["complete"]
+    assert litter(tmp_path) == [".other.data-abc"]
+
+
+def failing_safetensors(monkeypatch, code: int) -> None:
+    """safetensors fails to write as it does on a full disk or a directory it may not write to
+    (its message, as a real tmpfs gives it; its temporary file removed)."""
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    def serialize_file(tensors, filename, metadata=None):
+        raise SafetensorError(f"Error while serializing: I/O error: {os.strerror(code)} (os error {code})")
+
+    monkeypatch.setattr(safetensors.torch, "serialize_file", serialize_file)
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EACCES, errno.EROFS])
+def test_a_save_that_fails_for_lack_of_space_is_one_line_and_claims_nothing(
+    model_dir, dialogues, tmp_path, capsys, monkeypatch, code
+):
+    out = tmp_path / "chat"
+    failing_safetensors(monkeypatch, code)
+    assert main(chat_args(dialogues, out, model_dir)) == 2
+    assert error_line(capsys) == f"parrot train-chat: error: {out}: {os.strerror(code)}"
+    m = read_manifest(out)
+    assert m is None or not m["complete"]
+    assert litter(tmp_path) == []
+
+
+def keep_until_replaced(monkeypatch) -> None:
+    """``--overwrite`` as the output rule is to apply it: the files of the saved model stay at the
+    start (:meth:`TrainConfig.kept_until_replaced`), the rest of the output goes."""
+    from parrot.train.config import TrainConfig
+
+    files = TrainConfig.output_files
+    monkeypatch.setattr(
+        TrainConfig, "output_files", lambda cfg: [p for p in files(cfg) if p not in cfg.kept_until_replaced()]
+    )
+
+
+def test_a_new_model_that_fails_to_save_leaves_the_previous_one(model_dir, dialogues, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "chat"
+    args = chat_args(dialogues, out, model_dir, "--gguf")
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "model.gguf"} <= set(before)
+    keep_until_replaced(monkeypatch)
+    failing_safetensors(monkeypatch, errno.ENOSPC)
+    assert main([*args, "--overwrite", "learning_rate=0.1"]) == 2
+    assert error_line(capsys) == f"parrot train-chat: error: {out}: No space left on device"
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert reloads_and_generates(out, [{"role": "user", "content": "Hi"}])
+    assert litter(tmp_path) == []
+
+
+def test_a_new_model_replaces_the_previous_ones_files_and_removes_those_it_did_not_write(
+    model_dir, dialogues, tmp_path, monkeypatch
+):
+    keep_until_replaced(monkeypatch)
+    out = tmp_path / "chat"
+    args = chat_args(dialogues, out, model_dir)
+    assert main([*args, "--gguf"]) == 0
+    (out / "notes.txt").write_text("mine")
+    full = (out / "model.safetensors").read_bytes()
+    cfg = build_config(SFTTrainConfig, {"data": [str(dialogues)], "output": str(out)})
+    kept = {p.name for p in cfg.kept_until_replaced()}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "model.gguf"} <= kept
+    assert not kept & {"notes.txt", "README.md", "checkpoint-1", "runs"}
+
+    assert main([*args, "--overwrite", "--lora", "--no-merge"]) == 0  # adapter only: the full model goes
+    names = {p.name for p in out.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "notes.txt"} <= names
+    assert not names & {"model.safetensors", "config.json", "model.gguf"}
+    assert read_manifest(out)["saved_as"] == "adapter"
+
+    assert main([*args, "--overwrite", "learning_rate=0.1"]) == 0  # full weights: the adapter goes
+    names = {p.name for p in out.iterdir()}
+    assert not names & {"adapter_config.json", "adapter_model.safetensors"}
+    assert (out / "model.safetensors").read_bytes() != full and (out / "notes.txt").read_text() == "mine"
+    assert reloads_and_generates(out, [{"role": "user", "content": "Hi"}])
+    assert litter(tmp_path) == []
+
+
+def test_only_the_main_process_moves_or_removes_files(tmp_path, monkeypatch):
+    """Under accelerate or torchrun every process saves (a collective) and renders its own data;
+    only rank 0 moves the new model into place and removes what a killed run left, and no process
+    touches another's dataset cache."""
+    from parrot.train.dataset import dataset_cache
+    from parrot.train.save import save_output
+    from parrot.train.trainer import leftovers_removed
+
+    out = tmp_path / "chat"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"previous")
+    (out / ".tmpAb12Cd").write_bytes(b"\0")
+    cfg = build_config(SFTTrainConfig, {"data": ["d.jsonl"], "output": str(out)})
+
+    class Worker:
+        """A process other than rank 0: it takes part in saving and writes nothing."""
+
+        saved: list = []
+
+        def is_world_process_zero(self):
+            return False
+
+        def save_model(self, path):
+            self.saved.append(path)
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    (tmp_path / ".chat.data-0").mkdir()  # rank 0's, in use
+    assert save_output(Worker(), cfg, tokenizer=None) == "" and Worker.saved == [str(out / ".saving.tmp")]
+    with leftovers_removed(out), dataset_cache(cfg) as cache:
+        assert cache == str(tmp_path / ".chat.data-1")
+    assert sorted(p.name for p in out.iterdir()) == [".tmpAb12Cd", "model.safetensors"]
+    assert (out / "model.safetensors").read_bytes() == b"previous" and (tmp_path / ".chat.data-0").is_dir()
+
+    monkeypatch.setenv("RANK", "0")
+    for rank in (1, 2):  # rank 1's, in use; rank 2's, of a run with more processes
+        (tmp_path / f".chat.data-{rank}").mkdir()
+    with leftovers_removed(out), dataset_cache(cfg) as cache:
+        assert cache == str(tmp_path / ".chat.data-0")
+    assert sorted(p.name for p in tmp_path.glob(".chat.data-*")) == [".chat.data-1"]
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors"]
+
+
+def test_a_save_without_weights_replaces_nothing(tmp_path):
+    """A trainer that saved no weights (a sharded state dict left sharded) is an error, and the
+    previous model stays."""
+    from parrot.train.save import save_output
+
+    out = tmp_path / "chat"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"previous")
+    cfg = build_config(SFTTrainConfig, {"data": ["d.jsonl"], "output": str(out)})
+
+    class SavesNothing:
+        def is_world_process_zero(self):
+            return True
+
+        def save_model(self, path):
+            (Path(path) / "config.json").write_text("{}")
+
+    with pytest.raises(ParrotError, match="the trainer saved no weights"):
+        save_output(SavesNothing(), cfg, tokenizer=None)
+    assert sorted(p.name for p in out.iterdir()) == ["model.safetensors"]
+    assert (out / "model.safetensors").read_bytes() == b"previous"

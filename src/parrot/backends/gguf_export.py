@@ -127,10 +127,13 @@ def iter_tensors(checkpoint: Path):
     """``(name, float32 array)`` for every tensor in the checkpoint's safetensors file(s)."""
     from safetensors import safe_open
 
+    from parrot.core.checkpoint import check_weights
+
     files = sorted(checkpoint.glob("model*.safetensors"))
     if not files:
         raise ParrotError(f"{checkpoint}: no safetensors weights (model.safetensors) to export")
     for file in files:
+        check_weights(file)
         with safe_open(str(file), framework="pt") as f:
             for name in f.keys():
                 yield name, f.get_tensor(name).float().numpy()
@@ -231,14 +234,20 @@ def tokenizer_metadata(checkpoint: Path, config: dict, pre_tokenizer: str | None
 
 
 def export_gguf(
-    checkpoint_dir: str | Path, out_path: str | Path, dtype: str = "f16", *, pre_tokenizer: str | None = None
+    checkpoint_dir: str | Path,
+    out_path: str | Path,
+    dtype: str = "f16",
+    *,
+    pre_tokenizer: str | None = None,
+    name: str | None = None,
 ) -> Path:
     """Write ``checkpoint_dir`` (a LlamaForCausalLM checkpoint) as a GGUF file at ``out_path``.
 
     ``dtype``: ``f16`` (matrices as float16, norms as float32) or ``f32``. ``pre_tokenizer``:
     llama.cpp's name for the tokenizer's pre-tokenizer when it is not recognised (see
-    :func:`pre_tokenizer_name`). The file is written under a temporary name and renamed, so
-    ``out_path`` is never a partial file. Returns ``out_path``.
+    :func:`pre_tokenizer_name`). ``name``: the model's name in the file (default: the one
+    ``config.json`` records, else the checkpoint directory's). The file is written under a
+    temporary name and renamed, so ``out_path`` is never a partial file. Returns ``out_path``.
     """
     import gguf
 
@@ -258,7 +267,7 @@ def export_gguf(
     out.parent.mkdir(parents=True, exist_ok=True)
     writer = gguf.GGUFWriter(str(tmp), arch="llama")
     try:
-        writer.add_name(config.get("_name_or_path") or config.get("_model_name_or_path") or checkpoint.name)
+        writer.add_name(name or config.get("_name_or_path") or config.get("_model_name_or_path") or checkpoint.name)
         writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32)
         writer.add_vocab_size(len(tok["tokens"]))
         writer.add_context_length(int(config.get("max_position_embeddings") or 2048))

@@ -105,3 +105,24 @@ def _save_atomically(out: Path, save) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_weights(checkpoint: str | Path) -> None:
+    """Raise a ParrotError naming the first safetensors file of ``checkpoint`` (a directory, or one
+    file) that cannot be read: overwritten, cut short, not safetensors at all.
+
+    Only the header is read (and checked against the file's size), which costs nothing next to
+    loading; the loaders' own error (``SafetensorError: header too large``) names no file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(checkpoint)
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path] if path.suffix == ".safetensors" else []
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except SafetensorError as e:
+            raise ParrotError(
+                f"{file}: cannot be read as safetensors ({e}): the file is damaged; train it again"
+            ) from None

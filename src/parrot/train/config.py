@@ -27,9 +27,12 @@ from parrot.core.outputs import CHECKPOINT, WritesOutput
 #: The accelerate configs shipped in ``parrot/accelerate/`` (by name).
 ACCELERATE_CONFIGS = ("multi-gpu", "deepspeed-zero2", "deepspeed-zero3", "fsdp2")
 
-#: The weights a save leaves behind. A later save into the same directory removes them first: a
-#: stale adapter_config.json beside new full weights would make every loader apply the old adapter.
-SAVED_WEIGHTS = (
+#: The files of a saved model: what loaders read (weights or adapter, config, tokenizer, the
+#: llama.cpp copy). A run keeps the previous model's until its own model is saved whole
+#: (:meth:`TrainConfig.kept_until_replaced`); the new save then replaces them and removes those it
+#: did not write again: a stale adapter_config.json beside new full weights would make every loader
+#: apply the old adapter, and a stale model.gguf would serve the old model.
+SAVED_FILES = (
     "adapter_config.json",
     "adapter_model.safetensors",
     "adapter_model.bin",
@@ -39,14 +42,6 @@ SAVED_WEIGHTS = (
     "pytorch_model*.bin",
     "pytorch_model.bin.index.json",
     "model.gguf",
-    "model.gguf.tmp-*",
-)
-
-#: What a training run writes into its output directory (--overwrite removes these; any other file
-#: there is left alone): the weights, their config and tokenizer, PEFT's model card, TRL's
-#: checkpoints and logs.
-TRAINED_FILES = (
-    *SAVED_WEIGHTS,
     "config.json",
     "generation_config.json",
     "tokenizer*",
@@ -55,11 +50,21 @@ TRAINED_FILES = (
     "vocab.json",
     "merges.txt",
     "chat_template.jinja",
-    "training_args.bin",
-    "README.md",
-    "checkpoint-*",
-    "runs",
 )
+
+#: What a training run writes into its output directory (--overwrite removes these, the saved
+#: model's files only once the new model replaces them; any other file there is left alone): the
+#: saved model, PEFT's and TRL's model card, TRL's checkpoints and logs.
+TRAINED_FILES = (*SAVED_FILES, "training_args.bin", "README.md", "checkpoint-*", "runs")
+
+
+def saved_model_files(out: Path) -> list[Path]:
+    """The files of the model saved in ``out`` (:data:`SAVED_FILES`), those that exist."""
+    return _existing(out, SAVED_FILES)
+
+
+def _existing(out: Path, patterns: tuple[str, ...]) -> list[Path]:
+    return sorted({p for pattern in patterns for p in out.glob(pattern)}) if out.is_dir() else []
 
 
 @dataclass
@@ -130,8 +135,14 @@ class TrainConfig(WritesOutput):
     RECORDS: ClassVar[str] = "weights"
 
     def output_files(self) -> list[Path]:
-        out = Path(self.output)
-        return sorted({p for pattern in TRAINED_FILES for p in out.glob(pattern)}) if out.is_dir() else []
+        return _existing(Path(self.output), TRAINED_FILES)
+
+    def kept_until_replaced(self) -> list[Path]:
+        """The output's files that ``--overwrite`` leaves at the start: the saved model's (weights or
+        adapter, config, tokenizer, model.gguf; not the checkpoints or logs). A run that fails
+        before its own model is saved whole leaves the previous one loadable; the new save replaces
+        these files and removes those it did not write (:func:`parrot.train.save.save_output`)."""
+        return saved_model_files(Path(self.output))
 
     def __post_init__(self):
         if not self.data:

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Iterator
 
 from parrot import ParrotError
-from parrot.core.checkpoint import resolve_model_path
+from parrot.core.checkpoint import check_weights, resolve_model_path
 from parrot.core.dialogue import check_dialogue
 from parrot.core.jsonl import read_jsonl
 from parrot.core.outputs import writes_output
@@ -178,6 +178,7 @@ def dpo_trainer(cfg: DPOTrainConfig, tokenizer, model_path, train_ds, eval_ds=No
     ref_model = None
     if cfg.ref_model or not cfg.lora:
         ref_path = resolve_model_path(cfg.ref_model or cfg.model)
+        check_weights(ref_path)
         ref_model = _load_reference(ref_path, args)
         counts["reference"] = str(ref_path)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,3 +49,11 @@ def relaunch_under_accelerate(cfg: TrainConfig, command: str) -> bool:
     if rc != 0:
         raise ParrotError(f"accelerate launch ({config_file}) exited with status {rc}")
     return True
+
+
+def process_rank() -> tuple[int, int]:
+    """This process's rank and the number of processes, as ``accelerate launch`` and torchrun set
+    them (``0, 1`` outside a distributed launch). Rank 0 is the one that removes and moves files."""
+    rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))
+    world = os.environ.get("WORLD_SIZE", os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return int(rank), int(world)

@@ -1,9 +1,10 @@
 """TRL's trainers with Parrot's settings, and the run every training command makes with one.
 
-:func:`run_training` loads the tokenizer, renders the datasets into a throw-away cache, builds the
-trainer (:func:`trl_trainer`: the starting model, LoRA, Parrot's callbacks, the TRL config of
-:func:`trl_kwargs`), then trains, evaluates, saves and writes the manifest
-(:func:`train_and_save`).
+:func:`run_training` checks that the starting model's weights can be read, removes what a killed
+run left in the output (:func:`leftovers_removed`), loads the tokenizer, renders the datasets into
+a throw-away cache, builds the trainer (:func:`trl_trainer`: the starting model, LoRA, Parrot's
+callbacks, the TRL config of :func:`trl_kwargs`), then trains, evaluates, saves and writes the
+manifest (:func:`train_and_save`).
 
 The manifest records the run's curves from the trainer's log: ``loss_curve`` (``[[step, loss],
 ...]``, the training loss as logged) and, when there is held-out data, ``eval_curve`` (``[[step,
@@ -19,19 +20,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.core.checkpoint import resolve_model_path
+from parrot.core.checkpoint import check_weights, resolve_model_path
 from parrot.core.log import format_table
 from parrot.core.manifest import write_manifest
 from parrot.core.tokens import load_tokenizer
 from parrot.train.config import TrainConfig, trusts_remote_code
 from parrot.train.cpu import compact_lm_head, device_settings
 from parrot.train.dataset import dataset_cache
+from parrot.train.launch import process_rank
 from parrot.train.lora import lora_config
-from parrot.train.save import gguf_file, resume_checkpoint, save_output
+from parrot.train.save import gguf_file, remove_leftovers, resume_checkpoint, save_output, write_errors
 
 log = logging.getLogger("parrot.train")
 
@@ -61,6 +64,7 @@ def run_training(
     on the data is recorded as ``data_timing``; returns the manifest's numbers."""
     t0 = time.monotonic()
     model_path = resolve_model_path(cfg.model)
+    check_weights(model_path)  # damaged weights: one line naming the file, not the loader's traceback
     if cfg.gguf:  # a model llama.cpp cannot take is refused now, not after training
         from parrot.backends.gguf_export import read_config
 
@@ -68,7 +72,7 @@ def run_training(
     tokenizer = load_tokenizer(model_path, trust_remote_code=trusts_remote_code(cfg), chat_template=True)
     counts: dict = {}
     eval_counts: dict = {}
-    with dataset_cache(cfg) as cache:
+    with leftovers_removed(Path(cfg.output)), dataset_cache(cfg) as cache:
         train_ds, eval_ds = datasets(tokenizer, cache, counts, eval_counts)
         t_data = time.monotonic()
         made = trainer(cfg, tokenizer, model_path, train_ds, eval_ds, counts)
@@ -85,6 +89,24 @@ def run_training(
             has_eval=eval_ds is not None,
             extra_log_keys=extra_log_keys,
         )
+
+
+@contextmanager
+def leftovers_removed(out: Path) -> Iterator[None]:
+    """Run the block with what a killed run left in ``out`` removed first, and what this run leaves
+    removed if it fails (a checkpoint cut short by Ctrl-C or a full disk): see
+    :func:`~parrot.train.save.remove_leftovers`. The main process only: it alone moves and removes
+    files, and it holds the output's lock."""
+    main = process_rank()[0] == 0
+    if main:
+        remove_leftovers(out)
+    try:
+        yield
+    except BaseException:
+        if main:
+            with suppress(OSError):  # the error that stopped the run is the one to report
+                remove_leftovers(out)
+        raise
 
 
 def trl_trainer(
@@ -228,7 +250,7 @@ def train_and_save(
     (``rewards/margins`` for DPO).
     """
     t_train0 = time.monotonic()
-    with compact_lm_head(enabled=not trainer.args.torch_compile):
+    with compact_lm_head(enabled=not trainer.args.torch_compile), write_errors(cfg.output):
         result = trainer.train(resume_from_checkpoint=resume_checkpoint(trainer.args))
         t_train = time.monotonic()
         if has_eval:
@@ -244,7 +266,8 @@ def train_and_save(
         if base is not None:
             losses[BASE_KEY] = base.loss
     curves = loss_curves(trainer.state.log_history)
-    saved = save_output(trainer, cfg, tokenizer)
+    with write_errors(cfg.output):
+        saved = save_output(trainer, cfg, tokenizer)
     t_end = time.monotonic()
     if eval_counts:
         counts["eval"] = eval_counts
