@@ -725,24 +725,12 @@ def test_a_save_that_fails_for_lack_of_space_is_one_line_and_claims_nothing(
     assert litter(tmp_path) == []
 
 
-def keep_until_replaced(monkeypatch) -> None:
-    """``--overwrite`` as the output rule is to apply it: the files of the saved model stay at the
-    start (:meth:`TrainConfig.kept_until_replaced`), the rest of the output goes."""
-    from parrot.train.config import TrainConfig
-
-    files = TrainConfig.output_files
-    monkeypatch.setattr(
-        TrainConfig, "output_files", lambda cfg: [p for p in files(cfg) if p not in cfg.kept_until_replaced()]
-    )
-
-
 def test_a_new_model_that_fails_to_save_leaves_the_previous_one(model_dir, dialogues, tmp_path, capsys, monkeypatch):
     out = tmp_path / "chat"
     args = chat_args(dialogues, out, model_dir, "--gguf")
     assert main(args) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert {"model.safetensors", "config.json", "tokenizer.json", "model.gguf"} <= set(before)
-    keep_until_replaced(monkeypatch)
     failing_safetensors(monkeypatch, errno.ENOSPC)
     assert main([*args, "--overwrite", "learning_rate=0.1"]) == 2
     assert error_line(capsys) == f"parrot train-chat: error: {out}: No space left on device"
@@ -754,7 +742,6 @@ def test_a_new_model_that_fails_to_save_leaves_the_previous_one(model_dir, dialo
 def test_a_new_model_replaces_the_previous_ones_files_and_removes_those_it_did_not_write(
     model_dir, dialogues, tmp_path, monkeypatch
 ):
-    keep_until_replaced(monkeypatch)
     out = tmp_path / "chat"
     args = chat_args(dialogues, out, model_dir)
     assert main([*args, "--gguf"]) == 0
