@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,101 @@ def test_atomic_writer_removes_its_tmp_file_when_the_commit_fails(tmp_path, monk
             w.write({"a": 1})
     assert info.value.errno == errno.ENOSPC and info.value.filename == str(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- folders of plots: report, eval report, stats
+
+STAGES_WITH_PLOTS = ["report", "eval report", "stats"]
+
+
+@pytest.fixture(scope="module")
+def plotted(tmp_path_factory):
+    """The inputs of the three commands that write a folder of plots: real sessions, MT-Bench and
+    MT-Bench++ judgments, and a stats folder made from the sessions."""
+    from test_report_experiment import QUESTIONS, judgment_file, real_sessions
+
+    tmp = tmp_path_factory.mktemp("plotted")
+    real = real_sessions(tmp / "real.jsonl", 30, 3)
+    scores = {
+        "a": {(q, t): 3 + q % 5 for q in QUESTIONS for t in (1, 2)},
+        "b": {(q, t): 4 + q % 4 for q in QUESTIONS for t in (1, 2)},
+    }
+    mtb = judgment_file(tmp / "judge_mtb.jsonl", "mt-bench", "openai:gpt-4", scores)
+    pp = judgment_file(tmp / "judge_pp.jsonl", "mt-bench-pp", "openai:gpt-4", scores)
+    stats_dir = str(tmp / "stats")
+    assert main(["stats", real, "-o", stats_dir, "tokenizer=none", "embeddings=false"]) == 0
+    return {"real": real, "mtb": mtb, "pp": pp, "stats": stats_dir}
+
+
+def plot_command(stage: str, inputs: dict, out: Path) -> list[str]:
+    return {
+        "report": ["report", "--stats", inputs["stats"], "--judgments", inputs["mtb"], inputs["pp"]],
+        "eval report": ["eval", "report", inputs["mtb"]],
+        "stats": ["stats", inputs["real"], "tokenizer=none", "embeddings=false"],
+    }[stage] + ["-o", str(out)]
+
+
+#: The plot that hits the full disk: one whose predecessors were written (report: its three data
+#: plots; stats: the first two of its three; eval report: its only one, after report.md and report.json).
+FAILING_PLOT = {"report": 4, "stats": 3, "eval report": 1}
+
+
+def full_disk_at_plot(monkeypatch, n: int) -> list:
+    """The ``n``-th plot a run saves hits a full disk: a few bytes reach the file, then the write
+    fails with an error that names no file (what PIL's ``close`` said on a full tmpfs). Returns
+    the names saved, to be cleared before each run."""
+    from matplotlib.figure import Figure
+
+    real, calls = Figure.savefig, []
+
+    def savefig(self, fname, *args, **kwargs):
+        calls.append(Path(fname).name)
+        if len(calls) < n:
+            return real(self, fname, *args, **kwargs)
+        Path(fname).write_bytes(b"\x89PNG\r\n")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return calls
+
+
+def snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("fault", ["a plot", "the last flush"])
+@pytest.mark.parametrize("stage", STAGES_WITH_PLOTS)
+def test_a_full_disk_while_a_folder_of_plots_is_written_is_one_line_and_changes_nothing(
+    stage, fault, plotted, tmp_path, capsys, monkeypatch
+):
+    """A full disk on the way: one line naming the file, no temporary or partial file, nothing
+    claimed complete; a new folder is not left behind, and a previous output stays byte for byte
+    (its manifest, which vouches for it, included)."""
+    previous, fresh = tmp_path / "previous", tmp_path / "fresh"
+    assert main(plot_command(stage, plotted, previous)) == 0
+    before = snapshot(previous)
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        calls = []
+        if fault == "a plot":
+            calls = full_disk_at_plot(m, FAILING_PLOT[stage])
+        else:
+            m.setattr(os, "fsync", no_space)  # what a full disk says at the last flush
+        for out, extra in ((previous, ["--overwrite"]), (fresh, [])):
+            calls.clear()
+            assert main(plot_command(stage, plotted, out) + extra) == 2
+            line = error_line(capsys)
+            named = calls[-1] if fault == "a plot" else r"[\w.-]+"
+            assert re.fullmatch(rf"parrot {stage}: error: {re.escape(str(out))}/{named}: No space left on device", line)
+            assert leftovers(tmp_path) == []
+    assert snapshot(previous) == before
+    assert not fresh.exists()
+    assert main(plot_command(stage, plotted, fresh)) == 0  # nothing left in the way of the next run
+
+
+@pytest.mark.parametrize("stage", STAGES_WITH_PLOTS)
+def test_a_folder_of_plots_that_cannot_be_written_is_one_line_naming_it(stage, plotted, read_only_dir, capsys):
+    out = read_only_dir / "parrot-test-plots"
+    assert main(plot_command(stage, plotted, out)) == 2
+    assert error_line(capsys).startswith(f"parrot {stage}: error: {out}: ")
+    assert not out.exists()

@@ -175,6 +175,56 @@ def test_a_driver_killed_mid_run_resumes_as_with_the_local_executor(cluster, tmp
     assert read_manifest(out)["complete"] and not journal_path(out).exists()
 
 
+def test_ctrl_c_stops_a_run_on_gguf_replicas_promptly_and_resume_finishes_it(cluster, tmp_path):
+    """SIGINT (Ctrl-C) to ``parrot synthesize --executor ray`` while llama.cpp replicas are
+    generating: the command exits within seconds (a clean stop of a busy replica used to wait up to
+    30 s for its call), and ``--resume`` finishes the run with every session exactly once."""
+    out = tmp_path / "out.jsonl"
+    argv = ["synthesize", "-o", str(out), "--seeds", str(write_seeds(tmp_path / "seeds.jsonl"))]
+    argv += ["--num-sessions", "3", "--max-turns", "1", "--asker-mode", "prompted", "--asker", "smollm2"]
+    # every answer runs to max_tokens (no early end of text): calls are still generating at the signal
+    argv += ["--assistant", "smollm2", "assistant.max_tokens=256", "assistant.extra.ignore_eos=true"]
+    argv += ["assistant.slots=3", "assistant.threads=1", "asker.slots=1", "asker.threads=1"]
+    argv += ["--in-flight", "3", "--executor", "ray", "--replicas", "1"]
+    env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PARROT_NO_PROGRESS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "parrot", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines, running = [], threading.Event()
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line)
+            if "sessions to run" in line:
+                running.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert running.wait(180), "".join(lines)[-3000:]
+        time.sleep(2)  # the three calls are on the replica, each a few hundred tokens from its end
+        assert proc.poll() is None, "".join(lines)[-3000:]
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        took = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(10)
+    assert proc.returncode == 130, "".join(lines)[-3000:]
+    assert took < 12, f"Ctrl-C took {took:.1f} s to stop the command"
+    assert not read_manifest(out)["complete"]
+
+    from parrot import cli
+
+    assert cli.main([*argv, "--resume"]) == 0
+    ids = [r["id"] for r in read_out(out)]
+    assert len(ids) == len(set(ids)) == 3
+    assert read_manifest(out)["complete"] and read_manifest(out)["counts"]["sessions"] == 3
+    assert not journal_path(out).exists()
+
+
 def test_endpoint_roles_are_shared_and_a_failing_endpoint_is_set_aside(cluster, tmp_path, tiny_model_dir):
     """The asker runs on Ray replicas; the assistant is three servers, one always failing."""
     servers = [FaultServer().start() for _ in range(3)]

@@ -46,6 +46,7 @@ log = logging.getLogger("parrot.backends")
 MAX_RESTARTS = 3  # a replica whose process died is started again this many times, then given up
 WAIT_LOG_SECONDS = 30.0  # while replicas wait for resources or load, say so this often
 PROBE_SECONDS = 0.5  # while every replica is down, look for one back this often
+STOP_SECONDS = 30.0  # the most a clean stop of idle replicas may take before they are killed
 
 
 def import_ray():
@@ -135,6 +136,7 @@ class _Handle:
     down: bool = False  # lost and not back yet: no calls go to it
     given_up: bool = False  # dead for good: Ray's restarts are used up
     probe: object = None  # a pending ``ready`` call while it is down
+    abandoned: int = 0  # calls the driver stopped waiting for (Ctrl-C): the replica may still run them
 
 
 class RayBackend(Backend):
@@ -205,12 +207,21 @@ class RayBackend(Backend):
         log.info("%s: %d replica(s) ready on %s", self.config.spec, n, ", ".join(nodes))
 
     def close(self) -> None:
-        if self.handles:
-            ray = import_ray()
-            try:  # a clean stop first (a replica down or gone is simply killed)
-                ray.get([h.actor.shutdown.remote() for h in self.handles if not h.down], timeout=30)
-            except (ray.exceptions.RayError, TimeoutError):
-                pass
+        """Stop the replicas. One that is idle is stopped cleanly first (its model released, its
+        batcher's task ended); one still running a call the driver gave up on (the run was
+        interrupted: Ctrl-C cancels the calls in flight) is killed at once, since a clean stop would
+        wait for that call (llama.cpp's server finishes its requests before it stops); one down or
+        gone is simply killed. Nothing is lost either way: only the driver writes records."""
+        if not self.handles:
+            return
+        ray = import_ray()
+        try:
+            idle = [h for h in self.handles if not h.down and not h.abandoned]
+            if idle:
+                ray.get([h.actor.shutdown.remote() for h in idle], timeout=STOP_SECONDS)
+        except (ray.exceptions.RayError, TimeoutError):
+            pass
+        finally:  # a second Ctrl-C during the clean stop still kills them all
             for h in self.handles:
                 ray.kill(h.actor, no_restart=True)
             self.handles = []
@@ -248,6 +259,9 @@ class RayBackend(Backend):
             h.requests += len(conversations)
             try:
                 return await h.actor.generate.remote(conversations, params)
+            except asyncio.CancelledError:  # interrupted: the replica goes on with the call
+                h.abandoned += 1
+                raise
             except ray.exceptions.RayActorError as e:
                 h.lost += 1
                 error = f"replica_lost: {type(e).__name__}"

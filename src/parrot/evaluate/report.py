@@ -30,6 +30,7 @@ from parrot.core.config import opt
 from parrot.core.jsonl import read_jsonl, write_text_atomic
 from parrot.core.manifest import manifest_path, write_manifest
 from parrot.core.outputs import ONE_PASS, WritesOutput, writes_output
+from parrot.core.staging import save_figure, staged_folder
 
 log = logging.getLogger("parrot.evaluate")
 
@@ -230,10 +231,7 @@ def plot_score_by_turn(models: dict, path: str | Path) -> Path:
     else:  # every judgment was -1: say so rather than draw an empty frame silently
         ax.text(0.5, 0.5, "no scored judgments", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------- command
@@ -290,10 +288,11 @@ def report(cfg: ReportConfig) -> dict:
         print(text)
         return summary
     out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "report.md", "# Evaluation report\n\n" + text)
-    write_text_atomic(out / "report.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-    png = plot_score_by_turn(models, out / "score_by_turn.png")
+    # all three files or none: a full disk or a read-only folder leaves the previous report whole
+    with staged_folder(out, unclaim=cfg.side_files()) as staging:
+        write_text_atomic(staging / "report.md", "# Evaluation report\n\n" + text)
+        write_text_atomic(staging / "report.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        png = out / plot_score_by_turn(models, staging / "score_by_turn.png").name
     write_manifest(
         out / "report",
         stage="eval report",

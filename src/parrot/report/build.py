@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from parrot import ParrotError
 from parrot.core.jsonl import read_json, read_jsonl, write_text_atomic
 from parrot.core.manifest import read_manifest, write_manifest
+from parrot.core.staging import staged_folder
 from parrot.report import plots
 from parrot.report.bootstrap import paired_bootstrap, question_means
 from parrot.report.render import html_page, markdown
@@ -648,38 +649,42 @@ def conclusions(cfg: ExperimentReportConfig, results: list[dict], bench_data: di
 def build_report(cfg: ExperimentReportConfig) -> dict:
     started = time.monotonic()
     out = Path(cfg.output)
-    out.mkdir(parents=True, exist_ok=True)
     benches = load_benches(cfg) if cfg.judgments else {}
-    sections = [
-        data_section(cfg, out),
-        simulators_section(cfg, out),
-        training_section(cfg, out),
-        capo_section(cfg, out),
-    ]
-    bench_data = {}
-    for bench in sorted(set(BENCH_TITLES) | set(benches), key=_bench_order):
-        s = bench_section(cfg, out, bench, benches.get(bench))
-        bench_data[bench] = s["data"]
-        sections.append(s)
-    results = compare(cfg, benches)
-    sections.append(comparisons_section(cfg, results))
-    blocks, sentences = conclusions(cfg, results, bench_data)
-    run = bool(cfg.compare or any(bench_data.values()))
-    sections.append(_section("support", "What the numbers support", blocks if run else [], sentences))
+    # every file is made in a staging folder and moved into `out` once all are written: a full disk
+    # or a read-only folder leaves the previous report whole (no partial plot, no temporary file)
+    with staged_folder(out, unclaim=cfg.side_files()) as staging:
+        sections = [
+            data_section(cfg, staging),
+            simulators_section(cfg, staging),
+            training_section(cfg, staging),
+            capo_section(cfg, staging),
+        ]
+        bench_data = {}
+        for bench in sorted(set(BENCH_TITLES) | set(benches), key=_bench_order):
+            s = bench_section(cfg, staging, bench, benches.get(bench))
+            bench_data[bench] = s["data"]
+            sections.append(s)
+        results = compare(cfg, benches)
+        sections.append(comparisons_section(cfg, results))
+        blocks, sentences = conclusions(cfg, results, bench_data)
+        run = bool(cfg.compare or any(bench_data.values()))
+        sections.append(_section("support", "What the numbers support", blocks if run else [], sentences))
 
-    intro = [{"p": f"Made by `parrot report` on {time.strftime('%Y-%m-%d %H:%M')}. Sections with no inputs say so."}]
-    md = markdown(cfg.title, sections, intro)
-    write_text_atomic(out / "report.md", md)
-    write_text_atomic(out / "report.html", html_page(cfg.title, sections, out, intro))
-    plots_made = [b["img"] for s in sections for b in s["blocks"] if "img" in b]
-    doc = {
-        "title": cfg.title,
-        "sections": {s["key"]: s["data"] for s in sections},
-        "run": {s["key"]: s["blocks"] != [NOT_RUN] for s in sections},
-        "conclusions": sentences,
-        "plots": plots_made,
-    }
-    write_text_atomic(out / "report.json", json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
+        intro = [
+            {"p": f"Made by `parrot report` on {time.strftime('%Y-%m-%d %H:%M')}. Sections with no inputs say so."}
+        ]
+        md = markdown(cfg.title, sections, intro)
+        write_text_atomic(staging / "report.md", md)
+        write_text_atomic(staging / "report.html", html_page(cfg.title, sections, staging, intro))
+        plots_made = [b["img"] for s in sections for b in s["blocks"] if "img" in b]
+        doc = {
+            "title": cfg.title,
+            "sections": {s["key"]: s["data"] for s in sections},
+            "run": {s["key"]: s["blocks"] != [NOT_RUN] for s in sections},
+            "conclusions": sentences,
+            "plots": plots_made,
+        }
+        write_text_atomic(staging / "report.json", json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
     write_manifest(
         out / "report",
         stage="report",

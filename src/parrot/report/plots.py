@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from parrot.core.staging import save_figure
+
 
 def _plt():
     import matplotlib
@@ -47,9 +49,7 @@ def _save(fig, ax, path: Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
-    _plt().close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def share_by_count(hist: dict | list | None) -> list[tuple[int, float]]:

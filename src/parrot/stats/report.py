@@ -9,6 +9,7 @@ from parrot.core.config import to_dict
 from parrot.core.jsonl import write_text_atomic
 from parrot.core.manifest import write_manifest
 from parrot.core.redact import redact
+from parrot.core.staging import save_figure
 
 #: The plots a stats run writes beside stats.json and stats.md.
 PLOTS = ("turns_histogram.png", "lengths.png", "context_by_turn.png")
@@ -121,9 +122,7 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
             ax.legend(fontsize=8)
         if layout:
             fig.tight_layout()
-        paths.append(out_dir / name)
-        fig.savefig(paths[-1])
-        plt.close(fig)
+        paths.append(save_figure(fig, out_dir / name))
 
     fig, ax = plt.subplots(figsize=(6, 3.4), dpi=90)
     for i, r in enumerate(rows):
@@ -221,11 +220,13 @@ def context_plot_notes(rows: list[dict]) -> list[str]:
     return notes
 
 
-def write_outputs(cfg, rows: list[dict], out_dir: Path, timer, *, tokenizer_path: str | None, counts: dict) -> dict:
+def write_files(cfg, rows: list[dict], folder: Path, timer, *, tokenizer_path: str | None) -> dict:
+    """The plots, stats.json and stats.md in ``folder`` (the output's staging folder); return
+    the document of stats.json."""
     plots = []
     if cfg.plots:
         with timer("plots"):
-            plots = write_plots(rows, out_dir)
+            plots = write_plots(rows, folder)
     doc = {
         "datasets": rows,
         "tokenizer": tokenizer_path,
@@ -234,15 +235,20 @@ def write_outputs(cfg, rows: list[dict], out_dir: Path, timer, *, tokenizer_path
         "cpu_s": timer.rounded_cpu(),
         "plots": [p.name for p in plots],
     }
-    json_path, md_path = out_dir / "stats.json", out_dir / "stats.md"
-    write_text_atomic(json_path, json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
+    write_text_atomic(folder / "stats.json", json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
     md = markdown_table(rows) + "\n" + sampling_note(rows, cfg)
     if plots and (notes := context_plot_notes(rows)):
         md += "\ncontext_by_turn.png: " + "; ".join(notes) + ".\n"
     if plots:
         md += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
-    write_text_atomic(md_path, md)
-    for path in (json_path, md_path):
+    write_text_atomic(folder / "stats.md", md)
+    return doc
+
+
+def write_manifests(cfg, out_dir: Path, plots: list[str], timer, counts: dict) -> None:
+    """The manifests of stats.json and stats.md, once the files are in place."""
+    json_path, md_path = out_dir / "stats.json", out_dir / "stats.md"
+    for path in (md_path, json_path):  # stats.json's manifest, the one that says complete, last
         write_manifest(
             path,
             stage="stats",
@@ -256,6 +262,5 @@ def write_outputs(cfg, rows: list[dict], out_dir: Path, timer, *, tokenizer_path
                 "rouge_sample": cfg.rouge_sample,
                 "shift_sessions": cfg.shift_sessions,
             },
-            files=[p.name for p in plots] + ["stats.md", "stats.json"],
+            files=[*plots, "stats.md", "stats.json"],
         )
-    return doc

@@ -12,6 +12,7 @@ import numpy as np
 from parrot import ParrotError
 from parrot.core.dialogue import read_dialogues, user_questions
 from parrot.core.log import format_table, progress
+from parrot.core.staging import staged_folder
 from parrot.core.tokens import TokenCounter, load_tokenizer, tokenizer_path
 from parrot.stats.basic import DatasetAccumulator
 from parrot.stats.context import is_context_dependent
@@ -152,13 +153,34 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def run_stats(cfg: StatsConfig) -> dict:
-    from parrot.stats.report import write_outputs
+    from parrot.stats.report import write_files, write_manifests
 
     cfg.check_inputs()  # fail before loading any model
     names = dataset_names(cfg)
     out_dir = Path(cfg.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    timer = Timer()
+    # the output's files are made in a staging folder inside it and put in place together at the end:
+    # a folder that cannot be written fails now, before any work; a full disk later (or Ctrl-C)
+    # leaves the previous output whole and nothing half-written
+    with staged_folder(out_dir, unclaim=cfg.side_files()) as staging:
+        timer = Timer()
+        rows, counts_all, tok_path = measure(cfg, names, timer)
+        doc = write_files(cfg, rows, staging, timer, tokenizer_path=tok_path)
+    write_manifests(cfg, out_dir, doc["plots"], timer, counts_all)
+    print(
+        format_table(
+            [
+                (r["name"], r["sessions"], f"{r['turns_mean']:.2f}", f"{r['context_dependent_per_session']:.2f}")
+                for r in rows
+            ],
+            ("dataset", "sessions", "turns/session", "ctx-dep q/session"),
+        )
+    )
+    print(f"wrote {out_dir / 'stats.md'} and {out_dir / 'stats.json'}")
+    return doc
+
+
+def measure(cfg: StatsConfig, names: list[str], timer: Timer) -> tuple[list[dict], dict, str | None]:
+    """Every dataset's row, its counts, and the tokenizer's path."""
     tokenizer = tok_path = None
     with timer("load_tokenizer"):
         if cfg.tokenizer.lower() not in ("none", ""):  # `none`: words only
@@ -227,15 +249,4 @@ def run_stats(cfg: StatsConfig) -> dict:
             row["turns_mean"] or 0,
             row["context_dependent_per_session"] or 0,
         )
-    doc = write_outputs(cfg, rows, out_dir, timer, tokenizer_path=tok_path, counts=counts_all)
-    print(
-        format_table(
-            [
-                (r["name"], r["sessions"], f"{r['turns_mean']:.2f}", f"{r['context_dependent_per_session']:.2f}")
-                for r in rows
-            ],
-            ("dataset", "sessions", "turns/session", "ctx-dep q/session"),
-        )
-    )
-    print(f"wrote {out_dir / 'stats.md'} and {out_dir / 'stats.json'}")
-    return doc
+    return rows, counts_all, tok_path
