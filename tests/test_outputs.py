@@ -172,12 +172,14 @@ def test_an_existing_output_is_refused_without_a_flag_overwritten_or_resumed(cmd
         left.add(cfg.side_files()[0].name)
         assert read_manifest(cfg.manifest_of())["counts"] == {"made": len(stage.calls)}
     existing = stage.calls[-1]["existing"]
-    aside = {name for name in existing if name.endswith(".replaced")}  # the previous output, set aside
+    aside = {name for name in existing if ".replaced" in name}  # the previous output, set aside
     assert sorted(set(existing) - aside) == sorted(made if cfg.RESUMES == ONE_PASS else left)
     if cfg.RESUMES == CONTINUES:  # until the new run has written something; then gone
         ours = set(made) - {str(p.relative_to(out.parent)) for p in mine}
         assert aside == {str(Path(n).with_name(f".{Path(n).name}.replaced")) for n in ours}
-    assert not any(name.endswith(".replaced") for name in files(cfg))
+    if cfg.RESUMES == CHECKPOINT:  # its manifest and old checkpoints (the model itself stays in place)
+        assert aside == {"out/.checkpoint-1.replaced/trainer_state.json", ".out.manifest.json.replaced"}
+    assert not any(".replaced" in name for name in files(cfg))
     assert all(p.read_text() == "mine" for p in mine)
     assert not lock_path(out).exists()  # the lock file goes with the run
 

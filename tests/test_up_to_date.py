@@ -285,3 +285,46 @@ def test_a_path_counts_by_what_it_holds_however_it_is_written(tmp_path, monkeypa
     assert len(same) == 1 and next(iter(same)).startswith("sha256:")
     assert contents("hf:m") == "hf:" + contents("m") and contents("openai:m") == "openai:m"
     assert contents("sharegpt") == "sharegpt"
+
+
+def test_a_retraining_that_fails_before_it_saves_leaves_the_previous_model_and_its_manifest(tmp_path, capsys):
+    """The model stays in place (the new one replaces it once saved); its manifest and old
+    checkpoints are set aside and come back when the new run saved nothing: it is still the model
+    its manifest vouches for."""
+    from parrot.train.config import SFTTrainConfig
+
+    cfg = build_config(SFTTrainConfig, {"data": [str(_prepared(tmp_path))], "output": str(tmp_path / "m")})
+    model = Path(cfg.output)
+    (model / "checkpoint-2").mkdir(parents=True)
+    (model / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    write_manifest(cfg.output, stage=cfg.STAGE, config=cfg)
+    before = {p: p.read_bytes() for p in model.rglob("*") if p.is_file()} | {
+        manifest_path(model): manifest_path(model).read_bytes()
+    }
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "x", "messages": [\n')
+    assert main(["train-chat", str(bad), "-o", str(model), "--overwrite"]) == 2
+    assert f"{bad}:1: invalid JSON" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in before} == before
+    assert not list(tmp_path.rglob("*.replaced"))
+
+
+def test_a_retraining_killed_before_its_first_checkpoint_gets_the_previous_model_back(tmp_path):
+    from parrot.train.config import SFTTrainConfig
+
+    data = _prepared(tmp_path)
+    cfg = build_config(SFTTrainConfig, {"data": [str(data)], "output": str(tmp_path / "m")})
+    model = Path(cfg.output)
+    (model / "checkpoint-2").mkdir(parents=True)
+    (model / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    write_manifest(cfg.output, stage=cfg.STAGE, config=cfg)
+    complete = manifest_path(model).read_bytes()
+    for p in (manifest_path(model), model / "checkpoint-2"):  # what a kill right after the start leaves
+        p.rename(p.with_name(f".{p.name}.replaced"))
+    write_manifest(cfg.output, stage=cfg.STAGE, config=cfg, complete=False)
+    assert main(["train-chat", str(data), "-o", str(model), "--resume"]) == 0  # put back: up to date
+    assert manifest_path(model).read_bytes() == complete and (model / "checkpoint-2").is_dir()
+    assert not list(tmp_path.rglob("*.replaced"))

@@ -179,21 +179,23 @@ def begin(cfg: WritesOutput, *, remove: bool = True) -> Start:
 def _start_over(cfg: WritesOutput, remove: bool) -> Start:
     """Start the output over. Nothing finished goes before the new run has something to put in
     its place: a one-pass output writes each file whole (atomically), so the old ones stay until
-    the new run has succeeded (:func:`remove_stale` then removes what it did not write again); an
-    item-by-item output is set aside (:func:`settle_aside`); a training output keeps its model
-    (:meth:`WritesOutput.kept_until_replaced`) until the new one is saved."""
+    the new run has succeeded (:func:`remove_stale` then removes what it did not write again); the
+    files of any other are set aside (:func:`settle_aside`), but for those the new run replaces
+    itself (:meth:`WritesOutput.kept_until_replaced`: a training output's model, kept in place
+    until the new one is saved)."""
     old = [p for p in (*cfg.output_files(), *cfg.side_files()) if p.exists()]
     if cfg.RESUMES == ONE_PASS and any(p.exists() for p in cfg.output_files()):
         return Start("start", replaces=tuple(old))
     if not remove:
         return Start("start")
-    if cfg.RESUMES == CONTINUES:
-        for p in old:
-            os.replace(p, aside_path(p))
-        return Start("start", aside=tuple(old))
+    if cfg.RESUMES == ONE_PASS:  # no output, a manifest left alone by a run that failed
+        remove_files(old)
+        return Start("start")
     kept = set(cfg.kept_until_replaced())
-    remove_files([p for p in old if p not in kept])
-    return Start("start")
+    aside = [p for p in old if p not in kept]
+    for p in aside:
+        os.replace(p, aside_path(p))
+    return Start("start", aside=tuple(aside))
 
 
 def aside_path(path: Path) -> Path:
@@ -202,11 +204,15 @@ def aside_path(path: Path) -> Path:
 
 
 def wrote_nothing(cfg: WritesOutput) -> bool:
-    """Whether no output file holds anything (a run that failed before its first record)."""
+    """Whether the run wrote nothing: no output file of its own holds anything (a run that failed
+    before its first record, or before its first checkpoint), and the files it replaces itself (a
+    model) are still those the set-aside manifest recorded."""
+    kept = cfg.kept_until_replaced()
     for p in cfg.output_files():
-        if p.is_file() and p.stat().st_size > 0 or p.is_dir() and any(p.iterdir()):
+        if p not in kept and (p.is_file() and p.stat().st_size > 0 or p.is_dir() and any(p.iterdir())):
             return False
-    return True
+    old_manifest = aside_path(manifest_path(cfg.manifest_of()))
+    return not (old_manifest.exists() and any(changed_outputs(old_manifest, under=p) for p in kept))
 
 
 def settle_aside(cfg: WritesOutput, paths: tuple[Path, ...] | list[Path], succeeded: bool) -> None:
@@ -219,7 +225,8 @@ def settle_aside(cfg: WritesOutput, paths: tuple[Path, ...] | list[Path], succee
     if succeeded or not wrote_nothing(cfg):
         remove_files([aside_path(p) for p in aside])
         return
-    remove_files([p for p in cfg.output_files() if p.exists()])  # empty files the failed run made
+    kept = cfg.kept_until_replaced()
+    remove_files([p for p in cfg.output_files() if p.exists() and p not in kept])  # empty files the failed run made
     for p in aside:
         os.replace(aside_path(p), p)
     log.info("%s: the new run wrote nothing: the previous output is back in place", cfg.output)
@@ -229,6 +236,9 @@ def clean_leftovers(cfg: WritesOutput) -> None:
     """What a killed run left beside the output: its set-aside files (put back when the killed run
     wrote nothing, else dropped) and one-pass temporary files (``OUT.tmp``)."""
     files = [*cfg.output_files(), *cfg.side_files()]
+    out = Path(cfg.output)
+    if out.is_dir():  # a folder's own files set aside (a training run's old checkpoints)
+        files += [p.with_name(p.name[1 : -len(".replaced")]) for p in out.glob(".*.replaced")]
     settle_aside(cfg, files, succeeded=False)
     remove_files([p.with_name(p.name + ".tmp") for p in files if p.with_name(p.name + ".tmp").exists()])
 
