@@ -163,3 +163,18 @@ def test_a_file_system_without_locks_is_written_unlocked(tmp_path, monkeypatch, 
         w.write({"i": 0})
     assert [r["i"] for _, r in read_jsonl(tmp_path / "a.jsonl")] == [0]
     assert "cannot lock it" in caplog.text
+
+
+def test_a_failures_file_left_empty_goes_with_its_writer(tmp_path):
+    """A run stopped (Ctrl-C) with no failure leaves no empty failures file beside its output."""
+    from parrot.core.outputs import failures_path, failures_writer
+
+    out = tmp_path / "out.jsonl"
+    with failures_writer(out):
+        pass
+    assert not failures_path(out).exists()
+    with failures_writer(out) as w:
+        w.write({"key": 1, "reason": "timeout"})
+    with failures_writer(out):  # one there already: kept
+        pass
+    assert len(failures_path(out).read_text().splitlines()) == 1

@@ -233,11 +233,13 @@ class AppendWriter:
     """Append records to ``path`` with a flush (and fsync) after each one, for resumable jobs.
 
     ``redact``: records pass through :func:`parrot.core.redact.redact` first (failures files, whose
-    records carry servers' error text).
+    records carry servers' error text). ``keep_empty=False``: a file left empty when the writer
+    closes is removed (a failures file of a run that ended, or was stopped, with no failure).
     """
 
-    def __init__(self, path: str | Path, *, fsync: bool = True, redact: bool = False):
+    def __init__(self, path: str | Path, *, fsync: bool = True, redact: bool = False, keep_empty: bool = True):
         self.path = Path(path)
+        self._keep_empty = keep_empty
         self._redact = redact
         self._scrub = Scrubber()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -273,6 +275,8 @@ class AppendWriter:
     def close(self) -> None:
         if not self._fh.closed:
             with naming(self.path):
+                if not self._keep_empty and self._fh.tell() == 0:
+                    self.path.unlink(missing_ok=True)  # while the lock still holds it
                 self._fh.close()
 
     def __enter__(self) -> "AppendWriter":

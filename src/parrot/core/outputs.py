@@ -534,7 +534,7 @@ def failures_path(output: str | Path) -> Path:
 def failures_writer(output: str | Path) -> AppendWriter:
     """The appender of ``<output>.failures.jsonl``: its records are redacted (a server's error
     text can echo the request's key)."""
-    return AppendWriter(failures_path(output), fsync=False, redact=True)
+    return AppendWriter(failures_path(output), fsync=False, redact=True, keep_empty=False)
 
 
 def failure_key(key: Any) -> str:
