@@ -61,7 +61,7 @@ def reloads_and_generates(path, messages) -> bool:
 
 def test_train_chat_cli_writes_a_checkpoint_the_hf_backend_loads(model_dir, dialogues, tmp_path):
     out = tmp_path / "chat"
-    rc = main(["train-chat", str(dialogues), "-o", str(out), "--model", str(model_dir), "--max-length", "220", *QUICK])
+    rc = main(chat_args(dialogues, out, model_dir))
     assert rc == 0
     assert (out / "config.json").is_file() and (out / "tokenizer_config.json").is_file()
     m = read_manifest(out)
@@ -162,7 +162,7 @@ def test_lora_without_merge_saves_only_the_adapter_of_the_chosen_layers(model_di
 
 def test_a_full_run_into_an_adapters_directory_leaves_no_stale_adapter(model_dir, dialogues, tmp_path):
     out = tmp_path / "chat"
-    args = ["train-chat", str(dialogues), "-o", str(out), "--model", str(model_dir), "--max-length", "220", *QUICK]
+    args = chat_args(dialogues, out, model_dir)
     assert main([*args, "--lora", "--no-merge"]) == 0 and (out / "adapter_config.json").is_file()
     (out / "notes.txt").write_text("mine")
     assert main([*args, "--overwrite"]) == 0
@@ -174,20 +174,7 @@ def test_a_full_run_into_an_adapters_directory_leaves_no_stale_adapter(model_dir
 
 def test_resume_from_checkpoint_true_continues_from_the_last_checkpoint(model_dir, dialogues, tmp_path):
     out = tmp_path / "chat"
-    args = [
-        "train-chat",
-        str(dialogues),
-        "-o",
-        str(out),
-        "--model",
-        str(model_dir),
-        "--max-length",
-        "220",
-        *QUICK,
-        "save_strategy=steps",
-        "save_steps=1",
-        "resume_from_checkpoint=true",
-    ]
+    args = chat_args(dialogues, out, model_dir, "save_strategy=steps", "save_steps=1", "resume_from_checkpoint=true")
     assert main([*args, "max_steps=2"]) == 0  # no checkpoint yet: starts from the beginning
     # Mark checkpoint-2's logged state: a run that resumes from it carries the mark on.
     state_file = out / "checkpoint-2" / "trainer_state.json"
@@ -321,24 +308,7 @@ def test_accelerate_launch_runs_the_same_command(model_dir, dialogues, tmp_path)
         "num_machines: 1\nnum_processes: 1\nuse_cpu: true\n"
     )
     out = tmp_path / "launched"
-    assert (
-        main(
-            [
-                "train-chat",
-                str(dialogues),
-                "-o",
-                str(out),
-                "--model",
-                str(model_dir),
-                "--max-length",
-                "220",
-                "--accelerate",
-                str(cpu),
-                *QUICK,
-            ]
-        )
-        == 0
-    )
+    assert main(chat_args(dialogues, out, model_dir, "--accelerate", str(cpu))) == 0
     assert (out / "config.json").is_file()
     assert read_manifest(out)["config"]["accelerate"] is None  # the child ran the training itself
     assert not (tmp_path / "launched.launch.yaml").exists()  # the child's settings, tokens and all

@@ -210,23 +210,29 @@ def _is_record(raw: bytes) -> bool:
         return False
 
 
-def lock_file(fh, path: Path) -> None:
+def lock_file(fh, path: Path, *, shared: bool = False) -> None:
     """An exclusive lock on the open file ``fh``, held until it is closed: a second run on the
     same output (launched twice by mistake) stops at once instead of duplicating records or
-    deleting the first run's work. ``path`` is the file the error names (the output)."""
+    deleting the first run's work. ``shared``: a reader's lock, which only a writer's excludes.
+    ``path`` is the file the error names (the output, or the input)."""
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks here
         return
     try:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fh.fileno(), (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         fh.close()
+        if shared:
+            raise ParrotError(
+                f"{path}: another process is writing it; wait for it to finish (or stop it), then run this again"
+            ) from None
         raise ParrotError(
             f"{path}: another process is writing it, or reading it as an input (the same command running twice?); wait for it to finish or stop it"
         ) from None
     except OSError as e:  # a file system without locks (some NFS/Lustre mounts): go on unlocked
-        log.warning("%s: cannot lock it (%s); a second run on it would not be stopped", path, e)
+        if not shared:
+            log.warning("%s: cannot lock it (%s); a second run on it would not be stopped", path, e)
 
 
 class AppendWriter:

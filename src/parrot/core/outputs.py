@@ -401,11 +401,12 @@ def output_lock(output: str | Path) -> Iterator[None]:
         _remove_empty(made)
 
 
-def _locked(path: Path, output: Path):
-    """``path`` opened and locked; the lock is on the file the path names now."""
+def _locked(path: Path, output: Path, *, shared: bool = False):
+    """``path`` opened and locked, exclusively (a writer) or shared (a reader); the lock is on the
+    file the path names now."""
     while True:
         fh = path.open("a", encoding="utf-8")
-        lock_file(fh, output)  # closes the file and raises when another run holds it
+        lock_file(fh, output, shared=shared)  # closes the file and raises when held
         try:
             same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
         except FileNotFoundError:
@@ -483,31 +484,12 @@ def check_input(path: Path) -> None:
 
 def _shared_lock(path: Path, shown: Path):
     """``path`` opened with a shared lock (None where no lock file can be made: a read-only folder)."""
-    import fcntl
-
-    while True:
-        try:
-            fh = path.open("a", encoding="utf-8")
-        except OSError as e:
-            if isinstance(e, PermissionError) or e.errno == errno.EROFS:
-                return None
-            raise
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.close()
-            raise ParrotError(
-                f"{shown}: another process is writing it; wait for it to finish (or stop it), then run this again"
-            ) from None
-        except OSError:  # a file system without locks: go on unlocked (the writer warns)
-            return fh
-        try:
-            same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fh
-        fh.close()  # its writer removed it as it finished: lock the new one
+    try:
+        return _locked(path, shown, shared=True)
+    except OSError as e:
+        if isinstance(e, PermissionError) or e.errno == errno.EROFS:
+            return None
+        raise
 
 
 def _release_shared(path: Path, fh) -> None:
