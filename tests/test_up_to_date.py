@@ -328,3 +328,18 @@ def test_a_retraining_killed_before_its_first_checkpoint_gets_the_previous_model
     assert main(["train-chat", str(data), "-o", str(model), "--resume"]) == 0  # put back: up to date
     assert manifest_path(model).read_bytes() == complete and (model / "checkpoint-2").is_dir()
     assert not list(tmp_path.rglob("*.replaced"))
+
+
+def test_a_large_output_copied_elsewhere_is_hashed_not_taken_by_its_time(tmp_path, monkeypatch):
+    """Above the hashing limit a file no step wrote goes by size and time; one a manifest
+    recorded is hashed, so a plain copy of a large model is still the same model."""
+    import parrot.core.digest as digest
+
+    monkeypatch.setattr(digest, "HASH_LIMIT", 10)
+    (tmp_path / "a").mkdir()
+    data = _prepared(tmp_path / "a", "data.jsonl")  # larger than 10 bytes
+    assert ":" in digest.file_digest(tmp_path / "a" / "data.jsonl.src.jsonl")  # nobody recorded it
+    shutil.copytree(tmp_path / "a", tmp_path / "b", copy_function=shutil.copy)
+    copy = tmp_path / "b" / data.name
+    assert digest.changed_outputs(manifest_path(copy)) == []
+    assert digest.contents(str(copy)) == digest.contents(str(data))

@@ -9,7 +9,8 @@ that cheap enough:
 - across processes, a manifest is the cache: a file whose size and mtime are the ones a
   manifest recorded for it (:func:`record`, in the manifest's ``outputs``) has the digest it recorded,
   so an unchanged workdir is checked by ``stat`` alone;
-- a file above :data:`HASH_LIMIT` (a model shard) goes by its size and mtime.
+- a file above :data:`HASH_LIMIT` (a model shard) that no manifest recorded (a model of the
+  user's) goes by its size and mtime.
 
 A directory's digest covers the files in it, except what a run leaves beside its product: hidden
 files, ``*.tmp`` files, ``checkpoint-N`` folders and TensorBoard's ``runs/``.
@@ -45,23 +46,29 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def file_digest(path: str | Path, st: os.stat_result | None = None) -> str:
-    """The sha256 of a file (``SIZE:MTIME`` above :data:`HASH_LIMIT`), cached per version of it."""
+def file_digest(path: str | Path, st: os.stat_result | None = None, *, full: bool = False) -> str:
+    """The sha256 of a file, cached per version of it. A file no manifest recorded goes by
+    ``SIZE:MTIME`` above :data:`HASH_LIMIT` (a model of the user's, hashed at every start
+    otherwise), unless ``full``; one a manifest recorded is always hashed (once per version:
+    the manifest keeps it), so a copy of it counts as the same file."""
     path = Path(path)
     st = st or path.stat()
     key = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _FILES:
-        if st.st_size > HASH_LIMIT:
-            _FILES[key] = f"{st.st_size}:{st.st_mtime_ns}"
+        rec = _record_of(path)
+        if rec and rec.get("bytes") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
+            _FILES[key] = rec.get("sha256")
+        elif rec is None and not full and st.st_size > HASH_LIMIT:
+            return f"{st.st_size}:{st.st_mtime_ns}"
         else:
-            _FILES[key] = _recorded_digest(path, st) or sha256_file(path)
+            _FILES[key] = sha256_file(path)
     return _FILES[key]
 
 
 def record(path: str | Path) -> dict:
     """``{"bytes", "mtime_ns", "sha256"}`` of a file, as a manifest records what it wrote."""
     st = Path(path).stat()
-    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_digest(path, st)}
+    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_digest(path, st, full=True)}
 
 
 def tree_files(path: str | Path) -> list[Path]:
@@ -169,13 +176,10 @@ def recorded_outputs(manifest: Path) -> dict[Path, dict]:
     }
 
 
-def _recorded_digest(path: Path, st: os.stat_result) -> str | None:
-    """The digest a manifest recorded for this very version of ``path`` (same size and mtime)."""
+def _record_of(path: Path) -> dict | None:
+    """What a manifest recorded of ``path`` as one of its outputs (size, mtime, sha256), if any."""
     manifest = owner_manifest(path)
-    rec = recorded_outputs(manifest).get(path.resolve()) if manifest else None
-    if rec and rec.get("bytes") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
-        return rec.get("sha256")
-    return None
+    return recorded_outputs(manifest).get(path.resolve()) if manifest else None
 
 
 def changed_outputs(manifest: Path, under: Path | None = None) -> list[str]:
