@@ -229,7 +229,6 @@ def train_run(name: str, model: Path, args) -> dict:
         trainer,
         cfg,
         tok,
-        stage=f"gpu-check {name}",
         model_path=model,
         counts=counts,
         eval_counts={},

@@ -9,7 +9,7 @@ from fixtures.servers import openai_backend
 
 from parrot import ParrotError
 from parrot.backends import SamplingParams, load_backend
-from parrot.core.manifest import write_manifest
+from parrot.core.manifest import record_manifest
 
 PARAMS = SamplingParams(temperature=0.0, top_p=0.9, max_tokens=16, seed=3, stop=["\n\n"])
 
@@ -188,7 +188,7 @@ def test_api_key_is_sent_but_never_logged_described_or_in_manifest(fault_server,
     with backend:
         out = backend.generate([user("a"), user("b"), user("c")], PARAMS)
     assert fault_server.headers[0]["authorization"] == f"Bearer {secret}"  # the key is used
-    manifest = write_manifest(
+    manifest = record_manifest(
         tmp_path / "out.jsonl",
         stage="test",
         config={"judge": backend.describe()},

@@ -11,7 +11,7 @@ from parrot import ParrotError
 from parrot.backends import SamplingParams, load_backend
 from parrot.backends.base import BackendConfig
 from parrot.core.config import build_config
-from parrot.core.manifest import write_manifest
+from parrot.core.manifest import record_manifest
 
 PARAMS = SamplingParams(temperature=0.0, max_tokens=16, seed=3)
 
@@ -94,7 +94,7 @@ def test_a_failing_endpoint_is_set_aside_and_the_run_finishes_on_the_others(serv
     assert a["set_aside"] == c["set_aside"] == 0 and a["ok"] + c["ok"] == 30
     assert backend.usage.retries == bad["failures"]
     assert backend.delays == []  # every retry went to another endpoint at once
-    manifest = write_manifest(
+    manifest = record_manifest(
         tmp_path / "out.jsonl",
         stage="test",
         config={"judge": backend.describe()},

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from parrot.core.config import opt
 from parrot.core.digest import describe
-from parrot.core.manifest import manifest_path, read_manifest, write_manifest
+from parrot.core.manifest import manifest_path, read_manifest, record_manifest
 from parrot.core.redact import is_secret_key
 
 
@@ -30,7 +30,7 @@ def test_manifest_has_every_field(tmp_path):
     src = tmp_path / "in.jsonl"
     src.write_text('{"a": 1}\n')
     out = tmp_path / "out.jsonl"
-    path = write_manifest(
+    path = record_manifest(
         out,
         stage="prepare",
         config=Cfg(),
@@ -71,7 +71,7 @@ def test_secrets_are_redacted_everywhere(tmp_path):
         hf_token="hf_SECRET_2",
         extra={"password": "SECRET-3", "nested": [{"authorization": "Bearer SECRET-4"}]},
     )
-    write_manifest(
+    record_manifest(
         tmp_path / "o.jsonl",
         stage="t",
         config=cfg,
@@ -118,7 +118,7 @@ def test_credentials_in_urls_never_reach_the_manifest(tmp_path):
         asker=BackendConfig(spec="openai:m", base_url="https://bob:hunter2@proxy.example/v1"),
         assistant=BackendConfig(spec="openai:m", base_url="https://h.example/v1?api-key=s3cr3t&x=1"),
     )
-    write_manifest(tmp_path / "x.jsonl", stage="synthesize", config=cfg)
+    record_manifest(tmp_path / "x.jsonl", stage="synthesize", config=cfg)
     text = manifest_path(tmp_path / "x.jsonl").read_text()
     assert "hunter2" not in text and "bob" not in text and "s3cr3t" not in text
     config = read_manifest(tmp_path / "x.jsonl")["config"]
@@ -138,7 +138,7 @@ def test_directory_input_digest_changes_with_content(tmp_path):
 
 
 def test_config_hash_is_the_same_for_the_same_config(tmp_path):
-    write_manifest(tmp_path / "a.jsonl", stage="t", config=Cfg(output="x"))
-    write_manifest(tmp_path / "b.jsonl", stage="t", config=Cfg(output="x"))
+    record_manifest(tmp_path / "a.jsonl", stage="t", config=Cfg(output="x"))
+    record_manifest(tmp_path / "b.jsonl", stage="t", config=Cfg(output="x"))
     assert read_manifest(tmp_path / "a.jsonl")["config_hash"] == read_manifest(tmp_path / "b.jsonl")["config_hash"]
     assert read_manifest(tmp_path / "missing.jsonl") is None

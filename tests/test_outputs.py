@@ -17,7 +17,7 @@ from parrot import ParrotError
 from parrot.cli import COMMANDS
 from parrot.core.config import build_config
 from parrot.core.fingerprint import config_hash, fingerprint
-from parrot.core.manifest import manifest_path, read_manifest, write_manifest
+from parrot.core.manifest import manifest_path, read_manifest, record_manifest, write_manifest
 from parrot.core.outputs import (
     CHECKPOINT,
     CONTINUES,
@@ -55,7 +55,7 @@ def settings(name: str, tmp_path: Path) -> dict:
 def shard(path: Path, text: str = "") -> Path:
     """A file (empty by default) that is also a finished one-shard synthesize output (what merge reads)."""
     path.write_text(text)
-    write_manifest(
+    record_manifest(
         path,
         stage="synthesize",
         config={"n": 0},
@@ -103,7 +103,7 @@ class Stand_in:
         for path in produced(cfg):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(f"made by {cfg.STAGE}")
-        write_manifest(cfg.manifest_of(), stage=cfg.STAGE, config=cfg, counts={"made": len(self.calls)})
+        write_manifest(cfg, counts={"made": len(self.calls)})
         return {"ran": True}
 
 
@@ -211,7 +211,7 @@ def test_a_manifest_left_alone_is_no_output_and_goes(tmp_path):
     """A run that failed before it wrote anything leaves at most a manifest: the next run starts."""
     [cmd] = [c for c in STAGES if c.name == "filter"]
     cfg = make(cmd, tmp_path)
-    write_manifest(cfg.output, stage=cfg.STAGE, config=cfg, complete=False)
+    write_manifest(cfg, complete=False)
     stage = Stand_in()
     stage.run(cfg)
     assert stage.calls[0]["existing"] == []

@@ -255,7 +255,7 @@ def _recording_stages(monkeypatch, seen: list):
     def record(cfg):
         seen.append((cfg.output, cfg.resume))
         _write_output(cfg, config_hash(cfg) + json.dumps(selection(cfg)))  # its settings, inputs and items
-        write_manifest(cfg.manifest_of(), stage=cfg.STAGE, config=cfg)
+        write_manifest(cfg)
 
     stages = [dataclasses.replace(s, run=writes_output(record)) for s in pipeline_mod.STAGES]  # under the real rule
     monkeypatch.setattr(pipeline_mod, "STAGES", stages)
@@ -290,7 +290,7 @@ def test_an_interrupted_step_resumes_and_one_out_of_date_starts_over(tmp_path, m
     w = tmp_path / "w"
     cfg = _cfg(w, only=["mtbench_base"])
     answer = stage_config(cfg.step("mtbench_base"), cfg)
-    write_manifest(answer.output, stage="eval answer", config=answer, complete=False)  # a run that crashed
+    write_manifest(answer, complete=False)  # a run that crashed
     args = ["pipeline", f"workdir={w}", "--only", "mtbench_base"]
     assert main(args) == 0  # interrupted, same settings: resume
     assert main(args) == 0  # up to date: not called
@@ -310,9 +310,9 @@ def test_step_state_follows_settings_completion_and_what_inputs_hold(tmp_path):
     model.mkdir(parents=True)
     (model / "model.safetensors").write_text("weights")
     assert step_state(answer, cfg) == "new"
-    write_manifest(answer_cfg.output, stage="eval answer", config=answer_cfg, complete=False)
+    write_manifest(answer_cfg, complete=False)
     assert step_state(answer, cfg) == "interrupted"
-    write_manifest(answer_cfg.output, stage="eval answer", config=answer_cfg)
+    write_manifest(answer_cfg)
     assert step_state(answer, cfg) == "up to date"
     changed = build_config(type(answer_cfg), {**vars(answer_cfg), "max_tokens": 7})
     assert step_state(answer, cfg, changed) == "settings changed"

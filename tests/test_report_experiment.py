@@ -12,7 +12,7 @@ import pytest
 
 from parrot import ParrotError, cli
 from parrot.core.config import build_config
-from parrot.core.manifest import read_manifest, write_manifest
+from parrot.core.manifest import read_manifest, record_manifest
 from parrot.report.bootstrap import paired_bootstrap, question_means
 from parrot.report.build import judge_too_small, pair_counts
 from parrot.report.stage import REPORT_FILES, ExperimentReportConfig, experiment_report
@@ -127,14 +127,14 @@ def synth_output(path, n, mode, end_reason, turns):
     ]
     write_jsonl(path, recs)
     config = {"seeds": "seeds.jsonl", "max_turns": 4, "asker_mode": mode, "asker": {"spec": "smollm2"}}
-    write_manifest(path, stage="synthesize", config=config, counts={"sessions": n})
+    record_manifest(path, stage="synthesize", config=config, counts={"sessions": n})
     return str(path)
 
 
 def training_dir(path, stage, losses, **extra):
     path.mkdir(parents=True)
     (path / "config.json").write_text("{}")
-    write_manifest(path, stage=stage, config={"data": ["x.jsonl"]}, losses=losses, **extra)
+    record_manifest(path, stage=stage, config={"data": ["x.jsonl"]}, losses=losses, **extra)
     return str(path)
 
 
@@ -155,7 +155,7 @@ def judgment_file(path, bench, spec, scores):
     """``scores``: ``{model: {(question, turn): score}}``, in FastChat's single-judgment schema."""
     judge = spec.split(":")[-1]
     write_jsonl(path, [judgment(m, q, t, s, judge) for m, by in scores.items() for (q, t), s in by.items()])
-    write_manifest(path, stage="eval judge", config={"bench": bench, "judge": {"spec": spec}}, counts={})
+    record_manifest(path, stage="eval judge", config={"bench": bench, "judge": {"spec": spec}}, counts={})
     return str(path)
 
 

@@ -90,7 +90,7 @@ def test_the_manifest_records_inputs_as_they_were_when_the_step_started(tmp_path
     def rewriting(cfg):
         Path(cfg.output).write_text(source.read_text())
         source.write_text(source.read_text() + source.read_text().splitlines()[0] + "\n")  # mid-run
-        write_manifest(cfg.manifest_of(), stage=cfg.STAGE, config=cfg)
+        write_manifest(cfg)
 
     rewriting(cfg)
     doc = read_manifest(cfg.output)
@@ -121,7 +121,7 @@ def test_a_damaged_model_is_out_of_date_and_stops_what_reads_it_before_anything_
     model.mkdir(parents=True)
     (model / "config.json").write_text("{}")
     (model / "model.safetensors").write_bytes(b"weights" * 100)
-    write_manifest(sft.output, stage=sft.STAGE, config=sft)
+    write_manifest(sft)
     assert step_state(cfg.step("sft_parrot"), cfg) == "up to date"
     (model / "model.safetensors").write_bytes(b"garbage" * 100)  # same size, other bytes
     assert step_state(cfg.step("sft_parrot"), cfg) == f"changed on disk: {model / 'model.safetensors'} (changed)"
@@ -299,7 +299,7 @@ def test_a_retraining_that_fails_before_it_saves_leaves_the_previous_model_and_i
     (model / "checkpoint-2" / "trainer_state.json").write_text("{}")
     (model / "config.json").write_text("{}")
     (model / "model.safetensors").write_bytes(b"weights")
-    write_manifest(cfg.output, stage=cfg.STAGE, config=cfg)
+    write_manifest(cfg)
     before = {p: p.read_bytes() for p in model.rglob("*") if p.is_file()} | {
         manifest_path(model): manifest_path(model).read_bytes()
     }
@@ -320,11 +320,11 @@ def test_a_retraining_killed_before_its_first_checkpoint_gets_the_previous_model
     (model / "checkpoint-2").mkdir(parents=True)
     (model / "checkpoint-2" / "trainer_state.json").write_text("{}")
     (model / "model.safetensors").write_bytes(b"weights")
-    write_manifest(cfg.output, stage=cfg.STAGE, config=cfg)
+    write_manifest(cfg)
     complete = manifest_path(model).read_bytes()
     for p in (manifest_path(model), model / "checkpoint-2"):  # what a kill right after the start leaves
         p.rename(p.with_name(f".{p.name}.replaced"))
-    write_manifest(cfg.output, stage=cfg.STAGE, config=cfg, complete=False)
+    write_manifest(cfg, complete=False)
     assert main(["train-chat", str(data), "-o", str(model), "--resume"]) == 0  # put back: up to date
     assert manifest_path(model).read_bytes() == complete and (model / "checkpoint-2").is_dir()
     assert not list(tmp_path.rglob("*.replaced"))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 from parrot.backends import BackendConfig, SamplingParams, load_backend
 from parrot.backends.base import Backend
@@ -32,6 +33,8 @@ class ChatConfig:
     top_p: float = opt(1.0, "nucleus sampling top_p", above=0, max=1)
     max_tokens: int = opt(512, "maximum tokens per reply", min=1)
     seed: int | None = opt(None, "sampling seed", min=0, max=2**32 - 1)
+
+    STAGE: ClassVar[str] = "chat"
 
 
 def read_message(read: Callable[[str], str]) -> str:

@@ -26,9 +26,8 @@ GROUP_HELP = {"eval": "MT-Bench and MT-Bench++: answer, judge, report"}
 # The stages of the method, in pipeline order, then the tools around them.
 COMMANDS: list[Stage] = [
     *STAGES,
-    Stage("chat", ChatConfig, chat, "talk to any model backend from the terminal (multi-line input, /reset, /exit)"),
+    Stage(ChatConfig, chat, "talk to any model backend from the terminal (multi-line input, /reset, /exit)"),
     Stage(
-        "pipeline",
         PipelineConfig,
         pipeline,
         "the paper's experiment in one work directory: named steps, every arm, one report; resumable "

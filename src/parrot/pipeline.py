@@ -38,7 +38,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from parrot import ParrotError
 from parrot.backends.executor import Executor
@@ -47,7 +47,7 @@ from parrot.core.digest import changed_outputs
 from parrot.core.fingerprint import config_hash, digested, fingerprint
 from parrot.core.jsonl import read_json
 from parrot.core.log import format_table
-from parrot.core.manifest import manifest_path, read_manifest, write_manifest
+from parrot.core.manifest import manifest_path, read_manifest, record_manifest
 from parrot.core.outputs import selection_state
 from parrot.core.yamlfile import load_yaml
 from parrot.stages import STAGES, Stage
@@ -60,24 +60,6 @@ STEP_NAME = re.compile(r"[A-Za-z_]\w*")
 REFERENCE = re.compile(r"\{([A-Za-z_]\w*)(?:([:.])(\w+))?\}")
 
 _MISSING = object()
-
-# Where a step's output goes in the work directory when its settings do not say (NAME: the step's).
-OUTPUT = {
-    "prepare": "data/{}.jsonl",
-    "synthesize": "data/{}.jsonl",
-    "merge": "data/{}.jsonl",
-    "filter": "data/{}.jsonl",
-    "capo": "data/{}.jsonl",
-    "capo select": "data/{}.jsonl",
-    "stats": "{}",
-    "train-ask": "models/{}",
-    "train-chat": "models/{}",
-    "train-dpo": "models/{}",
-    "eval answer": "eval/{}.jsonl",
-    "eval judge": "eval/{}.jsonl",
-    "eval report": "eval/{}",
-    "report": "{}",
-}
 
 
 def stage_named(name: str) -> Stage | None:
@@ -141,6 +123,8 @@ class PipelineConfig:
     only: list[str] = opt(list, "run only these steps (default: every step)", hashed=False)
     rerun: list[str] = opt(list, "steps to run again even if their output is complete", hashed=False)
     plan: bool = opt(False, "print each step's stage, inputs and state, then stop: nothing runs", hashed=False)
+
+    STAGE: ClassVar[str] = "pipeline"
 
     def __post_init__(self):
         self.graph = ordered(parse_steps(self.steps))
@@ -210,8 +194,8 @@ def parse_steps(sections: dict) -> list[Step]:
         if not isinstance(section, dict):
             raise ParrotError(f"{where}: expected a mapping of settings with a stage, found {section!r}")
         stage = stage_named(section.get("stage", ""))
-        if stage is None or stage.name not in OUTPUT:
-            known = ", ".join(s.name for s in STAGES if s.name in OUTPUT)
+        if stage is None:
+            known = ", ".join(s.name for s in STAGES)
             raise ParrotError(f"{where}: stage: expected one of {known}, found {section.get('stage')!r}")
         settings = {k: v for k, v in section.items() if k != "stage"}
         for ref, kind, key in _references(settings):
@@ -247,7 +231,7 @@ def output_of(step: Step, cfg: PipelineConfig) -> str:
     given = step.settings.get("output") or stage_defaults(cfg, step.stage).get("output")
     if given:  # its references resolved as in any other setting, for the steps that read it too
         return str(_resolve(str(given), step, cfg, (step.name,)))
-    return str(Path(cfg.workdir) / OUTPUT[step.stage.name].format(step.name))
+    return str(Path(cfg.workdir) / step.stage.config.PLACE.format(step.name))
 
 
 def _resolve(value: Any, step: Step, cfg: PipelineConfig, building: tuple[str, ...]) -> Any:
@@ -480,9 +464,9 @@ def pipeline(cfg: PipelineConfig) -> list[dict]:
             row.update(status="done", seconds=round(time.monotonic() - t0, 1))
         rows.append(row)
     print_steps(workdir, rows, started)
-    write_manifest(
+    record_manifest(
         workdir / "pipeline",
-        stage="pipeline",
+        stage=cfg.STAGE,
         config=cfg,
         counts={"steps_run": sum(r["status"] == "done" for r in rows)},
         timings={"seconds": round(time.monotonic() - started, 1)},

@@ -31,10 +31,15 @@ from parrot.train.sft import train_ask, train_chat
 
 @dataclass(frozen=True)
 class Stage:
-    name: str  # the command: "prepare", or "eval answer" for a nested one
     config: type  # its config dataclass: flags, YAML keys and defaults come from its fields
     run: Callable  # run(config) does the work
     help: str
+
+    @property
+    def name(self) -> str:
+        """The command (``prepare``, or ``eval answer`` for a nested one): the config's ``STAGE``,
+        the name its manifests record."""
+        return self.config.STAGE
 
     @property
     def unknown_keys(self) -> str | None:
@@ -44,34 +49,34 @@ class Stage:
 
 # fmt: off
 STAGES: list[Stage] = [
-    Stage("prepare", PrepareConfig, prepare,
+    Stage(PrepareConfig, prepare,
           "clean real user-assistant logs (ShareGPT, messages) into Dialogue JSONL"),
-    Stage("train-ask", AskTrainConfig, train_ask,
+    Stage(AskTrainConfig, train_ask,
           "train the user simulator (Parrot-Ask): loss on user turns by role swap (TRL SFT)"),
-    Stage("synthesize", SynthesizeConfig, synthesize,
+    Stage(SynthesizeConfig, synthesize,
           "a user simulator talks with an assistant: long multi-turn sessions, resumable"),
-    Stage("merge", MergeConfig, merge,
+    Stage(MergeConfig, merge,
           "combine the shard outputs of a sharded synthesize run"),
-    Stage("filter", FilterConfig, filter_sessions,
+    Stage(FilterConfig, filter_sessions,
           "cut or drop degenerate questions, short and near-duplicate sessions"),
-    Stage("stats", StatsConfig, stats,
+    Stage(StatsConfig, stats,
           "measure datasets side by side: turns, lengths, context dependence, Self-ROUGE, topic diversity, "
           "human-likeness"),
-    Stage("train-chat", SFTTrainConfig, train_chat,
+    Stage(SFTTrainConfig, train_chat,
           "SFT a chat model (Parrot-Chat): loss on assistant turns (TRL SFT)"),
-    Stage("capo", CapoConfig, capo,
+    Stage(CapoConfig, capo,
           "CaPO preference pairs: context-dependent turns, three kinds of wrong answer (TRL format, resumable)"),
-    Stage("capo select", SelectConfig, capo_select,
+    Stage(SelectConfig, capo_select,
           "the turns CaPO would build pairs from, with the reasons (JSONL, for inspection)"),
-    Stage("train-dpo", DPOTrainConfig, train_dpo,
+    Stage(DPOTrainConfig, train_dpo,
           "DPO on CaPO preference pairs (TRL DPO; LoRA or full fine-tune)"),
-    Stage("eval answer", AnswerConfig, answer,
+    Stage(AnswerConfig, answer,
           "the model under test answers MT-Bench / MT-Bench++ turn by turn (FastChat schema, resumable)"),
-    Stage("eval judge", JudgeConfig, judge,
+    Stage(JudgeConfig, judge,
           "a judge grades every answered turn 1-10 (FastChat's prompts for MT-Bench; N-turn prompt beyond)"),
-    Stage("eval report", ReportConfig, report,
+    Stage(ReportConfig, report,
           "scores per turn, category and overall; judge runs and models side by side; score-by-turn figure"),
-    Stage("report", ExperimentReportConfig, experiment_report,
+    Stage(ExperimentReportConfig, experiment_report,
           "the experiment's one report: data, simulators, training, CaPO pairs, MT-Bench(++) by turn, paired "
           "bootstrap comparisons (report.md + self-contained report.html)"),
 ]

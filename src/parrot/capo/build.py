@@ -295,7 +295,6 @@ def capo(cfg: CapoConfig) -> dict:
     """``parrot capo``: select turns, write the negatives, keep the pairs. Returns the counts."""
     started = time.monotonic()
     prompts = Prompts(cfg.prompt_dir)  # a broken prompt override fails before any work
-    write_manifest(cfg.output, stage="capo", config=cfg, inputs=list(cfg.dialogues), complete=False)
     sel_counts = run_selection(cfg)
     print(selection_table(sel_counts))
     done = done_keys(cfg.output, "id") | discarded_keys(cfg.output)  # none when it starts over
@@ -328,10 +327,7 @@ def capo(cfg: CapoConfig) -> dict:
         "pairs_total": sum(in_output.values()),
     }
     write_manifest(
-        cfg.output,
-        stage="capo",
-        config=cfg,
-        inputs=list(cfg.dialogues),
+        cfg,
         counts=counts,
         timings={"select_seconds": round(t_select, 3), "total_seconds": round(time.monotonic() - started, 3)},
         sampling={"answer": writer.params("").to_dict() | writer.seed_note(), "guess_max_tokens": cfg.guess_max_tokens},

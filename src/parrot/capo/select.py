@@ -279,7 +279,7 @@ class TurnSelector:
         return kept
 
 
-def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select", room: int = 0) -> dict:
+def select_turns(cfg: SelectConfig, output: Path, *, room: int = 0) -> dict:
     """Write the selected turns of ``cfg.dialogues`` to ``output``, after the rule for an existing
     output was applied (what is there is continued); return the counts. ``room``: tokens a pair
     needs besides the chosen answer (the rejected one), for ``max_length``."""
@@ -290,7 +290,7 @@ def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select",
         for _, rec in read_jsonl(output, on_error="skip"):
             done.add(rec.get("source_id"))
             already += 1
-    write_manifest(output, stage=stage, config=cfg, inputs=list(cfg.dialogues), complete=False)
+    write_manifest(cfg, of=output, complete=False)
     verifier = cfg.load_backend(cfg.verifier) if cfg.verifier else None
     prompts = Prompts(cfg.prompt_dir, names=("capo_verify",)) if verifier else None
     selector = TurnSelector(cfg, verifier, prompts, already=already, room=room)
@@ -323,10 +323,8 @@ def select_turns(cfg: SelectConfig, output: Path, *, stage: str = "capo select",
         "verifier_usage": verifier.usage.to_dict() if verifier else None,
     }
     write_manifest(
-        output,
-        stage=stage,
-        config=cfg,
-        inputs=list(cfg.dialogues),
+        cfg,
+        of=output,
         counts=counts,
         timings={"seconds": round(time.monotonic() - started, 3)},
         sampling={"verifier": verifier.config.sampling(VERIFY_PARAMS).to_dict()} if verifier else {},

@@ -58,7 +58,14 @@ def manifest_path(output: str | Path) -> Path:
     return output.with_name(output.name + ".manifest.json")
 
 
-def write_manifest(
+def write_manifest(cfg: Any, *, of: str | Path | None = None, **sections: Any) -> Path:
+    """Write the manifest of the stage ``cfg`` configures: its name is ``cfg.STAGE`` and its place
+    ``cfg.manifest_of()`` (``of``: a side output with a manifest of its own, such as a dev split);
+    ``sections`` as for :func:`record_manifest`."""
+    return record_manifest(of or cfg.manifest_of(), stage=cfg.STAGE, config=cfg, **sections)
+
+
+def record_manifest(
     output: str | Path,
     *,
     stage: str,
@@ -70,7 +77,8 @@ def write_manifest(
     complete: bool = True,
     **extra: Any,
 ) -> Path:
-    """Write ``<output>.manifest.json`` atomically and return its path.
+    """Write ``<output>.manifest.json`` atomically and return its path (:func:`write_manifest` for a
+    stage's own; this for any other, such as the pipeline's).
 
     ``config`` is the stage's dataclass config (or a plain dict); ``inputs`` are paths (hashed
     here) or ready-made dicts; ``extra`` holds stage-specific sections (backend usage, cuts...).

@@ -84,7 +84,8 @@ class WritesOutput:
     overwrite: bool = opt(False, "start an existing output over: its files are removed first", hashed=False)
     force: bool = opt(False, "with --resume: continue although the settings changed", hashed=False)
 
-    STAGE: ClassVar[str] = ""  # the stage's name, as its manifest records it
+    STAGE: ClassVar[str] = ""  # the stage's name: its command, and what its manifests record
+    PLACE: ClassVar[str] = "data/{}.jsonl"  # where a pipeline step's output goes in the work directory
     RESUMES: ClassVar[str] = CONTINUES
     RECORDS: ClassVar[str] = "records"  # what the output holds, for messages
 
@@ -111,6 +112,11 @@ class WritesOutput:
         locked and checked as it starts (:func:`writes_output`)."""
         return input_paths(self)
 
+    def manifest_sections(self) -> dict:
+        """What every manifest of the output records beside the counts, the one written as the run
+        starts included (a shard's place in its run); by default nothing."""
+        return {}
+
     def check_inputs(self) -> None:
         """Raise a ParrotError naming an input that cannot be read: called under the lock, before
         ``--overwrite`` removes anything (a mistyped input path costs no finished output)."""
@@ -119,6 +125,25 @@ class WritesOutput:
         """Raise a ParrotError when the existing output cannot be continued although the
         settings are the same (an answer file of another model): called before ``--resume``
         continues it."""
+
+
+class WritesFolder(WritesOutput):
+    """An output that is a folder of files made in one pass (stats, the reports): ``FILES`` are the
+    files the stage writes in it (any other file there is the user's), ``MANIFESTS`` those with a
+    manifest beside them, the first saying how the folder was made."""
+
+    FILES: ClassVar[tuple[str, ...]] = ()
+    MANIFESTS: ClassVar[tuple[str, ...]] = ("report",)
+    RESUMES: ClassVar[str] = ONE_PASS
+
+    def output_files(self) -> list[Path]:
+        return [Path(self.output) / name for name in self.FILES]
+
+    def manifest_of(self) -> Path:
+        return Path(self.output) / self.MANIFESTS[0]
+
+    def side_files(self) -> list[Path]:
+        return [manifest_path(Path(self.output) / name) for name in self.MANIFESTS]
 
 
 # ---------------------------------------------------------------- the rule
@@ -341,7 +366,7 @@ def writes_output(stage: Callable) -> Callable:
                 os.environ[_HELD] = out
                 try:
                     if cfg.RESUMES != ONE_PASS:
-                        write_manifest(cfg.manifest_of(), stage=cfg.STAGE, config=cfg, complete=False)
+                        write_manifest(cfg, complete=False, **cfg.manifest_sections())
                     result = stage(cfg, *args, **kwargs)
                 except BaseException:
                     settle_aside(cfg, start.aside, succeeded=False)

@@ -70,6 +70,7 @@ class AnswerConfig(WritesOutput, Executor):
     question_ids: list[str] = opt(list, "answer only these question ids", selects=True)
 
     STAGE: ClassVar[str] = "eval answer"
+    PLACE: ClassVar[str] = "eval/{}.jsonl"
 
     def check_existing(self) -> None:
         check_same_model(self.output, self.model_id or model_id_for(self.model.spec))
@@ -203,9 +204,7 @@ def answer(cfg: AnswerConfig) -> dict:
         for c, t in {**CATEGORY_TEMPERATURE, "other": DEFAULT_TEMPERATURE}.items()
     }
     write_manifest(
-        cfg.output,
-        stage="eval answer",
-        config=cfg,
+        cfg,
         inputs=[str(p) for p in bench.sources],
         counts=counts,
         timings={"seconds": round(time.monotonic() - started, 3)},

@@ -77,6 +77,7 @@ class JudgeConfig(WritesOutput, Executor):
     turns: list[int] = opt(list, "judge only these turns (1-based; default all)", selects=True, min=1)
 
     STAGE: ClassVar[str] = "eval judge"
+    PLACE: ClassVar[str] = "eval/{}.jsonl"
 
 
 @dataclass
@@ -298,9 +299,7 @@ def judge(cfg: JudgeConfig) -> dict:
     counts["matches"] = len(matches)
     counts.setdefault("unparsable", 0)
     write_manifest(
-        cfg.output,
-        stage="eval judge",
-        config=cfg,
+        cfg,
         inputs=inputs,
         counts=counts,
         timings={"seconds": round(time.monotonic() - started, 3)},

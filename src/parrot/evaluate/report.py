@@ -28,15 +28,15 @@ from typing import ClassVar
 from parrot import ParrotError
 from parrot.core.config import opt
 from parrot.core.jsonl import read_jsonl, write_text_atomic
-from parrot.core.manifest import manifest_path, write_manifest
-from parrot.core.outputs import ONE_PASS, WritesOutput, writes_output
+from parrot.core.manifest import write_manifest
+from parrot.core.outputs import WritesFolder, writes_output
 from parrot.core.staging import save_figure, staged_folder
 
 log = logging.getLogger("parrot.evaluate")
 
 
 @dataclass
-class ReportConfig(WritesOutput):
+class ReportConfig(WritesFolder):
     judgments: list[str] = opt(help="judgment files (one judge run each)", positional=True, digest=True)
     output: str | None = opt(None, "directory for report.md, report.json, score_by_turn.png", flag="-o", hashed=False)
     bench: str = opt(
@@ -51,17 +51,9 @@ class ReportConfig(WritesOutput):
     )
 
     STAGE: ClassVar[str] = "eval report"
-    RESUMES: ClassVar[str] = ONE_PASS
+    PLACE: ClassVar[str] = "eval/{}"
+    FILES: ClassVar[tuple[str, ...]] = ("report.md", "report.json", "score_by_turn.png")
     RECORDS: ClassVar[str] = "report"
-
-    def output_files(self) -> list[Path]:
-        return [Path(self.output) / name for name in ("report.md", "report.json", "score_by_turn.png")]
-
-    def manifest_of(self) -> Path:
-        return Path(self.output) / "report"
-
-    def side_files(self) -> list[Path]:
-        return [manifest_path(self.manifest_of())]
 
 
 # ---------------------------------------------------------------- aggregation
@@ -294,10 +286,7 @@ def report(cfg: ReportConfig) -> dict:
         write_text_atomic(staging / "report.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
         png = out / plot_score_by_turn(models, staging / "score_by_turn.png").name
     write_manifest(
-        out / "report",
-        stage="eval report",
-        config=cfg,
-        inputs=list(cfg.judgments),
+        cfg,
         counts={
             "runs": len(runs),
             "models": len(models),

@@ -198,9 +198,8 @@ def prepare(cfg: PrepareConfig) -> dict:
     summary = _summary(stats, cleaner, written, out, dev, seconds)
     for split, path in summary["outputs"].items():
         write_manifest(
-            path,
-            stage="prepare",
-            config=cfg,
+            cfg,
+            of=path,
             inputs=inputs,
             counts=summary["counts"],
             timings={"total_s": round(seconds, 2)},

@@ -686,9 +686,7 @@ def build_report(cfg: ExperimentReportConfig) -> dict:
         }
         write_text_atomic(staging / "report.json", json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
     write_manifest(
-        out / "report",
-        stage="report",
-        config=cfg,
+        cfg,
         counts={"sections_run": sum(doc["run"].values()), "plots": len(plots_made), "comparisons": len(results)},
         timings={"seconds": round(time.monotonic() - started, 3)},
     )

@@ -19,8 +19,7 @@ from typing import ClassVar
 
 from parrot import ParrotError
 from parrot.core.config import opt
-from parrot.core.manifest import manifest_path
-from parrot.core.outputs import ONE_PASS, WritesOutput, writes_output
+from parrot.core.outputs import WritesFolder, writes_output
 
 #: The files a report directory holds (the plots of a custom bench aside: score_by_turn_<bench>.png).
 REPORT_FILES = (
@@ -53,7 +52,7 @@ def parse_comparison(text: str) -> tuple[str, str]:
 
 
 @dataclass
-class ExperimentReportConfig(WritesOutput):
+class ExperimentReportConfig(WritesFolder):
     output: str = opt(help="directory for report.md, report.html, report.json and the plots", flag="-o", hashed=False)
     title: str = opt("Parrot experiment report", "the report's title")
     stats: str | None = opt(None, "a `parrot stats` output directory (its stats.json): the data table", digest=True)
@@ -84,17 +83,9 @@ class ExperimentReportConfig(WritesOutput):
     )
 
     STAGE: ClassVar[str] = "report"
-    RESUMES: ClassVar[str] = ONE_PASS
+    PLACE: ClassVar[str] = "{}"
+    FILES: ClassVar[tuple[str, ...]] = REPORT_FILES
     RECORDS: ClassVar[str] = "report"
-
-    def output_files(self) -> list[Path]:
-        return [Path(self.output) / name for name in REPORT_FILES]
-
-    def manifest_of(self) -> Path:
-        return Path(self.output) / "report"
-
-    def side_files(self) -> list[Path]:
-        return [manifest_path(self.manifest_of())]
 
     def __post_init__(self) -> None:
         n = len(self.simulators)

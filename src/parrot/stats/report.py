@@ -247,13 +247,10 @@ def write_files(cfg, rows: list[dict], folder: Path, timer, *, tokenizer_path: s
 
 def write_manifests(cfg, out_dir: Path, plots: list[str], timer, counts: dict) -> None:
     """The manifests of stats.json and stats.md, once the files are in place."""
-    json_path, md_path = out_dir / "stats.json", out_dir / "stats.md"
-    for path in (md_path, json_path):  # stats.json's manifest, the one that says complete, last
+    for name in reversed(cfg.MANIFESTS):  # stats.json's manifest, the one that says complete, last
         write_manifest(
-            path,
-            stage="stats",
-            config=cfg,
-            inputs=list(cfg.data) + ([cfg.real] if cfg.real else []),
+            cfg,
+            of=out_dir / name,
             counts=counts,
             timings={"wall_s": timer.rounded(), "cpu_s": timer.rounded_cpu()},
             sampling={

@@ -19,8 +19,7 @@ from typing import ClassVar
 from parrot import ParrotError
 from parrot.backends.base import BackendConfig
 from parrot.core.config import opt
-from parrot.core.manifest import manifest_path
-from parrot.core.outputs import ONE_PASS, WritesOutput, writes_output
+from parrot.core.outputs import WritesFolder, writes_output
 from parrot.stats.context import context_reasons, is_context_dependent
 from parrot.stats.report import PLOTS
 
@@ -28,7 +27,7 @@ __all__ = ["StatsConfig", "stats", "context_reasons", "is_context_dependent"]
 
 
 @dataclass
-class StatsConfig(WritesOutput):
+class StatsConfig(WritesFolder):
     data: list[str] = opt(help="Dialogue JSONL files, one dataset each", positional=True, digest=True)
     output: str = opt(help="output directory (stats.md, stats.json, plots)", flag="-o", hashed=False)
     names: list[str] = opt(list, "dataset names for the table (default: file names)")
@@ -69,17 +68,10 @@ class StatsConfig(WritesOutput):
     plots: bool = opt(True, "write PNG plots")
 
     STAGE: ClassVar[str] = "stats"
-    RESUMES: ClassVar[str] = ONE_PASS
+    PLACE: ClassVar[str] = "{}"
+    FILES: ClassVar[tuple[str, ...]] = ("stats.json", "stats.md", *PLOTS)
+    MANIFESTS: ClassVar[tuple[str, ...]] = ("stats.json", "stats.md")
     RECORDS: ClassVar[str] = "statistics"
-
-    def output_files(self) -> list[Path]:
-        return [Path(self.output) / name for name in ("stats.json", "stats.md", *PLOTS)]
-
-    def manifest_of(self) -> Path:
-        return Path(self.output) / "stats.json"
-
-    def side_files(self) -> list[Path]:
-        return [manifest_path(Path(self.output) / name) for name in ("stats.json", "stats.md")]
 
     def check_inputs(self) -> None:
         if not self.data:

@@ -270,10 +270,7 @@ def filter_sessions(cfg: FilterConfig) -> dict:
     counts["dropped"] = sum(dropped.values())
     counts["cut"] = sum(cut.values())
     write_manifest(
-        cfg.output,
-        stage="filter",
-        config=cfg,
-        inputs=[cfg.input],
+        cfg,
         counts=dict(counts),
         timings={"seconds": round(time.monotonic() - t0, 3)},
         complete=counts["written"] > 0,

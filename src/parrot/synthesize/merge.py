@@ -114,10 +114,7 @@ def merge(cfg: MergeConfig) -> dict:
             counts["sessions"] += n_file
     counts["shards"] = len(paths)
     write_manifest(
-        out,
-        stage="merge",
-        config=cfg,
-        inputs=paths,
+        cfg,
         counts=counts,
         timings={"seconds": round(time.monotonic() - t0, 3)},
         shards_config_hash=manifests[0]["config_hash"],

@@ -107,6 +107,12 @@ class SynthesizeConfig(WritesOutput, Executor):
     def check_inputs(self) -> None:
         input_files(self)
 
+    def manifest_sections(self) -> dict:
+        """A shard's place in its run, which `parrot merge` checks, from the run's start on."""
+        i, n = parse_shard(self.shard)
+        indices = shard_indices(self.num_sessions, self.shard)
+        return {"shard": {"index": i, "of": n}, "num_sessions": self.num_sessions, "expected_sessions": len(indices)}
+
 
 # ---------------------------------------------------------------- paths, ids, seeds
 
@@ -201,14 +207,7 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     wanted = {session_id(cfg.id_prefix, cfg.seed, i): i for i in indices}
     done_ids = {r.get("id") for _, r in read_jsonl(out, on_error="skip")} if out.exists() else set()
     done = {wanted[x] for x in done_ids if x in wanted}
-    shard_i, shard_n = parse_shard(cfg.shard)
-    manifest_extra = dict(
-        shard={"index": shard_i, "of": shard_n},
-        num_sessions=cfg.num_sessions,
-        expected_sessions=len(indices),
-    )
     inputs = list(files.values())
-    write_manifest(out, stage="synthesize", config=cfg, inputs=inputs, complete=False, **manifest_extra)
 
     jpath = journal_path(out)
     states = restore_journal(jpath, done)
@@ -276,9 +275,7 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
         "started": started_wall,
     }
     write_manifest(
-        out,
-        stage="synthesize",
-        config=cfg,
+        cfg,
         inputs=inputs,
         counts=dict(counts),
         timings=timings,
@@ -286,7 +283,7 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
         complete=complete,
         usage=usage,
         models=describe,
-        **manifest_extra,
+        **cfg.manifest_sections(),
     )
     print_summary(out, counts, timings, len(indices))
     if not complete:

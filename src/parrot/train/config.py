@@ -130,6 +130,7 @@ class TrainConfig(WritesOutput):
     #: Keys the config does not know are collected here (and passed on to TRL), not refused.
     unknown_keys: ClassVar[str] = "trl_args"
     RESUMES: ClassVar[str] = CHECKPOINT
+    PLACE: ClassVar[str] = "models/{}"
     # what a pipeline step names as {NAME:gguf}: the llama.cpp file written with --gguf
     side_outputs: ClassVar[dict] = {"gguf": lambda output: Path(output) / "model.gguf"}
     RECORDS: ClassVar[str] = "weights"

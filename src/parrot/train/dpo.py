@@ -124,7 +124,7 @@ def build_pair_dataset(
 @writes_output
 def train_dpo(cfg: DPOTrainConfig) -> dict | None:
     """``parrot train-dpo``: DPO on preference pairs; returns the manifest's numbers."""
-    if relaunch_under_accelerate(cfg, "train-dpo"):
+    if relaunch_under_accelerate(cfg):
         return None
 
     def datasets(tokenizer, cache: str, counts: dict, eval_counts: dict):
@@ -160,7 +160,6 @@ def train_dpo(cfg: DPOTrainConfig) -> dict | None:
 
     return run_training(
         cfg,
-        "train-dpo",
         datasets,
         dpo_trainer,
         data_timing="data_s",

@@ -18,7 +18,7 @@ from parrot.train.config import TrainConfig, accelerate_config_path
 log = logging.getLogger("parrot.train")
 
 
-def relaunch_under_accelerate(cfg: TrainConfig, command: str) -> bool:
+def relaunch_under_accelerate(cfg: TrainConfig) -> bool:
     """With ``cfg.accelerate`` set, run this same command under ``accelerate launch``; True if so.
 
     The effective config is written to ``OUT.launch.yaml`` and the child reads it back
@@ -40,7 +40,7 @@ def relaunch_under_accelerate(cfg: TrainConfig, command: str) -> bool:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file)]
     if cfg.num_processes:
         cmd += ["--num_processes", str(cfg.num_processes)]
-    cmd += ["-m", "parrot.cli", command, *inputs, "--config", str(launch_yaml)]
+    cmd += ["-m", "parrot.cli", cfg.STAGE, *inputs, "--config", str(launch_yaml)]
     log.info("launching: %s", " ".join(cmd))
     try:
         rc = subprocess.call(cmd)

@@ -96,7 +96,7 @@ def build_dataset(
     )
 
 
-def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
+def run_sft(cfg: SFTTrainConfig, view: View) -> dict:
     """Render, train with SFTTrainer, save, write the manifest; return the manifest's numbers."""
 
     def datasets(tokenizer, cache: str, counts: dict, eval_counts: dict):
@@ -109,7 +109,7 @@ def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
         log.info(
             "%s: %d sessions rendered as %d examples (%d longer than max_length=%d, shortened: "
             "%d history turns left out, %d messages cut; %d turns too long to train), %d trainable tokens",
-            stage,
+            cfg.STAGE,
             counts.get("sessions_trained", 0),
             counts.get("examples", 0),
             counts.get("sessions_shortened", 0),
@@ -124,7 +124,7 @@ def run_sft(cfg: SFTTrainConfig, view: View, stage: str) -> dict:
     def trainer(cfg, tokenizer, model_path, train_ds, eval_ds, counts):
         return sft_trainer(cfg, tokenizer, model_path, train_ds, eval_ds)
 
-    return run_training(cfg, stage, datasets, trainer, data_timing="render_s")
+    return run_training(cfg, datasets, trainer, data_timing="render_s")
 
 
 def sft_trainer(cfg: SFTTrainConfig, tokenizer, model_path: Path, train_ds, eval_ds=None):
@@ -138,15 +138,15 @@ def sft_trainer(cfg: SFTTrainConfig, tokenizer, model_path: Path, train_ds, eval
 @writes_output
 def train_chat(cfg: SFTTrainConfig) -> dict | None:
     """``parrot train-chat``: Parrot-Chat, loss on every assistant turn."""
-    if relaunch_under_accelerate(cfg, "train-chat"):
+    if relaunch_under_accelerate(cfg):
         return None
-    return run_sft(cfg, chat_view, "train-chat")
+    return run_sft(cfg, chat_view)
 
 
 @writes_output
 def train_ask(cfg: AskTrainConfig) -> dict | None:
     """``parrot train-ask``: Parrot-Ask, loss on every real user turn (role swap)."""
-    if relaunch_under_accelerate(cfg, "train-ask"):
+    if relaunch_under_accelerate(cfg):
         return None
     system = None
     if cfg.system_prompt:
@@ -154,4 +154,4 @@ def train_ask(cfg: AskTrainConfig) -> dict | None:
         if not path.is_file():
             raise ParrotError(f"{path}: system prompt file not found")
         system = path.read_text(encoding="utf-8").strip().replace("{stop_marker}", STOP_MARKER)
-    return run_sft(cfg, ask_view(system, cfg.add_stop), "train-ask")
+    return run_sft(cfg, ask_view(system, cfg.add_stop))

@@ -52,7 +52,6 @@ MakeTrainer = Callable[..., object]
 
 def run_training(
     cfg: TrainConfig,
-    stage: str,
     datasets: Datasets,
     trainer: MakeTrainer,
     *,
@@ -80,7 +79,6 @@ def run_training(
             made,
             cfg,
             tokenizer,
-            stage=stage,
             model_path=model_path,
             counts=counts,
             eval_counts=eval_counts,
@@ -234,7 +232,6 @@ def train_and_save(
     cfg: TrainConfig,
     tokenizer,
     *,
-    stage: str,
     model_path: Path,
     counts: dict,
     eval_counts: dict,
@@ -282,10 +279,8 @@ def train_and_save(
         if cfg.gguf:
             extra["gguf"] = {"path": str(gguf_file(cfg)), "dtype": "f16", "bytes": gguf_file(cfg).stat().st_size}
         write_manifest(
-            cfg.output,
-            stage=stage,
-            config=cfg,
-            inputs=[*cfg.data, model_path],
+            cfg,
+            inputs=[model_path],
             counts=counts,
             timings=timings,
             losses=losses,
@@ -294,7 +289,8 @@ def train_and_save(
             trl_config=_plain(trl_config.to_dict()),
             **extra,
         )
-        print(format_table([(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)], ("", stage)))
+        table = [(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)]
+        print(format_table(table, ("", cfg.STAGE)))
     return {"counts": counts, "losses": losses, **curves, "timings": timings, "saved": saved}
 
 
