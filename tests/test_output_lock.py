@@ -16,8 +16,9 @@ from test_outputs import STAGES, Stand_in, make, snapshot_of
 from test_synthesize_kill import TURNS, N, synth_cmd
 
 from parrot import ParrotError, cli
+from parrot.core.locks import lock_path, output_lock
 from parrot.core.manifest import manifest_path
-from parrot.core.outputs import failures_path, lock_path, output_lock
+from parrot.core.outputs import failures_path
 from parrot.synthesize.journal import journal_path
 from parrot.synthesize.session import session_id
 

@@ -17,6 +17,7 @@ from parrot import ParrotError
 from parrot.cli import COMMANDS
 from parrot.core.config import build_config
 from parrot.core.fingerprint import config_hash, fingerprint
+from parrot.core.locks import lock_path
 from parrot.core.manifest import manifest_path, read_manifest, record_manifest, write_manifest
 from parrot.core.outputs import (
     CHECKPOINT,
@@ -24,7 +25,6 @@ from parrot.core.outputs import (
     ONE_PASS,
     WritesOutput,
     failures_path,
-    lock_path,
     writes_output,
 )
 

@@ -257,8 +257,8 @@ def _recording_stages(monkeypatch, seen: list):
         _write_output(cfg, config_hash(cfg) + json.dumps(selection(cfg)))  # its settings, inputs and items
         write_manifest(cfg)
 
-    stages = [dataclasses.replace(s, run=writes_output(record)) for s in pipeline_mod.STAGES]  # under the real rule
-    monkeypatch.setattr(pipeline_mod, "STAGES", stages)
+    stages = [dataclasses.replace(s, run=writes_output(record)) for s in pipeline_mod.steps.STAGES]  # the real rule
+    monkeypatch.setattr(pipeline_mod.steps, "STAGES", stages)
 
 
 def test_changing_one_arm_reruns_that_arm_and_what_reads_it_and_nothing_else(tmp_path, monkeypatch, capsys):

@@ -22,8 +22,9 @@ from parrot.cli import main
 from parrot.core.config import build_config
 from parrot.core.digest import sha256_file
 from parrot.core.fingerprint import config_hash
+from parrot.core.locks import output_lock
 from parrot.core.manifest import manifest_path, read_manifest, write_manifest
-from parrot.core.outputs import output_lock, writes_output
+from parrot.core.outputs import writes_output
 from parrot.pipeline import stage_config, step_state
 from parrot.synthesize.filter import FilterConfig
 
@@ -264,7 +265,7 @@ def test_a_failed_start_over_leaves_the_previous_output_in_place(tmp_path, fault
 
 def test_reading_a_side_output_holds_the_lock_of_the_run_that_writes_it(tmp_path, capsys):
     """A dev split is written by its prepare run: reading it keeps that run from starting over."""
-    from parrot.core.outputs import reading
+    from parrot.core.locks import reading
     from parrot.prepare.stage import dev_path
 
     src = _prepared(tmp_path, n=10).with_suffix(".jsonl.src.jsonl")

@@ -1,41 +1,10 @@
-"""``parrot pipeline``: the paper's experiment as named steps in one work directory.
-
-A step is a stage of the stage table (:mod:`parrot.stages`), its settings and the steps it reads;
-the default experiment (``experiment.yaml`` beside this module) holds every arm the paper compares,
-and a config changes it by step name::
-
-    workdir: runs/demo
-    serve: gguf                               # how the trained models are served: hf, vllm, gguf
-    defaults:                                 # settings for every step of a stage
-      eval answer: {limit: 2, max_tokens: 128}
-    steps:
-      synth_parrot: {num_sessions: 12}        # merges into the step
-      capo_only_ignore:                       # a new step: one more arm
-        stage: capo
-        dialogues: ["{parrot}"]
-        strategies: [ignore]
-      mtbench_base: null                      # drops a step
-
-In a setting, ``{NAME}`` is step NAME's output, ``{NAME:dev}`` one of its side outputs (the dev
-split of a prepare step; ``{NAME:gguf}``, the llama.cpp file of a training step), ``{NAME.KEY}`` one
-of its settings, and ``{workdir}`` / ``{serve}`` the pipeline's own. The steps a step names with
-``{NAME}`` or ``{NAME:...}`` are its inputs, so the steps run in an order where every input comes first.
-
-A step is skipped when it is up to date, as with ``make``: its output manifest is complete, its
-config hash is unchanged, and it is newer than the outputs of the steps it reads from. So an
-interrupted pipeline picks up where it stopped: an interrupted step runs with ``--resume``
-(synthesis, CaPO and the eval stages go on inside the stage, training from its latest
-checkpoint), as does one asked for more items (``limit`` raised). Changing a step's settings runs
-that step and every step that reads from it again, nothing else: a step that is new or out of date
-runs with ``--overwrite``.
-"""
+"""The experiment's steps: the pipeline's config, each step a row of the stage table with its
+settings, the ``{...}`` references between steps resolved, every step's config built and checked
+before the first runs (see :mod:`parrot.pipeline`)."""
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -43,18 +12,11 @@ from typing import Any, ClassVar
 from parrot import ParrotError
 from parrot.backends.executor import Executor
 from parrot.core.config import build_config, opt, to_dict
-from parrot.core.digest import changed_outputs
-from parrot.core.fingerprint import config_hash, digested, fingerprint
-from parrot.core.jsonl import read_json
-from parrot.core.log import format_table
-from parrot.core.manifest import manifest_path, read_manifest, record_manifest
-from parrot.core.outputs import selection_state
+from parrot.core.fingerprint import digested
 from parrot.core.yamlfile import load_yaml
 from parrot.stages import STAGES, Stage
 
-log = logging.getLogger("parrot.pipeline")
-
-EXPERIMENT = Path(__file__).with_name("experiment.yaml")
+EXPERIMENT = Path(__file__).parents[1] / "experiment.yaml"
 STEP_NAME = re.compile(r"[A-Za-z_]\w*")
 # {NAME}, {NAME:SIDE} (a side output) or {NAME.KEY} (a setting)
 REFERENCE = re.compile(r"\{([A-Za-z_]\w*)(?:([:.])(\w+))?\}")
@@ -329,149 +291,3 @@ def _named_paths(stage_cfg: Any) -> set[Path]:
             if isinstance(item, str) and item:
                 found |= {Path(item).resolve(), Path(item.partition(":")[2] or item).resolve()}
     return found
-
-
-def marker(stage_cfg: Any) -> Path:
-    """The manifest that proves a step finished."""
-    return manifest_path(stage_cfg.manifest_of())
-
-
-def upstream(step: Step, cfg: PipelineConfig) -> list[Step]:
-    """Every step ``step`` reads from, directly or through others."""
-    seen: dict[str, Step] = {}
-    todo = list(step.inputs)
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen[name] = cfg.step(name)
-            todo += seen[name].inputs
-    return list(seen.values())
-
-
-def step_state(step: Step, cfg: PipelineConfig, stage_cfg: Any | None = None) -> str:
-    """``up to date``, ``new`` (never ran), ``interrupted`` (same settings, not finished) or
-    ``more items`` (same settings, more questions or files selected): resume it; or why it is
-    out of date (``settings changed``, ``input changed: data``, ``changed on disk: FILE``,
-    ``selection changed``): start it over. What it compares is contents and settings, never
-    where files sit or when they were written: a work directory copied elsewhere is up to date."""
-    stage_cfg = stage_cfg or stage_config(step, cfg)
-    path = marker(stage_cfg)
-    if not path.exists():
-        return "new"
-    try:
-        doc = read_json(path)
-    except ParrotError:
-        return "manifest unreadable"
-    if not isinstance(doc, dict):
-        return "manifest unreadable"
-    if doc.get("config_hash") != config_hash(stage_cfg):
-        return _what_changed(doc.get("fingerprint"), fingerprint(stage_cfg))
-    if not doc.get("complete", True):
-        return "interrupted"
-    if on_disk := changed_outputs(path):
-        return f"changed on disk: {on_disk[0]}"
-    return {"same": "up to date", "more": "more items"}.get(selection_state(stage_cfg, doc), "selection changed")
-
-
-def _what_changed(old: dict | None, new: dict) -> str:
-    """``input changed: data`` when only what inputs hold changed, else ``settings changed``."""
-    keys = [k for k in {**(old or {}), **new} if (old or {}).get(k, _MISSING) != new.get(k, _MISSING)]
-    if old and keys and all(_is_contents(old.get(k)) and _is_contents(new.get(k)) for k in keys):
-        return "input changed: " + ", ".join(keys)
-    return "settings changed"
-
-
-def _is_contents(value: Any) -> bool:
-    """Whether a fingerprint value is what inputs hold (``sha256:...``, ``hf:sha256:...``, lists of them)."""
-    values = value if isinstance(value, list) else [value]
-    return bool(values) and all(isinstance(v, str) and "sha256:" in v for v in values)
-
-
-def print_steps(workdir: Path, rows: list[dict], started: float) -> None:
-    table = format_table(
-        [(r["step"], r["stage"], r["status"], f"{r['seconds']:.1f}") for r in rows],
-        ("step", "stage", "status", "seconds"),
-    )
-    print(f"\nparrot pipeline: {workdir}\n{table}\ntotal {time.monotonic() - started:.0f} s", flush=True)
-
-
-def print_plan(cfg: PipelineConfig) -> list[dict]:
-    """What a run would do: each step, its stage, the steps it reads and its state. A step up to
-    date now that reads a step which will run first says so: it runs again if that step's output
-    comes out different."""
-    states: dict[str, str] = {}
-    for step in cfg.selected():
-        state = step_state(step, cfg)
-        ahead = [u.name for u in upstream(step, cfg) if states.get(u.name, "up to date") != "up to date"]
-        states[step.name] = (
-            f"up to date unless {', '.join(sorted(ahead))} changes it" if state == "up to date" and ahead else state
-        )
-    rows = [
-        {"step": s.name, "stage": s.stage.name, "state": states[s.name], "reads": ", ".join(s.inputs) or "-"}
-        for s in cfg.selected()
-    ]
-    print(format_table([tuple(r.values()) for r in rows], ("step", "stage", "state", "reads"), left=(0, 1, 2, 3)))
-    return rows
-
-
-def _with_earlier_rows(cfg: PipelineConfig, workdir: Path, rows: list[dict]) -> list[dict]:
-    """This run's rows, and the last recorded row of each step it did not run (``--only``), in
-    the steps' order: the pipeline's manifest always speaks of every step."""
-    try:
-        earlier = read_manifest(workdir / "pipeline") or {}
-    except ParrotError:
-        earlier = {}
-    by_step = {r.get("step"): r for r in earlier.get("steps") or [] if isinstance(r, dict)}
-    by_step.update({r["step"]: r for r in rows})
-    order = [s.name for s in cfg.graph]
-    return sorted(by_step.values(), key=lambda r: order.index(r["step"]) if r.get("step") in order else len(order))
-
-
-def reports(cfg: PipelineConfig) -> list[Path]:
-    """The report files the run's report steps wrote."""
-    out = []
-    for step in cfg.selected():
-        if step.stage.name in ("report", "eval report"):
-            folder = Path(stage_config(step, cfg).output)
-            out += [p for p in (folder / "report.md", folder / "report.html") if p.exists()]
-    return out
-
-
-def pipeline(cfg: PipelineConfig) -> list[dict]:
-    """Run the selected steps in order; return one summary row per step."""
-    if cfg.plan:
-        return print_plan(cfg)
-    workdir = Path(cfg.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
-    started = time.monotonic()
-    selected = cfg.selected()
-    for i, step in enumerate(selected, 1):
-        stage_cfg = stage_config(step, cfg)
-        state = "rerun requested" if step.name in cfg.rerun else step_state(step, cfg, stage_cfg)
-        row = {"step": step.name, "stage": step.stage.name, "status": "up to date", "seconds": 0.0}
-        print(f"[{i}/{len(selected)}] {step.name} ({step.stage.name}): {state}", flush=True)
-        if state != "up to date":
-            resume = state in ("interrupted", "more items")  # else new or out of date: start it over
-            stage_cfg = dataclasses.replace(stage_cfg, resume=resume, overwrite=not resume)
-            t0 = time.monotonic()
-            try:
-                step.stage.run(stage_cfg)
-            except ParrotError as e:  # a step left with nothing to work on stops the run here, saying why
-                rows.append({**row, "status": "failed", "seconds": round(time.monotonic() - t0, 1)})
-                print_steps(workdir, rows, started)
-                raise ParrotError(f"stopped at {step.name}: {e}") from None
-            row.update(status="done", seconds=round(time.monotonic() - t0, 1))
-        rows.append(row)
-    print_steps(workdir, rows, started)
-    record_manifest(
-        workdir / "pipeline",
-        stage=cfg.STAGE,
-        config=cfg,
-        counts={"steps_run": sum(r["status"] == "done" for r in rows)},
-        timings={"seconds": round(time.monotonic() - started, 1)},
-        steps=_with_earlier_rows(cfg, workdir, rows),
-    )
-    if found := reports(cfg):
-        print("\nreport: " + "  ".join(str(p) for p in found))
-    return rows

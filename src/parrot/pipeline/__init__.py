@@ -1,0 +1,132 @@
+"""``parrot pipeline``: the paper's experiment as named steps in one work directory.
+
+A step is a stage of the stage table (:mod:`parrot.stages`), its settings and the steps it reads;
+the default experiment (``parrot/experiment.yaml``) holds every arm the paper compares,
+and a config changes it by step name::
+
+    workdir: runs/demo
+    serve: gguf                               # how the trained models are served: hf, vllm, gguf
+    defaults:                                 # settings for every step of a stage
+      eval answer: {limit: 2, max_tokens: 128}
+    steps:
+      synth_parrot: {num_sessions: 12}        # merges into the step
+      capo_only_ignore:                       # a new step: one more arm
+        stage: capo
+        dialogues: ["{parrot}"]
+        strategies: [ignore]
+      mtbench_base: null                      # drops a step
+
+In a setting, ``{NAME}`` is step NAME's output, ``{NAME:dev}`` one of its side outputs (the dev
+split of a prepare step; ``{NAME:gguf}``, the llama.cpp file of a training step), ``{NAME.KEY}`` one
+of its settings, and ``{workdir}`` / ``{serve}`` the pipeline's own. The steps a step names with
+``{NAME}`` or ``{NAME:...}`` are its inputs, so the steps run in an order where every input comes first.
+
+The package: :mod:`~parrot.pipeline.steps` (the config, the steps and their references, every
+step checked before the first runs), :mod:`~parrot.pipeline.state` (what a step's state is, the
+plan) and, here, the run.
+
+A step is skipped when it is up to date, as with ``make``: its output manifest is complete, its
+fingerprint (its settings and what its inputs hold) is unchanged, and its outputs are what the
+manifest recorded (docs/experiment.md, "What up to date checks"). So an interrupted pipeline picks
+up where it stopped: an interrupted step runs with ``--resume``
+(synthesis, CaPO and the eval stages go on inside the stage, training from its latest
+checkpoint), as does one asked for more items (``limit`` raised). Changing a step's settings runs
+that step and every step that reads from it again, nothing else: a step that is new or out of date
+runs with ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from parrot import ParrotError
+from parrot.core.log import format_table
+from parrot.core.manifest import read_manifest, record_manifest
+from parrot.pipeline.state import marker, print_plan, step_state, upstream
+from parrot.pipeline.steps import PipelineConfig, Step, output_of, stage_config, written_places
+
+__all__ = [
+    "PipelineConfig",
+    "Step",
+    "marker",
+    "output_of",
+    "pipeline",
+    "print_plan",
+    "stage_config",
+    "step_state",
+    "upstream",
+    "written_places",
+]
+
+
+def print_steps(workdir: Path, rows: list[dict], started: float) -> None:
+    table = format_table(
+        [(r["step"], r["stage"], r["status"], f"{r['seconds']:.1f}") for r in rows],
+        ("step", "stage", "status", "seconds"),
+    )
+    print(f"\nparrot pipeline: {workdir}\n{table}\ntotal {time.monotonic() - started:.0f} s", flush=True)
+
+
+def _with_earlier_rows(cfg: PipelineConfig, workdir: Path, rows: list[dict]) -> list[dict]:
+    """This run's rows, and the last recorded row of each step it did not run (``--only``), in
+    the steps' order: the pipeline's manifest always speaks of every step."""
+    try:
+        earlier = read_manifest(workdir / "pipeline") or {}
+    except ParrotError:
+        earlier = {}
+    by_step = {r.get("step"): r for r in earlier.get("steps") or [] if isinstance(r, dict)}
+    by_step.update({r["step"]: r for r in rows})
+    order = [s.name for s in cfg.graph]
+    return sorted(by_step.values(), key=lambda r: order.index(r["step"]) if r.get("step") in order else len(order))
+
+
+def reports(cfg: PipelineConfig) -> list[Path]:
+    """The report files the run's report steps wrote."""
+    out = []
+    for step in cfg.selected():
+        if step.stage.name in ("report", "eval report"):
+            folder = Path(stage_config(step, cfg).output)
+            out += [p for p in (folder / "report.md", folder / "report.html") if p.exists()]
+    return out
+
+
+def pipeline(cfg: PipelineConfig) -> list[dict]:
+    """Run the selected steps in order; return one summary row per step."""
+    if cfg.plan:
+        return print_plan(cfg)
+    workdir = Path(cfg.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    started = time.monotonic()
+    selected = cfg.selected()
+    for i, step in enumerate(selected, 1):
+        stage_cfg = stage_config(step, cfg)
+        state = "rerun requested" if step.name in cfg.rerun else step_state(step, cfg, stage_cfg)
+        row = {"step": step.name, "stage": step.stage.name, "status": "up to date", "seconds": 0.0}
+        print(f"[{i}/{len(selected)}] {step.name} ({step.stage.name}): {state}", flush=True)
+        if state != "up to date":
+            resume = state in ("interrupted", "more items")  # else new or out of date: start it over
+            stage_cfg = dataclasses.replace(stage_cfg, resume=resume, overwrite=not resume)
+            t0 = time.monotonic()
+            try:
+                step.stage.run(stage_cfg)
+            except ParrotError as e:  # a step left with nothing to work on stops the run here, saying why
+                rows.append({**row, "status": "failed", "seconds": round(time.monotonic() - t0, 1)})
+                print_steps(workdir, rows, started)
+                raise ParrotError(f"stopped at {step.name}: {e}") from None
+            row.update(status="done", seconds=round(time.monotonic() - t0, 1))
+        rows.append(row)
+    print_steps(workdir, rows, started)
+    record_manifest(
+        workdir / "pipeline",
+        stage=cfg.STAGE,
+        config=cfg,
+        counts={"steps_run": sum(r["status"] == "done" for r in rows)},
+        timings={"seconds": round(time.monotonic() - started, 1)},
+        steps=_with_earlier_rows(cfg, workdir, rows),
+    )
+    if found := reports(cfg):
+        print("\nreport: " + "  ".join(str(p) for p in found))
+    return rows
