@@ -9,6 +9,7 @@ import random
 import re
 
 import pytest
+from golden import assert_golden
 
 from parrot import ParrotError, cli
 from parrot.core.config import build_config
@@ -348,6 +349,14 @@ def test_the_html_is_self_contained(experiment):
     for title in SECTIONS:
         assert f">{title}</h2>" in page
     assert "<strong>supported</strong>" in page
+
+
+def test_the_report_and_the_stats_it_shows_are_the_golden_ones(experiment):
+    """The same inputs make the same report, to the byte but for its folder and date (issue 25)."""
+    tmp = experiment["out"].parent
+    for name in ("report.md", "report.json"):
+        assert_golden(name, experiment["out"] / name, tmp)
+    assert_golden("stats.md", experiment["stats"] / "stats.md", tmp)
 
 
 def test_a_report_of_nothing_says_what_was_not_run_and_is_up_to_date_when_run_again(tmp_path):
