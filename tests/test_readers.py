@@ -1,5 +1,6 @@
 """What one stage reads of another's output goes through the producing package's reader (issue 25):
-``synthesize.info`` (a run's manifest, a session's meta, a filter run's manifest), ``train.trainer.train_run`` and ``evaluate.judge.judge_run``. Each is read here from an output its own stage
+``synthesize.info`` (a run's manifest, a session's meta, a filter run's manifest), ``stats.report.read_stats``,
+``train.trainer.train_run`` and ``evaluate.judge.judge_run``. Each is read here from an output its own stage
 wrote, so that a field renamed where it is written fails here instead of printing "–" in the report."""
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from parrot.cli import main
 from parrot.core.config import build_config
 from parrot.evaluate.bench import load_bench
 from parrot.evaluate.judge import JudgeRun, judge, judge_run
+from parrot.stats.report import read_stats
+from parrot.stats.stage import StatsConfig, stats
 from parrot.synthesize.filter import FilterConfig, filter_sessions
 from parrot.synthesize.info import SessionInfo, SynthesisRun, filter_run, run_info, session_info
 from parrot.synthesize.stage import synthesize
@@ -51,6 +54,21 @@ def test_a_synthesize_run_its_sessions_and_their_filter_read_back(tmp_path, faul
     assert (done.read, done.written, done.cut, done.dropped) == (2, 2, {"too_short": 1}, {})
     assert (done.turns_read, done.turns_cut, done.turns_written) == (4, 1, 3)
     assert filter_run(tmp_path / "no-such.jsonl") is None
+
+
+def test_a_stats_run_read_back(tmp_path):
+    data = write_dialogues(tmp_path / "d.jsonl", [dialogue(i, 2) for i in range(3)])
+    out = tmp_path / "stats"
+    stats(
+        build_config(
+            StatsConfig, {"data": [str(data)], "output": str(out), "tokenizer": "none", "rouge_max_tokens": 32}
+        )
+    )
+    run = read_stats(out)
+    assert [r["name"] for r in run.datasets] == ["d"] and run.config.rouge_max_tokens == 32
+    (out / "stats.json").write_text(json.dumps({"datasets": [], "config": {"renamed_setting": 1}}))
+    with pytest.raises(ParrotError, match="renamed_setting"):
+        read_stats(out)
 
 
 def test_a_judge_run_read_back(tmp_path, fault_server):

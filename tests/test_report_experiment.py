@@ -15,7 +15,7 @@ from parrot import ParrotError, cli
 from parrot.core.config import build_config
 from parrot.core.manifest import read_manifest, record_manifest
 from parrot.report.bootstrap import paired_bootstrap, question_means
-from parrot.report.build import judge_too_small, pair_counts
+from parrot.report.numbers import judge_too_small, pair_counts
 from parrot.report.stage import REPORT_FILES, ExperimentReportConfig, experiment_report
 from parrot.stats.stage import StatsConfig, stats
 from parrot.synthesize.filter import FilterConfig, filter_sessions
@@ -383,7 +383,7 @@ def test_a_broken_stats_file_is_an_error_naming_it_and_its_line(tmp_path, capsys
 
 
 def test_a_loss_curve_comes_from_the_latest_numbered_checkpoint(tmp_path):
-    from parrot.report.build import loss_curve
+    from parrot.train.trainer import loss_curve
 
     for name, loss in (("checkpoint-2", 2.0), ("checkpoint-10", 1.0), ("checkpoint-best", 9.0)):
         (tmp_path / name).mkdir()
