@@ -120,12 +120,11 @@ TRAINING_HEADERS = (
 def training_section(data: dict | None) -> dict:
     if data is None:
         return section("training", "Training", [], None)
-    models, losses = data["models"], ("train_loss", "last_logged_loss", "eval_loss", "eval_loss_base")
-    rows = [
-        [m["name"], m["stage"] or "no manifest", cell(m["losses"].get("steps"))]
-        + [*(cell(m["losses"].get(k), 3) for k in losses), str(len(m["loss_curve"]))]
-        for m in models
-    ]
+    from parrot.train.trainer import LOSSES  # steps, then the losses: the columns of TRAINING_HEADERS
+
+    models = data["models"]
+    losses = [[cell(m["losses"].get(k), 3) for k in LOSSES] for m in models]
+    rows = [[m["name"], m["stage"] or "no manifest", *x, str(len(m["loss_curve"]))] for m, x in zip(models, losses)]
     curves = [{"name": m["name"], "points": m["loss_curve"], "eval_points": m["eval_curve"]} for m in models]
     notes = [f"{m['name']}: no loss curve recorded." for m in models if not m["loss_curve"]]
     notes += [f"{m['name']}: one logged step only." for m in models if len(m["loss_curve"]) == 1]

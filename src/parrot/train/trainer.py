@@ -46,6 +46,8 @@ log = logging.getLogger("parrot.train")
 LOGGING_STEPS = 0.02
 #: The key under which the starting model's held-out loss is kept in the trainer's log history.
 BASE_KEY = "eval_loss_base"
+#: What a training manifest's ``losses`` hold, each a field of :class:`TrainRun` (and a column of the report).
+LOSSES = ("steps", "train_loss", "last_logged_loss", "eval_loss", BASE_KEY)
 
 #: ``datasets(tokenizer, cache_dir, counts, eval_counts) -> (train dataset, eval dataset or None)``
 Datasets = Callable[[object, str, dict, dict], tuple]
@@ -336,7 +338,7 @@ def train_run(directory: str | Path) -> TrainRun:
         losses=losses,
         loss_curve=loss_curve(directory, manifest),
         eval_curve=[[float(s), float(v)] for s, v in manifest.get("eval_curve") or []],
-        **{k: losses.get(k) for k in ("steps", "train_loss", "last_logged_loss", "eval_loss", BASE_KEY)},
+        **{k: losses.get(k) for k in LOSSES},
     )
 
 
