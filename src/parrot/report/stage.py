@@ -20,20 +20,12 @@ from typing import ClassVar
 from parrot import ParrotError
 from parrot.core.config import opt
 from parrot.core.outputs import WritesFolder, writes_output
+from parrot.stats.report import PLOTS
 
 #: The files a report directory holds (the plots of a custom bench aside: score_by_turn_<bench>.png).
 REPORT_FILES = (
-    "report.md",
-    "report.html",
-    "report.json",
-    "data_turns_histogram.png",
-    "data_lengths.png",
-    "data_context_by_turn.png",
-    "simulators_session_lengths.png",
-    "training_loss.png",
-    "capo_pairs_by_turn.png",
-    "score_by_turn_mt-bench.png",
-    "score_by_turn_mt-bench-pp.png",
+    *("report.md", "report.html", "report.json", *(f"data_{name}" for name in PLOTS), "simulators_session_lengths.png"),
+    *("training_loss.png", "capo_pairs_by_turn.png", "score_by_turn_mt-bench.png", "score_by_turn_mt-bench-pp.png"),
 )
 
 _VS = re.compile(r"\s+vs\.?\s+", re.I)

@@ -1,34 +1,27 @@
-"""The ``stats`` outputs: ``stats.md`` (one row per dataset), ``stats.json``, PNG plots, manifests."""
+"""The ``stats`` outputs: ``stats.md`` (one row per dataset), ``stats.json``, PNG plots, manifests;
+and :func:`read_stats`, what another stage (the report) reads of them."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from parrot.core.config import to_dict
-from parrot.core.jsonl import write_text_atomic
+from parrot import ParrotError
+from parrot.core.config import build_config, to_dict
+from parrot.core.figures import style, subplots
+from parrot.core.jsonl import read_json, write_text_atomic
 from parrot.core.manifest import write_manifest
+from parrot.core.markdown import cell, table
 from parrot.core.redact import redact
 from parrot.core.staging import save_figure
 
-#: The plots a stats run writes beside stats.json and stats.md.
-PLOTS = ("turns_histogram.png", "lengths.png", "context_by_turn.png")
+if TYPE_CHECKING:
+    from parrot.stats.stage import StatsConfig
 
-
-def _fmt(v, digits: int = 2) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return str(v)
-
-
-def markdown_table(rows: list[dict]) -> str:
-    """One row per dataset; a footnote says which metrics are sampled and how."""
-    headers, cells = table_cells(rows)
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
-    lines += ["| " + " | ".join(c) + " |" for c in cells]
-    return "\n".join(lines) + "\n"
+_fmt = partial(cell, missing="n/a")
 
 
 def table_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
@@ -87,57 +80,47 @@ def sampling_note(rows: list[dict], cfg) -> str:
                 f"topic shifts on {s['sessions_for_shifts']} sessions "
                 f"(cosine < {cfg.shift_threshold}, later question self-contained)"
             )
-        if r.get("human_likeness"):
+        if hl := r.get("human_likeness"):
+            halves = " (the real file itself: two disjoint halves of its sample)" if hl.get("halves") else ""
             bits.append(
-                f"human-likeness on {r['human_likeness']['n_per_class']} vs "
-                f"{r['human_likeness']['n_per_class']} real questions, "
-                f"{r['human_likeness']['folds']}-fold CV"
-                + (
-                    " (the real file itself: two disjoint halves of its sample)"
-                    if r["human_likeness"].get("halves")
-                    else ""
-                )
+                f"human-likeness on {hl['n_per_class']} vs {hl['n_per_class']} real questions, {hl['folds']}-fold CV{halves}"
             )
         if r.get("llm_judge"):
             bits.append(f"LLM judge on {r['llm_judge']['judged']} follow-ups")
         parts.append(f"- {r['name']}: " + "; ".join(bits) + f" (sampled uniformly, seed {s['seed']}).")
-    return (
-        "Sampled metrics (quadratic or model-bound; everything else is exact over the whole file):\n"
-        + "\n".join(parts)
-        + "\n"
-    )
+    head = "Sampled metrics (quadratic or model-bound; everything else is exact over the whole file):"
+    return "\n".join([head, *parts]) + "\n"
 
 
-def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
-    import matplotlib
+def _save(fig, axes, path: Path, layout: bool = True) -> Path:
+    for ax in axes:
+        ax.legend(fontsize=8)
+    if layout:
+        fig.tight_layout()
+    return save_figure(fig, path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def plot_turns(rows: list[dict], path: Path) -> Path:
+    """Turns per session, a share of each dataset's sessions (20 = 20 or more)."""
     from matplotlib.ticker import MaxNLocator
 
-    paths = []
-
-    def save(fig, axes, name: str, layout: bool = True) -> None:
-        for ax in axes:
-            ax.legend(fontsize=8)
-        if layout:
-            fig.tight_layout()
-        paths.append(save_figure(fig, out_dir / name))
-
-    fig, ax = plt.subplots(figsize=(6, 3.4), dpi=90)
+    fig, ax = subplots(figsize=(6, 3.4), dpi=90)
     for i, r in enumerate(rows):
         hist = {int(k): v for k, v in r["turns_histogram"].items()}
         top = 20
         xs = list(range(1, top + 1))
         ys = [hist.get(x, 0) for x in xs[:-1]] + [sum(v for k, v in hist.items() if k >= top)]
         total = sum(hist.values()) or 1
-        ax.plot(xs, [y / total for y in ys], marker="os^Dv"[i % 5], ms=max(7 - 1.5 * i, 3), mfc="none", label=r["name"])
+        ax.plot(xs, [y / total for y in ys], label=r["name"], **style(i, size=7, smallest=3, lines=False))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("turns per session (20 = 20 or more)")
     ax.set_ylabel("share of sessions")
-    save(fig, [ax], "turns_histogram.png")
+    return _save(fig, [ax], path)
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90)
+
+def plot_lengths(rows: list[dict], path: Path) -> Path:
+    """User and assistant message lengths, cumulative, on a log scale."""
+    fig, axes = subplots(1, 2, figsize=(9, 3.4), dpi=90)
     for ax, kind in zip(axes, ("user", "assistant")):
         unit = "tokens" if f"{kind}_tokens" in rows[0] else "words"
         for r in rows:
@@ -152,14 +135,18 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
         ax.set_xlabel(f"{kind} message length ({unit}, log scale)")
         ax.set_ylabel("share of messages this long or shorter")
         ax.set_ylim(0, 1.02)
-    save(fig, axes, "lengths.png")
+    return _save(fig, axes, path)
 
-    fig, ax = plt.subplots(figsize=(6, 3.4), dpi=90)
+
+def plot_context(rows: list[dict], path: Path) -> Path:
+    """The context-dependent share of questions by turn, where a turn has enough questions."""
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = subplots(figsize=(6, 3.4), dpi=90)
     for i, r in enumerate(rows):
         pts = [(p["turn"], p["share"]) for p in r["context_by_turn"] if p["questions"] >= CONTEXT_MIN_QUESTIONS]
         if pts:  # own marker and size per dataset: lines that coincide stay visible
-            marker = "os^Dv"[i % 5]
-            ax.plot(*zip(*pts), marker=marker, ms=max(8 - 1.5 * i, 3), mfc="none", label=r["name"] + _short_suffix(r))
+            ax.plot(*zip(*pts), label=r["name"] + _short_suffix(r), **style(i, size=8, smallest=3, lines=False))
         else:  # every dataset is in the legend: one with no turn to plot says so
             ax.plot([], [], ls="none", marker="x", label=f"{r['name']}: not plotted{_short_suffix(r)}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -170,9 +157,11 @@ def write_plots(rows: list[dict], out_dir: Path) -> list[Path]:
     if notes:
         fig.text(0.01, 0.01, "\n".join(notes), fontsize=7, va="bottom", wrap=True)
         fig.tight_layout(rect=(0, 0.04 + 0.05 * len(notes), 1, 1))
-    save(fig, [ax], "context_by_turn.png", layout=not notes)
-    return paths
+    return _save(fig, [ax], path, layout=not notes)
 
+
+#: The plots a stats run writes beside stats.json and stats.md, and what draws each.
+PLOTS = {"turns_histogram.png": plot_turns, "lengths.png": plot_lengths, "context_by_turn.png": plot_context}
 
 #: A turn's context-dependent share is plotted when the dataset has this many questions at that turn.
 CONTEXT_MIN_QUESTIONS = 20
@@ -226,7 +215,7 @@ def write_files(cfg, rows: list[dict], folder: Path, timer, *, tokenizer_path: s
     plots = []
     if cfg.plots:
         with timer("plots"):
-            plots = write_plots(rows, folder)
+            plots = [plot(rows, folder / name) for name, plot in PLOTS.items()]
     doc = {
         "datasets": rows,
         "tokenizer": tokenizer_path,
@@ -236,13 +225,33 @@ def write_files(cfg, rows: list[dict], folder: Path, timer, *, tokenizer_path: s
         "plots": [p.name for p in plots],
     }
     write_text_atomic(folder / "stats.json", json.dumps(doc, indent=2, ensure_ascii=False, default=str) + "\n")
-    md = markdown_table(rows) + "\n" + sampling_note(rows, cfg)
+    md = table(*table_cells(rows), numbers=True) + "\n\n" + sampling_note(rows, cfg)
     if plots and (notes := context_plot_notes(rows)):
         md += "\ncontext_by_turn.png: " + "; ".join(notes) + ".\n"
     if plots:
         md += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
     write_text_atomic(folder / "stats.md", md)
     return doc
+
+
+@dataclass(frozen=True)
+class StatsRun:
+    """What a stats folder's stats.json holds (:func:`read_stats`)."""
+
+    datasets: list[dict]  # one row per dataset, as :func:`table_cells` shows them
+    config: StatsConfig  # the settings it ran with
+
+
+def read_stats(folder: str | Path) -> StatsRun:
+    """The rows and the settings a `parrot stats` run wrote into ``folder/stats.json``; a setting
+    this version does not know is an error naming the file."""
+    from parrot.stats.stage import StatsConfig  # noqa: F811 - stats.stage imports this module
+
+    path = Path(folder) / "stats.json"
+    doc = read_json(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("datasets"), list) or "config" not in doc:
+        raise ParrotError(f"{path}: not the stats.json of `parrot stats` (no datasets or config)")
+    return StatsRun(doc["datasets"], build_config(StatsConfig, doc["config"], where=str(path)))
 
 
 def write_manifests(cfg, out_dir: Path, plots: list[str], timer, counts: dict) -> None:

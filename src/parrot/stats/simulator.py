@@ -59,10 +59,10 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import Counter
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from parrot.core.dialogue import asked_turns, read_dialogues
-from parrot.core.manifest import read_manifest
 from parrot.stats.sampling import Reservoir
 
 log = logging.getLogger("parrot.stats")
@@ -106,13 +106,11 @@ def simulator_measures(
     the packaged all-MiniLM-L6-v2; ``"none"`` skips the embeddings).
     """
     from parrot.synthesize.filter import FilterConfig, QuestionRules
+    from parrot.synthesize.info import filter_run, run_info, session_info
 
-    manifest = read_manifest(sessions) or {}
-    config = manifest.get("config") or {}
-    fmanifest = read_manifest(filtered) if filtered else None
-    fconfig = dict((fmanifest or {}).get("config") or {})
-    rules = QuestionRules(_filter_config(FilterConfig, fconfig))
-    default_kind = "topic" if config.get("topics") and not config.get("seeds") else "question"
+    run = run_info(sessions)
+    done = filter_run(filtered) if filtered else None
+    rules = QuestionRules(replace(done.config if done else FilterConfig(input="-", output="-"), sensitive=False))
 
     n = 0
     ends: Counter = Counter()
@@ -123,35 +121,28 @@ def simulator_measures(
     asker = None
     for rec in _dialogues(sessions):
         n += 1
-        meta = rec.get("meta") or {}
-        reason = meta.get("end_reason") or "unknown"
-        ends[reason] += 1
+        info = session_info(rec)
+        ends[info.end_reason] += 1
         msgs = rec["messages"]
         turns[asked_turns(msgs)] += 1
-        if asker is None and isinstance(meta.get("asker"), dict):
-            asker = {"spec": meta["asker"].get("spec"), "mode": meta["asker"].get("mode")}
-        kind = (meta.get("seed") or {}).get("kind") or default_kind
+        asker = asker or info.asker
+        topic = (info.seed_kind or ("topic" if run.topic_seeded else "question")) == "topic"
         questions = [m for m in msgs if m["role"] == "user"]
-        if kind == "topic" and questions:
+        if topic and questions:
             firsts.add(questions[0]["content"])
-        asked += len(questions) - (kind != "topic" and bool(questions))
-        for r in _simulator_question_reasons(msgs, rules, skip_first=kind != "topic"):
+        asked += len(questions) - (not topic and bool(questions))
+        for r in _simulator_question_reasons(msgs, rules, skip_first=not topic):
             by_reason[r] += 1
-        if reason in DEGENERATE_END_REASONS:  # the question that ended it is not in the file
+        if info.end_reason in DEGENERATE_END_REASONS:  # the question that ended it is not in the file
             asked += 1
-            by_reason[reason] += 1
+            by_reason[info.end_reason] += 1
 
-    unwritten = {
-        k.split(":", 1)[1]: v
-        for k, v in (manifest.get("counts") or {}).items()
-        if k.startswith("sessions_failed:") and v
-    }
-    for reason, v in unwritten.items():
+    for reason, v in run.unwritten.items():
         if reason in DEGENERATE_END_REASONS:
             asked += v
             by_reason[reason] += v
 
-    max_turns = config.get("max_turns")
+    max_turns = run.max_turns
     real_counts = real_turn_counts(real) if real_counts is None else real_counts
     capped = Counter()
     for t, v in real_counts.items():
@@ -163,8 +154,8 @@ def simulator_measures(
         "too_few": n < MIN_SESSIONS,
         "min_sessions": MIN_SESSIONS,
         "asker": {
-            "spec": (config.get("asker") or {}).get("spec") or (asker or {}).get("spec"),
-            "mode": config.get("asker_mode") or (asker or {}).get("mode"),
+            "spec": run.asker_spec or (asker or {}).get("spec"),
+            "mode": run.asker_mode or (asker or {}).get("mode"),
         },
         "max_turns": max_turns,
         "self_ended": ends["stop_marker"] / n if n else None,
@@ -185,10 +176,11 @@ def simulator_measures(
         "first_questions": _first_questions(firsts.seen, firsts.items, embed_model),
         "note": NOTE,
     }
-    if unwritten:
-        out["unwritten"] = unwritten
-    if fmanifest is not None:
-        out["role_adherence"]["filter"] = _filter_record(filtered, fmanifest)
+    if run.unwritten:
+        out["unwritten"] = run.unwritten
+    if done is not None:
+        out["role_adherence"]["filter"] = {"path": str(filtered), "on_bad_question": done.config.on_bad_question}
+        out["role_adherence"]["filter"].update({k: v for k, v in asdict(done).items() if k != "config"})
     return out
 
 
@@ -207,12 +199,6 @@ def _dialogues(path: str | None):
             log.warning("simulator measures: %s: no such file", path)
         return
     yield from read_dialogues(path, on_error="skip")
-
-
-def _filter_config(cls, recorded: dict):
-    """The filter's question settings as recorded in its manifest (defaults for the rest)."""
-    keep = ("min_question_words", "min_question_chars", "ngram", "max_overlap", "role_confusion")
-    return cls(input="-", output="-", sensitive=False, **{k: recorded[k] for k in keep if k in recorded})
 
 
 def _simulator_question_reasons(messages: list[dict], rules, *, skip_first: bool) -> list[str]:
@@ -235,21 +221,6 @@ def _simulator_question_reasons(messages: list[dict], rules, *, skip_first: bool
             first = False
             earlier.append(words(m["content"]))
     return reasons
-
-
-def _filter_record(path: str, manifest: dict) -> dict:
-    counts = manifest.get("counts") or {}
-    return {
-        "path": str(path),
-        "on_bad_question": (manifest.get("config") or {}).get("on_bad_question"),
-        "read": counts.get("read", 0),
-        "written": counts.get("written", 0),
-        "cut": {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("cut:")},
-        "dropped": {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("dropped:")},
-        "turns_read": counts.get("turns_read", 0),
-        "turns_cut": counts.get("turns_cut", 0),
-        "turns_written": counts.get("turns_written", 0),
-    }
 
 
 def _length_summary(c: Counter) -> dict:

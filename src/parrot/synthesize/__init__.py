@@ -2,4 +2,5 @@
 
 ``stage`` is ``parrot synthesize``; ``session`` the turn loop; ``journal`` the messages of the
 sessions in flight; ``roleswap`` the simulator's view of a conversation (also what train-ask
-trains on); ``merge`` joins the shards of a sharded run; ``filter`` is ``parrot filter``."""
+trains on); ``merge`` joins the shards of a sharded run; ``filter`` is ``parrot filter``; ``info``
+reads back what they wrote, for the stages that measure it."""

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 from parrot import ParrotError
 from parrot.core.config import opt
+from parrot.core.dialogue import answered_turns
 from parrot.core.jsonl import AtomicWriter, read_jsonl
 from parrot.core.log import progress
 from parrot.core.manifest import read_manifest, write_manifest
@@ -104,7 +105,7 @@ def merge(cfg: MergeConfig) -> dict:
                 ids.add(rid)
                 writer.write(rec)
                 n_file += 1
-                counts["turns"] += (rec.get("meta") or {}).get("turns", 0)
+                counts["turns"] += answered_turns(rec.get("messages") or [])  # what meta.turns says, counted
                 bar.update(1)
             if n_file != man["counts"].get("sessions"):
                 raise ParrotError(

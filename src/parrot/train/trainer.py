@@ -19,15 +19,18 @@ begins, on the same held-out examples (:func:`base_eval_callback`), and recorded
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 from parrot import ParrotError
 from parrot.core.checkpoint import check_weights, resolve_model_path
+from parrot.core.jsonl import read_json
 from parrot.core.log import format_table
-from parrot.core.manifest import write_manifest
+from parrot.core.manifest import read_manifest, write_manifest
 from parrot.core.tokens import load_tokenizer
 from parrot.train.config import TrainConfig, trusts_remote_code
 from parrot.train.cpu import compact_lm_head, device_settings
@@ -43,6 +46,8 @@ log = logging.getLogger("parrot.train")
 LOGGING_STEPS = 0.02
 #: The key under which the starting model's held-out loss is kept in the trainer's log history.
 BASE_KEY = "eval_loss_base"
+#: What a training manifest's ``losses`` hold, each a field of :class:`TrainRun` (and a column of the report).
+LOSSES = ("steps", "train_loss", "last_logged_loss", "eval_loss", BASE_KEY)
 
 #: ``datasets(tokenizer, cache_dir, counts, eval_counts) -> (train dataset, eval dataset or None)``
 Datasets = Callable[[object, str, dict, dict], tuple]
@@ -307,6 +312,51 @@ def loss_curves(log_history: list[dict]) -> dict:
     if evals:
         out["eval_curve"] = evals
     return out
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """What a training output's manifest says (:func:`train_run`): its losses and curves."""
+
+    stage: str | None  # train-ask, train-chat, train-dpo; None without a manifest
+    losses: dict  # as recorded: the ones below, and any other (``rewards/margins``)
+    loss_curve: list[list[float]]  # [[step, loss], ...]
+    eval_curve: list[list[float]]  # [[step, held-out loss], ...]
+    steps: int | None = None
+    train_loss: float | None = None  # the mean over the run
+    last_logged_loss: float | None = None
+    eval_loss: float | None = None  # on the held-out data, after training
+    eval_loss_base: float | None = None  # the same, of the starting model (train-ask's eval_base)
+
+
+def train_run(directory: str | Path) -> TrainRun:
+    """The losses and curves of the training output ``directory`` (see :func:`train_and_save`)."""
+    manifest = read_manifest(directory) or {}
+    losses = manifest.get("losses") or {}
+    return TrainRun(
+        stage=manifest.get("stage"),
+        losses=losses,
+        loss_curve=loss_curve(directory, manifest),
+        eval_curve=[[float(s), float(v)] for s, v in manifest.get("eval_curve") or []],
+        **{k: losses.get(k) for k in LOSSES},
+    )
+
+
+def loss_curve(directory: str | Path, manifest: dict | None) -> list[list[float]]:
+    """``[[step, loss], ...]``: the manifest's ``loss_curve``, else trainer_state.json's log
+    (the run's own, or its latest checkpoint's)."""
+    if manifest and manifest.get("loss_curve"):
+        return [[float(s), float(v)] for s, v in manifest["loss_curve"]]
+    d = Path(directory)
+    checkpoints = [
+        p for p in d.glob("checkpoint-*/trainer_state.json") if re.fullmatch(r"checkpoint-\d+", p.parent.name)
+    ]
+    states = [d / "trainer_state.json"] + sorted(checkpoints, key=lambda p: int(p.parent.name[11:]), reverse=True)
+    for state in states:
+        if state.is_file():
+            history = read_json(state).get("log_history") or []
+            return [[float(s), float(v)] for s, v in loss_curves(history)["loss_curve"] if s is not None]
+    return []
 
 
 def final_losses(trainer, train_output) -> dict:

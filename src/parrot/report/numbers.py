@@ -1,0 +1,189 @@
+"""What the report computes from its inputs: each section's numbers, as report.json holds them (None
+for a section without inputs). Another stage's outputs are read through that stage's own reader
+(``read_stats``, ``run_info`` and ``filter_run`` by way of the simulator measures, ``train_run``,
+``judge_run``, ``load_runs``), never by digging in its manifest."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from parrot.core.jsonl import read_jsonl
+from parrot.report.bootstrap import paired_bootstrap, question_means
+from parrot.report.stage import ExperimentReportConfig, parse_comparison
+
+BENCH_TITLES = {"mt-bench": "MT-Bench", "mt-bench-pp": "MT-Bench++"}
+
+
+def bench_order(bench: str) -> tuple:
+    return (list(BENCH_TITLES).index(bench) if bench in BENCH_TITLES else len(BENCH_TITLES), bench)
+
+
+def compute(cfg: ExperimentReportConfig) -> tuple[dict, object]:
+    """report.json's sections, by key in the report's order (the conclusions aside: they are said of
+    these), and the stats run the data section shows (its settings name the samples)."""
+    from parrot.stats.report import PLOTS, read_stats
+
+    stats = read_stats(cfg.stats) if cfg.stats else None
+    data = stats and {"source": cfg.stats, "datasets": stats.datasets, "plots": [f"data_{p}" for p in PLOTS]}
+    sections = {"data": data, "simulators": simulators(cfg), "training": training(cfg), "capo": capo(cfg)}
+    benches = load_benches(cfg) if cfg.judgments else {}
+    for bench in sorted(set(BENCH_TITLES) | set(benches), key=bench_order):
+        sections[f"bench:{bench}"] = bench_numbers(cfg, bench, benches[bench]) if bench in benches else None
+    sections["comparisons"] = compare(cfg, benches) if cfg.compare else None
+    return sections, stats
+
+
+def simulators(cfg: ExperimentReportConfig) -> dict | None:
+    """Each asker arm's measures (:func:`parrot.stats.simulator.simulator_measures`) and its
+    trained simulator's held-out loss against the untrained base model's."""
+    if not cfg.simulators:
+        return None
+    from parrot.stats.simulator import real_turn_counts, simulator_measures
+
+    names = cfg.simulator_names or [Path(p).name.removesuffix(".jsonl") for p in cfg.simulators]
+    filtered = cfg.filtered or [None] * len(cfg.simulators)
+    askers = cfg.asker_models or [None] * len(cfg.simulators)
+    real_counts = real_turn_counts(cfg.real)  # read once for every arm
+    arms = []
+    for name, path, filt, asker in zip(names, cfg.simulators, filtered, askers):
+        embed = None if cfg.embeddings else "none"
+        m = simulator_measures(path, cfg.real, filtered=filt, seed=cfg.seed, embed_model=embed, real_counts=real_counts)
+        arm = {"name": name, "sessions_file": path, "filtered": filt, "asker_model": asker, "measures": m}
+        arms.append({**arm, "heldout_loss": heldout(asker)})
+    return {"arms": arms, "real": cfg.real}
+
+
+def heldout(asker: str | None) -> dict | None:
+    """The trained simulator's held-out loss and the untrained base model's, from its train-ask run."""
+    if not asker:
+        return None
+    from parrot.train.trainer import train_run
+
+    run = train_run(asker)
+    trained, base = run.eval_loss, run.eval_loss_base
+    return {"trained": trained, "base": base, "difference": trained - base if None not in (trained, base) else None}
+
+
+def training(cfg: ExperimentReportConfig) -> dict | None:
+    if not cfg.training:
+        return None
+    from parrot.train.trainer import train_run
+
+    models = []
+    for d in cfg.training:
+        run = train_run(d)
+        curves = {"eval_curve": run.eval_curve, "name": Path(d).name, "path": d, "stage": run.stage}
+        models.append({**curves, "losses": run.losses, "loss_curve": run.loss_curve})
+    return {"models": models}
+
+
+def pair_counts(path: str) -> dict:
+    """Pairs in a CaPO pair file by strategy, by turn, and by turn and strategy."""
+    by_strategy, by_turn, both = Counter(), Counter(), defaultdict(Counter)
+    for _, rec in read_jsonl(path):
+        meta = rec.get("meta") or {}
+        strategy, turn = str(meta.get("strategy", "unknown")), meta.get("turn")
+        by_strategy[strategy] += 1
+        if isinstance(turn, int):
+            by_turn[turn] += 1
+            both[strategy][turn] += 1
+    return {
+        "pairs": sum(by_strategy.values()),
+        "by_strategy": dict(sorted(by_strategy.items())),
+        "by_turn": dict(sorted(by_turn.items())),
+        "by_turn_strategy": {s: dict(sorted(c.items())) for s, c in sorted(both.items())},
+    }
+
+
+def capo(cfg: ExperimentReportConfig) -> dict | None:
+    if not cfg.capo:
+        return None
+    return {"files": [{"name": Path(p).name.removesuffix(".jsonl"), "path": p, **pair_counts(p)} for p in cfg.capo]}
+
+
+# ---------------------------------------------------------------- benches
+
+
+_SIZE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)([mb])(?![a-z])")
+
+
+def judge_too_small(spec: str, marked: list[str] = ()) -> str | None:
+    """Why a judge is too small to rank models (None: it may be big enough): marked so, or under ~1B
+    parameters by its name (``smollm2``, the embedded default, is SmolLM2-135M).
+
+    >>> judge_too_small("smollm2"), judge_too_small("gguf:/m/SmolLM2-135M-Instruct-Q8_0.gguf")
+    ('under ~1B parameters', 'under ~1B parameters')
+    >>> judge_too_small("openai:gpt-4"), judge_too_small("hf:meta-llama/Llama-2-13b-chat-hf")
+    (None, None)
+    >>> judge_too_small("hf:my/judge", ["my/judge"])
+    'marked too small to rank'
+    """
+    s = spec.lower()
+    if any(m and m.lower() in s for m in marked):
+        return "marked too small to rank"
+    sizes = [float(n) * (1e6 if unit == "m" else 1e9) for n, unit in _SIZE.findall(s)]
+    if sizes:
+        return "under ~1B parameters" if sizes[0] < 1e9 else None
+    return "under ~1B parameters" if "smollm" in s else None
+
+
+def load_benches(cfg: ExperimentReportConfig) -> dict:
+    """``{bench: {"runs", "judges", "scored"}}`` from the judgment files: each file's latest
+    judgments, the judges' specs, and the scored judgments (-1 left out) of all its files."""
+    from parrot.evaluate.judge import judge_run
+    from parrot.evaluate.report import load_runs
+
+    benches: dict = {}
+    for run in load_runs(cfg.judgments):
+        graded = judge_run(run["source"], run["records"])
+        b = benches.setdefault(graded.bench, {"runs": [], "judges": [], "scored": []})
+        b["runs"].append(run)
+        b["scored"] += [r for r in run["records"] if r.get("score", -1) != -1]
+        if graded.judge and graded.judge not in b["judges"]:
+            b["judges"].append(graded.judge)
+    return benches
+
+
+def bench_numbers(cfg: ExperimentReportConfig, bench: str, data: dict) -> dict:
+    from parrot.evaluate.report import aggregate, same_score_warning
+
+    questions: dict = defaultdict(lambda: defaultdict(set))
+    for r in data["scored"]:
+        questions[r.get("model")][int(r["turn"])].add(str(r["question_id"]))
+    return {
+        "bench": bench,
+        "judges": data["judges"],
+        "too_small_judges": {j: why for j in data["judges"] if (why := judge_too_small(j, cfg.small_judges))},
+        "warning": same_score_warning(data["runs"]),
+        "sources": [r["source"] for r in data["runs"]],
+        "models": aggregate(data["runs"], {}),
+        "questions_by_turn": {m: {t: len(q) for t, q in ts.items()} for m, ts in questions.items()},
+    }
+
+
+def compare(cfg: ExperimentReportConfig, benches: dict) -> list[dict]:
+    """One result per comparison and bench, in the order asked for: overall and per turn intervals."""
+    pairs = [parse_comparison(text) for text in cfg.compare]
+    results = {}
+    for bench in sorted(benches, key=bench_order):
+        records = benches[bench]["scored"]
+        means = question_means(records)
+        turns = {
+            t: question_means([r for r in records if int(r["turn"]) == t]) for t in {int(r["turn"]) for r in records}
+        }
+        for a, b in pairs:
+            result = {"comparison": f"{a} vs {b}", "a": a, "b": b, "bench": bench}
+            missing = [m for m in (a, b) if m not in means]
+            if missing:
+                results[a, b, bench] = {**result, "missing": missing}
+                continue
+            result["overall"] = paired_bootstrap(means[a], means[b], n_boot=cfg.n_boot, seed=cfg.seed)
+            by_turn = {
+                t: paired_bootstrap(m[a], m[b], n_boot=cfg.n_boot, seed=cfg.seed)
+                for t, m in sorted(turns.items())
+                if a in m and b in m
+            }
+            results[a, b, bench] = {**result, "by_turn": by_turn}
+    return [results[a, b, bench] for a, b in pairs for bench in sorted(benches, key=bench_order)]

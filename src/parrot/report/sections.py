@@ -1,0 +1,192 @@
+"""The report's sections, each presented from its numbers (:mod:`parrot.report.numbers`) by a pure
+function: its title, its blocks (for report.md and report.html, :mod:`parrot.report.render`) and
+a figure's block has ``draw``, which writes its plot given a path. A section without inputs says so."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from parrot.core.figures import plot_scores
+from parrot.core.markdown import cell
+from parrot.report import plots
+from parrot.report.numbers import BENCH_TITLES
+
+NOT_RUN = {"p": "Not run in this experiment."}
+
+
+def section(key: str, title: str, blocks: list[dict], data) -> dict:
+    return {"key": key, "title": title, "blocks": blocks or [NOT_RUN], "data": data}
+
+
+def table(headers: list[str], rows: list[list]) -> dict:
+    return {"table": {"headers": headers, "rows": rows}}
+
+
+def figure(name: str, alt: str, notes: list[str], draw) -> dict:
+    return {"img": name, "alt": alt, "notes": notes, "draw": draw}
+
+
+def data_section(data: dict | None, stats) -> dict:
+    if data is None:
+        return section("data", "Data", [], None)
+    from parrot.stats.report import PLOTS, context_plot_notes, sampling_note, table_cells
+
+    rows = data["datasets"]
+    note = sampling_note(rows, stats.config).splitlines()  # the settings stats ran with
+    blocks = [{"p": f"Datasets side by side, from `{data['source']}` (`parrot stats`)."}, table(*table_cells(rows))]
+    blocks += [{"p": note[0]}, {"list": [line.removeprefix("- ") for line in note[1:] if line.strip()]}]
+    notes = {"context_by_turn.png": context_plot_notes(rows)}
+    for name, plot in PLOTS.items():
+        blocks.append(figure(f"data_{name}", name.removesuffix(".png"), notes.get(name, []), partial(plot, rows)))
+    return section("data", "Data", blocks, data)
+
+
+# ---------------------------------------------------------------- simulators
+
+SIMULATOR_HEADERS = (
+    "asker arm|asker mode|sessions|ended by the simulator|turns/session (mean / median)|length distance to real "
+    "(KS / TV) ↓|degenerate questions ↓|first-question diversity (distinct-2 / cosine) ↑"
+).split("|")
+
+
+def _arm_row(name: str, m: dict) -> list[str]:
+    turns, dist = m.get("turns") or {}, m.get("turns_distance") or {}
+    role, first = m.get("role_adherence") or {}, m.get("first_questions") or {}
+    return [
+        name + (f" (only {m.get('sessions')} sessions)" if m.get("too_few") else ""),
+        (m.get("asker") or {}).get("mode") or "–",
+        cell(m.get("sessions")),
+        cell(m.get("self_ended"), share=True),
+        f"{cell(turns.get('mean'))} / {cell(turns.get('median'), 1)}",
+        f"{cell(dist.get('ks'), 3)} / {cell(dist.get('tv'), 3)}",
+        f"{cell(role.get('share'), share=True)} of {cell(role.get('questions'))}",
+        f"{cell(first.get('distinct_2'), 3)} / {cell(first.get('cosine_distance'), 3)}"
+        if first.get("topic_seeded")
+        else "– (seeded with real questions)",
+    ]
+
+
+def _counts_table(title: str, counts: list[tuple[str, dict]]) -> list[dict]:
+    reasons = sorted({r for _, c in counts for r in c})
+    rows = [[n, *(cell(c.get(r, 0)) for r in reasons)] for n, c in counts]
+    return [{"p": f"{title}:"}, table(["asker arm", *reasons], rows)] if reasons else []
+
+
+def simulators_section(data: dict | None) -> dict:
+    if data is None:
+        return section("simulators", "Simulators", [], None)
+    arms = data["arms"]
+    measures = [(a["name"], a["measures"]) for a in arms]
+    real = next((m["real_turns"] for _, m in measures if m.get("real_turns")), None)
+    rows = [_arm_row(name, m) for name, m in measures]
+    if real:
+        turns = f"{cell(real.get('mean'))} / {cell(real.get('median'), 1)}"
+        rows.append(["real users", "–", cell(real.get("n")), "–", turns, "–", "–", "–"])
+    blocks = [table(SIMULATOR_HEADERS, rows)]
+    note = next((m["note"] for _, m in measures if m.get("note")), None)
+    blocks += [{"p": note}] if note else []
+    blocks += _counts_table("How sessions ended", [(n, m.get("end_reasons") or {}) for n, m in measures])
+    by_reason = [(n, (m.get("role_adherence") or {}).get("by_reason") or {}) for n, m in measures]
+    blocks += _counts_table("Degenerate questions by reason", by_reason)
+    trained = [(a["name"], a["heldout_loss"]) for a in arms if a["heldout_loss"]]
+    if trained:
+        heldout = "Loss on held-out real user turns (the same held-out sessions and tokenizer; lower is better):"
+        headers = ["asker arm", "trained simulator", "untrained base (the prompted asker)", "difference"]
+        losses = [
+            [n, cell(h["trained"], 3), cell(h["base"], 3), cell(h["difference"], signed=True)] for n, h in trained
+        ]
+        blocks += [{"p": heldout}, table(headers, losses)]
+    else:
+        blocks.append({"p": "Held-out loss: no trained simulator among the arms (`asker_models`)."})
+    lengths = [
+        {"name": n, "hist": (m.get("turns") or {}).get("hist"), **{k: m.get(k) for k in ("sessions", "too_few")}}
+        for n, m in measures
+    ]
+    notes = [f"{a['name']}: no sessions to plot." for a in lengths if not a["hist"]]
+    few = "sessions, too few to read a distribution from."
+    notes += [f"{a['name']}: only {a['sessions']} {few}" for a in lengths if a["too_few"] and a["hist"]]
+    draw = partial(plots.plot_session_lengths, lengths, real)
+    blocks.append(figure("simulators_session_lengths.png", "session lengths", notes, draw))
+    return section("simulators", "Simulators", blocks, data)
+
+
+# ---------------------------------------------------------------- training, CaPO pairs
+
+TRAINING_HEADERS = (
+    "model|stage|steps|train loss (mean)|last logged loss|held-out loss|held-out loss, base model|logged points"
+).split("|")
+
+
+def training_section(data: dict | None) -> dict:
+    if data is None:
+        return section("training", "Training", [], None)
+    from parrot.train.trainer import LOSSES  # steps, then the losses: the columns of TRAINING_HEADERS
+
+    models = data["models"]
+    losses = [[cell(m["losses"].get(k), 3) for k in LOSSES] for m in models]
+    rows = [[m["name"], m["stage"] or "no manifest", *x, str(len(m["loss_curve"]))] for m, x in zip(models, losses)]
+    curves = [{"name": m["name"], "points": m["loss_curve"], "eval_points": m["eval_curve"]} for m in models]
+    notes = [f"{m['name']}: no loss curve recorded." for m in models if not m["loss_curve"]]
+    notes += [f"{m['name']}: one logged step only." for m in models if len(m["loss_curve"]) == 1]
+    plot = figure("training_loss.png", "training loss", notes, partial(plots.plot_losses, curves))
+    return section("training", "Training", [table(TRAINING_HEADERS, rows), plot], data)
+
+
+def capo_section(data: dict | None) -> dict:
+    if data is None:
+        return section("capo", "CaPO pairs", [], None)
+    files = data["files"]
+    strategies = sorted({s for f in files for s in f["by_strategy"]})
+    turns = sorted({t for f in files for t in f["by_turn"]})
+    by_strategy = [[f["name"], *(str(f["by_strategy"].get(s, 0)) for s in strategies), str(f["pairs"])] for f in files]
+    by_turn = [[f["name"], *(str(f["by_turn"].get(t, 0)) for t in turns)] for f in files]
+    blocks = [
+        {"p": "Pairs by strategy:"},
+        table(["pair file", *strategies, "total"], by_strategy),
+        {"p": "Pairs by turn of the question:"},
+        table(["pair file", *(f"turn {t}" for t in turns)], by_turn),
+    ]
+    notes = [f"{f['name']}: no pairs." for f in files if not f["pairs"]]
+    blocks.append(
+        figure("capo_pairs_by_turn.png", "CaPO pairs by turn", notes, partial(plots.plot_pairs_by_turn, files))
+    )
+    return section("capo", "CaPO pairs", blocks, data)
+
+
+# ---------------------------------------------------------------- benches
+
+
+def bench_section(cfg, key: str, data: dict | None) -> dict:
+    bench = key.removeprefix("bench:")
+    title = BENCH_TITLES.get(bench, bench)
+    if data is None:
+        return section(key, title, [], None)
+    models, qcount = data["models"], data["questions_by_turn"]
+    turns = sorted({t for m in models.values() for t in m["by_turn"]})
+    rows = [
+        [n, cell(m["overall"]), *(cell(m["by_turn"].get(t)) for t in turns), str(m["judged"]), str(m["unparsable"])]
+        for n, m in sorted(models.items())
+    ]
+    blocks = [{"warn": data["warning"]}] if data["warning"] else []
+    judges = ", ".join(f"`{j}`" for j in data["judges"]) or "unknown"
+    blocks.append(
+        {
+            "p": f"Judge: {judges}; {len(data['sources'])} judgment file(s). Scores 1–10, mean over questions; "
+            "-1 (no rating could be read) excluded and counted; several judge runs: median [min–max]."
+        }
+    )
+    blocks.append(table(["model", "overall", *(f"turn {t}" for t in turns), "judged", "-1 excluded"], rows))
+    notes = [f"{m}: no scored judgments." for m in sorted(models) if models[m]["overall"] is None]
+    for m in sorted(models):
+        few = [t for t in turns if models[m]["by_turn"].get(t) and qcount.get(m, {}).get(t, 0) < cfg.min_questions]
+        if few:
+            n = min(qcount.get(m, {}).get(t, 0) for t in few)
+            notes.append(
+                f"{m}: turn(s) {', '.join(map(str, few))} have fewer than {cfg.min_questions} scored "
+                f"questions (as few as {n})."
+            )
+    draw = partial(
+        plot_scores, models, title=f"{title}: score by turn", questions=qcount, min_questions=cfg.min_questions
+    )
+    blocks.append(figure(f"score_by_turn_{bench}.png", f"{title} score by turn", notes, draw))
+    return section(key, title, blocks, data)

@@ -1,0 +1,122 @@
+"""The comparisons' section and what the numbers support: for each comparison and bench, whether a
+difference is supported (its interval excludes 0 and the judge is able to rank), in words."""
+
+from __future__ import annotations
+
+from parrot.core.markdown import cell
+from parrot.report.numbers import BENCH_TITLES
+from parrot.report.sections import section, table
+
+
+def _interval(r: dict) -> str:
+    if r.get("mean_diff") is None:
+        return "–"
+    return f"{cell(r['mean_diff'], signed=True)} [{r['low']:+.2f}, {r['high']:+.2f}]"
+
+
+def _questions(n: int) -> str:
+    return f"{n} question" + ("" if n == 1 else "s")
+
+
+def comparisons_section(cfg, results: list[dict] | None) -> dict:
+    if results is None:
+        return section("comparisons", "Comparisons", [], None)
+    if not results:
+        return section("comparisons", "Comparisons", [{"p": "No judgments to compare (`judgments`)."}], results)
+    rows = []
+    for r in results:
+        title = BENCH_TITLES.get(r["bench"], r["bench"])
+        if r.get("missing"):
+            rows.append([r["comparison"], title, "0", "–", f"no judgments of {', '.join(r['missing'])}"])
+            continue
+        o = r["overall"]
+        zero = "excludes 0" if o["excludes_zero"] else "includes 0"
+        rows.append([r["comparison"], title, str(o["n"]), _interval(o), zero])
+    blocks = [
+        {
+            "p": f"Mean score difference (first model minus second) over the questions both models answered, "
+            f"with a paired bootstrap 95% interval ({cfg.n_boot} resamples of the questions, seed {cfg.seed}); "
+            "a question's score is the mean of its judged turns."
+        },
+        table(["comparison", "bench", "questions", "difference [95% interval]", "interval"], rows),
+    ]
+    turns = sorted({t for r in results for t in r.get("by_turn", {})})
+    if turns:
+        by_turn = [
+            [
+                r["comparison"],
+                BENCH_TITLES.get(r["bench"], r["bench"]),
+                *(_interval(r["by_turn"][t]) if t in r["by_turn"] else "–" for t in turns),
+            ]
+            for r in results
+            if not r.get("missing")
+        ]
+        blocks.append({"p": "By turn (difference [95% interval], over the questions judged at that turn):"})
+        blocks.append(table(["comparison", "bench", *(f"turn {t}" for t in turns)], by_turn))
+    return section("comparisons", "Comparisons", blocks, results)
+
+
+def _sentence(r: dict, small: dict, flat: dict) -> tuple[str, bool]:
+    """What one comparison on one bench supports, and whether it is a supported difference."""
+    title = BENCH_TITLES.get(r["bench"], r["bench"])
+    a, b = r["a"], r["b"]
+    if r.get("missing"):
+        return f"{a} vs {b} on {title}: cannot be compared, no judgments of {', '.join(r['missing'])}.", False
+    o = r["overall"]
+    shown = (
+        f"{cell(o['mean_diff'], signed=True)} (95% interval {o['low']:+.2f} to {o['high']:+.2f}, {_questions(o['n'])})"
+    )
+    if small.get(r["bench"]):
+        judges = ", ".join(f"`{j}`" for j in small[r["bench"]])
+        return (
+            f"{a} vs {b} on {title}: {a} − {b} = {shown}; **not supported**: the judge ({judges}) is too small "
+            "to rank models, so this difference means nothing."
+        ), False
+    if flat.get(r["bench"]):
+        return f"{a} vs {b} on {title}: **not supported**: the judge gave every turn the same score.", False
+    if o["excludes_zero"]:
+        better, worse = (a, b) if o["mean_diff"] > 0 else (b, a)
+        return (
+            f"{a} vs {b} on {title}: **supported**: {better} scores higher than {worse} by "
+            f"{abs(o['mean_diff']):.2f} points (95% interval of {a} − {b}: {o['low']:+.2f} to {o['high']:+.2f}, "
+            f"{_questions(o['n'])})."
+        ), True
+    return (
+        f"{a} vs {b} on {title}: **not supported by this data**: {a} − {b} = {shown}; the interval includes 0.",
+        False,
+    )
+
+
+def support_section(cfg, sections: dict) -> dict:
+    """What the numbers support (report.json's ``conclusions`` are its sentences)."""
+    results = sections["comparisons"] or []
+    bench_data = {k.removeprefix("bench:"): d for k, d in sections.items() if k.startswith("bench:")}
+    small = {b: d["too_small_judges"] for b, d in bench_data.items() if d}
+    flat = {b: d["warning"] for b, d in bench_data.items() if d and d.get("warning")}
+    said = [_sentence(r, small, flat) for r in results]
+    sentences, blocks = [s for s, _ in said], []
+    judged = [b for b, d in bench_data.items() if d]
+    small_benches = [b for b in judged if small.get(b)]
+    if small_benches:
+        specs = sorted({j for b in small_benches for j in small[b]})
+        where = (
+            "so no difference in this report is supported or meaningful, whatever the intervals say"
+            if len(small_benches) == len(judged)
+            else "so no difference on "
+            + " or ".join(BENCH_TITLES.get(b, b) for b in small_benches)
+            + " is supported or meaningful, whatever the intervals say"
+        )
+        blocks.append(
+            {
+                "warn": f"The judge ({', '.join(f'`{s}`' for s in specs)}) is a small local model (under ~1B "
+                f"parameters, or marked too small to rank): its scores cannot rank these models, {where}. Judge "
+                "again with a strong model (an API judge such as GPT-4) before reading a ranking from these numbers."
+            }
+        )
+    if not cfg.compare:
+        blocks.append({"p": "No comparisons were asked for (`compare`): nothing to support or reject."})
+    elif sentences:
+        blocks.append({"p": f"{sum(ok for _, ok in said)} of {len(sentences)} comparison(s) supported by this data."})
+        blocks.append({"list": sentences})
+    run = bool(cfg.compare or any(bench_data.values()))
+    return section("support", "What the numbers support", blocks if run else [], sentences)
