@@ -59,7 +59,7 @@ def traced(self, name):
 run.Timer.__call__ = traced
 cfg = build_config(StatsConfig, json.loads(sys.argv[1]))
 t0 = time.perf_counter()
-doc = run.run_stats(cfg)
+doc = run.measure_datasets(cfg)
 wall = time.perf_counter() - t0
 time.sleep(0.05)
 import resource

@@ -6,7 +6,7 @@ import pytest
 from golden import assert_golden
 
 from parrot import ParrotError, cli
-from parrot.evaluate.report import ReportConfig, aggregate, latest_judgments, report
+from parrot.evaluate.scores import ReportConfig, aggregate, latest_judgments, report
 
 CATS = {"81": "writing", "111": "math"}
 

@@ -17,7 +17,7 @@ from parrot.capo.build import CapoConfig, capo
 from parrot.capo.select import SelectConfig, capo_select
 from parrot.evaluate.answer import AnswerConfig, answer
 from parrot.evaluate.judge import JudgeConfig, judge
-from parrot.evaluate.report import ReportConfig, report
+from parrot.evaluate.scores import ReportConfig, report
 from parrot.prepare.stage import PrepareConfig, prepare
 from parrot.report.stage import ExperimentReportConfig, experiment_report
 from parrot.stats.stage import StatsConfig, stats

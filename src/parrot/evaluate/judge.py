@@ -2,7 +2,7 @@
 
     parrot eval judge --bench mt-bench --answers A.jsonl --judge openai:gpt-4 -o J.jsonl
 
-For each answer file, question and turn k the judge gets the prompt :mod:`parrot.evaluate.render`
+For each answer file, question and turn k the judge gets the prompt :mod:`parrot.evaluate.judge_prompts`
 picks (FastChat's for MT-Bench, byte for byte; the N-turn prompt for turns 2..N of longer
 questions), at temperature 0 with max_tokens 2048. An unparsable reply is asked again up to
 ``parse_retries`` times, then recorded with score -1 (the report excludes and counts those).
@@ -38,7 +38,7 @@ from parrot.core.manifest import read_manifest, write_manifest
 from parrot.core.outputs import WritesOutput, writes_output
 from parrot.evaluate.answer import model_id_for
 from parrot.evaluate.bench import NEED_REF_CATS, Bench, bench_name, load_bench, load_judge_prompts
-from parrot.evaluate.render import (
+from parrot.evaluate.judge_prompts import (
     NTURN_PROMPT_FILES,
     JudgePrompt,
     judge_messages,

@@ -1,7 +1,7 @@
 """``parrot report``, made in three steps: compute every section's numbers from the inputs
 (:mod:`parrot.report.numbers`), present each section from its numbers (:mod:`parrot.report.sections`,
 :mod:`parrot.report.verdict`), then draw the figures and write report.md, report.html and report.json
-(:mod:`parrot.report.render`), all of them or none."""
+(:mod:`parrot.report.page`), all of them or none."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from parrot.core.manifest import write_manifest
 from parrot.core.staging import staged_folder
 from parrot.report import sections as s
 from parrot.report.numbers import compute
-from parrot.report.render import html_page, markdown
+from parrot.report.page import html_page, markdown
 from parrot.report.stage import ExperimentReportConfig
 from parrot.report.verdict import comparisons_section, support_section
 

@@ -23,7 +23,7 @@ def bench_order(bench: str) -> tuple:
 def compute(cfg: ExperimentReportConfig) -> tuple[dict, object]:
     """report.json's sections, by key in the report's order (the conclusions aside: they are said of
     these), and the stats run the data section shows (its settings name the samples)."""
-    from parrot.stats.report import PLOTS, read_stats
+    from parrot.stats.files import PLOTS, read_stats
 
     stats = read_stats(cfg.stats) if cfg.stats else None
     data = stats and {"source": cfg.stats, "datasets": stats.datasets, "plots": [f"data_{p}" for p in PLOTS]}
@@ -133,7 +133,7 @@ def load_benches(cfg: ExperimentReportConfig) -> dict:
     """``{bench: {"runs", "judges", "scored"}}`` from the judgment files: each file's latest
     judgments, the judges' specs, and the scored judgments (-1 left out) of all its files."""
     from parrot.evaluate.judge import judge_run
-    from parrot.evaluate.report import load_runs
+    from parrot.evaluate.scores import load_runs
 
     benches: dict = {}
     for run in load_runs(cfg.judgments):
@@ -147,7 +147,7 @@ def load_benches(cfg: ExperimentReportConfig) -> dict:
 
 
 def bench_numbers(cfg: ExperimentReportConfig, bench: str, data: dict) -> dict:
-    from parrot.evaluate.report import aggregate, same_score_warning
+    from parrot.evaluate.scores import aggregate, same_score_warning
 
     questions: dict = defaultdict(lambda: defaultdict(set))
     for r in data["scored"]:

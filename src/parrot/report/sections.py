@@ -1,5 +1,5 @@
 """The report's sections, each presented from its numbers (:mod:`parrot.report.numbers`) by a pure
-function: its title, its blocks (for report.md and report.html, :mod:`parrot.report.render`) and
+function: its title, its blocks (for report.md and report.html, :mod:`parrot.report.page`) and
 a figure's block has ``draw``, which writes its plot given a path. A section without inputs says so."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def figure(name: str, alt: str, notes: list[str], draw) -> dict:
 def data_section(data: dict | None, stats) -> dict:
     if data is None:
         return section("data", "Data", [], None)
-    from parrot.stats.report import PLOTS, context_plot_notes, sampling_note, table_cells
+    from parrot.stats.files import PLOTS, context_plot_notes, sampling_note, table_cells
 
     rows = data["datasets"]
     note = sampling_note(rows, stats.config).splitlines()  # the settings stats ran with

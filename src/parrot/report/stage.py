@@ -20,7 +20,7 @@ from typing import ClassVar
 from parrot import ParrotError
 from parrot.core.config import opt
 from parrot.core.outputs import WritesFolder, writes_output
-from parrot.stats.report import PLOTS
+from parrot.stats.files import PLOTS
 
 #: The files a report directory holds (the plots of a custom bench aside: score_by_turn_<bench>.png).
 REPORT_FILES = (

@@ -152,8 +152,8 @@ def _same_file(a: str, b: str) -> bool:
     return Path(a).resolve() == Path(b).resolve()
 
 
-def run_stats(cfg: StatsConfig) -> dict:
-    from parrot.stats.report import write_files, write_manifests
+def measure_datasets(cfg: StatsConfig) -> dict:
+    from parrot.stats.files import write_files, write_manifests
 
     cfg.check_inputs()  # fail before loading any model
     names = dataset_names(cfg)

@@ -21,7 +21,7 @@ from parrot.backends.base import BackendConfig
 from parrot.core.config import opt
 from parrot.core.outputs import WritesFolder, writes_output
 from parrot.stats.context import context_reasons, is_context_dependent
-from parrot.stats.report import PLOTS
+from parrot.stats.files import PLOTS
 
 __all__ = ["StatsConfig", "stats", "context_reasons", "is_context_dependent"]
 
@@ -84,6 +84,6 @@ class StatsConfig(WritesFolder):
 @writes_output
 def stats(cfg: StatsConfig) -> dict:
     """Run ``parrot stats``; returns the JSON document it writes."""
-    from parrot.stats.run import run_stats
+    from parrot.stats.run import measure_datasets
 
-    return run_stats(cfg)
+    return measure_datasets(cfg)

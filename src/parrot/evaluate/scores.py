@@ -73,7 +73,7 @@ def latest_judgments(records: list[dict]) -> list[dict]:
     return list(best.values())
 
 
-def run_stats(records: list[dict], categories: dict) -> dict:
+def score_run(records: list[dict], categories: dict) -> dict:
     """Means of one run of one model: overall, by turn, by category; -1 counted, not averaged."""
     scored = [r for r in records if r.get("score", -1) != -1]
     # Every turn and category judged gets a key, even when all its judgments are -1.
@@ -114,7 +114,7 @@ def aggregate(runs: list[dict], categories: dict) -> dict:
         for rec in run["records"]:
             by_model[rec.get("model")].append(rec)
         for model, recs in by_model.items():
-            per_model[model].append({"source": run["source"], **run_stats(recs, categories)})
+            per_model[model].append({"source": run["source"], **score_run(recs, categories)})
     models = {}
     for model, stats in per_model.items():
         turns = sorted({t for s in stats for t in s["by_turn"]})

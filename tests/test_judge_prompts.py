@@ -5,7 +5,7 @@ from eval_helpers import TRICKY, fastchat_messages, import_fastchat_common
 
 from parrot.evaluate.bench import load_bench
 from parrot.evaluate.judge import all_prompts
-from parrot.evaluate.render import judge_messages, nturn_prompts, parse_rating, prompt_name, render_judge_prompt
+from parrot.evaluate.judge_prompts import judge_messages, nturn_prompts, parse_rating, prompt_name, render_judge_prompt
 
 
 @pytest.fixture(scope="module")
