@@ -137,7 +137,7 @@ def test_a_failed_assistant_call_is_retried_later_and_the_session_completes(tmp_
 def test_a_failed_call_waits_longer_before_each_new_try(tmp_path, fault_server, monkeypatch):
     import asyncio
 
-    import parrot.synthesize.session as synth
+    import parrot.synthesize.loops as synth
 
     waits, real_sleep = [], asyncio.sleep
 

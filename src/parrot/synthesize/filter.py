@@ -74,7 +74,7 @@ class FilterConfig(WritesOutput):
     )
     near_duplicate: float = opt(
         0.8,
-        "Jaccard similarity of two sessions' questions above which the later one is dropped (1 disables)",
+        help="Jaccard similarity of two sessions' questions above which the later one is dropped (1 disables)",
         above=0,
         max=1,
     )

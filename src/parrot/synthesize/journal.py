@@ -1,8 +1,11 @@
 """``<output>.inflight.jsonl``: every accepted message of the sessions in flight, so that a
-resumed run rebuilds them (a crash loses at most the calls being generated)."""
+resumed run rebuilds them (a crash loses at most the calls being generated). The writer
+(:class:`~parrot.synthesize.writer.SessionWriter`) appends ``{"i": index, "n": position, "m":
+message}`` for each message, and ``{"i": index, "reset": true}`` for a session to start afresh."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,34 +20,27 @@ def journal_path(output: str | Path) -> Path:
     return output.with_name(output.name + ".inflight.jsonl")
 
 
-def restore_journal(path: Path, done: set[int]) -> dict[int, list[tuple[int, dict]]]:
-    """Per session index, the messages appended so far as ``(position, message)``."""
-    states: dict[int, list[tuple[int, dict]]] = {}
-    if not path.exists():
-        return states
-    for _, rec in read_jsonl(path, on_error="skip"):
+def restore_sessions(path: Path, to_run: list[int], open_session: Callable[[int], Session]) -> dict[int, Session]:
+    """The sessions of ``to_run`` that the journal holds messages of, opened and rebuilt from
+    them; the journal is rewritten to hold only those (it would grow without end)."""
+    entries: dict[int, list[tuple[int, dict]]] = {}  # index -> (position, message), in order
+    wanted = set(to_run)
+    for _, rec in read_jsonl(path, on_error="skip") if path.exists() else ():
         i = rec.get("i")
-        if not isinstance(i, int) or i in done:
+        if not isinstance(i, int) or i not in wanted:
             continue
         if rec.get("reset"):
-            states.pop(i, None)
+            entries.pop(i, None)
         elif isinstance(rec.get("n"), int) and isinstance(rec.get("m"), dict):
-            states.setdefault(i, []).append((rec["n"], rec["m"]))
-    return states
-
-
-def apply_journal(s: Session, entries: list[tuple[int, dict]]) -> None:
-    for pos, msg in entries:
-        if pos <= len(s.messages):  # a position beyond the end would be a gap: ignore it
-            del s.messages[pos:]
-            s.messages.append(msg)
-            s.restored = True
-
-
-def compact_journal(path: Path, sessions: list[Session]) -> None:
-    """Rewrite the journal with only the sessions still in flight (it would grow without end)."""
-    with AtomicWriter(path) as w:
-        for s in sessions:
-            if s.restored:
-                for pos, msg in enumerate(s.messages):
-                    w.write({"i": s.index, "n": pos, "m": msg})
+            entries.setdefault(i, []).append((rec["n"], rec["m"]))
+    sessions = {i: open_session(i) for i in to_run if i in entries}
+    with AtomicWriter(path) as journal:
+        for s in sessions.values():
+            rebuilt = False
+            for pos, msg in entries[s.index]:
+                if pos <= len(s.messages):  # a position beyond the end would be a gap: ignore it
+                    s.messages[pos:] = [msg]
+                    rebuilt = True
+            for pos, msg in enumerate(s.messages if rebuilt else []):
+                journal.write({"i": s.index, "n": pos, "m": msg})
+    return sessions

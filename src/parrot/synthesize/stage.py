@@ -49,8 +49,10 @@ from parrot.core.jsonl import AppendWriter, read_jsonl
 from parrot.core.log import format_table, progress
 from parrot.core.manifest import write_manifest
 from parrot.core.outputs import WritesOutput, failures_path, failures_writer, settle_failures, writes_output
-from parrot.synthesize.journal import apply_journal, compact_journal, journal_path, restore_journal
-from parrot.synthesize.session import Synthesizer, session_id
+from parrot.synthesize.journal import journal_path, restore_sessions
+from parrot.synthesize.loops import run_batched, run_concurrent
+from parrot.synthesize.session import SessionRules, session_id
+from parrot.synthesize.writer import SessionWriter
 
 log = logging.getLogger("parrot.synthesize")
 
@@ -160,8 +162,6 @@ def load_seed_pool(cfg: SynthesizeConfig, counts: Counter) -> list[dict]:
             pool.append({"kind": "question", "text": qs[0], "source": d["id"]})
     if cfg.topics:
         path = Path(cfg.topics)
-        if not path.is_file():
-            raise ParrotError(f"{path}: topics file not found")
         for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if line.strip() and not line.lstrip().startswith("#"):
                 pool.append({"kind": "topic", "text": line.strip(), "source": f"{path.name}:{lineno}"})
@@ -196,10 +196,8 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     ``asker``/``assistant`` are ready Backend objects to use instead of loading ``cfg.asker`` /
     ``cfg.assistant`` (a library caller wrapping a backend, the efficiency benchmark).
     """
-    if cfg.max_turns < 1 or cfg.num_sessions < 0:
-        raise ParrotError(f"max_turns must be >= 1 and num_sessions >= 0, found {cfg.max_turns} and {cfg.num_sessions}")
     out = Path(cfg.output)
-    files = input_files(cfg)
+    inputs = list(input_files(cfg).values())  # the ranges were checked by @writes_output
     started_wall = time.time()
     read_counts: Counter = Counter()
     pool = load_seed_pool(cfg, read_counts)
@@ -207,37 +205,34 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     wanted = {session_id(cfg.id_prefix, cfg.seed, i): i for i in indices}
     done_ids = {r.get("id") for _, r in read_jsonl(out, on_error="skip")} if out.exists() else set()
     done = {wanted[x] for x in done_ids if x in wanted}
-    inputs = list(files.values())
 
     jpath = journal_path(out)
-    states = restore_journal(jpath, done)
     to_run = [i for i in indices if i not in done]
-    one = asker is None and assistant is None and same_server(cfg.asker, cfg.assistant)
-    models = 1 if one else in_process(cfg.asker) + in_process(cfg.assistant)
-    asker_backend = asker or cfg.load_backend(cfg.asker, models=models)
-    assistant_backend = asker_backend if one else (assistant or cfg.load_backend(cfg.assistant, models=models))
-    one = one or asker_backend is assistant_backend
+    shared = asker is None and assistant is None and same_server(cfg.asker, cfg.assistant)
+    loaded = 1 if shared else in_process(cfg.asker) + in_process(cfg.assistant)  # in-process models
+    asker_backend = asker or cfg.load_backend(cfg.asker, models=loaded)
+    assistant_backend = asker_backend if shared else (assistant or cfg.load_backend(cfg.assistant, models=loaded))
+    shared = shared or asker_backend is assistant_backend
+    models = {"asker": asker_backend, "assistant": assistant_backend}
     t0 = time.monotonic()
     with (
         asker_backend,
-        contextlib.nullcontext() if one else assistant_backend,
-        AppendWriter(out) as writer,
-        failures_writer(out) as fails,
+        contextlib.nullcontext() if shared else assistant_backend,
+        AppendWriter(out) as output,
+        failures_writer(out) as failures,
     ):
-        synth = Synthesizer(cfg, asker_backend, assistant_backend, None, writer, fails)
+        rules = SessionRules(cfg)
         seed_for = lambda i: pool[i % len(pool)]  # noqa: E731 - the pool is shuffled by the run seed
-        restored = {i: synth.new_session(i, seed_for(i)) for i in to_run if i in states}
-        for s in restored.values():
-            apply_journal(s, states[s.index])
-        compact_journal(jpath, list(restored.values()))
-        with AppendWriter(jpath, fsync=False) as journal:
-            synth.journal = journal
+        restored = restore_sessions(jpath, to_run, lambda i: rules.open(i, seed_for(i)))
+        with (
+            AppendWriter(jpath, fsync=False) as journal,
+            progress(total=len(indices), initial=len(done), desc="synthesize", unit="session") as bar,
+        ):
+            writer = SessionWriter(output, journal, failures, bar)
             # Built lazily: a million-session run holds only the live window in memory.
-            queue = (restored.get(i) or synth.new_session(i, seed_for(i)) for i in to_run)
+            queue = (restored.get(i) or rules.open(i, seed_for(i)) for i in to_run)
             local = asker_backend.local or assistant_backend.local
             window = cfg.in_flight or _default_window(cfg, local, asker_backend, assistant_backend)
-            synth.started = time.monotonic()
-            synth.bar = progress(total=len(indices), initial=len(done), desc="synthesize", unit="session")
             log.info(
                 "%d sessions to run (%d already done, %d restored from the journal), %s loop, %d in flight",
                 len(to_run),
@@ -246,21 +241,14 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
                 "batched" if local else "concurrent",
                 window,
             )
-            try:
-                runner = synth.run_batched if local else synth.run_concurrent
-                asyncio.run(runner(queue, window))
-            finally:
-                synth.bar.close()
-        usage = {
-            "asker": asker_backend.usage.to_dict(),
-            "assistant": assistant_backend.usage.to_dict(),
-            "shared_backend": one,
-        }
-        describe = {"asker": asker_backend.describe(), "assistant": assistant_backend.describe()}
+            run = run_batched if local else run_concurrent
+            asyncio.run(run(queue, window, rules, writer, models))
+        usage = {**{role: m.usage.to_dict() for role, m in models.items()}, "shared_backend": shared}
+        described = {role: m.describe() for role, m in models.items()}
     seconds = time.monotonic() - t0
     counts, in_output = summarize_output(out, set(wanted))
     settle_failures(out, lambda r: r.get("id") in in_output, key="id")  # sessions now written are settled
-    counts.update({k: v for k, v in synth.counts.items()})
+    counts.update(writer.counts)
     counts.update({f"seeds:{k}": v for k, v in read_counts.items()})
     counts["seed_pool"] = len(pool)
     complete = counts["sessions"] == len(indices)
@@ -268,10 +256,10 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
         jpath.unlink(missing_ok=True)
     timings = {
         "seconds": round(seconds, 3),
-        "turns": synth.turns_done,
-        "completion_tokens": synth.tokens,
-        "turns_per_s": round(synth.turns_done / max(seconds, 1e-9), 3),
-        "tokens_per_s": round(synth.tokens / max(seconds, 1e-9), 2),
+        "turns": writer.turns,
+        "completion_tokens": writer.tokens,
+        "turns_per_s": round(writer.turns / max(seconds, 1e-9), 3),
+        "tokens_per_s": round(writer.tokens / max(seconds, 1e-9), 2),
         "started": started_wall,
     }
     write_manifest(
@@ -279,10 +267,10 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
         inputs=inputs,
         counts=dict(counts),
         timings=timings,
-        sampling={"asker": synth.asker_params.to_dict(), "assistant": synth.assistant_params.to_dict()},
+        sampling={role: params.to_dict() for role, params in rules.params.items()},
         complete=complete,
         usage=usage,
-        models=describe,
+        models=described,
         **cfg.manifest_sections(),
     )
     print_summary(out, counts, timings, len(indices))
