@@ -429,7 +429,7 @@ def test_a_default_outside_its_declared_range_is_a_mistake_at_declaration():
 
 
 def test_a_config_made_in_python_is_held_to_its_declared_ranges():
-    from parrot.synthesize.filter import FilterConfig
+    from parrot.filter.stage import FilterConfig
 
     with pytest.raises(ParrotError, match=r"^ngram: expected at least 1, found 0$"):
         FilterConfig(input="in.jsonl", output="out.jsonl", ngram=0)

@@ -10,7 +10,7 @@ from test_file_errors import error_line
 from parrot import ParrotError
 from parrot.core.config import build_config
 from parrot.core.manifest import read_manifest
-from parrot.synthesize.filter import FilterConfig, filter_sessions
+from parrot.filter.stage import FilterConfig, filter_sessions
 
 GOOD = [
     "How do I read a CSV file in Python?",

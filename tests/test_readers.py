@@ -18,10 +18,10 @@ from parrot.cli import main
 from parrot.core.config import build_config
 from parrot.evaluate.bench import load_bench
 from parrot.evaluate.judge import JudgeRun, judge, judge_run
+from parrot.filter.stage import FilterConfig, filter_run, filter_sessions
 from parrot.stats.files import read_stats
 from parrot.stats.stage import StatsConfig, stats
-from parrot.synthesize.filter import FilterConfig, filter_sessions
-from parrot.synthesize.info import SessionInfo, SynthesisRun, filter_run, run_info, session_info
+from parrot.synthesize.info import SessionInfo, SynthesisRun, run_info, session_info
 from parrot.synthesize.stage import synthesize
 from parrot.train.trainer import TrainRun, train_run
 

@@ -14,11 +14,11 @@ from golden import assert_golden
 from parrot import ParrotError, cli
 from parrot.core.config import build_config
 from parrot.core.manifest import read_manifest, record_manifest
+from parrot.filter.stage import FilterConfig, filter_sessions
 from parrot.report.bootstrap import paired_bootstrap, question_means
 from parrot.report.numbers import judge_too_small, pair_counts
 from parrot.report.stage import REPORT_FILES, ExperimentReportConfig, experiment_report
 from parrot.stats.stage import StatsConfig, stats
-from parrot.synthesize.filter import FilterConfig, filter_sessions
 
 SECTIONS = [
     "Data",

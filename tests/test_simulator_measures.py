@@ -11,8 +11,8 @@ import pytest
 from synth_helpers import Script, make_cfg, stop_after, write_seeds
 
 from parrot.core.config import build_config
+from parrot.filter.stage import FilterConfig, filter_sessions
 from parrot.stats.simulator import MIN_SESSIONS, ks_statistic, simulator_measures, total_variation
-from parrot.synthesize.filter import FilterConfig, filter_sessions
 from parrot.synthesize.stage import synthesize
 
 SEEDS = ["How do I sort a list in Python?", "What is a monad?", "Plan a trip to Rome for me."]

@@ -25,8 +25,8 @@ from parrot.core.fingerprint import config_hash
 from parrot.core.locks import output_lock
 from parrot.core.manifest import manifest_path, read_manifest, write_manifest
 from parrot.core.outputs import writes_output
+from parrot.filter.stage import FilterConfig
 from parrot.pipeline import stage_config, step_state
-from parrot.synthesize.filter import FilterConfig
 
 
 def _prepared(tmp_path: Path, name: str = "seeds.jsonl", n: int = 3) -> Path:

@@ -18,10 +18,10 @@ from parrot.capo.select import SelectConfig, capo_select
 from parrot.evaluate.answer import AnswerConfig, answer
 from parrot.evaluate.judge import JudgeConfig, judge
 from parrot.evaluate.scores import ReportConfig, report
+from parrot.filter.stage import FilterConfig, filter_sessions
 from parrot.prepare.stage import PrepareConfig, prepare
 from parrot.report.stage import ExperimentReportConfig, experiment_report
 from parrot.stats.stage import StatsConfig, stats
-from parrot.synthesize.filter import FilterConfig, filter_sessions
 from parrot.synthesize.merge import MergeConfig, merge
 from parrot.synthesize.stage import SynthesizeConfig, synthesize
 from parrot.train.config import AskTrainConfig, DPOTrainConfig, SFTTrainConfig

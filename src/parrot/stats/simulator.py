@@ -31,7 +31,7 @@ output for the same arm. Its numbers, defined:
     a user's question, ``share`` = degenerate / questions, ``by_reason``: ``{reason: n}``. A
     question is degenerate when it ended its session as ``empty_question`` /
     ``repeated_question`` / ``echoed_answer`` (the synthesize end reasons), or when the filter
-    stage's question rules (:class:`parrot.synthesize.filter.QuestionRules`, with the filter's
+    stage's question rules (:class:`parrot.filter.stage.QuestionRules`, with the filter's
     own settings from its manifest when ``filtered`` is given) call it ``too_short``,
     ``repetitive`` or ``role_confused`` (answer-like). The rules are applied to *every* simulator
     question, so the share is per question; the filter itself only acts on the first bad question
@@ -105,8 +105,8 @@ def simulator_measures(
     ``embed_model``: a sentence-transformers folder for the first-question embeddings (default:
     the packaged all-MiniLM-L6-v2; ``"none"`` skips the embeddings).
     """
-    from parrot.synthesize.filter import FilterConfig, QuestionRules
-    from parrot.synthesize.info import filter_run, run_info, session_info
+    from parrot.filter.stage import FilterConfig, QuestionRules, filter_run
+    from parrot.synthesize.info import run_info, session_info
 
     run = run_info(sessions)
     done = filter_run(filtered) if filtered else None
@@ -204,7 +204,7 @@ def _dialogues(path: str | None):
 def _simulator_question_reasons(messages: list[dict], rules, *, skip_first: bool) -> list[str]:
     """The filter's role rules over every question the simulator wrote (a seed question is
     context for the rules, never judged itself)."""
-    from parrot.synthesize.filter import words
+    from parrot.filter.stage import words
 
     reasons = []
     earlier: list[list[str]] = []
@@ -274,7 +274,7 @@ def distinct_n(texts: list[str], n: int = 2) -> float | None:
     >>> distinct_n(["a b c", "a b d"])   # bigrams: ab bc ab bd -> 3 distinct of 4
     0.75
     """
-    from parrot.synthesize.filter import words
+    from parrot.filter.stage import words
 
     grams = [tuple(ws[i : i + n]) for t in texts for ws in [words(t)] for i in range(len(ws) - n + 1)]
     return len(set(grams)) / len(grams) if grams else None

@@ -3,5 +3,5 @@
 ``stage`` is ``parrot synthesize``; ``session`` a session and its rules; ``writer`` what a run
 keeps; ``loops`` the batched and the concurrent loop; ``journal`` the messages of the sessions in
 flight; ``roleswap`` the simulator's view of a conversation (also what train-ask trains on);
-``merge`` joins the shards of a sharded run; ``filter`` is ``parrot filter``; ``info`` reads back
-what they wrote, for the stages that measure it."""
+``merge`` joins the shards of a sharded run; ``info`` reads back what they wrote, for the stages
+that measure it (``parrot filter`` is :mod:`parrot.filter`)."""

@@ -1,15 +1,14 @@
 """What this package's stages wrote, read back: a synthesize run's manifest (:func:`run_info`), a
-session's ``meta`` (:func:`session_info`), a filter run's manifest (:func:`filter_run`). The stages
+session's ``meta`` (:func:`session_info`); a filter run's is :func:`parrot.filter.stage.filter_run`. The stages
 that measure them (stats' simulator measures, the report) read them through these alone, so that a
 field renamed where it is written fails the tests of these readers (tests/test_readers.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from parrot.core.manifest import read_manifest
-from parrot.synthesize.filter import FilterConfig
 
 #: The manifest's count of the sessions that ended with no complete turn (not written), by reason.
 FAILED = "sessions_failed:"
@@ -56,32 +55,3 @@ def session_info(record: dict) -> SessionInfo:
         seed_kind=(meta.get("seed") or {}).get("kind"),
         asker={"spec": asker.get("spec"), "mode": asker.get("mode")} if isinstance(asker, dict) else None,
     )
-
-
-@dataclass(frozen=True)
-class FilterRun:
-    """What a filter run's manifest says: its settings and what it did."""
-
-    config: FilterConfig  # as recorded (a setting it does not record: its default)
-    read: int
-    written: int
-    cut: dict[str, int]  # sessions cut before their first bad question, by reason
-    dropped: dict[str, int]  # sessions dropped, by reason
-    turns_read: int
-    turns_cut: int
-    turns_written: int
-
-
-def filter_run(path: str | Path) -> FilterRun | None:
-    """What the filter run that wrote ``path`` recorded in its manifest (None: no manifest)."""
-    manifest = read_manifest(path)
-    if manifest is None:
-        return None
-    recorded, counts = manifest.get("config") or {}, manifest.get("counts") or {}
-    known = {f.name for f in fields(FilterConfig)}
-    config = FilterConfig(**{"input": "-", "output": "-", **{k: v for k, v in recorded.items() if k in known}})
-    cut, dropped = (
-        {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith(f"{kind}:")} for kind in ("cut", "dropped")
-    )
-    turns = {k: counts.get(k, 0) for k in ("turns_read", "turns_cut", "turns_written")}
-    return FilterRun(config, counts.get("read", 0), counts.get("written", 0), cut, dropped, **turns)

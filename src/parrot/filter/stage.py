@@ -36,7 +36,7 @@ import logging
 import re
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
 
@@ -45,7 +45,7 @@ from parrot.core.config import check_ranges, opt
 from parrot.core.dialogue import answered_turns, asked_turns, read_dialogues
 from parrot.core.jsonl import AtomicWriter
 from parrot.core.log import format_table, progress
-from parrot.core.manifest import write_manifest
+from parrot.core.manifest import read_manifest, write_manifest
 from parrot.core.outputs import ONE_PASS, WritesOutput, writes_output
 
 log = logging.getLogger("parrot.filter")
@@ -310,3 +310,35 @@ def print_summary(cfg: FilterConfig, counts: Counter, dropped: Counter, cut: Cou
     ]
     print(f"parrot filter: {cfg.input} -> {cfg.output}")
     print(format_table(rows, ("", "count")))
+
+
+# ---------------------------------------------------------------- read back
+
+
+@dataclass(frozen=True)
+class FilterRun:
+    """What a filter run's manifest says: its settings and what it did."""
+
+    config: FilterConfig  # as recorded (a setting it does not record: its default)
+    read: int
+    written: int
+    cut: dict[str, int]  # sessions cut before their first bad question, by reason
+    dropped: dict[str, int]  # sessions dropped, by reason
+    turns_read: int
+    turns_cut: int
+    turns_written: int
+
+
+def filter_run(path: str | Path) -> FilterRun | None:
+    """What the filter run that wrote ``path`` recorded in its manifest (None: no manifest)."""
+    manifest = read_manifest(path)
+    if manifest is None:
+        return None
+    recorded, counts = manifest.get("config") or {}, manifest.get("counts") or {}
+    known = {f.name for f in fields(FilterConfig)}
+    config = FilterConfig(**{"input": "-", "output": "-", **{k: v for k, v in recorded.items() if k in known}})
+    cut, dropped = (
+        {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith(f"{kind}:")} for kind in ("cut", "dropped")
+    )
+    turns = {k: counts.get(k, 0) for k in ("turns_read", "turns_cut", "turns_written")}
+    return FilterRun(config, counts.get("read", 0), counts.get("written", 0), cut, dropped, **turns)
