@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from parrot import ParrotError
+from parrot.backends.spec import ModelSpec, parse_spec
 from parrot.core.config import check_ranges, opt
 from parrot.core.shorten import shorten
 
@@ -119,6 +120,10 @@ class BackendConfig:
         check_ranges(self)
         self.base_url = _base_urls(self.base_url)
 
+    @property
+    def model_spec(self) -> ModelSpec:
+        return parse_spec(self.spec)
+
     def sampling(self, base: SamplingParams | None = None) -> SamplingParams:
         """``base`` (a stage's defaults) with this role's non-null sampling options on top."""
         params = base or SamplingParams()
@@ -193,9 +198,6 @@ class Backend(abc.ABC):
     :meth:`count_tokens` when they know their context), and :meth:`start`/:meth:`close` when
     they hold resources (a server process, a loaded model)."""
 
-    #: True for backends that batch in-process (hf, vllm): callers send whole batches.
-    #: False for HTTP backends: callers keep ``config.concurrency`` single requests in flight.
-    local: bool = False
     #: How many copies of the model answer the calls (Ray replicas): loops keep that many times
     #: more calls in flight.
     copies: int = 1
@@ -208,7 +210,13 @@ class Backend(abc.ABC):
     @property
     def model_name(self) -> str:
         """The model's name as records show it (``"gpt-4"`` for ``openai:gpt-4``)."""
-        return self.config.spec.split(":", 1)[-1]
+        return self.config.model_spec.model_id
+
+    @property
+    def micro_batched(self) -> bool:
+        """Calls are coalesced into batches in-process (hf, vllm; on Ray, by each replica): callers
+        send whole batches. Otherwise callers keep ``concurrency`` (gguf: ``slots``) calls in flight."""
+        return self.config.model_spec.micro_batched
 
     async def agenerate(
         self, conversations: list[Messages], params: SamplingParams | list[SamplingParams]
@@ -219,7 +227,7 @@ class Backend(abc.ABC):
         if not conversations:
             return []
         notes: list[dict | None] = [None] * len(conversations)
-        if self.shortens() and self.local and self.loaded():
+        if self.shortens() and self.micro_batched and self.loaded():
             # an in-process tokenizer counts: in the loop, so concurrent callers still reach the
             # micro-batcher together
             conversations, plist, notes = self.fit_batch(conversations, plist)
@@ -242,7 +250,7 @@ class Backend(abc.ABC):
     def shortens(self) -> bool:
         """Whether conversations are fitted to a context (cheap: no model is loaded to answer). An
         in-process model always knows its context; an endpoint only when the role gives it."""
-        return self.local or self.config.context_length is not None
+        return self.config.model_spec.in_process or self.config.context_length is not None
 
     def loaded(self) -> bool:
         """False while an in-process model is still to be loaded."""

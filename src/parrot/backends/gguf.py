@@ -34,6 +34,7 @@ from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
 from parrot.backends.cpu import busy_machine_threads
 from parrot.backends.openai_api import OpenAIBackend
+from parrot.backends.spec import parse_spec
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 log = logging.getLogger("parrot.backends.gguf")
@@ -42,11 +43,12 @@ log = logging.getLogger("parrot.backends.gguf")
 def gguf_path(spec: str) -> Path:
     """The model file of ``smollm2`` or ``gguf:PATH`` (checked to exist); a PATH that is a checkpoint
     directory means its ``model.gguf``, the file training writes with ``gguf: true``."""
-    if spec == "smollm2":
+    model = parse_spec(spec)
+    if model.embedded:
         from parrot.core.assets import smollm2_gguf_path
 
         return smollm2_gguf_path()
-    path = Path(spec.split(":", 1)[1]).expanduser()
+    path = model.path
     if path.is_dir():
         if not (path / "model.gguf").is_file():
             raise ParrotError(
@@ -62,8 +64,6 @@ def gguf_path(spec: str) -> Path:
 class GGUFBackend(Backend):
     """An in-process llama.cpp server plus an OpenAI client bound to it."""
 
-    local = False
-
     def __init__(self, config: BackendConfig):
         super().__init__(config)
         self.path = gguf_path(config.spec)
@@ -71,12 +71,6 @@ class GGUFBackend(Backend):
         self._client: OpenAIBackend | None = None
         self.base_url: str | None = None
         self.threads: int | None = None  # None: llama.cpp's default (all cores)
-
-    @property
-    def model_name(self) -> str:
-        if self.config.spec == "smollm2":
-            return "smollm2"
-        return self.path.parent.name if self.path.name == "model.gguf" else self.path.stem
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "GGUFBackend":

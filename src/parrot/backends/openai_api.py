@@ -145,8 +145,6 @@ class Endpoint:
 class OpenAIBackend(Backend):
     """Concurrent chat completions against an OpenAI-compatible endpoint."""
 
-    local = False
-
     def __init__(self, config: BackendConfig, *, api_key: str | None = None):
         super().__init__(config)
         self._explicit_key = api_key  # for servers we start ourselves (gguf); never described

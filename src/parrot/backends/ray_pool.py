@@ -74,11 +74,10 @@ def connect():
 def uses_gpu(config: BackendConfig, cluster_gpus: int) -> bool:
     """Whether a replica of this model takes GPUs: vllm always, hf when its device asks for CUDA
     or is ``auto`` on a cluster with GPUs; llama.cpp (gguf) replicas run on CPUs."""
-    if config.spec.startswith("vllm:"):
-        return True
-    if config.spec.startswith("hf:"):
-        return config.device.startswith("cuda") or (config.device == "auto" and cluster_gpus > 0)
-    return False
+    kind = config.model_spec.kind
+    return kind == "vllm" or (
+        kind == "hf" and (config.device.startswith("cuda") or (config.device == "auto" and cluster_gpus > 0))
+    )
 
 
 def replica_plan(config: BackendConfig, cluster: dict, *, replicas: int | None, models: int) -> tuple[int, dict]:
@@ -88,7 +87,7 @@ def replica_plan(config: BackendConfig, cluster: dict, *, replicas: int | None, 
     if replicas is not None and replicas < 1:
         raise ParrotError(f"replicas: expected at least 1, found {replicas}")
     if uses_gpu(config, gpus):
-        per = config.tensor_parallel_size if config.spec.startswith("vllm:") else 1
+        per = config.tensor_parallel_size if config.model_spec.kind == "vllm" else 1
         if gpus < per:
             raise ParrotError(
                 f"{config.spec}: a replica needs {per} GPU(s) and the Ray cluster has {gpus} "
@@ -146,14 +145,9 @@ class RayBackend(Backend):
         super().__init__(config)
         # the model as the local executor would load it, never started: how its calls are batched
         self.inner = load_backend(config)
-        self.local = self.inner.local
         self.wanted, self.models = replicas, models
         self.handles: list[_Handle] = []
         self._turn = 0  # round robin among equally busy replicas
-
-    @property
-    def model_name(self) -> str:
-        return self.inner.model_name
 
     @property
     def copies(self) -> int:  # type: ignore[override]
