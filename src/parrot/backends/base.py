@@ -208,8 +208,7 @@ class Backend(abc.ABC):
 
     @property
     def micro_batched(self) -> bool:
-        """Calls are coalesced into batches in-process (hf, vllm; on Ray, by each replica): callers
-        send whole batches. Otherwise callers keep ``concurrency`` (gguf: ``slots``) calls in flight."""
+        """Whether callers send whole batches (hf, vllm: micro-batched here, or by each Ray replica)."""
         return self.config.model_spec.micro_batched
 
     async def agenerate(
@@ -300,7 +299,8 @@ class Backend(abc.ABC):
         return self
 
     def close(self) -> None:
-        pass
+        if self.usage.requests:
+            log.info("%s: %s", self.config.spec, self.usage.summary())
 
     def __enter__(self) -> "Backend":
         return self.start()

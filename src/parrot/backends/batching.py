@@ -250,11 +250,5 @@ class CheckpointBackend(Backend):
             await asyncio.to_thread(self.start)
         return await self.batcher.submit(conversations, params)
 
-    def close(self) -> None:
-        if self.usage.requests:
-            log.info("%s: %s", self.config.spec, self.usage.summary())
-
     def describe(self) -> dict:
-        out = super().describe()
-        out["checkpoint"] = str(self.path)
-        return out
+        return {**super().describe(), "checkpoint": str(self.path)}

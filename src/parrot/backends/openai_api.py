@@ -129,6 +129,7 @@ class OpenAIBackend(Backend):
     def __init__(self, config: BackendConfig, *, api_key: str | None = None):
         super().__init__(config)
         self._explicit_key = api_key  # for servers we start ourselves (gguf); never described
+        self.concurrency = config.concurrency  # requests in flight (gguf: its server's slots)
         self.backoff_base = float(config.extra.get("backoff_base", 0.5))
         self.backoff_max = float(config.extra.get("backoff_max", 30.0))
         self.max_tokens_field = str(config.extra.get("max_tokens_field", "max_tokens"))
@@ -169,8 +170,8 @@ class OpenAIBackend(Backend):
     def start(self) -> "OpenAIBackend":
         if self._api_key is None:
             self._api_key = self._resolve_key()
-        if self.config.concurrency < 1:
-            raise ParrotError(f"{self.config.spec}: concurrency must be at least 1, got {self.config.concurrency}")
+        if self.concurrency < 1:
+            raise ParrotError(f"{self.config.spec}: concurrency must be at least 1, got {self.concurrency}")
         return self
 
     def _clients_for_loop(self) -> asyncio.Semaphore:
@@ -186,7 +187,7 @@ class OpenAIBackend(Backend):
                 self.endpoints[0].url = self.base_url
             for ep in self.endpoints:
                 ep.client = self._new_client(ep.url)
-            self._semaphore = asyncio.Semaphore(self.config.concurrency)
+            self._semaphore = asyncio.Semaphore(self.concurrency)
             self._loop = loop
         return self._semaphore
 
@@ -245,8 +246,7 @@ class OpenAIBackend(Backend):
                 await client.close()
 
     def close(self) -> None:
-        if self.usage.requests:
-            log.info("%s: %s", self.config.spec, self.usage.summary())
+        super().close()
         loop = self._loop
         self._loop = None
         for ep in self.endpoints:
