@@ -7,6 +7,7 @@ changes this module only. In place of a path, ``smollm2`` is the embedded SmolLM
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,10 +69,10 @@ def parse_spec(text: str) -> ModelSpec:
     raise ParrotError(f"unknown model spec {text!r}: expected openai:MODEL, hf:PATH, gguf:PATH, vllm:PATH or smollm2")
 
 
-def checkpoint_path(text: str) -> Path | None:
-    """The directory a training or tokenizer setting names (``hf:PATH`` or a plain path); None: the
-    embedded SmolLM2, which the caller converts."""
+def checkpoint_path(text: str, embedded: Callable[[], Path]) -> Path:
+    """The directory a training or tokenizer setting names (``hf:PATH`` or a plain path); for the
+    embedded SmolLM2, ``embedded()`` (it is converted on first use, so only when asked for)."""
     spec = read_spec(text)
     if spec and spec.embedded:
-        return None
+        return embedded()
     return spec.path if spec and spec.kind == "hf" else Path(text)

@@ -74,9 +74,7 @@ def resolve_model_path(spec: str) -> Path:
 
     The Hugging Face hub is never contacted: a path that does not exist is an error.
     """
-    path = checkpoint_path(spec)
-    if path is None:
-        return smollm2_checkpoint()
+    path = checkpoint_path(spec, embedded=smollm2_checkpoint)
     if not path.exists():
         raise ParrotError(
             f"{path}: model not found (give a local checkpoint directory, or 'smollm2' for the embedded default)"

@@ -26,11 +26,9 @@ def tokenizer_path(spec: str) -> Path:
 
     The Hugging Face hub is never contacted: a path that is not a directory is an error.
     """
-    path = checkpoint_path(spec)
-    if path is None:
-        from parrot.core.checkpoint import smollm2_tokenizer
+    from parrot.core.checkpoint import smollm2_tokenizer
 
-        return smollm2_tokenizer()
+    path = checkpoint_path(spec, embedded=smollm2_tokenizer)
     if not path.is_dir():
         raise ParrotError(
             f"{spec}: tokenizer not found (expected `smollm2` or a local directory with "
