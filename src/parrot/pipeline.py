@@ -42,7 +42,6 @@ from typing import Any
 
 from parrot import ParrotError
 from parrot.backends.executor import Executor
-from parrot.backends.spec import read_spec
 from parrot.core.config import build_config, opt, to_dict
 from parrot.core.digest import changed_outputs
 from parrot.core.fingerprint import config_hash, digested, fingerprint
@@ -344,7 +343,7 @@ def _named_paths(stage_cfg: Any) -> set[Path]:
     for _, value in digested(stage_cfg):
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and item:
-                found |= {Path(item).resolve(), Path(spec.name if (spec := read_spec(item)) else item).resolve()}
+                found |= {Path(item).resolve(), Path(item.partition(":")[2] or item).resolve()}
     return found
 
 
