@@ -28,6 +28,7 @@ import _common
 
 from parrot.backends import BackendConfig, load_backend
 from parrot.backends.base import SamplingParams
+from parrot.backends.spec import parse_spec
 from parrot.core.config import build_config
 from parrot.core.log import format_table, setup_logging
 
@@ -89,7 +90,7 @@ def main() -> int:
         raw_seconds = 0.0
         for role in ("asker", "assistant"):
             spec, slots = models[role]["spec"], models[role]["options"]["slots"]
-            if not (spec == "smollm2" or spec.startswith("gguf:")):
+            if parse_spec(spec).kind != "gguf":
                 break
             rate = raw_tokens_per_s(spec, slots=slots, max_tokens=doc["sampling"][role]["max_tokens"])
             raw_seconds += usage[role]["completion_tokens"] / rate

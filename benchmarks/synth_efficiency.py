@@ -46,7 +46,7 @@ class Recording(Backend):
 
     def __init__(self, inner: Backend):
         super().__init__(inner.config)
-        self.inner, self.local, self.usage = inner, inner.local, inner.usage
+        self.inner, self.usage = inner, inner.usage
         self.calls: list[tuple] = []
 
     def shortens(self):

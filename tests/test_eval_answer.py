@@ -7,8 +7,9 @@ from test_file_errors import error_line
 
 from parrot import ParrotError
 from parrot.backends import BackendConfig
+from parrot.backends.spec import parse_spec
 from parrot.core.outputs import failures_path
-from parrot.evaluate.answer import AnswerConfig, answer, model_id_for
+from parrot.evaluate.answer import AnswerConfig, answer
 from parrot.evaluate.bench import load_bench
 
 
@@ -142,7 +143,7 @@ def test_n_turn_question_file_is_answered_through_every_turn(fault_server, tmp_p
     ],
 )
 def test_model_id_from_spec(spec, name):
-    assert model_id_for(spec) == name
+    assert parse_spec(spec).model_id == name
 
 
 def test_eight_turns_against_a_1024_token_model_complete_with_the_shortening_recorded(tmp_path, smollm2_tokenizer_dir):

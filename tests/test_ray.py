@@ -73,7 +73,7 @@ def test_synthesis_on_two_replicas_writes_the_records_of_the_local_executor(clus
     usage = manifest["usage"]["asker"]  # one model for both roles: one set of replicas
     assert manifest["usage"]["shared_backend"] is True
     assert [r["replica"] for r in usage["replicas"]] == [0, 1]
-    assert all(r["requests"] > 0 and r["lost"] == 0 for r in usage["replicas"])  # both served
+    assert all(r["requests"] > 0 and r["failures"] == 0 for r in usage["replicas"])  # both served
     assert usage["requests"] == sum(r["requests"] for r in usage["replicas"]) and usage["failures"] == 0
     assert manifest["models"]["asker"]["executor"] == "ray" and manifest["models"]["asker"]["replicas"] == 2
     assert manifest["counts"]["sessions"] == 6
@@ -111,7 +111,7 @@ def test_a_replica_killed_mid_run_loses_no_session_and_duplicates_none(cluster, 
     assert len(on_ray) == len(set(on_ray)) == 8  # every session once
     assert sessions(Path(cfg.output)) == sessions(tmp_path / "local.jsonl")
     replicas = read_manifest(cfg.output)["usage"]["asker"]["replicas"]
-    assert replicas[0]["lost"] >= 1 and replicas[1]["lost"] == 0
+    assert replicas[0]["failures"] >= 1 and replicas[1]["failures"] == 0
     assert read_manifest(cfg.output)["counts"]["sessions"] == 8
 
 
@@ -121,16 +121,16 @@ def test_a_lost_replica_is_started_again_and_takes_calls_again(cluster, tiny_mod
     with RayBackend(BackendConfig(spec=f"hf:{tiny_model_dir}", batch_size=1), replicas=2) as pool:
         os.kill(pool.replica_pids()[0], signal.SIGKILL)
         first = pool.generate(convs, params)  # replica 0's share fails over to replica 1
-        lost = pool.usage.replicas[0]["lost"]
+        lost = pool.usage.replicas[0]["failures"]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # Ray starts replica 0 again; then it takes its share
             again = pool.generate(convs, params)
             replica = pool.usage.replicas[0]
-            if replica["requests"] > replica["lost"]:
+            if replica["requests"] > replica["failures"]:
                 break
             time.sleep(0.5)
-    assert lost >= 1 and replica["deaths"] == 1 and replica["lost"] == lost  # no call sent to it while down
-    assert replica["requests"] > replica["lost"]  # back, and answering
+    assert lost >= 1 and replica["set_aside"] == 1 and replica["failures"] == lost  # no call sent to it while down
+    assert replica["requests"] > replica["failures"]  # back, and answering
     assert all(c.ok for c in first + again) and [c.text for c in again] == [c.text for c in first]
 
 

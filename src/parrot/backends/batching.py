@@ -22,6 +22,7 @@ from pathlib import Path
 
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams, Usage
+from parrot.backends.spec import parse_spec
 
 log = logging.getLogger("parrot.backends")
 
@@ -198,18 +199,17 @@ def completion(text: str, finish: str | None, prompt_tokens: int, completion_tok
 
 def checkpoint_dir(spec: str) -> Path:
     """The local directory of ``hf:PATH`` or ``vllm:PATH`` (``...:smollm2``: the converted embedded model)."""
-    rest = spec.split(":", 1)[1]
-    if rest == "smollm2":
+    model = parse_spec(spec)
+    if model.embedded:
         from parrot.core.checkpoint import smollm2_checkpoint
 
         return smollm2_checkpoint()
-    path = Path(rest).expanduser()
-    if not (path / "config.json").is_file():
+    if not (model.path / "config.json").is_file():
         raise ParrotError(
-            f"{path}: not a local transformers checkpoint (no config.json) for {spec!r}; "
+            f"{model.path}: not a local transformers checkpoint (no config.json) for {spec!r}; "
             "the Hugging Face hub is never contacted, give a directory"
         )
-    return path
+    return model.path
 
 
 class CheckpointBackend(Backend):
@@ -217,16 +217,10 @@ class CheckpointBackend(Backend):
     loaded once on first use, behind a :class:`MicroBatcher`. Subclasses load it
     (:meth:`_load`, :meth:`loaded`) and run one batch (:meth:`_run_batch`)."""
 
-    local = True
-
     def __init__(self, config: BackendConfig, *, max_batch: int | None, same_params: bool):
         super().__init__(config)
         self.path = checkpoint_dir(config.spec)
         self.batcher = MicroBatcher(self._run_batch, self.usage, max_batch=max_batch, same_params=same_params)
-
-    @property
-    def model_name(self) -> str:
-        return "smollm2" if self.config.spec.split(":", 1)[1] == "smollm2" else self.path.name
 
     @property
     def batches_run(self) -> int:
@@ -256,11 +250,5 @@ class CheckpointBackend(Backend):
             await asyncio.to_thread(self.start)
         return await self.batcher.submit(conversations, params)
 
-    def close(self) -> None:
-        if self.usage.requests:
-            log.info("%s: %s", self.config.spec, self.usage.summary())
-
     def describe(self) -> dict:
-        out = super().describe()
-        out["checkpoint"] = str(self.path)
-        return out
+        return {**super().describe(), "checkpoint": str(self.path)}

@@ -18,11 +18,6 @@ from parrot.backends import Backend, BackendConfig, load_backend
 from parrot.core.config import opt
 
 
-def in_process(config: BackendConfig) -> bool:
-    """Whether the role's model runs inside the process that loads it (not behind an endpoint)."""
-    return config.spec == "smollm2" or config.spec.startswith(("hf:", "vllm:", "gguf:"))
-
-
 @dataclass(kw_only=True)
 class Executor:
     """The executor options of a stage that calls models item by item."""
@@ -45,7 +40,7 @@ class Executor:
     def load_backend(self, role: BackendConfig, *, models: int = 1) -> Backend:
         """The role's backend on this executor; ``models``: how many in-process models the run
         loads (they share the cluster's GPUs or CPUs when ``replicas`` is not given)."""
-        if self.executor == "ray" and in_process(role):
+        if self.executor == "ray" and role.model_spec.in_process:
             from parrot.backends.ray_pool import RayBackend
 
             return RayBackend(role, replicas=self.replicas, models=models)

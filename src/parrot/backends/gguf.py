@@ -3,9 +3,9 @@
 The prebuilt ``xllamacpp`` wheel runs llama.cpp's own HTTP server inside this process (C++
 threads, no subprocess): ``xllamacpp.Server(params)`` loads the model and listens; dropping the
 object stops it. We bind it to a free port on 127.0.0.1 with ``slots`` parallel decoding slots
-and continuous batching, and drive it through :class:`~parrot.backends.openai_api.OpenAIBackend`
-with ``slots`` requests in flight, so retries, usage counts and failure reporting are the same
-as for any OpenAI-compatible endpoint.
+and continuous batching; :class:`GGUFBackend` is an :class:`~parrot.backends.openai_api.OpenAIBackend`
+whose one endpoint is that server, with ``slots`` requests in flight, so retries, usage counts and
+failure reporting are the same as for any OpenAI-compatible endpoint.
 
 ``threads`` unset means all cores, except on an already busy machine (load average >= cores),
 where one thread is much faster (see :func:`busy_machine_threads`).
@@ -21,7 +21,6 @@ Not run by the test suite's doctests (it starts llama.cpp with the embedded mode
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import gc
 import json
@@ -31,9 +30,10 @@ import urllib.request
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
+from parrot.backends.base import Backend, BackendConfig, Messages
 from parrot.backends.cpu import busy_machine_threads
 from parrot.backends.openai_api import OpenAIBackend
+from parrot.backends.spec import parse_spec
 
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 log = logging.getLogger("parrot.backends.gguf")
@@ -42,11 +42,12 @@ log = logging.getLogger("parrot.backends.gguf")
 def gguf_path(spec: str) -> Path:
     """The model file of ``smollm2`` or ``gguf:PATH`` (checked to exist); a PATH that is a checkpoint
     directory means its ``model.gguf``, the file training writes with ``gguf: true``."""
-    if spec == "smollm2":
+    model = parse_spec(spec)
+    if model.embedded:
         from parrot.core.assets import smollm2_gguf_path
 
         return smollm2_gguf_path()
-    path = Path(spec.split(":", 1)[1]).expanduser()
+    path = model.path
     if path.is_dir():
         if not (path / "model.gguf").is_file():
             raise ParrotError(
@@ -59,29 +60,25 @@ def gguf_path(spec: str) -> Path:
     return path
 
 
-class GGUFBackend(Backend):
-    """An in-process llama.cpp server plus an OpenAI client bound to it."""
-
-    local = False
+class GGUFBackend(OpenAIBackend):
+    """An in-process llama.cpp server, and the openai backend with it as its one endpoint (so one
+    set of retries and counts), ``slots`` requests in flight."""
 
     def __init__(self, config: BackendConfig):
-        super().__init__(config)
         self.path = gguf_path(config.spec)
-        self._server = None
-        self._client: OpenAIBackend | None = None
-        self.base_url: str | None = None
+        self._server, self._url = None, None
+        super().__init__(config, api_key="local")
+        self.concurrency = config.slots
         self.threads: int | None = None  # None: llama.cpp's default (all cores)
 
     @property
-    def model_name(self) -> str:
-        if self.config.spec == "smollm2":
-            return "smollm2"
-        return self.path.parent.name if self.path.name == "model.gguf" else self.path.stem
+    def base_url(self) -> str | None:
+        return self._url
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> "GGUFBackend":
         if self._server is not None:
-            return self
+            return super().start()
         try:
             import xllamacpp
         except ImportError:
@@ -115,19 +112,9 @@ class GGUFBackend(Backend):
         self._server = server
         atexit.register(self.close)
         try:
-            self.base_url = server.listening_address.rstrip("/") + "/v1"
+            self._url = server.listening_address.rstrip("/") + "/v1"
             self._wait_healthy()
-            client_cfg = BackendConfig(
-                spec=f"openai:{self.model_name}",
-                base_url=self.base_url,
-                concurrency=cfg.slots,
-                timeout=cfg.timeout,
-                max_retries=cfg.max_retries,
-                extra=dict(cfg.extra),
-            )
-            self._client = OpenAIBackend(client_cfg, api_key="local")
-            self._client.usage = self.usage  # one set of counts for the role
-            self._client.start()
+            super().start()
         except BaseException:
             self.close()
             raise
@@ -157,9 +144,7 @@ class GGUFBackend(Backend):
             time.sleep(0.1)
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()  # logs the usage summary
-            self._client = None
+        super().close()  # logs the usage summary, closes the client
         server, self._server = self._server, None
         if server is not None:
             atexit.unregister(self.close)
@@ -167,30 +152,7 @@ class GGUFBackend(Backend):
             gc.collect()
             log.debug("llama.cpp server for %s stopped", self.path.name)
 
-    # ------------------------------------------------------------------ generation
-    async def _agenerate(self, conversations: list[Messages], params: list[SamplingParams]) -> list[Completion]:
-        if self._client is None:
-            self.start()
-        return await self._client.agenerate(conversations, params)
-
-    def generate(
-        self, conversations: list[Messages], params: SamplingParams | list[SamplingParams]
-    ) -> list[Completion]:
-        if self._client is None:
-            self.start()
-
-        async def run() -> list[Completion]:
-            try:
-                return await self.agenerate(conversations, params)
-            finally:  # the client's connections belong to this loop, which ends here
-                await self._client._close_client()
-
-        return asyncio.run(run())
-
     # ------------------------------------------------------------------ fitting a slot's context
-    def shortens(self) -> bool:
-        return True
-
     def context(self) -> int:
         """A request's share of the server: llama.cpp splits ``ctx_size`` among its slots."""
         return self.config.context_length or self.config.ctx_size // max(1, self.config.slots)
@@ -209,14 +171,8 @@ class GGUFBackend(Backend):
         with _DIRECT.open(req, timeout=self.config.timeout) as resp:
             return json.loads(resp.read())
 
-    def request_body(self, messages: Messages, params: SamplingParams) -> dict:
-        """What one request sends (see :meth:`OpenAIBackend.request_body`)."""
-        if self._client is None:
-            self.start()
-        return self._client.request_body(messages, params)
-
     def describe(self) -> dict:
-        out = super().describe()
+        out = Backend.describe(self)  # not OpenAIBackend's: its endpoint is its own, a port picked at each start
         out["gguf"] = str(self.path)
         out["server"] = {
             "engine": "llama.cpp (xllamacpp)",

@@ -17,16 +17,12 @@ is registered with :mod:`parrot.core.redact`, and every error detail is redacted
 error body echoes the request's ``Authorization`` header cannot carry it into a failures file,
 a log or an error message.
 
-Several endpoints behind one role (``base_url: [URL, URL, ...]``): each request goes to the endpoint
-with the fewest requests in flight (ties in turn), and ``concurrency`` stays the total across them
-(one semaphore per backend; every endpoint has its own client). A retry goes to another endpoint
-when there is a healthy one, without waiting out the backoff. An endpoint whose attempts fail
-``endpoint_failures`` times in a row (connection errors, timeouts, 5xx; ``extra``, default 3) is set
-aside for ``endpoint_cooldown`` seconds (default 30) and then tried again; one more failure sets it
-aside again, one success clears it. With every endpoint set aside, requests go to the one whose
-cool-down ends first: a run never waits on the router. The usage gains ``endpoints``: per URL
-(redacted) the attempts sent, ok, failed and the times it was set aside. A single string is one
-endpoint, exactly as before (no ``endpoints`` in the usage).
+Several endpoints behind one role (``base_url: [URL, URL, ...]``) are a :mod:`~parrot.backends.pool`:
+each attempt goes to the least busy endpoint, ``concurrency`` stays the total across them, a retry
+goes to another healthy one at once (no backoff), and an endpoint failing ``endpoint_failures``
+attempts in a row (connection errors, timeouts, 5xx; default 3) rests ``endpoint_cooldown`` seconds
+(default 30), after which one more failure sets it aside again and one success clears it. The
+usage gains ``endpoints``; one string is one endpoint, exactly as before (no ``endpoints``).
 """
 
 from __future__ import annotations
@@ -44,6 +40,7 @@ from urllib.parse import urlsplit
 
 from parrot import ParrotError
 from parrot.backends.base import Backend, BackendConfig, Completion, Messages, SamplingParams
+from parrot.backends.pool import Member, Pool
 from parrot.core.redact import redact_text, redact_url, register_secret
 from parrot.core.tokens import count_tokens
 
@@ -61,8 +58,8 @@ _UNHEALTHY = ("connection", "timeout", "server_error")
 MAX_RETRY_AFTER = 600.0
 
 
-class _Retry(Exception):
-    """An attempt failed in a way worth retrying: ``reason`` is the short key counted in usage."""
+class _Failed(Exception):
+    """An attempt failed: ``reason`` is the short key counted in usage, ``detail`` is redacted."""
 
     def __init__(self, reason: str, detail: str, retry_after: float | None = None):
         detail = redact_text(detail)
@@ -70,13 +67,12 @@ class _Retry(Exception):
         self.reason, self.detail, self.retry_after = reason, detail, retry_after
 
 
-class _Fail(Exception):
-    """An attempt failed in a way retrying cannot fix (a 400 for this prompt)."""
+class _Retry(_Failed):
+    """An attempt failed in a way worth retrying."""
 
-    def __init__(self, reason: str, detail: str):
-        detail = redact_text(detail)
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
+
+class _Fail(_Failed):
+    """An attempt failed in a way retrying cannot fix (a 400 for this prompt)."""
 
 
 def parse_retry_after(headers: Any) -> float | None:
@@ -115,41 +111,25 @@ def safe_url(url: str | None) -> str | None:
     return redact_url(url) if url else url
 
 
-@dataclass
-class Endpoint:
-    """One URL behind a role, with its counts and health."""
+@dataclass(eq=False)
+class Endpoint(Member):
+    """One URL behind a role: its client, and its unhealthy failures in a row."""
 
-    url: str | None
-    in_flight: int = 0
-    requests: int = 0  # attempts sent
-    ok: int = 0
-    failures: int = 0  # attempts that failed (any reason)
-    set_aside: int = 0  # times it was set aside
-    streak: int = 0  # unhealthy failures in a row
-    until: float = 0.0  # time.monotonic() when its cool-down ends
+    url: str | None = None
+    streak: int = 0
     client: Any = None
 
-    def resting(self, now: float) -> bool:
-        return now < self.until
-
-    def usage(self) -> dict:
-        return {
-            "url": safe_url(self.url),
-            "requests": self.requests,
-            "ok": self.ok,
-            "failures": self.failures,
-            "set_aside": self.set_aside,
-        }
+    def label(self) -> dict:
+        return {"url": safe_url(self.url)}
 
 
 class OpenAIBackend(Backend):
     """Concurrent chat completions against an OpenAI-compatible endpoint."""
 
-    local = False
-
     def __init__(self, config: BackendConfig, *, api_key: str | None = None):
         super().__init__(config)
         self._explicit_key = api_key  # for servers we start ourselves (gguf); never described
+        self.concurrency = config.concurrency  # requests in flight (gguf: its server's slots)
         self.backoff_base = float(config.extra.get("backoff_base", 0.5))
         self.backoff_max = float(config.extra.get("backoff_max", 30.0))
         self.max_tokens_field = str(config.extra.get("max_tokens_field", "max_tokens"))
@@ -163,9 +143,9 @@ class OpenAIBackend(Backend):
         self.endpoint_cooldown = float(config.extra.get("endpoint_cooldown", 30.0))
         self._clock = time.monotonic  # tests may replace it
         urls = config.base_url if isinstance(config.base_url, list) else [self.base_url]
-        self.endpoints = [Endpoint(u) for u in urls]
+        self.pool = Pool([Endpoint(url=u) for u in urls], clock=lambda: self._clock())
+        self.endpoints = self.pool.members
         self._several = isinstance(config.base_url, list)
-        self._turn = 0  # round robin among ties
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -190,8 +170,8 @@ class OpenAIBackend(Backend):
     def start(self) -> "OpenAIBackend":
         if self._api_key is None:
             self._api_key = self._resolve_key()
-        if self.config.concurrency < 1:
-            raise ParrotError(f"{self.config.spec}: concurrency must be at least 1, got {self.config.concurrency}")
+        if self.concurrency < 1:
+            raise ParrotError(f"{self.config.spec}: concurrency must be at least 1, got {self.concurrency}")
         return self
 
     def _clients_for_loop(self) -> asyncio.Semaphore:
@@ -207,7 +187,7 @@ class OpenAIBackend(Backend):
                 self.endpoints[0].url = self.base_url
             for ep in self.endpoints:
                 ep.client = self._new_client(ep.url)
-            self._semaphore = asyncio.Semaphore(self.config.concurrency)
+            self._semaphore = asyncio.Semaphore(self.concurrency)
             self._loop = loop
         return self._semaphore
 
@@ -226,40 +206,13 @@ class OpenAIBackend(Backend):
         )
 
     # ------------------------------------------------------------------ routing
-    def _healthy_other(self, avoid: Endpoint | None) -> bool:
-        """Whether an endpoint other than ``avoid`` is not set aside now."""
-        now = self._clock()
-        return any(ep is not avoid and not ep.resting(now) for ep in self.endpoints)
-
-    def _pick(self, avoid: Endpoint | None = None) -> Endpoint:
-        """The endpoint for the next attempt: fewest in flight among those not set aside (not
-        ``avoid``, the one that just failed this request, while another is there), ties in turn;
-        with every endpoint set aside, the one whose cool-down ends first."""
-        if len(self.endpoints) == 1:
-            return self.endpoints[0]
-        now = self._clock()
-        ready = [ep for ep in self.endpoints if not ep.resting(now)]
-        if len(ready) > 1 and avoid in ready:
-            ready.remove(avoid)
-        if not ready:
-            return min(self.endpoints, key=lambda ep: ep.until)
-        n = len(self.endpoints)
-        i = min(
-            (i for i, ep in enumerate(self.endpoints) if ep in ready),
-            key=lambda i: (self.endpoints[i].in_flight, (i - self._turn) % n),
-        )
-        self._turn = (i + 1) % n
-        return self.endpoints[i]
-
     def _failed(self, ep: Endpoint, reason: str) -> None:
-        ep.failures += 1
+        ep.count(failed=1)
         if reason not in _UNHEALTHY or len(self.endpoints) == 1:
             return
         ep.streak += 1
-        now = self._clock()
-        if ep.streak >= self.endpoint_failures and not ep.resting(now):
-            ep.set_aside += 1
-            ep.until = now + self.endpoint_cooldown
+        if ep.streak >= self.endpoint_failures and not self.pool.resting(ep):
+            self.pool.set_aside(ep, self.endpoint_cooldown)
             ep.streak = self.endpoint_failures - 1  # back from its rest, one more failure sets it aside
             log.warning(
                 "%s: endpoint %s set aside for %gs after %d failures in a row (%s)",
@@ -272,7 +225,7 @@ class OpenAIBackend(Backend):
 
     def _count_endpoints(self) -> None:
         if self._several:
-            self.usage.endpoints = [ep.usage() for ep in self.endpoints]
+            self.usage.endpoints = self.pool.usage()
 
     def generate(
         self, conversations: list[Messages], params: SamplingParams | list[SamplingParams]
@@ -293,8 +246,7 @@ class OpenAIBackend(Backend):
                 await client.close()
 
     def close(self) -> None:
-        if self.usage.requests:
-            log.info("%s: %s", self.config.spec, self.usage.summary())
+        super().close()
         loop = self._loop
         self._loop = None
         for ep in self.endpoints:
@@ -303,12 +255,8 @@ class OpenAIBackend(Backend):
                 loop.run_until_complete(client.close())
 
     def describe(self) -> dict:
-        out = super().describe()
-        if self._several:
-            out["base_url"] = [safe_url(ep.url) for ep in self.endpoints]
-        else:
-            out["base_url"] = safe_url(self.base_url)
-        return out
+        several = [safe_url(ep.url) for ep in self.endpoints] if self._several else None
+        return {**super().describe(), "base_url": several or safe_url(self.base_url)}
 
     # ------------------------------------------------------------------ requests
     def request_body(self, messages: Messages, params: SamplingParams) -> dict:
@@ -348,6 +296,7 @@ class OpenAIBackend(Backend):
 
     async def _complete(self, messages: Messages, params: SamplingParams) -> Completion:
         semaphore = self._clients_for_loop()
+        self.usage.requests += 1  # one conversation, however many attempts it takes
         body = self.request_body(messages, params)
         attempts = self.config.max_retries + 1
         last: _Retry | None = None
@@ -356,7 +305,7 @@ class OpenAIBackend(Backend):
             if attempt:
                 self.usage.retries += 1
                 # Another endpoint takes the retry at once; the same one after the backoff.
-                elsewhere = last is not None and last.reason in _UNHEALTHY and self._healthy_other(last_ep)
+                elsewhere = last and last.reason in _UNHEALTHY and any(ep is not last_ep for ep in self.pool.ready())
                 delay = last.retry_after if last and last.retry_after is not None else self._backoff(attempt)
                 log.debug(
                     "%s: retry %d/%d in %.2fs after %s",
@@ -373,15 +322,11 @@ class OpenAIBackend(Backend):
                     body = {**body, "seed": (params.seed + attempt) & 0x7FFFFFFF}
             try:
                 async with semaphore:
-                    ep = last_ep = self._pick(avoid=last_ep)
-                    self.usage.requests += 1
-                    ep.requests += 1
-                    ep.in_flight += 1
-                    try:
+                    # with every endpoint set aside, the one back first: a run never waits on the router
+                    ep = last_ep = self.pool.pick(avoid=last_ep) or self.pool.back_first()
+                    with self.pool.sending(ep):
                         done = self._accept(await self._attempt(ep, body))
-                    finally:
-                        ep.in_flight -= 1
-                    ep.ok += 1
+                    ep.count(ok=1)
                     ep.streak = 0
                     return done
             except _Retry as e:

@@ -3,8 +3,8 @@
 The stage's loop stays in the driver (the process that runs the command): sessions, ids, seeds,
 the journal, the output and the failures file are kept by one process, exactly as with the local
 executor. What moves is the model. :class:`RayBackend` starts ``replicas`` Ray actors that each
-load the role's model (:class:`Replica`), and sends every call to the replica with the fewest
-conversations in flight. A batch from the batched loop is cut the way a replica's own batcher cuts
+load the role's model (:class:`Replica`), a :mod:`~parrot.backends.pool` whose least busy member
+takes each call. A batch from the batched loop is cut the way a replica's own batcher cuts
 it (:func:`~parrot.backends.batching.plan_batches`), so the replicas run the batches the local
 executor would have run: with greedy decoding the records are the same, whichever executor made
 them.
@@ -15,13 +15,11 @@ takes ``threads`` CPUs (default 1, and the model then uses that many threads) an
 one per CPU. Several in-process models in one run (a synthesis with two) share the cluster.
 
 A lost replica. When a replica's process dies (killed, out of memory, its node gone), the calls
-it was running are sent to other replicas at once and it gets no more calls; Ray starts it again
-(:data:`MAX_RESTARTS` times), and once it answers a ``ready`` call it takes calls again. A replica
-whose restarts are used up is given up; while every replica is down, calls wait for one to come
-back. Records are only written by the driver, so nothing is duplicated; a call that no replica
-could answer comes back as a failed Completion (``replica_lost``), which the stage treats like any
-failed call. A killed driver takes
-its actors with it; ``--resume`` continues as with the local executor.
+it was running go to other replicas at once and it is set aside; Ray starts it again
+(:data:`MAX_RESTARTS` times), and once it answers a ``ready`` call it is set back. A replica whose
+restarts are used up is given up; while every replica is down, calls wait for one to come back.
+Only the driver writes records, so nothing is duplicated; a call no replica could answer comes
+back failed (``replica_lost``), as any failed call. A killed driver takes its actors with it.
 
 Needs ``pip install 'parrot-chat[ray]'``; Ray is imported only here, when a stage asks for it.
 """
@@ -40,6 +38,7 @@ from parrot import ParrotError
 from parrot.backends import Backend, BackendConfig, Completion, load_backend
 from parrot.backends.base import Messages, SamplingParams
 from parrot.backends.batching import plan_batches
+from parrot.backends.pool import Member, Pool
 
 log = logging.getLogger("parrot.backends")
 
@@ -74,11 +73,10 @@ def connect():
 def uses_gpu(config: BackendConfig, cluster_gpus: int) -> bool:
     """Whether a replica of this model takes GPUs: vllm always, hf when its device asks for CUDA
     or is ``auto`` on a cluster with GPUs; llama.cpp (gguf) replicas run on CPUs."""
-    if config.spec.startswith("vllm:"):
-        return True
-    if config.spec.startswith("hf:"):
-        return config.device.startswith("cuda") or (config.device == "auto" and cluster_gpus > 0)
-    return False
+    kind = config.model_spec.kind
+    return kind == "vllm" or (
+        kind == "hf" and (config.device.startswith("cuda") or (config.device == "auto" and cluster_gpus > 0))
+    )
 
 
 def replica_plan(config: BackendConfig, cluster: dict, *, replicas: int | None, models: int) -> tuple[int, dict]:
@@ -88,7 +86,7 @@ def replica_plan(config: BackendConfig, cluster: dict, *, replicas: int | None, 
     if replicas is not None and replicas < 1:
         raise ParrotError(f"replicas: expected at least 1, found {replicas}")
     if uses_gpu(config, gpus):
-        per = config.tensor_parallel_size if config.spec.startswith("vllm:") else 1
+        per = config.tensor_parallel_size if config.model_spec.kind == "vllm" else 1
         if gpus < per:
             raise ParrotError(
                 f"{config.spec}: a replica needs {per} GPU(s) and the Ray cluster has {gpus} "
@@ -121,22 +119,20 @@ class Replica:
         self.backend.close()
 
 
-@dataclass
-class _Handle:
-    """The driver's view of one replica."""
+@dataclass(eq=False)
+class _Handle(Member):
+    """The driver's view of one replica, set aside while it is down (lost, until it is back)."""
 
-    index: int
-    actor: object
+    index: int = 0
+    actor: object = None
     node: str = "?"
     pid: int = 0
-    in_flight: int = 0  # conversations sent and not yet answered
-    requests: int = 0
-    lost: int = 0  # calls that failed because its process died (each was sent to another)
-    deaths: int = 0  # times it was lost
-    down: bool = False  # lost and not back yet: no calls go to it
     given_up: bool = False  # dead for good: Ray's restarts are used up
     probe: object = None  # a pending ``ready`` call while it is down
     abandoned: int = 0  # calls the driver stopped waiting for (Ctrl-C): the replica may still run them
+
+    def label(self) -> dict:
+        return {"replica": self.index, "node": self.node}
 
 
 class RayBackend(Backend):
@@ -146,14 +142,9 @@ class RayBackend(Backend):
         super().__init__(config)
         # the model as the local executor would load it, never started: how its calls are batched
         self.inner = load_backend(config)
-        self.local = self.inner.local
         self.wanted, self.models = replicas, models
-        self.handles: list[_Handle] = []
-        self._turn = 0  # round robin among equally busy replicas
-
-    @property
-    def model_name(self) -> str:
-        return self.inner.model_name
+        self.pool = Pool([])
+        self.handles: list[_Handle] = self.pool.members
 
     @property
     def copies(self) -> int:  # type: ignore[override]
@@ -179,7 +170,7 @@ class RayBackend(Backend):
         if "num_gpus" not in resources and not config.threads:  # one model thread per CPU it holds
             config = dataclasses.replace(config, threads=resources["num_cpus"])
         actor_class = ray.remote(max_restarts=MAX_RESTARTS, max_task_retries=0, **resources)(Replica)
-        self.handles = [_Handle(k, actor_class.remote(config)) for k in range(n)]
+        self.handles[:] = [_Handle(index=k, actor=actor_class.remote(config)) for k in range(n)]
         log.info("%s: starting %d replica(s) on Ray, each with %s", self.config.spec, n, resources)
         refs = {h.actor.ready.remote(): h for h in self.handles}
         started, waiting = time.monotonic(), list(refs)
@@ -216,7 +207,7 @@ class RayBackend(Backend):
             return
         ray = import_ray()
         try:
-            idle = [h for h in self.handles if not h.down and not h.abandoned]
+            idle = [h for h in self.pool.ready() if not h.abandoned]
             if idle:
                 ray.get([h.actor.shutdown.remote() for h in idle], timeout=STOP_SECONDS)
         except (ray.exceptions.RayError, TimeoutError):
@@ -224,7 +215,7 @@ class RayBackend(Backend):
         finally:  # a second Ctrl-C during the clean stop still kills them all
             for h in self.handles:
                 ray.kill(h.actor, no_restart=True)
-            self.handles = []
+            self.handles.clear()
 
     def replica_pids(self) -> list[int]:
         """The replicas' process ids as they started (for tests that kill one)."""
@@ -255,19 +246,20 @@ class RayBackend(Backend):
             h = await self._pick()
             if h is None:
                 break
-            h.in_flight += len(conversations)
-            h.requests += len(conversations)
             try:
-                return await h.actor.generate.remote(conversations, params)
+                with self.pool.sending(h, len(conversations)):
+                    got = await h.actor.generate.remote(conversations, params)
+                h.count(ok=sum(c.ok for c in got), failed=sum(not c.ok for c in got))
+                return got
             except asyncio.CancelledError:  # interrupted: the replica goes on with the call
                 h.abandoned += 1
                 raise
             except ray.exceptions.RayActorError as e:
-                h.lost += 1
+                h.count(failed=len(conversations))
                 error = f"replica_lost: {type(e).__name__}"
-                if not h.down:
-                    h.down, h.probe = True, None
-                    h.deaths += 1
+                if not self.pool.resting(h):
+                    self.pool.set_aside(h)
+                    h.probe = None
                     log.warning(
                         "%s: replica %d (node %s) was lost (%s); its calls go to the others until it is back",
                         self.config.spec,
@@ -275,8 +267,6 @@ class RayBackend(Backend):
                         h.node,
                         type(e).__name__,
                     )
-            finally:
-                h.in_flight -= len(conversations)
         return [Completion(text=None, error=error) for _ in conversations]
 
     async def _pick(self) -> _Handle | None:
@@ -284,12 +274,10 @@ class RayBackend(Backend):
         to come back. None when every replica is gone for good."""
         while True:
             for h in self.handles:
-                if h.down and not h.given_up:
+                if self.pool.resting(h) and not h.given_up:
                     self._probe(h)
-            up = [h for h in self.handles if not h.down]
-            if up:
-                self._turn += 1
-                return min(up, key=lambda h: (h.in_flight, (h.index - self._turn) % len(self.handles)))
+            if up := self.pool.pick():
+                return up
             if all(h.given_up for h in self.handles):
                 return None
             await asyncio.sleep(PROBE_SECONDS)
@@ -313,20 +301,17 @@ class RayBackend(Backend):
         except ray.exceptions.RayActorError:
             h.probe = None  # still restarting: ask again next time
         else:
-            h.node, h.pid, h.down, h.probe = info["node"], info["pid"], False, None
+            h.node, h.pid, h.probe = info["node"], info["pid"], None
+            self.pool.set_back(h)
             log.info("%s: replica %d is back (node %s)", self.config.spec, h.index, h.node)
 
     def _count(self, completions: list[Completion]) -> None:
-        """The role's usage, counted here from what came back (a restarted replica's own counts
-        start again at zero)."""
+        """The role's usage, from what came back (a restarted replica's own counts start at zero)."""
         u = self.usage
         for c in completions:
             u.count(c)
             u.shortened += bool(c.shortened)
-        u.replicas = [
-            {"replica": h.index, "node": h.node, "requests": h.requests, "lost": h.lost, "deaths": h.deaths}
-            for h in self.handles
-        ]
+        u.replicas = self.pool.usage()
 
     def describe(self) -> dict:
         return {

@@ -301,7 +301,7 @@ def capo(cfg: CapoConfig) -> dict:
     t_select = time.monotonic() - started
     with cfg.load_backend(cfg.generator) as gen:
         writer = PairWriter(cfg, gen, prompts)
-        concurrency = max(gen.config.concurrency, gen.config.batch_size if gen.local else 1) * gen.copies
+        concurrency = max(gen.config.concurrency, gen.config.batch_size if gen.micro_batched else 1) * gen.copies
         sel = selection_path(cfg.output)
         run = run_items(
             writer.items(sel, done),

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from parrot import ParrotError
+from parrot.backends.spec import checkpoint_path
 from parrot.core.assets import cache_dir, smollm2_gguf_path
 
 log = logging.getLogger("parrot.checkpoint")
@@ -73,9 +74,7 @@ def resolve_model_path(spec: str) -> Path:
 
     The Hugging Face hub is never contacted: a path that does not exist is an error.
     """
-    if spec in ("smollm2", "gguf:smollm2"):
-        return smollm2_checkpoint()
-    path = Path(spec.split(":", 1)[1] if spec.startswith("hf:") else spec)
+    path = checkpoint_path(spec, embedded=smollm2_checkpoint)
     if not path.exists():
         raise ParrotError(
             f"{path}: model not found (give a local checkpoint directory, or 'smollm2' for the embedded default)"

@@ -27,10 +27,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from parrot.backends.spec import read_spec
+
 #: Files above this size (model shards) are identified by size and mtime, not hashed.
 HASH_LIMIT = 512 << 20
-#: The model spec kinds whose rest is a local path (``hf:PATH``); ``openai:MODEL`` names a remote model.
-LOCAL_KINDS = ("hf", "gguf", "vllm")
 #: What a directory's digest leaves out (see the module docstring).
 SKIPPED_DIRS = ("checkpoint-", "runs")
 
@@ -114,8 +114,8 @@ def local_path(value: str) -> Path | None:
     ``openai:gpt-4`` name none."""
     if not isinstance(value, str) or not value:
         return None
-    kind, sep, rest = value.partition(":")
-    candidate = rest if sep and kind in LOCAL_KINDS else value
+    spec = read_spec(value)
+    candidate = spec.name if spec and spec.in_process else value
     return Path(candidate) if candidate and Path(candidate).exists() else None
 
 
@@ -130,8 +130,8 @@ def contents(value: Any, by_manifest: bool = False) -> Any:
     path = local_path(value) if isinstance(value, str) else None
     if path is None:
         return value
-    kind, sep, _ = value.partition(":")
-    prefix = f"{kind}:" if sep and kind in LOCAL_KINDS and not Path(value).exists() else ""
+    spec = read_spec(value)
+    prefix = f"{spec.kind}:" if spec and spec.in_process and not Path(value).exists() else ""
     manifest = path.with_name(path.name + ".manifest.json")
     if by_manifest and manifest.is_file():
         path = manifest

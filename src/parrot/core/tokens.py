@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from parrot import ParrotError
+from parrot.backends.spec import checkpoint_path
 
 
 def tokenizer_path(spec: str) -> Path:
@@ -25,11 +26,9 @@ def tokenizer_path(spec: str) -> Path:
 
     The Hugging Face hub is never contacted: a path that is not a directory is an error.
     """
-    if spec in ("smollm2", "hf:smollm2", "gguf:smollm2"):
-        from parrot.core.checkpoint import smollm2_tokenizer
+    from parrot.core.checkpoint import smollm2_tokenizer
 
-        return smollm2_tokenizer()
-    path = Path(spec.removeprefix("hf:"))
+    path = checkpoint_path(spec, embedded=smollm2_tokenizer)
     if not path.is_dir():
         raise ParrotError(
             f"{spec}: tokenizer not found (expected `smollm2` or a local directory with "

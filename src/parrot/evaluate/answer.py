@@ -70,22 +70,7 @@ class AnswerConfig(WritesOutput, Executor):
     PLACE: ClassVar[str] = "eval/{}.jsonl"
 
     def check_existing(self) -> None:
-        check_same_model(self.output, self.model_id or model_id_for(self.model.spec))
-
-
-def model_id_for(spec: str) -> str:
-    """The name a spec goes by in records: ``openai:gpt-4`` → ``gpt-4``,
-    ``gguf:/m/tiny.Q4.gguf`` → ``tiny.Q4``, ``hf:/ckpt/parrot-chat`` → ``parrot-chat``, and a
-    trained model's ``gguf:/ckpt/parrot-chat/model.gguf`` (``--gguf``) → ``parrot-chat``."""
-    kind, sep, rest = spec.partition(":")
-    if not sep:
-        return spec
-    if kind == "openai":
-        return rest
-    path = Path(rest.rstrip("/"))
-    if path.name == "model.gguf" and path.parent.name:
-        return path.parent.name
-    return path.stem if path.suffix == ".gguf" else path.name
+        check_same_model(self.output, self.model_id or self.model.model_spec.model_id)
 
 
 async def answer_turns(
@@ -144,7 +129,7 @@ def answer(cfg: AnswerConfig) -> dict:
     bench = load_bench(cfg.bench, cfg.data_dir, followups=cfg.followups, reference_model=cfg.reference_model).select(
         cfg.limit, cfg.question_ids
     )
-    model_id = cfg.model_id or model_id_for(cfg.model.spec)
+    model_id = cfg.model_id or cfg.model.model_spec.model_id
     done = done_keys(cfg.output, "question_id")
     golden_used = 0
     with cfg.load_backend(cfg.model) as backend:

@@ -36,7 +36,6 @@ from parrot.core.itemloop import ItemFailed, run_items, summary
 from parrot.core.jsonl import read_jsonl
 from parrot.core.manifest import read_manifest, write_manifest
 from parrot.core.outputs import WritesOutput, writes_output
-from parrot.evaluate.answer import model_id_for
 from parrot.evaluate.bench import NEED_REF_CATS, Bench, bench_name, load_bench, load_judge_prompts
 from parrot.evaluate.judge_prompts import (
     NTURN_PROMPT_FILES,
@@ -256,7 +255,7 @@ def judge(cfg: JudgeConfig) -> dict:
         cfg.limit, cfg.question_ids
     )
     prompts = all_prompts(cfg.data_dir)
-    judge_model = model_id_for(cfg.judge.spec)
+    judge_model = cfg.judge.model_spec.model_id
     counts: dict = {}
     matches, seen_models = [], {}
     for path in cfg.answers:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from parrot import ParrotError
 from parrot.backends.executor import Executor
+from parrot.backends.spec import read_spec
 from parrot.core.config import build_config, opt, to_dict
 from parrot.core.fingerprint import digested
 from parrot.core.yamlfile import load_yaml
@@ -289,5 +290,6 @@ def _named_paths(stage_cfg: Any) -> set[Path]:
     for _, value in digested(stage_cfg):
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str) and item:
-                found |= {Path(item).resolve(), Path(item.partition(":")[2] or item).resolve()}
+                spec = read_spec(item)
+                found |= {Path(item).resolve(), Path(spec.name if spec else item).resolve()}
     return found

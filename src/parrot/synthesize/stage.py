@@ -18,7 +18,7 @@ times later in the run; then the session ends with reason ``assistant_failed``/`
 and keeps its complete turns. A session with no complete turn is not written: it goes to
 ``<out>.failures.jsonl``, the command exits with an error, and ``--resume`` retries it.
 
-Scheduling. With a local (in-process batching) backend the loop is turn-synchronous: every live
+Scheduling. With a micro-batched backend (hf, vllm) the loop is turn-synchronous: every live
 session asks in one batch, then every live session is answered in one batch. With HTTP backends
 each session runs as its own coroutine, ``in_flight`` sessions at a time. With ``--executor ray``
 the in-process models run as replicas on a Ray cluster (:mod:`parrot.backends.ray_pool`) and the
@@ -41,7 +41,7 @@ from typing import ClassVar
 
 from parrot import ParrotError
 from parrot.backends import Backend, BackendConfig
-from parrot.backends.executor import Executor, in_process
+from parrot.backends.executor import Executor
 from parrot.core.config import opt, to_dict
 from parrot.core.dialogue import read_dialogues, user_questions
 from parrot.core.digest import describe
@@ -182,7 +182,7 @@ def same_server(a: BackendConfig, b: BackendConfig) -> bool:
     """Both roles on one in-process model (hf, vllm): load it once. Servers (gguf, openai) are
     not shared: a llama.cpp slot keeps one prompt's cache, and a session's asker and assistant
     views differ, so one server for both roles would re-read every prompt from the start."""
-    if not a.spec.startswith(("hf:", "vllm:")):
+    if not a.model_spec.micro_batched:
         return False
     skip = {"temperature", "top_p", "max_tokens", "seed"}
     da, db = to_dict(a), to_dict(b)
@@ -209,7 +209,7 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     jpath = journal_path(out)
     to_run = [i for i in indices if i not in done]
     shared = asker is None and assistant is None and same_server(cfg.asker, cfg.assistant)
-    loaded = 1 if shared else in_process(cfg.asker) + in_process(cfg.assistant)  # in-process models
+    loaded = 1 if shared else cfg.asker.model_spec.in_process + cfg.assistant.model_spec.in_process
     asker_backend = asker or cfg.load_backend(cfg.asker, models=loaded)
     assistant_backend = asker_backend if shared else (assistant or cfg.load_backend(cfg.assistant, models=loaded))
     shared = shared or asker_backend is assistant_backend
@@ -231,17 +231,17 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
             writer = SessionWriter(output, journal, failures, bar)
             # Built lazily: a million-session run holds only the live window in memory.
             queue = (restored.get(i) or rules.open(i, seed_for(i)) for i in to_run)
-            local = asker_backend.local or assistant_backend.local
-            window = cfg.in_flight or _default_window(cfg, local, asker_backend, assistant_backend)
+            batched = asker_backend.micro_batched or assistant_backend.micro_batched
+            window = cfg.in_flight or _default_window(cfg, batched, asker_backend, assistant_backend)
             log.info(
                 "%d sessions to run (%d already done, %d restored from the journal), %s loop, %d in flight",
                 len(to_run),
                 len(done),
                 len(restored),
-                "batched" if local else "concurrent",
+                "batched" if batched else "concurrent",
                 window,
             )
-            run = run_batched if local else run_concurrent
+            run = run_batched if batched else run_concurrent
             asyncio.run(run(queue, window, rules, writer, models))
         usage = {**{role: m.usage.to_dict() for role, m in models.items()}, "shared_backend": shared}
         described = {role: m.describe() for role, m in models.items()}
@@ -283,15 +283,15 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
     return dict(counts)
 
 
-def _default_window(cfg: SynthesizeConfig, local: bool, asker: Backend, assistant: Backend) -> int:
-    """Local: a full batch per role (per replica, on Ray). Servers: as many sessions as the
+def _default_window(cfg: SynthesizeConfig, batched: bool, asker: Backend, assistant: Backend) -> int:
+    """Micro-batched: a full batch per role (per replica, on Ray). Servers: as many sessions as the
     narrower role serves at once (a llama.cpp server's slots), so each session keeps its slot and
     its prompt cache."""
-    if local:
+    if batched:
         return max(cfg.asker.batch_size * asker.copies, cfg.assistant.batch_size * assistant.copies)
 
     def parallel(role: BackendConfig, backend: Backend) -> int:
-        gguf = role.spec == "smollm2" or role.spec.startswith("gguf:")
+        gguf = role.model_spec.kind == "gguf"
         return (role.slots if gguf else role.concurrency) * backend.copies
 
     return min(parallel(cfg.asker, asker), parallel(cfg.assistant, assistant))
