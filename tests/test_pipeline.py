@@ -408,12 +408,12 @@ def test_every_setting_that_reads_another_steps_output_names_an_input(tmp_path, 
     """What a step reads from another step is in a ``digest=True`` setting: it counts by contents in
     the fingerprint (a moved run stays up to date) and is pinned and locked as the step starts."""
     from parrot.core.config import load_yaml
-    from parrot.core.fingerprint import digested
+    from parrot.core.fingerprint import named_inputs
 
     data = load_yaml(f"configs/{config}.yaml") if config else {}
     cfg = build_config(PipelineConfig, [data, {"workdir": str(tmp_path)}])
     for step in cfg.graph:
-        named = json.dumps([value for _, value in digested(stage_config(step, cfg))])
+        named = json.dumps(list(named_inputs(stage_config(step, cfg))))
         for name in step.inputs:  # its output or one of its side outputs (a dev split, a GGUF file)
             places = pipeline_mod.written_places(cfg.step(name), cfg)
             assert any(str(p) in named for p in places), f"{step.name} reads {name}"

@@ -192,7 +192,7 @@ def changed_outputs(manifest: Path, under: Path | None = None) -> list[str]:
     for path, rec in recorded_outputs(manifest).items():
         if root is not None and path != root and root not in path.parents:
             continue
-        shown = _shown(path)
+        shown = str(path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path)
         try:
             st = path.stat()
         except OSError:
@@ -203,11 +203,3 @@ def changed_outputs(manifest: Path, under: Path | None = None) -> list[str]:
         ):
             problems.append(f"{shown} (changed)")
     return problems
-
-
-def _shown(path: Path) -> str:
-    """A path as a message names it: relative to the working directory when it is inside it."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)

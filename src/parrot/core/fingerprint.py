@@ -72,28 +72,23 @@ def hash_of(flat: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def digested(cfg: Any) -> Iterator[tuple[str, Any]]:
-    """``(name, value)`` of every ``digest=True`` field, nested roles included (``asker.spec``)."""
+def named_inputs(cfg: Any) -> Iterator[str]:
+    """Every input a config names in its ``digest=True`` fields (a path, a model spec), a list's
+    items one by one, nested roles included (``asker.spec``)."""
     if not dataclasses.is_dataclass(cfg) or isinstance(cfg, type):
         return
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         if f.metadata.get("digest"):
-            yield f.name, to_dict(value)
+            items = to_dict(value)
+            yield from (i for i in (items if isinstance(items, list) else [items]) if isinstance(i, str) and i)
         elif dataclasses.is_dataclass(value):
-            yield from ((f"{f.name}.{k}", v) for k, v in digested(value))
+            yield from named_inputs(value)
 
 
 def input_paths(cfg: Any) -> list[Path]:
-    """The local files and directories a stage's config names as its inputs (its ``digest=True``
-    fields), each once, in order."""
-    found: dict[str, Path] = {}
-    for _, value in digested(cfg):
-        for item in value if isinstance(value, (list, tuple)) else [value]:
-            path = local_path(item) if isinstance(item, str) else None
-            if path is not None:
-                found.setdefault(str(path), path)
-    return list(found.values())
+    """The local files and directories a stage's config names as its inputs, each once, in order."""
+    return list({str(p): p for p in map(local_path, named_inputs(cfg)) if p is not None}.values())
 
 
 def selection(cfg: Any) -> dict:

@@ -42,11 +42,10 @@ def output_lock(output: str | Path) -> Iterator[None]:
     made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]  # deepest first
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fh = _locked(path, Path(output))
     except OSError as e:
-        if not isinstance(e, PermissionError) and e.errno != errno.EROFS:
+        if not _read_only(e):
             raise
-        fh = None
+    fh = _locked(path, Path(output))
     try:
         yield
     finally:
@@ -58,9 +57,14 @@ def output_lock(output: str | Path) -> Iterator[None]:
 
 def _locked(path: Path, output: Path, *, shared: bool = False):
     """``path`` opened and locked, exclusively (a writer) or shared (a reader); the lock is on the
-    file the path names now."""
+    file the path names now. None where no lock file can be made (a read-only folder)."""
     while True:
-        fh = path.open("a", encoding="utf-8")
+        try:
+            fh = path.open("a", encoding="utf-8")
+        except OSError as e:
+            if _read_only(e):
+                return None
+            raise
         lock_file(fh, output, shared=shared)  # closes the file and raises when held
         try:
             same = os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino
@@ -69,6 +73,10 @@ def _locked(path: Path, output: Path, *, shared: bool = False):
         if same:
             return fh
         fh.close()  # locked a lock file that its holder removed as it finished: lock the new one
+
+
+def _read_only(error: OSError) -> bool:
+    return isinstance(error, PermissionError) or error.errno == errno.EROFS
 
 
 def _remove_empty(dirs: list[Path]) -> None:
@@ -111,7 +119,7 @@ def reading(paths: list[Path], output: str | Path) -> Iterator[list[dict]]:
         for path in paths:
             owner = input_owner(path)
             if owner is not None and lock_path(owner.resolve()) != own:
-                fh = _shared_lock(lock_path(owner), path)
+                fh = _locked(lock_path(owner), path, shared=True)
                 if fh is not None:
                     held.append((lock_path(owner), fh))
             check_input(path)
@@ -135,16 +143,6 @@ def check_input(path: Path) -> None:
         )
     if doc and not doc.get("complete", True):
         log.warning("%s: its manifest says it is not complete (an interrupted run?): read as it is", path)
-
-
-def _shared_lock(path: Path, shown: Path):
-    """``path`` opened with a shared lock (None where no lock file can be made: a read-only folder)."""
-    try:
-        return _locked(path, shown, shared=True)
-    except OSError as e:
-        if isinstance(e, PermissionError) or e.errno == errno.EROFS:
-            return None
-        raise
 
 
 def _release_shared(path: Path, fh) -> None:

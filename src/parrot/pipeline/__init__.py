@@ -44,21 +44,10 @@ from pathlib import Path
 from parrot import ParrotError
 from parrot.core.log import format_table
 from parrot.core.manifest import read_manifest, record_manifest
-from parrot.pipeline.state import marker, print_plan, step_state, upstream
-from parrot.pipeline.steps import PipelineConfig, Step, output_of, stage_config, written_places
+from parrot.pipeline.state import print_plan, step_state
+from parrot.pipeline.steps import PipelineConfig, stage_config, written_places
 
-__all__ = [
-    "PipelineConfig",
-    "Step",
-    "marker",
-    "output_of",
-    "pipeline",
-    "print_plan",
-    "stage_config",
-    "step_state",
-    "upstream",
-    "written_places",
-]
+__all__ = ["PipelineConfig", "pipeline", "print_plan", "stage_config", "step_state", "written_places"]
 
 
 def print_steps(workdir: Path, rows: list[dict], started: float) -> None:

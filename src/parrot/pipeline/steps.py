@@ -13,7 +13,7 @@ from parrot import ParrotError
 from parrot.backends.executor import Executor
 from parrot.backends.spec import read_spec
 from parrot.core.config import build_config, opt, to_dict
-from parrot.core.fingerprint import digested
+from parrot.core.fingerprint import named_inputs
 from parrot.core.yamlfile import load_yaml
 from parrot.stages import STAGES, Stage
 
@@ -287,9 +287,7 @@ def check_outputs(cfg: PipelineConfig) -> None:
 def _named_paths(stage_cfg: Any) -> set[Path]:
     """Every path the inputs of a step's config name, whether or not it exists yet."""
     found = set()
-    for _, value in digested(stage_cfg):
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str) and item:
-                spec = read_spec(item)
-                found |= {Path(item).resolve(), Path(spec.name if spec else item).resolve()}
+    for item in named_inputs(stage_cfg):
+        spec = read_spec(item)
+        found |= {Path(item).resolve(), Path(spec.name if spec else item).resolve()}
     return found
