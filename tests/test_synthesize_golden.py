@@ -37,7 +37,11 @@ class Scripted(Backend):
 
     def __init__(self, config, role: str, local: bool, batches: list, crash_at: int | None = None):
         super().__init__(config)
-        self.local, self.role, self.batches, self.crash_at = local, role, batches, crash_at
+        self.batched, self.role, self.batches, self.crash_at = local, role, batches, crash_at
+
+    @property
+    def micro_batched(self) -> bool:
+        return self.batched
 
     def shortens(self) -> bool:
         return False
