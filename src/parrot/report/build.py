@@ -30,6 +30,7 @@ def present(cfg: ExperimentReportConfig, n: dict, stats) -> list[dict]:
         s.training_section(n["training"]),
         s.capo_section(n["capo"]),
         *(s.bench_section(cfg, key, data) for key, data in n.items() if key.startswith("bench:")),
+        *(s.verified_section(cfg, key, data) for key, data in n.items() if key.startswith("verified:")),
         comparisons_section(cfg, n["comparisons"]),
         support_section(cfg, n),
     ]

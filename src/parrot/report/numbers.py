@@ -31,7 +31,10 @@ def compute(cfg: ExperimentReportConfig) -> tuple[dict, object]:
     benches = load_benches(cfg) if cfg.judgments else {}
     for bench in sorted(set(BENCH_TITLES) | set(benches), key=bench_order):
         sections[f"bench:{bench}"] = bench_numbers(cfg, bench, benches[bench]) if bench in benches else None
-    sections["comparisons"] = compare(cfg, benches) if cfg.compare else None
+    verified = load_verified(cfg)
+    for bench, runs in verified.items():
+        sections[f"verified:{bench}"] = verified_numbers(cfg, runs)
+    sections["comparisons"] = (compare(cfg, benches) + compare_verified(cfg, verified)) if cfg.compare else None
     return sections, stats
 
 
@@ -187,3 +190,54 @@ def compare(cfg: ExperimentReportConfig, benches: dict) -> list[dict]:
             }
             results[a, b, bench] = {**result, "by_turn": by_turn}
     return [results[a, b, bench] for a, b in pairs for bench in sorted(benches, key=bench_order)]
+
+
+# ---------------------------------------------------------------- verified benches
+
+
+def load_verified(cfg: ExperimentReportConfig) -> dict:
+    """``{bench: [VerifiedRun, ...]}`` from the eval verify outputs, in the order given."""
+    from parrot.evaluate.verify import verify_run
+
+    out: dict = {}
+    for path in cfg.verified:
+        run = verify_run(path)
+        out.setdefault(run.bench, []).append(run)
+    return out
+
+
+def verified_numbers(cfg: ExperimentReportConfig, runs: list) -> dict:
+    """Accuracy by turn, retention, by kind and overall per model, with intervals over conversations."""
+    from parrot.evaluate.verify import measures
+
+    records = [r for run in runs for r in run.records]
+    return {"bench": runs[0].bench, "sources": [run.source for run in runs], "models": measures(records, cfg.n_boot)}
+
+
+def compare_verified(cfg: ExperimentReportConfig, verified: dict) -> list[dict]:
+    """Each comparison on each verified bench: the difference in instruction-level accuracy (strict),
+    paired over the conversations both models answered, overall and by turn. A program checks these,
+    so no judge rule applies."""
+    from parrot.evaluate.verify import conversation_accuracy
+
+    results = []
+    for a, b in (parse_comparison(text) for text in cfg.compare):
+        for bench, runs in sorted(verified.items()):
+            records = [r for run in runs for r in run.records]
+            result = {"comparison": f"{a} vs {b}", "a": a, "b": b, "bench": bench, "verified": True}
+            models = {r["model"] for r in records}
+            missing = [m for m in (a, b) if m not in models]
+            if missing:
+                results.append({**result, "missing": missing})
+                continue
+            overall = paired_bootstrap(
+                conversation_accuracy(records, a), conversation_accuracy(records, b), n_boot=cfg.n_boot, seed=cfg.seed
+            )
+            by_turn = {}
+            for t in sorted({r["turn"] for r in records}):
+                at = [r for r in records if r["turn"] == t]
+                ca, cb = conversation_accuracy(at, a), conversation_accuracy(at, b)
+                if ca and cb:
+                    by_turn[t] = paired_bootstrap(ca, cb, n_boot=cfg.n_boot, seed=cfg.seed)
+            results.append({**result, "overall": overall, "by_turn": by_turn})
+    return results

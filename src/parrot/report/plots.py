@@ -85,3 +85,28 @@ def plot_pairs_by_turn(files: list[dict], path: Path) -> Path:
     ax.set_ylabel("pairs")
     ax.set_title("CaPO pairs by turn and strategy")
     return finish(fig, ax, path)
+
+
+def plot_shares(models: dict, measure: str, path: Path, title: str) -> Path:
+    """A verified bench's strict instruction accuracy (%) with its 95% interval, one line per model:
+    by turn (``measure="by_turn"``) or by turns since the instruction was given (``"retention"``)."""
+    fig, ax = subplots(figsize=(6.4, 4.0), dpi=100)
+    for i, model in enumerate(sorted(models)):
+        cells = models[model][measure]
+        points = []
+        for x, cell in sorted(cells.items(), key=lambda kv: int(kv[0])):
+            acc = (cell["instruction"] if measure == "by_turn" else cell)["strict"]
+            if acc.get("mean") is not None:
+                points.append((int(x), 100 * acc["mean"], 100 * acc["low"], 100 * acc["high"]))
+        if not points:
+            absent(ax, f"{model}: nothing checked")
+            continue
+        dodge = (i - (len(models) - 1) / 2) * min(0.08, 0.4 / max(len(models), 1))
+        xs, ys = [p[0] + dodge for p in points], [p[1] for p in points]
+        err = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
+        ax.errorbar(xs, ys, yerr=err, capsize=3, label=model, **style(i))
+    ax.set_xlabel("turn" if measure == "by_turn" else "turns since the instruction was given")
+    ax.set_ylabel("instructions followed, strict (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(title)
+    return finish(fig, ax, path)

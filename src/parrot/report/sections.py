@@ -190,3 +190,84 @@ def bench_section(cfg, key: str, data: dict | None) -> dict:
     )
     blocks.append(figure(f"score_by_turn_{bench}.png", f"{title} score by turn", notes, draw))
     return section(key, title, blocks, data)
+
+
+# ---------------------------------------------------------------- verified benches
+
+
+def _share(acc: dict | None, interval: bool = True) -> str:
+    if not acc or acc.get("mean") is None:
+        return "–"
+    shown = f"{100 * acc['mean']:.1f}%"
+    return f"{shown} [{100 * acc['low']:.0f}, {100 * acc['high']:.0f}]" if interval else shown
+
+
+def verified_section(cfg, key: str, data: dict) -> dict:
+    """Accuracy by turn and retention for every model on a bench a program checks (strict; loose beside)."""
+    bench = key.removeprefix("verified:")
+    title = f"Verified instruction following ({bench})"
+    models = data["models"]
+    names = sorted(models)
+    turns = sorted({int(t) for m in models.values() for t in m["by_turn"]})
+    blocks = [
+        {
+            "p": f"Every instruction active at a turn (IFEval's kinds) checked by a program on the model's answer, "
+            f"{len(data['sources'])} file(s). Share of instructions followed, strict (loose: first/last line and "
+            f"`*` ignored, as IFEval), with a bootstrap 95% interval over conversations ({cfg.n_boot} resamples). "
+            "No judge is involved, so these numbers rank models at any model size."
+        },
+        table(
+            ["model", "instructions (strict)", "instructions (loose)", "turns all followed (strict)", "checked"],
+            [
+                [
+                    n,
+                    _share(models[n]["overall"].get("instruction", {}).get("strict")),
+                    _share(models[n]["overall"].get("instruction", {}).get("loose")),
+                    _share(models[n]["overall"].get("turn", {}).get("strict")),
+                    str((models[n]["overall"].get("instruction", {}).get("strict") or {}).get("items", 0)),
+                ]
+                for n in names
+            ],
+        ),
+        {"p": "By turn (instructions followed, strict [95% interval]; conversations answered at that turn):"},
+        table(
+            ["model", *(f"turn {t}" for t in turns)],
+            [[n, *(_share(models[n]["by_turn"].get(str(t), {}).get("instruction", {}).get("strict")) for t in turns)]
+             for n in names],
+        ),
+    ]
+    distances = sorted({int(d) for m in models.values() for d in m["retention"]})
+    blocks.append(
+        {"p": "Retention: instructions followed by how many turns ago they were given (0: at this turn; strict):"}
+    )
+    blocks.append(
+        table(
+            ["model", *(f"{d} ago" for d in distances)],
+            [[n, *(_share(models[n]["retention"].get(str(d), {}).get("strict")) for d in distances)] for n in names],
+        )
+    )
+    kinds = sorted({k for m in models.values() for k in m["by_kind"]})
+    blocks.append({"p": "By kind of instruction (strict):"})
+    blocks.append(
+        table(
+            ["model", *kinds],
+            [[n, *(_share(models[n]["by_kind"].get(k, {}).get("strict"), False) for k in kinds)] for n in names],
+        )
+    )
+    blocks.append(
+        figure(
+            f"verified_{bench}_by_turn.png",
+            f"{bench}: instructions followed by turn",
+            [],
+            partial(plots.plot_shares, models, "by_turn", title=f"{bench}: instructions followed by turn"),
+        )
+    )
+    blocks.append(
+        figure(
+            f"verified_{bench}_retention.png",
+            f"{bench}: retention",
+            [],
+            partial(plots.plot_shares, models, "retention", title=f"{bench}: followed, by turns since given"),
+        )
+    )
+    return section(key, title, blocks, data)

@@ -7,7 +7,7 @@ Writes into its output directory ``report.md``, a self-contained ``report.html``
 every plot a base64 PNG data URI: it opens from a laptop with no server), ``report.json`` (every
 number), the PNGs and ``report.manifest.json``. Sections, always in this order and always
 present (one with no inputs says it was not run): Data, Simulators, Training, CaPO pairs,
-MT-Bench, MT-Bench++, Comparisons, What the numbers support. Every input is optional.
+MT-Bench, MT-Bench++, Verified instruction following, Comparisons, What the numbers support. Every input is optional.
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ from parrot.core.config import opt
 from parrot.core.outputs import WritesFolder, writes_output
 from parrot.stats.files import PLOTS
 
-#: The files a report directory holds (the plots of a custom bench aside: score_by_turn_<bench>.png).
+#: The files a report directory holds (the plots of a custom bench aside: score_by_turn_<bench>.png,
+#: verified_<bench>_by_turn.png).
 REPORT_FILES = (
     *("report.md", "report.html", "report.json", *(f"data_{name}" for name in PLOTS), "simulators_session_lengths.png"),
     *("training_loss.png", "capo_pairs_by_turn.png", "score_by_turn_mt-bench.png", "score_by_turn_mt-bench-pp.png"),
+    *("verified_verified-mt_by_turn.png", "verified_verified-mt_retention.png"),
 )
 
 _VS = re.compile(r"\s+vs\.?\s+", re.I)
@@ -63,6 +65,9 @@ class ExperimentReportConfig(WritesFolder):
     )
     capo: list[str] = opt(list, "CaPO pair files: counts by strategy and by turn", digest=True)
     judgments: list[str] = opt(list, "eval judge outputs; the bench of each from its manifest", digest=True)
+    verified: list[str] = opt(
+        list, "eval verify outputs (instructions checked by program); the bench of each from its manifest", digest=True
+    )
     compare: list[str] = opt(list, "model pairs to compare, as 'MODEL_A vs MODEL_B': paired bootstrap intervals")
     n_boot: int = opt(2000, "bootstrap resamples per comparison", min=1)
     seed: int = opt(0, "bootstrap and sampling seed", min=0, max=2**32 - 1)
@@ -91,7 +96,7 @@ class ExperimentReportConfig(WritesFolder):
             raise ParrotError(f"n_boot: expected at least 1, found {self.n_boot}")
 
     def check_inputs(self) -> None:
-        paths = [*self.simulators, *self.filtered, *self.capo, *self.judgments, *self.training]
+        paths = [*self.simulators, *self.filtered, *self.capo, *self.judgments, *self.verified, *self.training]
         paths += [p for p in [self.real, *self.asker_models] if p]
         for path in paths:
             if not Path(path).exists():

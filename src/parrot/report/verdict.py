@@ -1,5 +1,6 @@
 """The comparisons' section and what the numbers support: for each comparison and bench, whether a
-difference is supported (its interval excludes 0 and the judge is able to rank), in words."""
+difference is supported (its interval excludes 0 and, on a judged bench, the judge is able to rank;
+a verified bench is checked by a program), in words."""
 
 from __future__ import annotations
 
@@ -8,10 +9,17 @@ from parrot.report.numbers import BENCH_TITLES
 from parrot.report.sections import section, table
 
 
-def _interval(r: dict) -> str:
+def _interval(r: dict, verified: bool = False) -> str:
+    """A difference and its interval: score points, or (``verified``) percentage points of accuracy."""
     if r.get("mean_diff") is None:
         return "–"
+    if verified:
+        return f"{100 * r['mean_diff']:+.1f} pp [{100 * r['low']:+.1f}, {100 * r['high']:+.1f}]"
     return f"{cell(r['mean_diff'], signed=True)} [{r['low']:+.2f}, {r['high']:+.2f}]"
+
+
+def _what(r: dict) -> str:
+    return "conversation" if r.get("verified") else "question"
 
 
 def _questions(n: int) -> str:
@@ -27,18 +35,20 @@ def comparisons_section(cfg, results: list[dict] | None) -> dict:
     for r in results:
         title = BENCH_TITLES.get(r["bench"], r["bench"])
         if r.get("missing"):
-            rows.append([r["comparison"], title, "0", "–", f"no judgments of {', '.join(r['missing'])}"])
+            rows.append([r["comparison"], title, "0", "–", f"no answers of {', '.join(r['missing'])}"])
             continue
         o = r["overall"]
         zero = "excludes 0" if o["excludes_zero"] else "includes 0"
-        rows.append([r["comparison"], title, str(o["n"]), _interval(o), zero])
+        rows.append([r["comparison"], title, f"{o['n']} {_what(r)}s", _interval(o, r.get("verified")), zero])
     blocks = [
         {
-            "p": f"Mean score difference (first model minus second) over the questions both models answered, "
-            f"with a paired bootstrap 95% interval ({cfg.n_boot} resamples of the questions, seed {cfg.seed}); "
-            "a question's score is the mean of its judged turns."
+            "p": f"Judged benches: mean score difference (first model minus second) over the questions both models "
+            "answered; a question's score is the mean of its judged turns. Verified benches: difference in the "
+            "share of instructions followed (strict, percentage points) over the conversations both models "
+            f"answered. Each with a paired bootstrap 95% interval ({cfg.n_boot} resamples of the questions or "
+            f"conversations, seed {cfg.seed})."
         },
-        table(["comparison", "bench", "questions", "difference [95% interval]", "interval"], rows),
+        table(["comparison", "bench", "paired over", "difference [95% interval]", "interval"], rows),
     ]
     turns = sorted({t for r in results for t in r.get("by_turn", {})})
     if turns:
@@ -46,7 +56,7 @@ def comparisons_section(cfg, results: list[dict] | None) -> dict:
             [
                 r["comparison"],
                 BENCH_TITLES.get(r["bench"], r["bench"]),
-                *(_interval(r["by_turn"][t]) if t in r["by_turn"] else "–" for t in turns),
+                *(_interval(r["by_turn"][t], r.get("verified")) if t in r["by_turn"] else "–" for t in turns),
             ]
             for r in results
             if not r.get("missing")
@@ -61,8 +71,17 @@ def _sentence(r: dict, small: dict, flat: dict) -> tuple[str, bool]:
     title = BENCH_TITLES.get(r["bench"], r["bench"])
     a, b = r["a"], r["b"]
     if r.get("missing"):
-        return f"{a} vs {b} on {title}: cannot be compared, no judgments of {', '.join(r['missing'])}.", False
+        return f"{a} vs {b} on {title}: cannot be compared, no answers of {', '.join(r['missing'])}.", False
     o = r["overall"]
+    if r.get("verified"):  # checked by a program: no judge to be too small
+        shown = f"{_interval(o, True)} (95% interval, {o['n']} conversations)"
+        if o["excludes_zero"]:
+            better, worse = (a, b) if o["mean_diff"] > 0 else (b, a)
+            return (
+                f"{a} vs {b} on {title}: **supported**: {better} follows more of its instructions than {worse}: "
+                f"{a} − {b} = {shown}."
+            ), True
+        return f"{a} vs {b} on {title}: **cannot tell**: {a} − {b} = {shown}; the interval includes 0.", False
     shown = (
         f"{cell(o['mean_diff'], signed=True)} (95% interval {o['low']:+.2f} to {o['high']:+.2f}, {_questions(o['n'])})"
     )
@@ -101,7 +120,7 @@ def support_section(cfg, sections: dict) -> dict:
         specs = sorted({j for b in small_benches for j in small[b]})
         where = (
             "so no difference in this report is supported or meaningful, whatever the intervals say"
-            if len(small_benches) == len(judged)
+            if len(small_benches) == len(judged) and not cfg.verified
             else "so no difference on "
             + " or ".join(BENCH_TITLES.get(b, b) for b in small_benches)
             + " is supported or meaningful, whatever the intervals say"
@@ -118,5 +137,5 @@ def support_section(cfg, sections: dict) -> dict:
     elif sentences:
         blocks.append({"p": f"{sum(ok for _, ok in said)} of {len(sentences)} comparison(s) supported by this data."})
         blocks.append({"list": sentences})
-    run = bool(cfg.compare or any(bench_data.values()))
+    run = bool(cfg.compare or any(bench_data.values()) or cfg.verified)
     return section("support", "What the numbers support", blocks if run else [], sentences)
