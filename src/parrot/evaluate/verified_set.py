@@ -423,7 +423,7 @@ def _fields(kwargs: dict, persist: bool) -> dict:
 
 
 def _sentence(text: str) -> str:
-    return text[0].upper() + text[1:] + ("" if text.endswith((".", "?", "!")) else ".")
+    return text[0].upper() + text[1:] + ("" if text.endswith((".", "?", "!", '."')) else ".")
 
 
 def phrase_add(rng: random.Random, iid: str, kwargs: dict, persist: bool, change: bool) -> str:
@@ -441,8 +441,8 @@ def phrase_drop(rng: random.Random, iid: str, kwargs: dict) -> str:
 
 
 # ------------------------------------------------------------------ tasks (written for Parrot)
-# (category, opening with a {} slot, three fillers). The opening uses one filler; "now do the same
-# for ..." follow-ups use another.
+# (category, opening with a {} slot, three fillers). The opening uses one filler; a SAME_FOR
+# follow-up restates it with another.
 TASKS = (
     ("writing", "Write a short welcome note for new members of {}.",
      ("a community choir", "a neighbourhood running club", "a weekend chess circle")),
@@ -580,10 +580,12 @@ FOLLOW_UPS = (
     "Add a brief note on what to avoid.",
     "Rewrite it as advice from an old friend.",
 )
+#: Follow-ups that ask for the same answer to the opening with another filler (the whole opening is
+#: restated, since fillers are noun phrases for some tasks and verb phrases for others).
 SAME_FOR = (
-    "Now do the same for {}.",
-    "Great. Can you do the same thing for {}?",
-    "Let's try that again, but for {} this time.",
+    "Now do the same for this one: {}",
+    "Great. Next, the same kind of answer for this: {}",
+    "Let's do another in the same way. {}",
 )
 YES_NO = (
     "Would you say this works for someone on a tight budget?",
@@ -636,7 +638,7 @@ def _conversation(rng: random.Random, number: int, task: tuple, filler: str, use
         elif t == 1:
             text = opening.format(filler)
         elif t == same_for_turn and others:
-            text = rng.choice(SAME_FOR).format(others.pop(rng.randrange(len(others))))
+            text = rng.choice(SAME_FOR).format(opening.format(others.pop(rng.randrange(len(others)))))
         else:
             text = follow_ups[t - 1]
         # Drops: anything clashing with the exclusive, else now and then.
