@@ -612,7 +612,7 @@ class _Inst:
 
 def _pick_new(rng: random.Random, used: Counter, allowed: list[str]) -> str:
     """An id from ``allowed`` (sorted), favouring the ones used least so far."""
-    weights = [(0.35 if iid == "language:response_language" else 1.0) / (1 + used[iid]) ** 2 for iid in allowed]
+    weights = [(0.08 if iid == "language:response_language" else 1.0) / (1 + used[iid]) ** 2 for iid in allowed]
     return rng.choices(allowed, weights=weights)[0]
 
 
@@ -641,9 +641,10 @@ def _conversation(rng: random.Random, number: int, task: tuple, filler: str, use
             text = rng.choice(SAME_FOR).format(opening.format(others.pop(rng.randrange(len(others)))))
         else:
             text = follow_ups[t - 1]
-        # Drops: anything clashing with the exclusive, else now and then.
+        # Drops: anything clashing with the exclusive, else now and then once it has held two turns.
         for iid in sorted(kept):
-            if (exclusive and (clash(iid, exclusive) or len(kept) > 2)) or rng.random() < 0.18:
+            forced = exclusive and (clash(iid, exclusive) or len(kept) > 2)
+            if forced or (t - kept[iid].since >= 2 and rng.random() < 0.22):
                 notes_drop.append(phrase_drop(rng, iid, kept.pop(iid).kwargs))
         # A change of kwargs.
         changeable = [iid for iid in sorted(kept) if iid not in NO_KWARGS]
