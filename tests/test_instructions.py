@@ -741,7 +741,7 @@ def test_language_detection_is_deterministic_and_cached():
     text = "Ciao, come stai? Oggi fa bel tempo a Roma."
     verdicts = {follows(text, "language:response_language", {"language": "it"}) for _ in range(3)}
     assert verdicts == {True}
-    assert ifv._detect_language.cache_info().hits >= 2
+    assert ifv.text._detect_language.cache_info().hits >= 2
 
 
 # --- sentence counting against the reference's pretrained Punkt model ---
