@@ -40,6 +40,8 @@ Required kwargs: the reference picks a random value when a kwarg is absent (num_
 keywords, ...), which makes an absent kwarg meaningless for checking a given response. IFEval's
 data gives every kwarg of every instruction, so :func:`check_kwargs` requires them all. Keys whose
 value is ``None`` are dropped first (the Hugging Face copy of IFEval fills unused keys with null).
+Values the reference would silently replace by a random one are errors here too: a negative count,
+a letter that is not one of a-z, an ``nth_paragraph`` outside 1..``num_paragraphs``.
 
 Strict and loose: the strict verdict checks the response as it is; an empty or whitespace-only
 response follows nothing. The loose verdict (IFEval's upper bound) passes an instruction if any
@@ -73,6 +75,9 @@ Deviations from the reference, and why:
   text langdetect cannot classify (no letters) passes the language instructions.
 * JSON that nests too deep for Python's parser fails json_format instead of raising.
 
+Layout: this package holds the ids, kwargs, verdicts and the conflict table; ``checks.py`` the 25
+checks; ``text.py`` the word and sentence counts and the (lazy, cached) language detection.
+
 Example:
 
 >>> follows("My answer is yes.", "detectable_format:constrained_response", {})
@@ -85,10 +90,10 @@ True
 
 from __future__ import annotations
 
-import functools
-import json
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+
+from parrot.evaluate.instructions.checks import CHECKS as _CHECKS
+from parrot.evaluate.instructions.text import count_sentences, count_words
 
 __all__ = [
     "CONFLICTS",
@@ -260,319 +265,6 @@ def check_kwargs(instruction_id: str, kwargs: dict | None) -> dict:
     return cleaned
 
 
-# ---------------------------------------------------------------------------------------------
-# counting helpers
-
-_WORD = re.compile(r"\w+")
-
-
-def count_words(text: str) -> int:
-    """Words as IFEval counts them: runs of ``\\w`` characters ("hydro-thermal" is two)."""
-    return len(_WORD.findall(text))
-
-
-_TOKEN = re.compile(r"\S+")
-_CLOSERS = "\"'\u201d\u2019)]}*"
-_OPENERS = "\"'\u201c\u2018([{*"
-_INNER_PUNCT = re.compile(r"[?!)\";}\]*:@'({\[]")
-_NUMBER = re.compile(r"\d[\d,.]*")
-# Abbreviations a period does not end a sentence after, unless a common sentence opener follows.
-_ABBREVIATIONS = frozenset(
-    "mr mrs ms dr prof st jr sr gen col lt sen rep inc ltd co corp vs ave ft jan feb aug sep sept oct nov dec "
-    "u.s u.s.a u.k u.n a.m p.m ph.d d.c n.y".split()
-)
-# Capitalised, these words start a sentence after an abbreviation, an initial or an ellipsis.
-_OPENER_WORDS = frozenset(
-    "the a an it its he she they we i you this that these those there here in on at by to of from with for "
-    "but and or nor so if when while whereas however then thus also as after before my our your his her their "
-    "what why how who where which is are was were do does did can will would should could please note first "
-    "next finally yes no although since though because even both many most some each every all such one "
-    "indeed instead meanwhile moreover nevertheless nonetheless similarly despite according among under yet "
-    "let now today overall still just not".split()
-)
-
-
-def count_sentences(text: str) -> int:
-    """Sentences in ``text``, by our offline rules (see the module docstring: IFEval uses Punkt).
-
-    >>> count_sentences("Dr. Smith came at 5 p.m. on Monday. He was late!")
-    2
-    """
-    tokens = _TOKEN.findall(text)
-    if not tokens:
-        return 0
-    return 1 + sum(_ends_sentence(tok, nxt) for tok, nxt in zip(tokens, tokens[1:]))
-
-
-def _opens(word: str) -> bool:
-    word = word.lstrip(_OPENERS)
-    return word[:1].isupper() and word.rstrip(".,;:!?\"')]}*").lower() in _OPENER_WORDS
-
-
-def _ends_sentence(token: str, following: str) -> bool:
-    core = token.rstrip(_CLOSERS)
-    stop = len(core) - len(core.rstrip(".?!"))
-    if not stop:
-        return False
-    run = core[-stop:]
-    if "?" in run or "!" in run:
-        return True
-    if len(run) > 1:  # an ellipsis: a sentence ends only if a sentence opener follows
-        return _opens(following)
-    word = _INNER_PUNCT.split(core[:-1])[-1].lower()  # "xx}x." ends in the initial "x."
-    if word in _ABBREVIATIONS or word.rsplit("-", 1)[-1] in _ABBREVIATIONS:
-        return _opens(following)
-    if len(word) == 1 and word.isalpha():  # an initial, as in "J. K. Rowling"
-        return _opens(following)
-    if _NUMBER.fullmatch(word):  # "in 2020. then" goes on; "1. First" is a break
-        return not following.lstrip(_OPENERS)[:1].islower()
-    return True
-
-
-# ---------------------------------------------------------------------------------------------
-# language detection (lazy: langdetect loads its profiles on first use)
-
-
-@functools.lru_cache(maxsize=65536)
-def _detect_language(text: str) -> str | None:
-    """langdetect's verdict for ``text``, or None where it cannot tell (no letters)."""
-    detector_factory, exception = _langdetect()
-    try:
-        detector = detector_factory.create()
-        detector.append(text)
-        return detector.detect()
-    except exception:
-        return None
-
-
-@functools.cache
-def _langdetect():
-    import langdetect
-    from langdetect.detector_factory import DetectorFactory, init_factory
-
-    DetectorFactory.seed = 0
-    init_factory()
-    from langdetect import detector_factory
-
-    return detector_factory._factory, langdetect.LangDetectException
-
-
-def _is_language(text: str, language: str) -> bool:
-    found = _detect_language(text)
-    return found is None or found == language
-
-
-# ---------------------------------------------------------------------------------------------
-# the checks: one function per id, (response, cleaned kwargs) -> bool
-
-
-def _compare(count: int, relation: str, threshold: int) -> bool:
-    return count < threshold if relation == "less than" else count >= threshold
-
-
-@functools.lru_cache(maxsize=4096)
-def _literal(text: str, whole_word: bool = False) -> re.Pattern:
-    body = re.escape(text)
-    return re.compile(rf"\b{body}\b" if whole_word else body, re.IGNORECASE)
-
-
-def _existence(r: str, kw: dict) -> bool:
-    return all(_literal(word).search(r) for word in kw["keywords"])
-
-
-def _frequency(r: str, kw: dict) -> bool:
-    return _compare(len(_literal(kw["keyword"]).findall(r)), kw["relation"], kw["frequency"])
-
-
-def _forbidden_words(r: str, kw: dict) -> bool:
-    return not any(_literal(word, True).search(r) for word in kw["forbidden_words"])
-
-
-def _letter_frequency(r: str, kw: dict) -> bool:
-    return _compare(r.lower().count(kw["letter"]), kw["let_relation"], kw["let_frequency"])
-
-
-def _response_language(r: str, kw: dict) -> bool:
-    return _is_language(r, kw["language"])
-
-
-def _number_sentences(r: str, kw: dict) -> bool:
-    return _compare(count_sentences(r), kw["relation"], kw["num_sentences"])
-
-
-_STARS_DIVIDER = re.compile(r"\s?\*\*\*\s?")
-
-
-def _number_paragraphs(r: str, kw: dict) -> bool:
-    parts = _STARS_DIVIDER.split(r)
-    filled = [bool(p.strip()) for p in parts]
-    if not all(filled[1:-1]):  # an empty paragraph between two dividers fails outright
-        return False
-    return sum(filled) == kw["num_paragraphs"]
-
-
-def _number_words(r: str, kw: dict) -> bool:
-    return _compare(count_words(r), kw["relation"], kw["num_words"])
-
-
-_FIRST_WORD_STOP = re.compile(r"[.,?!'\"]")
-
-
-def _nth_paragraph_first_word(r: str, kw: dict) -> bool:
-    parts = r.split("\n\n")
-    paragraphs = sum(1 for p in parts if p.strip())
-    nth = kw["nth_paragraph"]
-    # As in the reference, the n-th piece is taken counting empty pieces too.
-    if nth > paragraphs or not parts[nth - 1].strip():
-        return False
-    word = parts[nth - 1].split()[0].lstrip("'").lstrip('"')
-    word = _FIRST_WORD_STOP.split(word, maxsplit=1)[0].lower()
-    return paragraphs == kw["num_paragraphs"] and word == kw["first_word"]
-
-
-_PLACEHOLDER = re.compile(r"\[.*?\]")
-
-
-def _number_placeholders(r: str, kw: dict) -> bool:
-    return len(_PLACEHOLDER.findall(r)) >= kw["num_placeholders"]
-
-
-_POSTSCRIPT = {"P.P.S": re.compile(r"p\.\s?p\.\s?s"), "P.S.": re.compile(r"p\.\s?s\.")}
-
-
-def _postscript(r: str, kw: dict) -> bool:
-    marker = kw["postscript_marker"]
-    pattern = _POSTSCRIPT.get(marker) or _literal(marker.lower())
-    return pattern.search(r.lower()) is not None
-
-
-_STAR_BULLET = re.compile(r"^\s*\*[^\*].*$", re.MULTILINE)
-_DASH_BULLET = re.compile(r"^\s*-.*$", re.MULTILINE)
-
-
-def _number_bullet_lists(r: str, kw: dict) -> bool:
-    return len(_STAR_BULLET.findall(r)) + len(_DASH_BULLET.findall(r)) == kw["num_bullets"]
-
-
-_CONSTRAINED_OPTIONS = ("My answer is yes.", "My answer is no.", "My answer is maybe.")
-
-
-def _constrained_response(r: str, kw: dict) -> bool:
-    r = r.strip()
-    return any(option in r for option in _CONSTRAINED_OPTIONS)
-
-
-_SINGLE_HIGHLIGHT = re.compile(r"\*[^\n\*]*\*")
-_DOUBLE_HIGHLIGHT = re.compile(r"\*\*[^\n\*]*\*\*")
-
-
-def _number_highlighted_sections(r: str, kw: dict) -> bool:
-    found = sum(1 for h in _SINGLE_HIGHLIGHT.findall(r) if h.strip("*").strip())
-    found += sum(1 for h in _DOUBLE_HIGHLIGHT.findall(r) if h[2:-2].strip())
-    return found >= kw["num_highlights"]
-
-
-@functools.lru_cache(maxsize=256)
-def _section_splitter(word: str) -> re.Pattern:
-    return re.compile(r"\s?" + re.escape(word) + r"\s?\d+\s?")
-
-
-def _multiple_sections(r: str, kw: dict) -> bool:
-    return len(_section_splitter(kw["section_spliter"]).split(r)) - 1 >= kw["num_sections"]
-
-
-def _json_format(r: str, kw: dict) -> bool:
-    text = r.strip()
-    for fence in ("```json", "```Json", "```JSON", "```"):
-        text = text.removeprefix(fence)
-    text = text.removesuffix("```").strip()
-    try:
-        json.loads(text)
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-_TITLE = re.compile(r"<<[^\n]+>>")
-
-
-def _title(r: str, kw: dict) -> bool:
-    return any(t.lstrip("<").rstrip(">").strip() for t in _TITLE.findall(r))
-
-
-def _two_responses(r: str, kw: dict) -> bool:
-    parts = r.split("******")
-    filled = [p for p in parts if p.strip()]
-    if any(not p.strip() for p in parts[1:-1]):
-        return False
-    return len(filled) == 2 and filled[0].strip() != filled[1].strip()
-
-
-def _repeat_prompt(r: str, kw: dict) -> bool:
-    return r.strip().lower().startswith(kw["prompt_to_repeat"].strip().lower())
-
-
-def _end_checker(r: str, kw: dict) -> bool:
-    return r.strip().strip('"').lower().endswith(kw["end_phrase"].lower())
-
-
-@functools.cache
-def _word_tokenizer():
-    from nltk.tokenize.destructive import NLTKWordTokenizer
-
-    return NLTKWordTokenizer()
-
-
-def _capital_word_frequency(r: str, kw: dict) -> bool:
-    tokenize = _word_tokenizer().tokenize
-    capitals = sum(1 for line in r.splitlines() for token in tokenize(line) if token.isupper())
-    return _compare(capitals, kw["capital_relation"], kw["capital_frequency"])
-
-
-def _english_capital(r: str, kw: dict) -> bool:
-    return r.isupper() and _is_language(r, "en")
-
-
-def _english_lowercase(r: str, kw: dict) -> bool:
-    return r.islower() and _is_language(r, "en")
-
-
-def _no_comma(r: str, kw: dict) -> bool:
-    return "," not in r
-
-
-def _quotation(r: str, kw: dict) -> bool:
-    r = r.strip()
-    return len(r) > 1 and r[0] == '"' and r[-1] == '"'
-
-
-_CHECKS: dict[str, Callable[[str, dict], bool]] = {
-    "keywords:existence": _existence,
-    "keywords:frequency": _frequency,
-    "keywords:forbidden_words": _forbidden_words,
-    "keywords:letter_frequency": _letter_frequency,
-    "language:response_language": _response_language,
-    "length_constraints:number_sentences": _number_sentences,
-    "length_constraints:number_paragraphs": _number_paragraphs,
-    "length_constraints:number_words": _number_words,
-    "length_constraints:nth_paragraph_first_word": _nth_paragraph_first_word,
-    "detectable_content:number_placeholders": _number_placeholders,
-    "detectable_content:postscript": _postscript,
-    "detectable_format:number_bullet_lists": _number_bullet_lists,
-    "detectable_format:constrained_response": _constrained_response,
-    "detectable_format:number_highlighted_sections": _number_highlighted_sections,
-    "detectable_format:multiple_sections": _multiple_sections,
-    "detectable_format:json_format": _json_format,
-    "detectable_format:title": _title,
-    "combination:two_responses": _two_responses,
-    "combination:repeat_prompt": _repeat_prompt,
-    "startend:end_checker": _end_checker,
-    "change_case:capital_word_frequency": _capital_word_frequency,
-    "change_case:english_capital": _english_capital,
-    "change_case:english_lowercase": _english_lowercase,
-    "punctuation:no_comma": _no_comma,
-    "startend:quotation": _quotation,
-}
 assert tuple(_CHECKS) == INSTRUCTION_IDS == tuple(KWARGS)
 
 
