@@ -24,7 +24,12 @@ def read(path):
 
 
 IFEVAL = [
-    {"key": 1, "prompt": "Describe tea without commas.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
+    {
+        "key": 1,
+        "prompt": "Describe tea without commas.",
+        "instruction_id_list": ["punctuation:no_comma"],
+        "kwargs": [{}],
+    },
     {
         "key": 2,
         "prompt": "Write about rain in lowercase and end with 'Is there anything else I can help with?'.",
@@ -73,8 +78,10 @@ def test_an_empty_response_follows_nothing_even_an_instruction_it_cannot_break(t
 
 def multi_if_rows():
     def turn(content, ids, kwargs):
-        return json.dumps({"role": "user", "content": content}), json.dumps(ids), json.dumps(
-            [json.dumps(k) for k in kwargs]
+        return (
+            json.dumps({"role": "user", "content": content}),
+            json.dumps(ids),
+            json.dumps([json.dumps(k) for k in kwargs]),
         )
 
     rows = []
@@ -113,7 +120,10 @@ def test_a_multi_if_csv_loads_is_answered_and_scored_by_turn(fault_server, tmp_p
     ]
     answers = tmp_path / "answers.jsonl"
     answer(answer_cfg(fault_server, answers, bench=str(path), model_id="echo"))  # replies "echo: <prompt>"
-    assert [r["choices"][0]["turns"][-1] for r in read(answers)] == ["echo: Shorter <<Owls>>", "echo: Say more about it"]
+    assert [r["choices"][0]["turns"][-1] for r in read(answers)] == [
+        "echo: Shorter <<Owls>>",
+        "echo: Say more about it",
+    ]
     out = tmp_path / "verified.jsonl"
     verify_answers(VerifyConfig(answers=[str(answers)], output=str(out), bench=str(path)))
     verdicts = {(r["key"], r["turn"]): r["strict"]["follow_instruction_list"] for r in read(out)}
@@ -169,8 +179,10 @@ def test_a_response_that_matches_no_item_is_an_error_naming_it(tmp_path):
     bench = write_jsonl(tmp_path / "b.jsonl", IFEVAL)
     responses = write_jsonl(
         tmp_path / "m.jsonl",
-        [{"question_id": 1, "model_id": "a", "choices": [{"turns": ["fine"]}]},
-         {"question_id": 99, "model_id": "a", "choices": [{"turns": ["lost"]}]}],
+        [
+            {"question_id": 1, "model_id": "a", "choices": [{"turns": ["fine"]}]},
+            {"question_id": 99, "model_id": "a", "choices": [{"turns": ["lost"]}]},
+        ],
     )
     out = tmp_path / "v.jsonl"
     with pytest.raises(ParrotError, match=r"m\.jsonl:2: id '99' matches no item of the bench"):

@@ -858,3 +858,55 @@ def test_sentence_count_agrees_with_punkt(row):
 
 def test_sentence_count_agreement_rate():
     assert len(PUNKT_COUNTED) == 25 and len(PUNKT_DISAGREES) == 1
+
+
+LANGUAGE_SAMPLES = [
+    "Bonjour tout le monde, comment ça va aujourd'hui ?",
+    "HOLA AMIGO, ¿QUÉ TAL?",
+    "Привет, как дела? Сегодня хорошая погода.",
+    "你好，世界。今天天气很好。",
+    "こんにちは世界、今日はいい天気ですね。",
+    "안녕하세요, 오늘 날씨가 좋네요.",
+    "مرحبا بالعالم، الطقس جميل اليوم",
+    "Xin chào thế giới, hôm nay trời đẹp.",
+    "Γειά σου κόσμε, τι κάνεις;",
+    "שלום עולם, מה שלומך?",
+    "नमस्ते दुनिया, आप कैसे हैं?",
+    "Hallo Welt, wie geht es dir heute?",
+    "Ciao mondo, come stai oggi? Tutto bene.",
+    "Olá mundo, como você está hoje?",
+    "the QUICK brown FOX jumps over THE lazy dog",
+    "e-mail me at a.b@example.com or see https://example.org/page?x=1 today",
+    "**Bold** and *italic* words, `code`, [links](http://x.y) and 1, 2, 3.",
+    "123 456 !!!",
+    "",
+]
+
+
+def test_the_fast_language_detector_gives_langdetects_verdict_on_every_text():
+    """langid runs langdetect's own algorithm faster: the verdicts must be the same, text for text
+    (the set's messages in English and the samples above in 15 languages and scripts)."""
+    import json
+
+    import langdetect
+    from langdetect.detector_factory import DetectorFactory, init_factory
+
+    from parrot.evaluate.instructions import langid
+    from parrot.evaluate.verified import verified_mt_path
+
+    DetectorFactory.seed = 0
+    init_factory()
+    from langdetect import detector_factory
+
+    def reference(text):
+        detector = detector_factory._factory.create()
+        detector.append(text)
+        try:
+            return detector.detect()
+        except langdetect.LangDetectException:
+            return None
+
+    lines = verified_mt_path().read_text(encoding="utf-8").splitlines()
+    texts = LANGUAGE_SAMPLES + [t for line in lines[:40] for t in json.loads(line)["turns"]]
+    assert [langid.detect(t) for t in texts] == [reference(t) for t in texts]
+    assert {langid.detect(t) for t in LANGUAGE_SAMPLES} >= {"fr", "ru", "ko", "ar", "vi", "el", "he", "hi", "de", "en"}

@@ -8,6 +8,7 @@ differences (percentile bootstrap), seeded, so the same inputs give the same int
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 
 
@@ -64,7 +65,9 @@ def paired_bootstrap(
     }
 
 
-def cluster_bootstrap(cells: dict[str, tuple[int, int]], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> dict:
+def cluster_bootstrap(
+    cells: dict[str, tuple[int, int]], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict:
     """A share over clusters (conversations) and its bootstrap interval: ``cells[c] = (hits, n)``;
     the share is ``sum(hits) / sum(n)``, and the clusters are resampled whole, so instructions of one
     conversation (which go together) are not counted as independent.
@@ -85,9 +88,21 @@ def cluster_bootstrap(cells: dict[str, tuple[int, int]], *, n_boot: int = 2000, 
     out = {"n": len(keys), "items": int(n.sum()), "n_boot": n_boot, "seed": seed, "level": level}
     if not keys or not n.sum():
         return {**out, "mean": None, "low": None, "high": None}
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(keys), size=(n_boot, len(keys)))
-    shares = hits[picks].sum(axis=1) / np.maximum(n[picks].sum(axis=1), 1)
+    times = _resample_counts(len(keys), n_boot, seed)  # how often each cluster is drawn, per resample
+    shares = (times @ hits) / np.maximum(times @ n, 1)
     tail = (1 - level) / 2 * 100
     low, high = (round(float(x), 4) for x in np.percentile(shares, [tail, 100 - tail]))
     return {**out, "mean": round(float(hits.sum() / n.sum()), 4), "low": low, "high": high}
+
+
+@functools.lru_cache(maxsize=64)
+def _resample_counts(k: int, n_boot: int, seed: int):
+    """``n_boot`` resamples of ``k`` clusters with replacement (seeded), as draw counts per cluster:
+    the same for every measure over ``k`` clusters, so it is drawn once."""
+    import numpy as np
+
+    picks = np.random.default_rng(seed).integers(0, k, size=(n_boot, k))
+    times = np.zeros((n_boot, k))
+    np.add.at(times, (np.arange(n_boot)[:, None], picks), 1)
+    times.flags.writeable = False
+    return times

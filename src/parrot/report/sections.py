@@ -232,8 +232,10 @@ def verified_section(cfg, key: str, data: dict) -> dict:
         {"p": "By turn (instructions followed, strict [95% interval]; conversations answered at that turn):"},
         table(
             ["model", *(f"turn {t}" for t in turns)],
-            [[n, *(_share(models[n]["by_turn"].get(str(t), {}).get("instruction", {}).get("strict")) for t in turns)]
-             for n in names],
+            [
+                [n, *(_share(models[n]["by_turn"].get(str(t), {}).get("instruction", {}).get("strict")) for t in turns)]
+                for n in names
+            ],
         ),
     ]
     distances = sorted({int(d) for m in models.values() for d in m["retention"]})

@@ -83,26 +83,11 @@ def _ends_sentence(token: str, following: str) -> bool:
 
 @functools.lru_cache(maxsize=65536)
 def _detect_language(text: str) -> str | None:
-    """langdetect's verdict for ``text``, or None where it cannot tell (no letters)."""
-    detector_factory, exception = _langdetect()
-    try:
-        detector = detector_factory.create()
-        detector.append(text)
-        return detector.detect()
-    except exception:
-        return None
+    """langdetect's verdict for ``text`` (seeded; :mod:`.langid` computes it), or None where it
+    cannot tell (no letters)."""
+    from parrot.evaluate.instructions.langid import detect
 
-
-@functools.cache
-def _langdetect():
-    import langdetect
-    from langdetect.detector_factory import DetectorFactory, init_factory
-
-    DetectorFactory.seed = 0
-    init_factory()
-    from langdetect import detector_factory
-
-    return detector_factory._factory, langdetect.LangDetectException
+    return detect(text)
 
 
 def is_language(text: str, language: str) -> bool:
