@@ -101,7 +101,7 @@ def test_question_file_bench_takes_any_number_of_turns_and_its_own_references(tm
 
 
 def test_unknown_bench_is_an_error():
-    with pytest.raises(ParrotError, match="mt-bench, mt-bench-pp or a question file"):
+    with pytest.raises(ParrotError, match="mt-bench, mt-bench-pp, verified-mt or a question file"):
         load_bench("no-such-bench")
 
 

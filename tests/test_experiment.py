@@ -62,6 +62,11 @@ steps:
   capo: {{dialogues: ["{{parrot}}", "{{sharegpt}}"], generator: "hf:{tiny}", max_tokens: 8,
          similarity_threshold: 1.0}}
   mtbench_base: {{model: "hf:{tiny}"}}
+  # greedy (verified benches' temperature) the tiny random model ends every reply at once: sampled, it answers
+  verified_base: {{model: {{spec: "hf:{tiny}", temperature: 0.7}}}}
+  verified_selfchat: {{model: {{spec: "{{serve}}:{{sft_selfchat}}", temperature: 0.7}}}}
+  verified_parrot: {{model: {{spec: "{{serve}}:{{sft_parrot}}", temperature: 0.7}}}}
+  verified_capo: {{model: {{spec: "{{serve}}:{{capo_dpo}}", temperature: 0.7}}}}
 """
     )
     assert main(["pipeline", "--config", str(config)]) == 0
@@ -79,14 +84,16 @@ steps:
     for bench in ("mtbench", "mtbenchpp"):
         judged = [json.loads(line) for line in (w / f"eval/judge_{bench}.jsonl").read_text().splitlines()]
         assert {j["model"] for j in judged} == {"base", "sft_selfchat", "sft_parrot", "capo_dpo"}
+    verified = [json.loads(line) for line in (w / "eval/verify.jsonl").read_text().splitlines()]
+    assert {v["model"] for v in verified} == {"base", "sft_selfchat", "sft_parrot", "capo_dpo"}
     prompted = json.loads((w / "data/synth_selfchat.jsonl.manifest.json").read_text())["config"]
     assert prompted["asker_mode"] == "prompted"
 
     # every section of the report, naming every arm
     md = (w / "report/report.md").read_text()
     for heading in (
-        "Data", "Simulators", "Training", "CaPO pairs", "MT-Bench", "MT-Bench++", "Comparisons",
-        "What the numbers support",
+        "Data", "Simulators", "Training", "CaPO pairs", "MT-Bench", "MT-Bench++",
+        "Verified instruction following (verified-mt)", "Comparisons", "What the numbers support",
     ):  # fmt: skip
         assert re.search(rf"^#+ {re.escape(heading)}\s*$", md, re.M), heading
     for arm in ("Parrot-Ask", "Self-chat", "base", "sft_selfchat", "sft_parrot", "capo_dpo"):
@@ -100,7 +107,7 @@ steps:
     done = {k for k, v in _statuses(capsys.readouterr().out).items() if v == "done"}
     assert done == {
         "synth_selfchat", "selfchat", "stats", "sft_selfchat", "mtbench_selfchat", "mtbenchpp_selfchat",
-        "judge_mtbench", "judge_mtbenchpp", "report",
+        "verified_selfchat", "judge_mtbench", "judge_mtbenchpp", "verify", "report",
     }  # fmt: skip
     assert stage_config(cfg.step("capo"), cfg).output.exists()
 

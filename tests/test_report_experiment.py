@@ -14,6 +14,8 @@ from golden import assert_golden
 from parrot import ParrotError, cli
 from parrot.core.config import build_config
 from parrot.core.manifest import read_manifest, record_manifest
+from parrot.evaluate.verified import read_bench
+from parrot.evaluate.verify import VerifyConfig, verify_answers
 from parrot.filter.stage import FilterConfig, filter_sessions
 from parrot.report.bootstrap import paired_bootstrap, question_means
 from parrot.report.numbers import judge_too_small, pair_counts
@@ -27,6 +29,7 @@ SECTIONS = [
     "CaPO pairs",
     "MT-Bench",
     "MT-Bench++",
+    "Verified instruction following (verified-mt)",
     "Comparisons",
     "What the numbers support",
 ]
@@ -241,6 +244,21 @@ def experiment(tmp_path_factory):
             "base": {k: s for k, s in base.items() if k[0] in QUESTIONS[:3]},
         },
     )
+    # verified-mt, 20 conversations: sft_parrot and capo_dpo answer "ok" (it follows some
+    # instructions: no commas, few words...), sft_selfchat answers nothing (an empty answer follows none)
+    items = read_bench("verified-mt")[:20]
+    answers = [
+        write_jsonl(
+            tmp / f"verified_{model}.jsonl",
+            [
+                {"question_id": it.key, "model_id": model, "choices": [{"turns": [reply] * len(it.turns)}]}
+                for it in items
+            ],
+        )
+        for model, reply in (("sft_parrot", "ok"), ("capo_dpo", "ok"), ("sft_selfchat", ""))
+    ]
+    verified = tmp / "verify.jsonl"
+    verify_answers(VerifyConfig(answers=[str(a) for a in answers], output=str(verified)))
     out = tmp / "report"
     cfg = build_config(
         ExperimentReportConfig,
@@ -256,6 +274,7 @@ def experiment(tmp_path_factory):
             "training": [ask, chat, dpo],
             "capo": [capo],
             "judgments": [mtb, pp],
+            "verified": [str(verified)],
             "compare": ["sft_parrot vs sft_selfchat", "capo_dpo vs sft_parrot"],
             "n_boot": 300,
         },
@@ -281,7 +300,7 @@ def test_every_section_in_order_with_its_table(experiment):
     assert "| capo | 1 | 2 | 2 | 5 |" in md and "| capo | 2 | 3 |" in md  # by strategy; turns 2 and 3
     assert "| model | overall | turn 1 | turn 2 | judged |" in md  # MT-Bench
     assert "| turn 8 | judged | -1 excluded |" in md  # MT-Bench++
-    assert md.count("| comparison | bench | questions |") == 1
+    assert md.count("| comparison | bench | paired over |") == 1
 
 
 def test_the_numbers_are_in_report_json(experiment):
@@ -316,7 +335,26 @@ def test_the_words_say_what_is_supported_and_that_a_small_judge_ranks_nothing(ex
     assert "sft_parrot vs sft_selfchat on MT-Bench: sft_parrot − sft_selfchat = +1.00" in support
     assert "**not supported**: the judge (`smollm2`) is too small to rank models" in support
     assert "so no difference on MT-Bench is supported or meaningful" in support
-    assert "1 of 4 comparison(s) supported by this data" in support
+    # verified-mt is checked by a program: no judge rule; an empty answer follows nothing
+    assert (
+        "sft_parrot vs sft_selfchat on verified-mt: **supported**: sft_parrot follows more of its instructions"
+        in support
+    )
+    assert "capo_dpo vs sft_parrot on verified-mt: **cannot tell**: capo_dpo − sft_parrot = +0.0 pp" in support
+    assert "2 of 6 comparison(s) supported by this data" in support
+
+
+def test_the_verified_section_shows_accuracy_by_turn_and_retention_for_every_model(experiment):
+    md = experiment["md"].split("## Verified instruction following (verified-mt)")[1].split("## Comparisons")[0]
+    assert "| model | instructions (strict) | instructions (loose) | turns all followed (strict) | checked |" in md
+    for model in ("sft_parrot", "capo_dpo", "sft_selfchat"):
+        assert f"| {model} |" in md
+    assert "| sft_selfchat | 0.0% [0, 0] | 0.0% [0, 0] | 0.0% [0, 0] |" in md
+    assert "| model | turn 1 | turn 2 | turn 3 |" in md and "| model | 0 ago | 1 ago |" in md
+    assert "verified_verified-mt_by_turn.png" in md and "verified_verified-mt_retention.png" in md
+    data = experiment["doc"]["sections"]["verified:verified-mt"]["models"]
+    ok = data["sft_parrot"]["overall"]["instruction"]["strict"]
+    assert ok["n"] == 20 and 0 < ok["low"] <= ok["mean"] <= ok["high"] < 1
 
 
 def test_every_arm_is_in_every_plot_or_named_under_it(experiment):
@@ -345,7 +383,7 @@ def test_the_html_is_self_contained(experiment):
     page = (experiment["out"] / "report.html").read_text()
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//""", page, re.I)
     assert "<script" not in page and "<link" not in page
-    assert page.count('src="data:image/png;base64,') == len(experiment["doc"]["plots"]) == 8
+    assert page.count('src="data:image/png;base64,') == len(experiment["doc"]["plots"]) == 10
     for title in SECTIONS:
         assert f">{title}</h2>" in page
     assert "<strong>supported</strong>" in page

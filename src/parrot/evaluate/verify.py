@@ -81,7 +81,7 @@ class VerifyConfig(WritesOutput):
 def verdicts(items, responses) -> tuple[list[dict], dict]:
     """One record per model, item and answered turn; and the counts."""
     by_key = {it.key: it for it in items}
-    records, counts = [], defaultdict(int)
+    records, counts = [], {"turns": 0, "instructions": 0, "unanswered": 0}
     for resp in responses:
         counts["unanswered"] += sum(1 for it in items if it.key not in resp.turns)
         for key, answers in resp.turns.items():
@@ -113,8 +113,10 @@ def verdicts(items, responses) -> tuple[list[dict], dict]:
 
 
 def _accuracy(cells: dict, n_boot: int) -> dict:
-    """Accuracy from ``{conversation: [hits, n]}``, with its interval over conversations."""
-    return cluster_bootstrap({k: tuple(v) for k, v in cells.items()}, n_boot=n_boot)
+    """Accuracy from ``{conversation: [hits, n]}``, with its 95% interval over conversations (seed 0):
+    ``{mean, low, high, n (conversations), items (instructions or turns)}``."""
+    acc = cluster_bootstrap({k: tuple(v) for k, v in cells.items()}, n_boot=n_boot)
+    return {k: acc[k] for k in ("mean", "low", "high", "n", "items")}
 
 
 def measures(records: list[dict], n_boot: int = 2000) -> dict:
@@ -199,6 +201,8 @@ def verify_answers(cfg: VerifyConfig) -> dict:
     twice = sorted({m for m in names if names.count(m) > 1})
     if twice:
         raise ParrotError(f"model {twice[0]!r} answers in more than one of {', '.join(cfg.answers)}")
+    if not responses:
+        log.warning("no responses in %s: the output holds no verdicts", ", ".join(cfg.answers))
     records, counts = verdicts(items, progress(responses, desc="verify", unit="model"))
     with AtomicWriter(cfg.output) as out:
         for rec in records:

@@ -10,6 +10,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from parrot.core.jsonl import read_jsonl
+from parrot.evaluate.verified import VERIFIED_MT
 from parrot.report.bootstrap import paired_bootstrap, question_means
 from parrot.report.stage import ExperimentReportConfig, parse_comparison
 
@@ -32,8 +33,8 @@ def compute(cfg: ExperimentReportConfig) -> tuple[dict, object]:
     for bench in sorted(set(BENCH_TITLES) | set(benches), key=bench_order):
         sections[f"bench:{bench}"] = bench_numbers(cfg, bench, benches[bench]) if bench in benches else None
     verified = load_verified(cfg)
-    for bench, runs in verified.items():
-        sections[f"verified:{bench}"] = verified_numbers(cfg, runs)
+    for bench in sorted({VERIFIED_MT} | set(verified)):
+        sections[f"verified:{bench}"] = verified_numbers(cfg, verified[bench]) if bench in verified else None
     sections["comparisons"] = (compare(cfg, benches) + compare_verified(cfg, verified)) if cfg.compare else None
     return sections, stats
 

@@ -202,11 +202,15 @@ def _share(acc: dict | None, interval: bool = True) -> str:
     return f"{shown} [{100 * acc['low']:.0f}, {100 * acc['high']:.0f}]" if interval else shown
 
 
-def verified_section(cfg, key: str, data: dict) -> dict:
+def verified_section(cfg, key: str, data: dict | None) -> dict:
     """Accuracy by turn and retention for every model on a bench a program checks (strict; loose beside)."""
     bench = key.removeprefix("verified:")
     title = f"Verified instruction following ({bench})"
+    if data is None:
+        return section(key, title, [], None)
     models = data["models"]
+    if not models:
+        return section(key, title, [{"p": f"No answers to verify in {', '.join(data['sources'])}."}], data)
     names = sorted(models)
     turns = sorted({int(t) for m in models.values() for t in m["by_turn"]})
     blocks = [

@@ -45,7 +45,7 @@ def comparisons_section(cfg, results: list[dict] | None) -> dict:
             "p": f"Judged benches: mean score difference (first model minus second) over the questions both models "
             "answered; a question's score is the mean of its judged turns. Verified benches: difference in the "
             "share of instructions followed (strict, percentage points) over the conversations both models "
-            f"answered. Each with a paired bootstrap 95% interval ({cfg.n_boot} resamples of the questions or "
+            "answered, each conversation's share counting once. Each with a paired bootstrap 95% interval ({cfg.n_boot} resamples of the questions or "
             f"conversations, seed {cfg.seed})."
         },
         table(["comparison", "bench", "paired over", "difference [95% interval]", "interval"], rows),
