@@ -23,7 +23,7 @@ carried forward), sorted by id, each with its kwargs and ``since``, the 1-based 
 it (a change of kwargs re-introduces it). ``persist`` is false for a one-turn instruction. A turn's
 message is its task or follow-up text, then the phrasing of each instruction introduced, changed or
 dropped at that turn. No turn holds two instructions that IFEval's conflict table says conflict
-(``CONFLICTS`` below, plus a few pairs that cannot both be met, ``ALSO_AVOIDED``), nor one id twice.
+(``CONFLICTS``, the verifier's, plus a few pairs that cannot both be met, ``ALSO_AVOIDED``), nor one id twice.
 For ``combination:repeat_prompt``, ``prompt_to_repeat`` is the turn's text before its instructions.
 
 Generation is seeded and deterministic: only ``random.Random(seed)``, sorted iteration, and
@@ -41,102 +41,14 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from parrot.evaluate.instructions import CONFLICTS, INSTRUCTION_IDS
+
 DEFAULT_SEED = 20250611
 DEFAULT_COUNT = 160
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "verified_mt.jsonl"
 
 # ------------------------------------------------------------------ IFEval's ids and conflicts
-_ALL = (
-    "keywords:existence",
-    "keywords:frequency",
-    "keywords:forbidden_words",
-    "keywords:letter_frequency",
-    "language:response_language",
-    "length_constraints:number_sentences",
-    "length_constraints:number_paragraphs",
-    "length_constraints:number_words",
-    "length_constraints:nth_paragraph_first_word",
-    "detectable_content:number_placeholders",
-    "detectable_content:postscript",
-    "detectable_format:number_bullet_lists",
-    "detectable_format:constrained_response",
-    "detectable_format:number_highlighted_sections",
-    "detectable_format:multiple_sections",
-    "detectable_format:json_format",
-    "detectable_format:title",
-    "combination:two_responses",
-    "combination:repeat_prompt",
-    "startend:end_checker",
-    "change_case:capital_word_frequency",
-    "change_case:english_capital",
-    "change_case:english_lowercase",
-    "punctuation:no_comma",
-    "startend:quotation",
-)
-IDS = tuple(sorted(_ALL))
-
-
-def _conflict_table() -> dict[str, frozenset[str]]:
-    """IFEval's INSTRUCTION_CONFLICTS, made symmetric with every id conflicting with itself."""
-    everything = set(IDS)
-    table = {
-        "keywords:existence": set(),
-        "keywords:frequency": set(),
-        "keywords:forbidden_words": set(),
-        "keywords:letter_frequency": set(),
-        "language:response_language": {
-            "detectable_format:multiple_sections",
-            "keywords:existence",
-            "keywords:frequency",
-            "keywords:forbidden_words",
-            "startend:end_checker",
-            "change_case:english_capital",
-            "change_case:english_lowercase",
-        },
-        "length_constraints:number_sentences": set(),
-        "length_constraints:number_paragraphs": {
-            "length_constraints:nth_paragraph_first_word",
-            "length_constraints:number_sentences",
-        },
-        "length_constraints:number_words": set(),
-        "length_constraints:nth_paragraph_first_word": {"length_constraints:number_paragraphs"},
-        "detectable_content:number_placeholders": set(),
-        "detectable_content:postscript": set(),
-        "detectable_format:number_bullet_lists": set(),
-        "detectable_format:constrained_response": set(everything),
-        "detectable_format:number_highlighted_sections": set(),
-        "detectable_format:multiple_sections": {
-            "language:response_language",
-            "detectable_format:number_highlighted_sections",
-        },
-        "detectable_format:json_format": everything - {"keywords:forbidden_words", "keywords:existence"},
-        "detectable_format:title": set(),
-        "combination:two_responses": everything
-        - {
-            "keywords:forbidden_words",
-            "keywords:existence",
-            "language:response_language",
-            "detectable_format:title",
-            "punctuation:no_comma",
-        },
-        "combination:repeat_prompt": everything
-        - {"keywords:existence", "detectable_format:title", "punctuation:no_comma"},
-        "startend:end_checker": set(),
-        "change_case:capital_word_frequency": {"change_case:english_lowercase", "change_case:english_capital"},
-        "change_case:english_capital": set(),
-        "change_case:english_lowercase": {"change_case:english_capital"},
-        "punctuation:no_comma": set(),
-        "startend:quotation": {"detectable_format:title"},
-    }
-    for key in sorted(table):
-        for other in sorted(table[key]):
-            table[other].add(key)
-        table[key].add(key)
-    return {key: frozenset(table[key]) for key in sorted(table)}
-
-
-#: IFEval's conflict table (symmetric).
-CONFLICTS = _conflict_table()
+IDS = tuple(sorted(INSTRUCTION_IDS))
 
 #: Pairs IFEval allows that no answer could meet together here (case-sensitive section markers,
 #: sentence and word counts pulling apart, paragraph layouts of two kinds).
