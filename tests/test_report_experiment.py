@@ -301,6 +301,7 @@ def test_every_section_in_order_with_its_table(experiment):
     assert "| model | overall | turn 1 | turn 2 | judged |" in md  # MT-Bench
     assert "| turn 8 | judged | -1 excluded |" in md  # MT-Bench++
     assert md.count("| comparison | bench | paired over |") == 1
+    assert not re.search(r"\{[a-z_.\[\]'\"]+\}", md)  # no placeholder left unfilled
 
 
 def test_the_numbers_are_in_report_json(experiment):

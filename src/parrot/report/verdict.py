@@ -42,11 +42,11 @@ def comparisons_section(cfg, results: list[dict] | None) -> dict:
         rows.append([r["comparison"], title, f"{o['n']} {_what(r)}s", _interval(o, r.get("verified")), zero])
     blocks = [
         {
-            "p": f"Judged benches: mean score difference (first model minus second) over the questions both models "
+            "p": "Judged benches: mean score difference (first model minus second) over the questions both models "
             "answered; a question's score is the mean of its judged turns. Verified benches: difference in the "
             "share of instructions followed (strict, percentage points) over the conversations both models "
-            "answered, each conversation's share counting once. Each with a paired bootstrap 95% interval ({cfg.n_boot} resamples of the questions or "
-            f"conversations, seed {cfg.seed})."
+            "answered, each conversation's share counting once. Each with a paired bootstrap 95% interval "
+            f"({cfg.n_boot} resamples of the questions or conversations, seed {cfg.seed})."
         },
         table(["comparison", "bench", "paired over", "difference [95% interval]", "interval"], rows),
     ]
@@ -61,7 +61,11 @@ def comparisons_section(cfg, results: list[dict] | None) -> dict:
             for r in results
             if not r.get("missing")
         ]
-        blocks.append({"p": "By turn (difference [95% interval], over the questions judged at that turn):"})
+        blocks.append(
+            {
+                "p": "By turn (difference [95% interval], over the questions judged or conversations answered at that turn):"
+            }
+        )
         blocks.append(table(["comparison", "bench", *(f"turn {t}" for t in turns)], by_turn))
     return section("comparisons", "Comparisons", blocks, results)
 
