@@ -119,9 +119,12 @@ def _accuracy(cells: dict, n_boot: int) -> dict:
     return {k: acc[k] for k in ("mean", "low", "high", "n", "items")}
 
 
-def measures(records: list[dict], n_boot: int = 2000) -> dict:
-    """``{model: {by_turn, retention, by_kind, overall}}``: accuracies with their intervals (over
-    conversations, percentile bootstrap, seeded), strict and loose."""
+MEASURES = ("by_turn", "retention", "by_kind", "overall")
+
+
+def measures(records: list[dict], n_boot: int = 2000, parts: tuple[str, ...] = MEASURES) -> dict:
+    """``{model: {by_turn, retention, by_kind, overall}}`` (those of ``parts``): accuracies with their
+    intervals (over conversations, percentile bootstrap, seeded), strict and loose."""
     out = {}
     for model in sorted({r["model"] for r in records}):
         groups: dict = defaultdict(lambda: defaultdict(lambda: [0, 0]))  # (measure, level, group) -> key -> [hits, n]
@@ -143,12 +146,14 @@ def measures(records: list[dict], n_boot: int = 2000) -> dict:
                 add("overall", level, "instruction", key, followed, len(follow))
                 add("overall", level, "turn", key, whole, 1)
                 for ok, iid, since in zip(follow, r["instruction_id_list"], r["since"]):
-                    add("retention", level, turn - since, key, int(ok), 1)
-                    add("by_kind", level, kind(iid), key, int(ok), 1)
+                    if "retention" in parts:
+                        add("retention", level, turn - since, key, int(ok), 1)
+                    if "by_kind" in parts:
+                        add("by_kind", level, kind(iid), key, int(ok), 1)
         table: dict = defaultdict(lambda: defaultdict(dict))
         for (name, level, group), cells in groups.items():
             table[name][str(group)][level] = _accuracy(cells, n_boot)
-        out[model] = {
+        every = {
             "by_turn": {
                 t: {"instruction": table["turn_instruction"][t], "conversation": table["turn_conversation"][t]}
                 for t in sorted(table["turn_instruction"], key=int)
@@ -157,6 +162,7 @@ def measures(records: list[dict], n_boot: int = 2000) -> dict:
             "by_kind": dict(sorted(table["by_kind"].items())),
             "overall": dict(table["overall"]),
         }
+        out[model] = {part: every[part] for part in parts}
     return out
 
 
@@ -207,7 +213,7 @@ def verify_answers(cfg: VerifyConfig) -> dict:
     with AtomicWriter(cfg.output) as out:
         for rec in records:
             out.write(rec)
-    summary = measures(records, cfg.n_boot)
+    summary = measures(records, cfg.n_boot, parts=("by_turn", "overall"))  # what it prints and records
     counts = {"models": len(responses), "items": len(items), **counts}
     write_manifest(
         cfg,

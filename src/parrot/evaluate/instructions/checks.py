@@ -184,8 +184,9 @@ def _has_capital(chunk: str) -> bool:
     return any(c.isupper() for c in chunk)
 
 
-def capital_words(text: str) -> int:
-    """The all-capital tokens of ``text`` (NLTK's Treebank word tokenizer, line by line).
+def capital_words(text: str, enough: int | None = None) -> int:
+    """The all-capital tokens of ``text`` (NLTK's Treebank word tokenizer, line by line), counted up to
+    ``enough`` when given (a check whose verdict is settled once the count reaches its threshold).
 
     A token never spans whitespace, and a token with a capital followed by a lowercase letter is not
     all capitals, so only the chunks that can give one are tokenized (the rules that look past a
@@ -194,17 +195,19 @@ def capital_words(text: str) -> int:
     >>> capital_words("I'M SURE the USA is big, DON'T you think? ok.")
     6
     """
-    tokenize = word_tokenizer().tokenize
     count = 0
     for line in text.splitlines():
         kept = " ".join(chunk for chunk in line.split() if _has_capital(chunk))
         if kept:
-            count += sum(1 for token in tokenize(kept) if token.isupper())
+            count += sum(1 for token in word_tokenizer().tokenize(kept) if token.isupper())
+            if enough is not None and count >= enough:
+                break
     return count
 
 
 def _capital_word_frequency(r: str, kw: dict) -> bool:
-    return _compare(capital_words(r), kw["capital_relation"], kw["capital_frequency"])
+    count = capital_words(r, enough=kw["capital_frequency"])  # past the threshold the verdict is known
+    return _compare(count, kw["capital_relation"], kw["capital_frequency"])
 
 
 def _english_capital(r: str, kw: dict) -> bool:

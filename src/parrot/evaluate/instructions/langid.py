@@ -124,30 +124,35 @@ def _walk(grams: tuple[str, ...]) -> str | None:
     np, D = m["np"], m["D"]
     if not grams:
         return None
-    vectors, present = m["vectors"], set(grams)
-    for g in present - vectors.keys():
+    vectors, unique = m["vectors"], sorted(set(grams))
+    for g in set(unique) - vectors.keys():
         vectors[g] = np.array(m["probs"][g])
+    index = {g: k for k, g in enumerate(unique)}
+    ids = [index[g] for g in grams]  # random.choice(grams) is grams[_randbelow(len)]: draw that, look up by id
+    rows = [vectors[g] for g in unique]
     n_langs, n = len(m["langs"]), len(grams)
     langprob = np.zeros(n_langs)
     rng = random.Random()
     rng.seed(SEED)
+    draw = rng._randbelow
     for _ in range(7):  # Detector.n_trial
         prob = np.full(n_langs, 1.0 / n_langs)
         alpha = D.ALPHA_DEFAULT + rng.gauss(0.0, 1.0) * D.ALPHA_WIDTH
         weight = alpha / D.BASE_FREQ
-        factors: dict = {}  # weight + p(gram | language), made as the walk meets each gram
-        i = 0
+        factors: list = [None] * len(unique)  # weight + p(gram | language), made as the walk meets each gram
+        i, steps = 0, 1  # langdetect checks for convergence after step 0, then after every 5 steps
         while True:
-            gram = grams[rng._randbelow(n)]  # random.choice(grams)
-            factor = factors.get(gram)
-            if factor is None:
-                factor = factors[gram] = weight + vectors[gram]
-            prob *= factor
-            if i % 5 == 0:
-                prob /= np.cumsum(prob)[-1]  # Python's sum(): left to right
-                if prob.max() > D.CONV_THRESHOLD or i >= D.ITERATION_LIMIT:
-                    break
-            i += 1
+            for _ in range(steps):
+                k = ids[draw(n)]
+                factor = factors[k]
+                if factor is None:
+                    factor = factors[k] = weight + rows[k]
+                prob *= factor
+            prob /= np.cumsum(prob)[-1]  # Python's sum(): left to right
+            if prob.max() > D.CONV_THRESHOLD or i >= D.ITERATION_LIMIT:
+                break
+            steps = 5
+            i += steps
         langprob += prob / 7
     best = int(np.argmax(langprob))  # the first of equals, as langdetect's stable sort keeps it
     return m["langs"][best] if langprob[best] > D.PROB_THRESHOLD else "unknown"
