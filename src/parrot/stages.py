@@ -76,8 +76,8 @@ STAGES: list[Stage] = [
     Stage(JudgeConfig, judge,
           "a judge grades every answered turn 1-10 (FastChat's prompts for MT-Bench; N-turn prompt beyond)"),
     Stage(VerifyConfig, verify_answers,
-          "check each answer's instructions by program (IFEval's 25 kinds), strict and loose: accuracy by turn, "
-          "retention, kind"),
+          "check each answer's instructions by program (IFEval's 25 kinds), strict and loose: accuracy by turn "
+          "(retention and kind: parrot report)"),
     Stage(ReportConfig, report,
           "scores per turn, category and overall; judge runs and models side by side; score-by-turn figure"),
     Stage(ExperimentReportConfig, experiment_report,
