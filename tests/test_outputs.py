@@ -46,6 +46,7 @@ def settings(name: str, tmp_path: Path) -> dict:
         "capo select": {"dialogues": [str(src)], "output": out + ".jsonl"},
         "eval answer": {"output": out + ".jsonl"},
         "eval judge": {"answers": [str(src)], "output": out + ".jsonl"},
+        "eval verify": {"answers": [str(src)], "output": out + ".jsonl"},
         "eval report": {"judgments": [str(src)], "output": out},
         "report": {"output": out},
     }
@@ -80,6 +81,7 @@ CHANGED = {
     "train-dpo": {"max_length": 512},
     "eval answer": {"max_tokens": 64},
     "eval judge": {"bench": "mt-bench-pp"},
+    "eval verify": {"n_boot": 500},
     "eval report": {"bench": "mt-bench-pp"},
     "report": {"n_boot": 500},
 }

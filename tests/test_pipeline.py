@@ -99,7 +99,7 @@ def test_executor_ray_reaches_every_step_that_calls_models_item_by_item_unless_a
         "synth_parrot",
         "synth_selfchat",
         "capo",
-        *(n for n in on if n.startswith(("mtbench_", "mtbenchpp_"))),
+        *(n for n in on if n.startswith(("mtbench_", "mtbenchpp_", "verified_"))),
         "judge_mtbenchpp",
     }
     assert on["judge_mtbench"] == "local" and on["sft_parrot"] is None and on["stats"] is None
@@ -271,12 +271,13 @@ def test_changing_one_arm_reruns_that_arm_and_what_reads_it_and_nothing_else(tmp
     capsys.readouterr()
     assert main(["pipeline", f"workdir={w}"]) == 0
     assert set(_statuses(capsys.readouterr().out).values()) == {"up to date"}
-    # the self-chat arm's filter changes: its data, its model, that model's answers, both judges, the report
+    # the self-chat arm's filter changes: its data, its model, that model's answers, both judges,
+    # the verifier, the report
     assert main(["pipeline", f"workdir={w}", "steps.selfchat.min_turns=3"]) == 0
     done = {k for k, v in _statuses(capsys.readouterr().out).items() if v == "done"}
     assert done == {
-        "selfchat", "stats", "sft_selfchat", "mtbench_selfchat", "mtbenchpp_selfchat",
-        "judge_mtbench", "judge_mtbenchpp", "report",
+        "selfchat", "stats", "sft_selfchat", "mtbench_selfchat", "mtbenchpp_selfchat", "verified_selfchat",
+        "judge_mtbench", "judge_mtbenchpp", "verify", "report",
     }  # fmt: skip
     # a setting another step reads ("{capo_dpo.max_length}") reruns that step too
     assert main(["pipeline", f"workdir={w}", "steps.selfchat.min_turns=3", "steps.capo_dpo.max_length=256"]) == 0

@@ -188,7 +188,14 @@ def test_ctrl_c_stops_a_run_on_gguf_replicas_promptly_and_resume_finishes_it(clu
     argv += ["--in-flight", "3", "--executor", "ray", "--replicas", "1"]
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address, "PARROT_NO_PROGRESS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "parrot", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, "-m", "parrot", *argv],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # Ctrl-C reaches the command as at a terminal, even when the tests themselves were started in
+        # the background (a shell's `&` starts them with SIGINT ignored, and a child inherits that)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines, running = [], threading.Event()
 
