@@ -102,3 +102,15 @@ def test_a_conversation_longer_than_a_slot_loses_its_oldest_turns():
     assert c.ok and c.shortened == {"turns_dropped": c.shortened["turns_dropped"], "chars_cut": 0}
     assert kept + GREEDY.max_tokens <= 512 and c.prompt_tokens == kept
     assert backend.usage.shortened == 1
+
+
+def test_a_banned_text_never_begins_to_be_sampled(llamacpp_server):
+    """``SamplingParams.ban`` becomes llama.cpp's logit bias on the text's first token: greedy
+    SmolLM2 opens its answer with an HTML tag, and with "<" banned it cannot."""
+    prompt = user("Write only the HTML code for a paragraph that says hello. No explanation.")
+    [free] = llamacpp_server.generate([prompt], GREEDY.replace(max_tokens=8))
+    [banned] = llamacpp_server.generate([prompt], GREEDY.replace(max_tokens=8, ban=["<p>"]))
+    assert free.text.startswith("<") and banned.ok and not banned.text.startswith("<")
+    assert llamacpp_server.request_body(prompt, GREEDY.replace(ban=["<|x"]))["logit_bias"] == {
+        str(llamacpp_server.banned_ids(["<"])[0]): -100.0
+    }

@@ -287,3 +287,23 @@ def test_a_long_conversation_loses_its_oldest_turns_and_lowers_max_tokens_to_wha
     assert c.ok and c.shortened["turns_dropped"] > 0 and c.shortened["chars_cut"] == 0
     assert kept + 512 <= 1024  # room for min(max_tokens, context / 2)
     assert c.shortened["max_tokens"] == 1024 - kept  # and max_tokens lowered to what is left
+
+
+def test_a_banned_text_never_begins_to_be_sampled(tmp_path, smollm2_tokenizer_dir):
+    """``SamplingParams.ban``: the first token of the text is kept from being sampled; the model's
+    next choice comes instead (here "Hi", scripted second to "Hello" after the prompt)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    out = build_scripted_model(tmp_path / "m", smollm2_tokenizer_dir, {**SCRIPT, "Hi": "!"}, eos_token="<|endoftext|>")
+    model = LlamaForCausalLM.from_pretrained(out)
+    hi = AutoTokenizer.from_pretrained(out).convert_tokens_to_ids("Hi")
+    with torch.no_grad():
+        model.lm_head.weight[hi, 0] = 0.5  # after "\n" (column 0): "Hello" first, "Hi" second
+    model.save_pretrained(out)
+    with load_backend(f"hf:{out}") as backend:
+        [free, banned] = [
+            backend.generate([PROMPTS[0]], GREEDY.replace(max_tokens=20, ban=ban))[0] for ban in ([], ["Hello!"])
+        ]
+        assert backend.banned_ids(["Hello!", "Hello there"]) == [backend.tokenizer.convert_tokens_to_ids("Hello")]
+    assert free.text == "Hello!" and banned.text == "Hi!"

@@ -41,6 +41,8 @@ def test_sampling_params_are_all_explicit():
         "stop": ["\n"],
         "seed": 1,
     }
+    # a banned text's first token: a logit bias no sampling overcomes (vLLM's SamplingParams.logit_bias)
+    assert sampling_kwargs(SamplingParams(ban=["<|end_of_session|>"]), [44])["logit_bias"] == {44: -100.0}
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

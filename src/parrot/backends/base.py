@@ -39,6 +39,10 @@ Messages = list[dict]
 log = logging.getLogger("parrot.backends")
 
 
+#: The logit bias that bans a token (the OpenAI API's lowest; llama.cpp and vLLM take it too).
+BANNED_BIAS = -100.0
+
+
 @dataclass
 class SamplingParams:
     """Sent explicitly with every request (never left to a server's hidden defaults)."""
@@ -48,9 +52,17 @@ class SamplingParams:
     max_tokens: int = 512
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    #: Texts the model must not begin to write: the first token of each is kept from being sampled
+    #: anywhere in the completion, where the engine can (hf, vllm, gguf: :attr:`Backend.bans`); an
+    #: endpoint that cannot (openai) ignores them, and the caller checks the text it gets.
+    ban: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields, ``ban`` only when it bans something (records and manifests as they always were)."""
+        out = dataclasses.asdict(self)
+        if not out["ban"]:
+            del out["ban"]
+        return out
 
     def replace(self, **changes: Any) -> "SamplingParams":
         return dataclasses.replace(self, **changes)
@@ -210,6 +222,25 @@ class Backend(abc.ABC):
     def micro_batched(self) -> bool:
         """Whether callers send whole batches (hf, vllm: micro-batched here, or by each Ray replica)."""
         return self.config.model_spec.micro_batched
+
+    @property
+    def bans(self) -> bool:
+        """Whether :attr:`SamplingParams.ban` is applied at sampling: an engine whose tokenizer is
+        at hand (hf, vllm, gguf, here or on a Ray replica). An endpoint (openai) ignores it."""
+        return self.config.model_spec.in_process
+
+    def banned_ids(self, texts: list[str]) -> list[int]:
+        """The token each of ``texts`` begins with (what :attr:`SamplingParams.ban` keeps from
+        being sampled), once per text (started model)."""
+        cache = self.__dict__.setdefault("_banned", {})
+        for text in texts:
+            if text not in cache:
+                cache[text] = self.first_token(text)
+        return sorted({cache[t] for t in texts})
+
+    def first_token(self, text: str) -> int:
+        """The id of the first token of ``text`` as the model's tokenizer splits it."""
+        raise NotImplementedError(f"{self.config.spec}: cannot ban tokens at sampling")
 
     async def agenerate(
         self, conversations: list[Messages], params: SamplingParams | list[SamplingParams]

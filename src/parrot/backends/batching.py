@@ -43,7 +43,7 @@ class _Pending:
 def params_key(p: SamplingParams) -> tuple:
     """What must be equal for two requests to share one ``generate`` call. The seed is not: each
     request keeps its own, and the backend draws the batch's randomness from all of them."""
-    return (p.temperature, p.top_p, p.max_tokens, tuple(p.stop))
+    return (p.temperature, p.top_p, p.max_tokens, tuple(p.stop), tuple(p.ban))
 
 
 def batch_seed(params: list[SamplingParams]) -> int | None:

@@ -30,7 +30,7 @@ import urllib.request
 from pathlib import Path
 
 from parrot import ParrotError
-from parrot.backends.base import Backend, BackendConfig, Messages
+from parrot.backends.base import BANNED_BIAS, Backend, BackendConfig, Messages, SamplingParams
 from parrot.backends.cpu import busy_machine_threads
 from parrot.backends.openai_api import OpenAIBackend
 from parrot.backends.spec import parse_spec
@@ -162,6 +162,18 @@ class GGUFBackend(OpenAIBackend):
         prompt = self._post("/apply-template", {"messages": messages})["prompt"]
         body = {"content": prompt, "add_special": False, "parse_special": True}
         return len(self._post("/tokenize", body)["tokens"])
+
+    def first_token(self, text: str) -> int:
+        """The server's own tokenizer (``/tokenize``), the text taken literally."""
+        self.start()
+        return self._post("/tokenize", {"content": text, "add_special": False, "parse_special": False})["tokens"][0]
+
+    def request_body(self, messages: Messages, params: SamplingParams) -> dict:
+        """The openai backend's request, with :attr:`SamplingParams.ban` as llama.cpp's logit bias."""
+        body = super().request_body(messages, params)
+        if params.ban:
+            body["logit_bias"] = {str(t): BANNED_BIAS for t in self.banned_ids(params.ban)}
+        return body
 
     def _post(self, path: str, body: dict) -> dict:
         url = self.base_url.removesuffix("/v1") + path

@@ -151,6 +151,8 @@ class HFBackend(CheckpointBackend):
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        if params.ban:
+            kwargs.update(suppress_tokens=self.banned_ids(params.ban))
         if self.torch_threads:  # OpenMP's thread count belongs to the calling thread: set it here
             torch.set_num_threads(self.torch_threads)
         seed = params.seed if seed is None else seed
@@ -177,6 +179,10 @@ class HFBackend(CheckpointBackend):
 
     def loaded(self) -> bool:
         return self.model is not None
+
+    def first_token(self, text: str) -> int:
+        self.start()
+        return self.tokenizer.encode(text, add_special_tokens=False)[0]
 
     def context(self) -> int | None:
         return self.config.context_length or self.context_positions

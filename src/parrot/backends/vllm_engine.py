@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 
 from parrot import ParrotError
-from parrot.backends.base import BackendConfig, Completion, Messages, SamplingParams
+from parrot.backends.base import BANNED_BIAS, BackendConfig, Completion, Messages, SamplingParams
 from parrot.backends.batching import CheckpointBackend, completion, finish_text
 from parrot.core.tokens import count_tokens
 
@@ -39,8 +39,9 @@ def engine_kwargs(config: BackendConfig, model_path: str) -> dict:
     return kwargs
 
 
-def sampling_kwargs(params: SamplingParams) -> dict:
-    """Arguments of ``vllm.SamplingParams(...)``: every parameter explicit."""
+def sampling_kwargs(params: SamplingParams, banned: list[int] = ()) -> dict:
+    """Arguments of ``vllm.SamplingParams(...)``: every parameter explicit; ``banned`` token ids
+    (:attr:`SamplingParams.ban`'s) get a logit bias that no sampling overcomes."""
     kwargs = {
         "n": 1,
         "temperature": params.temperature,
@@ -50,6 +51,8 @@ def sampling_kwargs(params: SamplingParams) -> dict:
     }
     if params.seed is not None:
         kwargs["seed"] = params.seed
+    if banned:
+        kwargs["logit_bias"] = {int(t): BANNED_BIAS for t in banned}
     return kwargs
 
 
@@ -84,7 +87,9 @@ class VLLMBackend(CheckpointBackend):
 
         self.start()
         outputs = self.llm.chat(
-            conversations, [vllm.SamplingParams(**sampling_kwargs(p)) for p in params], use_tqdm=False
+            conversations,
+            [vllm.SamplingParams(**sampling_kwargs(p, self.banned_ids(p.ban))) for p in params],
+            use_tqdm=False,
         )
         results = []
         for out, p in zip(outputs, params):
@@ -95,6 +100,10 @@ class VLLMBackend(CheckpointBackend):
 
     def loaded(self) -> bool:
         return self.llm is not None
+
+    def first_token(self, text: str) -> int:
+        self.start()
+        return self.llm.get_tokenizer().encode(text, add_special_tokens=False)[0]
 
     def context(self) -> int | None:
         return self.config.context_length or self.llm.llm_engine.model_config.max_model_len

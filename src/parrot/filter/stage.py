@@ -19,15 +19,14 @@ occurrence (``near_duplicate``). Every drop and cut is counted by reason in the 
 in the printed summary.
 
 Role confusion. A user simulator that slips into the assistant's role writes text like an
-answer. Three signs, any one enough:
+answer. Two signs, either enough:
 
-1. it opens the way assistants open (``Sure``, ``Certainly``, ``Of course``, ``Great question``,
-   ``As an AI``, ``I'm sorry, but``, ``Here is``/``Here's``, ``I'd be happy to``...);
-2. it holds assistant boilerplate anywhere (``as an AI language model``, ``I hope this helps``,
-   ``let me know if you have any other questions``, ``feel free to ask``, ``is there anything
-   else I can help``);
-3. it is long (>= 20 words) and most of its n-grams (>= ``max_overlap``) come from the answer
+1. it reads like an answer: an assistant's opening or boilerplate
+   (:func:`parrot.core.questions.reads_like_answer`, the rule ``parrot synthesize`` redraws by);
+2. it is long (>= 20 words) and most of its n-grams (>= ``max_overlap``) come from the answer
    just before it: the simulator restating the assistant.
+
+Words are counted as :func:`parrot.core.questions.words` counts them.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ from parrot.core.jsonl import AtomicWriter
 from parrot.core.log import format_table, progress
 from parrot.core.manifest import read_manifest, write_manifest
 from parrot.core.outputs import ONE_PASS, WritesOutput, writes_output
+from parrot.core.questions import ngrams, overlap, reads_like_answer, words
 
 log = logging.getLogger("parrot.filter")
 
@@ -96,41 +96,6 @@ class FilterConfig(WritesOutput):
 
 # ---------------------------------------------------------------- question checks
 
-# Chinese and Japanese are written without spaces: each of their characters counts as a word
-# (else a whole clause is one "word", and every such question is too short).
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_WORD = re.compile(rf"[{_CJK}]|[^\W{_CJK}]+")
-_ASSISTANT_OPENING = re.compile(
-    r"^\W*(sure\b|certainly\b|of course\b|absolutely[,!.]|great question|good question|as an ai\b|"
-    r"i'?m sorry,? but|i apologi[sz]e|here (is|are)\b|here'?s\b|i'?d be (happy|glad) to|"
-    r"i would be (happy|glad) to|thank you for (your|the) question)",
-    re.I,
-)
-_ASSISTANT_BOILERPLATE = re.compile(
-    r"as an ai language model|i hope (this|that) helps|let me know if you (have|need) any|"
-    r"feel free to ask|is there anything else i can (help|do)",
-    re.I,
-)
-
-
-def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
-def ngrams(ws: list[str], n: int) -> set[tuple]:
-    n = max(1, min(n, len(ws)))
-    return {tuple(ws[i : i + n]) for i in range(len(ws) - n + 1)}
-
-
-def overlap(question: list[str], other: list[str], n: int) -> float:
-    """Share of ``question``'s n-grams that also occur in ``other`` (0..1)."""
-    mine = ngrams(question, n)
-    if not mine or not other:
-        return 0.0
-    k = max(1, min(n, len(question)))
-    theirs = {tuple(other[i : i + k]) for i in range(len(other) - k + 1)}
-    return len(mine & theirs) / len(mine)
-
 
 def load_terms(path: str | None) -> re.Pattern | None:
     """One alternation over the list's terms, on word boundaries; None when the list is empty."""
@@ -168,7 +133,7 @@ class QuestionRules:
         return None
 
     def role_confused(self, question: str, ws: list[str], last_answer: str | None) -> bool:
-        if _ASSISTANT_OPENING.search(question) or _ASSISTANT_BOILERPLATE.search(question):
+        if reads_like_answer(question):
             return True
         return (
             last_answer is not None

@@ -1,6 +1,20 @@
 """One synthesis session and the rules every session follows (:class:`SessionRules`): what its
 next call is and with which seed, what a completion does to it (a message added, a failed call,
-a question that ends it), when it is over, and the record it leaves. The loops
+a question drawn again, a question that ends it), when it is over, and the record it leaves.
+
+Guardrails. The simulator's questions are held to three settings of the run:
+
+- ``min_turns``: its stop marker is not accepted before that many answers. While it is not, the
+  marker's first token is banned at sampling where the engine can (``SamplingParams.ban``: hf,
+  vllm, gguf); an endpoint that cannot ban gets the question drawn again (``early_stop``).
+- ``max_redraws``: a degenerate question (:func:`degenerate_reason`) or an early stop is drawn
+  again, up to that many times at one place of the session, each time with a fresh seed derived
+  from the run seed; only then does the session end, with that reason (an early stop: with
+  ``stop_marker``, the simulator's own end).
+- ``min_question_words`` / ``max_question_words``: the bounds of a question's length.
+
+Each redraw is counted by reason in the session's ``meta.redraws`` and journaled, so a resumed
+run neither repeats a draw nor skips one. The loops
 (:mod:`~parrot.synthesize.loops`) run sessions by these rules; the writer
 (:mod:`~parrot.synthesize.writer`) keeps what they make."""
 
@@ -16,6 +30,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from parrot.backends import Completion, SamplingParams
 from parrot.core.dialogue import answered_turns
+from parrot.core.questions import overlap, reads_like_answer, words
 from parrot.synthesize.roleswap import STOP_MARKER, is_stop, simulator_prompt
 
 if TYPE_CHECKING:
@@ -54,20 +69,46 @@ def normalize(text: str) -> str:
     return _NORM.sub(" ", text.lower()).strip()
 
 
-def degenerate_reason(question: str, messages: list[dict]) -> str | None:
-    """Why ``question`` should end the session, or None: ``empty_question``,
-    ``repeated_question`` (same words as an earlier question), ``echoed_answer`` (the last
-    answer, or a long stretch of it, said back)."""
+#: Word n-grams of a question compared with an earlier question's (``parrot filter``'s default).
+REPEAT_NGRAM, REPEAT_OVERLAP = 3, 0.7
+
+
+def degenerate_reason(question: str, messages: list[dict], bounds: tuple[int, int] = (1, 0)) -> str | None:
+    """Why ``question`` is not a user's next question, or None. The first that holds:
+
+    - ``empty_question``: no word at all;
+    - ``too_short`` / ``too_long``: fewer words than ``bounds[0]``, more than ``bounds[1]`` (0: no bound);
+    - ``repeated_question``: an earlier question again, word for word;
+    - ``echoed_answer``: the last answer, or a long stretch of it, said back;
+    - ``repeated_question`` too: at least 70% of its word 3-grams in one earlier question (what
+      ``parrot filter`` calls repetitive);
+    - ``assistant_like``: it reads like an assistant's reply
+      (:func:`parrot.core.questions.reads_like_answer`).
+
+    >>> msgs = [{"role": "user", "content": "What is x?"}, {"role": "assistant", "content": "x is a letter."}]
+    >>> [degenerate_reason(q, msgs, (2, 50)) for q in ["what is X", "Why?", "Sure! Here is more.", "And y?"]]
+    ['repeated_question', 'too_short', 'assistant_like', None]
+    """
     q = normalize(question)
     if not q:
         return "empty_question"
-    if any(normalize(m["content"]) == q for m in messages if m["role"] == "user"):
+    ws = words(question)
+    if len(ws) < bounds[0]:
+        return "too_short"
+    if bounds[1] and len(ws) > bounds[1]:
+        return "too_long"
+    asked = [m["content"] for m in messages if m["role"] == "user"]
+    if any(normalize(a) == q for a in asked):
         return "repeated_question"
     last = next((m["content"] for m in reversed(messages) if m["role"] == "assistant"), None)
     if last is not None:
         a = normalize(last)
         if q == a or (len(q) >= 40 and q in a):
             return "echoed_answer"
+    if any(overlap(ws, words(a), REPEAT_NGRAM) >= REPEAT_OVERLAP for a in asked):
+        return "repeated_question"
+    if reads_like_answer(question):
+        return "assistant_like"
     return None
 
 
@@ -81,6 +122,8 @@ class Session:
     failed_calls: int = 0  # so far (each tried again, up to step_retries times)
     last_error: str | None = None  # the error of the failed call that ended it
     shortened: dict = dataclasses.field(default_factory=dict)  # role -> calls shortened to fit the context
+    redraws: dict = dataclasses.field(default_factory=dict)  # reason -> questions drawn again, all places
+    drawn_again: int = 0  # questions drawn again at the current place (the next question's)
 
     @property
     def next_role(self) -> str:
@@ -101,7 +144,9 @@ class Call(NamedTuple):
     params: SamplingParams
 
 
-ADDED, FAILED, ENDED = "added", "failed", "ended"  # what a completion did to its session
+#: What a completion did to its session: its message added, a failed call (tried again), a
+#: question to draw again, the session ended.
+ADDED, FAILED, REDRAW, ENDED = "added", "failed", "redraw", "ended"
 
 
 class SessionRules:
@@ -140,14 +185,18 @@ class SessionRules:
             turns = [m for m in s.messages if m["role"] != "system"]
             messages = simulator_prompt(turns, system_prompt=self.asker_system, topic=topic, where=s.id)
         params = self.params[role]
+        if role == "asker" and answered_turns(s.messages) < self.cfg.min_turns:
+            params = params.replace(ban=[STOP_MARKER])  # no stop yet: blocked where the engine can
         retry = (s.failed_calls,) if s.failed_calls else ()  # a call tried again draws anew
-        seed = derive_seed(self.cfg.seed, s.index, len(s.messages), role, params.seed, *retry)
+        redraw = ("redraw", s.drawn_again) if s.drawn_again else ()  # and so does a question drawn again
+        seed = derive_seed(self.cfg.seed, s.index, len(s.messages), role, params.seed, *retry, *redraw)
         return Call(role, messages, params.replace(seed=seed))
 
     def apply(self, s: Session, role: str, c: Completion) -> str:
         """Apply the completion of the session's next call: ``ADDED`` (its message), ``FAILED`` (no
         text, or an empty answer: tried again, up to ``step_retries`` times, before the session
-        ends) or ``ENDED`` (the stop marker, or a degenerate question)."""
+        ends), ``REDRAW`` (a degenerate question or an early stop: drawn again, up to
+        ``max_redraws`` times) or ``ENDED`` (the stop marker; a question still degenerate)."""
         if c.shortened:  # the model saw the session with its oldest turns left out
             note = s.shortened.setdefault(role, {"calls": 0, "max_turns_dropped": 0})
             note["calls"] += 1
@@ -160,11 +209,25 @@ class SessionRules:
                 s.last_error = (c.error or "empty answer") if c.ok else c.error
             return FAILED
         if role == "asker":
-            s.end_reason = "stop_marker" if is_stop(text) else degenerate_reason(text, s.messages)
-            if s.end_reason:
+            reason = self.question_fault(s, text)
+            if reason and s.drawn_again < self.cfg.max_redraws:
+                s.drawn_again += 1
+                s.redraws[reason] = s.redraws.get(reason, 0) + 1
+                return REDRAW
+            if reason or is_stop(text):
+                s.end_reason = "stop_marker" if reason in (None, "early_stop") else reason
                 return ENDED
+        s.drawn_again = 0
         s.messages.append({"role": "user" if role == "asker" else "assistant", "content": text})
         return ADDED
+
+    def question_fault(self, s: Session, text: str) -> str | None:
+        """Why the simulator's ``text`` cannot be the session's next question: ``early_stop`` (its
+        stop marker before ``min_turns`` answers), a :func:`degenerate_reason`; None when it is
+        one, or the stop marker in its time."""
+        if is_stop(text):
+            return "early_stop" if answered_turns(s.messages) < self.cfg.min_turns else None
+        return degenerate_reason(text, s.messages, (self.cfg.min_question_words, self.cfg.max_question_words))
 
     def is_over(self, s: Session) -> bool:
         """Whether the session has ended (``max_turns`` answers end it, and its end reason says so)."""
@@ -192,6 +255,7 @@ class SessionRules:
             "turns": answered_turns(msgs),
             "end_reason": s.end_reason,
             "failed_calls": s.failed_calls,
+            "redraws": dict(sorted(s.redraws.items())),
             **({"shortened": s.shortened} if s.shortened else {}),
             **self.models_meta,
         }

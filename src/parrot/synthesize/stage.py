@@ -3,9 +3,10 @@
 A session starts from a seed: a real first question (``--seeds``, a Dialogue file) or a topic
 (``--topics``, one per line; the simulator then writes the first question). Then, turn after
 turn, the assistant answers and the simulator (the *asker*) asks the next question, until
-``--max-turns`` answers, the simulator's stop marker, or a degenerate question (empty, a repeat
-of an earlier question, an echo of the last answer). Each record is a Dialogue whose ``meta``
-holds the end reason and both models' specs and sampling parameters.
+``--max-turns`` answers, the simulator's stop marker (not accepted before ``--min-turns``
+answers), or a degenerate question still degenerate after ``--max-redraws`` draws (the guardrails:
+:mod:`parrot.synthesize.session`). Each record is a Dialogue whose ``meta`` holds the end reason,
+the redraws by reason and both models' specs and sampling parameters.
 
 Durability. Finished sessions are appended (flush + fsync) to the output; every accepted
 message of a session in flight is appended to ``<out>.inflight.jsonl`` (a journal), so a crash
@@ -79,6 +80,19 @@ class SynthesizeConfig(WritesOutput, Executor):
     )
     num_sessions: int = opt(100, "sessions in the whole run (all shards together)", min=1)
     max_turns: int = opt(10, "maximum assistant answers per session", min=1)
+    min_turns: int = opt(
+        2,
+        "the simulator's stop marker is not accepted before this many answers (banned at sampling "
+        "where the engine can, else drawn again); at or above max_turns, every session runs to max_turns",
+        min=1,
+    )
+    max_redraws: int = opt(
+        3, "a degenerate question or an early stop is drawn again up to this many times before the session ends", min=0
+    )
+    min_question_words: int = opt(2, "a simulator question with fewer words is drawn again (too_short)", min=1)
+    max_question_words: int = opt(
+        300, "a simulator question with more words is drawn again (too_long); 0: no bound", min=0
+    )
     seed: int = opt(0, "run seed: seed choice, sampling seeds and session ids derive from it", min=0, max=2**32 - 1)
     system_prompt: str | None = opt(None, "system message for the assistant (kept as the Dialogue's first message)")
     prompted_prompt: str | None = opt(
@@ -107,6 +121,11 @@ class SynthesizeConfig(WritesOutput, Executor):
         return [Path(self.output), journal_path(self.output)]
 
     def check_inputs(self) -> None:
+        if self.max_question_words and self.max_question_words < self.min_question_words:
+            raise ParrotError(
+                f"max_question_words={self.max_question_words} is below min_question_words="
+                f"{self.min_question_words}: every question would be drawn again"
+            )
         input_files(self)
 
     def manifest_sections(self) -> dict:
@@ -241,6 +260,12 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
                 "batched" if batched else "concurrent",
                 window,
             )
+            if cfg.min_turns > 1 and not asker_backend.bans:
+                log.info(
+                    "%s cannot ban the stop marker at sampling: before %d answers a stop is drawn again",
+                    cfg.asker.spec,
+                    cfg.min_turns,
+                )
             run = run_batched if batched else run_concurrent
             asyncio.run(run(queue, window, rules, writer, models))
         usage = {**{role: m.usage.to_dict() for role, m in models.items()}, "shared_backend": shared}
@@ -271,6 +296,7 @@ def synthesize(cfg: SynthesizeConfig, *, asker=None, assistant=None) -> dict:
         complete=complete,
         usage=usage,
         models=described,
+        guardrails={"stop_banned_at_sampling": asker_backend.bans},
         **cfg.manifest_sections(),
     )
     print_summary(out, counts, timings, len(indices))
@@ -314,6 +340,8 @@ def summarize_output(out: Path, wanted: set[str]) -> tuple[Counter, set[str]]:
         counts["sessions"] += 1
         counts["turns"] += meta.get("turns", 0)
         counts[f"end_reason:{meta.get('end_reason')}"] += 1
+        for reason, n in (meta.get("redraws") or {}).items():
+            counts[f"redraw:{reason}"] += n
     counts.setdefault("sessions", 0)
     return counts, seen
 
@@ -328,7 +356,7 @@ def print_summary(out: Path, counts: Counter, timings: dict, expected: int) -> N
     rows += sorted(
         (k, v)
         for k, v in counts.items()
-        if k.startswith(("end_reason:", "sessions_failed", "call_failed", "calls_shortened"))
+        if k.startswith(("end_reason:", "redraw:", "sessions_failed", "call_failed", "calls_shortened"))
     )
     rows += [
         ("seconds (this run)", timings["seconds"]),

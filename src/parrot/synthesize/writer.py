@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from parrot.backends import Completion
 from parrot.core.jsonl import AppendWriter
-from parrot.synthesize.session import ADDED, FAILED, Session
+from parrot.synthesize.session import ADDED, FAILED, REDRAW, Session
 
 
 class SessionWriter:
@@ -35,6 +35,8 @@ class SessionWriter:
         elif outcome == ADDED:
             self.journal.write({"i": s.index, "n": len(s.messages) - 1, "m": s.messages[-1]})
             self.turns += role == "assistant"
+        elif outcome == REDRAW:  # the session's tally so far, and the draws made at this place
+            self.journal.write({"i": s.index, "n": len(s.messages), "again": s.drawn_again, "redraws": s.redraws})
         self.show_rates()
 
     def add_session(self, s: Session, record: dict | None) -> None:
