@@ -107,7 +107,7 @@ NOTE = (
     "two-sample Kolmogorov-Smirnov statistic (largest gap between the empirical CDFs of turns per "
     "session), tv = total-variation distance between the two turns-per-session distributions; "
     "real lengths capped at the run's max_turns first. role_adherence.share: degenerate simulator "
-    "questions (ended the session as empty/repeat/echo, or fail the filter's too_short/"
+    "questions (ended the session as a degenerate question: empty/repeat/echo/assistant-like/too short/too long, or fail the filter's too_short/"
     "repetitive/role_confused rules) over all questions the simulator wrote. first_questions: "
     "distinct-2 = distinct word bigrams / all bigrams; cosine_distance = mean pairwise cosine "
     "distance of all-MiniLM-L6-v2 embeddings. Degenerate before/after redraws: rejected and redrawn "

@@ -151,3 +151,27 @@ def heldout_callback(sessions: list[HeldOutSession], counts: dict, *, base: bool
             return {"rule": STOP_RULE, "sessions": len(sessions), **counts, "trained": self.trained, "base": self.base}
 
     return HeldOutPass()
+
+
+def stop_scores(sessions: list[list[list[bool]]]) -> dict:
+    """Precision, recall and F1 of "stops here" over every scored turn of ``sessions`` (each a
+    list of ``[stops, real]``): precision = right stops / the simulator's stops (None without
+    any), recall = right stops / the real users' stops (None without any), F1 = 2 tp / (2 tp + fp
+    + fn) (0 when it never stops where a user did; None with no stop on either side).
+
+    >>> stop_scores([[[False, False], [True, True]], [[True, False], [False, True]]])
+    {'precision': 0.5, 'recall': 0.5, 'f1': 0.5, 'turns': 4, 'stops': 2}
+    >>> stop_scores([[[False, False], [False, True]]])["f1"], stop_scores([[[False, False]]])["f1"]
+    (0.0, None)
+    """
+    pairs = [p for s in sessions for p in s]
+    tp = sum(1 for stops, real in pairs if stops and real)
+    fp = sum(1 for stops, real in pairs if stops and not real)
+    fn = sum(1 for stops, real in pairs if real and not stops)
+    return {
+        "precision": tp / (tp + fp) if tp + fp else None,
+        "recall": tp / (tp + fn) if tp + fn else None,
+        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None,
+        "turns": len(pairs),
+        "stops": tp + fn,
+    }
