@@ -135,6 +135,25 @@ def synth_output(path, n, mode, end_reason, turns):
     return str(path)
 
 
+# train-ask's per-session pass over 3 held-out sessions: the trained simulator stops right twice and
+# misses once (precision 1, recall 2/3, F1 0.8), the base never stops (recall 0, F1 0); its loss is
+# 0.7 higher on every session
+HELDOUT = {
+    "rule": "stops when log P(stop marker + end of turn | conversation through the answer) > log(0.5)",
+    "sessions": 3,
+    "turns_shortened": 0,
+    "turns_too_long": 0,
+    "trained": {
+        "loss": {"h1": 1.8, "h2": 2.0, "h3": 1.9},
+        "stops": {"h1": [[False, False], [True, True]], "h2": [[True, True]], "h3": [[False, False], [False, True]]},
+    },
+    "base": {
+        "loss": {"h1": 2.5, "h2": 2.7, "h3": 2.6},
+        "stops": {"h1": [[False, False], [False, True]], "h2": [[False, True]], "h3": [[False, False], [False, True]]},
+    },
+}
+
+
 def training_dir(path, stage, losses, **extra):
     path.mkdir(parents=True)
     (path / "config.json").write_text("{}")
@@ -194,6 +213,7 @@ def experiment(tmp_path_factory):
         {"train_loss": 2.1, "last_logged_loss": 1.8, "steps": 6, "eval_loss": 1.9, "eval_loss_base": 2.6},
         loss_curve=[[1, 2.5], [2, 2.2], [4, 2.0], [6, 1.8]],
         eval_curve=[[0, 2.6], [6, 1.9]],
+        heldout=HELDOUT,
     )
     chat = training_dir(tmp / "models" / "sft_parrot", "train-chat", {"train_loss": 1.5, "steps": 4})
     (tmp / "models" / "sft_parrot" / "checkpoint-4").mkdir()
@@ -293,8 +313,11 @@ def test_every_section_in_order_with_its_table(experiment):
     assert "Not run in this experiment" not in md
     assert "| dataset | sessions |" in md and "| Parrot-Ask |" in md and "| ShareGPT |" in md
     assert "| asker arm | asker mode | sessions |" in md and "| real users |" in md
-    assert "| Parrot-Ask | 1.900 | 2.600 | -0.70 |" in md  # trained simulator vs untrained base
-    assert "| self-chat (only 5 sessions) | prompted | 5 | 0% |" in md
+    assert "| Parrot-Ask | 1.900 | 2.600 | -0.70 | -0.700 [-0.700, -0.700] (3 sessions, too few to read) |" in md
+    assert "| Parrot-Ask | trained simulator | 1.00 [1.00, 1.00] | 0.67 [" in md  # termination
+    assert "| Parrot-Ask | untrained base | – | 0.00 [0.00, 0.00] | 0.00 [0.00, 0.00] | 5 (3) | 3 (too few" in md
+    assert "| asker arm | questions drawn | degenerate before redraws |" in md
+    assert "| self-chat (only 5 sessions) | prompted | 5 | 0% [0, 0] |" in md
     assert "| ask | train-ask | 6 |" in md and "| sft_parrot | train-chat |" in md and "| capo_dpo | train-dpo |" in md
     assert "| pair file | hallucinate | ignore | misunderstand | total |" in md
     assert "| capo | 1 | 2 | 2 | 5 |" in md and "| capo | 2 | 3 |" in md  # by strategy; turns 2 and 3
@@ -309,7 +332,21 @@ def test_the_numbers_are_in_report_json(experiment):
     assert all(doc["run"].values()) and doc["sections"]["capo"]["files"][0]["by_turn"] == {"2": 2, "3": 3}
     arms = doc["sections"]["simulators"]["arms"]
     assert arms[0]["measures"]["self_ended"] == 1.0 and arms[1]["measures"]["too_few"]
-    assert arms[0]["heldout_loss"] == {"trained": 1.9, "base": 2.6, "difference": pytest.approx(-0.7)}
+    held = arms[0]["heldout_loss"]
+    assert {k: held[k] for k in ("trained", "base", "difference")} == {
+        "trained": 1.9,
+        "base": 2.6,
+        "difference": pytest.approx(-0.7),
+    }
+    assert held["per_session"]["mean_diff"] == -0.7 == held["per_session"]["low"] == held["per_session"]["high"]
+    trained, base = held["termination"]["trained"], held["termination"]["base"]
+    assert (trained["precision"]["value"], trained["recall"]["value"]) == (1.0, pytest.approx(2 / 3))
+    assert trained["f1"]["value"] == pytest.approx(0.8) and trained["f1"]["n"] == 3 == trained["sessions"]
+    assert trained["f1"]["low"] <= 0.8 <= trained["f1"]["high"] and (trained["turns"], trained["stops"]) == (5, 3)
+    assert base["precision"]["value"] is None and base["f1"] == {**base["f1"], "value": 0.0, "low": 0.0, "high": 0.0}
+    assert arms[1]["heldout_loss"] is None
+    ci = arms[0]["measures"]["intervals"]
+    assert ci["self_ended"]["value"] == 1.0 and ci["self_ended"]["n_boot"] == 300
     curves = {m["name"]: m["loss_curve"] for m in doc["sections"]["training"]["models"]}
     assert curves == {
         "ask": [[1, 2.5], [2, 2.2], [4, 2.0], [6, 1.8]],

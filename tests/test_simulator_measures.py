@@ -125,3 +125,88 @@ def test_distances_on_known_samples():
     same = Counter({2: 3, 4: 1})
     assert ks_statistic(same, Counter({2: 6, 4: 2})) == 0.0 == total_variation(same, Counter({2: 6, 4: 2}))
     assert ks_statistic(Counter(), same) is None
+
+
+# ---------------------------------------------------------------- intervals, redraws: a hand-written run
+
+
+def session(i, questions, end_reason, redraws=None):
+    msgs = []
+    for q in questions:
+        msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": "An answer."}]
+    meta = {"end_reason": end_reason, "seed": {"kind": "topic"}}
+    if redraws is not None:
+        meta["redraws"] = redraws
+    return {"id": f"s{i}", "messages": msgs, "meta": meta}
+
+
+def write_sessions(path, sessions):
+    path.write_text("".join(json.dumps(s) + "\n" for s in sessions))
+    return str(path)
+
+
+HAND = [  # topic-seeded: the simulator wrote every question, the first included
+    session(1, ["How do I sort a list", "Can you sort it in reverse"], "stop_marker", {"too_short": 1}),
+    session(2, ["What is a monad exactly"], "repeated_question", {"echoed_answer": 2}),
+    session(3, ["Plan a trip to Rome", "ok", "What about the food there"], "max_turns"),  # "ok": too_short
+    session(4, ["How do I sort a dict", "And by value please"], "stop_marker", {}),
+]
+
+
+def test_the_measures_of_a_hand_written_run_and_their_intervals(tmp_path):
+    out = write_sessions(tmp_path / "synth.jsonl", HAND)
+    real = write_real(tmp_path / "real.jsonl", [1, 1, 2, 4])
+    m = simulator_measures(out, str(real), embed_model="none", seed=3, n_boot=500)
+    ci = m["intervals"]
+    # self-ended: s1 and s4 of 4 sessions
+    assert m["self_ended"] == 0.5 == ci["self_ended"]["value"] and ci["self_ended"]["n"] == 4
+    # turns 2, 1, 3, 2: mean 2
+    assert ci["turns_mean"]["value"] == 2.0 == m["turns"]["mean"]
+    # simulator {1: .25, 2: .5, 3: .25}, real {1: .5, 2: .25, 4: .25}; CDFs at 1..4:
+    # .25 .75 1 1 against .5 .75 .75 1: KS .25; TV (.25 + .25 + .25 + .25) / 2 = .5
+    assert m["turns_distance"]["ks"] == 0.25 == ci["ks"]["value"] and ci["ks"]["sizes"] == [4, 4]
+    assert m["turns_distance"]["tv"] == 0.5 == ci["tv"]["value"]
+    ra = m["role_adherence"]
+    # kept questions 2 + (1 + the repeat that ended s2) + 3 + 2 = 9; degenerate: the repeat and "ok"
+    assert ra["questions"] == 9 and ra["by_reason"] == {"repeated_question": 1, "too_short": 1}
+    assert ra["share"] == 2 / 9 == ra["degenerate_after"]["value"]
+    # drawn: 9 + 3 redraws = 12; before redraws: 2 + 3 degenerate of 12
+    assert ra["drawn"] == 12 and ra["redraws"] == {"echoed_answer": 2, "too_short": 1}
+    assert ra["degenerate_before"]["value"] == 5 / 12 and ra["degenerate_before"]["n"] == 4
+    # first-question bigrams: 5 + 4 + 4 + 5 = 18, of which how-do, do-i, i-sort, sort-a twice: 14 distinct
+    assert m["first_questions"]["distinct_2"] == 14 / 18 == ci["distinct_2"]["value"] and ci["distinct_2"]["n"] == 4
+    shares = [ci["self_ended"], ci["turns_mean"], ci["distinct_2"], ra["degenerate_before"], ra["degenerate_after"]]
+    for c in shares:
+        assert c["low"] <= c["value"] <= c["high"] and c["n_boot"] == 500
+    for c in (ci["ks"], ci["tv"]):  # a distance resampled is biased upward: only its range is sure
+        assert 0.0 <= c["low"] <= c["high"] <= 1.0
+    again = simulator_measures(out, str(real), embed_model="none", seed=3, n_boot=500)
+    assert again["intervals"] == ci and again["role_adherence"] == ra  # the same seed, the same intervals
+    other = simulator_measures(out, str(real), embed_model="none", seed=4, n_boot=500)
+    assert other["intervals"] != ci
+    json.dumps(m)
+
+
+def test_identical_sessions_give_intervals_of_width_zero(tmp_path):
+    same = [session(i, ["How do I sort a list", "Can you sort it in reverse"], "stop_marker") for i in range(5)]
+    out = write_sessions(tmp_path / "synth.jsonl", same)
+    real = write_real(tmp_path / "real.jsonl", [2, 2, 2])
+    m = simulator_measures(out, str(real), embed_model="none", n_boot=200)
+    ci, ra = m["intervals"], m["role_adherence"]
+    assert (ci["self_ended"]["low"], ci["self_ended"]["high"]) == (1.0, 1.0)
+    assert (ci["turns_mean"]["low"], ci["turns_mean"]["high"]) == (2.0, 2.0)
+    assert (ci["ks"]["value"], ci["ks"]["low"], ci["ks"]["high"]) == (0.0, 0.0, 0.0)
+    assert (ci["tv"]["low"], ci["tv"]["high"]) == (0.0, 0.0)
+    assert ci["distinct_2"]["low"] == ci["distinct_2"]["high"] == ci["distinct_2"]["value"] == 0.2
+    # no meta.redraws (an older file): nothing redrawn, so before == after == 0
+    assert ra["redraws"] == {} and ra["drawn"] == ra["questions"] == 10
+    assert ra["degenerate_before"] == ra["degenerate_after"] and ra["degenerate_after"]["high"] == 0.0
+
+
+def test_redraws_counted_in_the_manifest_are_reported_beside(tmp_path):
+    out = write_sessions(tmp_path / "synth.jsonl", HAND)
+    manifest = {"stage": "synthesize", "counts": {"redraw:too_short": 4, "redraw:echoed_answer": 2, "sessions": 4}}
+    (tmp_path / "synth.jsonl.manifest.json").write_text(json.dumps(manifest))
+    m = simulator_measures(out, str(write_real(tmp_path / "real.jsonl", [2])), embed_model="none", n_boot=50)
+    assert m["role_adherence"]["redraws_run"] == {"echoed_answer": 2, "too_short": 4}
+    assert m["role_adherence"]["redraws"] == {"echoed_answer": 2, "too_short": 1}  # the written sessions'

@@ -216,7 +216,12 @@ def test_human_likeness_auc_separates_templated_questions(embedder):
     fake = [f"Could you please provide a comprehensive overview of {s}?" for s in subjects for _ in range(3)]
     real_x = question_features(real, embedder.encode(real))
     fake_x = question_features(fake, embedder.encode(fake))
-    assert two_sample_auc(fake_x, real_x)["auc"] > 0.9
+    apart = two_sample_auc(fake_x, real_x, n_boot=200)
+    assert apart["auc"] > 0.9
+    # the pooled out-of-fold AUC with its interval over questions (each class resampled), seeded
+    ci = apart["auc_ci"]
+    assert ci["value"] > 0.9 and ci["low"] <= ci["value"] <= ci["high"] <= 1.0 and ci["n"] == apart["n_per_class"]
+    assert two_sample_auc(fake_x, real_x, n_boot=200)["auc_ci"] == ci
     shuffled = real_x[np.random.default_rng(0).permutation(len(real_x))]
     same = two_sample_auc(shuffled[: len(real) // 2], shuffled[len(real) // 2 :])["auc"]
     assert same < 0.75

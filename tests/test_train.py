@@ -517,6 +517,14 @@ def test_train_ask_records_its_loss_curve_and_the_untrained_models_heldout_loss(
     assert isinstance(base, float) and isinstance(trained, float) and base != trained
     assert m["eval_curve"] == [[0, base], [3, trained]]  # before any step, and after the last
     assert m["counts"]["eval"]["sessions_read"] == 2  # eval_limit: both passes on the same 2 sessions
+    # per held-out session, trained and untrained: the loss and a stop decision after each answer
+    held = m["heldout"]
+    assert held["sessions"] == 2 and held["turns_too_long"] == 0 and "log(0.5)" in held["rule"]
+    assert held["turns_shortened"] > 0  # the simulator's prompt and two turns pass max_length=260: shortened
+    for model in ("trained", "base"):
+        assert set(held[model]["loss"]) == {"d20", "d21"} and all(v > 0 for v in held[model]["loss"].values())
+        assert [[real for _, real in turns] for turns in held[model]["stops"].values()] == [[False, True]] * 2
+    assert held["trained"]["loss"] != held["base"]["loss"]
 
     # Resumed from a checkpoint, the recorded value is reused, not measured on the checkpoint's weights.
     state_file = out / "checkpoint-3" / "trainer_state.json"
@@ -527,12 +535,47 @@ def test_train_ask_records_its_loss_curve_and_the_untrained_models_heldout_loss(
     assert main([*args, "max_steps=4", "resume_from_checkpoint=true", "--resume", "--force"]) == 0
     m = read_manifest(out)
     assert m["losses"]["eval_loss_base"] == 123.0 and m["losses"]["steps"] == 4
+    assert m["heldout"]["base"] == held["base"]  # the starting model's pass, reused from the checkpoint too
     assert [s for s, _ in m["loss_curve"]] == [1, 2, 3, 4]
 
     # --no-eval-base: one evaluation, after training
     assert main([*args, "max_steps=3", "--no-eval-base", "--overwrite"]) == 0
     m = read_manifest(out)
     assert "eval_loss_base" not in m["losses"] and m["eval_curve"] == [[3, m["losses"]["eval_loss"]]]
+    assert m["heldout"]["base"] is None and m["heldout"]["trained"]["loss"]
+
+
+def test_the_stop_decision_is_the_stop_completions_probability_against_one_half(tiny_model_dir, tmp_path):
+    import torch
+
+    from parrot.core.tokens import load_tokenizer
+    from parrot.train.heldout import heldout_sessions, measure
+    from parrot.train.sft import ask_view
+
+    class Oracle(torch.nn.Module):
+        """Puts all its probability on the token that comes next: every completion is certain."""
+
+        def __init__(self, vocab):
+            super().__init__()
+            self.vocab, self.w = vocab, torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids):
+            nxt = torch.cat([input_ids[:, 1:], input_ids[:, -1:]], dim=1)
+            logits = torch.nn.functional.one_hot(nxt, self.vocab).float() * 100
+            return type("Out", (), {"logits": logits})
+
+    tok = load_tokenizer(tiny_model_dir, chat_template=True)
+    path = write_jsonl(tmp_path / "dev.jsonl", [dialogue(1, 3), dialogue(2, 1)])
+    sessions, counts = heldout_sessions(str(path), tok, ask_view(), ask_view(add_stop=True), 4096)
+    assert counts == {"turns_shortened": 0, "turns_too_long": 0} and [len(s.turns) for s in sessions] == [3, 1]
+    got = measure(Oracle(len(tok)), sessions)
+    # certain of the stop marker after every answer: it stops at each turn; the real user only after the last
+    assert got["stops"] == {"d1": [[True, False], [True, False], [True, True]], "d2": [[True, True]]}
+    assert all(v < 1e-3 for v in got["loss"].values())  # and certain of every real question
+    _, counts = heldout_sessions(str(path), tok, ask_view(), ask_view(add_stop=True), 280)
+    assert counts["turns_shortened"] > 0  # prefixes over max_length lose their oldest turns first
+    _, counts = heldout_sessions(str(path), tok, ask_view(), ask_view(add_stop=True), 20)
+    assert counts["turns_too_long"] == 4  # not even the last answer fits: not scored
 
 
 # ---------------------------------------------------------------- finished work kept, no litter left

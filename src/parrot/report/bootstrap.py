@@ -1,4 +1,5 @@
-"""Bootstrap intervals: a score difference between two models, paired over questions; a share over clusters.
+"""Bootstrap intervals: a score difference between two models, paired over questions; a share over clusters;
+any statistic of one or two samples (:func:`bootstrap_cell`).
 
 Each question counts once: its score for a model is the mean of that model's scored judgments of
 the question (every turn, every judge run). The questions both models have are resampled with
@@ -106,3 +107,52 @@ def _resample_counts(k: int, n_boot: int, seed: int):
     np.add.at(times, (np.arange(n_boot)[:, None], picks), 1)
     times.flags.writeable = False
     return times
+
+
+def share_cell(cells: list[tuple[float, float]], *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """A ratio over clusters as an interval cell: ``cells[i] = (hits, n)`` of cluster ``i`` (a
+    session), ``value = sum(hits) / sum(n)`` and the :func:`cluster_bootstrap` interval, clusters
+    resampled whole. With ``n = 1`` everywhere it is a mean over clusters (turns per session).
+
+    >>> c = share_cell([(1, 1), (0, 1), (1, 1), (1, 1)])
+    >>> c["value"], c["n"], c["low"] <= c["value"] <= c["high"]
+    (0.75, 4, True)
+    >>> share_cell([(3, 1), (3, 1)])["low"], share_cell([])["value"]
+    (3.0, None)
+    """
+    r = cluster_bootstrap({i: c for i, c in enumerate(cells)}, n_boot=n_boot, seed=seed, level=level)
+    total = sum(n for _, n in cells)
+    value = sum(h for h, _ in cells) / total if total else None
+    return {"value": value, "low": r["low"], "high": r["high"], "n": len(cells), "n_boot": n_boot, "level": level}
+
+
+def bootstrap_cell(statistic, *samples: list, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """``statistic(*samples)`` as an interval cell: ``{"value", "low", "high", "n"}``, the interval the
+    middle ``level`` of the statistic over ``n_boot`` resamples (percentile bootstrap, seeded), each
+    sample resampled with replacement on its own (two samples: the simulator's sessions and the
+    real ones, independently). ``n`` is the size of the first sample (``sizes``: of each). Resamples
+    where the statistic is None are left out; no interval when the statistic is None.
+
+    >>> c = bootstrap_cell(lambda xs: max(xs), [1, 1, 1])
+    >>> c["value"], c["low"], c["high"], c["n"]
+    (1, 1.0, 1.0, 3)
+    >>> c = bootstrap_cell(lambda a, b: sum(a) / len(a) - sum(b) / len(b), [1, 2, 3], [0, 1])
+    >>> c["value"], c["sizes"], c["low"] <= c["value"] <= c["high"]
+    (1.5, [3, 2], True)
+    """
+    import numpy as np
+
+    value = statistic(*samples)
+    out = {"value": value, "low": None, "high": None, "n": len(samples[0]), "n_boot": n_boot, "level": level}
+    if len(samples) > 1:
+        out["sizes"] = [len(s) for s in samples]
+    if value is None or not all(len(s) for s in samples):
+        return out
+    rng = np.random.default_rng(seed)
+    drawn = [rng.integers(0, len(s), size=(n_boot, len(s))) for s in samples]
+    values = [statistic(*([s[i] for i in d[b]] for s, d in zip(samples, drawn))) for b in range(n_boot)]
+    values = [v for v in values if v is not None]
+    if values:
+        tail = (1 - level) / 2 * 100
+        out["low"], out["high"] = (round(float(x), 4) for x in np.percentile(values, [tail, 100 - tail]))
+    return out

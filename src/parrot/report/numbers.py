@@ -11,7 +11,7 @@ from pathlib import Path
 
 from parrot.core.jsonl import read_jsonl
 from parrot.evaluate.verified import VERIFIED_MT
-from parrot.report.bootstrap import paired_bootstrap, question_means
+from parrot.report.bootstrap import bootstrap_cell, paired_bootstrap, question_means
 from parrot.report.stage import ExperimentReportConfig, parse_comparison
 
 BENCH_TITLES = {"mt-bench": "MT-Bench", "mt-bench-pp": "MT-Bench++"}
@@ -53,21 +53,50 @@ def simulators(cfg: ExperimentReportConfig) -> dict | None:
     arms = []
     for name, path, filt, asker in zip(names, cfg.simulators, filtered, askers):
         embed = None if cfg.embeddings else "none"
-        m = simulator_measures(path, cfg.real, filtered=filt, seed=cfg.seed, embed_model=embed, real_counts=real_counts)
+        m = simulator_measures(
+            path, cfg.real, filtered=filt, seed=cfg.seed, embed_model=embed, real_counts=real_counts, n_boot=cfg.n_boot
+        )
         arm = {"name": name, "sessions_file": path, "filtered": filt, "asker_model": asker, "measures": m}
-        arms.append({**arm, "heldout_loss": heldout(asker)})
-    return {"arms": arms, "real": cfg.real}
+        arms.append({**arm, "heldout_loss": heldout(asker, n_boot=cfg.n_boot, seed=cfg.seed)})
+    return {"arms": arms, "real": cfg.real, "n_boot": cfg.n_boot, "seed": cfg.seed}
 
 
-def heldout(asker: str | None) -> dict | None:
-    """The trained simulator's held-out loss and the untrained base model's, from its train-ask run."""
+def heldout(asker: str | None, *, n_boot: int = 1000, seed: int = 0) -> dict | None:
+    """The trained simulator's held-out loss and the untrained base model's, from its train-ask run;
+    with its per-session pass (:mod:`parrot.train.heldout`), ``per_session``: the mean over held-out
+    sessions of (trained - base) per-session loss, paired bootstrap interval over sessions, and
+    ``termination``: precision, recall and F1 of "stops here", trained and base, each an interval
+    cell over held-out sessions."""
     if not asker:
         return None
     from parrot.train.trainer import train_run
 
     run = train_run(asker)
     trained, base = run.eval_loss, run.eval_loss_base
-    return {"trained": trained, "base": base, "difference": trained - base if None not in (trained, base) else None}
+    out = {"trained": trained, "base": base, "difference": trained - base if None not in (trained, base) else None}
+    held = run.heldout or {}
+    passes = {m: held[m] for m in ("trained", "base") if held.get(m)}
+    if len(passes) == 2:
+        a, b = passes["trained"].get("loss") or {}, passes["base"].get("loss") or {}
+        out["per_session"] = paired_bootstrap(a, b, n_boot=n_boot, seed=seed)
+    if passes:
+        out["termination"] = {m: termination(p.get("stops") or {}, n_boot, seed) for m, p in passes.items()}
+        out["rule"] = held.get("rule")
+    return out
+
+
+def termination(stops: dict, n_boot: int, seed: int) -> dict:
+    """Precision, recall and F1 of a model's stop decisions (:func:`parrot.train.heldout.stop_scores`),
+    each ``{"value", "low", "high", "n"}`` with held-out sessions resampled; ``turns``, ``stops``."""
+    from parrot.train.heldout import stop_scores
+
+    sessions = [stops[k] for k in sorted(stops)]
+    scores = stop_scores(sessions)
+    cells = {
+        k: bootstrap_cell(lambda ss, k=k: stop_scores(ss)[k], sessions, n_boot=n_boot, seed=seed)
+        for k in ("precision", "recall", "f1")
+    }
+    return {**cells, "turns": scores["turns"], "stops": scores["stops"], "sessions": len(sessions)}
 
 
 def training(cfg: ExperimentReportConfig) -> dict | None:

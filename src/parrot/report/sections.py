@@ -49,18 +49,37 @@ SIMULATOR_HEADERS = (
 ).split("|")
 
 
+def interval(c: dict | None, digits: int = 2, *, share: bool = False, signed: bool = False) -> str:
+    """An interval cell (``{"value", "low", "high"}``) as the tables show it: the value and its 95%
+    interval in brackets (a share in percent, as the verified sections show theirs).
+
+    >>> interval({"value": 0.42, "low": 0.3, "high": 0.55}), interval({"value": 0.5, "low": 0.25, "high": 0.75}, share=True)
+    ('0.42 [0.30, 0.55]', '50% [25, 75]')
+    >>> interval({"value": 0.5, "low": None, "high": None}, share=True), interval(None)
+    ('50%', '–')
+    """
+    if not c or c.get("value") is None:
+        return "–"
+    shown = cell(float(c["value"]), digits, share=share, signed=signed)
+    if c.get("low") is None or c.get("high") is None:
+        return shown
+    if share:
+        return f"{shown} [{100 * c['low']:.0f}, {100 * c['high']:.0f}]"
+    return f"{shown} [{c['low']:.{digits}f}, {c['high']:.{digits}f}]"
+
+
 def _arm_row(name: str, m: dict) -> list[str]:
-    turns, dist = m.get("turns") or {}, m.get("turns_distance") or {}
+    turns, ci = m.get("turns") or {}, m.get("intervals") or {}
     role, first = m.get("role_adherence") or {}, m.get("first_questions") or {}
     return [
         name + (f" (only {m.get('sessions')} sessions)" if m.get("too_few") else ""),
         (m.get("asker") or {}).get("mode") or "–",
         cell(m.get("sessions")),
-        cell(m.get("self_ended"), share=True),
-        f"{cell(turns.get('mean'))} / {cell(turns.get('median'), 1)}",
-        f"{cell(dist.get('ks'), 3)} / {cell(dist.get('tv'), 3)}",
-        f"{cell(role.get('share'), share=True)} of {cell(role.get('questions'))}",
-        f"{cell(first.get('distinct_2'), 3)} / {cell(first.get('cosine_distance'), 3)}"
+        interval(ci.get("self_ended"), share=True),
+        f"{interval(ci.get('turns_mean'))} / {cell(turns.get('median'), 1)}",
+        f"{interval(ci.get('ks'), 3)} / {interval(ci.get('tv'), 3)}",
+        f"{interval(role.get('degenerate_after'), share=True)} of {cell(role.get('questions'))}",
+        f"{interval(ci.get('distinct_2'), 3)} / {cell(first.get('cosine_distance'), 3)}"
         if first.get("topic_seeded")
         else "– (seeded with real questions)",
     ]
@@ -70,6 +89,63 @@ def _counts_table(title: str, counts: list[tuple[str, dict]]) -> list[dict]:
     reasons = sorted({r for _, c in counts for r in c})
     rows = [[n, *(cell(c.get(r, 0)) for r in reasons)] for n, c in counts]
     return [{"p": f"{title}:"}, table(["asker arm", *reasons], rows)] if reasons else []
+
+
+def _redraw_blocks(measures: list[tuple[str, dict]]) -> list[dict]:
+    """Degenerate questions before and after synthesize's redraws, and the redraws by reason."""
+    roles = [(n, m.get("role_adherence") or {}) for n, m in measures]
+    rows = [
+        [n, cell(r.get("drawn")), interval(r.get("degenerate_before"), share=True), cell(r.get("questions"))]
+        + [interval(r.get("degenerate_after"), share=True), cell(sum((r.get("redraws") or {}).values()))]
+        for n, r in roles
+    ]
+    headers = ["asker arm", "questions drawn", "degenerate before redraws", "questions kept"]
+    blocks = [
+        {
+            "p": "Degenerate questions before and after redraws (a question synthesize rejected is drawn again; "
+            "before: rejected + degenerate kept over all drawn; after: degenerate kept over kept; 95% interval "
+            "over sessions):"
+        },
+        table([*headers, "degenerate after redraws", "redraws"], rows),
+    ]
+    return blocks + _counts_table("Redraws by reason", [(n, r.get("redraws") or {}) for n, r in roles])
+
+
+def _heldout_blocks(trained: list[tuple[str, dict]], n_boot: int | None) -> list[dict]:
+    heldout = "Loss on held-out real user turns (the same held-out sessions and tokenizer; lower is better):"
+    headers = ["asker arm", "trained simulator", "untrained base (the prompted asker)", "difference"]
+    headers.append("per-session difference [95% interval]")
+    losses = []
+    for n, h in trained:
+        paired = h.get("per_session") or {}
+        diff = {"value": paired.get("mean_diff"), "low": paired.get("low"), "high": paired.get("high")}
+        few = f" ({paired['n']} sessions{', too few to read' if paired['n'] < MIN_HELDOUT else ''})" if paired else ""
+        per_session = interval(diff, 3, signed=True) + few
+        losses.append([n, cell(h["trained"], 3), cell(h["base"], 3), cell(h["difference"], signed=True), per_session])
+    blocks = [{"p": heldout}, table(headers, losses)]
+    rows = []
+    for n, h in trained:
+        for model, t in (h.get("termination") or {}).items():
+            who = "trained simulator" if model == "trained" else "untrained base"
+            few = " (too few to read)" if t["sessions"] < MIN_HELDOUT else ""
+            scores = [interval(t.get(k)) for k in ("precision", "recall", "f1")]
+            rows.append([n, who, *scores, f"{t['turns']} ({t['stops']})", f"{t['sessions']}{few}"])
+    if rows:
+        rule = next((h.get("rule") for _, h in trained if h.get("rule")), "")
+        blocks.append(
+            {
+                "p": "Termination on held-out real sessions: after each real answer (teacher-forced), does the "
+                f'simulator stop where the real user did? Precision, recall and F1 of "stops here" ({rule}); '
+                f"95% interval over held-out sessions ({n_boot} resamples):"
+            }
+        )
+        headers = ["asker arm", "model", "precision", "recall", "F1 ↑", "turns (real stops)", "held-out sessions"]
+        blocks.append(table(headers, rows))
+    return blocks
+
+
+#: Below this many held-out sessions, the held-out numbers are marked too few to read.
+MIN_HELDOUT = 20
 
 
 def simulators_section(data: dict | None) -> dict:
@@ -88,14 +164,10 @@ def simulators_section(data: dict | None) -> dict:
     blocks += _counts_table("How sessions ended", [(n, m.get("end_reasons") or {}) for n, m in measures])
     by_reason = [(n, (m.get("role_adherence") or {}).get("by_reason") or {}) for n, m in measures]
     blocks += _counts_table("Degenerate questions by reason", by_reason)
+    blocks += _redraw_blocks(measures)
     trained = [(a["name"], a["heldout_loss"]) for a in arms if a["heldout_loss"]]
     if trained:
-        heldout = "Loss on held-out real user turns (the same held-out sessions and tokenizer; lower is better):"
-        headers = ["asker arm", "trained simulator", "untrained base (the prompted asker)", "difference"]
-        losses = [
-            [n, cell(h["trained"], 3), cell(h["base"], 3), cell(h["difference"], signed=True)] for n, h in trained
-        ]
-        blocks += [{"p": heldout}, table(headers, losses)]
+        blocks += _heldout_blocks(trained, data.get("n_boot"))
     else:
         blocks.append({"p": "Held-out loss: no trained simulator among the arms (`asker_models`)."})
     lengths = [

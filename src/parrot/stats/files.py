@@ -59,10 +59,25 @@ def table_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
         if judge:
             cells.append(_fmt((r.get("llm_judge") or {}).get("dependent_share")))
         shifts = (r.get("topic_shifts") or {}).get("shifts_per_session")
-        auc = (r.get("human_likeness") or {}).get("auc")
-        cells += [_fmt(r.get("self_rouge"), 3), _fmt(r.get("topic_diversity"), 3), _fmt(shifts), _fmt(auc, 3)]
+        cells += [_fmt(r.get("self_rouge"), 3), _fmt(r.get("topic_diversity"), 3), _fmt(shifts)]
+        cells.append(_auc(r.get("human_likeness") or {}))
         table.append(cells)
     return headers, table
+
+
+def _auc(hl: dict) -> str:
+    """The human-likeness AUC and, when recorded, the 95% interval of the pooled out-of-fold AUC.
+
+    >>> _auc({"auc": 0.61, "auc_ci": {"value": 0.6, "low": 0.52, "high": 0.68}}), _auc({})
+    ('0.610 [0.520, 0.680]', 'n/a')
+    """
+    ci = hl.get("auc_ci") or {}
+    shown = _fmt(hl.get("auc"), 3)
+    return (
+        f"{shown} [{ci['low']:.3f}, {ci['high']:.3f}]"
+        if hl.get("auc") is not None and ci.get("low") is not None
+        else shown
+    )
 
 
 def sampling_note(rows: list[dict], cfg) -> str:

@@ -10,8 +10,9 @@ output for the same arm. Its numbers, defined:
 ``self_ended``
     share of those sessions the simulator ended itself, with its stop marker
     (``meta.end_reason == "stop_marker"``); the other reasons are the turn cap (``max_turns``), a
-    degenerate question (``empty_question``, ``repeated_question``, ``echoed_answer``: the session
-    ended at it, see :func:`parrot.synthesize.session.degenerate_reason`) or a failed call.
+    degenerate question (:data:`DEGENERATE_END_REASONS`: ``empty_question``, ``repeated_question``,
+    ``echoed_answer``, ``assistant_like``, ``too_short``, ``too_long``; the session ended at it, see
+    :func:`parrot.synthesize.session.degenerate_reason`) or a failed call.
 ``end_reasons``
     ``{reason: sessions}`` over the written sessions; ``unwritten`` the manifest's
     ``sessions_failed:REASON`` counts (sessions with no complete turn, not in the file).
@@ -29,8 +30,8 @@ output for the same arm. Its numbers, defined:
     ``questions``: the questions the simulator wrote (a seed question copied from real data is
     not one; a degenerate question that ended a session is), ``degenerate``: those that were not
     a user's question, ``share`` = degenerate / questions, ``by_reason``: ``{reason: n}``. A
-    question is degenerate when it ended its session as ``empty_question`` /
-    ``repeated_question`` / ``echoed_answer`` (the synthesize end reasons), or when the filter
+    question is degenerate when it ended its session with one of :data:`DEGENERATE_END_REASONS`
+    (the synthesize end reasons), or when the filter
     stage's question rules (:class:`parrot.filter.stage.QuestionRules`, with the filter's
     own settings from its manifest when ``filtered`` is given) call it ``too_short``,
     ``repetitive`` or ``role_confused`` (answer-like). The rules are applied to *every* simulator
@@ -38,6 +39,14 @@ output for the same arm. Its numbers, defined:
     of a session, and what it did is reported as recorded under ``filter`` (``cut`` and
     ``dropped`` by reason, sessions and turns kept). ``sensitive`` is about content, not the
     role, and is not counted.
+
+    Redraws: synthesize may reject a degenerate question and draw it again; a record's
+    ``meta.redraws`` holds ``{reason: n}`` of those (none without it: an older file). ``redraws``:
+    their totals over the written sessions (``redraws_run``: the manifest's ``redraw:REASON``
+    counts, every session the run drew, written or not, when it has them). ``drawn``: every
+    question the simulator drew = ``questions`` + redraws. ``degenerate_after``: the share of
+    degenerate questions left after the redraws (= ``share``, with its interval);
+    ``degenerate_before``: (redraws + degenerate) / drawn, the share before redraws fixed any.
 ``first_questions``
     ``topic_seeded``: whether sessions started from topics (the simulator wrote question 1;
     from seed questions, question 1 is a real user's and says nothing of the simulator). For
@@ -49,6 +58,16 @@ output for the same arm. Its numbers, defined:
     ``reason`` says why.
 ``too_few``
     fewer than :data:`MIN_SESSIONS` sessions: the numbers are still given, but are anecdotes.
+``intervals``
+    95% bootstrap intervals (percentile, ``n_boot`` resamples, seeded by ``seed``), each a cell
+    ``{"value", "low", "high", "n", "n_boot", "level"}``: ``self_ended`` and ``turns_mean`` (mean
+    turns per session) resample the written sessions; ``ks`` and ``tv`` resample the simulator's
+    sessions and the real ones independently (``sizes``: both; a distance computed on resamples is
+    biased upward, so with few sessions the interval can sit above the point value);
+    ``distinct_2`` resamples the first questions (None unless topic-seeded). The degenerate
+    shares' intervals are in ``role_adherence`` (``degenerate_before``/``degenerate_after``) and
+    resample sessions too (questions of one session go together; an unwritten session is one
+    question).
 
 Nothing here raises on small or empty data: missing manifests, an empty file or no real sessions
 give ``None`` for what cannot be computed.
@@ -59,10 +78,11 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import Counter
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from parrot.core.dialogue import asked_turns, read_dialogues
+from parrot.report.bootstrap import bootstrap_cell, share_cell
 from parrot.stats.sampling import Reservoir
 
 log = logging.getLogger("parrot.stats")
@@ -71,7 +91,14 @@ log = logging.getLogger("parrot.stats")
 MIN_SESSIONS = 20
 
 #: Synthesize end reasons that mean the simulator wrote a question that was not one.
-DEGENERATE_END_REASONS = ("empty_question", "repeated_question", "echoed_answer")
+DEGENERATE_END_REASONS = (
+    "empty_question",
+    "repeated_question",
+    "echoed_answer",
+    "assistant_like",
+    "too_short",
+    "too_long",
+)
 #: Filter reasons that are about the simulator's role (``sensitive`` is about content).
 ROLE_RULES = ("too_short", "repetitive", "role_confused")
 
@@ -80,10 +107,13 @@ NOTE = (
     "two-sample Kolmogorov-Smirnov statistic (largest gap between the empirical CDFs of turns per "
     "session), tv = total-variation distance between the two turns-per-session distributions; "
     "real lengths capped at the run's max_turns first. role_adherence.share: degenerate simulator "
-    "questions (ended the session as empty/repeat/echo, or fail the filter's too_short/"
+    "questions (ended the session as a degenerate question: empty/repeat/echo/assistant-like/too short/too long, or fail the filter's too_short/"
     "repetitive/role_confused rules) over all questions the simulator wrote. first_questions: "
     "distinct-2 = distinct word bigrams / all bigrams; cosine_distance = mean pairwise cosine "
-    "distance of all-MiniLM-L6-v2 embeddings."
+    "distance of all-MiniLM-L6-v2 embeddings. Degenerate before/after redraws: rejected and redrawn "
+    "questions plus the degenerate ones kept, over all questions drawn; after: the degenerate ones kept, "
+    "over the questions kept. [low, high]: 95% bootstrap intervals over sessions (KS/TV: simulator and "
+    "real sessions resampled independently; distinct-2: over first questions)."
 )
 
 
@@ -96,6 +126,7 @@ def simulator_measures(
     sample: int = 300,
     embed_model: str | None = None,
     real_counts: Counter | None = None,
+    n_boot: int = 1000,
 ) -> dict:
     """The simulator measures of one synthesize output (definitions: the module docstring).
 
@@ -116,7 +147,8 @@ def simulator_measures(
     ends: Counter = Counter()
     turns: Counter = Counter()
     by_reason: Counter = Counter()
-    asked = 0
+    redraws: Counter = Counter()
+    units: list[Session] = []  # one per session, for the intervals
     firsts = Reservoir(sample, seed)  # the first questions of topic-seeded sessions
     asker = None
     for rec in _dialogues(sessions):
@@ -130,17 +162,19 @@ def simulator_measures(
         questions = [m for m in msgs if m["role"] == "user"]
         if topic and questions:
             firsts.add(questions[0]["content"])
-        asked += len(questions) - (not topic and bool(questions))
-        for r in _simulator_question_reasons(msgs, rules, skip_first=not topic):
-            by_reason[r] += 1
+        reasons = _simulator_question_reasons(msgs, rules, skip_first=not topic)
         if info.end_reason in DEGENERATE_END_REASONS:  # the question that ended it is not in the file
-            asked += 1
-            by_reason[info.end_reason] += 1
+            reasons.append(info.end_reason)
+        by_reason.update(reasons)
+        redrawn = session_redraws(rec)
+        redraws.update(redrawn)
+        asked = len(questions) - (not topic and bool(questions)) + (info.end_reason in DEGENERATE_END_REASONS)
+        units.append(Session(info.end_reason, asked_turns(msgs), asked, len(reasons), sum(redrawn.values())))
 
     for reason, v in run.unwritten.items():
-        if reason in DEGENERATE_END_REASONS:
-            asked += v
+        if reason in DEGENERATE_END_REASONS:  # a session whose first question was degenerate
             by_reason[reason] += v
+            units += [Session(reason, 0, 1, 1, 0, written=False)] * v
 
     max_turns = run.max_turns
     real_counts = real_turn_counts(real) if real_counts is None else real_counts
@@ -148,6 +182,10 @@ def simulator_measures(
     for t, v in real_counts.items():
         capped[min(t, max_turns) if max_turns else t] += v
     degenerate = sum(by_reason.values())
+    asked = sum(u.asked for u in units)
+    boot = {"n_boot": n_boot, "seed": seed}
+    written = [u for u in units if u.written]
+    real_lengths = list(capped.elements())
     out = {
         "path": str(sessions),
         "sessions": n,
@@ -172,8 +210,22 @@ def simulator_measures(
             "degenerate": degenerate,
             "share": degenerate / asked if asked else None,
             "by_reason": dict(by_reason.most_common()),
+            "drawn": asked + sum(redraws.values()),
+            "degenerate_before": share_cell([(u.degenerate + u.redraws, u.asked + u.redraws) for u in units], **boot),
+            "degenerate_after": share_cell([(u.degenerate, u.asked) for u in units], **boot),
+            "redraws": dict(redraws.most_common()),
+            **({"redraws_run": run_redraws} if (run_redraws := manifest_redraws(sessions)) else {}),
         },
         "first_questions": _first_questions(firsts.seen, firsts.items, embed_model),
+        "intervals": {
+            "self_ended": share_cell([(u.end_reason == "stop_marker", 1) for u in written], **boot),
+            "turns_mean": share_cell([(u.turns, 1) for u in written], **boot),
+            "ks": bootstrap_cell(_distance(ks_statistic), [u.turns for u in written], real_lengths, **boot),
+            "tv": bootstrap_cell(_distance(total_variation), [u.turns for u in written], real_lengths, **boot),
+            "distinct_2": bootstrap_cell(_distinct_of_grams, [bigrams(t) for t in firsts.items], **boot)
+            if firsts.seen
+            else None,
+        },
         "note": NOTE,
     }
     if run.unwritten:
@@ -185,6 +237,45 @@ def simulator_measures(
 
 
 # ---------------------------------------------------------------- pieces
+
+
+@dataclass(frozen=True)
+class Session:
+    """One session's part in the measures: the unit the intervals resample."""
+
+    end_reason: str
+    turns: int
+    asked: int  # questions the simulator wrote that were kept (the one that ended it included)
+    degenerate: int  # of those, degenerate ones
+    redraws: int  # questions drawn, rejected and drawn again (``meta.redraws``)
+    written: bool = True  # False: a session with no complete turn, counted from the manifest
+
+
+def session_redraws(record: dict) -> Counter:
+    """``{reason: n}``: the questions a session's simulator drew that synthesize rejected and drew
+    again (``meta.redraws``; none in a record without it).
+
+    >>> session_redraws({"meta": {"redraws": {"too_short": 2, "echoed_answer": 1}}})
+    Counter({'too_short': 2, 'echoed_answer': 1})
+    >>> session_redraws({"meta": {}})
+    Counter()
+    """
+    got = (record.get("meta") or {}).get("redraws")
+    return Counter({str(k): int(v) for k, v in got.items() if v}) if isinstance(got, dict) else Counter()
+
+
+def manifest_redraws(path: str) -> dict:
+    """``{reason: n}`` from the synthesize manifest's ``redraw:REASON`` counts (every session the run
+    drew, written or not); empty without them."""
+    from parrot.core.manifest import read_manifest
+
+    counts = (read_manifest(path) or {}).get("counts") or {}
+    return {k.removeprefix("redraw:"): v for k, v in sorted(counts.items()) if k.startswith("redraw:") and v}
+
+
+def _distance(f):
+    """A distance of two samples of lengths (lists), by ``f`` of their counters."""
+    return lambda a, b: f(Counter(a), Counter(b))
 
 
 def real_turn_counts(real: str | None) -> Counter:
@@ -274,9 +365,23 @@ def distinct_n(texts: list[str], n: int = 2) -> float | None:
     >>> distinct_n(["a b c", "a b d"])   # bigrams: ab bc ab bd -> 3 distinct of 4
     0.75
     """
+    return _distinct_of_grams([bigrams(t, n) for t in texts])
+
+
+def bigrams(text: str, n: int = 2) -> list[tuple]:
+    """The word n-grams of ``text`` (bigrams by default).
+
+    >>> bigrams("How do I sort?")
+    [('how', 'do'), ('do', 'i'), ('i', 'sort')]
+    """
     from parrot.filter.stage import words
 
-    grams = [tuple(ws[i : i + n]) for t in texts for ws in [words(t)] for i in range(len(ws) - n + 1)]
+    ws = words(text)
+    return [tuple(ws[i : i + n]) for i in range(len(ws) - n + 1)]
+
+
+def _distinct_of_grams(per_text: list[list[tuple]]) -> float | None:
+    grams = [g for gs in per_text for g in gs]
     return len(set(grams)) / len(grams) if grams else None
 
 

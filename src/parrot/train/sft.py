@@ -96,8 +96,11 @@ def build_dataset(
     )
 
 
-def run_sft(cfg: SFTTrainConfig, view: View) -> dict:
-    """Render, train with SFTTrainer, save, write the manifest; return the manifest's numbers."""
+def run_sft(cfg: SFTTrainConfig, view: View, stop_view: View | None = None) -> dict:
+    """Render, train with SFTTrainer, save, write the manifest; return the manifest's numbers.
+
+    ``stop_view`` (train-ask): the role swap with the stop turn, for the held-out pass of
+    :mod:`parrot.train.heldout` (per-session loss and stop decisions, trained and base)."""
 
     def datasets(tokenizer, cache: str, counts: dict, eval_counts: dict):
         train_ds = build_dataset(cfg.data, tokenizer, view, cfg.max_length, cache, counts, cfg.limit)
@@ -122,17 +125,25 @@ def run_sft(cfg: SFTTrainConfig, view: View) -> dict:
         return train_ds, eval_ds
 
     def trainer(cfg, tokenizer, model_path, train_ds, eval_ds, counts):
-        return sft_trainer(cfg, tokenizer, model_path, train_ds, eval_ds)
+        extra = ()
+        if eval_ds is not None and stop_view is not None:
+            from parrot.train.heldout import heldout_callback, heldout_sessions
+
+            held, held_counts = heldout_sessions(
+                cfg.eval_data, tokenizer, view, stop_view, cfg.max_length, cfg.eval_limit
+            )
+            extra = (heldout_callback(held, held_counts, base=getattr(cfg, "eval_base", False)),)
+        return sft_trainer(cfg, tokenizer, model_path, train_ds, eval_ds, extra)
 
     return run_training(cfg, datasets, trainer, data_timing="render_s")
 
 
-def sft_trainer(cfg: SFTTrainConfig, tokenizer, model_path: Path, train_ds, eval_ds=None):
+def sft_trainer(cfg: SFTTrainConfig, tokenizer, model_path: Path, train_ds, eval_ds=None, extra_callbacks=()):
     """TRL's SFTTrainer on rendered sessions, with Parrot's defaults (packing best-fit, padding-free)."""
     from trl import SFTConfig, SFTTrainer
 
     args = make_trl_config(SFTConfig, trl_kwargs(cfg, packing=cfg.packing, packing_strategy="bfd"))
-    return trl_trainer(SFTTrainer, cfg, args, tokenizer, model_path, train_ds, eval_ds)
+    return trl_trainer(SFTTrainer, cfg, args, tokenizer, model_path, train_ds, eval_ds, extra_callbacks)
 
 
 @writes_output
@@ -154,4 +165,4 @@ def train_ask(cfg: AskTrainConfig) -> dict | None:
         if not path.is_file():
             raise ParrotError(f"{path}: system prompt file not found")
         system = path.read_text(encoding="utf-8").strip().replace("{stop_marker}", STOP_MARKER)
-    return run_sft(cfg, ask_view(system, cfg.add_stop))
+    return run_sft(cfg, ask_view(system, cfg.add_stop), stop_view=ask_view(system, add_stop=True))

@@ -13,7 +13,8 @@ measured). Unless the user sets ``logging_steps``, the loss is logged every 2% o
 (``logging_steps=0.02``, at least every step), so even a 10-step demo run draws a curve.
 With ``eval_base`` (train-ask), the untrained model's held-out loss is measured once as training
 begins, on the same held-out examples (:func:`base_eval_callback`), and recorded beside ``eval_loss`` as
-``eval_loss_base``.
+``eval_loss_base``. train-ask also records, per held-out session, the loss and the stop decisions
+of the trained and the starting model (the manifest's ``heldout``: :mod:`parrot.train.heldout`).
 """
 
 from __future__ import annotations
@@ -113,10 +114,19 @@ def leftovers_removed(out: Path) -> Iterator[None]:
 
 
 def trl_trainer(
-    trainer_cls, cfg: TrainConfig, args, tokenizer, model_path: str | Path, train_ds, eval_ds=None, **extra
+    trainer_cls,
+    cfg: TrainConfig,
+    args,
+    tokenizer,
+    model_path: str | Path,
+    train_ds,
+    eval_ds=None,
+    extra_callbacks: tuple = (),
+    **extra,
 ):
     """TRL's ``trainer_cls`` (SFTTrainer, DPOTrainer) with the TRL config ``args``: the starting
-    model, its tokenizer, the LoRA config (none: all weights train) and Parrot's callbacks."""
+    model, its tokenizer, the LoRA config (none: all weights train) and Parrot's callbacks (and
+    ``extra_callbacks``: train-ask's held-out pass, :func:`parrot.train.heldout.heldout_callback`)."""
     base = base_eval_callback() if eval_ds is not None and getattr(cfg, "eval_base", False) else None
     trainer = trainer_cls(
         model=str(model_path),
@@ -125,7 +135,8 @@ def trl_trainer(
         eval_dataset=eval_ds,
         processing_class=tokenizer,
         peft_config=lora_config(cfg, model_path),
-        callbacks=[*([base] if base else []), *callbacks(cfg)],  # first: the time limit counts training only
+        # first: the time limit counts training only
+        callbacks=[*([base] if base else []), *extra_callbacks, *callbacks(cfg)],
         **extra,
     )
     if base is not None:
@@ -267,6 +278,7 @@ def train_and_save(
         base = next((c for c in trainer.callback_handler.callbacks if getattr(c, "base_eval", False)), None)
         if base is not None:
             losses[BASE_KEY] = base.loss
+    held = next((c for c in trainer.callback_handler.callbacks if getattr(c, "heldout_pass", False)), None)
     curves = loss_curves(trainer.state.log_history)
     with write_errors(cfg.output):
         saved = save_output(trainer, cfg, tokenizer)
@@ -280,7 +292,7 @@ def train_and_save(
         "train_samples_per_second": result.metrics.get("train_samples_per_second"),
     }
     if saved:  # the main process
-        extra = {}
+        extra = {"heldout": held.results()} if held is not None else {}
         if cfg.gguf:
             extra["gguf"] = {"path": str(gguf_file(cfg)), "dtype": "f16", "bytes": gguf_file(cfg).stat().st_size}
         write_manifest(
@@ -296,7 +308,8 @@ def train_and_save(
         )
         table = [(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)]
         print(format_table(table, ("", cfg.STAGE)))
-    return {"counts": counts, "losses": losses, **curves, "timings": timings, "saved": saved}
+    out = {"counts": counts, "losses": losses, **curves, "timings": timings, "saved": saved}
+    return {**out, "heldout": held.results()} if held is not None else out
 
 
 def loss_curves(log_history: list[dict]) -> dict:
@@ -327,6 +340,7 @@ class TrainRun:
     last_logged_loss: float | None = None
     eval_loss: float | None = None  # on the held-out data, after training
     eval_loss_base: float | None = None  # the same, of the starting model (train-ask's eval_base)
+    heldout: dict | None = None  # train-ask's per-session held-out pass (parrot.train.heldout)
 
 
 def train_run(directory: str | Path) -> TrainRun:
@@ -339,6 +353,7 @@ def train_run(directory: str | Path) -> TrainRun:
         loss_curve=loss_curve(directory, manifest),
         eval_curve=[[float(s), float(v)] for s, v in manifest.get("eval_curve") or []],
         **{k: losses.get(k) for k in LOSSES},
+        heldout=manifest.get("heldout"),
     )
 
 
