@@ -57,6 +57,10 @@ def test_the_default_experiment_wires_every_arm_into_the_work_directory(tmp_path
     assert by["synth_parrot"].asker.spec == f"hf:{tmp_path / 'models/ask'}"
     selfchat = by["synth_selfchat"]
     assert selfchat.asker_mode == "prompted" and selfchat.assistant == by["synth_parrot"].assistant
+    guardrails = ("min_turns", "max_redraws", "min_question_words", "max_question_words")
+    assert [getattr(selfchat, g) for g in guardrails] == [getattr(by["synth_parrot"], g) for g in guardrails]
+    demo = _cfg(tmp_path, steps={"synth_parrot": {"min_turns": 3}})  # both simulators held alike
+    assert stage_config(demo.step("synth_selfchat"), demo).min_turns == 3
     assert by["capo"].max_length == by["capo_dpo"].max_length and by["capo"].tokenizer == by["sft_parrot"].model
     assert by["capo_dpo"].model == str(tmp_path / "models/sft_parrot")
     judged = [stage_config(cfg.step(n), cfg).output for n in ("mtbenchpp_base", "mtbenchpp_capo")]

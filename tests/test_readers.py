@@ -31,7 +31,7 @@ def test_a_synthesize_run_its_sessions_and_their_filter_read_back(tmp_path, faul
         topic = body["messages"][1]["content"].splitlines()[-1].removeprefix("Topic: ")
         if k == 1:
             return "" if topic == "mars" else f"How do I get started with {topic}?"
-        return "Why?" if topic == "rust lifetimes" else "Which mistakes do beginners make most often there?"
+        return "Why so?" if topic == "rust lifetimes" else "Which mistakes do beginners make most often there?"
 
     fault_server.responder = Script(ask=ask)
     topics = tmp_path / "topics.txt"

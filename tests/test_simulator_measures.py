@@ -8,7 +8,7 @@ import json
 from collections import Counter
 
 import pytest
-from synth_helpers import Script, make_cfg, stop_after, write_seeds
+from synth_helpers import Script, is_asker_request, make_cfg, stop_after, write_seeds
 
 from parrot.core.config import build_config
 from parrot.filter.stage import FilterConfig, filter_sessions
@@ -51,21 +51,30 @@ def test_a_simulator_that_stops_itself(tmp_path, fault_server):
     json.dumps(m)  # JSON-able
 
 
+ANSWER = (
+    "Python sorts lists with the built in sorted function which returns a new list while the sort "
+    "method changes the list in place and both accept a key"
+)
+
+
 def degenerating(k, body):
-    """Question 2 is fine, 3 answers instead of asking, 4 is too short, 5 repeats question 2."""
+    """Question 2 is fine, 3 restates the answer (what synthesize lets through and the filter's
+    third role-confusion sign catches), 4 is one word, 5 repeats question 2 (at every draw)."""
     return {
         2: "Can you explain that part in more detail?",
-        3: "Sure, here is the answer you wanted: it is 42.",
+        3: f"So {ANSWER}",
         4: "ok",
     }.get(k, "Can you explain that part in more detail?")
 
 
 @pytest.mark.parametrize("role_confusion", [True, False])
 def test_degenerate_questions_from_end_reasons_and_the_filters_rules(tmp_path, fault_server, role_confusion):
-    fault_server.responder = Script(ask=degenerating)
+    script = Script(ask=degenerating)
+    fault_server.responder = lambda body: script(body) if is_asker_request(body) else ANSWER
     out = tmp_path / "synth.jsonl"
     seeds = write_seeds(tmp_path / "s.jsonl")
-    synthesize(make_cfg(out, fault_server.base_url, seeds=str(seeds), num_sessions=3, max_turns=6))
+    cfg = make_cfg(out, fault_server.base_url, seeds=str(seeds), num_sessions=3, max_turns=6, min_question_words=1)
+    synthesize(cfg)
     filtered = tmp_path / "filtered.jsonl"
     filter_sessions(
         build_config(
