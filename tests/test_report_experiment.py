@@ -493,3 +493,18 @@ def test_pair_counts_by_strategy_and_turn(tmp_path):
         "by_turn": {4: 1},
         "by_turn_strategy": {"ignore": {4: 1}},
     }
+
+
+def test_the_simulators_section_shows_each_arms_human_likeness_with_its_interval():
+    """The stats run's AUC of each arm's questions against real users', beside the other simulator
+    measures; an arm the stats run did not measure has no row."""
+    from parrot.report.sections import simulators_section
+
+    likeness = {"auc": 0.7, "auc_ci": {"value": 0.68, "low": 0.6, "high": 0.77}, "n_per_class": 40}
+    arms = [
+        {"name": "Parrot-Ask", "measures": {"sessions": 30}, "heldout_loss": None, "human_likeness": likeness},
+        {"name": "Self-chat", "measures": {"sessions": 30}, "heldout_loss": None, "human_likeness": None},
+    ]
+    tables = [b["table"] for b in simulators_section({"arms": arms})["blocks"] if "table" in b]
+    [auc] = [t for t in tables if t["headers"][1] == "AUC ↓"]
+    assert auc["rows"] == [["Parrot-Ask", "0.680 [0.600, 0.770]", "40"]]

@@ -7,7 +7,7 @@ and continuous batching; :class:`GGUFBackend` is an :class:`~parrot.backends.ope
 whose one endpoint is that server, with ``slots`` requests in flight, so retries, usage counts and
 failure reporting are the same as for any OpenAI-compatible endpoint.
 
-``threads`` unset means all cores, except on an already busy machine (load average >= cores),
+``threads`` unset means all cores, except on an already busy machine (3/4 of its cores at work),
 where one thread is much faster (see :func:`busy_machine_threads`).
 
 The server's own sampling defaults (top_k 40, min_p 0.05) are neutralised at start-up, so a

@@ -28,7 +28,7 @@ def compute(cfg: ExperimentReportConfig) -> tuple[dict, object]:
 
     stats = read_stats(cfg.stats) if cfg.stats else None
     data = stats and {"source": cfg.stats, "datasets": stats.datasets, "plots": [f"data_{p}" for p in PLOTS]}
-    sections = {"data": data, "simulators": simulators(cfg), "training": training(cfg), "capo": capo(cfg)}
+    sections = {"data": data, "simulators": simulators(cfg, stats), "training": training(cfg), "capo": capo(cfg)}
     benches = load_benches(cfg) if cfg.judgments else {}
     for bench in sorted(set(BENCH_TITLES) | set(benches), key=bench_order):
         sections[f"bench:{bench}"] = bench_numbers(cfg, bench, benches[bench]) if bench in benches else None
@@ -39,9 +39,10 @@ def compute(cfg: ExperimentReportConfig) -> tuple[dict, object]:
     return sections, stats
 
 
-def simulators(cfg: ExperimentReportConfig) -> dict | None:
-    """Each asker arm's measures (:func:`parrot.stats.simulator.simulator_measures`) and its
-    trained simulator's held-out loss against the untrained base model's."""
+def simulators(cfg: ExperimentReportConfig, stats=None) -> dict | None:
+    """Each asker arm's measures (:func:`parrot.stats.simulator.simulator_measures`), its
+    trained simulator's held-out loss against the untrained base model's, and the human-likeness
+    of its questions that the stats run measured (``stats``: its rows, by the arm's filtered file)."""
     if not cfg.simulators:
         return None
     from parrot.stats.simulator import real_turn_counts, simulator_measures
@@ -57,6 +58,8 @@ def simulators(cfg: ExperimentReportConfig) -> dict | None:
             path, cfg.real, filtered=filt, seed=cfg.seed, embed_model=embed, real_counts=real_counts, n_boot=cfg.n_boot
         )
         arm = {"name": name, "sessions_file": path, "filtered": filt, "asker_model": asker, "measures": m}
+        rows = [r for r in (stats.datasets if stats else []) if filt and r.get("path") == str(filt)]
+        arm["human_likeness"] = rows[0].get("human_likeness") if rows else None
         arms.append({**arm, "heldout_loss": heldout(asker, n_boot=cfg.n_boot, seed=cfg.seed)})
     return {"arms": arms, "real": cfg.real, "n_boot": cfg.n_boot, "seed": cfg.seed}
 

@@ -111,6 +111,25 @@ def _redraw_blocks(measures: list[tuple[str, dict]]) -> list[dict]:
     return blocks + _counts_table("Redraws by reason", [(n, r.get("redraws") or {}) for n, r in roles])
 
 
+def _likeness_blocks(arms: list[tuple[str, dict | None]]) -> list[dict]:
+    """The stats run's human-likeness of each arm's questions, with its interval."""
+    rows = [
+        [n, interval(hl.get("auc_ci"), 3), cell(hl.get("n_per_class"))]
+        for n, hl in arms
+        if hl and hl.get("auc_ci") and hl["auc_ci"].get("value") is not None
+    ]
+    if not rows:
+        return []
+    return [
+        {
+            "p": "Human-likeness: how well a classifier tells the arm's questions from real users' (AUC of "
+            "its pooled out-of-fold scores, from the stats step; 0.5: it cannot tell them apart; 95% interval, "
+            "each class resampled):"
+        },
+        table(["asker arm", "AUC ↓", "questions per class"], rows),
+    ]
+
+
 def _heldout_blocks(trained: list[tuple[str, dict]], n_boot: int | None) -> list[dict]:
     heldout = "Loss on held-out real user turns (the same held-out sessions and tokenizer; lower is better):"
     headers = ["asker arm", "trained simulator", "untrained base (the prompted asker)", "difference"]
@@ -165,6 +184,7 @@ def simulators_section(data: dict | None) -> dict:
     by_reason = [(n, (m.get("role_adherence") or {}).get("by_reason") or {}) for n, m in measures]
     blocks += _counts_table("Degenerate questions by reason", by_reason)
     blocks += _redraw_blocks(measures)
+    blocks += _likeness_blocks([(a["name"], a.get("human_likeness")) for a in arms])
     trained = [(a["name"], a["heldout_loss"]) for a in arms if a["heldout_loss"]]
     if trained:
         blocks += _heldout_blocks(trained, data.get("n_boot"))
