@@ -20,6 +20,7 @@ from parrot.core.log import setup_logging
 from parrot.core.redact import redact_text
 from parrot.pipeline import PipelineConfig, pipeline
 from parrot.stages import STAGES, Stage
+from parrot.train.launch import report_rank_failure
 
 GROUP_HELP = {"eval": "MT-Bench and MT-Bench++: answer, judge, report"}
 
@@ -99,18 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(cmd.config, args, extra_field=cmd.unknown_keys)
         cmd.run(cfg)
-    except ParrotError as e:
-        print(f"parrot {cmd.name}: error: {redact_text(str(e))}", file=sys.stderr)
-        return 2
-    except OSError as e:
-        message = file_error(e)
+    except KeyboardInterrupt:
+        logging.getLogger("parrot").warning("interrupted")
+        return 130
+    except Exception as e:
+        message = str(e) if isinstance(e, ParrotError) else file_error(e) if isinstance(e, OSError) else None
+        if report_rank_failure(e, message):
+            return 1  # a rank of a launch: the parent reports the first failure, once
         if message is None:
             raise
         print(f"parrot {cmd.name}: error: {redact_text(message)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        logging.getLogger("parrot").warning("interrupted")
-        return 130
     return 0
 
 

@@ -25,7 +25,7 @@ from parrot.core.config import SettingError, coerce, opt, strip_optional
 from parrot.core.outputs import CHECKPOINT, WritesOutput
 
 #: The accelerate configs shipped in ``parrot/accelerate/`` (by name).
-ACCELERATE_CONFIGS = ("multi-gpu", "deepspeed-zero2", "deepspeed-zero3", "fsdp2")
+ACCELERATE_CONFIGS = ("multi-gpu", "multi-cpu", "deepspeed-zero2", "deepspeed-zero3", "fsdp2")
 
 #: The files of a saved model: what loaders read (weights or adapter, config, tokenizer, the
 #: llama.cpp copy). A run keeps the previous model's until its own model is saved whole

@@ -23,6 +23,7 @@ def device_settings(kwargs: dict, user: dict) -> dict:
         kw["bf16"] = on_cpu and cpu_has_native_bf16()
         if not {"gradient_checkpointing", "activation_checkpointing"} & set(user):
             kw[checkpointing_key()] = False
+        kw["dataloader_pin_memory"] = False  # pinned memory is for copies to a GPU
     kw.update(user)
     if on_cpu and kw.get("bf16"):
         kw.setdefault("use_cpu", True)  # transformers refuses bf16 without a GPU unless told it is a CPU run

@@ -96,7 +96,8 @@ def complete_save(new: Path, cfg: TrainConfig, tokenizer) -> str:
         if cfg.merge:
             merge_adapter(new)
             kind = "merged"
-    tokenizer.save_pretrained(str(new))
+    if not (new / "tokenizer_config.json").is_file():  # the trainer saves its processing class too
+        tokenizer.save_pretrained(str(new))
     (new / "training_args.bin").unlink(missing_ok=True)  # pickled TRL config: the manifest records it as JSON
     if cfg.gguf:
         from parrot.backends.gguf_export import export_gguf

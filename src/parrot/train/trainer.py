@@ -36,7 +36,7 @@ from parrot.core.tokens import load_tokenizer
 from parrot.train.config import TrainConfig, trusts_remote_code
 from parrot.train.cpu import compact_lm_head, device_settings
 from parrot.train.dataset import dataset_cache
-from parrot.train.launch import process_rank
+from parrot.train.launch import check_world_size, process_rank, quiet_unless_main
 from parrot.train.lora import lora_config
 from parrot.train.save import gguf_file, remove_leftovers, resume_checkpoint, save_output, write_errors
 
@@ -68,6 +68,7 @@ def run_training(
     private cache, removed afterwards), the trainer, then :func:`train_and_save`. The time spent
     on the data is recorded as ``data_timing``; returns the manifest's numbers."""
     t0 = time.monotonic()
+    quiet_unless_main()
     model_path = resolve_model_path(cfg.model)
     check_weights(model_path)  # damaged weights: one line naming the file, not the loader's traceback
     if cfg.gguf:  # a model llama.cpp cannot take is refused now, not after training
@@ -81,6 +82,7 @@ def run_training(
         train_ds, eval_ds = datasets(tokenizer, cache, counts, eval_counts)
         t_data = time.monotonic()
         made = trainer(cfg, tokenizer, model_path, train_ds, eval_ds, counts)
+        distributed = check_world_size(made)
         return train_and_save(
             made,
             cfg,
@@ -92,6 +94,7 @@ def run_training(
             trl_config=made.args,
             has_eval=eval_ds is not None,
             extra_log_keys=extra_log_keys,
+            distributed=distributed,
         )
 
 
@@ -154,6 +157,9 @@ def trl_kwargs(cfg: TrainConfig, **parrot_defaults) -> dict:
         "save_strategy": "no",
         "logging_steps": LOGGING_STEPS,
         "seed": 42,
+        # every trainable parameter takes part in each step (LoRA's frozen ones are not DDP's):
+        # no extra search of the graph each step for unused ones
+        "ddp_find_unused_parameters": False,
         **parrot_defaults,
     }
     if cfg.resume:  # --resume: from the latest checkpoint-N, if there is one
@@ -255,6 +261,7 @@ def train_and_save(
     trl_config,
     has_eval: bool,
     extra_log_keys: tuple[str, ...] = (),
+    distributed: dict | None = None,
 ) -> dict:
     """Train, evaluate, save, then (main process) write the manifest and print the summary.
 
@@ -304,6 +311,7 @@ def train_and_save(
             **curves,
             saved_as=saved,
             trl_config=_plain(trl_config.to_dict()),
+            distributed=distributed or {"world_size": 1},
             **extra,
         )
         table = [(k, v) for k, v in {**counts, **losses}.items() if not isinstance(v, dict)]
