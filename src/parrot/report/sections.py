@@ -59,12 +59,14 @@ def _data_comparison_blocks(comparisons: list[dict]) -> list[dict]:
     rows = []
     for c in comparisons:
         name, digits = DATA_METRICS[c["metric"]]
-        diff = {"value": c["diff"], "low": c["low"], "high": c["high"]}
-        zero = "–" if c["diff"] is None else "excludes 0" if c["excludes_zero"] else "includes 0"
-        need = f"about {c['needed']} for {c['effect']:g}" if c["needed"] is not None else "–"
+        if c["diff"] is None:
+            diff = zero = "–"
+        else:
+            diff = f"{c['diff']:+.{digits}f} [{c['low']:+.{digits}f}, {c['high']:+.{digits}f}]"
+            zero = "excludes 0" if c["excludes_zero"] else "includes 0"
+        need = f"about {c['needed']} each for {c['effect']:g}" if c["needed"] is not None else "–"
         sizes = " / ".join(map(str, c["n"]))
-        rows.append([f"{c['a']} − {c['b']}", name, interval(diff, digits, signed=True), sizes, zero])
-        rows[-1] += [cell(c["mde"], digits), need]
+        rows.append([f"{c['a']} − {c['b']}", name, diff, sizes, zero, cell(c["mde"], digits), need])
     return [
         {
             "p": "Compared metrics, each pair of datasets (first minus second): the difference with a 95% interval "
