@@ -248,7 +248,7 @@ def compare(cfg: ExperimentReportConfig, benches: dict) -> list[dict]:
             overall = paired_bootstrap(means[a], means[b], n_boot=cfg.n_boot, seed=cfg.seed)
             result["overall"] = with_power(overall, "judged")
             by_turn = {
-                t: paired_bootstrap(m[a], m[b], n_boot=cfg.n_boot, seed=cfg.seed)
+                t: with_power(paired_bootstrap(m[a], m[b], n_boot=cfg.n_boot, seed=cfg.seed), "judged")
                 for t, m in sorted(turns.items())
                 if a in m and b in m
             }
@@ -303,6 +303,6 @@ def compare_verified(cfg: ExperimentReportConfig, verified: dict) -> list[dict]:
                 at = [r for r in records if r["turn"] == t]
                 ca, cb = conversation_accuracy(at, a), conversation_accuracy(at, b)
                 if ca and cb:
-                    by_turn[t] = paired_bootstrap(ca, cb, n_boot=cfg.n_boot, seed=cfg.seed)
+                    by_turn[t] = with_power(paired_bootstrap(ca, cb, n_boot=cfg.n_boot, seed=cfg.seed), "verified")
             results.append({**result, "overall": overall, "by_turn": by_turn})
     return results

@@ -22,6 +22,10 @@ def _what(r: dict) -> str:
     return "conversation" if r.get("verified") else "question"
 
 
+#: Under this many questions or conversations, what a comparison can detect is said to be a rough estimate.
+ROUGH_UNDER = 30
+
+
 def _size(x: float, verified: bool) -> str:
     return f"{100 * x:.1f} pp" if verified else f"{x:.2f} points"
 
@@ -41,9 +45,10 @@ def _can_detect(r: dict, what: str, verified: bool) -> str:
     power = r.get("power") or {}
     if power.get("mde") is None:
         return f"too few {what}s, or differences all alike, to estimate what this size can detect"
+    rough = f" (a rough estimate: the spread of only {r['n']} {what}s)" if r["n"] < ROUGH_UNDER else ""
     return (
         f"at this size a difference is detected with 80% power from about {_size(power['mde'], verified)}; "
-        f"detecting {_size(power['effect'], verified)} would need about {power['needed']} {what}s"
+        f"detecting {_size(power['effect'], verified)} would need about {power['needed']} {what}s{rough}"
     )
 
 
@@ -95,7 +100,8 @@ def comparisons_section(cfg, results: list[dict] | None) -> dict:
         ]
         blocks.append(
             {
-                "p": "By turn (difference [95% interval], over the questions judged or conversations answered at that turn):"
+                "p": "By turn (difference [95% interval], over the questions judged or conversations answered at that "
+                "turn; each turn's MDE is in report.json):"
             }
         )
         blocks.append(table(["comparison", "bench", *(f"turn {t}" for t in turns)], by_turn))
