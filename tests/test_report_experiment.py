@@ -390,7 +390,11 @@ def test_the_data_tables_compared_metrics_have_intervals_over_sessions_and_an_md
     doc = experiment["doc"]
     rows = {r["name"]: r for r in doc["sections"]["data"]["datasets"]}
     found = {(c["a"], c["b"], c["metric"]): c for c in doc["sections"]["data"]["comparisons"]}
-    assert {k[:2] for k in found} == {("Parrot-Ask", "self-chat"), ("Parrot-Ask", "ShareGPT"), ("self-chat", "ShareGPT")}
+    assert {k[:2] for k in found} == {
+        ("Parrot-Ask", "self-chat"),
+        ("Parrot-Ask", "ShareGPT"),
+        ("self-chat", "ShareGPT"),
+    }
     # the difference is that of the table's own values
     turns = found["Parrot-Ask", "ShareGPT", "turns"]
     assert turns["diff"] == pytest.approx(rows["Parrot-Ask"]["turns_mean"] - rows["ShareGPT"]["turns_mean"], abs=1e-4)
@@ -399,7 +403,10 @@ def test_the_data_tables_compared_metrics_have_intervals_over_sessions_and_an_md
     sizes = [rows["Parrot-Ask"]["sessions"], rows["self-chat"]["sessions"]]
     assert words["diff"] == pytest.approx(table, abs=1e-4) and words["n"] == sizes
     share = found["Parrot-Ask", "ShareGPT", "context_share"]
-    table = rows["Parrot-Ask"]["context_dependent_share_of_followups"] - rows["ShareGPT"]["context_dependent_share_of_followups"]
+    table = (
+        rows["Parrot-Ask"]["context_dependent_share_of_followups"]
+        - rows["ShareGPT"]["context_dependent_share_of_followups"]
+    )
     assert share["diff"] == pytest.approx(table, abs=1e-4)
     for c in found.values():
         assert c["diff"] is None or c["low"] <= c["diff"] <= c["high"]

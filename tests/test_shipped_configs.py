@@ -72,7 +72,11 @@ def test_the_wheel_installed_in_a_fresh_virtualenv_plans_every_config_by_name(tm
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
     python = venv / "bin" / "python"
-    site = Path(subprocess.check_output([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
+    site = Path(
+        subprocess.check_output(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True
+        ).strip()
+    )
     # the dependencies (torch, trl...) from the interpreter running the tests, after the venv's own
     # site-packages: the wheel's parrot comes first, whatever that interpreter has installed
     deps = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
@@ -82,7 +86,9 @@ def test_the_wheel_installed_in_a_fresh_virtualenv_plans_every_config_by_name(tm
     empty = tmp_path / "empty"
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    where = subprocess.check_output([python, "-c", "import parrot; print(parrot.__file__)"], cwd=empty, env=env, text=True)
+    where = subprocess.check_output(
+        [python, "-c", "import parrot; print(parrot.__file__)"], cwd=empty, env=env, text=True
+    )
     assert Path(where.strip()).is_relative_to(venv), f"parrot imported from {where}, not from the new virtualenv"
     parrot = venv / "bin" / "parrot"
     listed = subprocess.run([parrot, "pipeline", "--list-configs"], cwd=empty, env=env, capture_output=True, text=True)
@@ -91,7 +97,12 @@ def test_the_wheel_installed_in_a_fresh_virtualenv_plans_every_config_by_name(tm
     # every config planned by name, side by side (each start-up imports TRL: seconds of CPU)
     runs = {
         name: subprocess.Popen(
-            [parrot, "pipeline", "--config", name, "--plan"], cwd=empty, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            [parrot, "pipeline", "--config", name, "--plan"],
+            cwd=empty,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for name in IN_TREE
     }
@@ -100,4 +111,3 @@ def test_the_wheel_installed_in_a_fresh_virtualenv_plans_every_config_by_name(tm
         assert run.returncode == 0, f"parrot pipeline --config {name} --plan: {err}"
         assert "report" in out and "step" in out, out
     assert not any(p for p in empty.iterdir()), "planning wrote into the folder it ran from"
-

@@ -38,6 +38,11 @@ REFERENCE_EFFECTS = {
     "assistant_words": 20.0,  # words per assistant message
 }
 
+#: Under this many units (on either side), an interval and what the comparison can detect are said to
+#: be rough: the normal approximation, like the percentile bootstrap, is optimistic there.
+ROUGH_UNDER = 30
+
+
 def mde(se: float | None) -> float | None:
     """The smallest true difference detected with 80% power by a two-sided 5% test whose estimate
     has standard error ``se``.
@@ -97,4 +102,3 @@ def two_sample(a: dict, b: dict, effect: float) -> dict:
         "mde": round(mde(se), 4) if se else None,
         "needed": needed(a["sd"] ** 2 + b["sd"] ** 2, effect),
     }
-

@@ -10,6 +10,7 @@ from parrot.core.figures import plot_scores
 from parrot.core.markdown import cell
 from parrot.report import plots
 from parrot.report.numbers import BENCH_TITLES
+from parrot.report.power import ROUGH_UNDER
 
 NOT_RUN = {"p": "Not run in this experiment."}
 
@@ -64,6 +65,7 @@ def _data_comparison_blocks(comparisons: list[dict]) -> list[dict]:
         else:
             diff = f"{c['diff']:+.{digits}f} [{c['low']:+.{digits}f}, {c['high']:+.{digits}f}]"
             zero = "excludes 0" if c["excludes_zero"] else "includes 0"
+            zero += " (rough: few sessions)" if min(c["n"]) < ROUGH_UNDER else ""
         need = f"about {c['needed']} each for {c['effect']:g}" if c["needed"] is not None else "–"
         sizes = " / ".join(map(str, c["n"]))
         rows.append([f"{c['a']} − {c['b']}", name, diff, sizes, zero, cell(c["mde"], digits), need])
@@ -72,7 +74,8 @@ def _data_comparison_blocks(comparisons: list[dict]) -> list[dict]:
             "p": "Compared metrics, each pair of datasets (first minus second): the difference with a 95% interval "
             "over sessions (normal approximation; a per-message metric clustered by session), its minimum "
             "detectable effect at 80% power (two-sided 5%), and the sessions each dataset would need for the "
-            "reference effect at this run's spread (equal sizes). An interval that includes 0 cannot tell."
+            "reference effect at this run's spread (equal sizes). An interval that includes 0 cannot tell; under "
+            f"{ROUGH_UNDER} sessions on a side, the normal interval is rough (too narrow)."
         },
         table(
             ["datasets", "metric", "difference [95% interval]", "sessions", "interval", "MDE (80% power)", "needed"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from parrot.core.markdown import cell
 from parrot.report.numbers import BENCH_TITLES
+from parrot.report.power import ROUGH_UNDER
 from parrot.report.sections import section, table
 
 
@@ -20,10 +21,6 @@ def _interval(r: dict, verified: bool = False) -> str:
 
 def _what(r: dict) -> str:
     return "conversation" if r.get("verified") else "question"
-
-
-#: Under this many questions or conversations, what a comparison can detect is said to be a rough estimate.
-ROUGH_UNDER = 30
 
 
 def _size(x: float, verified: bool) -> str:
@@ -83,7 +80,15 @@ def comparisons_section(cfg, results: list[dict] | None) -> dict:
             "questions or conversations the reference effect would need at this run's spread."
         },
         table(
-            ["comparison", "bench", "paired over", "difference [95% interval]", "interval", "MDE (80% power)", "needed"],
+            [
+                "comparison",
+                "bench",
+                "paired over",
+                "difference [95% interval]",
+                "interval",
+                "MDE (80% power)",
+                "needed",
+            ],
             rows,
         ),
     ]

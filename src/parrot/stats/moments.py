@@ -57,7 +57,11 @@ class SessionMoments:
 
     def to_dict(self) -> dict:
         """As stats.json holds it: ``{"n", "sums": {value: sum}, "products": {"a*b": sum}}``."""
-        return {"n": self.n, "sums": dict(self.sums), "products": {f"{a}*{b}": s for (a, b), s in self.products.items()}}
+        return {
+            "n": self.n,
+            "sums": dict(self.sums),
+            "products": {f"{a}*{b}": s for (a, b), s in self.products.items()},
+        }
 
 
 def estimate(moments: dict, metric: str) -> dict:
