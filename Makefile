@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/parrot pipeline --config configs/demo.yaml
+	$(VENV)/bin/parrot pipeline --config demo
 
 # The tests also run the Ray executor on a local cluster: Ray is installed for them (not for the demo).
 $(VENV)/.parrot-ray: $(STAMP)

@@ -1,6 +1,6 @@
 """Where ``make demo``'s time goes: each step's seconds, and synthesis against raw llama.cpp.
 
-Runs the demo pipeline (``configs/demo.yaml``) in a fresh work directory, or reads a finished one
+Runs the demo pipeline (``--config demo``, the shipped config) in a fresh work directory, or reads a finished one
 (``--workdir runs/demo``), then prints:
 
 - each step's time, as the pipeline recorded it;
@@ -52,7 +52,7 @@ def read(path: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", help="a finished demo's work directory (default: run the demo in a fresh one)")
-    ap.add_argument("--config", default="configs/demo.yaml")
+    ap.add_argument("--config", default="demo", help="a shipped config's name or a YAML file")
     args = ap.parse_args()
     setup_logging(0)
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="demo-bench-"))

@@ -5,7 +5,6 @@ import hashlib
 import json
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 from test_pipeline import _statuses
@@ -13,6 +12,7 @@ from test_pipeline import _statuses
 from parrot.cli import main
 from parrot.core.config import build_config, load_yaml
 from parrot.pipeline import PipelineConfig, stage_config
+from parrot.pipeline.configs import shipped
 
 FOLLOW_UPS = ["Can you make it shorter?", "What about the second one?", "Why is that?", "And the last one?"]
 
@@ -118,11 +118,11 @@ steps:
     assert set(_statuses(capsys.readouterr().out).values()) == {"up to date"}
 
 
-@pytest.mark.parametrize("name", ["demo", "single-gpu", "paper"])
+@pytest.mark.parametrize("name", sorted(shipped()))
 def test_the_shipped_configs_are_valid_in_every_step_and_say_how_to_run_them(name):
     """The GPU configs cannot run here; they are parsed and every step's settings checked (every key
     known, TRL's included, every value valid) so they cannot rot."""
-    path = Path(__file__).parents[1] / f"configs/{name}.yaml"
+    path = shipped()[name]
     cfg = build_config(PipelineConfig, load_yaml(path), where=str(path))
     for step in cfg.graph:
         stage_config(step, cfg)

@@ -15,6 +15,7 @@ from parrot.core.fingerprint import config_hash, selection
 from parrot.core.manifest import write_manifest
 from parrot.core.outputs import writes_output
 from parrot.pipeline import PipelineConfig, stage_config, step_state
+from parrot.pipeline.configs import shipped
 
 
 def _source(tmp_path, n=20):
@@ -408,14 +409,14 @@ def test_a_step_left_with_nothing_stops_the_pipeline_before_the_next_one(tmp_pat
     assert not (w / "models").exists()  # train-chat never started
 
 
-@pytest.mark.parametrize("config", [None, "demo", "single-gpu", "paper"])
+@pytest.mark.parametrize("config", [None, *sorted(shipped())])
 def test_every_setting_that_reads_another_steps_output_names_an_input(tmp_path, config):
     """What a step reads from another step is in a ``digest=True`` setting: it counts by contents in
     the fingerprint (a moved run stays up to date) and is pinned and locked as the step starts."""
     from parrot.core.config import load_yaml
     from parrot.core.fingerprint import named_inputs
 
-    data = load_yaml(f"configs/{config}.yaml") if config else {}
+    data = load_yaml(shipped()[config]) if config else {}
     cfg = build_config(PipelineConfig, [data, {"workdir": str(tmp_path)}])
     for step in cfg.graph:
         named = json.dumps(list(named_inputs(stage_config(step, cfg))))

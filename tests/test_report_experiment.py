@@ -324,6 +324,7 @@ def test_every_section_in_order_with_its_table(experiment):
     assert "| model | overall | turn 1 | turn 2 | judged |" in md  # MT-Bench
     assert "| turn 8 | judged | -1 excluded |" in md  # MT-Bench++
     assert md.count("| comparison | bench | paired over |") == 1
+    assert "| interval | MDE (80% power) | needed |" in md
     assert not re.search(r"\{[a-z_.\[\]'\"]+\}", md)  # no placeholder left unfilled
 
 
@@ -368,7 +369,10 @@ def test_the_words_say_what_is_supported_and_that_a_small_judge_ranks_nothing(ex
         "sft_parrot vs sft_selfchat on MT-Bench++: **supported**: sft_parrot scores higher than sft_selfchat by 1.00"
         in support
     )
-    assert "capo_dpo vs sft_parrot on MT-Bench++: **not supported by this data**" in support
+    # the same scores: no difference to see, and no spread to say what 12 questions could see
+    assert "capo_dpo vs sft_parrot on MT-Bench++: **cannot tell**: capo_dpo − sft_parrot = +0.00" in support
+    assert "too few questions, or differences all alike, to estimate what this size can detect" in support
+    assert "no difference" not in support.lower().replace("no difference on", "")
     # MT-Bench's judge is the embedded 135M model: the same one-point shift is not supported there
     assert "sft_parrot vs sft_selfchat on MT-Bench: sft_parrot − sft_selfchat = +1.00" in support
     assert "**not supported**: the judge (`smollm2`) is too small to rank models" in support
@@ -380,6 +384,35 @@ def test_the_words_say_what_is_supported_and_that_a_small_judge_ranks_nothing(ex
     )
     assert "capo_dpo vs sft_parrot on verified-mt: **cannot tell**: capo_dpo − sft_parrot = +0.0 pp" in support
     assert "2 of 6 comparison(s) supported by this data" in support
+
+
+def test_the_data_tables_compared_metrics_have_intervals_over_sessions_and_an_mde(experiment):
+    doc = experiment["doc"]
+    rows = {r["name"]: r for r in doc["sections"]["data"]["datasets"]}
+    found = {(c["a"], c["b"], c["metric"]): c for c in doc["sections"]["data"]["comparisons"]}
+    assert {k[:2] for k in found} == {
+        ("Parrot-Ask", "self-chat"),
+        ("Parrot-Ask", "ShareGPT"),
+        ("self-chat", "ShareGPT"),
+    }
+    # the difference is that of the table's own values
+    turns = found["Parrot-Ask", "ShareGPT", "turns"]
+    assert turns["diff"] == pytest.approx(rows["Parrot-Ask"]["turns_mean"] - rows["ShareGPT"]["turns_mean"], abs=1e-4)
+    words = found["Parrot-Ask", "self-chat", "user_words"]
+    table = rows["Parrot-Ask"]["user_words"]["mean"] - rows["self-chat"]["user_words"]["mean"]
+    sizes = [rows["Parrot-Ask"]["sessions"], rows["self-chat"]["sessions"]]
+    assert words["diff"] == pytest.approx(table, abs=1e-4) and words["n"] == sizes
+    share = found["Parrot-Ask", "ShareGPT", "context_share"]
+    table = (
+        rows["Parrot-Ask"]["context_dependent_share_of_followups"]
+        - rows["ShareGPT"]["context_dependent_share_of_followups"]
+    )
+    assert share["diff"] == pytest.approx(table, abs=1e-4)
+    for c in found.values():
+        assert c["diff"] is None or c["low"] <= c["diff"] <= c["high"]
+    md = experiment["md"].split("## Data")[1].split("## Simulators")[0]
+    assert "| datasets | metric | difference [95% interval] | sessions | interval | MDE (80% power) | needed |" in md
+    assert "| Parrot-Ask − self-chat | user len (words) |" in md and f"| {sizes[0]} / {sizes[1]} |" in md
 
 
 def test_the_verified_section_shows_accuracy_by_turn_and_retention_for_every_model(experiment):

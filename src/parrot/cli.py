@@ -32,7 +32,7 @@ COMMANDS: list[Stage] = [
         PipelineConfig,
         pipeline,
         "the paper's experiment in one work directory: named steps, every arm, one report; resumable "
-        "(configs/demo.yaml, docs/experiment.md)",
+        "(--config demo; --list-configs; docs/experiment.md)",
     ),
 ]
 

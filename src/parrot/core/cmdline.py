@@ -20,7 +20,8 @@ _NEGATIVE_NUMBER = re.compile(r"-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")  # a flag's 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Add ``--config``, one flag per field, and ``key=value`` overrides to ``parser``."""
-    parser.add_argument("--config", metavar="FILE", help="YAML file with settings (command line wins)")
+    shown = getattr(cls, "CONFIG_HELP", "YAML file with settings (command line wins)")
+    parser.add_argument("--config", metavar="FILE", help=shown)
     hints = typing.get_type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init and f.metadata.get("cli", True)]
     for f in sorted(fields, key=lambda f: f.kw_only is True):  # the stage's own settings first, then --resume...
@@ -93,7 +94,9 @@ def config_from_args(cls: type, args: argparse.Namespace, *, extra_field: str | 
     """Defaults < ``--config`` YAML < flags < ``key=value`` overrides (in that order)."""
     fields = dataclasses.fields(cls)
     flags = {f.name: getattr(args, f.name) for f in fields if hasattr(args, f.name)}
-    file = load_yaml(args.config) if getattr(args, "config", None) else {}
+    given = getattr(args, "config", None)
+    # a config that ships named files (the pipeline's demo, paper...) says which file a name means
+    file = load_yaml(cls.config_file(given) if hasattr(cls, "config_file") else given) if given else {}
     overrides = getattr(args, "overrides", None)
     try:
         return build_config(cls, [file, flags], overrides, where=COMMAND_LINE, extra_field=extra_field)

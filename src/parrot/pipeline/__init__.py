@@ -83,6 +83,11 @@ def reports(cfg: PipelineConfig) -> list[Path]:
 
 def pipeline(cfg: PipelineConfig) -> list[dict]:
     """Run the selected steps in order; return one summary row per step."""
+    if cfg.list_configs:
+        from parrot.pipeline.configs import configs_table
+
+        print(configs_table())
+        return []
     if cfg.plan:
         return print_plan(cfg)
     workdir = Path(cfg.workdir)

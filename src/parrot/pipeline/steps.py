@@ -86,8 +86,21 @@ class PipelineConfig:
     only: list[str] = opt(list, "run only these steps (default: every step)", hashed=False)
     rerun: list[str] = opt(list, "steps to run again even if their output is complete", hashed=False)
     plan: bool = opt(False, "print each step's stage, inputs and state, then stop: nothing runs", hashed=False)
+    list_configs: bool = opt(
+        False, "list the configs shipped with Parrot (--config NAME), each with what it is for, then stop", hashed=False
+    )
 
     STAGE: ClassVar[str] = "pipeline"
+    CONFIG_HELP: ClassVar[str] = (
+        "a shipped config by name (demo, single-gpu, paper...: --list-configs) or a YAML file; the command line wins"
+    )
+
+    @staticmethod
+    def config_file(value: str) -> Path:
+        """``--config``: a shipped config's name or a file (:func:`parrot.pipeline.configs.config_file`)."""
+        from parrot.pipeline.configs import config_file
+
+        return config_file(value)
 
     def __post_init__(self):
         self.graph = ordered(parse_steps(self.steps))

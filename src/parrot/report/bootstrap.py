@@ -33,7 +33,9 @@ def question_means(records: list[dict]) -> dict[str, dict[str, float]]:
 def paired_bootstrap(
     a: dict[str, float], b: dict[str, float], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> dict:
-    """The mean of ``a[q] - b[q]`` over the questions both have, and its paired bootstrap interval.
+    """The mean of ``a[q] - b[q]`` over the questions both have, its paired bootstrap interval, and
+    ``sd``, the sample standard deviation of the differences (None under 2 questions): what
+    :func:`parrot.report.power.paired_power` reads a comparison's minimum detectable effect from.
 
     Identical scores give 0 and an interval of width 0; a constant shift gives that shift, exactly:
 
@@ -41,8 +43,8 @@ def paired_bootstrap(
     >>> same["mean_diff"], same["low"], same["high"], same["n"]
     (0.0, 0.0, 0.0, 3)
     >>> shift = paired_bootstrap({"1": 6.5, "2": 8.5, "3": 3.5, "4": 9}, {"1": 5.0, "2": 7.0, "3": 2.0})
-    >>> shift["mean_diff"], shift["low"], shift["high"], shift["n"]
-    (1.5, 1.5, 1.5, 3)
+    >>> shift["mean_diff"], shift["low"], shift["high"], shift["n"], shift["sd"]
+    (1.5, 1.5, 1.5, 3, 0.0)
     >>> paired_bootstrap({"1": 6.0}, {"2": 5.0})["n"]
     0
     """
@@ -51,7 +53,7 @@ def paired_bootstrap(
     common = sorted(set(a) & set(b), key=str)
     out = {"n": len(common), "n_boot": n_boot, "seed": seed, "level": level}
     if not common:
-        return {**out, "mean_diff": None, "low": None, "high": None, "excludes_zero": False}
+        return {**out, "mean_diff": None, "low": None, "high": None, "excludes_zero": False, "sd": None}
     diffs = np.array([float(a[q]) - float(b[q]) for q in common])
     rng = np.random.default_rng(seed)
     means = diffs[rng.integers(0, len(diffs), size=(n_boot, len(diffs)))].mean(axis=1)
@@ -63,6 +65,7 @@ def paired_bootstrap(
         "low": low,
         "high": high,
         "excludes_zero": bool(low > 0 or high < 0),
+        "sd": round(float(diffs.std(ddof=1)), 6) if len(diffs) > 1 else None,
     }
 
 

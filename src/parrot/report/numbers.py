@@ -12,6 +12,7 @@ from pathlib import Path
 from parrot.core.jsonl import read_jsonl
 from parrot.evaluate.verified import VERIFIED_MT
 from parrot.report.bootstrap import bootstrap_cell, paired_bootstrap, question_means
+from parrot.report.power import REFERENCE_EFFECTS, paired_power, two_sample
 from parrot.report.stage import ExperimentReportConfig, parse_comparison
 
 BENCH_TITLES = {"mt-bench": "MT-Bench", "mt-bench-pp": "MT-Bench++"}
@@ -27,7 +28,12 @@ def compute(cfg: ExperimentReportConfig) -> tuple[dict, object]:
     from parrot.stats.files import PLOTS, read_stats
 
     stats = read_stats(cfg.stats) if cfg.stats else None
-    data = stats and {"source": cfg.stats, "datasets": stats.datasets, "plots": [f"data_{p}" for p in PLOTS]}
+    data = stats and {
+        "source": cfg.stats,
+        "datasets": stats.datasets,
+        "plots": [f"data_{p}" for p in PLOTS],
+        "comparisons": compare_datasets(stats.datasets),
+    }
     sections = {"data": data, "simulators": simulators(cfg, stats), "training": training(cfg), "capo": capo(cfg)}
     benches = load_benches(cfg) if cfg.judgments else {}
     for bench in sorted(set(BENCH_TITLES) | set(benches), key=bench_order):
@@ -81,10 +87,34 @@ def heldout(asker: str | None, *, n_boot: int = 1000, seed: int = 0) -> dict | N
     passes = {m: held[m] for m in ("trained", "base") if held.get(m)}
     if len(passes) == 2:
         a, b = passes["trained"].get("loss") or {}, passes["base"].get("loss") or {}
-        out["per_session"] = paired_bootstrap(a, b, n_boot=n_boot, seed=seed)
+        out["per_session"] = with_power(paired_bootstrap(a, b, n_boot=n_boot, seed=seed), "heldout_loss")
     if passes:
         out["termination"] = {m: termination(p.get("stops") or {}, n_boot, seed) for m, p in passes.items()}
         out["rule"] = held.get("rule")
+    return out
+
+
+def with_power(r: dict, kind: str) -> dict:
+    """A paired comparison with ``power``: its minimum detectable effect at 80% power and the
+    clusters (questions, conversations, sessions) the reference effect of ``kind`` would need."""
+    return {**r, "power": paired_power(r.get("sd"), r["n"], REFERENCE_EFFECTS[kind])}
+
+
+def compare_datasets(rows: list[dict]) -> list[dict]:
+    """Every pair of the stats run's datasets, in the table's order, on each metric of
+    :data:`parrot.stats.moments.METRICS`: the difference (first minus second), its 95% interval
+    over sessions and its minimum detectable effect (:func:`parrot.report.power.two_sample`). A
+    stats.json written before the per-session sums were kept has no such comparisons."""
+    from parrot.stats.moments import METRICS, estimate
+
+    rows = [r for r in rows if r.get("session_moments")]
+    out = []
+    for i, a in enumerate(rows):
+        for b in rows[i + 1 :]:
+            for metric in METRICS:
+                ea, eb = estimate(a["session_moments"], metric), estimate(b["session_moments"], metric)
+                diff = two_sample(ea, eb, REFERENCE_EFFECTS[metric])
+                out.append({"a": a["name"], "b": b["name"], "metric": metric, **diff})
     return out
 
 
@@ -215,9 +245,10 @@ def compare(cfg: ExperimentReportConfig, benches: dict) -> list[dict]:
             if missing:
                 results[a, b, bench] = {**result, "missing": missing}
                 continue
-            result["overall"] = paired_bootstrap(means[a], means[b], n_boot=cfg.n_boot, seed=cfg.seed)
+            overall = paired_bootstrap(means[a], means[b], n_boot=cfg.n_boot, seed=cfg.seed)
+            result["overall"] = with_power(overall, "judged")
             by_turn = {
-                t: paired_bootstrap(m[a], m[b], n_boot=cfg.n_boot, seed=cfg.seed)
+                t: with_power(paired_bootstrap(m[a], m[b], n_boot=cfg.n_boot, seed=cfg.seed), "judged")
                 for t, m in sorted(turns.items())
                 if a in m and b in m
             }
@@ -266,11 +297,12 @@ def compare_verified(cfg: ExperimentReportConfig, verified: dict) -> list[dict]:
             overall = paired_bootstrap(
                 conversation_accuracy(records, a), conversation_accuracy(records, b), n_boot=cfg.n_boot, seed=cfg.seed
             )
+            overall = with_power(overall, "verified")
             by_turn = {}
             for t in sorted({r["turn"] for r in records}):
                 at = [r for r in records if r["turn"] == t]
                 ca, cb = conversation_accuracy(at, a), conversation_accuracy(at, b)
                 if ca and cb:
-                    by_turn[t] = paired_bootstrap(ca, cb, n_boot=cfg.n_boot, seed=cfg.seed)
+                    by_turn[t] = with_power(paired_bootstrap(ca, cb, n_boot=cfg.n_boot, seed=cfg.seed), "verified")
             results.append({**result, "overall": overall, "by_turn": by_turn})
     return results

@@ -10,6 +10,7 @@ from parrot.core.figures import plot_scores
 from parrot.core.markdown import cell
 from parrot.report import plots
 from parrot.report.numbers import BENCH_TITLES
+from parrot.report.power import ROUGH_UNDER
 
 NOT_RUN = {"p": "Not run in this experiment."}
 
@@ -35,10 +36,52 @@ def data_section(data: dict | None, stats) -> dict:
     note = sampling_note(rows, stats.config).splitlines()  # the settings stats ran with
     blocks = [{"p": f"Datasets side by side, from `{data['source']}` (`parrot stats`)."}, table(*table_cells(rows))]
     blocks += [{"p": note[0]}, {"list": [line.removeprefix("- ") for line in note[1:] if line.strip()]}]
+    blocks += _data_comparison_blocks(data.get("comparisons") or [])
     notes = {"context_by_turn.png": context_plot_notes(rows)}
     for name, plot in PLOTS.items():
         blocks.append(figure(f"data_{name}", name.removesuffix(".png"), notes.get(name, []), partial(plot, rows)))
     return section("data", "Data", blocks, data)
+
+
+#: The data table's compared metrics, as the comparison table names them, and their decimals.
+DATA_METRICS = {
+    "turns": ("turns/session", 2),
+    "context_dependent": ("ctx-dep. q/session", 2),
+    "context_share": ("ctx-dep. share of follow-ups", 2),
+    "user_words": ("user len (words)", 1),
+    "assistant_words": ("assistant len (words)", 1),
+}
+
+
+def _data_comparison_blocks(comparisons: list[dict]) -> list[dict]:
+    """Each pair of datasets on each compared metric: the difference, its interval and what it can detect."""
+    if not comparisons:
+        return []
+    rows = []
+    for c in comparisons:
+        name, digits = DATA_METRICS[c["metric"]]
+        if c["diff"] is None:
+            diff = zero = "–"
+        else:
+            diff = f"{c['diff']:+.{digits}f} [{c['low']:+.{digits}f}, {c['high']:+.{digits}f}]"
+            zero = "excludes 0" if c["excludes_zero"] else "includes 0"
+            zero += " (rough: few sessions)" if min(c["n"]) < ROUGH_UNDER else ""
+        need = f"about {c['needed']} each for {c['effect']:g}" if c["needed"] is not None else "–"
+        sizes = " / ".join(map(str, c["n"]))
+        rows.append([f"{c['a']} − {c['b']}", name, diff, sizes, zero, cell(c["mde"], digits), need])
+    return [
+        {
+            "p": "Compared metrics, each pair of datasets (first minus second): the difference with a 95% interval "
+            "over sessions (normal approximation; a per-message metric clustered by session), its minimum "
+            "detectable effect at 80% power (two-sided 5%), and the sessions each dataset would need for the "
+            "reference effect at this run's spread (equal sizes). An interval that includes 0 cannot tell; under "
+            f"{ROUGH_UNDER} sessions on a side, the normal interval is rough (too narrow)."
+        },
+        table(
+            ["datasets", "metric", "difference [95% interval]", "sessions", "interval", "MDE (80% power)", "needed"],
+            rows,
+        ),
+    ]
 
 
 # ---------------------------------------------------------------- simulators
@@ -131,16 +174,25 @@ def _likeness_blocks(arms: list[tuple[str, dict | None]]) -> list[dict]:
 
 
 def _heldout_blocks(trained: list[tuple[str, dict]], n_boot: int | None) -> list[dict]:
-    heldout = "Loss on held-out real user turns (the same held-out sessions and tokenizer; lower is better):"
+    heldout = (
+        "Loss on held-out real user turns (the same held-out sessions and tokenizer; lower is better). Per "
+        "session: trained minus base, paired over held-out sessions, with its minimum detectable effect at "
+        "80% power and the sessions the reference effect would need:"
+    )
     headers = ["asker arm", "trained simulator", "untrained base (the prompted asker)", "difference"]
-    headers.append("per-session difference [95% interval]")
+    headers += ["per-session difference [95% interval]", "MDE (80% power)"]
     losses = []
     for n, h in trained:
         paired = h.get("per_session") or {}
         diff = {"value": paired.get("mean_diff"), "low": paired.get("low"), "high": paired.get("high")}
         few = f" ({paired['n']} sessions{', too few to read' if paired['n'] < MIN_HELDOUT else ''})" if paired else ""
         per_session = interval(diff, 3, signed=True) + few
+        power = paired.get("power") or {}
+        mde = cell(power.get("mde"), 3)
+        if power.get("needed") is not None:
+            mde += f" (about {power['needed']} sessions for {power['effect']:.3f})"
         losses.append([n, cell(h["trained"], 3), cell(h["base"], 3), cell(h["difference"], signed=True), per_session])
+        losses[-1].append(mde)
     blocks = [{"p": heldout}, table(headers, losses)]
     rows = []
     for n, h in trained:

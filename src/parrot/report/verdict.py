@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from parrot.core.markdown import cell
 from parrot.report.numbers import BENCH_TITLES
+from parrot.report.power import ROUGH_UNDER
 from parrot.report.sections import section, table
 
 
@@ -20,6 +21,32 @@ def _interval(r: dict, verified: bool = False) -> str:
 
 def _what(r: dict) -> str:
     return "conversation" if r.get("verified") else "question"
+
+
+def _size(x: float, verified: bool) -> str:
+    return f"{100 * x:.1f} pp" if verified else f"{x:.2f} points"
+
+
+def detectable(r: dict, what: str, verified: bool = False) -> tuple[str, str]:
+    """A comparison's minimum detectable effect (80% power) and the units its reference effect needs,
+    as the tables show them (:func:`parrot.report.power.paired_power`)."""
+    power = r.get("power") or {}
+    shown = _size(power["mde"], verified) if power.get("mde") is not None else "–"
+    if power.get("needed") is None:
+        return shown, "–"
+    return shown, f"about {power['needed']} {what}s for {_size(power['effect'], verified)}"
+
+
+def _can_detect(r: dict, what: str, verified: bool) -> str:
+    """What a comparison that cannot tell could have seen at its size, in words."""
+    power = r.get("power") or {}
+    if power.get("mde") is None:
+        return f"too few {what}s, or differences all alike, to estimate what this size can detect"
+    rough = f" (a rough estimate: the spread of only {r['n']} {what}s)" if r["n"] < ROUGH_UNDER else ""
+    return (
+        f"at this size a difference is detected with 80% power from about {_size(power['mde'], verified)}; "
+        f"detecting {_size(power['effect'], verified)} would need about {power['needed']} {what}s{rough}"
+    )
 
 
 def _questions(n: int) -> str:
@@ -39,16 +66,31 @@ def comparisons_section(cfg, results: list[dict] | None) -> dict:
             continue
         o = r["overall"]
         zero = "excludes 0" if o["excludes_zero"] else "includes 0"
-        rows.append([r["comparison"], title, f"{o['n']} {_what(r)}s", _interval(o, r.get("verified")), zero])
+        size = detectable(o, _what(r), bool(r.get("verified")))
+        rows.append([r["comparison"], title, f"{o['n']} {_what(r)}s", _interval(o, r.get("verified")), zero, *size])
     blocks = [
         {
             "p": "Judged benches: mean score difference (first model minus second) over the questions both models "
             "answered; a question's score is the mean of its judged turns. Verified benches: difference in the "
             "share of instructions followed (strict, percentage points) over the conversations both models "
             "answered, each conversation's share counting once. Each with a paired bootstrap 95% interval "
-            f"({cfg.n_boot} resamples of the questions or conversations, seed {cfg.seed})."
+            f"({cfg.n_boot} resamples of the questions or conversations, seed {cfg.seed}). What the comparison "
+            "can detect: its minimum detectable effect (MDE) at 80% power, two-sided 5% (normal approximation, "
+            "from the spread of the paired differences, each question or conversation one unit), and how many "
+            "questions or conversations the reference effect would need at this run's spread."
         },
-        table(["comparison", "bench", "paired over", "difference [95% interval]", "interval"], rows),
+        table(
+            [
+                "comparison",
+                "bench",
+                "paired over",
+                "difference [95% interval]",
+                "interval",
+                "MDE (80% power)",
+                "needed",
+            ],
+            rows,
+        ),
     ]
     turns = sorted({t for r in results for t in r.get("by_turn", {})})
     if turns:
@@ -63,7 +105,8 @@ def comparisons_section(cfg, results: list[dict] | None) -> dict:
         ]
         blocks.append(
             {
-                "p": "By turn (difference [95% interval], over the questions judged or conversations answered at that turn):"
+                "p": "By turn (difference [95% interval], over the questions judged or conversations answered at that "
+                "turn; each turn's MDE is in report.json):"
             }
         )
         blocks.append(table(["comparison", "bench", *(f"turn {t}" for t in turns)], by_turn))
@@ -85,7 +128,10 @@ def _sentence(r: dict, small: dict, flat: dict) -> tuple[str, bool]:
                 f"{a} vs {b} on {title}: **supported**: {better} follows more of its instructions than {worse}: "
                 f"{a} − {b} = {shown}."
             ), True
-        return f"{a} vs {b} on {title}: **cannot tell**: {a} − {b} = {shown}; the interval includes 0.", False
+        return (
+            f"{a} vs {b} on {title}: **cannot tell**: {a} − {b} = {shown}; the interval includes 0; "
+            f"{_can_detect(o, 'conversation', True)}."
+        ), False
     shown = (
         f"{cell(o['mean_diff'], signed=True)} (95% interval {o['low']:+.2f} to {o['high']:+.2f}, {_questions(o['n'])})"
     )
@@ -105,9 +151,9 @@ def _sentence(r: dict, small: dict, flat: dict) -> tuple[str, bool]:
             f"{_questions(o['n'])})."
         ), True
     return (
-        f"{a} vs {b} on {title}: **not supported by this data**: {a} − {b} = {shown}; the interval includes 0.",
-        False,
-    )
+        f"{a} vs {b} on {title}: **cannot tell**: {a} − {b} = {shown}; the interval includes 0; "
+        f"{_can_detect(o, 'question', False)}."
+    ), False
 
 
 def support_section(cfg, sections: dict) -> dict:

@@ -15,6 +15,7 @@ from collections import Counter
 from parrot.core.dialogue import asked_turns, split_system
 from parrot.core.tokens import TokenCounter
 from parrot.stats.context import context_reasons
+from parrot.stats.moments import SessionMoments
 from parrot.stats.sampling import LogHistogram, Reservoir
 
 MAX_TURN_INDEX = 20  # context dependence by turn index: turns 20 and later share a bucket
@@ -57,18 +58,21 @@ class DatasetAccumulator:
         self.question_sample = Reservoir(sample, seed)
         self.session_sample = Reservoir(shift_sessions, seed + 1)
         self.followup_sample = Reservoir(judge_sample, seed + 2)
+        self.moments = SessionMoments()  # per-session sums: the compared metrics' standard errors
 
     def add(self, dialogue: dict) -> None:
         system, messages = split_system(dialogue["messages"])
         self.with_system += system is not None
         questions: list[str] = []
-        dependent = 0
+        dependent = user_words = assistant_words = answers = 0
         for k, m in enumerate(messages):
             text = m["content"]
             if m["role"] == "user":
                 turn = len(questions)
                 questions.append(text[: self.max_chars])
-                self.user_words.add(count_words(text))
+                words = count_words(text)
+                user_words += words
+                self.user_words.add(words)
                 if self.tokens:
                     self.tokens.add(text, self.user_tokens.add)
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -94,11 +98,24 @@ class DatasetAccumulator:
                     )
                 self.question_sample.add(text[: self.max_chars])
             elif m["role"] == "assistant":
-                self.assistant_words.add(count_words(text))
+                words = count_words(text)
+                assistant_words += words
+                answers += 1
+                self.assistant_words.add(words)
                 if self.tokens:
                     self.tokens.add(text, self.assistant_tokens.add)
         self.sessions += 1
-        self.turns[asked_turns(messages)] += 1
+        turns = asked_turns(messages)
+        self.turns[turns] += 1
+        self.moments.add(
+            turns=turns,
+            dependent=dependent,
+            followups=max(turns - 1, 0),
+            user_messages=len(questions),
+            user_words=user_words,
+            assistant_messages=answers,
+            assistant_words=assistant_words,
+        )
         self.context_per_session[dependent] += 1
         self.session_sample.add(questions)
 
@@ -128,6 +145,7 @@ class DatasetAccumulator:
                 for i, (d, t) in enumerate(self.by_turn)
                 if t
             ],
+            "session_moments": self.moments.to_dict(),
         }
         if self.tokens:
             out["user_tokens"] = _hist_summary(self.user_tokens)
