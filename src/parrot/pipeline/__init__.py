@@ -81,10 +81,63 @@ def reports(cfg: PipelineConfig) -> list[Path]:
     return out
 
 
+def estimate_steps(cfg: PipelineConfig) -> list:
+    """The estimate of every step (:mod:`parrot.pipeline.estimate`), in the steps' order."""
+    from parrot.pipeline.bill import Estimator
+
+    est = Estimator(cfg, cfg.costs)
+    return [est.step(step) for step in cfg.graph]
+
+
+def actual_steps(cfg: PipelineConfig, seconds: dict[str, float] | None = None) -> dict:
+    """The finished steps' numbers from their manifests, by step (``seconds``: this run's rows, or
+    the pipeline manifest's)."""
+    from parrot.pipeline.bill import actual
+
+    if seconds is None:
+        try:
+            earlier = read_manifest(Path(cfg.workdir) / "pipeline") or {}
+        except ParrotError:
+            earlier = {}
+        seconds = {r["step"]: r["seconds"] for r in earlier.get("steps") or [] if r.get("status") == "done"}
+    found = {s.name: actual(s, cfg, seconds.get(s.name)) for s in cfg.graph}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def print_estimate(cfg: PipelineConfig) -> list:
+    """``--plan --estimate``: the bill of every selected step, then estimate against actual where
+    steps have run."""
+    from parrot.pipeline.bill import bill_table, compare_rows, compare_table
+
+    names = {s.name for s in cfg.selected()}
+    bills = [b for b in estimate_steps(cfg) if b.step in names]
+    print(f"\nestimate (before the run; {estimate_basis(cfg)}):")
+    print(bill_table(bills))
+    done = actual_steps(cfg)
+    if done:
+        print("\nestimate against actual (the manifests' usage and seconds):")
+        print(compare_table(compare_rows(bills, done)))
+    return bills
+
+
+def estimate_basis(cfg: PipelineConfig) -> str:
+    s = cfg.costs
+    return (
+        f"GPU {s.gpu_peak_tflops:g} TFLOP/s peak at MFU {s.mfu:g}; CPU training {s.cpu_gflops:g} GFLOP/s; "
+        f"llama.cpp on CPU {s.cpu_prefill_tok_s:g} prompt / {s.cpu_decode_tok_s:g} generated tokens/s; "
+        "tokens counted with the SmolLM2 tokenizer; costs.* in the config changes these"
+    )
+
+
 def pipeline(cfg: PipelineConfig) -> list[dict]:
     """Run the selected steps in order; return one summary row per step."""
     if cfg.plan:
-        return print_plan(cfg)
+        rows = print_plan(cfg)
+        if cfg.estimate:
+            print_estimate(cfg)
+        return rows
+    if cfg.estimate:
+        raise ParrotError("--estimate goes with --plan: `parrot pipeline --config C --plan --estimate`")
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []

@@ -15,6 +15,7 @@ from parrot.backends.spec import read_spec
 from parrot.core.config import build_config, opt, to_dict
 from parrot.core.fingerprint import named_inputs
 from parrot.core.yamlfile import load_yaml
+from parrot.pipeline.estimate import CostSettings
 from parrot.stages import STAGES, Stage
 
 EXPERIMENT = Path(__file__).parents[1] / "experiment.yaml"
@@ -86,6 +87,15 @@ class PipelineConfig:
     only: list[str] = opt(list, "run only these steps (default: every step)", hashed=False)
     rerun: list[str] = opt(list, "steps to run again even if their output is complete", hashed=False)
     plan: bool = opt(False, "print each step's stage, inputs and state, then stop: nothing runs", hashed=False)
+    estimate: bool = opt(
+        False,
+        "with --plan: each step's calls, tokens, training FLOPs, GPU hours, API cost and wall time, "
+        "before it runs (and against the actual numbers of the steps already run)",
+        hashed=False,
+    )
+    costs: CostSettings = opt(
+        CostSettings, "what the estimate assumes: prices per role, GPU peak and MFU, throughputs", hashed=False, cli=False
+    )
 
     STAGE: ClassVar[str] = "pipeline"
 
