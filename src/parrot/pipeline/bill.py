@@ -35,6 +35,10 @@ from parrot.pipeline.tokens import Call, Template, Tokens, Training, conversatio
 SIMULATED = 256  # sessions simulated per synthesis step (the rest scaled from them)
 
 
+def _size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+
+
 class Estimator:
     """The estimate of a pipeline's steps, one at a time, in the pipeline's order (a step's
     estimate reads the estimates of the steps it reads: a filter's sessions are its synthesis's)."""
@@ -73,18 +77,28 @@ class Estimator:
             raise ParrotError("estimate: no prepare step: the real data's lengths are measured on its output")
         pc = stage_config(prep, self.cfg)
         if Path(pc.output).is_file():
-            return measure(read_dialogues(pc.output, on_error="skip"), self.tok, pc.output, self.s.sample)
+            p = measure(read_dialogues(pc.output, on_error="skip"), self.tok, pc.output, self.s.sample)
+            p.count = ((read_manifest(pc.output) or {}).get("counts") or {}).get("train")
+            return p
         from dataclasses import replace
 
         from parrot.prepare.cleaning import Cleaner
-        from parrot.prepare.sources import SourceStats
+        from parrot.prepare.sources import SourceStats, resolve_source
         from parrot.prepare.stage import read_conversations
 
         sample_cfg = replace(pc, limit=self.s.sample * 2, on_error="skip")
         cleaner = Cleaner(sample_cfg)
         cleaned = (cleaner.clean(c) for c in read_conversations(sample_cfg, SourceStats()))
         dialogues = ({"messages": c.messages} for c in cleaned if c is not None)
-        return measure(dialogues, self.tok, f"{', '.join(pc.source)} (the first records, cleaned)", self.s.sample)
+        p = measure(dialogues, self.tok, f"{', '.join(pc.source)} (the first records, cleaned)", self.s.sample)
+        # the whole source's sessions, from its size: a record's JSON is its messages' text and
+        # about a sixth more (keys, roles, escapes), measured on ShareGPT
+        size = sum(_size(resolve_source(src)) for src in pc.source)
+        kept = 1.0 - pc.dev_fraction
+        p.count = int(size / max(1.0, p.chars * 1.15) * kept) if p.chars else None
+        if pc.limit:
+            p.count = min(p.count or pc.limit, pc.limit)
+        return p
 
     def params(self, model: str) -> float:
         """N of a model: a step's output (the model it trained from), a local config, its name."""
@@ -146,7 +160,7 @@ class Estimator:
         step = self.by_output.get(str(Path(path).resolve()))
         if step is not None and step.name in self.made:
             return self.made[step.name]
-        return {"sessions": self.profile.sessions, "count": None}
+        return {"sessions": self.profile.sessions, "count": self.profile.count}
 
     def synthesize(self, step: Step, sc: Any, bill: StepBill) -> None:
         from parrot.synthesize.roleswap import STOP_MARKER, load_ask_system_prompt, opening_turn
@@ -341,9 +355,8 @@ class Estimator:
         for path in sc.data:
             made = self.made_by(path)
             got = made["sessions"]
-            limit = sc.limit or 10**12
             sessions += got
-            count += min(made["count"] or len(got), limit) if made["count"] else min(limit, len(got))
+            count += min(made["count"] or len(got), sc.limit or 10**12)
         if step.stage.name == "train-ask":  # the role swap: the simulator's prompt and opening, a stop
             extra = [self.count(load_ask_system_prompt()), self.count(opening_turn(None)), self.count(STOP_MARKER)]
             sessions = [[("system", extra[0]), ("user", extra[1]), *s, ("assistant", extra[2])] for s in sessions]
@@ -462,6 +475,14 @@ def sum_bills(bills: list[StepBill]) -> dict:
         "cost_unknown_roles": len(costs) - len(known),
         "seconds": sum(b.seconds for b in bills),
     }
+
+
+def from_dict(doc: dict) -> StepBill:
+    """A :class:`StepBill` as :meth:`StepBill.to_dict` wrote it (its totals: what comparing needs)."""
+    bill = StepBill(doc["step"], doc["stage"], seconds=float(doc.get("seconds") or 0.0), source=doc.get("source", ""))
+    for role, r in (doc.get("roles") or {}).items():
+        bill.roles[role] = RoleBill(r.get("spec", ""), Tokens(r["calls"], r["prompt"], r["cached"], r["completion"]))
+    return bill
 
 
 def compare_rows(estimates: list[StepBill], actuals: dict[str, StepBill]) -> list[dict]:

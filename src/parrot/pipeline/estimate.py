@@ -167,6 +167,8 @@ class Profile:
     turns: list[int]  # answered turns per session
     sessions: list[list[tuple[str, int]]]  # each session's messages as (role, tokens)
     source: str
+    count: int | None = None  # sessions in the whole data (the sample is its first ones)
+    chars: float = 0.0  # mean characters of a sampled session's messages
 
     def capped_mean(self, values: list[int], cap: int | None) -> float:
         if not values:
@@ -191,6 +193,7 @@ def measure(dialogues, tokenizer, source: str, limit: int) -> Profile:
     counted = token_lengths(tokenizer, [t[:cut] for t in texts])
     lengths = iter(round(n * len(t) / cut) if len(t) > cut else n for n, t in zip(counted, texts))
     p = Profile([], [], [], [], [], [], source)
+    p.chars = statistics.fmean(sum(len(t) for _, t in s) for s in sessions_text) if sessions_text else 0.0
     for s in sessions_text:
         msgs = [(role, next(lengths), len(text)) for role, text in s]
         users = [m for m in msgs if m[0] == "user"]
