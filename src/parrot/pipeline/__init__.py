@@ -136,10 +136,9 @@ def run_estimate(cfg: PipelineConfig) -> dict | None:
     kept in ``WORKDIR/estimate.json`` (so a rerun does not count tokens again, and what the report
     compares is what was said before the steps ran). None, with a warning, when it cannot be made
     (a benchmark's data missing, say): the run itself goes on."""
+    from parrot.core.config import to_dict
     from parrot.core.fingerprint import config_hash
     from parrot.core.jsonl import read_json
-
-    from parrot.core.config import to_dict
 
     path = Path(cfg.workdir) / ESTIMATE_FILE
     costs = json.dumps(to_dict(cfg.costs), sort_keys=True, default=str)  # not in the config's hash

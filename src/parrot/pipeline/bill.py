@@ -186,29 +186,43 @@ class Estimator:
             seed, turns = seeds[i % len(seeds)], lengths[i % len(lengths)]
             qs = [seed] + [q] * (turns - 1)
             answered = conversation_calls(
-                a_head, [(x, a) for x in qs], t, cache=cache_kind(sc.assistant.spec, sc.assistant.base_url),
-                context=ctx["assistant"], max_tokens=ans_max,
+                a_head,
+                [(x, a) for x in qs],
+                t,
+                cache=cache_kind(sc.assistant.spec, sc.assistant.base_url),
+                context=ctx["assistant"],
+                max_tokens=ans_max,
             )
             assistant.add(answered)
             ask_ex = [(c.completion, q) for c in answered[:-1]]
             if turns < sc.max_turns:  # the simulator ended it: one more call, its stop marker
                 ask_ex.append((answered[-1].completion, stop))
             asked = conversation_calls(
-                [*head, ("assistant", seed)], ask_ex, t, cache=cache_kind(sc.asker.spec, sc.asker.base_url),
-                context=ctx["asker"], max_tokens=ask_max,
+                [*head, ("assistant", seed)],
+                ask_ex,
+                t,
+                cache=cache_kind(sc.asker.spec, sc.asker.base_url),
+                context=ctx["asker"],
+                max_tokens=ask_max,
             )
             asker.add(asked)
             # a question drawn again is the same prompt once more, read from the cache
-            again = [Call(c.prompt, c.completion, c.prompt if cache_kind(sc.asker.spec, None) == "prefix" else 0)
-                     for c in asked[: turns - 1]]
+            again = [
+                Call(c.prompt, c.completion, c.prompt if cache_kind(sc.asker.spec, None) == "prefix" else 0)
+                for c in asked[: turns - 1]
+            ]
             asker.add(again, times=redraw)
-            sessions.append([*a_head, *[m for x, c in zip(qs, answered) for m in (("user", x), ("assistant", c.completion))]])
+            sessions.append(
+                [*a_head, *[m for x, c in zip(qs, answered) for m in (("user", x), ("assistant", c.completion))]]
+            )
         scale = sc.num_sessions / sims
         for tk in (asker, assistant):
             for k in ("calls", "prompt", "cached", "completion"):
                 setattr(tk, k, getattr(tk, k) * scale)
-        bill.roles = {"asker": self.role_bill(step, "asker", sc.asker.spec, asker),
-                      "assistant": self.role_bill(step, "assistant", sc.assistant.spec, assistant)}
+        bill.roles = {
+            "asker": self.role_bill(step, "asker", sc.asker.spec, asker),
+            "assistant": self.role_bill(step, "assistant", sc.assistant.spec, assistant),
+        }
         window = sc.in_flight or min(sc.asker.concurrency, sc.assistant.concurrency)
         bill.seconds = self.gen_seconds(sc.asker.spec, asker, window) + self.gen_seconds(
             sc.assistant.spec, assistant, window
@@ -229,8 +243,11 @@ class Estimator:
         cache, ctx = cache_kind(sc.model.spec, sc.model.base_url), role_context(sc.model)
         for question in bench.questions:
             turns = [self.count(str(x)) for x in question["turns"]]
-            tokens.add(conversation_calls(head, [(x, a) for x in turns], self.template, cache=cache, context=ctx,
-                                          max_tokens=cap))
+            tokens.add(
+                conversation_calls(
+                    head, [(x, a) for x in turns], self.template, cache=cache, context=ctx, max_tokens=cap
+                )
+            )
         bill.roles = {"model": self.role_bill(step, "model", sc.model.spec, tokens)}
         bill.seconds = self.gen_seconds(sc.model.spec, tokens, min(len(bench.questions), sc.model.concurrency))
         self.made[step.name] = {"answer": a, "bench": bench}
@@ -297,9 +314,11 @@ class Estimator:
             prompt = self.template.prompt([self.count(load_prompt(name, sc.prompt_dir)) + q + extra])
             return Call(prompt, completion)
 
-        per_turn = {"ignore": [call("capo_ignore", 0, ans)],
-                    "hallucinate": [call("capo_hallucinate_guess", 0, guess), call("capo_hallucinate_answer", guess, ans)],
-                    "misunderstand": [call("capo_misunderstand", span, ans)]}
+        per_turn = {
+            "ignore": [call("capo_ignore", 0, ans)],
+            "hallucinate": [call("capo_hallucinate_guess", 0, guess), call("capo_hallucinate_answer", guess, ans)],
+            "misunderstand": [call("capo_misunderstand", span, ans)],
+        }
         tokens = Tokens()
         share = mean(late) if late else 1.0
         pairs = 0.0
@@ -385,13 +404,22 @@ def actual(step: Step, cfg: PipelineConfig, seconds: float | None = None) -> Ste
         return None
     bill = StepBill(step.name, step.stage.name, source="manifest")
     for role, usage in _usages(doc).items():
-        tk = Tokens(usage.get("requests", 0), usage.get("prompt_tokens", 0), usage.get("cached_tokens", 0),
-                    usage.get("completion_tokens", 0))
+        tk = Tokens(
+            usage.get("requests", 0),
+            usage.get("prompt_tokens", 0),
+            usage.get("cached_tokens", 0),
+            usage.get("completion_tokens", 0),
+        )
         spec = getattr(getattr(sc, role, None), "spec", "") or ""
         bill.roles[role] = RoleBill(spec, tk)
     timings = doc.get("timings") or {}
-    found = seconds if seconds is not None else next(
-        (timings[k] for k in ("seconds", "total_seconds", "total_s") if isinstance(timings.get(k), (int, float))), None
+    found = (
+        seconds
+        if seconds is not None
+        else next(
+            (timings[k] for k in ("seconds", "total_seconds", "total_s") if isinstance(timings.get(k), (int, float))),
+            None,
+        )
     )
     if found is None and step.stage.name in TRAINING:
         found = sum(v for k, v in timings.items() if k.endswith("_s") and isinstance(v, (int, float)))
@@ -429,6 +457,13 @@ def _cost(c: float | None) -> str:
     return "unknown (no price)" if c is None else f"${c:,.2f}"
 
 
+def _total_cost(total: dict) -> str:
+    unknown = total["cost_unknown_roles"]
+    if total["cost"] is None or not unknown:
+        return _cost(total["cost"])
+    return f"{_cost(total['cost'])} + {unknown} role(s) without a price"
+
+
 def _time(s: float) -> str:
     return f"{s:.0f} s" if s < 600 else f"{s / 3600:.1f} h"
 
@@ -439,23 +474,71 @@ def bill_table(bills: list[StepBill]) -> str:
     for b in bills:
         for role, r in b.roles.items():
             t = r.tokens
-            rows.append((b.step, role, r.spec, _n(t.calls), _n(t.prompt), _n(t.cached), _n(t.completion), "", "",
-                         _cost(r.cost), ""))
+            rows.append(
+                (
+                    b.step,
+                    role,
+                    r.spec,
+                    _n(t.calls),
+                    _n(t.prompt),
+                    _n(t.cached),
+                    _n(t.completion),
+                    "",
+                    "",
+                    _cost(r.cost),
+                    "",
+                )
+            )
         if b.training:
             tr = b.training
-            rows.append((b.step, f"train ({'LoRA' if tr.lora else 'full'})", f"N={_n(tr.params)}", "", "", "", "",
-                         _n(tr.tokens + tr.forward_tokens), _n(tr.flops),
-                         f"{b.gpu_hours:.2f} GPU h" if b.device == "gpu" else "CPU", ""))
+            rows.append(
+                (
+                    b.step,
+                    f"train ({'LoRA' if tr.lora else 'full'})",
+                    f"N={_n(tr.params)}",
+                    "",
+                    "",
+                    "",
+                    "",
+                    _n(tr.tokens + tr.forward_tokens),
+                    _n(tr.flops),
+                    f"{b.gpu_hours:.2f} GPU h" if b.device == "gpu" else "CPU",
+                    "",
+                )
+            )
         if not b.roles and not b.training:
             rows.append((b.step, "-", "", "", "", "", "", "", "", "", _time(b.seconds)))
         else:
             rows[-1] = (*rows[-1][:-1], _time(b.seconds))
     total = sum_bills(bills)
-    rows.append(("total", "", "", _n(total["calls"]), _n(total["prompt"]), _n(total["cached"]),
-                 _n(total["completion"]), _n(total["train_tokens"]), _n(total["flops"]),
-                 f"{_cost(total['cost'])}; {total['gpu_hours']:.1f} GPU h", _time(total["seconds"])))
-    head = ("step", "role", "model", "calls", "prompt", "cached", "completion", "train tokens", "FLOPs",
-            "cost / GPU", "wall")
+    rows.append(
+        (
+            "total",
+            "",
+            "",
+            _n(total["calls"]),
+            _n(total["prompt"]),
+            _n(total["cached"]),
+            _n(total["completion"]),
+            _n(total["train_tokens"]),
+            _n(total["flops"]),
+            f"{_total_cost(total)}; {total['gpu_hours']:.1f} GPU h",
+            _time(total["seconds"]),
+        )
+    )
+    head = (
+        "step",
+        "role",
+        "model",
+        "calls",
+        "prompt",
+        "cached",
+        "completion",
+        "train tokens",
+        "FLOPs",
+        "cost / GPU",
+        "wall",
+    )
     return format_table(rows, head, left=(0, 1, 2))
 
 
@@ -490,7 +573,12 @@ def compare_rows(estimates: list[StepBill], actuals: dict[str, StepBill]) -> lis
     rows = []
     for e in estimates:
         a = actuals.get(e.step)
-        row = {"step": e.step, "stage": e.stage, "tokens_estimate": round(e.tokens), "seconds_estimate": round(e.seconds, 1)}
+        row = {
+            "step": e.step,
+            "stage": e.stage,
+            "tokens_estimate": round(e.tokens),
+            "seconds_estimate": round(e.seconds, 1),
+        }
         if a is not None:
             row.update(tokens_actual=round(a.tokens), seconds_actual=round(a.seconds, 1))
         rows.append(row)
@@ -511,13 +599,32 @@ def compare_table(rows: list[dict]) -> str:
     for r in rows:
         ta, sa = r.get("tokens_actual"), r.get("seconds_actual")
         tokens = r["tokens_estimate"] or ta
-        out.append((r["step"], r["stage"], _n(r["tokens_estimate"]) if tokens else "-", _n(ta) if tokens and ta is not None else "-",
-                    _ratio(r["tokens_estimate"], ta) if tokens else "-", f"{r['seconds_estimate']:.0f}",
-                    "-" if sa is None else f"{sa:.0f}", _ratio(r["seconds_estimate"], sa)))
+        out.append(
+            (
+                r["step"],
+                r["stage"],
+                _n(r["tokens_estimate"]) if tokens else "-",
+                _n(ta) if tokens and ta is not None else "-",
+                _ratio(r["tokens_estimate"], ta) if tokens else "-",
+                f"{r['seconds_estimate']:.0f}",
+                "-" if sa is None else f"{sa:.0f}",
+                _ratio(r["seconds_estimate"], sa),
+            )
+        )
     done = [r for r in rows if "seconds_actual" in r]
     est_s, act_s = sum(r["seconds_estimate"] for r in done), sum(r["seconds_actual"] for r in done)
     est_t, act_t = sum(r["tokens_estimate"] for r in done), sum(r["tokens_actual"] for r in done)
-    out.append(("total (steps with both)", "", _n(est_t), _n(act_t), _ratio(est_t, act_t), f"{est_s:.0f}",
-                f"{act_s:.0f}", _ratio(est_s, act_s)))
+    out.append(
+        (
+            "total (steps with both)",
+            "",
+            _n(est_t),
+            _n(act_t),
+            _ratio(est_t, act_t),
+            f"{est_s:.0f}",
+            f"{act_s:.0f}",
+            _ratio(est_s, act_s),
+        )
+    )
     head = ("step", "stage", "tokens est.", "tokens actual", "off by", "seconds est.", "seconds actual", "off by")
     return format_table(out, head, left=(0, 1))

@@ -36,12 +36,8 @@ from parrot import ParrotError
 from parrot.backends.spec import read_spec
 from parrot.core.config import opt
 from parrot.pipeline.tokens import (
-    Template,
     Tokens,
     Training,
-    conversation_calls,
-    dpo_tokens,
-    fitted_prompt,
 )
 
 #: The stages whose steps call models, and those that train.
@@ -64,7 +60,8 @@ class CostSettings:
     gpus: int | None = opt(None, "GPUs a training step uses (default: its num_processes, else 1)", min=1)
     cpu_gflops: float = opt(90.0, "training FLOP/s reached on this machine's CPU, in GFLOP/s", above=0)
     train_device: str = opt(
-        "auto", "where training runs: auto (GPU for a model of 1B parameters or more), cpu or gpu",
+        "auto",
+        "where training runs: auto (GPU for a model of 1B parameters or more), cpu or gpu",
         choices=["auto", "cpu", "gpu"],
     )
     params: dict = opt(dict, "model parameters by spec or path, where the name or config does not say (8e9)")
@@ -76,10 +73,10 @@ class CostSettings:
     api_latency_s: float = opt(0.5, "seconds an API request waits before its first token", min=0)
     start_s: float = opt(5.0, "seconds to start an in-process model (a step that loads one)", min=0)
     train_start_s: float = opt(5.0, "seconds a training step spends loading, saving and exporting its model", min=0)
-    redraw_rate: float = opt(
-        0.25, "simulator questions drawn again, per question kept (synthesize guardrails)", min=0
+    redraw_rate: float = opt(0.25, "simulator questions drawn again, per question kept (synthesize guardrails)", min=0)
+    context_share: float = opt(
+        0.3, "context-dependent questions per question after the first (CaPO selection)", min=0, max=1
     )
-    context_share: float = opt(0.3, "context-dependent questions per question after the first (CaPO selection)", min=0, max=1)
     sample: int = opt(400, "real sessions read to measure lengths", min=10)
     other_seconds: dict = opt(
         lambda: {"prepare": 5.0, "stats": 15.0, "filter": 0.2, "report": 3.0, "eval verify": 0.2},

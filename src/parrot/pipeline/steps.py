@@ -94,7 +94,10 @@ class PipelineConfig:
         hashed=False,
     )
     costs: CostSettings = opt(
-        CostSettings, "what the estimate assumes: prices per role, GPU peak and MFU, throughputs", hashed=False, cli=False
+        CostSettings,
+        "what the estimate assumes: prices per role, GPU peak and MFU, throughputs",
+        hashed=False,
+        cli=False,
     )
 
     STAGE: ClassVar[str] = "pipeline"

@@ -407,7 +407,9 @@ def estimate_section(path: str) -> dict:
     est, act = sum(r["seconds_estimate"] for r in done), sum(r["seconds_actual"] for r in done)
     body.append(["total (steps run)", "", "", "", "", f"{est:.0f}", f"{act:.0f}", off(est, act)])
     blocks = [
-        {"p": f"Tokens (prompt + completion, every role) and seconds per step; the estimate's basis: {doc.get('basis')}."},
+        {
+            "p": f"Tokens (prompt + completion, every role) and seconds per step; the estimate's basis: {doc.get('basis')}."
+        },
         table(["step", "stage", "tokens est.", "tokens actual", "off by", "s est.", "s actual", "off by"], body),
     ]
     return section("estimate", title, blocks, rows)
