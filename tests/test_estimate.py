@@ -130,3 +130,41 @@ def test_the_measured_template_counts_a_conversation_as_the_tokenizer_does():
     assert abs(t.prompt(lengths, system=True) - count_tokens(tok, msgs, generation_prompt=True)) <= len(msgs)
     assert abs(t.prompt(lengths[1:]) - count_tokens(tok, msgs[1:], generation_prompt=True)) <= len(msgs) - 1
     assert t.fixed > t.fixed_with_system  # SmolLM2's template adds its own system message when none is given
+
+
+def test_a_finished_steps_actual_numbers_come_from_its_manifest_and_the_pipelines_row(tmp_path):
+    import json
+
+    from parrot.core.config import build_config
+    from parrot.pipeline import PipelineConfig, actual_steps
+    from parrot.pipeline.bill import StepBill, compare_rows, compare_table
+    from parrot.pipeline.estimate import RoleBill
+    from parrot.pipeline.tokens import Tokens as Tk
+
+    cfg = build_config(PipelineConfig, overrides=[f"workdir={tmp_path}"])
+    (tmp_path / "data").mkdir()
+    usage = {
+        "asker": {"requests": 3, "prompt_tokens": 300, "cached_tokens": 200, "completion_tokens": 30},
+        "assistant": {"requests": 3, "prompt_tokens": 100, "completion_tokens": 270},
+        "shared_backend": False,
+    }
+    manifest = {"stage": "synthesize", "complete": True, "usage": usage, "timings": {"seconds": 50.0}}
+    (tmp_path / "data" / "synth_parrot.jsonl.manifest.json").write_text(json.dumps(manifest))
+    steps = [{"step": "synth_parrot", "stage": "synthesize", "status": "done", "seconds": 55.0}]
+    (tmp_path / "pipeline.manifest.json").write_text(json.dumps({"stage": "pipeline", "steps": steps}))
+    done = actual_steps(cfg)
+    assert set(done) == {"synth_parrot"}
+    got = done["synth_parrot"]
+    assert (got.roles["asker"].tokens.cached, got.tokens, got.seconds) == (200, 300 + 30 + 100 + 270, 55.0)
+    estimate = StepBill("synth_parrot", "synthesize", seconds=60.0)
+    estimate.roles["asker"] = RoleBill("x", Tk(calls=3, prompt=500, completion=40))
+    [row] = compare_rows([estimate], done)
+    assert row == {
+        "step": "synth_parrot",
+        "stage": "synthesize",
+        "tokens_estimate": 540,
+        "seconds_estimate": 60.0,
+        "tokens_actual": 700,
+        "seconds_actual": 55.0,
+    }
+    assert "-23%" in compare_table([row]) and "+9%" in compare_table([row])  # (540-700)/700, (60-55)/55
