@@ -168,3 +168,23 @@ def test_a_finished_steps_actual_numbers_come_from_its_manifest_and_the_pipeline
         "seconds_actual": 55.0,
     }
     assert "-23%" in compare_table([row]) and "+9%" in compare_table([row])  # (540-700)/700, (60-55)/55
+
+
+def test_the_report_shows_the_runs_estimate_against_actual(tmp_path):
+    import json
+
+    from parrot.report.sections import estimate_section
+
+    rows = [
+        {"step": "judge", "stage": "eval judge", "tokens_estimate": 110, "seconds_estimate": 30.0},
+        {"step": "ask", "stage": "train-ask", "tokens_estimate": 0, "seconds_estimate": 90.0},
+    ]
+    rows[0].update(tokens_actual=100, seconds_actual=40.0)
+    rows[1].update(tokens_actual=0, seconds_actual=60.0)
+    path = tmp_path / "estimate.json"
+    path.write_text(json.dumps({"basis": "defaults", "compare": rows}))
+    got = estimate_section(str(path))
+    body = next(b["table"]["rows"] for b in got["blocks"] if "table" in b)
+    assert body[0][2:] == ["110", "100", "+10%", "30", "40", "-25%"]
+    assert body[-1][-3:] == ["120", "100", "+20%"]  # 30 + 90 against 40 + 60
+    assert estimate_section(str(tmp_path / "missing.json"))["data"] is None
