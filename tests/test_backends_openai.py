@@ -52,6 +52,25 @@ def test_per_item_params_and_order_are_kept(fault_server):
     assert by_prompt == {f"q{i}": 10 + i for i in range(7)}
 
 
+def test_cached_prompt_tokens_the_endpoint_reports_are_counted(fault_server):
+    backend = make_backend(fault_server)
+    history = [*user("one two three"), {"role": "assistant", "content": "four five"}, *user("six")]
+    with backend:
+        [first, second] = backend.generate([user("one two"), history], PARAMS)
+    # the server reports every message but the last as cached: 0 words, then 3 + 2
+    assert (first.cached_tokens, second.cached_tokens) == (0, 5)
+    assert backend.usage.cached_tokens == 5 and backend.usage.prompt_tokens == 2 + 6
+    assert backend.usage.to_dict()["cached_tokens"] == 5
+
+
+def test_usage_leaves_out_cached_tokens_when_none_were_reported():
+    from parrot.backends.base import Completion, Usage
+
+    usage = Usage()
+    usage.count(Completion(text="a", prompt_tokens=4, completion_tokens=1))
+    assert "cached_tokens" not in usage.to_dict() and usage.to_dict()["prompt_tokens"] == 4
+
+
 @pytest.mark.parametrize("fault", ["500", "malformed", "empty_choices", "empty_content", "null_content", "drop"])
 def test_each_fault_is_retried_then_the_reply_is_used(fault_server, fault):
     fault_server.add_faults(fault, fault)

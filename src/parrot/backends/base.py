@@ -78,6 +78,7 @@ class Completion:
     completion_tokens: int = 0
     error: str | None = None
     shortened: dict | None = None  # what was left out to fit the context (see the module docstring)
+    cached_tokens: int = 0  # prompt tokens the engine reused from its cache, where it says so
 
     @property
     def ok(self) -> bool:
@@ -160,6 +161,10 @@ class Usage:
     shortened: int = 0  # requests whose conversation was shortened to fit the context
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # of prompt_tokens, those the engine reused from its prefix cache, where it reports them
+    # (llama.cpp and OpenAI: usage.prompt_tokens_details.cached_tokens; vLLM: num_cached_tokens);
+    # left out of the manifest when none were reported
+    cached_tokens: int = 0
     errors: dict = field(default_factory=dict)  # reason -> count
     # the members of a pool (Pool.usage): several endpoints behind one role (openai), or an
     # in-process model's Ray replicas (--executor ray); empty, and left out, otherwise
@@ -179,14 +184,17 @@ class Usage:
             self.count_error((c.error or "failed").split(":", 1)[0])
         self.prompt_tokens += c.prompt_tokens
         self.completion_tokens += c.completion_tokens
+        self.cached_tokens += c.cached_tokens
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v or k not in ("endpoints", "replicas")}
+        optional = ("endpoints", "replicas", "cached_tokens")
+        return {k: v for k, v in dataclasses.asdict(self).items() if v or k not in optional}
 
     def summary(self) -> str:
         """One line for the end of a stage: ``"120 requests, 118 ok, 2 failed, ..."``."""
         errors = ", ".join(f"{k} {v}" for k, v in sorted(self.errors.items())) or "none"
         shortened = f", {self.shortened} shortened to fit the context" if self.shortened else ""
+        cached = f" ({self.cached_tokens} cached)" if self.cached_tokens else ""
         members = "".join(
             f"; {m['url'] if 'url' in m else 'replica %s on %s' % (m['replica'], m['node'])}: {m['requests']} "
             f"requests, {m['ok']} ok, {m['failures']} failed, set aside {m['set_aside']}x"
@@ -194,7 +202,7 @@ class Usage:
         )
         return (
             f"{self.requests} requests, {self.completions} ok, {self.failures} failed, "
-            f"{self.retries} retries{shortened}, {self.prompt_tokens} prompt + {self.completion_tokens} "
+            f"{self.retries} retries{shortened}, {self.prompt_tokens} prompt{cached} + {self.completion_tokens} "
             f"completion tokens; errors: {errors}{members}"
         )
 

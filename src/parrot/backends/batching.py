@@ -184,17 +184,16 @@ def finish_text(text: str, finish: str | None, stop: list[str]) -> tuple[str, st
     return (text[:cut], "stop") if cut >= 0 else (text, finish)
 
 
-def completion(text: str, finish: str | None, prompt_tokens: int, completion_tokens: int) -> Completion:
+def completion(
+    text: str, finish: str | None, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0
+) -> Completion:
     """A Completion, or a failed one when the model produced no text at all."""
+    counts = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cached_tokens": cached_tokens}
     if not text.strip():
         return Completion(
-            text=None,
-            finish_reason=finish,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            error="empty_reply: the model ended its turn without text",
+            text=None, finish_reason=finish, error="empty_reply: the model ended its turn without text", **counts
         )
-    return Completion(text=text, finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    return Completion(text=text, finish_reason=finish, **counts)
 
 
 def checkpoint_dir(spec: str) -> Path:

@@ -394,14 +394,19 @@ class OpenAIBackend(Backend):
         usage = getattr(resp, "usage", None)
         prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
         completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        # OpenAI, llama.cpp's server and vLLM's (with prefix caching) say how much of the prompt
+        # they reused from their cache
+        cached = int(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0)
         self.usage.completions += 1
         self.usage.prompt_tokens += prompt_tokens
         self.usage.completion_tokens += completion_tokens
+        self.usage.cached_tokens += cached
         return Completion(
             text=text,
             finish_reason=getattr(choice, "finish_reason", None),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            cached_tokens=cached,
         )
 
 

@@ -95,7 +95,8 @@ class VLLMBackend(CheckpointBackend):
         for out, p in zip(outputs, params):
             best = out.outputs[0]
             text, finish = finish_text(best.text, best.finish_reason, p.stop)
-            results.append(completion(text, finish, len(out.prompt_token_ids or []), len(best.token_ids)))
+            cached = getattr(out, "num_cached_tokens", None) or 0  # prefix caching's reuse (vLLM V1)
+            results.append(completion(text, finish, len(out.prompt_token_ids or []), len(best.token_ids), cached))
         return results
 
     def loaded(self) -> bool:

@@ -38,6 +38,8 @@ runs with ``--overwrite``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -71,6 +73,17 @@ def _with_earlier_rows(cfg: PipelineConfig, workdir: Path, rows: list[dict]) -> 
     return sorted(by_step.values(), key=lambda r: order.index(r["step"]) if r.get("step") in order else len(order))
 
 
+def _seconds(cfg: PipelineConfig, rows: list[dict]) -> dict[str, float]:
+    """Each step's seconds when it last ran: this run's rows over the pipeline manifest's."""
+    try:
+        earlier = read_manifest(Path(cfg.workdir) / "pipeline") or {}
+    except ParrotError:
+        earlier = {}
+    found = {r["step"]: r["seconds"] for r in earlier.get("steps") or [] if r.get("status") == "done"}
+    found.update({r["step"]: r["seconds"] for r in rows if r["status"] == "done"})
+    return found
+
+
 def reports(cfg: PipelineConfig) -> list[Path]:
     """The report files the run's report steps wrote."""
     out = []
@@ -81,6 +94,93 @@ def reports(cfg: PipelineConfig) -> list[Path]:
     return out
 
 
+def estimate_steps(cfg: PipelineConfig) -> list:
+    """The estimate of every step (:mod:`parrot.pipeline.estimate`), in the steps' order."""
+    from parrot.pipeline.bill import Estimator
+
+    est = Estimator(cfg, cfg.costs)
+    return [est.step(step) for step in cfg.graph]
+
+
+def actual_steps(cfg: PipelineConfig, seconds: dict[str, float] | None = None) -> dict:
+    """The finished steps' numbers from their manifests, by step (``seconds``: this run's rows, or
+    the pipeline manifest's)."""
+    from parrot.pipeline.bill import actual
+
+    seconds = _seconds(cfg, []) if seconds is None else seconds
+    found = {s.name: actual(s, cfg, seconds.get(s.name)) for s in cfg.graph}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def print_estimate(cfg: PipelineConfig) -> list:
+    """``--plan --estimate``: the bill of every selected step, then estimate against actual where
+    steps have run."""
+    from parrot.pipeline.bill import bill_table, compare_rows, compare_table
+
+    names = {s.name for s in cfg.selected()}
+    bills = [b for b in estimate_steps(cfg) if b.step in names]
+    print(f"\nestimate (before the run; {estimate_basis(cfg)}):")
+    print(bill_table(bills))
+    done = actual_steps(cfg)
+    if done:
+        print("\nestimate against actual (the manifests' usage and seconds):")
+        print(compare_table(compare_rows(bills, done)))
+    return bills
+
+
+ESTIMATE_FILE = "estimate.json"
+
+
+def run_estimate(cfg: PipelineConfig) -> dict | None:
+    """The estimate a run is measured against: made before its first run with these settings and
+    kept in ``WORKDIR/estimate.json`` (so a rerun does not count tokens again, and what the report
+    compares is what was said before the steps ran). None, with a warning, when it cannot be made
+    (a benchmark's data missing, say): the run itself goes on."""
+    from parrot.core.config import to_dict
+    from parrot.core.fingerprint import config_hash
+    from parrot.core.jsonl import read_json
+
+    path = Path(cfg.workdir) / ESTIMATE_FILE
+    costs = json.dumps(to_dict(cfg.costs), sort_keys=True, default=str)  # not in the config's hash
+    key = f"{config_hash(cfg)}:{hashlib.sha256(costs.encode()).hexdigest()[:16]}"
+    try:
+        doc = read_json(path) if path.is_file() else None
+    except ParrotError:
+        doc = None
+    if isinstance(doc, dict) and doc.get("config_hash") == key and isinstance(doc.get("estimate"), list):
+        return doc
+    try:
+        bills = estimate_steps(cfg)
+    except (ParrotError, OSError) as e:
+        print(f"no estimate for this run: {e}", flush=True)
+        return None
+    return {"config_hash": key, "basis": estimate_basis(cfg), "estimate": [b.to_dict() for b in bills]}
+
+
+def record_estimate(cfg: PipelineConfig, doc: dict | None, seconds: dict[str, float]) -> list[dict]:
+    """Estimate against actual for every step (:func:`parrot.pipeline.bill.compare_rows`), written
+    into ``WORKDIR/estimate.json`` for the report; the rows."""
+    from parrot.core.jsonl import write_text_atomic
+    from parrot.pipeline.bill import compare_rows, from_dict
+
+    if doc is None:
+        return []
+    rows = compare_rows([from_dict(b) for b in doc["estimate"]], actual_steps(cfg, seconds))
+    doc = {**doc, "compare": rows}
+    Path(cfg.workdir).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(Path(cfg.workdir) / ESTIMATE_FILE, json.dumps(doc, indent=1) + "\n")
+    return rows
+
+
+def estimate_basis(cfg: PipelineConfig) -> str:
+    s = cfg.costs
+    return (
+        f"GPU {s.gpu_peak_tflops:g} TFLOP/s peak at MFU {s.mfu:g}; CPU training {s.cpu_gflops:g} GFLOP/s; "
+        f"llama.cpp on CPU {s.cpu_prefill_tok_s:g} prompt / {s.cpu_decode_tok_s:g} generated tokens/s; "
+        "tokens counted with the SmolLM2 tokenizer; costs.* in the config changes these"
+    )
+
+
 def pipeline(cfg: PipelineConfig) -> list[dict]:
     """Run the selected steps in order; return one summary row per step."""
     if cfg.list_configs:
@@ -89,13 +189,21 @@ def pipeline(cfg: PipelineConfig) -> list[dict]:
         print(configs_table())
         return []
     if cfg.plan:
-        return print_plan(cfg)
+        rows = print_plan(cfg)
+        if cfg.estimate:
+            print_estimate(cfg)
+        return rows
+    if cfg.estimate:
+        raise ParrotError("--estimate goes with --plan: `parrot pipeline --config C --plan --estimate`")
     workdir = Path(cfg.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     started = time.monotonic()
     selected = cfg.selected()
+    estimate = run_estimate(cfg)
     for i, step in enumerate(selected, 1):
+        if step.stage.name == "report":  # the report shows estimate against actual so far
+            record_estimate(cfg, estimate, _seconds(cfg, rows))
         stage_cfg = stage_config(step, cfg)
         state = "rerun requested" if step.name in cfg.rerun else step_state(step, cfg, stage_cfg)
         row = {"step": step.name, "stage": step.stage.name, "status": "up to date", "seconds": 0.0}
@@ -113,6 +221,11 @@ def pipeline(cfg: PipelineConfig) -> list[dict]:
             row.update(status="done", seconds=round(time.monotonic() - t0, 1))
         rows.append(row)
     print_steps(workdir, rows, started)
+    if compared := record_estimate(cfg, estimate, _seconds(cfg, rows)):
+        from parrot.pipeline.bill import compare_table
+
+        print("\nestimate against actual (tokens: the manifests' usage; seconds: the steps' rows):")
+        print(compare_table(compared))
     record_manifest(
         workdir / "pipeline",
         stage=cfg.STAGE,
@@ -120,6 +233,7 @@ def pipeline(cfg: PipelineConfig) -> list[dict]:
         counts={"steps_run": sum(r["status"] == "done" for r in rows)},
         timings={"seconds": round(time.monotonic() - started, 1)},
         steps=_with_earlier_rows(cfg, workdir, rows),
+        estimate=compared,
     )
     if found := reports(cfg):
         print("\nreport: " + "  ".join(str(p) for p in found))

@@ -15,6 +15,7 @@ from parrot.backends.spec import read_spec
 from parrot.core.config import build_config, opt, to_dict
 from parrot.core.fingerprint import named_inputs
 from parrot.core.yamlfile import load_yaml
+from parrot.pipeline.estimate import CostSettings
 from parrot.stages import STAGES, Stage
 
 EXPERIMENT = Path(__file__).parents[1] / "experiment.yaml"
@@ -88,6 +89,18 @@ class PipelineConfig:
     plan: bool = opt(False, "print each step's stage, inputs and state, then stop: nothing runs", hashed=False)
     list_configs: bool = opt(
         False, "list the configs shipped with Parrot (--config NAME), each with what it is for, then stop", hashed=False
+    )
+    estimate: bool = opt(
+        False,
+        "with --plan: each step's calls, tokens, training FLOPs, GPU hours, API cost and wall time, "
+        "before it runs (and against the actual numbers of the steps already run)",
+        hashed=False,
+    )
+    costs: CostSettings = opt(
+        CostSettings,
+        "what the estimate assumes: prices per role, GPU peak and MFU, throughputs",
+        hashed=False,
+        cli=False,
     )
 
     STAGE: ClassVar[str] = "pipeline"

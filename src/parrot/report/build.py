@@ -31,6 +31,7 @@ def present(cfg: ExperimentReportConfig, n: dict, stats) -> list[dict]:
         s.capo_section(n["capo"]),
         *(s.bench_section(cfg, key, data) for key, data in n.items() if key.startswith("bench:")),
         *(s.verified_section(cfg, key, data) for key, data in n.items() if key.startswith("verified:")),
+        *([s.estimate_section(cfg.estimate)] if cfg.estimate else []),
         comparisons_section(cfg, n["comparisons"]),
         support_section(cfg, n),
     ]

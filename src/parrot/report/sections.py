@@ -421,3 +421,47 @@ def verified_section(cfg, key: str, data: dict | None) -> dict:
         )
     )
     return section(key, title, blocks, data)
+
+
+# ---------------------------------------------------------------- the bill
+
+
+def estimate_section(path: str) -> dict:
+    """Tokens and seconds per step, the estimate made before the run against the manifests'
+    (``parrot pipeline --plan --estimate``; docs/experiment.md)."""
+    import json
+    from pathlib import Path
+
+    title = "Cost: estimate against actual"
+    file = Path(path)
+    if not file.is_file():
+        return section("estimate", title, [], None)
+    doc = json.loads(file.read_text(encoding="utf-8"))
+    rows = doc.get("compare") or []
+
+    def off(est, act) -> str:
+        return "-" if act in (None, 0) else f"{(est - act) / act:+.0%}"
+
+    body = [
+        [
+            r["step"],
+            r["stage"],
+            str(r["tokens_estimate"]),
+            str(r.get("tokens_actual", "-")),
+            off(r["tokens_estimate"], r.get("tokens_actual")) if r["tokens_estimate"] else "-",
+            f"{r['seconds_estimate']:.0f}",
+            "-" if r.get("seconds_actual") is None else f"{r['seconds_actual']:.0f}",
+            off(r["seconds_estimate"], r.get("seconds_actual")),
+        ]
+        for r in rows
+    ]
+    done = [r for r in rows if "seconds_actual" in r]
+    est, act = sum(r["seconds_estimate"] for r in done), sum(r["seconds_actual"] for r in done)
+    body.append(["total (steps run)", "", "", "", "", f"{est:.0f}", f"{act:.0f}", off(est, act)])
+    blocks = [
+        {
+            "p": f"Tokens (prompt + completion, every role) and seconds per step; the estimate's basis: {doc.get('basis')}."
+        },
+        table(["step", "stage", "tokens est.", "tokens actual", "off by", "s est.", "s actual", "off by"], body),
+    ]
+    return section("estimate", title, blocks, rows)

@@ -69,6 +69,11 @@ class ExperimentReportConfig(WritesFolder):
         list, "eval verify outputs (instructions checked by program); the bench of each from its manifest", digest=True
     )
     compare: list[str] = opt(list, "model pairs to compare, as 'MODEL_A vs MODEL_B': paired bootstrap intervals")
+    estimate: str | None = opt(
+        None,
+        "a pipeline's estimate.json (`parrot pipeline` writes it): tokens and seconds, estimate against actual",
+        hashed=False,  # rewritten by every run with the actual numbers so far: not what the report is made of
+    )
     n_boot: int = opt(2000, "bootstrap resamples per comparison", min=1)
     seed: int = opt(0, "bootstrap and sampling seed", min=0, max=2**32 - 1)
     min_questions: int = opt(
