@@ -7,7 +7,10 @@ SmolLM2 tokenizer — nothing from the hub — it runs, each in its own process 
   through Parrot's own trainers and its save (and LoRA merge);
 - train-chat on the 1.5B model packed and padded, for the packed-vs-padded speed ratio;
 - the ``hf`` backend generating for 64 multi-turn prompts in one batch;
-- a short ``synthesize`` run (hf asker, hf assistant).
+- a short ``synthesize`` run (hf asker, hf assistant);
+- with two GPUs or more, train-chat in one process and in two (``--accelerate multi-gpu``, NCCL)
+  with the same global batch: both loss curves and their largest difference
+  (``benchmarks/train_processes.py``, which runs the same on a CPU with gloo).
 
 For each it prints tokens/s, model FLOP utilisation (achieved FLOP/s from the parameter count and
 the tokens processed, against the GPU's bf16 dense peak) and peak GPU memory. Model FLOPs per
@@ -436,6 +439,24 @@ def report(results: list[dict], params: dict, peak: float | None, device_name: s
     return summary
 
 
+def two_processes(args) -> dict | None:
+    """With two GPUs or more: train-chat in one process and in two (multi-gpu, NCCL) with the same
+    global batch, as ``benchmarks/train_processes.py`` does on a CPU; None on one GPU."""
+    import argparse as _argparse
+
+    import torch
+
+    if args.device != "cuda" or torch.cuda.device_count() < 2:
+        print("two processes: skipped (fewer than 2 GPUs)", flush=True)
+        return None
+    import train_processes
+
+    settings = _argparse.Namespace(processes=2, batch=4, steps=10, sessions=args.sessions, max_length=1024, lora=False)
+    result = train_processes.compare(args.tmp / "processes", settings, "cuda")
+    train_processes.show(result, 2)
+    return result
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -505,7 +526,9 @@ def main() -> int:
             r["mfu"] = mfu(r, params[size], peak)
             results.append(r)
             print(f"{run} ({size}): {'FAILED' if 'error' in r else 'done'} in {r.get('wall_s', 0)} s", flush=True)
+        processes = two_processes(args)
     summary = report(results, params, peak, device_name, args.device)
+    summary["two_processes"] = processes
     summary["seconds"] = round(time.monotonic() - t0, 1)
     print(f"total {summary['seconds']} s")
     if args.out:

@@ -5,7 +5,7 @@
 - :mod:`parrot.train.sft`     — ``train-ask`` and ``train-chat`` (``SFTTrainer``)
 - :mod:`parrot.train.dpo`     — ``train-dpo`` (``DPOTrainer``)
 - :mod:`parrot.train.trainer` — TRL's trainers with Parrot's settings; train, save, manifest
-- :mod:`parrot.train.launch`  — ``--accelerate``: the command again under ``accelerate launch``
+- :mod:`parrot.train.launch`  — ``--accelerate``: the command again in several processes, the launch checked
 - :mod:`parrot.train.lora`    — the LoRA (PEFT) config
 - :mod:`parrot.train.dataset` — rendered data as Arrow files in a throw-away cache
 - :mod:`parrot.train.save`    — the saved checkpoint (full, adapter, merged); resuming

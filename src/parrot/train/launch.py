@@ -192,6 +192,9 @@ def launch_error(errors: Path, launch: Launch, rc: int) -> ParrotError:
         return ParrotError(f"{where} exited with status {rc}")
     # the launcher stops the other ranks with SIGTERM once one has failed: never the cause
     first = min(failures, key=lambda f: (f["error"] == "stopped (SIGTERM)", f["time"]))
+    for failure in sorted(failures, key=lambda f: f["rank"]):
+        if failure.get("traceback"):
+            log.debug("rank %d: %s", failure["rank"], failure["traceback"])
     others = len(failures) - 1
     also = f" (the launch stopped {others} other rank{'s' if others > 1 else ''} with it)" if others else ""
     return ParrotError(f"{where}: rank {first['rank']} failed: {first['error']}{also}")
@@ -206,9 +209,13 @@ def report_rank_failure(error: BaseException, message: str | None = None) -> boo
         return False
     rank = process_rank()[0]
     text = message or f"{type(error).__name__}: {str(error).strip()}".rstrip(": ")
-    record = {"rank": rank, "time": time.time(), "error": redact_text(text.splitlines()[0] if text else "")}
+    record = {
+        "rank": rank,
+        "time": time.time(),
+        "error": redact_text(text.splitlines()[0] if text else ""),
+        "traceback": redact_text("".join(traceback.format_exception(error))),
+    }
     (Path(folder) / f"rank-{rank}.json").write_text(json.dumps(record), encoding="utf-8")
-    log.debug("rank %d: %s", rank, "".join(traceback.format_exception(error)))
     return True
 
 
