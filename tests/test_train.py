@@ -293,7 +293,7 @@ def test_shipped_accelerate_configs_load(name):
 
     cfg = load_config_from_file(str(accelerate_config_path(name)))
     assert cfg.num_processes >= 1
-    assert cfg.distributed_type.value in ("MULTI_GPU", "DEEPSPEED", "FSDP")
+    assert cfg.distributed_type.value in ("MULTI_GPU", "MULTI_CPU", "DEEPSPEED", "FSDP")
 
 
 def test_unknown_accelerate_config_is_an_error():
