@@ -153,3 +153,52 @@ def test_a_small_judge_is_still_no_support_whatever_the_interval_and_the_mde():
     assert not supported and "too small to rank models" in said
     said, supported = _sentence(_judged(1.0, 0.6, 1.4, 80, 1.0), {}, {})
     assert supported and "**supported**" in said
+
+
+def _claims_sections(tmp_path, loss, auc_a, auc_b, context):
+    """A report's sections as the Simulators and Data sections leave them, for the three data claims."""
+    parrot, selfchat = tmp_path / "parrot.jsonl", tmp_path / "selfchat.jsonl"
+    arm = lambda name, auc, **kw: {  # noqa: E731
+        "name": name,
+        "human_likeness": {"auc_ci": {"value": auc[0], "low": auc[1], "high": auc[2], "n": 30}},
+        **kw,
+    }
+    return (
+        parrot,
+        selfchat,
+        {
+            "simulators": {
+                "arms": [
+                    arm("Parrot-Ask", auc_a, heldout_loss={"per_session": loss}),
+                    arm("Self-chat (prompted)", auc_b),
+                ]
+            },
+            "data": {
+                "datasets": [{"name": "P", "path": str(parrot)}, {"name": "S", "path": str(selfchat)}],
+                "comparisons": [{"a": "S", "b": "P", "metric": "context_dependent", "n": [40, 40], **context}],
+            },
+        },
+    )
+
+
+def test_the_three_data_claims_are_read_in_their_direction_with_what_their_size_can_detect(tmp_path):
+    from types import SimpleNamespace
+
+    from parrot.report.verdict import data_claims
+
+    loss = {"n": 40, "mean_diff": -0.2, "low": -0.3, "high": -0.1, "power": {"mde": 0.08, "effect": 0.05, "needed": 90}}
+    # AUCs 0.70 [0.60, 0.80] and 0.90 [0.85, 0.95]: se 0.0510 and 0.0255, the difference -0.20 ± 1.96 * 0.0570
+    context = {"diff": -0.4, "low": -0.9, "high": 0.1, "mde": 0.71, "needed": 81}  # self-chat − parrot
+    parrot, selfchat, sections = _claims_sections(tmp_path, loss, (0.7, 0.6, 0.8), (0.9, 0.85, 0.95), context)
+    claims = data_claims(SimpleNamespace(filtered=[str(parrot), str(selfchat)]), sections)
+    assert [ok for _, ok in claims] == [True, True, False]
+    assert "Claim 1, Parrot-Ask models held-out real users better" in claims[0][0] and "rough" not in claims[0][0]
+    assert "-0.200 [-0.312, -0.088]" in claims[1][0]
+    # claim 3 turned around to parrot − self-chat, and not seen at this size: what it could have seen
+    assert "+0.40 [-0.10, +0.90]" in claims[2][0] and "**cannot tell**" in claims[2][0]
+    assert "from about 0.71; 0.50 would need about 81 sessions" in claims[2][0]
+
+    worse = {**loss, "mean_diff": 0.2, "low": 0.1, "high": 0.3}  # the trained model fits real users worse
+    _, _, sections = _claims_sections(tmp_path, worse, (0.7, 0.6, 0.8), (0.9, 0.85, 0.95), context)
+    [first, *_] = data_claims(SimpleNamespace(filtered=[str(parrot), str(selfchat)]), sections)
+    assert first[1] is False and "**not supported**" in first[0] and "goes the other way" in first[0]

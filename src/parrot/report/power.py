@@ -31,6 +31,7 @@ REFERENCE_EFFECTS = {
     "judged": 0.3,  # points of a 1-10 judge score: the paper's CaPO gain on MT-Bench++ (6.85 - 6.56)
     "verified": 0.05,  # 5 percentage points of instructions followed
     "heldout_loss": 0.05,  # nats per token of held-out real user turns
+    "human_likeness": 0.05,  # AUC of telling a simulator's questions from real users' (0.5 to 1)
     "turns": 0.5,  # turns per session
     "context_dependent": 0.5,  # context-dependent follow-ups per session
     "context_share": 0.05,  # share of follow-ups that are context-dependent
