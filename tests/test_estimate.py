@@ -188,3 +188,16 @@ def test_the_report_shows_the_runs_estimate_against_actual(tmp_path):
     assert body[0][2:] == ["110", "100", "+10%", "30", "40", "-25%"]
     assert body[-1][-3:] == ["120", "100", "+20%"]  # 30 + 90 against 40 + 60
     assert estimate_section(str(tmp_path / "missing.json"))["data"] is None
+
+
+def test_capo_is_counted_on_the_follow_ups_the_context_detector_flags():
+    from parrot.core.tokens import load_tokenizer, token_lengths
+    from parrot.pipeline.estimate import measure
+
+    tok = load_tokenizer("smollm2")
+    count_tokens = lambda tok, text: token_lengths(tok, [text])[0]  # noqa: E731
+    asked = ["Write a long poem about the sea at night, with rhymes.", "Why is that?", "List ten rivers of Europe."]
+    session = [m for q in asked for m in ({"role": "user", "content": q}, {"role": "assistant", "content": "Sure."})]
+    p = measure([{"id": "a", "messages": session}], tok, "x.jsonl", limit=10)
+    assert p.followups == [count_tokens(tok, asked[1]), count_tokens(tok, asked[2])]
+    assert p.context_followups == [count_tokens(tok, "Why is that?")]  # "that": refers back; the list does not

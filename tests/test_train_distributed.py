@@ -16,6 +16,8 @@ from parrot.cli import main
 from parrot.core.manifest import read_manifest
 
 RANKS = Path(__file__).parent / "fixtures" / "ranks"
+pytestmark = pytest.mark.processes
+
 TWO = ["--accelerate", "multi-cpu", "--num-processes", "2"]
 STEPS = ["learning_rate=1e-3", "logging_steps=1", "disable_tqdm=true"]
 #: The largest relative difference allowed between the loss curves of one process and of two

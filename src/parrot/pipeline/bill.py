@@ -127,6 +127,10 @@ class Estimator:
     def question_mean(self, cap: int | None) -> float:
         return self.profile.capped_mean(self.profile.followups, cap)
 
+    def context_question_mean(self, cap: int | None) -> float:
+        """Context-dependent follow-ups (what CaPO selects); all follow-ups where none was flagged."""
+        return self.profile.capped_mean(self.profile.context_followups or self.profile.followups, cap)
+
     def role_bill(self, step: Step, role: str, spec: str, tokens: Tokens) -> RoleBill:
         return RoleBill(spec, tokens, find_price(self.s.prices, step.name, role, spec))
 
@@ -227,7 +231,7 @@ class Estimator:
         bill.seconds = self.gen_seconds(sc.asker.spec, asker, window) + self.gen_seconds(
             sc.assistant.spec, assistant, window
         )
-        self.made[step.name] = {"sessions": sessions, "count": sc.num_sessions, "question": q}
+        self.made[step.name] = {"sessions": sessions, "count": sc.num_sessions, "question": q, "question_cap": ask_max}
         bill.notes.append(f"{mean(len(s) for s in sessions) / 2:.2f} turns/session, questions {q}, answers {a} tokens")
 
     def answer(self, step: Step, sc: Any, bill: StepBill) -> None:
@@ -298,8 +302,9 @@ class Estimator:
             if sc.max_turns_total:
                 found = min(found, sc.max_turns_total - candidates)
             candidates += found
-            # the questions of synthesized sessions are the simulator's; of real ones, real users'
-            questions.append((found, made.get("question") or self.question_mean(None)))
+            # CaPO takes the follow-ups the context detector flags: as long as real users' flagged
+            # ones, those of synthesized sessions capped at the simulator's max_tokens
+            questions.append((found, self.context_question_mean(made.get("question_cap"))))
             history += [sum(n for _, n in s) for s in sessions]
             late.append(mean(max(0, n - 1) / n for n in per if n) if per else 0)
             if sc.max_turns_total and candidates >= sc.max_turns_total:

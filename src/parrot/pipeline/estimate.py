@@ -166,6 +166,9 @@ class Profile:
     source: str
     count: int | None = None  # sessions in the whole data (the sample is its first ones)
     chars: float = 0.0  # mean characters of a sampled session's messages
+    #: the follow-ups the context detector flags (parrot.stats.context): what CaPO selects, shorter
+    #: than follow-ups at large ("why?", "and the second one?")
+    context_followups: list[int] = field(default_factory=list)
 
     def capped_mean(self, values: list[int], cap: int | None) -> float:
         if not values:
@@ -177,6 +180,7 @@ def measure(dialogues, tokenizer, source: str, limit: int) -> Profile:
     """The lengths of up to ``limit`` dialogues (texts cut at 20,000 characters, a longer one's
     tokens scaled up by its length)."""
     from parrot.core.tokens import token_lengths
+    from parrot.stats.context import is_context_dependent
 
     sessions_text: list[list[tuple[str, str]]] = []
     for d in dialogues:
@@ -198,6 +202,8 @@ def measure(dialogues, tokenizer, source: str, limit: int) -> Profile:
             p.first.append(users[0][1])
             p.first_chars.append(users[0][2])
         p.followups += [m[1] for m in users[1:]]
+        asked = [(n, text) for (role, n, _), (_, text) in zip(msgs, s) if role == "user"]
+        p.context_followups += [n for n, text in asked[1:] if is_context_dependent(text)]
         p.answers += [m[1] for m in msgs if m[0] == "assistant"]
         p.turns.append(sum(m[0] == "assistant" for m in msgs))
         p.sessions.append([(r, n) for r, n, _ in msgs])
