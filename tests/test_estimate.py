@@ -201,3 +201,43 @@ def test_capo_is_counted_on_the_follow_ups_the_context_detector_flags():
     p = measure([{"id": "a", "messages": session}], tok, "x.jsonl", limit=10)
     assert p.followups == [count_tokens(tok, asked[1]), count_tokens(tok, asked[2])]
     assert p.context_followups == [count_tokens(tok, "Why is that?")]  # "that": refers back; the list does not
+
+
+def test_a_finished_steps_output_is_measured_for_the_steps_that_read_it(tmp_path):
+    import json
+
+    from parrot.core.config import build_config
+    from parrot.pipeline import PipelineConfig
+    from parrot.pipeline.bill import Estimator
+    from parrot.pipeline.steps import stage_config
+
+    def write(name, sessions, complete=True):
+        path = tmp_path / "data" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text("".join(json.dumps({"id": f"s{i}", "messages": m}) + "\n" for i, m in enumerate(sessions)))
+        manifest = {"stage": "x", "complete": complete, "counts": {"train": len(sessions)}}
+        (tmp_path / "data" / f"{name}.manifest.json").write_text(json.dumps(manifest))
+        return path
+
+    def session(turns):
+        return [
+            m
+            for t in range(turns)
+            for m in ({"role": "user", "content": f"question {t}"}, {"role": "assistant", "content": "an answer " * 20})
+        ]
+
+    write("sharegpt.jsonl", [session(2)] * 30)  # the real data, prepared
+    cfg = build_config(PipelineConfig, overrides=[f"workdir={tmp_path}"])
+    est = Estimator(cfg, cfg.costs)
+    synth = next(s for s in cfg.graph if s.name == "synth_parrot")
+    est.step(synth)
+    out = str(tmp_path / "data" / "synth_parrot.jsonl")
+    assert est.made_by(out)["count"] == stage_config(synth, cfg).num_sessions  # not run: as estimated
+
+    made = write("synth_parrot.jsonl", [session(5)] * 3, complete=False)  # still running: not its numbers
+    assert Estimator(cfg, cfg.costs).finished(str(made)) is None
+    write("synth_parrot.jsonl", [session(5)] * 3)  # finished: 3 sessions of 5 turns, as they are
+    est = Estimator(cfg, cfg.costs)
+    est.step(synth)
+    measured = est.made_by(out)
+    assert measured["count"] == 3 and [len(s) for s in measured["sessions"]] == [10, 10, 10]

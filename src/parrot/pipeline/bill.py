@@ -54,6 +54,7 @@ class Estimator:
         self.by_output = {str(Path(output_of(st, cfg)).resolve()): st for st in cfg.graph}
         self.made: dict[str, dict] = {}  # step -> what its output holds: sessions, pairs, answers
         self._profile: Profile | None = None
+        self._finished: dict[str, dict | None] = {}  # finished outputs, measured (finished())
 
     # ------------------------------------------------------------------ shared pieces
     def count(self, text: str) -> int:
@@ -160,11 +161,38 @@ class Estimator:
         return bill
 
     def made_by(self, path: str) -> dict:
-        """What a step's output holds, as its estimate left it (real data: the profile)."""
+        """What a step's output holds: measured on the output itself when its step has finished
+        (:meth:`finished`), else as its estimate left it (real data: the profile)."""
         step = self.by_output.get(str(Path(path).resolve()))
         if step is not None and step.name in self.made:
-            return self.made[step.name]
+            made = self.made[step.name]
+            return (self.finished(path) if "sessions" in made else None) or made
         return {"sessions": self.profile.sessions, "count": self.profile.count}
+
+    def finished(self, path: str) -> dict | None:
+        """The sessions of a finished step's output (complete manifest), measured as the real data
+        is: the first ``costs.sample`` of them, and how many it holds. None before it has finished."""
+        from parrot.core.dialogue import read_dialogues
+
+        key = str(Path(path).resolve())
+        if key not in self._finished:
+            try:
+                manifest = read_manifest(path) or {}
+            except ParrotError:
+                manifest = {}
+            found = None
+            if manifest.get("complete") and Path(path).is_file():
+                try:
+                    p = measure(read_dialogues(path, on_error="skip"), self.tok, path, self.s.sample)
+                except ParrotError:  # nothing answered in it: estimated as if not run
+                    self._finished[key] = None
+                    return None
+                with open(path, "rb") as f:
+                    count = sum(1 for line in f if line.strip())
+                flagged = p.context_followups
+                found = {"sessions": p.sessions, "count": count, "context_question": flagged and mean(flagged)}
+            self._finished[key] = found
+        return self._finished[key]
 
     def synthesize(self, step: Step, sc: Any, bill: StepBill) -> None:
         from parrot.synthesize.roleswap import STOP_MARKER, load_ask_system_prompt, opening_turn
@@ -304,7 +332,9 @@ class Estimator:
             candidates += found
             # CaPO takes the follow-ups the context detector flags: as long as real users' flagged
             # ones, those of synthesized sessions capped at the simulator's max_tokens
-            questions.append((found, self.context_question_mean(made.get("question_cap"))))
+            questions.append(
+                (found, made.get("context_question") or self.context_question_mean(made.get("question_cap")))
+            )
             history += [sum(n for _, n in s) for s in sessions]
             late.append(mean(max(0, n - 1) / n for n in per if n) if per else 0)
             if sc.max_turns_total and candidates >= sc.max_turns_total:
