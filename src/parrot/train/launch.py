@@ -63,7 +63,6 @@ class Launch:
     config_file: Path
     distributed_type: str  # NO, MULTI_CPU, MULTI_GPU, FSDP, DEEPSPEED, ...
     processes: int  # in all, every machine's together
-    machines: int
     cpu: bool  # the processes train on the CPU: a MULTI_CPU config, use_cpu, or no GPU here
 
     @property
@@ -83,13 +82,14 @@ def read_launch(cfg: TrainConfig) -> Launch:
     settings = load_yaml(path)
     kind = str(settings.get("distributed_type", "NO")).upper()
     processes = cfg.num_processes or int(settings.get("num_processes") or 1)
-    cpu = kind == "MULTI_CPU" or bool(settings.get("use_cpu")) or not _has_gpu()
+    gpu = _has_gpu()
+    cpu = kind == "MULTI_CPU" or bool(settings.get("use_cpu")) or not gpu
     mpirun = bool((settings.get("mpirun_config") or {}).get("mpirun_hostfile"))
-    launch = Launch(path, kind, processes, int(settings.get("num_machines") or 1), cpu and not mpirun)
+    launch = Launch(path, kind, processes, cpu and not mpirun)
     if launch.cpu and kind in GPU_ONLY:
         raise ParrotError(
             f"{cfg.accelerate}: {kind} needs GPUs (accelerate turns it on only over GPUs), and this run is on "
-            f"the CPU{' (no GPU here)' if not _has_gpu() else ''}: use --accelerate multi-cpu"
+            f"the CPU{'' if gpu else ' (no GPU here)'}: use --accelerate multi-cpu"
         )
     return launch
 
