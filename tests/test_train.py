@@ -529,13 +529,14 @@ def test_train_ask_records_its_loss_curve_and_the_untrained_models_heldout_loss(
     # Resumed from a checkpoint, the recorded value is reused, not measured on the checkpoint's weights.
     state_file = out / "checkpoint-3" / "trainer_state.json"
     state = json.loads(state_file.read_text())
-    [entry] = [h for h in state["log_history"] if "eval_loss_base" in h]
-    entry["eval_loss_base"] = 123.0
+    [entry] = [h for h in state["log_history"] if "heldout_base" in h]
+    assert entry["heldout_base"]["mean_loss"] == base  # the per-token mean of the same pass
+    entry["heldout_base"]["mean_loss"] = 123.0
     state_file.write_text(json.dumps(state))
     assert main([*args, "max_steps=4", "resume_from_checkpoint=true", "--resume", "--force"]) == 0
     m = read_manifest(out)
     assert m["losses"]["eval_loss_base"] == 123.0 and m["losses"]["steps"] == 4
-    assert m["heldout"]["base"] == held["base"]  # the starting model's pass, reused from the checkpoint too
+    assert m["heldout"]["base"] == {**held["base"], "mean_loss": 123.0}  # the pass reused from the checkpoint
     assert [s for s, _ in m["loss_curve"]] == [1, 2, 3, 4]
 
     # --no-eval-base: one evaluation, after training

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from parrot import ParrotError
+from parrot.backends.gguf_export import DTYPES as GGUF_DTYPES
 from parrot.core.config import SettingError, coerce, opt, strip_optional
 from parrot.core.outputs import CHECKPOINT, WritesOutput
 
@@ -108,7 +109,12 @@ class TrainConfig(WritesOutput):
     gguf: bool = opt(
         False,
         "also write model.gguf (llama.cpp) beside the checkpoint, for the gguf backend "
-        "(Llama-family models; float16; with LoRA only when merged)",
+        "(Llama-family models; with LoRA only when merged)",
+    )
+    gguf_dtype: str = opt(
+        "f16",
+        "the matrices of model.gguf: f16, q8_0 (8-bit blocks: near-lossless, generation ~1.4x faster on CPU) or f32",
+        choices=list(GGUF_DTYPES),
     )
     limit: int | None = opt(None, "use at most this many input records (quick runs)", min=1)
     time_limit: float | None = opt(
@@ -152,6 +158,8 @@ class TrainConfig(WritesOutput):
             raise ParrotError("no output directory given (-o OUT)")
         if self.max_length < 16:
             raise ParrotError(f"max_length: expected at least 16 tokens, found {self.max_length}")
+        if self.gguf_dtype not in GGUF_DTYPES:
+            raise ParrotError(f"gguf_dtype: expected one of {', '.join(GGUF_DTYPES)}, found {self.gguf_dtype!r}")
         if self.gguf and self.lora and not self.merge:
             raise ParrotError(
                 "gguf: a GGUF file needs full weights; with LoRA, merge the adapter (merge=true) or drop gguf"

@@ -9,6 +9,10 @@ interval over held-out sessions:
 ``loss``
     ``{session id: mean loss per trained token}``: the session rendered as the trainer's
     evaluation renders it (role-swapped, split the same way when longer than ``max_length``).
+``mean_loss``
+    the mean loss per trained token over all of them: train-ask's ``eval_loss`` (and, for the
+    starting model, ``eval_loss_base``), so the trainer's own evaluation does not run the same
+    forward passes a second time.
 ``stops``
     ``{session id: [[stops, real], ...]}``, one pair per answered turn ``t``: does the simulator
     stop after the assistant's answer of turn ``t`` (teacher-forced: the real conversation up to
@@ -96,13 +100,14 @@ def labelled_logprobs(model, input_ids: list[int], labels: list[int]):
 
 
 def measure(model, sessions: list[HeldOutSession]) -> dict:
-    """``{"loss": {id: mean token loss}, "stops": {id: [[stops, real], ...]}}`` of ``model`` (put in
-    eval mode for the pass, then back)."""
+    """``{"loss": {id: mean token loss}, "mean_loss": over every token, "stops": {id: [[stops, real],
+    ...]}}`` of ``model`` (put in eval mode for the pass, then back)."""
     import torch
 
     training = model.training
     model.eval()
     loss, stops = {}, {}
+    total, tokens = 0.0, 0
     try:
         with torch.no_grad():
             for s in sessions:
@@ -110,21 +115,25 @@ def measure(model, sessions: list[HeldOutSession]) -> dict:
                 n = sum(len(x) for x in lps)
                 if n:
                     loss[s.id] = -float(sum(x.sum() for x in lps)) / n
+                    total, tokens = total + loss[s.id] * n, tokens + n
                 stops[s.id] = [
                     [float(labelled_logprobs(model, ids, labels).sum()) > math.log(0.5), real]
                     for ids, labels, real in s.turns
                 ]
     finally:
         model.train(training)
-    return {"loss": loss, "stops": stops}
+    return {"loss": loss, "mean_loss": total / tokens if tokens else None, "stops": stops}
 
 
 def heldout_callback(sessions: list[HeldOutSession], counts: dict, *, base: bool):
     """A trainer callback running :func:`measure` on the starting model as training begins (with
     ``base``) and on the trained model as it ends; :meth:`results` is the manifest's ``heldout``.
+    Each pass's ``mean_loss`` is logged as the trainer's ``eval_loss`` (its step in the eval
+    curve): it stands in for the trainer's evaluation of the same examples (see
+    :func:`parrot.train.trainer.train_and_save`).
 
-    The starting model's pass goes into the trainer's log history, like ``eval_loss_base``, so a
-    run resumed from a checkpoint reuses it; a checkpoint without it leaves it unknown (None)."""
+    The starting model's pass goes into the trainer's log history, so a run resumed from a
+    checkpoint reuses it; a checkpoint without it leaves it unknown (None)."""
     from transformers import TrainerCallback
 
     class HeldOutPass(TrainerCallback):
@@ -142,10 +151,18 @@ def heldout_callback(sessions: list[HeldOutSession], counts: dict, *, base: bool
                 self.base = recorded[-1]
             elif state.global_step == 0:
                 self.base = measure(model, sessions)
-                state.log_history.append({BASE_KEY: self.base, "step": 0})
+                state.log_history.append({BASE_KEY: self.base, "eval_loss": self.base["mean_loss"], "step": 0})
+                log.info("held-out loss of the untrained model: %.4f", self.base["mean_loss"])
+            else:
+                log.warning(
+                    "eval_base: the checkpoint resumed from (step %d) holds no held-out pass of the "
+                    "untrained model, and its weights are no longer the starting model's: not measured",
+                    state.global_step,
+                )
 
         def on_train_end(self, args, state, control, model=None, **kw):
             self.trained = measure(model, sessions)
+            state.log_history.append({"eval_loss": self.trained["mean_loss"], "step": state.global_step})
 
         def results(self) -> dict:
             return {"rule": STOP_RULE, "sessions": len(sessions), **counts, "trained": self.trained, "base": self.base}

@@ -58,7 +58,7 @@ def save_output(trainer, cfg: TrainConfig, tokenizer) -> str:
     Full fine-tune: the model. LoRA + merge: the adapter merged into the weights (loads like
     any checkpoint: ``hf:OUT``, vLLM). LoRA without merge: the adapter only
     (``adapter_config.json``), to load with PEFT or vLLM's LoRA support. With ``gguf``, the
-    saved checkpoint is also written as ``OUT/model.gguf`` (float16) for the ``gguf:`` backend.
+    saved checkpoint is also written as ``OUT/model.gguf`` (matrices as ``gguf_dtype``) for the ``gguf:`` backend.
 
     Everything is written into ``OUT/.saving.tmp`` and then replaces the previous model's files
     (see the module docstring). Every process takes part in ``save_model`` (collective under
@@ -102,7 +102,7 @@ def complete_save(new: Path, cfg: TrainConfig, tokenizer) -> str:
     if cfg.gguf:
         from parrot.backends.gguf_export import export_gguf
 
-        export_gguf(new, new / gguf_file(cfg).name, "f16", name=Path(cfg.output).name)
+        export_gguf(new, new / gguf_file(cfg).name, cfg.gguf_dtype, name=Path(cfg.output).name)
     return kind
 
 

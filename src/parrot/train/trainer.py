@@ -130,7 +130,8 @@ def trl_trainer(
     """TRL's ``trainer_cls`` (SFTTrainer, DPOTrainer) with the TRL config ``args``: the starting
     model, its tokenizer, the LoRA config (none: all weights train) and Parrot's callbacks (and
     ``extra_callbacks``: train-ask's held-out pass, :func:`parrot.train.heldout.heldout_callback`)."""
-    base = base_eval_callback() if eval_ds is not None and getattr(cfg, "eval_base", False) else None
+    held = any(getattr(c, "heldout_pass", False) for c in extra_callbacks)  # measures the base model itself
+    base = base_eval_callback() if eval_ds is not None and getattr(cfg, "eval_base", False) and not held else None
     trainer = trainer_cls(
         model=str(model_path),
         args=args,
@@ -270,22 +271,28 @@ def train_and_save(
     (``rewards/margins`` for DPO).
     """
     t_train0 = time.monotonic()
+    # train-ask's held-out pass (parrot.train.heldout) measures the held-out examples itself, base
+    # and trained: its mean loss per token is the eval loss, and the trainer's evaluation is not run
+    held = next((c for c in trainer.callback_handler.callbacks if getattr(c, "heldout_pass", False)), None)
     with compact_lm_head(enabled=not trainer.args.torch_compile), write_errors(cfg.output):
         result = trainer.train(resume_from_checkpoint=resume_checkpoint(trainer.args))
         t_train = time.monotonic()
-        if has_eval:
+        if has_eval and held is None:
             eval_loss = trainer.evaluate()["eval_loss"]
     losses = final_losses(trainer, result)
     for key in extra_log_keys:
         logged = [h[key] for h in trainer.state.log_history if key in h]
         if logged:
             losses[key] = logged[-1]
-    if has_eval:
+    if held is not None:
+        losses["eval_loss"] = held.trained["mean_loss"]
+        if held.base is not None:
+            losses[BASE_KEY] = held.base.get("mean_loss")  # None from a checkpoint saved before it was kept
+    elif has_eval:
         losses["eval_loss"] = eval_loss
         base = next((c for c in trainer.callback_handler.callbacks if getattr(c, "base_eval", False)), None)
         if base is not None:
             losses[BASE_KEY] = base.loss
-    held = next((c for c in trainer.callback_handler.callbacks if getattr(c, "heldout_pass", False)), None)
     curves = loss_curves(trainer.state.log_history)
     with write_errors(cfg.output):
         saved = save_output(trainer, cfg, tokenizer)
@@ -301,7 +308,11 @@ def train_and_save(
     if saved:  # the main process
         extra = {"heldout": held.results()} if held is not None else {}
         if cfg.gguf:
-            extra["gguf"] = {"path": str(gguf_file(cfg)), "dtype": "f16", "bytes": gguf_file(cfg).stat().st_size}
+            extra["gguf"] = {
+                "path": str(gguf_file(cfg)),
+                "dtype": cfg.gguf_dtype,
+                "bytes": gguf_file(cfg).stat().st_size,
+            }
         write_manifest(
             cfg,
             inputs=[model_path],
