@@ -8,7 +8,12 @@ Runs the demo pipeline (``--config demo``, the shipped config) in a fresh work d
   embedded SmolLM2 with all requests queued at once, and seconds per training step of each
   training step (these 2-core machines differ up to ~3x, so a stage time means little without them);
 - each synthesize step's generated tokens/s against the raw llama.cpp throughput of the same models
-  (the asker's and the assistant's GGUF files) for the same token volume: the loop's efficiency.
+  (the asker's and the assistant's GGUF files) for the same token volume: the loop's efficiency;
+- the thread count an in-process engine picks right after a busy step (the pipeline's own last
+  step, or, reading a finished run, every core kept busy until the 1-minute load average reaches
+  the core count): by the load average (the rule before: 1 thread, as the demo's judge once ran)
+  and by the cores at work now (:func:`parrot.backends.cpu.busy_cores`), with llama.cpp's
+  tokens/s at each, measured then: the fix as a ratio.
 
     .venv/bin/python benchmarks/demo_stages.py                    # runs the whole demo (~15 min)
     .venv/bin/python benchmarks/demo_stages.py --workdir runs/demo  # reads a finished run
@@ -18,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,14 +35,16 @@ import _common
 
 from parrot.backends import BackendConfig, load_backend
 from parrot.backends.base import SamplingParams
+from parrot.backends.cpu import busy_cores, busy_machine_threads
 from parrot.backends.spec import parse_spec
 from parrot.core.config import build_config
 from parrot.core.log import format_table, setup_logging
 
 
-def raw_tokens_per_s(spec: str, slots: int, max_tokens: int, requests: int = 24) -> float:
+def raw_tokens_per_s(spec: str, slots: int, max_tokens: int, requests: int = 24, threads: int | None = None) -> float:
     """Generated tokens/s of a GGUF model served by llama.cpp with every request queued at once."""
-    backend = load_backend(build_config(BackendConfig, {"spec": spec, "slots": slots, "timeout": 900})).start()
+    options = {"spec": spec, "slots": slots, "timeout": 900, "threads": threads}
+    backend = load_backend(build_config(BackendConfig, options)).start()
     try:
         convs = _common.conversations(requests, numbered=True)
         params = [SamplingParams(temperature=0.7, top_p=0.95, max_tokens=max_tokens, seed=i) for i in range(requests)]
@@ -43,6 +52,44 @@ def raw_tokens_per_s(spec: str, slots: int, max_tokens: int, requests: int = 24)
         return tokens / seconds
     finally:
         backend.close()
+
+
+def _spin(until: float) -> None:
+    while time.time() < until:
+        pass
+
+
+def after_a_busy_step(max_busy_s: float = 180) -> list[tuple[str, str]]:
+    """What an in-process engine starting right after a busy step picks, by the old rule and by
+    this one, and llama.cpp's speed with each. Where the load average is below the core count (a
+    finished run read back), every core (and one more process) spins until it is not."""
+    cores = os.cpu_count() or 1
+    rows = []
+    if os.getloadavg()[0] < cores:
+        t0 = time.time()
+        spinners = [multiprocessing.Process(target=_spin, args=(t0 + max_busy_s,)) for _ in range(cores + 1)]
+        for p in spinners:
+            p.start()
+        while os.getloadavg()[0] < cores and time.time() < t0 + max_busy_s:
+            time.sleep(2)
+        for p in spinners:
+            p.terminate()
+            p.join()
+        rows.append(("busy step (simulated)", f"{cores + 1} spinning processes for {time.time() - t0:.0f} s"))
+    load, now = os.getloadavg()[0], busy_cores()
+    old = 1 if cores > 1 and load >= cores else None  # the rule before issue 28: the 1-minute load average
+    new = busy_machine_threads("llama.cpp")
+    rates = {n: raw_tokens_per_s("smollm2", slots=4, max_tokens=96, threads=n) for n in {old, new}}
+    rows += [
+        ("1-minute load average", f"{load:.2f} ({cores} cores)"),
+        ("cores at work now", f"{now:.2f}" if now is not None else "unknown"),
+        ("threads by the load average (before)", str(old or cores)),
+        ("threads by the cores at work (now)", str(new or cores)),
+        ("llama.cpp tokens/s, before", f"{rates[old]:.1f}"),
+        ("llama.cpp tokens/s, now", f"{rates[new]:.1f}"),
+        ("now / before", f"{rates[new] / rates[old]:.2f}x"),
+    ]
+    return rows
 
 
 def read(path: Path) -> dict:
@@ -61,6 +108,7 @@ def main() -> int:
         t0 = time.monotonic()
         subprocess.run([str(parrot), "pipeline", "--config", args.config, f"workdir={workdir}"], check=True)
         print(f"\ndemo pipeline: {time.monotonic() - t0:.0f} s in {workdir}")
+    threads = after_a_busy_step()  # first: right after the pipeline's last step
     run = read(workdir / "pipeline.manifest.json")
     if not any(s["status"] == "done" for s in run["steps"]):
         sys.exit(f"{workdir}: its last pipeline run had every step up to date: read it right after a run that made it")
@@ -110,6 +158,7 @@ def main() -> int:
             )
         )
     print("\n" + format_table(rows, ("synthesis", "tokens", "tokens/s", "raw llama.cpp tokens/s", "ratio")))
+    print("\n" + format_table(threads, ("an engine started right after a busy step", "")))
     return 0
 
 

@@ -351,7 +351,7 @@ def writes_output(stage: Callable) -> Callable:
         out = str(Path(cfg.output).resolve())
         if os.environ.get(_HELD) == out:  # started by the run holding the lock: it applied the rule
             return stage(cfg, *args, **kwargs)
-        if not _main_process():  # a distributed worker: the main process locks and removes
+        if process_rank()[0] != 0:  # a distributed worker: the main process locks and removes
             start = begin(cfg, remove=False)
             return _up_to_date(cfg, start) if start.how == "up to date" else stage(cfg, *args, **kwargs)
         with output_lock(cfg.output):
@@ -385,9 +385,12 @@ def _up_to_date(cfg: WritesOutput, start: Start) -> Any:
     return (start.manifest or {}).get("counts", {})
 
 
-def _main_process() -> bool:
-    """False in a distributed worker other than the first (``accelerate launch``, torchrun)."""
-    return os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")) == "0"
+def process_rank() -> tuple[int, int]:
+    """This process's rank and the number of processes, as ``accelerate launch`` and torchrun set
+    them (``0, 1`` outside a distributed launch). Rank 0 is the one that removes and moves files."""
+    rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))
+    world = os.environ.get("WORLD_SIZE", os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return int(rank), int(world)
 
 
 # ---------------------------------------------------------------- the failures file

@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 from parrot import ParrotError
+from parrot.core.outputs import process_rank
 from parrot.train.config import TrainConfig
-from parrot.train.launch import process_rank
 
 log = logging.getLogger("parrot.train")
 

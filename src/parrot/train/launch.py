@@ -40,6 +40,7 @@ import yaml
 
 from parrot import ParrotError
 from parrot.core.config import to_dict
+from parrot.core.outputs import process_rank
 from parrot.core.redact import redact_text
 from parrot.core.yamlfile import load_yaml
 from parrot.train.config import TrainConfig, accelerate_config_path
@@ -272,14 +273,6 @@ def quiet_unless_main() -> None:
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
-
-
-def process_rank() -> tuple[int, int]:
-    """This process's rank and the number of processes, as ``accelerate launch`` and torchrun set
-    them (``0, 1`` outside a distributed launch). Rank 0 is the one that removes and moves files."""
-    rank = os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))
-    world = os.environ.get("WORLD_SIZE", os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return int(rank), int(world)
 
 
 if __name__ == "__main__":

@@ -32,11 +32,12 @@ from parrot.core.checkpoint import check_weights, resolve_model_path
 from parrot.core.jsonl import read_json
 from parrot.core.log import format_table
 from parrot.core.manifest import read_manifest, write_manifest
+from parrot.core.outputs import process_rank
 from parrot.core.tokens import load_tokenizer
 from parrot.train.config import TrainConfig, trusts_remote_code
 from parrot.train.cpu import compact_lm_head, device_settings
 from parrot.train.dataset import dataset_cache
-from parrot.train.launch import check_world_size, process_rank, quiet_unless_main
+from parrot.train.launch import check_world_size, quiet_unless_main
 from parrot.train.lora import lora_config
 from parrot.train.save import gguf_file, remove_leftovers, resume_checkpoint, save_output, write_errors
 
