@@ -62,6 +62,11 @@ def test_the_default_experiment_wires_every_arm_into_the_work_directory(tmp_path
     assert [getattr(selfchat, g) for g in guardrails] == [getattr(by["synth_parrot"], g) for g in guardrails]
     demo = _cfg(tmp_path, steps={"synth_parrot": {"min_turns": 3}})  # both simulators held alike
     assert stage_config(demo.step("synth_selfchat"), demo).min_turns == 3
+    # a setting of a role that names another step's role lands on the role it names
+    tuned = _cfg(tmp_path, overrides=["steps.synth_selfchat.assistant.threads=1"])
+    mine = stage_config(tuned.step("synth_selfchat"), tuned).assistant
+    assert mine.threads == 1 and mine.spec == stage_config(tuned.step("synth_parrot"), tuned).assistant.spec
+    assert stage_config(tuned.step("synth_parrot"), tuned).assistant.threads is None
     assert by["capo"].max_length == by["capo_dpo"].max_length and by["capo"].tokenizer == by["sft_parrot"].model
     assert by["capo_dpo"].model == str(tmp_path / "models/sft_parrot")
     judged = [stage_config(cfg.step(n), cfg).output for n in ("mtbenchpp_base", "mtbenchpp_capo")]

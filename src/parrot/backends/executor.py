@@ -12,8 +12,6 @@ this process either way (docs/scale-out.md says why).
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from dataclasses import dataclass
 
 from parrot.backends import Backend, BackendConfig, load_backend
@@ -41,15 +39,9 @@ class Executor:
 
     def load_backend(self, role: BackendConfig, *, models: int = 1) -> Backend:
         """The role's backend on this executor; ``models``: how many in-process models the run
-        loads (they share the cluster's GPUs or CPUs when ``replicas`` is not given).
-
-        Locally, llama.cpp servers that one run loads together (synthesize's asker and assistant)
-        share out the cores, unless the role sets ``threads``: each on every core, their threads
-        would wait on each other's at every operation (:mod:`parrot.backends.cpu`)."""
+        loads (they share the cluster's GPUs or CPUs when ``replicas`` is not given)."""
         if self.executor == "ray" and role.model_spec.in_process:
             from parrot.backends.ray_pool import RayBackend
 
             return RayBackend(role, replicas=self.replicas, models=models)
-        if models > 1 and role.model_spec.kind == "gguf" and role.threads is None:
-            role = dataclasses.replace(role, threads=max(1, (os.cpu_count() or 1) // models))
         return load_backend(role)

@@ -230,10 +230,11 @@ def _resolve(value: Any, step: Step, cfg: PipelineConfig, building: tuple[str, .
         return [_resolve(v, step, cfg, building) for v in value]
     if isinstance(value, dict):
         out = {k: _resolve(v, step, cfg, building) for k, v in value.items()}
-        if len(out) == 1 and isinstance(next(iter(out.values())), dict) and isinstance(next(iter(value.values())), str):
+        if isinstance(out.get("spec"), dict) and isinstance(value["spec"], str):
             # a model role given as a reference to another step's role ("{synth_parrot.assistant}"),
-            # which the config builder read as that role's spec: the whole role it names
-            return next(iter(out.values()))
+            # which the config builder read as that role's spec: the whole role it names, with this
+            # step's own settings of the role on top (steps.synth_selfchat.assistant.threads=2)
+            return {**out["spec"], **{k: v for k, v in out.items() if k != "spec"}}
         return out
     if not isinstance(value, str) or "{" not in value:
         return value  # the very object: YAML's bare `no` stays what it is

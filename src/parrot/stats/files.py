@@ -66,18 +66,16 @@ def table_cells(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def _auc(hl: dict) -> str:
-    """The human-likeness AUC and, when recorded, the 95% interval of the pooled out-of-fold AUC.
+    """The human-likeness AUC: where recorded, the pooled out-of-fold AUC with its 95% interval
+    (the value the interval is about, as the report shows it), else the mean over folds.
 
-    >>> _auc({"auc": 0.61, "auc_ci": {"value": 0.6, "low": 0.52, "high": 0.68}}), _auc({})
-    ('0.610 [0.520, 0.680]', 'n/a')
+    >>> _auc({"auc": 0.61, "auc_ci": {"value": 0.6, "low": 0.52, "high": 0.68}}), _auc({"auc": 0.61}), _auc({})
+    ('0.600 [0.520, 0.680]', '0.610', 'n/a')
     """
     ci = hl.get("auc_ci") or {}
-    shown = _fmt(hl.get("auc"), 3)
-    return (
-        f"{shown} [{ci['low']:.3f}, {ci['high']:.3f}]"
-        if hl.get("auc") is not None and ci.get("low") is not None
-        else shown
-    )
+    if ci.get("value") is not None and ci.get("low") is not None:
+        return f"{ci['value']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
+    return _fmt(hl.get("auc"), 3)
 
 
 def sampling_note(rows: list[dict], cfg) -> str:
