@@ -16,7 +16,7 @@ weights, ``tokenizer.json``) and writes one GGUF file with the ``gguf`` package:
 
 Matrices are written as float16 (``dtype="f16"``, the default: half the size of float32), as
 ``q8_0`` (llama.cpp's 8-bit blocks: 32 weights and one float16 scale each; near-lossless, and
-generation about 1.4x faster than float16 on a 2-core CPU, ``benchmarks/gguf_dtype.py``) or as
+generation about 1.2x faster than float16 on a 2-core CPU, ``benchmarks/gguf_dtype.py``) or as
 float32; norms always as float32. Only ``LlamaForCausalLM``
 with the default rope and a byte-level BPE tokenizer is handled (SmolLM, SmolLM2 and their
 fine-tunes); anything else is refused with a ParrotError naming what is not supported.

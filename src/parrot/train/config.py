@@ -113,7 +113,7 @@ class TrainConfig(WritesOutput):
     )
     gguf_dtype: str = opt(
         "f16",
-        "the matrices of model.gguf: f16, q8_0 (8-bit blocks: near-lossless, generation ~1.4x faster on CPU) or f32",
+        "the matrices of model.gguf: f16, q8_0 (8-bit blocks: near-lossless, generation ~1.2x faster on CPU) or f32",
         choices=list(GGUF_DTYPES),
     )
     limit: int | None = opt(None, "use at most this many input records (quick runs)", min=1)
