@@ -119,6 +119,8 @@ def test_gguf_needs_full_weights_and_a_llama(model_dir, dialogues, tmp_path):
     settings = {"data": [str(dialogues)], "output": str(tmp_path / "o"), "gguf": True}
     with pytest.raises(ParrotError, match="merge the adapter"):
         build_config(SFTTrainConfig, {**settings, "lora": True, "merge": False})
+    with pytest.raises(ParrotError, match="gguf_dtype: expected one of f16, q8_0, f32, found 'q4'"):
+        build_config(SFTTrainConfig, {**settings, "gguf_dtype": "q4"})  # from YAML too, before any training
     config = json.loads((model_dir / "config.json").read_text())
     (model_dir / "config.json").write_text(json.dumps({**config, "architectures": ["GPT2LMHeadModel"]}))
     from parrot.train.sft import train_chat

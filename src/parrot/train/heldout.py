@@ -114,8 +114,9 @@ def measure(model, sessions: list[HeldOutSession]) -> dict:
                 lps = [labelled_logprobs(model, ids, labels) for ids, labels in s.examples]
                 n = sum(len(x) for x in lps)
                 if n:
-                    loss[s.id] = -float(sum(x.sum() for x in lps)) / n
-                    total, tokens = total + loss[s.id] * n, tokens + n
+                    summed = -float(sum(x.sum() for x in lps))
+                    loss[s.id] = summed / n
+                    total, tokens = total + summed, tokens + n
                 stops[s.id] = [
                     [float(labelled_logprobs(model, ids, labels).sum()) > math.log(0.5), real]
                     for ids, labels, real in s.turns
